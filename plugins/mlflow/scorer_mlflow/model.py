@@ -1,0 +1,155 @@
+"""MlflowRuntime: serves any MLflow pyfunc model directory through the H2O contract."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scorer_core import (
+    ConfigurationError,
+    Field,
+    Frame,
+    InvalidRequest,
+    ModelError,
+    ModelSchema,
+    Outputs,
+    Runtime,
+)
+from scorer_mlflow.signature import input_fields, output_fields
+
+__all__ = ["MLMODEL_FILE", "MlflowRuntime", "prediction_columns"]
+
+MLMODEL_FILE = "MLmodel"
+PYFUNC_FLAVOR = "python_function"
+#: Phrases of MLflow's schema-enforcement errors: the input, not the model, is at fault.
+_ENFORCEMENT_MESSAGES = ("Failed to enforce schema", "Incompatible input types", "Model is missing inputs")
+
+
+def _mlmodel_file(path: Path) -> Path | None:
+    if path.is_dir():
+        candidate = path / MLMODEL_FILE
+        return candidate if candidate.is_file() else None
+    return path if path.name == MLMODEL_FILE and path.is_file() else None
+
+
+class MlflowRuntime(Runtime):
+    """Any MLflow model with a ``python_function`` flavor, loaded with ``mlflow.pyfunc.load_model``.
+
+    The input schema comes from the model's signature, which is required: it is how request cells
+    are typed. The output schema comes from the signature too, or, when it declares no outputs,
+    from scoring the model's saved input example once at load time.
+    """
+
+    name = "mlflow-scorer"
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        mlmodel = _mlmodel_file(path)
+        if mlmodel is None:
+            return False
+        try:
+            return PYFUNC_FLAVOR in mlmodel.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def load(self, path: Path) -> None:
+        import mlflow.pyfunc
+        from mlflow.models import Model
+
+        mlmodel = _mlmodel_file(path)
+        if mlmodel is None:
+            raise ConfigurationError(f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)")
+        model_dir = str(mlmodel.parent)
+        self._pyfunc = mlflow.pyfunc.load_model(model_dir)
+        metadata = self._pyfunc.metadata
+        input_schema = metadata.get_input_schema()
+        if input_schema is None:
+            raise ConfigurationError(
+                f"MLflow model at '{model_dir}' has no input signature, so request cells cannot be "
+                "typed. Save it with one: signature=mlflow.models.infer_signature(X, model.predict(X))"
+            )
+        inputs = input_fields(input_schema, model_dir)
+        self._tensor_input = input_schema.is_tensor_spec()
+        self._input_names = [f.name for f in inputs]
+        output_schema = metadata.get_output_schema()
+        if output_schema is not None:
+            outputs = output_fields(output_schema)
+        else:
+            outputs = self._outputs_from_example(Model.load(model_dir), model_dir)
+        self.schema = ModelSchema(inputs, outputs)
+        self._output_names = [f.name for f in outputs]
+        self.model_id = getattr(metadata, "model_uuid", None) or mlmodel.parent.name
+
+    def _outputs_from_example(self, metadata: Any, model_dir: str) -> list[Field]:
+        from mlflow.models.signature import infer_signature
+
+        example = metadata.load_input_example(model_dir)
+        if example is None:
+            raise ConfigurationError(
+                f"MLflow model at '{model_dir}' declares no outputs and has no input example to "
+                "learn them from. Save it with an output signature: "
+                "signature=mlflow.models.infer_signature(X, model.predict(X))"
+            )
+        return output_fields(infer_signature(example, self._pyfunc.predict(example)).outputs)
+
+    def _model_input(self, batch: Frame) -> Any:
+        if self._tensor_input:
+            return np.column_stack([batch[name] for name in self._input_names])
+        return batch.select(self._input_names).to_pandas()
+
+    def score(self, batch: Frame) -> Outputs:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            prediction = self._pyfunc.predict(self._model_input(batch))
+        except MlflowException as exc:
+            message = str(exc)
+            if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):
+                raise InvalidRequest(f"the model's MLflow signature rejected the input: {message}") from exc
+            raise
+        return prediction_columns(prediction, self._output_names, self.name)
+
+
+def prediction_columns(prediction: Any, names: list[str], runtime: str) -> dict[str, Any]:
+    """Name the columns of whatever ``predict`` returned: DataFrame, Series, ndarray, list or dict.
+
+    Columns are matched by name when the prediction has names, else by position. The row count
+    is checked by the core afterwards.
+    """
+    import pandas as pd
+
+    if isinstance(prediction, pd.DataFrame):
+        columns = [str(c) for c in prediction.columns]
+        if all(name in columns for name in names):
+            return {name: prediction[name].to_numpy() for name in names}
+        if len(columns) == len(names):
+            return {name: prediction.iloc[:, i].to_numpy() for i, name in enumerate(names)}
+        raise ModelError(
+            f"predict returned columns {columns} but the model's signature declares {names}",
+            runtime=runtime,
+        )
+    if isinstance(prediction, Mapping):
+        if all(name in prediction for name in names):
+            return {name: prediction[name] for name in names}
+        if len(prediction) == len(names):
+            return dict(zip(names, prediction.values()))
+        raise ModelError(
+            f"predict returned keys {sorted(map(str, prediction))} but the model's signature "
+            f"declares {names}",
+            runtime=runtime,
+        )
+    if isinstance(prediction, pd.Series):
+        prediction = prediction.to_numpy()
+    array = np.asarray(prediction) if not isinstance(prediction, np.ndarray) else prediction
+    if array.ndim == 2 and array.shape[1] == len(names):
+        return {name: array[:, i] for i, name in enumerate(names)}
+    if array.ndim == 1 and len(names) == 1:
+        return {names[0]: array}
+    raise ModelError(
+        f"predict returned an array of shape {array.shape}, which does not map to the "
+        f"{len(names)} output fields {names}",
+        runtime=runtime,
+    )

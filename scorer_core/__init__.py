@@ -1,0 +1,53 @@
+"""scorer_core: a pluggable model-scoring runtime, wire-compatible with H2O's MOJO REST scorer."""
+
+from __future__ import annotations
+
+from scorer_core.context import forwarded_headers, request_headers
+from scorer_core.demo import DemoModel
+from scorer_core.errors import (
+    AmbiguousRuntime,
+    ConfigurationError,
+    InvalidRequest,
+    ModelError,
+    NoRuntimeFound,
+    NotReady,
+    Overloaded,
+    PluginLoadError,
+    RowCountMismatch,
+    ScorerError,
+    UnsupportedOperation,
+)
+from scorer_core.frame import Frame
+from scorer_core.hookspecs import hookimpl
+from scorer_core.runtime import ContributionGroup, Contributions, Outputs, Runtime
+from scorer_core.schema import Capabilities, DataType, Field, ModelSchema, ShapleyType
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousRuntime",
+    "Capabilities",
+    "ConfigurationError",
+    "ContributionGroup",
+    "Contributions",
+    "DataType",
+    "DemoModel",
+    "Field",
+    "Frame",
+    "InvalidRequest",
+    "ModelError",
+    "ModelSchema",
+    "NoRuntimeFound",
+    "NotReady",
+    "Outputs",
+    "Overloaded",
+    "PluginLoadError",
+    "RowCountMismatch",
+    "Runtime",
+    "ScorerError",
+    "ShapleyType",
+    "UnsupportedOperation",
+    "forwarded_headers",
+    "hookimpl",
+    "request_headers",
+]

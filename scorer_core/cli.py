@@ -1,0 +1,175 @@
+"""The ``scorer`` command: ``serve`` a model, list ``plugins``, ``check`` a model against the contract."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from scorer_core.errors import ConfigurationError, ScorerError
+from scorer_core.plugins import Plugins, load_plugins
+from scorer_core.settings import Settings, load_settings, removed_env_var_warnings
+
+__all__ = ["main", "resolve_model"]
+
+log = logging.getLogger("scorer_core")
+_DEMO_MARKER = ".scorer-demo-path"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper() if level != "trace" else "DEBUG",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _startup_warnings(settings: Settings) -> None:
+    for message in removed_env_var_warnings():
+        log.warning(message)
+    for message in settings.header_forwarding.warnings():
+        log.warning(message)
+
+
+def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
+    """Build (once) and return the demo model named by ``SCORER_DEMO_MODEL``, with its runtime."""
+    demos = plugins.demo_models()
+    demo = demos.get(settings.demo_model)
+    if demo is None:
+        available = ", ".join(sorted(demos)) or "none (install scorer-mlflow for the iris demo)"
+        raise ConfigurationError(
+            f"No model path given and no demo model named '{settings.demo_model}'; "
+            f"available demo models: {available}. Pass a model path or set MODEL_PATH"
+        )
+    target = settings.demo_dir / demo.name
+    marker = target / _DEMO_MARKER
+    if not marker.is_file():
+        log.info("Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{demo.name}-", dir=target.parent))
+        try:
+            built = demo.build(staging)
+            relative = built.relative_to(staging)
+            (staging / _DEMO_MARKER).write_text(str(relative))
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / marker.read_text().strip(), demo.runtime
+
+
+def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
+    """The model path to serve and the runtime to load it with; errors say how to fix them."""
+    if settings.model_path is None:
+        path, runtime_name = build_demo(settings, plugins)
+        return path, settings.runtime or runtime_name
+    path = settings.model_path.expanduser()
+    if not path.exists():
+        raise ConfigurationError(f"Model path '{path}' does not exist")
+    if not os.access(path, os.R_OK):
+        raise ConfigurationError(f"Model path '{path}' is not readable by this user")
+    return path, plugins.select_runtime(path, settings.runtime).name
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from scorer_core.app import ModelHost, create_app
+    from scorer_core.model import load_model
+
+    settings = load_settings(model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port)
+    _configure_logging(settings.log_level)
+    _startup_warnings(settings)
+    plugins = load_plugins(settings)
+    path, runtime_name = resolve_model(settings, plugins)
+    runtime_cls = plugins.select_runtime(path, runtime_name)
+    log.info("Serving '%s' with runtime '%s' on http://%s:%d", path, runtime_cls.name, settings.host, settings.port)
+
+    host = ModelHost(lambda: load_model(runtime_cls, path, settings))
+
+    def stop_on_load_failure() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app = create_app(settings, host, on_load_failure=stop_on_load_failure)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.log_level in ("debug", "trace"),
+        timeout_graceful_shutdown=30,
+    )
+    if host.error is not None:
+        print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    plugins = load_plugins(settings)
+    print(json.dumps([info.to_json() for info in plugins.describe()], indent=2))
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        import pytest
+    except ImportError:
+        raise ConfigurationError(
+            "scorer check needs pytest: install it with: pip install 'scorer-core[conformance]'"
+        ) from None
+    target = ["--scorer-url", args.url] if args.url else ["--scorer-model", str(args.model_path)]
+    if args.runtime:
+        target += ["--scorer-runtime", args.runtime]
+    if not args.url and not Path(args.model_path).exists():
+        raise ConfigurationError(f"Model path '{args.model_path}' does not exist")
+    argv = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q", *target, *args.pytest_args]
+    return int(pytest.main(argv))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scorer", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")
+    serve.add_argument("model_path", nargs="?", type=Path, help="model file or directory (default: MODEL_PATH, else the demo model)")
+    serve.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
+    serve.add_argument("--host", help="interface to listen on (default 127.0.0.1, SCORER_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080, SCORER_PORT)")
+    serve.set_defaults(func=_serve)
+
+    plugins = commands.add_parser("plugins", help="list installed plugins and their runtimes as JSON")
+    plugins.set_defaults(func=_plugins)
+
+    check = commands.add_parser("check", help="run the conformance suite against a model or a server")
+    check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
+    check.add_argument("--url", help="check an already running server at this base URL instead")
+    check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
+    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "check" and not (args.model_path or args.url):
+        parser.error("check needs a MODEL_PATH or --url")
+    if getattr(args, "pytest_args", None) and args.pytest_args[:1] == ["--"]:
+        args.pytest_args = args.pytest_args[1:]
+    try:
+        return int(args.func(args))
+    except ScorerError as exc:
+        print(f"scorer: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

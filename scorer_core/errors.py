@@ -1,0 +1,131 @@
+"""Exceptions raised by scorer_core and its plugins.
+
+Exception tree::
+
+    ScorerError                 base; carries the HTTP status a request failing with it gets
+    ├── InvalidRequest          400: the caller's mistake (which field, which row)
+    ├── ModelError              500: the model failed; names the runtime
+    │   └── RowCountMismatch    500: the model returned another number of rows than it was sent
+    ├── UnsupportedOperation    501: the model cannot do this (contributions, media scoring)
+    ├── NotReady                503: the model is still loading
+    ├── Overloaded              503: too many requests in flight; carries Retry-After
+    └── ConfigurationError      start-up: a setting, a model path or a plugin is wrong
+        ├── PluginLoadError     a plugin failed to import or register; names the plugin
+        ├── NoRuntimeFound      no installed runtime claims the model path
+        └── AmbiguousRuntime    more than one runtime claims the model path
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousRuntime",
+    "ConfigurationError",
+    "InvalidRequest",
+    "ModelError",
+    "NoRuntimeFound",
+    "NotReady",
+    "Overloaded",
+    "PluginLoadError",
+    "RowCountMismatch",
+    "ScorerError",
+    "UnsupportedOperation",
+]
+
+
+class ScorerError(Exception):
+    """Base class: every error the runtime turns into an HTTP response or a start-up message."""
+
+    status_code: int = 500
+    #: Prefix H2O's Java scorer puts in front of the message in the response body.
+    detail_prefix: str = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    @property
+    def detail(self) -> str:
+        """The response body's ``detail``: what H2O's clients log when a request fails."""
+        return f"{self.detail_prefix}{self.message}"
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class InvalidRequest(ScorerError):
+    """The request is malformed or does not fit the model's schema."""
+
+    status_code = 400
+    detail_prefix = "Invalid scoring request due to: "
+
+
+class ModelError(ScorerError):
+    """The model raised, or returned something the runtime cannot use."""
+
+    status_code = 500
+    detail_prefix = "Failed scoring request due to: "
+
+    def __init__(self, message: str, *, runtime: str) -> None:
+        super().__init__(message)
+        self.runtime = runtime
+
+
+class RowCountMismatch(ModelError):
+    """The model returned another number of rows than the request sent; never passed on silently."""
+
+    def __init__(self, *, runtime: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"Runtime '{runtime}' returned {actual} rows for a request of {expected} rows",
+            runtime=runtime,
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class UnsupportedOperation(ScorerError):
+    """The loaded model does not support the requested operation."""
+
+    status_code = 501
+
+
+class NotReady(ScorerError):
+    """The model has not finished loading."""
+
+    status_code = 503
+
+
+class Overloaded(ScorerError):
+    """Too many requests are in flight; the client should retry after ``retry_after`` seconds."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(ScorerError):
+    """Start-up cannot continue: a setting, the model path or a plugin is wrong."""
+
+
+class PluginLoadError(ConfigurationError):
+    """A plugin could not be imported or registered."""
+
+    def __init__(self, message: str, *, plugin: str) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+
+
+class NoRuntimeFound(ConfigurationError):
+    """No installed runtime says it can load the model path."""
+
+
+class AmbiguousRuntime(ConfigurationError):
+    """Several installed runtimes say they can load the model path."""
+
+    def __init__(self, message: str, *, candidates: list[str]) -> None:
+        super().__init__(message)
+        self.candidates = candidates

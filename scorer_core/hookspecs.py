@@ -1,0 +1,45 @@
+"""Every hook a scorer_core plugin can implement, each with its contract.
+
+Plugins write ``from scorer_core import hookimpl`` and register their module under the
+entry-point group ``scorer_core.plugins``. Hooks are always called with keyword arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pluggy import HookimplMarker, HookspecMarker
+
+if TYPE_CHECKING:
+    from scorer_core.demo import DemoModel
+    from scorer_core.runtime import Runtime
+
+__all__ = ["hookimpl", "hookspec", "scorer_register_demo_models", "scorer_register_runtimes"]
+
+hookspec = HookspecMarker("scorer_core")
+hookimpl = HookimplMarker("scorer_core")
+
+
+@hookspec
+def scorer_register_runtimes() -> list[type[Runtime]]:
+    """Return the ``Runtime`` classes this plugin provides.
+
+    Called once when the plugin manager starts. Every runtime's ``name`` must be unique across
+    installed plugins. Results of all plugins are collected.
+
+    :returns: a list of ``Runtime`` subclasses (may be empty).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def scorer_register_demo_models() -> list[DemoModel]:
+    """Return demo models this plugin can build, for ``scorer serve`` with no model path.
+
+    Called when a demo model is needed. A demo model is built locally from data shipped inside an
+    installed package, never downloaded. Results of all plugins are collected; the core serves
+    the one named by ``SCORER_DEMO_MODEL`` (default ``iris``).
+
+    :returns: a list of ``DemoModel`` (may be empty).
+    """
+    raise NotImplementedError

@@ -1,0 +1,66 @@
+"""Shaping model results into the H2O wire format: ScoreResponse and ContributionResponse bodies."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from scorer_core.columns import format_column
+from scorer_core.runtime import Contributions
+from scorer_core.scoring import ScoringResult
+from scorer_core.validation import PreparedRequest
+
+__all__ = ["contribution_body", "score_body"]
+
+
+def score_body(model_id: str, request: PreparedRequest, result: ScoringResult) -> dict[str, Any]:
+    """The ScoreResponse: copied input fields, then a generated id, then the model's outputs.
+
+    Members that would be null are left out, as H2O's Java scorer does.
+    """
+    n = request.frame.num_rows
+    outputs = result.outputs or {}
+    columns: list[list[str]] = [
+        [_cell(row[i]) for row in request.rows] for i in request.copied_positions
+    ]
+    names = list(request.copied_fields)
+    if request.generated_id is not None:
+        names.append(request.generated_id)
+        columns.append([str(uuid.uuid4()) for _ in range(n)])
+    names.extend(outputs)
+    columns.extend(format_column(column) for column in outputs.values())
+    body: dict[str, Any] = {"id": model_id}
+    if request.field_names_in_output:
+        body["fields"] = names
+    body["score"] = [list(row) for row in zip(*columns)] if n and columns else [[] for _ in range(n)]
+    if result.contributions is not None:
+        body["featureShapleyContributions"] = contribution_body(result.contributions)
+    if result.intervals is not None:
+        body["predictionIntervals"] = {
+            "fields": list(result.intervals),
+            "rows": [list(row) for row in zip(*map(format_column, result.intervals.values()))],
+        }
+    return body
+
+
+def contribution_body(contributions: Contributions) -> dict[str, Any]:
+    """The ContributionResponse: feature names and one group per output (per class if multiclass)."""
+    groups = []
+    for group in contributions.groups:
+        wire: dict[str, Any] = {}
+        if group.output_group is not None:
+            wire["outputGroup"] = group.output_group
+        values = group.values
+        width = values.shape[1] if values.ndim == 2 else 0
+        flat = format_column(values.ravel()) if values.size else []
+        wire["contributions"] = (
+            [flat[i : i + width] for i in range(0, len(flat), width)]
+            if width
+            else [[] for _ in range(len(values))]
+        )
+        groups.append(wire)
+    return {"features": list(contributions.features), "contributionGroups": groups}
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else format_column([value])[0]

@@ -1,0 +1,162 @@
+"""Runtime configuration: one documented field per environment variable, validated at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from scorer_core.errors import ConfigurationError
+from scorer_core.headers import HeaderForwarding
+from scorer_core.shapley import SHAPLEY_CHOICES
+
+__all__ = ["REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
+
+log = logging.getLogger(__name__)
+
+#: Variables H2O's runtimes 1.x read and 2.0 removed, with what replaces each.
+REMOVED_ENV_VARS = {
+    "H2O_SCORER_WORKERS": "use SCORING_CONCURRENCY and BATCH_WORKERS instead",
+    "H2O_SCORER_AUTHORIZATION_HEADER": (
+        "use H2O_SCORER_FORWARD_HEADERS instead (e.g. H2O_SCORER_FORWARD_HEADERS=Authorization)"
+    ),
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field's aliases are the environment variables read."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+        validate_default=True,
+        case_sensitive=True,
+    )
+
+    model_path: Path | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
+    """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it."""
+
+    runtime: str | None = Field(None, validation_alias=_env("SCORER_RUNTIME"))
+    """Runtime to load the model with (e.g. ``mlflow-scorer``); detected from the path when unset."""
+
+    host: str = Field("127.0.0.1", validation_alias=_env("SCORER_HOST"))
+    """Interface to listen on. Set ``0.0.0.0`` in a container."""
+
+    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("SCORER_PORT"))
+    """TCP port to listen on (H2O's scorers use 8080)."""
+
+    model_id: str | None = Field(None, validation_alias=_env("MODEL_ID"))
+    """Overrides the id ``/model/id`` and every response's ``id`` report."""
+
+    forward_headers: str = Field(
+        "", validation_alias=_env("H2O_SCORER_FORWARD_HEADERS")
+    )
+    """Comma-separated HTTP header names passed to model code through ``request_headers``.
+    Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""
+
+    scoring_concurrency: int = Field(
+        4, ge=1, validation_alias=_env("SCORING_CONCURRENCY")
+    )
+    """Model calls that may run at the same time."""
+
+    batch_workers: int = Field(0, ge=0, validation_alias=_env("BATCH_WORKERS"))
+    """Worker processes that run the model; 0 runs it in the server process."""
+
+    shapley_enable: str | None = Field(None, validation_alias=_env("SHAPLEY_ENABLE"))
+    """``true`` enables every Shapley contribution type the model supports."""
+
+    shapley_types_enabled: str | None = Field(
+        None, validation_alias=_env("SHAPLEY_TYPES_ENABLED")
+    )
+    """One of ALL, ORIGINAL, TRANSFORMED, NONE: the Shapley types enabled when SHAPLEY_ENABLE is not true."""
+
+    log_level: str = Field("info", validation_alias=_env("SCORER_LOG_LEVEL"))
+    """Log level: debug, info, warning, error."""
+
+    disable_plugins: str = Field("", validation_alias=_env("SCORER_DISABLE_PLUGINS"))
+    """Comma-separated plugin names (entry-point names, e.g. ``dai_mojo``) not to load."""
+
+    load_plugins: str = Field("", validation_alias=_env("SCORER_LOAD_PLUGINS"))
+    """Comma-separated plugin names to load; when set, no other installed plugin is loaded."""
+
+    extra_plugins: str = Field("", validation_alias=_env("SCORER_EXTRA_PLUGINS"))
+    """Comma-separated importable module names registered as plugins without an entry point
+    (for developing a plugin before packaging it)."""
+
+    trace_plugins: bool = Field(False, validation_alias=_env("SCORER_TRACE_PLUGINS"))
+    """``1`` logs every hook call with its arguments and results."""
+
+    demo_model: str = Field("iris", validation_alias=_env("SCORER_DEMO_MODEL"))
+    """Demo model served when no model path is given."""
+
+    demo_dir: Path = Field(
+        Path.home() / ".cache" / "scorer-core" / "demo",
+        validation_alias=_env("SCORER_DEMO_DIR"),
+    )
+    """Where demo models are built (once) and cached."""
+
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias=_env("SCORER_MAX_REQUEST_BYTES")
+    )
+    """Largest request body accepted; larger ones get 413."""
+
+    @field_validator("shapley_types_enabled")
+    @classmethod
+    def _known_shapley_type(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() and value.strip() not in SHAPLEY_CHOICES:
+            raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+        return value.lower()
+
+    @property
+    def header_forwarding(self) -> HeaderForwarding:
+        return HeaderForwarding.parse(self.forward_headers)
+
+
+def _env_names(field_name: str) -> str:
+    alias = Settings.model_fields[field_name].validation_alias
+    names = [c for c in getattr(alias, "choices", []) if isinstance(c, str)]
+    return " / ".join(names) or field_name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with command-line ``overrides`` (``None`` values ignored).
+
+    Raises ``ConfigurationError`` naming the variable and the bad value.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            names = _env_names(field) if field in Settings.model_fields else field
+            problems.append(f"{names}={error.get('input')!r}: {error['msg']}")
+        raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from None
+
+
+def removed_env_var_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per removed H2O variable that is set, naming its replacement."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} is set but no longer used (removed in H2O scoring runtimes 2.0); {hint}"
+        for name, hint in REMOVED_ENV_VARS.items()
+        if name in env
+    ]

@@ -125,7 +125,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise _TooLarge(limit)
     if not body:
-        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
+        raise InvalidRequest(
+            "the request body is empty; send a JSON object with 'fields' and 'rows'"
+        )
     return body
 
 
@@ -133,11 +135,16 @@ class _TooLarge(InvalidRequest):
     status_code = 413
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
+        super().__init__(
+            f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)"
+        )
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Invalid request; the detail names the field or row"},
+    400: {
+        "model": ErrorResponse,
+        "description": "Invalid request; the detail names the field or row",
+    },
     500: {"model": ErrorResponse, "description": "The model failed"},
     503: {"model": ErrorResponse, "description": "Loading or overloaded; retry"},
 }
@@ -148,7 +155,9 @@ def _body_schema(name: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": ref}}}}
 
 
-def create_app(settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None
+) -> FastAPI:
     """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up."""
     state: dict[str, Any] = {}
 
@@ -232,7 +241,9 @@ def create_app(settings: Settings, host: ModelHost, *, on_load_failure: Callable
     async def sample_request() -> Response:
         """A request that passes validation: every input field and one row of example values."""
         inputs = host.model.schema.inputs
-        return _json({"fields": [f.name for f in inputs], "rows": [[f.data_type.example for f in inputs]]})
+        return _json(
+            {"fields": [f.name for f in inputs], "rows": [[f.data_type.example for f in inputs]]}
+        )
 
     @app.get("/model/capabilities", response_model=list[str], tags=["metadata"])
     async def capabilities() -> Response:

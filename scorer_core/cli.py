@@ -10,20 +10,21 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from scorer_core.errors import ConfigurationError, ScorerError
 from scorer_core.plugins import Plugins, load_plugins
+from scorer_core.runtime import Runtime
 from scorer_core.settings import Settings, load_settings, removed_env_var_warnings
 
-__all__ = ["main", "resolve_model"]
+__all__ = ["configure_logging", "main", "resolve_model", "serve"]
 
 log = logging.getLogger("scorer_core")
 _DEMO_MARKER = ".scorer-demo-path"
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper() if level != "trace" else "DEBUG",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -50,7 +51,9 @@ def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     target = settings.demo_dir / demo.name
     marker = target / _DEMO_MARKER
     if not marker.is_file():
-        log.info("Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description)
+        log.info(
+            "Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{demo.name}-", dir=target.parent))
         try:
@@ -77,19 +80,33 @@ def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     return path, plugins.select_runtime(path, settings.runtime).name
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve(
+    settings: Settings,
+    *,
+    wrap_runtime: Callable[[type[Runtime]], type[Runtime]] | None = None,
+) -> int:
+    """Serve the configured model until SIGTERM/SIGINT; 1 if the model failed to load.
+
+    ``wrap_runtime`` lets tools (the conformance suite) subclass the selected runtime.
+    """
     import uvicorn
 
     from scorer_core.app import ModelHost, create_app
     from scorer_core.model import load_model
 
-    settings = load_settings(model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port)
-    _configure_logging(settings.log_level)
     _startup_warnings(settings)
     plugins = load_plugins(settings)
     path, runtime_name = resolve_model(settings, plugins)
     runtime_cls = plugins.select_runtime(path, runtime_name)
-    log.info("Serving '%s' with runtime '%s' on http://%s:%d", path, runtime_cls.name, settings.host, settings.port)
+    if wrap_runtime is not None:
+        runtime_cls = wrap_runtime(runtime_cls)
+    log.info(
+        "Serving '%s' with runtime '%s' on http://%s:%d",
+        path,
+        runtime_cls.name,
+        settings.host,
+        settings.port,
+    )
 
     host = ModelHost(lambda: load_model(runtime_cls, path, settings))
 
@@ -111,6 +128,14 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    settings = load_settings(
+        model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port
+    )
+    configure_logging(settings.log_level)
+    return serve(settings)
+
+
 def _plugins(args: argparse.Namespace) -> int:
     settings = load_settings()
     plugins = load_plugins(settings)
@@ -130,29 +155,61 @@ def _check(args: argparse.Namespace) -> int:
         target += ["--scorer-runtime", args.runtime]
     if not args.url and not Path(args.model_path).exists():
         raise ConfigurationError(f"Model path '{args.model_path}' does not exist")
-    argv = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "-q", *target, *args.pytest_args]
-    return int(pytest.main(argv))
+    import conformance
+
+    # Run in the suite's own directory with an empty config, so the caller's pytest settings
+    # (and rootdir guessing from the model path) cannot change what the suite checks.
+    suite_dir = Path(conformance.__file__).parent / "suite"
+    with tempfile.TemporaryDirectory(prefix="scorer-check-") as tmp:
+        ini = Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\n")
+        argv = [
+            str(suite_dir),
+            "-c",
+            str(ini),
+            "--rootdir",
+            str(suite_dir),
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *target,
+            *args.pytest_args,
+        ]
+        return int(pytest.main(argv))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")
-    serve.add_argument("model_path", nargs="?", type=Path, help="model file or directory (default: MODEL_PATH, else the demo model)")
+    serve = commands.add_parser(
+        "serve", help="serve a model over HTTP (the bundled demo if no path)"
+    )
+    serve.add_argument(
+        "model_path",
+        nargs="?",
+        type=Path,
+        help="model file or directory (default: MODEL_PATH, else the demo model)",
+    )
     serve.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1, SCORER_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080, SCORER_PORT)")
     serve.set_defaults(func=_serve)
 
-    plugins = commands.add_parser("plugins", help="list installed plugins and their runtimes as JSON")
+    plugins = commands.add_parser(
+        "plugins", help="list installed plugins and their runtimes as JSON"
+    )
     plugins.set_defaults(func=_plugins)
 
-    check = commands.add_parser("check", help="run the conformance suite against a model or a server")
+    check = commands.add_parser(
+        "check", help="run the conformance suite against a model or a server"
+    )
     check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
     check.add_argument("--url", help="check an already running server at this base URL instead")
     check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
-    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    check.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --"
+    )
     check.set_defaults(func=_check)
     return parser
 

@@ -226,7 +226,10 @@ def _to_time(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.
             parsed = dt.datetime.fromisoformat(str(value).strip())
         except ValueError:
             raise _fail(
-                row, spec, value, "Time64 (expected ISO 8601, e.g. 2018-01-01 or 2018-01-01T12:30:00)"
+                row,
+                spec,
+                value,
+                "Time64 (expected ISO 8601, e.g. 2018-01-01 or 2018-01-01T12:30:00)",
             ) from None
         if parsed.tzinfo is not None:
             parsed = parsed.astimezone(dt.timezone.utc).replace(tzinfo=None)

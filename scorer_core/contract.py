@@ -93,7 +93,9 @@ class PredictionIntervalWire(BaseModel):
 
 class ScoreResponse(BaseModel):
     id: str
-    fields: list[str] | None = Field(None, description="Absent when `noFieldNamesInOutput` is true.")
+    fields: list[str] | None = Field(
+        None, description="Absent when `noFieldNamesInOutput` is true."
+    )
     score: list[list[str]]
     featureShapleyContributions: ContributionResponse | None = None
     predictionIntervals: PredictionIntervalWire | None = None

@@ -32,7 +32,9 @@ def score_body(model_id: str, request: PreparedRequest, result: ScoringResult) -
     body: dict[str, Any] = {"id": model_id}
     if request.field_names_in_output:
         body["fields"] = names
-    body["score"] = [list(row) for row in zip(*columns)] if n and columns else [[] for _ in range(n)]
+    body["score"] = (
+        [list(row) for row in zip(*columns)] if n and columns else [[] for _ in range(n)]
+    )
     if result.contributions is not None:
         body["featureShapleyContributions"] = contribution_body(result.contributions)
     if result.intervals is not None:

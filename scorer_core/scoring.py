@@ -98,7 +98,9 @@ def _checked_contributions(runtime: str, contributions: Contributions, n: int) -
     return Contributions(list(contributions.features), groups)
 
 
-def run_tasks(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+def run_tasks(
+    model: ServedModel, tasks: Sequence[ScoringTask]
+) -> list[ScoringResult | ScorerError]:
     """Score a list of tasks; each gets its result or its own error, never a neighbour's."""
     results: list[ScoringResult | ScorerError] = []
     for task in tasks:

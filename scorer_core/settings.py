@@ -58,15 +58,11 @@ class Settings(BaseSettings):
     model_id: str | None = Field(None, validation_alias=_env("MODEL_ID"))
     """Overrides the id ``/model/id`` and every response's ``id`` report."""
 
-    forward_headers: str = Field(
-        "", validation_alias=_env("H2O_SCORER_FORWARD_HEADERS")
-    )
+    forward_headers: str = Field("", validation_alias=_env("H2O_SCORER_FORWARD_HEADERS"))
     """Comma-separated HTTP header names passed to model code through ``request_headers``.
     Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""
 
-    scoring_concurrency: int = Field(
-        4, ge=1, validation_alias=_env("SCORING_CONCURRENCY")
-    )
+    scoring_concurrency: int = Field(4, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
     """Model calls that may run at the same time."""
 
     batch_workers: int = Field(0, ge=0, validation_alias=_env("BATCH_WORKERS"))
@@ -75,9 +71,7 @@ class Settings(BaseSettings):
     shapley_enable: str | None = Field(None, validation_alias=_env("SHAPLEY_ENABLE"))
     """``true`` enables every Shapley contribution type the model supports."""
 
-    shapley_types_enabled: str | None = Field(
-        None, validation_alias=_env("SHAPLEY_TYPES_ENABLED")
-    )
+    shapley_types_enabled: str | None = Field(None, validation_alias=_env("SHAPLEY_TYPES_ENABLED"))
     """One of ALL, ORIGINAL, TRANSFORMED, NONE: the Shapley types enabled when SHAPLEY_ENABLE is not true."""
 
     log_level: str = Field("info", validation_alias=_env("SCORER_LOG_LEVEL"))

@@ -50,7 +50,9 @@ class ShapleyPolicy:
     def ordered(self) -> list[ShapleyType]:
         return [t for t in (ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED) if t in self.enabled]
 
-    def check(self, requested: ShapleyType, supported: Sequence[ShapleyType] | frozenset[ShapleyType]) -> None:
+    def check(
+        self, requested: ShapleyType, supported: Sequence[ShapleyType] | frozenset[ShapleyType]
+    ) -> None:
         """Raise unless ``requested`` contributions can be computed for this model."""
         if requested is ShapleyType.NONE:
             return

@@ -32,7 +32,9 @@ class PreparedRequest:
     field_names_in_output: bool
 
 
-def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: Sequence[Field]) -> None:
+def _check_fields(
+    fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: Sequence[Field]
+) -> None:
     seen: set[str] = set()
     duplicates = sorted({f for f in fields if f in seen or seen.add(f)})  # type: ignore[func-returns-value]
     if duplicates:

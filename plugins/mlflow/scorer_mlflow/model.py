@@ -25,7 +25,11 @@ __all__ = ["MLMODEL_FILE", "MlflowRuntime", "prediction_columns"]
 MLMODEL_FILE = "MLmodel"
 PYFUNC_FLAVOR = "python_function"
 #: Phrases of MLflow's schema-enforcement errors: the input, not the model, is at fault.
-_ENFORCEMENT_MESSAGES = ("Failed to enforce schema", "Incompatible input types", "Model is missing inputs")
+_ENFORCEMENT_MESSAGES = (
+    "Failed to enforce schema",
+    "Incompatible input types",
+    "Model is missing inputs",
+)
 
 
 def _mlmodel_file(path: Path) -> Path | None:
@@ -61,7 +65,9 @@ class MlflowRuntime(Runtime):
 
         mlmodel = _mlmodel_file(path)
         if mlmodel is None:
-            raise ConfigurationError(f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)")
+            raise ConfigurationError(
+                f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)"
+            )
         model_dir = str(mlmodel.parent)
         self._pyfunc = mlflow.pyfunc.load_model(model_dir)
         metadata = self._pyfunc.metadata
@@ -108,7 +114,9 @@ class MlflowRuntime(Runtime):
         except MlflowException as exc:
             message = str(exc)
             if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):
-                raise InvalidRequest(f"the model's MLflow signature rejected the input: {message}") from exc
+                raise InvalidRequest(
+                    f"the model's MLflow signature rejected the input: {message}"
+                ) from exc
             raise
         return prediction_columns(prediction, self._output_names, self.name)
 

@@ -88,6 +88,9 @@ def output_fields(schema: Schema) -> list[Field]:
     if len(specs) == 1 and specs[0].name is None:
         return [Field(PREDICTION_FIELD, _col_type(specs[0], "The output column"))]
     return [
-        Field(spec.name if spec.name is not None else f"{PREDICTION_FIELD}.{i}", _col_type(spec, "An output column"))
+        Field(
+            spec.name if spec.name is not None else f"{PREDICTION_FIELD}.{i}",
+            _col_type(spec, "An output column"),
+        )
         for i, spec in enumerate(specs)
     ]

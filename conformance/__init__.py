@@ -1,0 +1,41 @@
+"""Conformance suite for scorer_core runtimes: prove a runtime honours the H2O scoring contract.
+
+In a plugin's tests::
+
+    import pytest
+    import conformance
+
+    class TestMyRuntime(conformance.RuntimeSuite):
+        @pytest.fixture(scope="class")
+        def scorer_target(self, my_model_path):
+            with conformance.start_server(my_model_path, runtime="my-scorer") as target:
+                yield target
+
+Or from a shell: ``scorer check MODEL_PATH`` (or ``scorer check --url http://host:port``).
+"""
+
+from __future__ import annotations
+
+from conformance.checks import (
+    CapabilityChecks,
+    ContractChecks,
+    ErrorChecks,
+    FieldChecks,
+    HeaderChecks,
+    RowCountChecks,
+    RuntimeSuite,
+)
+from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server
+
+__all__ = [
+    "CONFORMANCE_FORWARD_HEADERS",
+    "CapabilityChecks",
+    "ContractChecks",
+    "ErrorChecks",
+    "FieldChecks",
+    "HeaderChecks",
+    "RowCountChecks",
+    "RuntimeSuite",
+    "ScorerTarget",
+    "start_server",
+]

@@ -1,0 +1,67 @@
+"""``python -m conformance._server MODEL``: the real server, with model calls' headers recorded.
+
+The selected runtime is subclassed so that each model call appends what ``request_headers``
+holds at that moment to the file named by ``SCORER_CONFORMANCE_HEADER_LOG``. Everything else is
+the production server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from scorer_core.cli import configure_logging, serve
+from scorer_core.context import request_headers
+from scorer_core.runtime import Runtime
+from scorer_core.settings import load_settings
+
+_lock = threading.Lock()
+
+
+def _record(log_path: str, operation: str, rows: int) -> None:
+    entry = {"operation": operation, "rows": rows, "headers": dict(request_headers.get())}
+    with _lock, open(log_path, "a") as log:
+        log.write(json.dumps(entry) + "\n")
+
+
+def recording(log_path: str) -> Any:
+    def wrap(runtime_cls: type[Runtime]) -> type[Runtime]:
+        class Recording(runtime_cls):  # type: ignore[valid-type,misc]
+            def score(self, batch: Any) -> Any:
+                _record(log_path, "score", batch.num_rows)
+                return super().score(batch)
+
+            def score_with_intervals(self, batch: Any) -> Any:
+                _record(log_path, "score_with_intervals", batch.num_rows)
+                return super().score_with_intervals(batch)
+
+            def contributions(self, batch: Any, shapley_type: Any) -> Any:
+                _record(log_path, "contributions", batch.num_rows)
+                return super().contributions(batch, shapley_type)
+
+        Recording.__name__ = f"Recording{runtime_cls.__name__}"
+        return Recording
+
+    return wrap
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m conformance._server")
+    parser.add_argument("model_path", type=Path)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--runtime")
+    args = parser.parse_args()
+    settings = load_settings(
+        model_path=args.model_path, runtime=args.runtime, host="127.0.0.1", port=args.port
+    )
+    configure_logging(settings.log_level)
+    return serve(settings, wrap_runtime=recording(os.environ["SCORER_CONFORMANCE_HEADER_LOG"]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

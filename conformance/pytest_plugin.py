@@ -1,0 +1,75 @@
+"""pytest11 plugin: ``--scorer-model PATH`` / ``--scorer-url URL`` and the ``scorer_target`` fixture.
+
+Installed with scorer-core, it stays inert (adds options, nothing else) until a run asks for it:
+``pytest --pyargs conformance.suite --scorer-model MODEL`` or ``scorer check MODEL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from conformance.target import ScorerTarget, start_server
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("scorer-conformance", "scorer_core conformance suite")
+    group.addoption(
+        "--scorer-model", metavar="PATH", help="start a scorer serving this model and check it"
+    )
+    group.addoption(
+        "--scorer-runtime", metavar="NAME", help="runtime for --scorer-model (default: detected)"
+    )
+    group.addoption(
+        "--scorer-url", metavar="URL", help="check an already running scorer at this base URL"
+    )
+
+
+@pytest.fixture(scope="session")
+def scorer_target(request: pytest.FixtureRequest) -> Iterator[ScorerTarget]:
+    """The server under test, from ``--scorer-url`` or started from ``--scorer-model``."""
+    url = request.config.getoption("--scorer-url")
+    model = request.config.getoption("--scorer-model")
+    if url:
+        yield ScorerTarget(url)
+    elif model:
+        with start_server(model, runtime=request.config.getoption("--scorer-runtime")) as target:
+            yield target
+    else:
+        pytest.skip("no conformance target: pass --scorer-model PATH or --scorer-url URL")
+
+
+def _get_json(target: ScorerTarget, path: str) -> Any:
+    reply = target.get(path)
+    assert reply.status == 200, f"{path}: {reply}"
+    return reply.json()
+
+
+@pytest.fixture(scope="class")
+def scorer_schema(scorer_target: ScorerTarget) -> dict[str, Any]:
+    """``GET /model/schema`` of the target."""
+    return dict(_get_json(scorer_target, "/model/schema"))
+
+
+@pytest.fixture(scope="class")
+def scorer_sample(scorer_target: ScorerTarget) -> dict[str, Any]:
+    """``GET /model/sample_request`` of the target: a request that must pass validation."""
+    return dict(_get_json(scorer_target, "/model/sample_request"))
+
+
+@pytest.fixture(scope="class")
+def scorer_capabilities(scorer_target: ScorerTarget) -> list[str]:
+    """``GET /model/capabilities`` of the target."""
+    return list(_get_json(scorer_target, "/model/capabilities"))
+
+
+@pytest.fixture(scope="class")
+def scorer_input_names(scorer_schema: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in scorer_schema["schema"]["inputFields"]]
+
+
+@pytest.fixture(scope="class")
+def scorer_output_names(scorer_schema: dict[str, Any]) -> list[str]:
+    return [f["name"] for f in scorer_schema["schema"]["outputFields"]]

@@ -1,0 +1,115 @@
+"""The server a conformance run talks to: one it starts from a model path, or one already running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance._http import Reply, request
+
+__all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server"]
+
+#: What a suite-started server forwards: two real headers plus two tracing headers that the
+#: runtime must drop even though they are configured.
+CONFORMANCE_FORWARD_HEADERS = "Authorization,X-Tenant-Id,traceparent,X-Request-Id"
+HEADER_LOG_ENV = "SCORER_CONFORMANCE_HEADER_LOG"
+
+
+@dataclass
+class ScorerTarget:
+    """A running server. ``header_log`` is set when the suite started it with header recording."""
+
+    base_url: str
+    header_log: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return request(self.base_url, "GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
+        return request(self.base_url, "POST", path, body, **kwargs)
+
+    def seen_headers(self) -> list[dict[str, Any]]:
+        """Every model call recorded so far: operation, rows and ``request_headers`` as model code saw them."""
+        if self.header_log is None or not self.header_log.exists():
+            return []
+        return [json.loads(line) for line in self.header_log.read_text().splitlines() if line]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def start_server(
+    model_path: str | os.PathLike[str],
+    *,
+    runtime: str | None = None,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 180.0,
+) -> Iterator[ScorerTarget]:
+    """Start ``scorer`` on a free port with header recording; yield it once ``/readyz`` says Ready."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="scorer-conformance-") as tmp:
+        header_log = Path(tmp) / "headers.jsonl"
+        log_file = Path(tmp) / "server.log"
+        child_env = {**os.environ, **(env or {})}
+        child_env.setdefault("H2O_SCORER_FORWARD_HEADERS", CONFORMANCE_FORWARD_HEADERS)
+        child_env[HEADER_LOG_ENV] = str(header_log)
+        command = [
+            sys.executable,
+            "-m",
+            "conformance._server",
+            str(model_path),
+            "--port",
+            str(port),
+        ]
+        if runtime:
+            command += ["--runtime", runtime]
+        with open(log_file, "wb") as log:
+            process = subprocess.Popen(command, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+        target = ScorerTarget(f"http://127.0.0.1:{port}", header_log, process)
+        try:
+            _wait_ready(target, process, log_file, startup_timeout)
+            yield target
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(
+    target: ScorerTarget, process: subprocess.Popen[bytes], log_file: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the scorer exited with code {process.returncode} before it was ready:\n"
+                + log_file.read_text(errors="replace")[-4000:]
+            )
+        try:
+            if target.get("/readyz", timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"the scorer was not ready after {timeout:.0f} s:\n"
+        + log_file.read_text(errors="replace")[-4000:]
+    )

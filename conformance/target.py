@@ -32,12 +32,17 @@ class ScorerTarget:
     base_url: str
     header_log: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_file: Path | None = None
 
     def get(self, path: str, **kwargs: Any) -> Reply:
         return request(self.base_url, "GET", path, **kwargs)
 
     def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
         return request(self.base_url, "POST", path, body, **kwargs)
+
+    def server_log(self) -> str:
+        """What the server printed so far (when the suite started it)."""
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
 
     def seen_headers(self) -> list[dict[str, Any]]:
         """Every model call recorded so far: operation, rows and ``request_headers`` as model code saw them."""
@@ -59,8 +64,13 @@ def start_server(
     runtime: str | None = None,
     env: dict[str, str] | None = None,
     startup_timeout: float = 180.0,
+    record_headers: bool = True,
 ) -> Iterator[ScorerTarget]:
-    """Start ``scorer`` on a free port with header recording; yield it once ``/readyz`` says Ready."""
+    """Start a scorer on a free port; yield it once ``/readyz`` says Ready.
+
+    With ``record_headers`` (the default) it is the production server with each model call's
+    ``request_headers`` written to ``target.header_log``; without, it is plain ``scorer serve``.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="scorer-conformance-") as tmp:
         header_log = Path(tmp) / "headers.jsonl"
@@ -80,7 +90,9 @@ def start_server(
             command += ["--runtime", runtime]
         with open(log_file, "wb") as log:
             process = subprocess.Popen(command, env=child_env, stdout=log, stderr=subprocess.STDOUT)
-        target = ScorerTarget(f"http://127.0.0.1:{port}", header_log, process)
+        target = ScorerTarget(
+            f"http://127.0.0.1:{port}", header_log if record_headers else None, process, log_file
+        )
         try:
             _wait_ready(target, process, log_file, startup_timeout)
             yield target

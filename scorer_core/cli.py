@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -109,19 +108,25 @@ def serve(
     )
 
     host = ModelHost(lambda: load_model(runtime_cls, path, settings))
+    server: uvicorn.Server | None = None
 
     def stop_on_load_failure() -> None:
-        os.kill(os.getpid(), signal.SIGTERM)
+        # Ends server.run() normally, so that we can exit 1 (a signal would end it as killed).
+        if server is not None:
+            server.should_exit = True
 
     app = create_app(settings, host, on_load_failure=stop_on_load_failure)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=settings.log_level in ("debug", "trace"),
-        timeout_graceful_shutdown=30,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=settings.log_level in ("debug", "trace"),
+            timeout_graceful_shutdown=30,
+        )
     )
+    server.run()
     if host.error is not None:
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
         return 1

@@ -1,0 +1,53 @@
+"""Shared fixtures: real servers on free ports, serving test runtimes from tests/plugins/."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import ScorerTarget, start_server
+
+PLUGINS_DIR = Path(__file__).parent / "plugins"
+
+
+def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str]:
+    """Environment for a server process that loads test plugins and no installed ones."""
+    path = os.pathsep.join(p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        "PYTHONPATH": path,
+        "SCORER_EXTRA_PLUGINS": extra_plugins,
+        "SCORER_DISABLE_PLUGINS": "mlflow",
+        **env,
+    }
+
+
+@pytest.fixture
+def probe_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a `.probe` model spec (see tests/plugins/probe_plugin.py) and return its path."""
+
+    def write(**spec: Any) -> Path:
+        path = tmp_path / f"model-{len(list(tmp_path.glob('*.probe')))}.probe"
+        path.write_text(json.dumps(spec))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def probe_server(probe_file: Callable[..., Path]) -> Callable[..., AbstractContextManager[ScorerTarget]]:
+    """Start a real server for a probe model: ``with probe_server(spec..., env={...}) as target``."""
+
+    @contextmanager
+    def run(env: dict[str, str] | None = None, record_headers: bool = True, **spec: Any) -> Iterator[ScorerTarget]:
+        with start_server(
+            probe_file(**spec), env=plugin_env(**(env or {})), record_headers=record_headers
+        ) as target:
+            yield target
+
+    return run

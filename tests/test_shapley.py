@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import pytest
+
+from scorer_core.errors import ConfigurationError, InvalidRequest, UnsupportedOperation
+from scorer_core.schema import Capabilities, ShapleyType
+from scorer_core.shapley import ShapleyPolicy
+
+O, T = ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED
+
+
+@pytest.mark.parametrize(
+    ("enable", "types", "expected"),
+    [
+        (None, None, set()),
+        ("true", None, {O, T}),
+        ("TRUE", "ORIGINAL", {O, T}),  # SHAPLEY_ENABLE wins, as in H2O's scorer
+        ("false", "TRANSFORMED", {T}),
+        (None, "ALL", {O, T}),
+        (None, "ORIGINAL", {O}),
+        (None, "NONE", set()),
+    ],
+)
+def test_settings_resolve_like_h2os_scorer(enable, types, expected):
+    assert ShapleyPolicy.from_settings(enable, types).enabled == expected
+
+
+def test_runtime_default_applies_only_when_nothing_is_set():
+    assert ShapleyPolicy.from_settings(None, None, frozenset({O, T})).enabled == {O, T}
+    assert ShapleyPolicy.from_settings(None, "NONE", frozenset({O, T})).enabled == set()
+
+
+def test_unknown_type_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="expected one of ALL, ORIGINAL, TRANSFORMED, NONE"):
+        ShapleyPolicy.from_settings(None, "original")
+
+
+def test_disabled_type_is_a_400_naming_the_setting():
+    policy = ShapleyPolicy.from_settings(None, "ORIGINAL")
+    with pytest.raises(InvalidRequest) as excinfo:
+        policy.check(T, frozenset({O, T}))
+    assert "SHAPLEY_TYPES_ENABLED=TRANSFORMED" in str(excinfo.value)
+    assert excinfo.value.status_code == 400
+
+
+def test_unsupported_type_is_a_501():
+    with pytest.raises(UnsupportedOperation):
+        ShapleyPolicy.from_settings("true", None).check(O, frozenset())
+
+
+def test_capabilities_list_only_enabled_types_in_h2o_order():
+    caps = Capabilities(prediction_intervals=True, contributions=frozenset({O, T}))
+    assert caps.to_wire([T, O]) == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_ORIGINAL", "CONTRIBUTION_TRANSFORMED"]
+    assert caps.to_wire([T]) == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_TRANSFORMED"]
+    assert Capabilities().to_wire([O, T]) == ["SCORE"]

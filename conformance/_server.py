@@ -17,6 +17,7 @@ from typing import Any
 
 from scorer_core.cli import configure_logging, serve
 from scorer_core.context import request_headers
+from scorer_core.errors import ScorerError
 from scorer_core.runtime import Runtime
 from scorer_core.settings import load_settings
 
@@ -52,7 +53,7 @@ def recording(log_path: str) -> Any:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance._server")
-    parser.add_argument("model_path", type=Path)
+    parser.add_argument("model_path", type=Path, nargs="?")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--runtime")
     args = parser.parse_args()
@@ -60,7 +61,11 @@ def main() -> int:
         model_path=args.model_path, runtime=args.runtime, host="127.0.0.1", port=args.port
     )
     configure_logging(settings.log_level)
-    return serve(settings, wrap_runtime=recording(os.environ["SCORER_CONFORMANCE_HEADER_LOG"]))
+    try:
+        return serve(settings, wrap_runtime=recording(os.environ["SCORER_CONFORMANCE_HEADER_LOG"]))
+    except ScorerError as exc:
+        print(f"scorer: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def free_port() -> int:
 
 @contextmanager
 def start_server(
-    model_path: str | os.PathLike[str],
+    model_path: str | os.PathLike[str] | None,
     *,
     runtime: str | None = None,
     env: dict[str, str] | None = None,
@@ -70,22 +70,21 @@ def start_server(
 
     With ``record_headers`` (the default) it is the production server with each model call's
     ``request_headers`` written to ``target.header_log``; without, it is plain ``scorer serve``.
+    A ``model_path`` of ``None`` serves the demo model (or ``MODEL_PATH`` from ``env``).
     """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="scorer-conformance-") as tmp:
         header_log = Path(tmp) / "headers.jsonl"
         log_file = Path(tmp) / "server.log"
         child_env = {**os.environ, **(env or {})}
-        child_env.setdefault("H2O_SCORER_FORWARD_HEADERS", CONFORMANCE_FORWARD_HEADERS)
-        child_env[HEADER_LOG_ENV] = str(header_log)
-        command = [
-            sys.executable,
-            "-m",
-            "conformance._server",
-            str(model_path),
-            "--port",
-            str(port),
-        ]
+        if record_headers:
+            child_env.setdefault("H2O_SCORER_FORWARD_HEADERS", CONFORMANCE_FORWARD_HEADERS)
+            child_env[HEADER_LOG_ENV] = str(header_log)
+            command = [sys.executable, "-m", "conformance._server", "--port", str(port)]
+        else:
+            command = [sys.executable, "-m", "scorer_core.cli", "serve", "--port", str(port)]
+        if model_path is not None:
+            command.append(str(model_path))
         if runtime:
             command += ["--runtime", runtime]
         with open(log_file, "wb") as log:

@@ -177,6 +177,7 @@ def _check(args: argparse.Namespace) -> int:
             "-p",
             "no:cacheprovider",
             "-q",
+            "-rfEs",
             *target,
             *args.pytest_args,
         ]

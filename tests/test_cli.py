@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conformance import start_server
+from tests.conftest import plugin_env
+
+
+def scorer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scorer_core.cli", *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_plugins_lists_runtimes_and_versions_as_json():
+    result = scorer("plugins", env=plugin_env("echo_plugin"))
+    assert result.returncode == 0, result.stderr
+    listed = {p["name"]: p for p in json.loads(result.stdout)}
+    assert listed["echo_plugin"]["runtimes"] == ["echo-scorer"]
+    assert listed["echo_plugin"]["hooks"] == ["scorer_register_runtimes"]
+
+
+def test_serve_missing_path_is_a_clear_error(tmp_path):
+    result = scorer("serve", str(tmp_path / "nope.probe"), env=plugin_env())
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"scorer: error: Model path '{tmp_path / 'nope.probe'}' does not exist"
+
+
+def test_serve_unknown_model_type_says_to_pass_runtime(tmp_path):
+    model = tmp_path / "weights.bin"
+    model.write_bytes(b"\0")
+    result = scorer("serve", str(model), env=plugin_env())
+    assert result.returncode == 2
+    assert "No installed runtime can load" in result.stderr and "pass --runtime" in result.stderr
+
+
+def test_serve_bad_setting_is_a_clear_error(tmp_path):
+    result = scorer("serve", env={**plugin_env(), "SCORING_CONCURRENCY": "many"})
+    assert result.returncode == 2
+    assert "SCORING_CONCURRENCY='many'" in result.stderr
+
+
+def test_serve_without_a_path_builds_and_serves_the_demo_once(tmp_path):
+    env = plugin_env(SCORER_DEMO_MODEL="probe", SCORER_DEMO_DIR=str(tmp_path / "demo"))
+    for first in (True, False):
+        with start_server(None, env=env, record_headers=False) as target:
+            assert target.get("/model/id").text == "probe-demo"
+            log = target.server_log()
+        assert ("Building the 'probe' demo model" in log) == first, "the demo must be built on first use only"
+    assert (tmp_path / "demo" / "probe" / "demo.probe").is_file()
+
+
+def test_unknown_demo_lists_the_available_ones(tmp_path):
+    result = scorer("serve", env=plugin_env(SCORER_DEMO_MODEL="nope", SCORER_DEMO_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert "no demo model named 'nope'; available demo models: probe" in result.stderr
+
+
+@pytest.mark.slow
+def test_check_passes_a_conforming_model(probe_file):
+    result = scorer("check", str(probe_file()), env=plugin_env(), timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.slow
+def test_check_fails_a_model_that_drops_rows_and_says_why(probe_file):
+    result = scorer("check", str(probe_file(behaviour="drop_row")), env=plugin_env(), timeout=300)
+    assert result.returncode == 1
+    assert "returned 0 rows for a request of 1 rows" in result.stdout
+
+
+@pytest.mark.slow
+def test_check_against_a_running_server_url(probe_file):
+    with start_server(probe_file(), env=plugin_env(), record_headers=False) as target:
+        result = scorer("check", "--url", target.base_url, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "header forwarding is observable only on a server the suite starts" in result.stdout

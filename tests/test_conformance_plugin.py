@@ -1,0 +1,49 @@
+"""The conformance suite as a plugin author uses it: subclass RuntimeSuite in their own tests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import plugin_env
+
+pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.slow
+
+SUITE_TEMPLATE = """
+import pytest
+import conformance
+
+class TestProbe(conformance.RuntimeSuite):
+    @pytest.fixture(scope="class")
+    def scorer_target(self):
+        with conformance.start_server({model!r}, env={env!r}) as target:
+            yield target
+"""
+
+
+def run_suite(pytester: pytest.Pytester, tmp_path, spec: dict) -> pytest.RunResult:
+    model = tmp_path / "model.probe"
+    model.write_text(json.dumps(spec))
+    pytester.makepyfile(test_probe=SUITE_TEMPLATE.format(model=str(model), env=plugin_env()))
+    return pytester.runpytest("-p", "no:cacheprovider", "-q")
+
+
+def test_conforming_runtime_passes_every_check(pytester, tmp_path):
+    result = run_suite(pytester, tmp_path, {})
+    result.assert_outcomes(passed=40)
+
+
+def test_runtime_that_drops_a_row_fails_with_the_row_count_message(pytester, tmp_path):
+    result = run_suite(pytester, tmp_path, {"behaviour": "drop_row"})
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 5
+    result.stdout.fnmatch_lines(["*Runtime 'probe-scorer' returned 6 rows for a request of 7 rows*"])
+
+
+def test_suite_is_inert_without_a_target(pytester):
+    pytester.makepyfile(test_nothing="from conformance.checks import ContractChecks\nclass TestX(ContractChecks):\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs")
+    result.assert_outcomes(skipped=9)
+    result.stdout.fnmatch_lines(["*no conformance target: pass --scorer-model PATH or --scorer-url URL*"])

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+from pathlib import Path
+
+import pytest
+
+from scorer_core.errors import AmbiguousRuntime, NoRuntimeFound, PluginLoadError
+from scorer_core.plugins import ENTRY_POINT_GROUP, load_plugins
+from scorer_core.settings import load_settings
+from tests.conftest import PLUGINS_DIR
+
+
+@pytest.fixture(autouse=True)
+def plugins_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(PLUGINS_DIR))
+    for name in ("SCORER_EXTRA_PLUGINS", "SCORER_DISABLE_PLUGINS", "SCORER_LOAD_PLUGINS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def plugins(**settings):
+    return load_plugins(load_settings(**settings))
+
+
+def test_hook_scorer_register_runtimes():
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    assert sorted(loaded.runtimes) == ["echo-scorer", "probe-scorer"]
+
+
+def test_hook_scorer_register_demo_models():
+    loaded = plugins(extra_plugins="probe_plugin", disable_plugins="mlflow")
+    demo = loaded.demo_models()["probe"]
+    assert demo.runtime == "probe-scorer"
+
+
+def test_installed_mlflow_plugin_is_found_through_its_entry_point():
+    loaded = plugins()
+    assert "mlflow-scorer" in loaded.runtimes
+    info = {i.name: i for i in loaded.describe()}["mlflow"]
+    assert info.distribution == "scorer-mlflow" and info.runtimes == ["mlflow-scorer"]
+    assert info.hooks == ["scorer_register_demo_models", "scorer_register_runtimes"]
+
+
+def test_disable_plugins_blocks_an_installed_plugin():
+    assert "mlflow-scorer" not in plugins(disable_plugins="mlflow").runtimes
+
+
+def test_load_plugins_is_an_allowlist():
+    assert plugins(load_plugins="nothing-by-this-name").runtimes == {}
+
+
+def test_detection_picks_the_single_runtime_that_claims_the_path(tmp_path):
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    assert loaded.select_runtime(tmp_path / "m.echo", None).name == "echo-scorer"
+    assert loaded.select_runtime(tmp_path / "m.echo", "probe-scorer").name == "probe-scorer"
+
+
+def test_no_runtime_for_a_path_lists_what_is_installed(tmp_path):
+    loaded = plugins(extra_plugins="echo_plugin", disable_plugins="mlflow")
+    with pytest.raises(NoRuntimeFound, match=r"No installed runtime can load .*model\.bin'; installed runtimes: echo-scorer"):
+        loaded.select_runtime(tmp_path / "model.bin", None)
+    with pytest.raises(NoRuntimeFound, match="No installed runtime is named 'nope'; installed runtimes: echo-scorer"):
+        loaded.select_runtime(tmp_path / "model.bin", "nope")
+
+
+def test_two_runtimes_claiming_a_path_is_ambiguous(tmp_path, monkeypatch):
+    import echo_plugin
+
+    class OtherEcho(echo_plugin.EchoRuntime):
+        name = "other-echo-scorer"
+
+    module = type(sys)("other_echo_plugin")
+    module.scorer_register_runtimes = echo_plugin.hookimpl(lambda: [OtherEcho])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "other_echo_plugin", module)
+    loaded = plugins(extra_plugins="echo_plugin,other_echo_plugin", disable_plugins="mlflow")
+    with pytest.raises(AmbiguousRuntime) as excinfo:
+        loaded.select_runtime(tmp_path / "model.echo", None)
+    assert str(excinfo.value) == "'model.echo' can be loaded by 'echo-scorer' and 'other-echo-scorer'; pass --runtime"
+    assert excinfo.value.candidates == ["echo-scorer", "other-echo-scorer"]
+
+
+def test_misspelt_hook_fails_at_start_up_naming_it():
+    with pytest.raises(PluginLoadError, match="unknown hook 'scorer_register_runtime'"):
+        plugins(extra_plugins="misspelt_plugin", disable_plugins="mlflow")
+
+
+def test_import_error_names_the_plugin():
+    with pytest.raises(PluginLoadError) as excinfo:
+        plugins(extra_plugins="broken_plugin", disable_plugins="mlflow")
+    assert excinfo.value.plugin == "broken_plugin"
+    assert "No module named 'a_dependency_that_is_not_installed'" in str(excinfo.value)
+
+
+def test_entry_point_import_error_names_plugin_and_distribution(monkeypatch):
+    class FakeDist:
+        name, version = "scorer-broken", "9.9"
+
+    class FakeEntryPoint:
+        name, group, dist = "broken", ENTRY_POINT_GROUP, FakeDist()
+
+        def load(self):
+            raise ModuleNotFoundError("No module named 'jpype'")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint()])
+    with pytest.raises(PluginLoadError) as excinfo:
+        plugins()
+    assert str(excinfo.value) == 'Error loading plugin "broken" (scorer-broken 9.9): ModuleNotFoundError: No module named \'jpype\''
+
+
+def test_duplicate_runtime_names_are_rejected(monkeypatch):
+    import echo_plugin
+
+    module = type(sys)("twin_plugin")
+    module.scorer_register_runtimes = echo_plugin.hookimpl(lambda: [echo_plugin.EchoRuntime])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "twin_plugin", module)
+    with pytest.raises(PluginLoadError, match="Runtime 'echo-scorer' is registered by both"):
+        plugins(extra_plugins="echo_plugin,twin_plugin", disable_plugins="mlflow")
+
+
+def test_can_load_that_raises_counts_as_no(tmp_path, monkeypatch, caplog):
+    import echo_plugin
+
+    def explode(cls, path: Path) -> bool:
+        raise OSError("permission denied")
+
+    monkeypatch.setattr(echo_plugin.EchoRuntime, "can_load", classmethod(explode))
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    assert loaded.select_runtime(tmp_path / "m.probe", None).name == "probe-scorer"
+    assert "raised in can_load" in caplog.text

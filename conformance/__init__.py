@@ -7,7 +7,8 @@ In a plugin's tests::
 
     class TestMyRuntime(conformance.RuntimeSuite):
         @pytest.fixture(scope="class")
-        def scorer_target(self, my_model_path):
+        @classmethod
+        def scorer_target(cls, my_model_path):
             with conformance.start_server(my_model_path, runtime="my-scorer") as target:
                 yield target
 

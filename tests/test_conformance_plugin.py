@@ -17,7 +17,8 @@ import conformance
 
 class TestProbe(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
-    def scorer_target(self):
+    @classmethod
+    def scorer_target(cls):
         with conformance.start_server({model!r}, env={env!r}) as target:
             yield target
 """

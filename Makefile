@@ -4,10 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 PLUGINS := plugins/mlflow
-# torch is pinned wherever it is installed, so that pip takes the CPU wheel instead of a CUDA build.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test install install-test lint
+.PHONY: serve test install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +22,6 @@ serve: install
 	$(BIN)/scorer serve --port $(PORT)
 
 test: install-test
-	$(BIN)/python -m pytest
-
-lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/python -m pytest

@@ -36,9 +36,7 @@ def request(
 ) -> Reply:
     """One request on a fresh connection; ``body`` is sent as JSON, ``raw`` as is."""
     url = urlsplit(base_url)
-    connection = http.client.HTTPConnection(
-        url.hostname or "127.0.0.1", url.port or 80, timeout=timeout
-    )
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 80, timeout=timeout)
     payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     sent = {"Content-Type": "application/json"} if payload is not None else {}
     sent.update(headers or {})

@@ -71,10 +71,10 @@ def cells_match(left: list[list[str]], right: list[list[str]], rel: float = 1e-9
     """Equal cell by cell; numbers within ``rel`` (BLAS may round the last bit by batch size)."""
     if len(left) != len(right):
         return False
-    for row_a, row_b in zip(left, right):
+    for row_a, row_b in zip(left, right, strict=True):
         if len(row_a) != len(row_b):
             return False
-        for a, b in zip(row_a, row_b):
+        for a, b in zip(row_a, row_b, strict=True):
             if a == b:
                 continue
             try:
@@ -93,9 +93,7 @@ class ContractChecks:
         reply = scorer_target.get("/readyz")
         assert (reply.status, reply.text) == (200, "Ready")
 
-    def test_model_id_is_plain_text(
-        self, scorer_target: ScorerTarget, scorer_schema: dict[str, Any]
-    ) -> None:
+    def test_model_id_is_plain_text(self, scorer_target: ScorerTarget, scorer_schema: dict[str, Any]) -> None:
         reply = scorer_target.get("/model/id")
         assert reply.status == 200 and reply.headers["content-type"].startswith("text/plain")
         assert reply.text == scorer_schema["id"], "/model/id must match the schema's id"
@@ -114,9 +112,7 @@ class ContractChecks:
         scorer_input_names: list[str],
     ) -> None:
         assert scorer_sample["fields"] == scorer_input_names
-        assert len(scorer_sample["rows"]) == 1 and len(scorer_sample["rows"][0]) == len(
-            scorer_input_names
-        )
+        assert len(scorer_sample["rows"]) == 1 and len(scorer_sample["rows"][0]) == len(scorer_input_names)
         check_score_response(_score(scorer_target, scorer_sample), 1)
 
     def test_every_schema_output_is_in_fields(
@@ -296,9 +292,7 @@ class FieldChecks:
         reply = _score(scorer_target, body)
         assert reply["fields"] == ["uid", *scorer_output_names]
         ids = [row[0] for row in reply["score"]]
-        assert all(_UUID.match(i) for i in ids) and len(set(ids)) == 2, (
-            f"expected two UUIDs, got {ids}"
-        )
+        assert all(_UUID.match(i) for i in ids) and len(set(ids)) == 2, f"expected two UUIDs, got {ids}"
 
     def test_include_field_not_in_fields_is_rejected(
         self, scorer_target: ScorerTarget, scorer_sample: dict[str, Any]
@@ -328,7 +322,8 @@ class FieldChecks:
             pytest.skip("the model has no numeric input field to send a JSON number to")
         row = vary_rows(scorer_schema, scorer_sample["rows"][0], 2)[1]
         numbers = [
-            int(cell) if spec["dataType"] in _NUMERIC else cell for cell, spec in zip(row, inputs)
+            int(cell) if spec["dataType"] in _NUMERIC else cell
+            for cell, spec in zip(row, inputs, strict=True)
         ]
         as_strings = _outputs(
             _score(scorer_target, {"fields": scorer_sample["fields"], "rows": [row]}), scorer_schema
@@ -384,17 +379,13 @@ class ErrorChecks:
     ) -> None:
         good = scorer_sample["rows"][0]
         bad = good[:-1] if delta < 0 else [*good, "extra"]
-        message = self._rejects(
-            scorer_target, {"fields": scorer_sample["fields"], "rows": [good, bad]}
-        )
+        message = self._rejects(scorer_target, {"fields": scorer_sample["fields"], "rows": [good, bad]})
         assert "row 1" in message
 
     def test_unknown_shapley_type_lists_the_choices(
         self, scorer_target: ScorerTarget, scorer_sample: dict[str, Any]
     ) -> None:
-        message = self._rejects(
-            scorer_target, {**scorer_sample, "requestShapleyValueType": "SOMETIMES"}
-        )
+        message = self._rejects(scorer_target, {**scorer_sample, "requestShapleyValueType": "SOMETIMES"})
         assert "SOMETIMES" in message and "ORIGINAL" in message
 
     def test_unparsable_number_names_row_and_field(
@@ -453,9 +444,7 @@ class CapabilityChecks:
         scorer_capabilities: list[str],
         shapley: str,
     ) -> None:
-        reply = scorer_target.post(
-            "/model/score", {**scorer_sample, "requestShapleyValueType": shapley}
-        )
+        reply = scorer_target.post("/model/score", {**scorer_sample, "requestShapleyValueType": shapley})
         if f"CONTRIBUTION_{shapley}" in scorer_capabilities:
             assert reply.status == 200, reply
             check_contribution_response(reply.json()["featureShapleyContributions"], 1)
@@ -476,15 +465,11 @@ class CapabilityChecks:
         scorer_sample: dict[str, Any],
         scorer_capabilities: list[str],
     ) -> None:
-        reply = scorer_target.post(
-            "/model/score", {**scorer_sample, "requestPredictionIntervals": True}
-        )
+        reply = scorer_target.post("/model/score", {**scorer_sample, "requestPredictionIntervals": True})
         if "SCORE_PREDICTION_INTERVAL" in scorer_capabilities:
             assert reply.status == 200, reply
             intervals = reply.json()["predictionIntervals"]
-            assert len(intervals["rows"]) == 1 and len(intervals["fields"]) == len(
-                intervals["rows"][0]
-            )
+            assert len(intervals["rows"]) == 1 and len(intervals["fields"]) == len(intervals["rows"][0])
         else:
             assert reply.status == 400 and "interval" in check_error(reply.json())
 
@@ -501,9 +486,7 @@ class HeaderChecks:
     @pytest.fixture
     def recorded(self, scorer_target: ScorerTarget) -> ScorerTarget:
         if scorer_target.header_log is None:
-            pytest.skip(
-                "header forwarding is observable only on a server the suite starts (--scorer-model)"
-            )
+            pytest.skip("header forwarding is observable only on a server the suite starts (--scorer-model)")
         return scorer_target
 
     def _calls_after(
@@ -550,7 +533,5 @@ class HeaderChecks:
         assert calls[-1]["headers"] == {}, f"a request without headers saw {calls[-1]['headers']}"
 
 
-class RuntimeSuite(
-    ContractChecks, RowCountChecks, FieldChecks, ErrorChecks, CapabilityChecks, HeaderChecks
-):
+class RuntimeSuite(ContractChecks, RowCountChecks, FieldChecks, ErrorChecks, CapabilityChecks, HeaderChecks):
     """Every conformance check. Subclass it and provide a ``scorer_target`` fixture."""

@@ -16,15 +16,9 @@ from conformance.target import ScorerTarget, start_server
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("scorer-conformance", "scorer_core conformance suite")
-    group.addoption(
-        "--scorer-model", metavar="PATH", help="start a scorer serving this model and check it"
-    )
-    group.addoption(
-        "--scorer-runtime", metavar="NAME", help="runtime for --scorer-model (default: detected)"
-    )
-    group.addoption(
-        "--scorer-url", metavar="URL", help="check an already running scorer at this base URL"
-    )
+    group.addoption("--scorer-model", metavar="PATH", help="start a scorer serving this model and check it")
+    group.addoption("--scorer-runtime", metavar="NAME", help="runtime for --scorer-model (default: detected)")
+    group.addoption("--scorer-url", metavar="URL", help="check an already running scorer at this base URL")
 
 
 @pytest.fixture(scope="session")

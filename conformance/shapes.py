@@ -68,9 +68,7 @@ def check_capabilities(body: Any) -> None:
     """``GET /model/capabilities``: known values, no duplicates, in H2O's order."""
     values = _strings(body, "capabilities")
     for value in values:
-        assert value in CAPABILITIES, (
-            f"unknown capability {value!r}; expected some of {CAPABILITIES}"
-        )
+        assert value in CAPABILITIES, f"unknown capability {value!r}; expected some of {CAPABILITIES}"
     assert values == sorted(set(values), key=CAPABILITIES.index), (
         f"capabilities must be unique and ordered as {CAPABILITIES}, got {values}"
     )
@@ -98,9 +96,7 @@ def check_contribution_response(body: Any, rows: int) -> None:
     assert isinstance(body, dict), f"contribution body must be an object, got {body!r:.200}"
     features = _strings(body.get("features"), "contribution.features")
     groups = body.get("contributionGroups")
-    assert isinstance(groups, list) and groups, (
-        "contribution.contributionGroups must be a non-empty array"
-    )
+    assert isinstance(groups, list) and groups, "contribution.contributionGroups must be a non-empty array"
     for i, group in enumerate(groups):
         assert isinstance(group, dict), f"contributionGroups[{i}] must be an object"
         if "outputGroup" in group:
@@ -114,9 +110,7 @@ def check_contribution_response(body: Any, rows: int) -> None:
             f"contributionGroups[{i}] has {len(contributions)} rows for a request of {rows} rows"
         )
     named = [g.get("outputGroup") for g in groups]
-    assert len(groups) == 1 or all(named), (
-        "several contribution groups must each name their outputGroup"
-    )
+    assert len(groups) == 1 or all(named), "several contribution groups must each name their outputGroup"
 
 
 def check_error(body: Any) -> str:

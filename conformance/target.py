@@ -45,7 +45,7 @@ class ScorerTarget:
         return self.log_file.read_text(errors="replace") if self.log_file else ""
 
     def seen_headers(self) -> list[dict[str, Any]]:
-        """Every model call recorded so far: operation, rows and ``request_headers`` as model code saw them."""
+        """Each model call so far: operation, rows and ``request_headers`` as model code saw them."""
         if self.header_log is None or not self.header_log.exists():
             return []
         return [json.loads(line) for line in self.header_log.read_text().splitlines() if line]
@@ -121,6 +121,5 @@ def _wait_ready(
             pass
         time.sleep(0.2)
     raise RuntimeError(
-        f"the scorer was not ready after {timeout:.0f} s:\n"
-        + log_file.read_text(errors="replace")[-4000:]
+        f"the scorer was not ready after {timeout:.0f} s:\n" + log_file.read_text(errors="replace")[-4000:]
     )

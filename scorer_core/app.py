@@ -125,9 +125,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if len(body) > limit:
         raise _TooLarge(limit)
     if not body:
-        raise InvalidRequest(
-            "the request body is empty; send a JSON object with 'fields' and 'rows'"
-        )
+        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
     return body
 
 
@@ -135,9 +133,7 @@ class _TooLarge(InvalidRequest):
     status_code = 413
 
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)"
-        )
+        super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -166,7 +162,7 @@ def create_app(
         current = state.get("scorer")
         if current is None:
             current = state["scorer"] = ThreadScorer(model, settings.scoring_concurrency)
-        return current  # type: ignore[no-any-return]
+        return current
 
     def load_in_background() -> None:
         try:
@@ -241,9 +237,7 @@ def create_app(
     async def sample_request() -> Response:
         """A request that passes validation: every input field and one row of example values."""
         inputs = host.model.schema.inputs
-        return _json(
-            {"fields": [f.name for f in inputs], "rows": [[f.data_type.example for f in inputs]]}
-        )
+        return _json({"fields": [f.name for f in inputs], "rows": [[f.data_type.example for f in inputs]]})
 
     @app.get("/model/capabilities", response_model=list[str], tags=["metadata"])
     async def capabilities() -> Response:

@@ -50,9 +50,7 @@ def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     target = settings.demo_dir / demo.name
     marker = target / _DEMO_MARKER
     if not marker.is_file():
-        log.info(
-            "Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description
-        )
+        log.info("Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{demo.name}-", dir=target.parent))
         try:
@@ -134,9 +132,7 @@ def serve(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = load_settings(
-        model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port
-    )
+    settings = load_settings(model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port)
     configure_logging(settings.log_level)
     return serve(settings)
 
@@ -188,9 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorer", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser(
-        "serve", help="serve a model over HTTP (the bundled demo if no path)"
-    )
+    serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")
     serve.add_argument(
         "model_path",
         nargs="?",
@@ -202,20 +196,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080, SCORER_PORT)")
     serve.set_defaults(func=_serve)
 
-    plugins = commands.add_parser(
-        "plugins", help="list installed plugins and their runtimes as JSON"
-    )
+    plugins = commands.add_parser("plugins", help="list installed plugins and their runtimes as JSON")
     plugins.set_defaults(func=_plugins)
 
-    check = commands.add_parser(
-        "check", help="run the conformance suite against a model or a server"
-    )
+    check = commands.add_parser("check", help="run the conformance suite against a model or a server")
     check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
     check.add_argument("--url", help="check an already running server at this base URL instead")
     check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
-    check.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --"
-    )
+    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
     check.set_defaults(func=_check)
     return parser
 

@@ -54,7 +54,7 @@ def build_frame(
     ``missing_values`` replaces both default missing-value lists when the model declares its own.
     """
     position = {name: i for i, name in enumerate(fields)}
-    cells_by_column: list[tuple[Any, ...]] = list(zip(*rows)) if rows else []
+    cells_by_column: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else []
     columns: dict[str, np.ndarray] = {}
     for spec in inputs:
         index = position[spec.name]
@@ -118,7 +118,7 @@ def _to_float(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np
 
 def _to_int(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.ndarray:
     target = _NUMPY_TYPES[spec.data_type]
-    info = np.iinfo(target)
+    info = np.iinfo(np.int32 if spec.data_type is DataType.INT32 else np.int64)
     fast = _fast_numeric(values, np.int64)
     if fast is not None:
         out_of_range = np.flatnonzero((fast < info.min) | (fast > info.max))
@@ -174,9 +174,12 @@ def _fast_numeric(values: Sequence[Any], target: type[np.generic]) -> np.ndarray
     kind = raw.dtype.kind
     if kind not in "Uifb":
         return None
-    if kind == "f" and np.issubdtype(target, np.integer):
-        if not np.all(np.isfinite(raw)) or not np.all(raw == np.floor(raw)):
-            return None
+    if (
+        kind == "f"
+        and np.issubdtype(target, np.integer)
+        and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)))
+    ):
+        return None
     try:
         return raw.astype(target)
     except (ValueError, OverflowError):

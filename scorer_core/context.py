@@ -22,7 +22,8 @@ __all__ = ["forwarded_headers", "request_headers"]
 #: only batched together when these values are equal, so this is always the batch's own headers.
 #: Outside a model call it holds an empty mapping.
 request_headers: ContextVar[Mapping[str, str]] = ContextVar(
-    "request_headers", default=ForwardedHeaders()
+    "request_headers",
+    default=ForwardedHeaders(),  # noqa: B039 - ForwardedHeaders is read-only
 )
 
 

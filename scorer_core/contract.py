@@ -93,9 +93,7 @@ class PredictionIntervalWire(BaseModel):
 
 class ScoreResponse(BaseModel):
     id: str
-    fields: list[str] | None = Field(
-        None, description="Absent when `noFieldNamesInOutput` is true."
-    )
+    fields: list[str] | None = Field(None, description="Absent when `noFieldNamesInOutput` is true.")
     score: list[list[str]]
     featureShapleyContributions: ContributionResponse | None = None
     predictionIntervals: PredictionIntervalWire | None = None

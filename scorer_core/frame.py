@@ -86,7 +86,7 @@ class Frame(Mapping[str, np.ndarray]):
 
     def to_rows(self) -> list[list[Any]]:
         """Row-major Python values, for runtimes whose model takes records."""
-        return [list(row) for row in zip(*(c.tolist() for c in self._columns.values()))]
+        return [list(row) for row in zip(*(c.tolist() for c in self._columns.values()), strict=True)]
 
 
 def _concat_column(parts: list[np.ndarray]) -> np.ndarray:

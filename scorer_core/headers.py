@@ -62,25 +62,23 @@ class ForwardedHeaders(dict[str, str]):
         super().__init__(items)
         self._lower = {key.lower(): key for key in self}
 
-    def _key(self, name: object) -> object:
-        if isinstance(name, str):
-            return self._lower.get(name.lower(), name)
-        return name
+    def _key(self, name: str) -> str:
+        return self._lower.get(name.lower(), name)
 
     def __getitem__(self, name: str) -> str:
-        return super().__getitem__(self._key(name))  # type: ignore[arg-type]
+        return super().__getitem__(self._key(name))
 
     def __contains__(self, name: object) -> bool:
-        return super().__contains__(self._key(name))
+        return super().__contains__(self._key(name) if isinstance(name, str) else name)
 
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(self._key(name), default)  # type: ignore[call-overload]
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(self._key(name), default)
 
     def _read_only(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("forwarded headers are read-only; copy them with dict(headers) first")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only  # type: ignore[assignment]
-    __ior__ = _read_only  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _read_only
+    __ior__ = _read_only
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (dict(self),))

@@ -89,9 +89,7 @@ class Plugins:
                     f"No installed runtime is named '{name}'; installed runtimes: {available}"
                 ) from None
         if path is None:
-            raise NoRuntimeFound(
-                "No model path given, so no runtime can be detected; pass --runtime"
-            )
+            raise NoRuntimeFound("No model path given, so no runtime can be detected; pass --runtime")
         candidates = [r for r in self.runtimes.values() if _claims(r, path)]
         if not candidates:
             raise NoRuntimeFound(
@@ -108,9 +106,7 @@ class Plugins:
 
     def describe(self) -> list[PluginInfo]:
         infos = []
-        for plugin_name, plugin in sorted(
-            self.manager.list_name_plugin(), key=lambda item: item[0]
-        ):
+        for plugin_name, plugin in sorted(self.manager.list_name_plugin(), key=lambda item: item[0]):
             if plugin is hookspecs:
                 continue
             distribution, version = self._distributions.get(plugin_name, (None, None))
@@ -124,9 +120,7 @@ def _claims(runtime: type[Runtime], path: Path) -> bool:
     try:
         return bool(runtime.can_load(path))
     except Exception:  # can_load must not raise; a buggy one must not stop detection
-        log.exception(
-            "Runtime '%s' raised in can_load(%s); treating it as 'no'", runtime.name, path
-        )
+        log.exception("Runtime '%s' raised in can_load(%s); treating it as 'no'", runtime.name, path)
         return False
 
 
@@ -186,9 +180,7 @@ def load_plugins(settings: Settings, *, entry_points: bool = True) -> Plugins:
     return Plugins(manager, distributions)
 
 
-def _load_entry_point(
-    ep: importlib.metadata.EntryPoint, dist: tuple[str, str] | None
-) -> ModuleType:
+def _load_entry_point(ep: importlib.metadata.EntryPoint, dist: tuple[str, str] | None) -> ModuleType:
     where = f" ({dist[0]} {dist[1]})" if dist else ""
     try:
         module = ep.load()
@@ -198,7 +190,6 @@ def _load_entry_point(
         ) from exc
     if not isinstance(module, ModuleType):
         raise ConfigurationError(
-            f'Entry point "{ep.name}"{where} in group {ENTRY_POINT_GROUP} must name a module, '
-            f"got {module!r}"
+            f'Entry point "{ep.name}"{where} in group {ENTRY_POINT_GROUP} must name a module, got {module!r}'
         )
     return module

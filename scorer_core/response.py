@@ -20,9 +20,7 @@ def score_body(model_id: str, request: PreparedRequest, result: ScoringResult) -
     """
     n = request.frame.num_rows
     outputs = result.outputs or {}
-    columns: list[list[str]] = [
-        [_cell(row[i]) for row in request.rows] for i in request.copied_positions
-    ]
+    columns: list[list[str]] = [[_cell(row[i]) for row in request.rows] for i in request.copied_positions]
     names = list(request.copied_fields)
     if request.generated_id is not None:
         names.append(request.generated_id)
@@ -33,14 +31,14 @@ def score_body(model_id: str, request: PreparedRequest, result: ScoringResult) -
     if request.field_names_in_output:
         body["fields"] = names
     body["score"] = (
-        [list(row) for row in zip(*columns)] if n and columns else [[] for _ in range(n)]
+        [list(row) for row in zip(*columns, strict=True)] if n and columns else [[] for _ in range(n)]
     )
     if result.contributions is not None:
         body["featureShapleyContributions"] = contribution_body(result.contributions)
     if result.intervals is not None:
         body["predictionIntervals"] = {
             "fields": list(result.intervals),
-            "rows": [list(row) for row in zip(*map(format_column, result.intervals.values()))],
+            "rows": [list(row) for row in zip(*map(format_column, result.intervals.values()), strict=True)],
         }
     return body
 

@@ -74,9 +74,7 @@ def run_task(model: ServedModel, task: ScoringTask) -> ScoringResult:
         except ScorerError:
             raise
         except Exception as exc:
-            raise ModelError(
-                f"Runtime '{name}' raised {type(exc).__name__}: {exc}", runtime=name
-            ) from exc
+            raise ModelError(f"Runtime '{name}' raised {type(exc).__name__}: {exc}", runtime=name) from exc
     return ScoringResult(outputs, intervals, contributions)
 
 
@@ -90,17 +88,14 @@ def _checked_contributions(runtime: str, contributions: Contributions, n: int) -
             raise RowCountMismatch(runtime=runtime, expected=n, actual=actual)
         if values.shape[1] != width:
             raise ModelError(
-                f"Runtime '{runtime}' returned {values.shape[1]} contributions per row for "
-                f"{width} features",
+                f"Runtime '{runtime}' returned {values.shape[1]} contributions per row for {width} features",
                 runtime=runtime,
             )
         groups.append(ContributionGroup(group.output_group, values))
     return Contributions(list(contributions.features), groups)
 
 
-def run_tasks(
-    model: ServedModel, tasks: Sequence[ScoringTask]
-) -> list[ScoringResult | ScorerError]:
+def run_tasks(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
     """Score a list of tasks; each gets its result or its own error, never a neighbour's."""
     results: list[ScoringResult | ScorerError] = []
     for task in tasks:

@@ -1,4 +1,4 @@
-"""Which Shapley types are enabled: ``SHAPLEY_ENABLE`` and ``SHAPLEY_TYPES_ENABLED``, as H2O's scorer reads them.
+"""Which Shapley types are enabled, from ``SHAPLEY_ENABLE`` and ``SHAPLEY_TYPES_ENABLED``.
 
 H2O's Java scorer: ``SHAPLEY_ENABLE=true`` (any case) enables every type; otherwise
 ``SHAPLEY_TYPES_ENABLED`` names one of ALL, ORIGINAL, TRANSFORMED or NONE; with neither set,

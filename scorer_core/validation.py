@@ -32,18 +32,14 @@ class PreparedRequest:
     field_names_in_output: bool
 
 
-def _check_fields(
-    fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: Sequence[Field]
-) -> None:
+def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: Sequence[Field]) -> None:
     seen: set[str] = set()
     duplicates = sorted({f for f in fields if f in seen or seen.add(f)})  # type: ignore[func-returns-value]
     if duplicates:
         raise InvalidRequest(f"duplicate fields: {', '.join(repr(d) for d in duplicates)}")
     missing = [spec.name for spec in inputs if spec.name not in seen]
     if missing:
-        raise InvalidRequest(
-            f"missing fields required by the model: {', '.join(repr(m) for m in missing)}"
-        )
+        raise InvalidRequest(f"missing fields required by the model: {', '.join(repr(m) for m in missing)}")
     width = len(fields)
     for index, row in enumerate(rows):
         if len(row) != width:

@@ -44,7 +44,9 @@ def probe_server(probe_file: Callable[..., Path]) -> Callable[..., AbstractConte
     """Start a real server for a probe model: ``with probe_server(spec..., env={...}) as target``."""
 
     @contextmanager
-    def run(env: dict[str, str] | None = None, record_headers: bool = True, **spec: Any) -> Iterator[ScorerTarget]:
+    def run(
+        env: dict[str, str] | None = None, record_headers: bool = True, **spec: Any
+    ) -> Iterator[ScorerTarget]:
         with start_server(
             probe_file(**spec), env=plugin_env(**(env or {})), record_headers=record_headers
         ) as target:

@@ -78,11 +78,21 @@ def test_empty_rows_skip_the_model_and_return_output_fields(probe_server):
 
 
 def test_contributions_single_group(probe_server):
-    with probe_server(env={"SHAPLEY_ENABLE": "true"}, contributions=["ORIGINAL", "TRANSFORMED"], **TWO_INPUTS) as target:
-        assert target.get("/model/capabilities").json() == ["SCORE", "CONTRIBUTION_ORIGINAL", "CONTRIBUTION_TRANSFORMED"]
+    with probe_server(
+        env={"SHAPLEY_ENABLE": "true"}, contributions=["ORIGINAL", "TRANSFORMED"], **TWO_INPUTS
+    ) as target:
+        assert target.get("/model/capabilities").json() == [
+            "SCORE",
+            "CONTRIBUTION_ORIGINAL",
+            "CONTRIBUTION_TRANSFORMED",
+        ]
         reply = target.post(
             "/model/contribution",
-            {"requestShapleyValueType": "TRANSFORMED", "fields": ["x", "n"], "rows": [["1.5", "2"], ["3", "4"]]},
+            {
+                "requestShapleyValueType": "TRANSFORMED",
+                "fields": ["x", "n"],
+                "rows": [["1.5", "2"], ["3", "4"]],
+            },
         )
         assert reply.status == 200, reply
         assert reply.json() == {
@@ -92,7 +102,9 @@ def test_contributions_single_group(probe_server):
 
 
 def test_contributions_one_group_per_class(probe_server):
-    with probe_server(env={"SHAPLEY_TYPES_ENABLED": "ORIGINAL"}, contributions=["ORIGINAL"], classes=["a", "b"]) as target:
+    with probe_server(
+        env={"SHAPLEY_TYPES_ENABLED": "ORIGINAL"}, contributions=["ORIGINAL"], classes=["a", "b"]
+    ) as target:
         body = score(target, {"fields": ["x"], "rows": [["1"]], "requestShapleyValueType": "ORIGINAL"})
         assert body["featureShapleyContributions"] == {
             "features": ["x"],
@@ -106,26 +118,38 @@ def test_contributions_one_group_per_class(probe_server):
 def test_empty_rows_with_shapley_return_feature_names(probe_server):
     with probe_server(env={"SHAPLEY_ENABLE": "true"}, contributions=["ORIGINAL"]) as target:
         body = score(target, {"fields": ["x"], "rows": [], "requestShapleyValueType": "ORIGINAL"})
-    assert body["featureShapleyContributions"] == {"features": ["x"], "contributionGroups": [{"contributions": []}]}
+    assert body["featureShapleyContributions"] == {
+        "features": ["x"],
+        "contributionGroups": [{"contributions": []}],
+    }
 
 
 def test_disabled_shapley_type_is_a_400_naming_the_setting(probe_server):
-    with probe_server(env={"SHAPLEY_TYPES_ENABLED": "ORIGINAL"}, contributions=["ORIGINAL", "TRANSFORMED"]) as target:
+    with probe_server(
+        env={"SHAPLEY_TYPES_ENABLED": "ORIGINAL"}, contributions=["ORIGINAL", "TRANSFORMED"]
+    ) as target:
         assert target.get("/model/capabilities").json() == ["SCORE", "CONTRIBUTION_ORIGINAL"]
-        reply = target.post("/model/contribution", {"requestShapleyValueType": "TRANSFORMED", "fields": ["x"], "rows": [["1"]]})
+        reply = target.post(
+            "/model/contribution",
+            {"requestShapleyValueType": "TRANSFORMED", "fields": ["x"], "rows": [["1"]]},
+        )
         assert reply.status == 400 and "SHAPLEY_TYPES_ENABLED" in reply.json()["detail"]
 
 
 def test_shapley_is_off_unless_enabled(probe_server):
     with probe_server(contributions=["ORIGINAL"]) as target:
         assert target.get("/model/capabilities").json() == ["SCORE"]
-        reply = target.post("/model/contribution", {"requestShapleyValueType": "ORIGINAL", "fields": ["x"], "rows": [["1"]]})
+        reply = target.post(
+            "/model/contribution", {"requestShapleyValueType": "ORIGINAL", "fields": ["x"], "rows": [["1"]]}
+        )
         assert reply.status == 400 and "SHAPLEY_ENABLE=true" in reply.json()["detail"]
 
 
 def test_no_contributions_is_a_501(probe_server):
     with probe_server(env={"SHAPLEY_ENABLE": "true"}) as target:
-        reply = target.post("/model/contribution", {"requestShapleyValueType": "ORIGINAL", "fields": ["x"], "rows": [["1"]]})
+        reply = target.post(
+            "/model/contribution", {"requestShapleyValueType": "ORIGINAL", "fields": ["x"], "rows": [["1"]]}
+        )
         assert reply.status == 501
 
 
@@ -134,18 +158,25 @@ def test_prediction_intervals(probe_server):
         assert target.get("/model/capabilities").json() == ["SCORE_PREDICTION_INTERVAL", "SCORE"]
         body = score(target, {"fields": ["x"], "rows": [["1"], ["2"]], "requestPredictionIntervals": True})
         assert body["score"] == [["2.0"], ["4.0"]]
-        assert body["predictionIntervals"] == {"fields": ["y.lower", "y.upper"], "rows": [["1.0", "3.0"], ["3.0", "5.0"]]}
+        assert body["predictionIntervals"] == {
+            "fields": ["y.lower", "y.upper"],
+            "rows": [["1.0", "3.0"], ["3.0", "5.0"]],
+        }
 
 
 def test_prediction_intervals_on_a_model_without_them_is_a_400(probe_server):
     with probe_server() as target:
-        reply = target.post("/model/score", {"fields": ["x"], "rows": [["1"]], "requestPredictionIntervals": True})
+        reply = target.post(
+            "/model/score", {"fields": ["x"], "rows": [["1"]], "requestPredictionIntervals": True}
+        )
         assert reply.status == 400 and "does not support prediction intervals" in reply.json()["detail"]
 
 
 def test_forwarded_headers_reach_model_code_in_the_operators_spelling(probe_server):
     spec = {"outputs": [["y", "Float64"], ["auth", "Str"]]}
-    with probe_server(env={"H2O_SCORER_FORWARD_HEADERS": "authorization"}, record_headers=False, **spec) as target:
+    with probe_server(
+        env={"H2O_SCORER_FORWARD_HEADERS": "authorization"}, record_headers=False, **spec
+    ) as target:
         body = score(target, {"fields": ["x"], "rows": [["1"]]}, headers={"AUTHORIZATION": "Bearer xyz"})
         assert body["score"] == [["2.0", "Bearer xyz"]]
         assert score(target, {"fields": ["x"], "rows": [["1"]]})["score"] == [["2.0", ""]]
@@ -166,7 +197,10 @@ def test_start_up_warns_about_removed_and_blocked_settings(probe_server):
     }
     with probe_server(env=env, record_headers=False) as target:
         log = target.server_log()
-    assert "H2O_SCORER_WORKERS is set but no longer used" in log and "SCORING_CONCURRENCY and BATCH_WORKERS" in log
+    assert (
+        "H2O_SCORER_WORKERS is set but no longer used" in log
+        and "SCORING_CONCURRENCY and BATCH_WORKERS" in log
+    )
     assert "H2O_SCORER_AUTHORIZATION_HEADER is set but no longer used" in log
     assert "names 'traceparent', a tracing header that is never forwarded" in log
 
@@ -211,9 +245,11 @@ def test_not_ready_while_loading_then_ready(probe_file, tmp_path):
 
 
 def test_load_failure_stops_the_server_with_an_error(probe_file):
-    with pytest.raises(RuntimeError) as excinfo:
-        with start_server(probe_file(load_error="weights are corrupt"), env=plugin_env(), record_headers=False):
-            pass
+    with (
+        pytest.raises(RuntimeError) as excinfo,
+        start_server(probe_file(load_error="weights are corrupt"), env=plugin_env(), record_headers=False),
+    ):
+        pass
     message = str(excinfo.value)
     assert "exited with code 1" in message
     assert "Runtime 'probe-scorer' failed to load" in message and "weights are corrupt" in message

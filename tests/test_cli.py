@@ -11,7 +11,9 @@ from conformance import start_server
 from tests.conftest import plugin_env
 
 
-def scorer(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def scorer(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "scorer_core.cli", *args],
         env={**os.environ, **(env or {})},

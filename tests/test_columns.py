@@ -52,7 +52,9 @@ def test_integral_float_strings_are_accepted_for_int_columns():
 
 
 def test_fractional_value_in_int_column_is_rejected():
-    with pytest.raises(InvalidRequest, match=r"Row 0, field 'c': cannot parse '3.5' as Int64 \(it has a fractional part\)"):
+    with pytest.raises(
+        InvalidRequest, match=r"Row 0, field 'c': cannot parse '3.5' as Int64 \(it has a fractional part\)"
+    ):
         col(["3.5"], DataType.INT64)
 
 

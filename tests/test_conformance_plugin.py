@@ -44,7 +44,9 @@ def test_runtime_that_drops_a_row_fails_with_the_row_count_message(pytester, tmp
 
 
 def test_suite_is_inert_without_a_target(pytester):
-    pytester.makepyfile(test_nothing="from conformance.checks import ContractChecks\nclass TestX(ContractChecks):\n    pass\n")
+    pytester.makepyfile(
+        test_nothing="from conformance.checks import ContractChecks\nclass TestX(ContractChecks):\n    pass\n"
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs")
     result.assert_outcomes(skipped=9)
     result.stdout.fnmatch_lines(["*no conformance target: pass --scorer-model PATH or --scorer-url URL*"])

@@ -53,4 +53,6 @@ def test_unknown_shapley_type_lists_choices():
 
 
 def test_contribution_request_requires_a_shapley_type():
-    assert "'requestShapleyValueType' is required" in rejects(b'{"fields": [], "rows": []}', ContributionRequest)
+    assert "'requestShapleyValueType' is required" in rejects(
+        b'{"fields": [], "rows": []}', ContributionRequest
+    )

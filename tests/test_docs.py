@@ -16,7 +16,9 @@ def test_every_hook_is_documented_with_its_signature():
     text = (ROOT / "docs" / "plugin_hooks.md").read_text()
     for name in HOOKS:
         signature = str(inspect.signature(getattr(hookspecs, name)))
-        assert f"## `{name}{signature}`" in text, f"docs/plugin_hooks.md lacks a heading for {name}{signature}"
+        assert f"## `{name}{signature}`" in text, (
+            f"docs/plugin_hooks.md lacks a heading for {name}{signature}"
+        )
 
 
 def test_every_hook_has_a_test():
@@ -29,6 +31,8 @@ def test_writing_plugins_includes_the_echo_plugin_verbatim():
     guide = (ROOT / "docs" / "writing_plugins.md").read_text()
     readme = (ROOT / "README.md").read_text()
     plugin = (ROOT / "tests" / "plugins" / "echo_plugin.py").read_text()
-    assert plugin.strip() in guide, "docs/writing_plugins.md must include tests/plugins/echo_plugin.py verbatim"
+    assert plugin.strip() in guide, (
+        "docs/writing_plugins.md must include tests/plugins/echo_plugin.py verbatim"
+    )
     assert plugin.strip() in readme, "README.md must include tests/plugins/echo_plugin.py verbatim"
     assert len(plugin.strip().splitlines()) <= 35

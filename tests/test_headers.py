@@ -15,9 +15,22 @@ def test_parse_ignores_case_whitespace_empties_and_duplicates():
 
 @pytest.mark.parametrize(
     "name",
-    ["traceparent", "TraceState", "baggage", "b3", "X-B3-TraceId", "x-b3-spanid", "uber-trace-id",
-     "X-Request-Id", "x-amzn-trace-id", "X-Cloud-Trace-Context", "grpc-trace-bin", "sentry-trace",
-     "x-correlation-id", "uberctx-user"],
+    [
+        "traceparent",
+        "TraceState",
+        "baggage",
+        "b3",
+        "X-B3-TraceId",
+        "x-b3-spanid",
+        "uber-trace-id",
+        "X-Request-Id",
+        "x-amzn-trace-id",
+        "X-Cloud-Trace-Context",
+        "grpc-trace-bin",
+        "sentry-trace",
+        "x-correlation-id",
+        "uberctx-user",
+    ],
 )
 def test_tracing_headers_are_blocked(name):
     assert is_tracing_header(name)

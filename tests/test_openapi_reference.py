@@ -35,13 +35,26 @@ def test_we_serve_every_reference_path_and_method(ours, reference):
 
 @pytest.mark.parametrize(
     "name",
-    ["ScoreRequest", "ScoreResponse", "ContributionRequest", "ContributionResponse", "ContributionGroup", "DataField",
-     "ModelSchema", "Model", "PredictionInterval"],
+    [
+        "ScoreRequest",
+        "ScoreResponse",
+        "ContributionRequest",
+        "ContributionResponse",
+        "ContributionGroup",
+        "DataField",
+        "ModelSchema",
+        "Model",
+        "PredictionInterval",
+    ],
 )
 def test_component_properties_match_the_reference(ours, reference, name):
-    ours_name = {"ContributionGroup": "ContributionGroupWire", "DataField": "DataFieldWire",
-                 "ModelSchema": "ModelSchemaWire", "Model": "ModelWire",
-                 "PredictionInterval": "PredictionIntervalWire"}.get(name, name)
+    ours_name = {
+        "ContributionGroup": "ContributionGroupWire",
+        "DataField": "DataFieldWire",
+        "ModelSchema": "ModelSchemaWire",
+        "Model": "ModelWire",
+        "PredictionInterval": "PredictionIntervalWire",
+    }.get(name, name)
     expected = set(reference["components"]["schemas"][name]["properties"])
     actual = set(ours["components"]["schemas"][ours_name]["properties"])
     missing = expected - actual - ({"properties"} if name == "Model" else set())

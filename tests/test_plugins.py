@@ -58,9 +58,13 @@ def test_detection_picks_the_single_runtime_that_claims_the_path(tmp_path):
 
 def test_no_runtime_for_a_path_lists_what_is_installed(tmp_path):
     loaded = plugins(extra_plugins="echo_plugin", disable_plugins="mlflow")
-    with pytest.raises(NoRuntimeFound, match=r"No installed runtime can load .*model\.bin'; installed runtimes: echo-scorer"):
+    with pytest.raises(
+        NoRuntimeFound, match=r"No installed runtime can load .*model\.bin'; installed runtimes: echo-scorer"
+    ):
         loaded.select_runtime(tmp_path / "model.bin", None)
-    with pytest.raises(NoRuntimeFound, match="No installed runtime is named 'nope'; installed runtimes: echo-scorer"):
+    with pytest.raises(
+        NoRuntimeFound, match="No installed runtime is named 'nope'; installed runtimes: echo-scorer"
+    ):
         loaded.select_runtime(tmp_path / "model.bin", "nope")
 
 
@@ -76,7 +80,10 @@ def test_two_runtimes_claiming_a_path_is_ambiguous(tmp_path, monkeypatch):
     loaded = plugins(extra_plugins="echo_plugin,other_echo_plugin", disable_plugins="mlflow")
     with pytest.raises(AmbiguousRuntime) as excinfo:
         loaded.select_runtime(tmp_path / "model.echo", None)
-    assert str(excinfo.value) == "'model.echo' can be loaded by 'echo-scorer' and 'other-echo-scorer'; pass --runtime"
+    assert (
+        str(excinfo.value)
+        == "'model.echo' can be loaded by 'echo-scorer' and 'other-echo-scorer'; pass --runtime"
+    )
     assert excinfo.value.candidates == ["echo-scorer", "other-echo-scorer"]
 
 
@@ -105,7 +112,10 @@ def test_entry_point_import_error_names_plugin_and_distribution(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint()])
     with pytest.raises(PluginLoadError) as excinfo:
         plugins()
-    assert str(excinfo.value) == 'Error loading plugin "broken" (scorer-broken 9.9): ModuleNotFoundError: No module named \'jpype\''
+    assert (
+        str(excinfo.value)
+        == "Error loading plugin \"broken\" (scorer-broken 9.9): ModuleNotFoundError: No module named 'jpype'"
+    )
 
 
 def test_duplicate_runtime_names_are_rejected(monkeypatch):

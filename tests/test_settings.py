@@ -13,8 +13,16 @@ DOCS = Path(__file__).parent.parent / "docs" / "settings.md"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in ("MODEL_PATH", "MODEL_ID", "SCORING_CONCURRENCY", "H2O_SCORER_FORWARD_HEADERS", "SCORER_PORT",
-                 "SHAPLEY_ENABLE", "SHAPLEY_TYPES_ENABLED", "BATCH_WORKERS"):
+    for name in (
+        "MODEL_PATH",
+        "MODEL_ID",
+        "SCORING_CONCURRENCY",
+        "H2O_SCORER_FORWARD_HEADERS",
+        "SCORER_PORT",
+        "SHAPLEY_ENABLE",
+        "SHAPLEY_TYPES_ENABLED",
+        "BATCH_WORKERS",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -62,7 +70,9 @@ def test_zero_concurrency_is_rejected(monkeypatch):
 
 
 def test_removed_variables_are_named_with_their_replacement():
-    warnings = removed_env_var_warnings({"H2O_SCORER_WORKERS": "4", "H2O_SCORER_AUTHORIZATION_HEADER": "Authorization"})
+    warnings = removed_env_var_warnings(
+        {"H2O_SCORER_WORKERS": "4", "H2O_SCORER_AUTHORIZATION_HEADER": "Authorization"}
+    )
     assert warnings == [
         "H2O_SCORER_WORKERS is set but no longer used (removed in H2O scoring runtimes 2.0); "
         "use SCORING_CONCURRENCY and BATCH_WORKERS instead",

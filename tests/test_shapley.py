@@ -6,18 +6,18 @@ from scorer_core.errors import ConfigurationError, InvalidRequest, UnsupportedOp
 from scorer_core.schema import Capabilities, ShapleyType
 from scorer_core.shapley import ShapleyPolicy
 
-O, T = ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED
+ORIG, TRANS = ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED
 
 
 @pytest.mark.parametrize(
     ("enable", "types", "expected"),
     [
         (None, None, set()),
-        ("true", None, {O, T}),
-        ("TRUE", "ORIGINAL", {O, T}),  # SHAPLEY_ENABLE wins, as in H2O's scorer
-        ("false", "TRANSFORMED", {T}),
-        (None, "ALL", {O, T}),
-        (None, "ORIGINAL", {O}),
+        ("true", None, {ORIG, TRANS}),
+        ("TRUE", "ORIGINAL", {ORIG, TRANS}),  # SHAPLEY_ENABLE wins, as in H2O's scorer
+        ("false", "TRANSFORMED", {TRANS}),
+        (None, "ALL", {ORIG, TRANS}),
+        (None, "ORIGINAL", {ORIG}),
         (None, "NONE", set()),
     ],
 )
@@ -26,8 +26,8 @@ def test_settings_resolve_like_h2os_scorer(enable, types, expected):
 
 
 def test_runtime_default_applies_only_when_nothing_is_set():
-    assert ShapleyPolicy.from_settings(None, None, frozenset({O, T})).enabled == {O, T}
-    assert ShapleyPolicy.from_settings(None, "NONE", frozenset({O, T})).enabled == set()
+    assert ShapleyPolicy.from_settings(None, None, frozenset({ORIG, TRANS})).enabled == {ORIG, TRANS}
+    assert ShapleyPolicy.from_settings(None, "NONE", frozenset({ORIG, TRANS})).enabled == set()
 
 
 def test_unknown_type_is_a_configuration_error():
@@ -38,18 +38,23 @@ def test_unknown_type_is_a_configuration_error():
 def test_disabled_type_is_a_400_naming_the_setting():
     policy = ShapleyPolicy.from_settings(None, "ORIGINAL")
     with pytest.raises(InvalidRequest) as excinfo:
-        policy.check(T, frozenset({O, T}))
+        policy.check(TRANS, frozenset({ORIG, TRANS}))
     assert "SHAPLEY_TYPES_ENABLED=TRANSFORMED" in str(excinfo.value)
     assert excinfo.value.status_code == 400
 
 
 def test_unsupported_type_is_a_501():
     with pytest.raises(UnsupportedOperation):
-        ShapleyPolicy.from_settings("true", None).check(O, frozenset())
+        ShapleyPolicy.from_settings("true", None).check(ORIG, frozenset())
 
 
 def test_capabilities_list_only_enabled_types_in_h2o_order():
-    caps = Capabilities(prediction_intervals=True, contributions=frozenset({O, T}))
-    assert caps.to_wire([T, O]) == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_ORIGINAL", "CONTRIBUTION_TRANSFORMED"]
-    assert caps.to_wire([T]) == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_TRANSFORMED"]
-    assert Capabilities().to_wire([O, T]) == ["SCORE"]
+    caps = Capabilities(prediction_intervals=True, contributions=frozenset({ORIG, TRANS}))
+    assert caps.to_wire([TRANS, ORIG]) == [
+        "SCORE_PREDICTION_INTERVAL",
+        "SCORE",
+        "CONTRIBUTION_ORIGINAL",
+        "CONTRIBUTION_TRANSFORMED",
+    ]
+    assert caps.to_wire([TRANS]) == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_TRANSFORMED"]
+    assert Capabilities().to_wire([ORIG, TRANS]) == ["SCORE"]

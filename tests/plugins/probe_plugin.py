@@ -78,7 +78,11 @@ class ProbeRuntime(Runtime):
     def contributions(self, batch: Frame, shapley_type: ShapleyType) -> Contributions:
         names = [f.name for f in self.schema.inputs]
         suffix = "" if shapley_type is ShapleyType.ORIGINAL else "_t"
-        values = np.column_stack([np.asarray(batch[n], dtype=float) for n in names]) if batch.num_rows else np.empty((0, len(names)))
+        values = (
+            np.column_stack([np.asarray(batch[n], dtype=float) for n in names])
+            if batch.num_rows
+            else np.empty((0, len(names)))
+        )
         classes = self.spec.get("classes")
         if classes:
             groups = [ContributionGroup(c, values * (i + 1)) for i, c in enumerate(classes)]

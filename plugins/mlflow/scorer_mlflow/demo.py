@@ -33,9 +33,7 @@ def _python_model() -> Any:
             import pandas as pd
 
             probabilities = self.classifier.predict_proba(model_input[list(IRIS_FEATURES)])
-            frame = pd.DataFrame(
-                probabilities, columns=[f"{IRIS_TARGET}.{c}" for c in self.classes]
-            )
+            frame = pd.DataFrame(probabilities, columns=[f"{IRIS_TARGET}.{c}" for c in self.classes])
             frame.insert(0, IRIS_TARGET, [self.classes[i] for i in probabilities.argmax(axis=1)])
             return frame
 
@@ -58,9 +56,7 @@ def build_iris_model(directory: Path) -> Path:
     example = features.iloc[:3]
     signature = infer_signature(example, model.predict(None, example))
     target = directory / "iris-mlflow"
-    mlflow.pyfunc.save_model(
-        str(target), python_model=model, signature=signature, input_example=example
-    )
+    mlflow.pyfunc.save_model(str(target), python_model=model, signature=signature, input_example=example)
     return target
 
 

@@ -65,9 +65,7 @@ class MlflowRuntime(Runtime):
 
         mlmodel = _mlmodel_file(path)
         if mlmodel is None:
-            raise ConfigurationError(
-                f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)"
-            )
+            raise ConfigurationError(f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)")
         model_dir = str(mlmodel.parent)
         self._pyfunc = mlflow.pyfunc.load_model(model_dir)
         metadata = self._pyfunc.metadata
@@ -114,9 +112,7 @@ class MlflowRuntime(Runtime):
         except MlflowException as exc:
             message = str(exc)
             if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):
-                raise InvalidRequest(
-                    f"the model's MLflow signature rejected the input: {message}"
-                ) from exc
+                raise InvalidRequest(f"the model's MLflow signature rejected the input: {message}") from exc
             raise
         return prediction_columns(prediction, self._output_names, self.name)
 
@@ -143,7 +139,7 @@ def prediction_columns(prediction: Any, names: list[str], runtime: str) -> dict[
         if all(name in prediction for name in names):
             return {name: prediction[name] for name in names}
         if len(prediction) == len(names):
-            return dict(zip(names, prediction.values()))
+            return dict(zip(names, prediction.values(), strict=True))
         raise ModelError(
             f"predict returned keys {sorted(map(str, prediction))} but the model's signature "
             f"declares {names}",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scorer_mlflow.model import MlflowRuntime
 
 import conformance
 from conformance import start_server
 from scorer_core import DataType, Field
-from scorer_mlflow.model import MlflowRuntime
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +70,7 @@ def test_regressor_scores_match_scikit_learn(diabetes_regressor):
     assert reply.status == 200, reply
     expected = diabetes_regressor.model.predict(X)
     got = [float(row[0]) for row in reply.json()["score"]]
-    assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(got, expected))
+    assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(got, expected, strict=True))
 
 
 def test_pyfunc_model_reads_forwarded_headers_as_the_guide_shows(header_model):
@@ -107,9 +107,11 @@ def test_missing_value_in_an_integer_column_is_a_400_not_a_crash(tmp_path):
 
 
 def test_model_without_a_signature_stops_start_up_saying_how_to_fix_it(unsigned_model):
-    with pytest.raises(RuntimeError) as excinfo:
-        with start_server(unsigned_model.path, env=ENV, record_headers=False):
-            pass
+    with (
+        pytest.raises(RuntimeError) as excinfo,
+        start_server(unsigned_model.path, env=ENV, record_headers=False),
+    ):
+        pass
     assert "has no input signature" in str(excinfo.value)
     assert "infer_signature" in str(excinfo.value)
 

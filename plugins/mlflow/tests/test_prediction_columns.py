@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scorer_mlflow.model import prediction_columns
 
 from scorer_core import ModelError
-from scorer_mlflow.model import prediction_columns
 
 
 def cols(prediction, names):

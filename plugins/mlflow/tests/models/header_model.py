@@ -4,6 +4,7 @@ Saved with MLflow's models-from-code, so the server process loads this file, not
 """
 
 import mlflow
+
 from h2o_scorer_core.context import request_headers
 
 

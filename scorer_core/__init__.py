@@ -15,6 +15,7 @@ from scorer_core.errors import (
     PluginLoadError,
     RowCountMismatch,
     ScorerError,
+    ScoringTimeout,
     UnsupportedOperation,
 )
 from scorer_core.frame import Frame
@@ -45,6 +46,7 @@ __all__ = [
     "RowCountMismatch",
     "Runtime",
     "ScorerError",
+    "ScoringTimeout",
     "ShapleyType",
     "UnsupportedOperation",
     "forwarded_headers",

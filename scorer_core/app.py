@@ -34,7 +34,8 @@ from scorer_core.errors import (
 )
 from scorer_core.model import ServedModel
 from scorer_core.response import contribution_body, score_body
-from scorer_core.scoring import ScoringTask, ThreadScorer
+from scorer_core.dispatch import Dispatcher
+from scorer_core.scoring import ScoringTask
 from scorer_core.settings import Settings
 from scorer_core.validation import prepare_contribution, prepare_score
 
@@ -157,11 +158,11 @@ def create_app(
     """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up."""
     state: dict[str, Any] = {}
 
-    def scorer() -> ThreadScorer:
+    def dispatcher() -> Dispatcher:
         model = host.model
-        current = state.get("scorer")
+        current = state.get("dispatcher")
         if current is None:
-            current = state["scorer"] = ThreadScorer(model, settings.scoring_concurrency)
+            current = state["dispatcher"] = Dispatcher(model, settings)
         return current
 
     def load_in_background() -> None:
@@ -177,9 +178,9 @@ def create_app(
         if not host.loaded.is_set():
             threading.Thread(target=load_in_background, name="model-loader", daemon=True).start()
         yield
-        current = state.pop("scorer", None)
+        current = state.pop("dispatcher", None)
         if current is not None:
-            current.close()
+            await current.close()
         if host.ready:
             host.model.close()
 
@@ -254,17 +255,19 @@ def create_app(
     async def score(request: Request) -> Response:
         """Score the rows in the body."""
         model = host.model
-        parsed = parse_request(ScoreRequest, await _read_body(request, settings.max_request_bytes))
-        prepared = prepare_score(parsed, model)
-        task = ScoringTask(
-            prepared.frame,
-            model.forwarding.select(request.headers),
-            outputs=True,
-            shapley=prepared.shapley,
-            intervals=prepared.intervals,
-        )
-        result = await scorer().submit(task)
-        return _json(score_body(model.model_id, prepared, result))
+        scoring = dispatcher()
+        async with scoring.admission.admit():
+            parsed = parse_request(ScoreRequest, await _read_body(request, settings.max_request_bytes))
+            prepared = prepare_score(parsed, model)
+            task = ScoringTask(
+                prepared.frame,
+                model.forwarding.select(request.headers),
+                outputs=True,
+                shapley=prepared.shapley,
+                intervals=prepared.intervals,
+            )
+            result = await scoring.score(task)
+            return _json(score_body(model.model_id, prepared, result))
 
     @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def score_file() -> Response:
@@ -283,17 +286,19 @@ def create_app(
     async def contribution(request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
         model = host.model
-        body = await _read_body(request, settings.max_request_bytes)
-        prepared = prepare_contribution(parse_request(ContributionRequest, body), model)
-        task = ScoringTask(
-            prepared.frame,
-            model.forwarding.select(request.headers),
-            outputs=False,
-            shapley=prepared.shapley,
-        )
-        result = await scorer().submit(task)
-        assert result.contributions is not None
-        return _json(contribution_body(result.contributions))
+        scoring = dispatcher()
+        async with scoring.admission.admit():
+            body = await _read_body(request, settings.max_request_bytes)
+            prepared = prepare_contribution(parse_request(ContributionRequest, body), model)
+            task = ScoringTask(
+                prepared.frame,
+                model.forwarding.select(request.headers),
+                outputs=False,
+                shapley=prepared.shapley,
+            )
+            result = await scoring.score(task)
+            assert result.contributions is not None
+            return _json(contribution_body(result.contributions))
 
     @app.post("/model/media-score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def media_score() -> Response:

@@ -9,6 +9,7 @@ Exception tree::
     ├── UnsupportedOperation    501: the model cannot do this (contributions, media scoring)
     ├── NotReady                503: the model is still loading
     ├── Overloaded              503: too many requests in flight; carries Retry-After
+    ├── ScoringTimeout          504: the request waited longer than SCORER_REQUEST_TIMEOUT
     └── ConfigurationError      start-up: a setting, a model path or a plugin is wrong
         ├── PluginLoadError     a plugin failed to import or register; names the plugin
         ├── NoRuntimeFound      no installed runtime claims the model path
@@ -28,6 +29,7 @@ __all__ = [
     "PluginLoadError",
     "RowCountMismatch",
     "ScorerError",
+    "ScoringTimeout",
     "UnsupportedOperation",
 ]
 
@@ -105,6 +107,12 @@ class Overloaded(ScorerError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ScoringTimeout(ScorerError):
+    """The request was not scored within the configured time; the client may retry."""
+
+    status_code = 504
 
 
 class ConfigurationError(ScorerError):

@@ -1,16 +1,13 @@
 """The scoring seam: one model call for a list of tasks, with headers set and results checked.
 
-``run_tasks`` is where the batcher plugs in: it receives the tasks of one batch (one task per
-request today) and returns one result or error per task.
+``run_task`` is one model call; ``scorer_core.batching.run_batch`` merges tasks into one such call
+and falls back to ``run_tasks`` (each alone) when the merged call fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +21,7 @@ from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import ShapleyType
 from scorer_core.validation import check_columns
 
-__all__ = ["ScoringResult", "ScoringTask", "ThreadScorer", "run_task", "run_tasks"]
+__all__ = ["ScoringResult", "ScoringTask", "run_task", "run_tasks"]
 
 log = logging.getLogger(__name__)
 
@@ -104,31 +101,3 @@ def run_tasks(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringR
         except ScorerError as exc:
             results.append(exc)
     return results
-
-
-class ThreadScorer:
-    """Runs tasks in a pool of ``concurrency`` threads, off the event loop.
-
-    A runtime with ``thread_safe = False`` gets one call at a time.
-    """
-
-    def __init__(self, model: ServedModel, concurrency: int) -> None:
-        self.model = model
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="scorer")
-        self._lock = None if getattr(model.runtime, "thread_safe", True) else threading.Lock()
-
-    def _run(self, task: ScoringTask) -> ScoringResult | ScorerError:
-        if self._lock is None:
-            return run_tasks(self.model, [task])[0]
-        with self._lock:
-            return run_tasks(self.model, [task])[0]
-
-    async def submit(self, task: ScoringTask) -> ScoringResult:
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._pool, self._run, task)
-        if isinstance(result, ScorerError):
-            raise result
-        return result
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -62,11 +62,29 @@ class Settings(BaseSettings):
     """Comma-separated HTTP header names passed to model code through ``request_headers``.
     Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""
 
-    scoring_concurrency: int = Field(4, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
-    """Model calls that may run at the same time."""
+    scoring_concurrency: int = Field(64, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
+    """Requests being scored at once (batched together where they can be); more wait in a queue."""
+
+    queue_size: int = Field(256, ge=0, validation_alias=_env("SCORER_QUEUE_SIZE"))
+    """Requests that may wait for a scoring slot; beyond it they get 503 with Retry-After."""
+
+    queue_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_QUEUE_TIMEOUT"))
+    """Seconds a request may wait in the queue before it gets 503 with Retry-After."""
+
+    request_timeout: float = Field(60.0, gt=0, validation_alias=_env("SCORER_REQUEST_TIMEOUT"))
+    """Seconds a request may take to be scored once admitted before it gets 504."""
 
     batch_workers: int = Field(0, ge=0, validation_alias=_env("BATCH_WORKERS"))
-    """Worker processes that run the model; 0 runs it in the server process."""
+    """Worker processes that run the model, each with its own copy; 0 runs it in the server process."""
+
+    model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
+    """Model calls running at once in the server process when BATCH_WORKERS=0."""
+
+    batch_max_rows: int = Field(1024, ge=1, validation_alias=_env("SCORER_BATCH_MAX_ROWS"))
+    """Most rows merged into one model call (a larger single request still goes whole)."""
+
+    batch_max_wait_ms: float = Field(0.0, ge=0, validation_alias=_env("SCORER_BATCH_MAX_WAIT_MS"))
+    """Milliseconds a partial batch may wait to grow; 0 sends as soon as a model slot is free."""
 
     shapley_enable: str | None = Field(None, validation_alias=_env("SHAPLEY_ENABLE"))
     """``true`` enables every Shapley contribution type the model supports."""

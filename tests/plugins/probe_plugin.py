@@ -55,10 +55,11 @@ class ProbeRuntime(Runtime):
 
     def score(self, batch: Frame) -> dict[str, Any]:
         behaviour = self.spec.get("behaviour", "double")
+        time.sleep(self.spec.get("score_delay", 0))
         x = np.asarray(batch["x"], dtype=float)
         if behaviour == "raise" or np.any(x == 13):
             raise ValueError("the probe model exploded")
-        if behaviour == "drop_row":
+        if behaviour == "drop_row" or (behaviour == "drop_row_when_merged" and len(x) > 1):
             x = x[:-1]
         if behaviour == "not_a_mapping":
             return [1, 2, 3]  # type: ignore[return-value]
@@ -66,6 +67,8 @@ class ProbeRuntime(Runtime):
         for field in self.schema.outputs:
             if field.name == "auth":
                 outputs["auth"] = [request_headers.get({}).get("Authorization", "")] * len(x)
+            elif field.name == "batch_rows":  # reveals how many rows the model call held
+                outputs["batch_rows"] = [batch.num_rows] * len(x)
             elif field.name == "label":
                 outputs["label"] = np.where(x > 1, "big", "small")
         return outputs

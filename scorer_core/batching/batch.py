@@ -1,0 +1,101 @@
+"""Pure merge and split of scoring tasks, and the merged model call with per-request fallback.
+
+Nothing here knows about event loops, threads or processes: a batch is a list of tasks that share
+a batch key, merged into one frame, scored once, and cut back into one result per task by row
+offset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+
+from scorer_core.errors import ScorerError
+from scorer_core.frame import Frame
+from scorer_core.model import ServedModel
+from scorer_core.runtime import ContributionGroup, Contributions
+from scorer_core.schema import ShapleyType
+from scorer_core.scoring import ScoringResult, ScoringTask, run_task, run_tasks
+
+__all__ = ["Batch", "BatchKey", "batch_key", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+#: Everything that changes the model call: endpoint (outputs or contributions only), Shapley type,
+#: prediction intervals, and the forwarded header values. Only equal keys share a call.
+BatchKey = tuple[bool, ShapleyType, bool, tuple[tuple[str, str], ...]]
+
+
+def batch_key(task: ScoringTask) -> BatchKey:
+    return (task.outputs, task.shapley, task.intervals, tuple(sorted(task.headers.items())))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Tasks with one batch key, in arrival order."""
+
+    tasks: tuple[ScoringTask, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("a batch needs at least one task")
+        keys = {batch_key(t) for t in self.tasks}
+        if len(keys) != 1:
+            raise ValueError(
+                f"tasks with different batch keys cannot share a batch: {sorted(map(str, keys))}"
+            )
+
+    @property
+    def offsets(self) -> list[int]:
+        """Start row of each task in the merged frame, plus the total at the end."""
+        return [0, *accumulate(t.frame.num_rows for t in self.tasks)]
+
+    def merged(self) -> ScoringTask:
+        first = self.tasks[0]
+        frame = Frame.concat([t.frame for t in self.tasks])
+        return ScoringTask(frame, first.headers, first.outputs, first.shapley, first.intervals)
+
+    def split(self, result: ScoringResult) -> list[ScoringResult]:
+        """One result per task: the rows ``offsets[i]`` to ``offsets[i + 1]`` of every part."""
+        offsets = self.offsets
+        parts = []
+        for start, stop in zip(offsets, offsets[1:]):
+            outputs = (
+                {n: c[start:stop] for n, c in result.outputs.items()} if result.outputs is not None else None
+            )
+            intervals = (
+                {n: c[start:stop] for n, c in result.intervals.items()}
+                if result.intervals is not None
+                else None
+            )
+            contributions = None
+            if result.contributions is not None:
+                contributions = Contributions(
+                    result.contributions.features,
+                    [
+                        ContributionGroup(g.output_group, g.values[start:stop])
+                        for g in result.contributions.groups
+                    ],
+                )
+            parts.append(ScoringResult(outputs, intervals, contributions))
+        return parts
+
+
+def run_batch(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+    """Score tasks in one model call; if that call fails, score each alone so only the culprit fails.
+
+    A merged call can fail because one request's rows upset the model, or because the model
+    returned the wrong row count for the merged frame. Either way nobody can tell which rows are
+    at fault, so every request is re-scored on its own, and each gets its own result or error.
+    No request ever receives another request's rows.
+    """
+    if len(tasks) == 1:
+        return run_tasks(model, tasks)
+    batch = Batch(tuple(tasks))
+    try:
+        return list(batch.split(run_task(model, batch.merged())))
+    except ScorerError as exc:
+        log.warning("A merged call of %d requests failed (%s); scoring each alone", len(tasks), exc)
+        return run_tasks(model, tasks)

@@ -1,0 +1,151 @@
+"""The asyncio side of batching: a queue of pending tasks drained by one loop per model slot.
+
+Batches form by themselves under load: a slot takes the oldest pending task and every other
+pending task with the same batch key (up to ``max_rows`` rows), so while all slots are busy,
+arriving requests pile up and go together in the next call. At low load a request goes at once,
+alone; ``max_wait`` (default 0) can hold a partial batch a little longer to grow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from scorer_core.batching.batch import BatchKey, batch_key
+from scorer_core.errors import ModelError, ScorerError
+from scorer_core.scoring import ScoringResult, ScoringTask
+
+__all__ = ["Batcher", "Execute"]
+
+log = logging.getLogger(__name__)
+
+#: Runs one batch's tasks (one model call, or several on failure) and returns one outcome per task.
+Execute = Callable[[Sequence[ScoringTask]], Awaitable[list[ScoringResult | ScorerError]]]
+
+
+@dataclass
+class _Pending:
+    task: ScoringTask
+    key: BatchKey
+    future: asyncio.Future[ScoringResult]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+    @property
+    def rows(self) -> int:
+        return self.task.frame.num_rows
+
+
+class Batcher:
+    """Merges concurrent tasks with equal batch keys into calls of ``execute``.
+
+    ``slots`` loops run at once, one per model slot (thread or worker process); each awaits
+    ``execute`` for its batch. Queues are created inside the running loop on first use.
+    """
+
+    def __init__(self, execute: Execute, *, slots: int, max_rows: int, max_wait: float = 0.0) -> None:
+        if slots < 1 or max_rows < 1 or max_wait < 0:
+            raise ValueError("slots and max_rows must be positive and max_wait not negative")
+        self._execute = execute
+        self.slots = slots
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self._pending: deque[_Pending] = deque()
+        self._wakeup: asyncio.Condition | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        #: Sizes of the batches sent so far (requests, rows), for logs and tests.
+        self.batches_sent = 0
+        self.requests_sent = 0
+
+    def _start(self) -> asyncio.Condition:
+        if self._wakeup is None:
+            self._wakeup = asyncio.Condition()
+            self._loops = [
+                asyncio.create_task(self._drain(), name=f"batcher-slot-{i}") for i in range(self.slots)
+            ]
+        return self._wakeup
+
+    async def submit(self, task: ScoringTask) -> ScoringResult:
+        """Queue a task; resolves to its own result or raises its own error."""
+        wakeup = self._start()
+        future: asyncio.Future[ScoringResult] = asyncio.get_running_loop().create_future()
+        async with wakeup:
+            self._pending.append(_Pending(task, batch_key(task), future))
+            wakeup.notify()
+        return await future
+
+    def _rows_for(self, key: BatchKey) -> int:
+        return sum(p.rows for p in self._pending if p.key == key and not p.future.done())
+
+    def _take(self) -> list[_Pending]:
+        """The oldest live task and the pending tasks sharing its key, up to ``max_rows`` rows."""
+        while self._pending and self._pending[0].future.done():  # cancelled by a client that left
+            self._pending.popleft()
+        if not self._pending:
+            return []
+        first = self._pending.popleft()
+        taken, rows, kept = [first], first.rows, deque[_Pending]()
+        while self._pending:
+            entry = self._pending.popleft()
+            if entry.future.done():
+                continue
+            if entry.key == first.key and rows + entry.rows <= self.max_rows:
+                taken.append(entry)
+                rows += entry.rows
+            else:
+                kept.append(entry)
+        self._pending = kept
+        return taken
+
+    async def _drain(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while True:
+            async with wakeup:
+                await wakeup.wait_for(lambda: bool(self._pending))
+                if self.max_wait:
+                    key = self._pending[0].key
+                    deadline = self._pending[0].enqueued + self.max_wait
+                    remaining = deadline - time.perf_counter()
+                    if remaining > 0 and self._rows_for(key) < self.max_rows:
+                        try:
+                            await asyncio.wait_for(
+                                wakeup.wait_for(lambda: self._rows_for(key) >= self.max_rows), remaining
+                            )
+                        except TimeoutError:
+                            pass
+                batch = self._take()
+            if batch:
+                await self._run(batch)
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        self.batches_sent += 1
+        self.requests_sent += len(batch)
+        try:
+            outcomes = await self._execute([p.task for p in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"executor returned {len(outcomes)} outcomes for {len(batch)} tasks")
+        except Exception as exc:  # the executor itself failed (e.g. a worker died): fail this batch only
+            if not isinstance(exc, ScorerError):
+                log.exception("Scoring a batch of %d requests failed", len(batch))
+                exc = ModelError(f"scoring failed: {type(exc).__name__}: {exc}", runtime="scorer_core")
+            outcomes = [exc] * len(batch)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.future.done():
+                continue
+            if isinstance(outcome, ScorerError):
+                pending.future.set_exception(outcome)
+            else:
+                pending.future.set_result(outcome)
+
+    async def close(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for pending in self._pending:
+            if not pending.future.done():
+                pending.future.cancel()
+        self._pending.clear()

@@ -24,6 +24,7 @@ from scorer_core.contract import (
     ScoreResponse,
     parse_request,
 )
+from scorer_core.dispatch import Dispatcher
 from scorer_core.errors import (
     InvalidRequest,
     ModelError,
@@ -34,7 +35,6 @@ from scorer_core.errors import (
 )
 from scorer_core.model import ServedModel
 from scorer_core.response import contribution_body, score_body
-from scorer_core.dispatch import Dispatcher
 from scorer_core.scoring import ScoringTask
 from scorer_core.settings import Settings
 from scorer_core.validation import prepare_contribution, prepare_score

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import accumulate
+from itertools import accumulate, pairwise
 
 from scorer_core.errors import ScorerError
 from scorer_core.frame import Frame
@@ -61,7 +61,7 @@ class Batch:
         """One result per task: the rows ``offsets[i]`` to ``offsets[i + 1]`` of every part."""
         offsets = self.offsets
         parts = []
-        for start, stop in zip(offsets, offsets[1:]):
+        for start, stop in pairwise(offsets):
             outputs = (
                 {n: c[start:stop] for n, c in result.outputs.items()} if result.outputs is not None else None
             )

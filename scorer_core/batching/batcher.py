@@ -9,6 +9,7 @@ alone; ``max_wait`` (default 0) can hold a partial batch a little longer to grow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -107,19 +108,19 @@ class Batcher:
             async with wakeup:
                 await wakeup.wait_for(lambda: bool(self._pending))
                 if self.max_wait:
-                    key = self._pending[0].key
-                    deadline = self._pending[0].enqueued + self.max_wait
-                    remaining = deadline - time.perf_counter()
-                    if remaining > 0 and self._rows_for(key) < self.max_rows:
-                        try:
-                            await asyncio.wait_for(
-                                wakeup.wait_for(lambda: self._rows_for(key) >= self.max_rows), remaining
-                            )
-                        except TimeoutError:
-                            pass
+                    await self._grow(wakeup, self._pending[0])
                 batch = self._take()
             if batch:
                 await self._run(batch)
+
+    async def _grow(self, wakeup: asyncio.Condition, oldest: _Pending) -> None:
+        """Hold the oldest task until its key has ``max_rows`` rows or it has waited ``max_wait``."""
+        remaining = oldest.enqueued + self.max_wait - time.perf_counter()
+        if remaining > 0 and self._rows_for(oldest.key) < self.max_rows:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    wakeup.wait_for(lambda: self._rows_for(oldest.key) >= self.max_rows), remaining
+                )
 
     async def _run(self, batch: list[_Pending]) -> None:
         self.batches_sent += 1

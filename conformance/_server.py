@@ -51,6 +51,11 @@ def recording(log_path: str) -> Any:
     return wrap
 
 
+def recording_from_env(runtime_cls: type[Runtime]) -> type[Runtime]:
+    """``conformance._server:recording_from_env``: importable, so worker processes can apply it too."""
+    return recording(os.environ["SCORER_CONFORMANCE_HEADER_LOG"])(runtime_cls)  # type: ignore[no-any-return]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance._server")
     parser.add_argument("model_path", type=Path, nargs="?")
@@ -62,7 +67,7 @@ def main() -> int:
     )
     configure_logging(settings.log_level)
     try:
-        return serve(settings, wrap_runtime=recording(os.environ["SCORER_CONFORMANCE_HEADER_LOG"]))
+        return serve(settings, wrap_runtime="conformance._server:recording_from_env")
     except ScorerError as exc:
         print(f"scorer: error: {exc}", file=sys.stderr)
         return 2

@@ -9,12 +9,11 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from scorer_core.errors import ConfigurationError, ScorerError
 from scorer_core.plugins import Plugins, load_plugins
-from scorer_core.runtime import Runtime
 from scorer_core.settings import Settings, load_settings, removed_env_var_warnings
 
 __all__ = ["configure_logging", "main", "resolve_model", "serve"]
@@ -77,26 +76,23 @@ def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     return path, plugins.select_runtime(path, settings.runtime).name
 
 
-def serve(
-    settings: Settings,
-    *,
-    wrap_runtime: Callable[[type[Runtime]], type[Runtime]] | None = None,
-) -> int:
+def serve(settings: Settings, *, wrap_runtime: str | None = None) -> int:
     """Serve the configured model until SIGTERM/SIGINT; 1 if the model failed to load.
 
-    ``wrap_runtime`` lets tools (the conformance suite) subclass the selected runtime.
+    ``wrap_runtime`` (``module:attr``, importable in worker processes too) names a callable that
+    subclasses the selected runtime: the conformance suite records headers with it.
     """
     import uvicorn
 
     from scorer_core.app import ModelHost, create_app
-    from scorer_core.model import load_model
+    from scorer_core.model import ServedModel, load_model
+    from scorer_core.workers import load_in_workers
+    from scorer_core.workers.pool import resolve_wrapper
 
     _startup_warnings(settings)
     plugins = load_plugins(settings)
     path, runtime_name = resolve_model(settings, plugins)
     runtime_cls = plugins.select_runtime(path, runtime_name)
-    if wrap_runtime is not None:
-        runtime_cls = wrap_runtime(runtime_cls)
     log.info(
         "Serving '%s' with runtime '%s' on http://%s:%d",
         path,
@@ -105,7 +101,13 @@ def serve(
         settings.port,
     )
 
-    host = ModelHost(lambda: load_model(runtime_cls, path, settings))
+    def load() -> ServedModel:
+        if settings.batch_workers:
+            return load_in_workers(runtime_cls.name, path, settings, wrap_runtime=wrap_runtime)
+        cls = resolve_wrapper(wrap_runtime)(runtime_cls) if wrap_runtime else runtime_cls
+        return load_model(cls, path, settings)
+
+    host = ModelHost(load)
     server: uvicorn.Server | None = None
 
     def stop_on_load_failure() -> None:

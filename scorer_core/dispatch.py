@@ -12,6 +12,7 @@ from scorer_core.errors import ScorerError, ScoringTimeout
 from scorer_core.model import ServedModel
 from scorer_core.scoring import ScoringResult, ScoringTask
 from scorer_core.settings import Settings
+from scorer_core.workers.pool import WorkerPool
 
 __all__ = ["Dispatcher", "ThreadExecutor"]
 
@@ -40,13 +41,13 @@ class ThreadExecutor:
 class Dispatcher:
     """Everything between a validated request and its model result."""
 
-    def __init__(
-        self, model: ServedModel, settings: Settings, executor: ThreadExecutor | None = None
-    ) -> None:
-        self.executor = executor or ThreadExecutor(model, settings.model_threads)
+    def __init__(self, model: ServedModel, settings: Settings) -> None:
+        # The worker pool belongs to the model (it closes with it); the thread executor to us.
+        self._threads = None if model.executor is not None else ThreadExecutor(model, settings.model_threads)
+        executor: WorkerPool | ThreadExecutor = model.executor or self._threads  # type: ignore[assignment]
         self.batcher = Batcher(
-            self.executor,
-            slots=self.executor.slots,
+            executor,
+            slots=executor.slots,
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
         )
@@ -63,4 +64,5 @@ class Dispatcher:
 
     async def close(self) -> None:
         await self.batcher.close()
-        await self.executor.close()
+        if self._threads is not None:
+            await self._threads.close()

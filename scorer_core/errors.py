@@ -18,6 +18,8 @@ Exception tree::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "AmbiguousRuntime",
     "ConfigurationError",
@@ -55,6 +57,18 @@ class ScorerError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only arguments, which default exception pickling loses; errors
+        # cross the worker-process boundary, so rebuild them from their attributes instead.
+        return (_rebuild, (type(self), self.message, dict(self.__dict__)))
+
+
+def _rebuild(cls: type[ScorerError], message: str, state: dict[str, Any]) -> ScorerError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class InvalidRequest(ScorerError):

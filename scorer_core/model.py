@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
 from scorer_core.headers import HeaderForwarding
@@ -12,6 +13,9 @@ from scorer_core.runtime import Runtime
 from scorer_core.schema import Capabilities, ModelSchema
 from scorer_core.settings import Settings
 from scorer_core.shapley import ShapleyPolicy
+
+if TYPE_CHECKING:
+    from scorer_core.workers.pool import WorkerPool
 
 __all__ = ["ServedModel", "load_model"]
 
@@ -38,12 +42,16 @@ class ServedModel:
         )
         self.forwarding: HeaderForwarding = settings.header_forwarding
         self.missing_values = runtime.missing_values
+        #: The worker processes that run the model, when BATCH_WORKERS > 0; else it runs here.
+        self.executor: WorkerPool | None = None
 
     @property
     def wire_capabilities(self) -> list[str]:
         return self.capabilities.to_wire(self.shapley.ordered())
 
     def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
         try:
             self.runtime.close()
         except Exception:

@@ -1,0 +1,308 @@
+"""WorkerPool: starts ``BATCH_WORKERS`` worker processes, feeds them batches, replaces dead ones.
+
+Each worker has its own Unix socket and carries one batch at a time. A worker that dies (a
+crashing native library, the OOM killer, ``kill -9``) fails only the batch it was scoring, with an
+error that says so, and is replaced in the background; the others keep serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import itertools
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorer_core.errors import ModelError, ScorerError
+from scorer_core.model import ServedModel
+from scorer_core.runtime import Outputs, Runtime
+from scorer_core.schema import Capabilities, ModelSchema, ShapleyType
+from scorer_core.scoring import ScoringResult, ScoringTask
+from scorer_core.settings import Settings
+from scorer_core.workers.protocol import recv_message, send_message
+
+__all__ = ["ModelFacts", "WorkerPool", "load_in_workers", "resolve_wrapper"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a worker may take to load the model and say hello.
+WORKER_START_TIMEOUT = 600.0
+_RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def resolve_wrapper(reference: str) -> Callable[[type[Runtime]], type[Runtime]]:
+    """``module:attr`` naming a callable that subclasses a runtime (used by the conformance suite)."""
+    module, _, attr = reference.partition(":")
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the server needs to validate requests, sent by a worker once its model has loaded."""
+
+    runtime: str
+    schema: ModelSchema
+    capabilities: Capabilities
+    model_id: str | None
+    missing_values: frozenset[str] | None
+    default_shapley_types: frozenset[ShapleyType]
+
+    @classmethod
+    def of(cls, model: ServedModel) -> ModelFacts:
+        runtime = model.runtime
+        return cls(
+            runtime.name,
+            model.schema,
+            model.capabilities,
+            runtime.model_id,
+            runtime.missing_values,
+            runtime.default_shapley_types,
+        )
+
+    def stand_in(self) -> Runtime:
+        """A runtime object for the server process: the facts, and no model."""
+        cls = type(
+            "WorkerRuntime",
+            (_WorkerRuntime,),
+            {"name": self.runtime, "default_shapley_types": self.default_shapley_types},
+        )
+        runtime: Runtime = cls()
+        runtime.schema = self.schema
+        runtime.capabilities = self.capabilities
+        runtime.model_id = self.model_id
+        runtime.missing_values = self.missing_values
+        return runtime
+
+
+class _WorkerRuntime(Runtime):
+    """Stands in, in the server process, for a runtime whose model lives in worker processes."""
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        return False
+
+    def load(self, path: Path) -> None:
+        raise RuntimeError("this runtime's model lives in worker processes")
+
+    def score(self, batch: object) -> Outputs:
+        raise RuntimeError("this runtime's model lives in worker processes")
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    connection: socket.socket
+
+    def describe_exit(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+class WorkerPool:
+    """``count`` worker processes serving one model; an executor for the ``Batcher``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        model_path: Path,
+        runtime: str,
+        count: int,
+        *,
+        wrap_runtime: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.runtime = runtime
+        self.slots = count
+        self.wrap_runtime = wrap_runtime
+        self._dir = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
+        self._ids = itertools.count()
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scorer-ipc")
+        self._closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return sorted(w.process.pid for w in self._all)
+
+    def start(self) -> ModelFacts:
+        """Start every worker (they load in parallel) and wait for all; the model's facts."""
+        pending = [self._spawn() for _ in range(self.slots)]
+        facts: ModelFacts | None = None
+        try:
+            for listener, process in pending:
+                worker, facts = self._handshake(listener, process)
+                self._register(worker)
+        except BaseException:
+            for _, process in pending:
+                process.kill()
+            self.shutdown()
+            raise
+        assert facts is not None
+        log.info("%d worker processes ready: pids %s", self.slots, self.pids)
+        return facts
+
+    def _spawn(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        path = self._dir / f"worker-{next(self._ids)}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        command = [
+            sys.executable, "-m", "scorer_core.workers.worker",
+            "--socket", str(path), "--model", str(self.model_path), "--runtime", self.runtime,
+        ]  # fmt: skip
+        if self.wrap_runtime:
+            command += ["--wrap-runtime", self.wrap_runtime]
+        return listener, subprocess.Popen(command, env=os.environ.copy())
+
+    def _handshake(
+        self, listener: socket.socket, process: subprocess.Popen[bytes]
+    ) -> tuple[_Worker, ModelFacts]:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        listener.settimeout(0.5)
+        try:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                    break
+                except TimeoutError:
+                    if process.poll() is not None:
+                        raise ModelError(
+                            f"worker process {process.pid} exited with code {process.returncode} before it "
+                            "connected",
+                            runtime=self.runtime,
+                        ) from None
+                    if time.monotonic() > deadline:
+                        raise ModelError(
+                            "a worker process did not start in time", runtime=self.runtime
+                        ) from None
+        finally:
+            listener.close()
+        connection.settimeout(None)
+        try:
+            status, payload = recv_message(connection)
+        except ConnectionError:
+            raise ModelError(
+                f"worker process {process.pid} died while loading the model", runtime=self.runtime
+            ) from None
+        if status != "ready":
+            process.wait(timeout=30)
+            raise ModelError(f"a worker process failed to load the model: {payload}", runtime=self.runtime)
+        return _Worker(process, connection), payload
+
+    def _register(self, worker: _Worker) -> None:
+        with self._lock:
+            self._all.add(worker)
+        self._idle.put(worker)
+
+    def _take_live_worker(self, tasks: list[ScoringTask]) -> _Worker:
+        """An idle worker that accepted the batch; workers found dead before that are replaced."""
+        while True:
+            worker = self._idle.get()
+            if worker is None:
+                self._idle.put(None)  # let the other waiting threads see the pool is closing
+                raise ModelError("the server is shutting down", runtime=self.runtime)
+            if worker.process.poll() is None:
+                try:
+                    send_message(worker.connection, tasks)
+                    return worker
+                except OSError:
+                    pass  # it died while idle: this batch was never in flight there
+            log.error("Worker process %d died while idle (%s)", worker.process.pid, worker.describe_exit())
+            self._replace(worker)
+
+    def _call(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+        worker = self._take_live_worker(list(tasks))
+        try:
+            outcomes: list[ScoringResult | ScorerError] = recv_message(worker.connection)
+        except (ConnectionError, OSError) as exc:
+            if self._closed:
+                raise ModelError("the server is shutting down", runtime=self.runtime) from exc
+            how = worker.describe_exit()
+            self._replace(worker)
+            raise ModelError(
+                f"worker process {worker.process.pid} died while scoring this request ({how}); it is being "
+                "replaced",
+                runtime=self.runtime,
+            ) from exc
+        self._idle.put(worker)
+        return outcomes
+
+    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, tasks)
+
+    def _replace(self, dead: _Worker) -> None:
+        with self._lock:
+            self._all.discard(dead)
+        dead.connection.close()
+        log.error("Worker process %d died; starting a replacement", dead.process.pid)
+        threading.Thread(target=self._restart, name="scorer-worker-restart", daemon=True).start()
+
+    def _restart(self) -> None:
+        for delay in (0.0, *_RESTART_BACKOFF):
+            if self._closed:
+                return
+            time.sleep(delay)
+            try:
+                worker, _ = self._handshake(*self._spawn())
+            except (ModelError, OSError) as exc:
+                log.error("Replacement worker failed to start: %s", exc)
+                continue
+            self._register(worker)
+            log.info("Replacement worker process %d ready", worker.process.pid)
+            return
+        log.critical("Gave up replacing a worker process; serving with fewer workers")
+
+    def shutdown(self) -> None:
+        """Stop every worker: close its socket (it exits), then terminate what is left."""
+        self._closed = True
+        self._idle.put(None)
+        with self._lock:
+            workers = list(self._all)
+            self._all.clear()
+        for worker in workers:
+            worker.connection.close()
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def load_in_workers(
+    runtime: str, path: Path, settings: Settings, *, wrap_runtime: str | None = None
+) -> ServedModel:
+    """Start the worker pool and return a ServedModel whose model calls go to it."""
+    pool = WorkerPool(settings, path, runtime, settings.batch_workers, wrap_runtime=wrap_runtime)
+    facts = pool.start()
+    model = ServedModel(facts.stand_in(), path, settings)
+    model.executor = pool
+    return model

@@ -1,0 +1,128 @@
+"""BATCH_WORKERS > 0: worker processes over Unix-socket IPC, with crashes and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import conformance
+from conformance import start_server
+from tests.conftest import plugin_env
+
+pytestmark = pytest.mark.slow
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_workers_score_and_merge_requests(probe_server):
+    spec = {"outputs": [["y", "Float64"], ["batch_rows", "Int64"]], "score_delay": 0.02}
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False, **spec) as target:
+        assert len(children(target.process.pid)) == 2
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(32) as pool:
+            replies = list(
+                pool.map(
+                    lambda i: target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}),
+                    range(20, 120),
+                )
+            )
+    assert all(r.status == 200 for r in replies)
+    assert [float(r.json()["score"][0][0]) for r in replies] == [2.0 * i for i in range(20, 120)]
+    assert max(int(r.json()["score"][0][1]) for r in replies) > 1
+
+
+def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False, score_delay=2.0) as target:
+        (worker,) = children(target.process.pid)
+        result = {}
+        client = threading.Thread(
+            target=lambda: result.setdefault(
+                "reply", target.post("/model/score", {"fields": ["x"], "rows": [["1"]]})
+            )
+        )
+        client.start()
+        time.sleep(0.5)
+        os.kill(worker, signal.SIGKILL)
+        client.join(timeout=30)
+        reply = result["reply"]
+        assert reply.status == 500
+        assert (
+            f"worker process {worker} died while scoring this request (killed by signal SIGKILL)"
+            in reply.json()["detail"]
+        )
+        wait_for(lambda: len(children(target.process.pid)) == 1 and children(target.process.pid) != [worker])
+        again = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
+        assert again.status == 200 and again.json()["score"] == [["4.0"]]
+
+
+def test_worker_killed_while_idle_costs_no_request(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        victim = children(target.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.2)
+        replies = [target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}) for i in range(20, 30)]
+        assert [r.status for r in replies] == [200] * 10
+        wait_for(
+            lambda: len(children(target.process.pid)) == 2 and victim not in children(target.process.pid)
+        )
+
+
+def test_model_that_fails_to_load_in_a_worker_stops_the_server(probe_file):
+    with (
+        pytest.raises(RuntimeError) as excinfo,
+        start_server(
+            probe_file(load_error="no weights"), env=plugin_env(BATCH_WORKERS="2"), record_headers=False
+        ),
+    ):
+        pass
+    assert "exited with code 1" in str(excinfo.value)
+    assert "a worker process failed to load the model" in str(excinfo.value) and "no weights" in str(
+        excinfo.value
+    )
+
+
+def test_shutdown_leaves_no_worker_behind(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        workers = children(target.process.pid)
+        assert len(workers) == 2
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+        )
+
+
+class TestWorkerModeConformance(conformance.RuntimeSuite):
+    """The whole contract, header forwarding included, with the model in two worker processes."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def scorer_target(cls, tmp_path_factory):
+        model = tmp_path_factory.mktemp("workers") / "model.probe"
+        model.write_text("{}")
+        with start_server(model, env=plugin_env(BATCH_WORKERS="2")) as target:
+            yield target

@@ -128,3 +128,15 @@ def test_format_column_writes_cells_like_h2os_java_scorer():
     assert format_column(np.array([3, 4])) == ["3", "4"]
     assert format_column(np.array([True, False])) == ["true", "false"]
     assert format_column(np.array(["a", None, 1.5], dtype=object)) == ["a", "", "1.5"]
+
+
+@pytest.mark.parametrize("cell", ["1,2", "[1]", '"1"', "{}", "1 2", "0x10"])
+def test_cells_that_are_not_one_number_are_rejected_not_smuggled(cell):
+    with pytest.raises(InvalidRequest, match="Row 1, field 'c'"):
+        col(["5", cell], DataType.FLOAT64)
+
+
+def test_large_numeric_columns_parse_exactly():
+    values = [repr(v) for v in (np.random.default_rng(0).normal(size=5000) * 1e3).tolist()]
+    assert col(values, DataType.FLOAT64).tolist() == [float(v) for v in values]
+    assert col([str(i) for i in range(-2500, 2500)], DataType.INT64).tolist() == list(range(-2500, 2500))

@@ -118,30 +118,76 @@ def servers(model: Path, work: Path, which: list[str]) -> list[Server]:
     port = free_port()
     found = []
     if "ours" in which:
-        found.append(Server("ours", [str(BIN / "scorer"), "serve", str(model), "--port", "{port}"],
-                            "/readyz", "/model/score", ours_body, {"SCORER_LOG_LEVEL": "warning"}))
+        found.append(
+            Server(
+                "ours",
+                [str(BIN / "scorer"), "serve", str(model), "--port", "{port}"],
+                "/readyz",
+                "/model/score",
+                ours_body,
+                {"SCORER_LOG_LEVEL": "warning"},
+            )
+        )
     if "ours-worker" in which:
-        found.append(Server("ours-worker", [str(BIN / "scorer"), "serve", str(model), "--port", "{port}"],
-                            "/readyz", "/model/score", ours_body,
-                            {"SCORER_LOG_LEVEL": "warning", "BATCH_WORKERS": "1"}))
+        found.append(
+            Server(
+                "ours-worker",
+                [str(BIN / "scorer"), "serve", str(model), "--port", "{port}"],
+                "/readyz",
+                "/model/score",
+                ours_body,
+                {"SCORER_LOG_LEVEL": "warning", "BATCH_WORKERS": "1"},
+            )
+        )
     if "mlflow" in which:
-        found.append(Server("mlflow", [str(BIN / "mlflow"), "models", "serve", "-m", str(model), "-h", "127.0.0.1",
-                                       "-p", "{port}", "--env-manager", "local"],
-                            "/ping", "/invocations", mlflow_body, {"PATH": f"{BIN}:{os.environ['PATH']}"}))
+        found.append(
+            Server(
+                "mlflow",
+                [
+                    str(BIN / "mlflow"),
+                    "models",
+                    "serve",
+                    "-m",
+                    str(model),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    "{port}",
+                    "--env-manager",
+                    "local",
+                ],
+                "/ping",
+                "/invocations",
+                mlflow_body,
+                {"PATH": f"{BIN}:{os.environ['PATH']}"},
+            )
+        )
     if "mlserver" in which and (MLSERVER_BIN / "mlserver").exists():
         repo = work / "mlserver"
         (repo / "bench").mkdir(parents=True, exist_ok=True)
-        (repo / "bench" / "model-settings.json").write_text(json.dumps({
-            "name": "bench",
-            "implementation": "mlserver_mlflow.MLflowRuntime",
-            "parameters": {"uri": str(model)},
-            # Adaptive batching, as MLServer's docs show it.
-            "max_batch_size": 64,
-            "max_batch_time": 0.005,
-        }))
-        found.append(Server("mlserver", [str(MLSERVER_BIN / "mlserver"), "start", str(repo)],
-                            "/v2/health/ready", "/v2/models/bench/infer", mlserver_body,
-                            {"PATH": f"{MLSERVER_BIN}:{os.environ['PATH']}"}, repo))
+        (repo / "bench" / "model-settings.json").write_text(
+            json.dumps(
+                {
+                    "name": "bench",
+                    "implementation": "mlserver_mlflow.MLflowRuntime",
+                    "parameters": {"uri": str(model)},
+                    # Adaptive batching, as MLServer's docs show it.
+                    "max_batch_size": 64,
+                    "max_batch_time": 0.005,
+                }
+            )
+        )
+        found.append(
+            Server(
+                "mlserver",
+                [str(MLSERVER_BIN / "mlserver"), "start", str(repo)],
+                "/v2/health/ready",
+                "/v2/models/bench/infer",
+                mlserver_body,
+                {"PATH": f"{MLSERVER_BIN}:{os.environ['PATH']}"},
+                repo,
+            )
+        )
     del port
     return found
 
@@ -152,20 +198,29 @@ def running(server: Server, work: Path) -> Iterator[str]:
     env = {**os.environ, **server.env}
     if server.name == "mlserver":
         assert server.cwd is not None
-        (server.cwd / "settings.json").write_text(json.dumps({
-            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(),
-            # MLServer 1.7.1's default parallel workers die at start with current uvloop.
-            "parallel_workers": 0, "metrics_endpoint": None,
-        }))
+        (server.cwd / "settings.json").write_text(
+            json.dumps(
+                {
+                    "http_port": port,
+                    "grpc_port": free_port(),
+                    "metrics_port": free_port(),
+                    # MLServer 1.7.1's default parallel workers die at start with current uvloop.
+                    "parallel_workers": 0,
+                    "metrics_endpoint": None,
+                }
+            )
+        )
     command = [part.format(port=port) for part in server.command]
-    log = open(work / f"{server.name}.log", "wb")
-    process = subprocess.Popen(command, env=env, cwd=server.cwd, stdout=log, stderr=subprocess.STDOUT)
+    with open(work / f"{server.name}.log", "wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=server.cwd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{server.name} exited: {(work / f'{server.name}.log').read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"{server.name} exited: {(work / f'{server.name}.log').read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(base + server.ready_path, timeout=2) as reply:
                     if reply.status == 200:
@@ -182,7 +237,6 @@ def running(server: Server, work: Path) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
 
 
 def post(url: str, body: dict) -> dict:
@@ -191,7 +245,9 @@ def post(url: str, body: dict) -> dict:
         return json.loads(reply.read())
 
 
-def check_predictions(server: Server, base: str, columns: list[str], rows: np.ndarray, expected: np.ndarray) -> None:
+def check_predictions(
+    server: Server, base: str, columns: list[str], rows: np.ndarray, expected: np.ndarray
+) -> None:
     """Refuse to benchmark a server that answers wrongly."""
     reply = post(base + server.score_path, server.body(columns, rows))
     if server.name.startswith("ours"):
@@ -216,7 +272,9 @@ def wrk(url: str, body_file: Path, clients: int, seconds: int) -> tuple[float, f
     result = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "60s", "-s", str(LUA), url],
         env={**os.environ, "BODY_FILE": str(body_file)},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     out = result.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -268,27 +326,60 @@ def main() -> int:
             wrk(url, bodies[1], 16, 2)  # warm-up
             for clients in SINGLE_ROW_CLIENTS:
                 rps, p50, p99, errors = wrk(url, bodies[1], clients, args.seconds)
-                measurements.append(Measurement(server.name, f"1 row, {clients} clients", 1, clients, rps, p50, p99, errors))
-                print(f"{server.name:12} 1 row x{clients:<3} {rps:9.0f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}", flush=True)
+                measurements.append(
+                    Measurement(server.name, f"1 row, {clients} clients", 1, clients, rps, p50, p99, errors)
+                )
+                print(
+                    f"{server.name:12} 1 row x{clients:<3} {rps:9.0f} req/s",
+                    _latency(p50, p99, errors),
+                    flush=True,
+                )
             for n in LARGE_ROWS:
                 rps, p50, p99, errors = wrk(url, bodies[n], LARGE_CLIENTS, args.seconds)
-                measurements.append(Measurement(server.name, f"{n} rows, {LARGE_CLIENTS} clients", n, LARGE_CLIENTS, rps, p50, p99, errors))
-                print(f"{server.name:12} {n} rows   {rps * n:9.0f} rows/s p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}", flush=True)
+                measurements.append(
+                    Measurement(
+                        server.name,
+                        f"{n} rows, {LARGE_CLIENTS} clients",
+                        n,
+                        LARGE_CLIENTS,
+                        rps,
+                        p50,
+                        p99,
+                        errors,
+                    )
+                )
+                print(
+                    f"{server.name:12} {n} rows   {rps * n:9.0f} rows/s",
+                    _latency(p50, p99, errors),
+                    flush=True,
+                )
     ceiling = in_process(model_path, columns, rows)
     report = render(measurements, ceiling)
     print(report)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps({
-        "date": stamp, "machine": machine(), "in_process_rows_per_s": ceiling,
-        "measurements": [asdict(m) for m in measurements],
-    }, indent=2))
+    (RESULTS / f"{stamp}.json").write_text(
+        json.dumps(
+            {
+                "date": stamp,
+                "machine": machine(),
+                "in_process_rows_per_s": ceiling,
+                "measurements": [asdict(m) for m in measurements],
+            },
+            indent=2,
+        )
+    )
     (RESULTS / f"{stamp}.md").write_text(report)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
+def _latency(p50: float, p99: float, errors: int) -> str:
+    return f"p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  errors {errors}"
+
+
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.platform()}"
+    python = platform.python_version()
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {python}, {platform.platform()}"
 
 
 def render(measurements: list[Measurement], ceiling: dict[int, float]) -> str:
@@ -305,19 +396,39 @@ def render(measurements: list[Measurement], ceiling: dict[int, float]) -> str:
             if m is None:
                 cells.append("")
             elif m.rows_per_request == 1:
-                cells.append(f"{m.requests_per_s:,.0f} req/s, p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms" + (f", {m.errors} errors" if m.errors else ""))
+                cells.append(
+                    f"{m.requests_per_s:,.0f} req/s, p50 {m.p50_ms:.1f} ms, p99 {m.p99_ms:.1f} ms"
+                    + (f", {m.errors} errors" if m.errors else "")
+                )
             else:
-                cells.append(f"{m.rows_per_s:,.0f} rows/s, p99 {m.p99_ms:.0f} ms" + (f", {m.errors} errors" if m.errors else ""))
+                cells.append(
+                    f"{m.rows_per_s:,.0f} rows/s, p99 {m.p99_ms:.0f} ms"
+                    + (f", {m.errors} errors" if m.errors else "")
+                )
         ratios = []
         for peer in peers:
-            ours = max((by[(n, scenario)] for n in ("ours", "ours-worker") if (n, scenario) in by), key=lambda m: m.requests_per_s, default=None)
+            ours = max(
+                (by[(n, scenario)] for n in ("ours", "ours-worker") if (n, scenario) in by),
+                key=lambda m: m.requests_per_s,
+                default=None,
+            )
             theirs = by.get((peer, scenario))
-            ratios.append(f"{ours.requests_per_s / theirs.requests_per_s:.1f}x" if ours and theirs and theirs.requests_per_s else "")
+            ratios.append(
+                f"{ours.requests_per_s / theirs.requests_per_s:.1f}x"
+                if ours and theirs and theirs.requests_per_s
+                else ""
+            )
         lines.append(f"| {scenario} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
     lines.append("")
     for n, rate in ceiling.items():
-        best = max((m.rows_per_s for m in measurements if m.server.startswith("ours") and m.rows_per_request == n), default=0)
-        lines.append(f"In-process pyfunc ceiling, {n:,} rows per call: {rate:,.0f} rows/s; ours reaches {best / rate:.0%} of it.")
+        best = max(
+            (m.rows_per_s for m in measurements if m.server.startswith("ours") and m.rows_per_request == n),
+            default=0,
+        )
+        lines.append(
+            f"In-process pyfunc ceiling, {n:,} rows per call: {rate:,.0f} rows/s; "
+            f"ours reaches {best / rate:.0%} of it."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -33,6 +33,7 @@ from scorer_core.errors import (
     ScorerError,
     UnsupportedOperation,
 )
+from scorer_core.fastpath import numeric_frame
 from scorer_core.model import ServedModel
 from scorer_core.response import contribution_body, score_body
 from scorer_core.scoring import ScoringTask
@@ -257,8 +258,12 @@ def create_app(
         model = host.model
         scoring = dispatcher()
         async with scoring.admission.admit():
-            parsed = parse_request(ScoreRequest, await _read_body(request, settings.max_request_bytes))
-            prepared = prepare_score(parsed, model)
+            body = await _read_body(request, settings.max_request_bytes)
+            fast = numeric_frame(body, model)
+            if fast is not None:
+                prepared = prepare_score(fast[0], model, frame=fast[1])
+            else:
+                prepared = prepare_score(parse_request(ScoreRequest, body), model)
             task = ScoringTask(
                 prepared.frame,
                 model.forwarding.select(request.headers),

@@ -101,9 +101,14 @@ def serve(settings: Settings, *, wrap_runtime: str | None = None) -> int:
         settings.port,
     )
 
+    workers = (
+        runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
+    )
+    log.info("Model calls run in %s", f"{workers} worker processes" if workers else "the server process")
+
     def load() -> ServedModel:
-        if settings.batch_workers:
-            return load_in_workers(runtime_cls.name, path, settings, wrap_runtime=wrap_runtime)
+        if workers:
+            return load_in_workers(runtime_cls.name, path, settings, workers, wrap_runtime=wrap_runtime)
         cls = resolve_wrapper(wrap_runtime)(runtime_cls) if wrap_runtime else runtime_cls
         return load_model(cls, path, settings)
 

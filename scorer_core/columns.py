@@ -203,7 +203,8 @@ def _fast_numeric(values: Sequence[Any], target: type[np.generic]) -> np.ndarray
     ):
         return None
     try:
-        return raw.astype(target)
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as float() would
+            return raw.astype(target)
     except (ValueError, OverflowError):
         return None
 

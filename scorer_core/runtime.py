@@ -59,6 +59,8 @@ class Runtime(abc.ABC):
     default_shapley_types: ClassVar[frozenset[ShapleyType]] = frozenset()
     #: False makes the core call this runtime from one thread at a time.
     thread_safe: ClassVar[bool] = True
+    #: Worker processes used when BATCH_WORKERS is unset; choose it by benchmark (bench/).
+    preferred_batch_workers: ClassVar[int] = 0
 
     schema: ModelSchema
     capabilities: Capabilities = Capabilities()

@@ -74,13 +74,14 @@ class Settings(BaseSettings):
     request_timeout: float = Field(60.0, gt=0, validation_alias=_env("SCORER_REQUEST_TIMEOUT"))
     """Seconds a request may take to be scored once admitted before it gets 504."""
 
-    batch_workers: int = Field(0, ge=0, validation_alias=_env("BATCH_WORKERS"))
-    """Worker processes that run the model, each with its own copy; 0 runs it in the server process."""
+    batch_workers: int | None = Field(None, ge=0, validation_alias=_env("BATCH_WORKERS"))
+    """Worker processes that run the model, each with its own copy; 0 runs it in the server process.
+    Unset: the runtime's measured preference (``Runtime.preferred_batch_workers``)."""
 
     model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
     """Model calls running at once in the server process when BATCH_WORKERS=0."""
 
-    batch_max_rows: int = Field(1024, ge=1, validation_alias=_env("SCORER_BATCH_MAX_ROWS"))
+    batch_max_rows: int = Field(4096, ge=1, validation_alias=_env("SCORER_BATCH_MAX_ROWS"))
     """Most rows merged into one model call (a larger single request still goes whole)."""
 
     batch_max_wait_ms: float = Field(0.0, ge=0, validation_alias=_env("SCORER_BATCH_MAX_WAIT_MS"))

@@ -298,10 +298,10 @@ class WorkerPool:
 
 
 def load_in_workers(
-    runtime: str, path: Path, settings: Settings, *, wrap_runtime: str | None = None
+    runtime: str, path: Path, settings: Settings, count: int, *, wrap_runtime: str | None = None
 ) -> ServedModel:
-    """Start the worker pool and return a ServedModel whose model calls go to it."""
-    pool = WorkerPool(settings, path, runtime, settings.batch_workers, wrap_runtime=wrap_runtime)
+    """Start ``count`` workers and return a ServedModel whose model calls go to them."""
+    pool = WorkerPool(settings, path, runtime, count, wrap_runtime=wrap_runtime)
     facts = pool.start()
     model = ServedModel(facts.stand_in(), path, settings)
     model.executor = pool

@@ -1,0 +1,94 @@
+"""A faster parse for large all-numeric score requests, with the general path as its fallback.
+
+The contract sends every cell as a JSON string, so a 10,000-row request of 30 numbers is 300,000
+Python strings to allocate and then parse one by one: most of a large request's time. When every
+cell of ``rows`` is a quoted number, removing the quotes from the ``rows`` array gives plain JSON
+numbers that orjson parses straight into floats, about twice as fast end to end.
+
+It is only a fast path: whenever the result cannot be shown to equal what the general path would
+produce (a non-numeric cell, a copied field, a ragged row, an integer column holding a fraction),
+it returns None and the request is parsed the usual way, with the usual errors.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+import orjson
+
+from scorer_core.contract import ScoreRequest
+from scorer_core.frame import Frame
+from scorer_core.model import ServedModel
+from scorer_core.schema import DataType
+
+__all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
+
+#: Smaller bodies parse fast enough the usual way.
+FAST_PATH_MIN_BYTES = 64 * 1024
+_ROWS_KEY = re.compile(rb'"rows"\s*:\s*\[')
+_FLOATS = {DataType.FLOAT32: np.float32, DataType.FLOAT64: np.float64}
+_INTS = {DataType.INT32: np.int32, DataType.INT64: np.int64}
+
+
+def _split_rows(body: bytes) -> tuple[bytes, bytes] | None:
+    """``(envelope with "rows": [], rows array)``; None when the split is not certain."""
+    match = _ROWS_KEY.search(body)
+    if match is None:
+        return None
+    start = match.end() - 1
+    end = body.find(b"]]", start)
+    if end < 0:
+        return None
+    end += 2
+    # A cut inside a JSON string would leave that string unterminated in one of the two halves,
+    # which orjson then rejects; so two successful parses mean the split was right.
+    return body[:start] + b"[]" + body[end:], body[start:end]
+
+
+def numeric_frame(body: bytes, model: ServedModel) -> tuple[ScoreRequest, Frame] | None:
+    """The parsed envelope and the typed frame, or None to take the general path."""
+    inputs = model.schema.inputs
+    if len(body) < FAST_PATH_MIN_BYTES or not all(
+        f.data_type in _FLOATS or f.data_type in _INTS for f in inputs
+    ):
+        return None
+    parts = _split_rows(body)
+    if parts is None:
+        return None
+    envelope, rows = parts
+    try:
+        request = ScoreRequest.model_validate(orjson.loads(envelope))
+        parsed: list[Any] = orjson.loads(rows.replace(b'"', b""))
+        matrix = np.array(parsed, dtype=np.float64)
+    except (ValueError, TypeError):  # orjson.JSONDecodeError and pydantic errors are ValueErrors
+        return None
+    fields = request.fields
+    if (
+        request.includeFieldsInOutput
+        or request.rows  # a second "rows" key: let the general parser decide
+        or matrix.ndim != 2
+        or matrix.shape[1] != len(fields)
+        or len(set(fields)) != len(fields)
+        or np.isnan(matrix).any()
+    ):
+        return None
+    position = {name: i for i, name in enumerate(fields)}
+    columns: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        if spec.name not in position:
+            return None
+        column = matrix[:, position[spec.name]]
+        if spec.data_type in _FLOATS:
+            with np.errstate(over="ignore"):  # beyond float32's range is inf, as on the general path
+                columns[spec.name] = column.astype(_FLOATS[spec.data_type])
+            continue
+        target = _INTS[spec.data_type]
+        info = np.iinfo(np.int32 if spec.data_type is DataType.INT32 else np.int64)
+        if not (np.all(column == np.floor(column)) and column.min() >= info.min and column.max() <= info.max):
+            return None
+        if np.abs(column).max() >= 2**53:  # beyond float64's exact integers: parse the strings
+            return None
+        columns[spec.name] = column.astype(target)
+    return request, Frame(columns, matrix.shape[0])

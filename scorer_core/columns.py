@@ -55,6 +55,16 @@ def build_frame(
     ``missing_values`` replaces both default missing-value lists when the model declares its own.
     """
     position = {name: i for i, name in enumerate(fields)}
+    matrix = _float_matrix(rows, inputs, missing_values)
+    if matrix is not None:
+        with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as on the column path
+            return Frame(
+                {
+                    spec.name: matrix[:, position[spec.name]].astype(_NUMPY_TYPES[spec.data_type])
+                    for spec in inputs
+                },
+                len(rows),
+            )
     cells_by_column: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else []
     columns: dict[str, np.ndarray] = {}
     for spec in inputs:
@@ -62,6 +72,26 @@ def build_frame(
         values = cells_by_column[index] if rows else ()
         columns[spec.name] = convert_column(values, spec, missing_values)
     return Frame(columns, len(rows))
+
+
+def _float_matrix(
+    rows: Sequence[Sequence[Any]], inputs: Sequence[Field], missing_values: frozenset[str] | None
+) -> np.ndarray | None:
+    """All cells at once, when every model input is a float and every cell parses as ``float``.
+
+    ``float`` is the per-cell rule of the column path too, so the result is the same; any other
+    cell (missing tokens, text in an extra field) raises and the column path decides.
+    """
+    if not rows or missing_values is not None:
+        return None
+    if not all(spec.data_type in (DataType.FLOAT32, DataType.FLOAT64) for spec in inputs):
+        return None
+    try:
+        with np.errstate(over="ignore"):
+            matrix = np.array(rows, dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
+    return matrix if matrix.ndim == 2 else None
 
 
 def convert_column(
@@ -101,6 +131,12 @@ def _to_float(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np
     if fast is not None:
         return fast
     out = np.empty(len(values), dtype=target)
+    with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as on the fast paths
+        _fill_floats(out, values, spec, missing)
+    return out
+
+
+def _fill_floats(out: np.ndarray, values: Sequence[Any], spec: Field, missing: frozenset[str]) -> None:
     for row, value in enumerate(values):
         if _is_missing(value, missing):
             out[row] = np.nan
@@ -114,7 +150,6 @@ def _to_float(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np
                 out[row] = float(value)
             except (TypeError, ValueError):
                 raise _fail(row, spec, value) from None
-    return out
 
 
 def _to_int(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.ndarray:

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scorer_core.columns import DEFAULT_MISSING_VALUES, build_frame, convert_column, format_column
 from scorer_core.errors import InvalidRequest
@@ -140,3 +142,23 @@ def test_large_numeric_columns_parse_exactly():
     values = [repr(v) for v in (np.random.default_rng(0).normal(size=5000) * 1e3).tolist()]
     assert col(values, DataType.FLOAT64).tolist() == [float(v) for v in values]
     assert col([str(i) for i in range(-2500, 2500)], DataType.INT64).tolist() == list(range(-2500, 2500))
+
+
+cells = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.integers(-(10**6), 10**6).map(str),
+    st.sampled_from(["", "NA", "nan", "true", "False", " 2.5 ", "1e3", "Infinity", "-0"]),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(cells, min_size=3, max_size=3), min_size=1, max_size=8))
+def test_whole_row_parse_equals_the_column_path(rows):
+    inputs = [Field("a", DataType.FLOAT64), Field("b", DataType.FLOAT32), Field("c", DataType.FLOAT64)]
+    frame = build_frame(["a", "b", "c"], rows, inputs)
+    for i, spec in enumerate(inputs):
+        alone = convert_column([row[i] for row in rows], spec)
+        assert frame[spec.name].dtype == alone.dtype
+        assert np.array_equal(frame[spec.name], alone, equal_nan=True)

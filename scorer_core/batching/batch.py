@@ -19,7 +19,7 @@ from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import ShapleyType
 from scorer_core.scoring import ScoringResult, ScoringTask, run_task, run_tasks
 
-__all__ = ["Batch", "BatchKey", "batch_key", "run_batch"]
+__all__ = ["Batch", "BatchKey", "batch_key", "run_batch", "run_merged"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ class Batch:
         frame = Frame.concat([t.frame for t in self.tasks])
         return ScoringTask(frame, first.headers, first.outputs, first.shapley, first.intervals)
 
+    @classmethod
+    def from_merged(cls, merged: ScoringTask, offsets: Sequence[int]) -> Batch:
+        """The batch whose ``merged()`` is ``merged``: tasks are row slices (views) of its frame."""
+        return cls(
+            tuple(
+                ScoringTask(
+                    merged.frame.slice(start, stop),
+                    merged.headers,
+                    merged.outputs,
+                    merged.shapley,
+                    merged.intervals,
+                )
+                for start, stop in pairwise(offsets)
+            )
+        )
+
     def split(self, result: ScoringResult) -> list[ScoringResult]:
         """One result per task: the rows ``offsets[i]`` to ``offsets[i + 1]`` of every part."""
         offsets = self.offsets
@@ -93,9 +109,18 @@ def run_batch(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringR
     """
     if len(tasks) == 1:
         return run_tasks(model, tasks)
-    batch = Batch(tuple(tasks))
+    return run_merged(model, Batch(tuple(tasks)))
+
+
+def run_merged(
+    model: ServedModel, batch: Batch, merged: ScoringTask | None = None
+) -> list[ScoringResult | ScorerError]:
+    """``run_batch`` for a batch whose merged task may already exist (sent merged to a worker)."""
+    tasks = batch.tasks
+    if len(tasks) == 1:
+        return run_tasks(model, tasks)
     try:
-        return list(batch.split(run_task(model, batch.merged())))
+        return list(batch.split(run_task(model, merged or batch.merged())))
     except ScorerError as exc:
         log.warning("A merged call of %d requests failed (%s); scoring each alone", len(tasks), exc)
         return run_tasks(model, tasks)

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorer_core.batching.batch import Batch
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.model import ServedModel
 from scorer_core.runtime import Outputs, Runtime
@@ -220,7 +221,7 @@ class WorkerPool:
             self._all.add(worker)
         self._idle.put(worker)
 
-    def _take_live_worker(self, tasks: list[ScoringTask]) -> _Worker:
+    def _take_live_worker(self, message: tuple[ScoringTask, list[int]]) -> _Worker:
         """An idle worker that accepted the batch; workers found dead before that are replaced."""
         while True:
             worker = self._idle.get()
@@ -229,7 +230,7 @@ class WorkerPool:
                 raise ModelError("the server is shutting down", runtime=self.runtime)
             if worker.process.poll() is None:
                 try:
-                    send_message(worker.connection, tasks)
+                    send_message(worker.connection, message)
                     return worker
                 except OSError:
                     pass  # it died while idle: this batch was never in flight there
@@ -237,7 +238,9 @@ class WorkerPool:
             self._replace(worker)
 
     def _call(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-        worker = self._take_live_worker(list(tasks))
+        # One merged frame per batch: pickling one array per column, not one per column per request.
+        batch = Batch(tuple(tasks))
+        worker = self._take_live_worker((batch.merged(), batch.offsets))
         try:
             outcomes: list[ScoringResult | ScorerError] = recv_message(worker.connection)
         except (ConnectionError, OSError) as exc:

@@ -12,7 +12,7 @@ import socket
 import sys
 from pathlib import Path
 
-from scorer_core.batching import run_batch
+from scorer_core.batching.batch import Batch, run_merged
 from scorer_core.model import load_model
 from scorer_core.plugins import load_plugins
 from scorer_core.settings import load_settings
@@ -44,12 +44,13 @@ def main() -> int:
     send_message(sock, ("ready", ModelFacts.of(model)))
     while True:
         try:
-            tasks = recv_message(sock)
+            message = recv_message(sock)
         except ConnectionError:
             return 0
-        if tasks is None:
+        if message is None:
             return 0
-        send_message(sock, run_batch(model, tasks))
+        merged, offsets = message
+        send_message(sock, run_merged(model, Batch.from_merged(merged, offsets), merged))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ PORT ?= 8080
 PLUGINS := plugins/mlflow
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: serve test install install-test
+.PHONY: serve test install install-test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,3 +25,13 @@ test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours).
+MLSERVER_VENV := bench/.venv-mlserver
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x $(MLSERVER_VENV)/bin/mlserver || ($(PYTHON) -m venv $(MLSERVER_VENV) && \
+	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
+	    "mlflow==$$($(BIN)/python -c 'import mlflow; print(mlflow.__version__)')" \
+	    "scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')")
+	$(BIN)/python bench/run.py

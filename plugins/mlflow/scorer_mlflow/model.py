@@ -48,9 +48,9 @@ class MlflowRuntime(Runtime):
     """
 
     name = "mlflow-scorer"
-    #: bench/README.md: one worker process beats in-process scoring in every scenario on 2 cores,
-    #: because the event loop's JSON work and pyfunc's pandas work then run on separate cores.
-    preferred_batch_workers = 1
+    #: bench/README.md, three runs on 2 cores: in-process scoring is about 5% ahead of one worker
+    #: process at 16 and 64 clients and level on large requests, and it needs no second model copy.
+    preferred_batch_workers = 0
 
     @classmethod
     def can_load(cls, path: Path) -> bool:

@@ -156,3 +156,13 @@ class TestHeaderModelConformance(conformance.RuntimeSuite):
     def scorer_target(cls, header_model):
         with start_server(header_model.path, env=ENV) as target:
             yield target
+
+
+class TestClassifierInWorkerProcesses(conformance.RuntimeSuite):
+    """The real MLflow model in two worker processes: the contract, headers included, still holds."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def scorer_target(cls, iris_classifier):
+        with start_server(iris_classifier.path, env={**ENV, "BATCH_WORKERS": "2"}) as target:
+            yield target

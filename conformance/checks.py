@@ -60,6 +60,11 @@ def _score(target: ScorerTarget, body: dict[str, Any], **kwargs: Any) -> dict[st
     return dict(reply.json())
 
 
+def _scored_outputs(target: ScorerTarget, schema: dict[str, Any], body: dict[str, Any]) -> list[list[str]]:
+    """Score ``body`` and return just the model-output cells of each row."""
+    return _outputs(_score(target, body), schema)
+
+
 def _outputs(body: dict[str, Any], scorer_schema: dict[str, Any]) -> list[list[str]]:
     """The model-output cells of each row, located by the schema's output names."""
     names = [f["name"] for f in scorer_schema["schema"]["outputFields"]]
@@ -214,14 +219,13 @@ class RowCountChecks:
         scorer_sample: dict[str, Any],
     ) -> None:
         rows = vary_rows(scorer_schema, scorer_sample["rows"][0], 5)
-        together = _outputs(
-            _score(scorer_target, {"fields": scorer_sample["fields"], "rows": rows}), scorer_schema
+        together = _scored_outputs(
+            scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": rows}
         )
         alone = [
-            _outputs(
-                _score(scorer_target, {"fields": scorer_sample["fields"], "rows": [row]}),
-                scorer_schema,
-            )[0]
+            _scored_outputs(scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": [row]})[
+                0
+            ]
             for row in rows
         ]
         assert cells_match(together, alone), (
@@ -238,12 +242,12 @@ class FieldChecks:
         scorer_schema: dict[str, Any],
         scorer_sample: dict[str, Any],
     ) -> None:
-        plain = _outputs(_score(scorer_target, scorer_sample), scorer_schema)
+        plain = _scored_outputs(scorer_target, scorer_schema, scorer_sample)
         body = {
             "fields": ["conformance_row_id", *scorer_sample["fields"]],
             "rows": [["r0", *scorer_sample["rows"][0]]],
         }
-        assert cells_match(_outputs(_score(scorer_target, body), scorer_schema), plain)
+        assert cells_match(_scored_outputs(scorer_target, scorer_schema, body), plain)
 
     def test_field_order_does_not_matter(
         self,
@@ -252,14 +256,14 @@ class FieldChecks:
         scorer_sample: dict[str, Any],
     ) -> None:
         rows = vary_rows(scorer_schema, scorer_sample["rows"][0], 3)
-        plain = _outputs(
-            _score(scorer_target, {"fields": scorer_sample["fields"], "rows": rows}), scorer_schema
+        plain = _scored_outputs(
+            scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": rows}
         )
         reversed_body = {
             "fields": scorer_sample["fields"][::-1],
             "rows": [row[::-1] for row in rows],
         }
-        assert cells_match(_outputs(_score(scorer_target, reversed_body), scorer_schema), plain)
+        assert cells_match(_scored_outputs(scorer_target, scorer_schema, reversed_body), plain)
 
     def test_include_fields_are_copied_in_input_order(
         self,
@@ -325,12 +329,11 @@ class FieldChecks:
             int(cell) if spec["dataType"] in _NUMERIC else cell
             for cell, spec in zip(row, inputs, strict=True)
         ]
-        as_strings = _outputs(
-            _score(scorer_target, {"fields": scorer_sample["fields"], "rows": [row]}), scorer_schema
+        as_strings = _scored_outputs(
+            scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": [row]}
         )
-        as_numbers = _outputs(
-            _score(scorer_target, {"fields": scorer_sample["fields"], "rows": [numbers]}),
-            scorer_schema,
+        as_numbers = _scored_outputs(
+            scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": [numbers]}
         )
         assert cells_match(as_numbers, as_strings)
 

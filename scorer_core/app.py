@@ -38,7 +38,7 @@ from scorer_core.model import ServedModel
 from scorer_core.response import contribution_body, score_body
 from scorer_core.scoring import ScoringTask
 from scorer_core.settings import Settings
-from scorer_core.validation import prepare_contribution, prepare_score
+from scorer_core.validation import PreparedRequest, prepare_contribution, prepare_score
 
 __all__ = ["ModelHost", "PathPrefixMiddleware", "create_app"]
 
@@ -106,6 +106,17 @@ class PathPrefixMiddleware:
                     scope["path"] = path[second:]
                     scope["raw_path"] = path[second:].encode()
         await self.app(scope, receive, send)
+
+
+def _task(request: Request, model: ServedModel, prepared: PreparedRequest, *, outputs: bool) -> ScoringTask:
+    """The model work for a validated request, with the headers it may forward."""
+    return ScoringTask(
+        prepared.frame,
+        model.forwarding.select(request.headers),
+        outputs=outputs,
+        shapley=prepared.shapley,
+        intervals=prepared.intervals,
+    )
 
 
 def _json(body: Any, status_code: int = 200) -> Response:
@@ -264,14 +275,7 @@ def create_app(
                 prepared = prepare_score(fast[0], model, frame=fast[1])
             else:
                 prepared = prepare_score(parse_request(ScoreRequest, body), model)
-            task = ScoringTask(
-                prepared.frame,
-                model.forwarding.select(request.headers),
-                outputs=True,
-                shapley=prepared.shapley,
-                intervals=prepared.intervals,
-            )
-            result = await scoring.score(task)
+            result = await scoring.score(_task(request, model, prepared, outputs=True))
             return _json(score_body(model.model_id, prepared, result))
 
     @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
@@ -295,13 +299,7 @@ def create_app(
         async with scoring.admission.admit():
             body = await _read_body(request, settings.max_request_bytes)
             prepared = prepare_contribution(parse_request(ContributionRequest, body), model)
-            task = ScoringTask(
-                prepared.frame,
-                model.forwarding.select(request.headers),
-                outputs=False,
-                shapley=prepared.shapley,
-            )
-            result = await scoring.score(task)
+            result = await scoring.score(_task(request, model, prepared, outputs=False))
             assert result.contributions is not None
             return _json(contribution_body(result.contributions))
 

@@ -8,7 +8,7 @@ without the core importing any of those.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -84,9 +84,6 @@ class Frame(Mapping[str, np.ndarray]):
 
         return pd.DataFrame(self._columns, copy=False)
 
-    def to_rows(self) -> list[list[Any]]:
-        """Row-major Python values, for runtimes whose model takes records."""
-        return [list(row) for row in zip(*(c.tolist() for c in self._columns.values()), strict=True)]
 
 
 def _concat_column(parts: list[np.ndarray]) -> np.ndarray:

@@ -4,7 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 PLUGINS := plugins/mlflow
+# Strict editable installs link the packages' files instead of adding import hooks, so setuptools
+# stays quiet; both targets below reinstall every time, which picks up new modules.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+EDITABLE := --config-settings editable_mode=strict
 
 .PHONY: serve test install install-test bench
 
@@ -13,10 +16,10 @@ $(BIN)/python:
 	$(PIP_INSTALL) --upgrade pip
 
 install: $(BIN)/python
-	$(PIP_INSTALL) -e . $(addprefix -e ,$(PLUGINS))
+	$(PIP_INSTALL) $(EDITABLE) -e . $(addprefix -e ,$(PLUGINS))
 
 install-test: $(BIN)/python
-	$(PIP_INSTALL) -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(PIP_INSTALL) $(EDITABLE) -e '.[test]' $(addprefix -e ,$(PLUGINS))
 
 serve: install
 	$(BIN)/scorer serve --port $(PORT)

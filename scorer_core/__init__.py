@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scorer_core.configured import ConfiguredModel
 from scorer_core.context import forwarded_headers, request_headers
 from scorer_core.demo import DemoModel
 from scorer_core.errors import (
@@ -29,6 +30,7 @@ __all__ = [
     "AmbiguousRuntime",
     "Capabilities",
     "ConfigurationError",
+    "ConfiguredModel",
     "ContributionGroup",
     "Contributions",
     "DataType",

@@ -65,15 +65,22 @@ def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
 
 def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     """The model path to serve and the runtime to load it with; errors say how to fix them."""
+    source = "Model path"
+    runtime: str | None
     if settings.model_path is None:
-        path, runtime_name = build_demo(settings, plugins)
-        return path, settings.runtime or runtime_name
-    path = settings.model_path.expanduser()
+        configured = plugins.configured_model()
+        if configured is None:
+            path, runtime_name = build_demo(settings, plugins)
+            return path, settings.runtime or runtime_name
+        path, source = configured.path.expanduser(), configured.source
+        runtime = settings.runtime or configured.runtime
+    else:
+        path, runtime = settings.model_path.expanduser(), settings.runtime
     if not path.exists():
-        raise ConfigurationError(f"Model path '{path}' does not exist")
+        raise ConfigurationError(f"{source} '{path}' does not exist")
     if not os.access(path, os.R_OK):
-        raise ConfigurationError(f"Model path '{path}' is not readable by this user")
-    return path, plugins.select_runtime(path, settings.runtime).name
+        raise ConfigurationError(f"{source} '{path}' is not readable by this user")
+    return path, plugins.select_runtime(path, runtime).name
 
 
 def serve(settings: Settings, *, wrap_runtime: str | None = None) -> int:

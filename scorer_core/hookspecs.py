@@ -11,10 +11,17 @@ from typing import TYPE_CHECKING
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
+    from scorer_core.configured import ConfiguredModel
     from scorer_core.demo import DemoModel
     from scorer_core.runtime import Runtime
 
-__all__ = ["hookimpl", "hookspec", "scorer_register_demo_models", "scorer_register_runtimes"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "scorer_configured_models",
+    "scorer_register_demo_models",
+    "scorer_register_runtimes",
+]
 
 hookspec = HookspecMarker("scorer_core")
 hookimpl = HookimplMarker("scorer_core")
@@ -41,5 +48,18 @@ def scorer_register_demo_models() -> list[DemoModel]:
     the one named by ``SCORER_DEMO_MODEL`` (default ``iris``).
 
     :returns: a list of ``DemoModel`` (may be empty).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def scorer_configured_models() -> list[ConfiguredModel]:
+    """Return the model named by this plugin's own configuration, if any (``SCORER_MOJO_PATH``).
+
+    Called only when neither the command line nor ``MODEL_PATH`` names a model, before falling
+    back to a demo model. Read environment variables here, never the file system beyond that.
+    More than one configured model across plugins stops start-up, naming every source.
+
+    :returns: a list of ``ConfiguredModel`` (usually empty or one).
     """
     raise NotImplementedError

@@ -13,6 +13,7 @@ from typing import Any
 import pluggy
 
 from scorer_core import hookspecs
+from scorer_core.configured import ConfiguredModel
 from scorer_core.demo import DemoModel
 from scorer_core.errors import AmbiguousRuntime, ConfigurationError, NoRuntimeFound, PluginLoadError
 from scorer_core.runtime import Runtime
@@ -77,6 +78,14 @@ class Plugins:
             for demo in batch:
                 models[demo.name] = demo
         return models
+
+    def configured_model(self) -> ConfiguredModel | None:
+        """The one model that plugins' own settings name, or None; several is a configuration error."""
+        found = [model for batch in self.manager.hook.scorer_configured_models() for model in batch]
+        if len(found) > 1:
+            sources = "; ".join(f"{m.source} names '{m.path}' ({m.runtime})" for m in found)
+            raise ConfigurationError(f"More than one model is configured: {sources}. Set only one")
+        return found[0] if found else None
 
     def select_runtime(self, path: Path | None, name: str | None) -> type[Runtime]:
         """The runtime named, or else the single runtime whose ``can_load`` claims ``path``."""

@@ -37,6 +37,17 @@ def test_serve_missing_path_is_a_clear_error(tmp_path):
     assert result.stderr.strip() == f"scorer: error: Model path '{tmp_path / 'nope.probe'}' does not exist"
 
 
+def test_serve_uses_a_plugin_configured_path_and_names_its_variable(tmp_path):
+    missing = tmp_path / "gone.probe"
+    result = scorer("serve", env=plugin_env(PROBE_MODEL_PATH=str(missing)))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"scorer: error: PROBE_MODEL_PATH '{missing}' does not exist"
+    model = tmp_path / "m.probe"
+    model.write_text(json.dumps({"model_id": "from-probe-variable"}))
+    with start_server(None, env=plugin_env(PROBE_MODEL_PATH=str(model)), record_headers=False) as target:
+        assert target.get("/model/id").text == "from-probe-variable"
+
+
 def test_serve_unknown_model_type_says_to_pass_runtime(tmp_path):
     model = tmp_path / "weights.bin"
     model.write_bytes(b"\0")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scorer_core.errors import AmbiguousRuntime, NoRuntimeFound, PluginLoadError
+from scorer_core.errors import AmbiguousRuntime, ConfigurationError, NoRuntimeFound, PluginLoadError
 from scorer_core.plugins import ENTRY_POINT_GROUP, load_plugins
 from scorer_core.settings import load_settings
 from tests.conftest import PLUGINS_DIR
@@ -32,6 +32,37 @@ def test_hook_scorer_register_demo_models():
     loaded = plugins(extra_plugins="probe_plugin", disable_plugins="mlflow")
     demo = loaded.demo_models()["probe"]
     assert demo.runtime == "probe-scorer"
+
+
+def test_hook_scorer_configured_models(tmp_path, monkeypatch):
+    loaded = plugins(extra_plugins="probe_plugin", disable_plugins="mlflow")
+    assert loaded.configured_model() is None
+    monkeypatch.setenv("PROBE_MODEL_PATH", str(tmp_path / "m.probe"))
+    configured = loaded.configured_model()
+    assert configured is not None
+    assert (configured.path, configured.runtime, configured.source) == (
+        tmp_path / "m.probe",
+        "probe-scorer",
+        "PROBE_MODEL_PATH",
+    )
+
+
+def test_two_configured_models_stop_start_up_naming_both(tmp_path, monkeypatch):
+    import probe_plugin
+
+    module = type(sys)("second_probe_plugin")
+    module.scorer_configured_models = probe_plugin.hookimpl(  # type: ignore[attr-defined]
+        lambda: [probe_plugin.ConfiguredModel(tmp_path / "b.probe", "probe-scorer", "OTHER_PATH")]
+    )
+    monkeypatch.setitem(sys.modules, "second_probe_plugin", module)
+    monkeypatch.setenv("PROBE_MODEL_PATH", str(tmp_path / "a.probe"))
+    loaded = plugins(extra_plugins="probe_plugin,second_probe_plugin", disable_plugins="mlflow")
+    with pytest.raises(ConfigurationError) as error:
+        loaded.configured_model()
+    message = str(error.value)
+    assert message.startswith("More than one model is configured: ") and message.endswith("Set only one")
+    assert f"PROBE_MODEL_PATH names '{tmp_path / 'a.probe'}'" in message
+    assert f"OTHER_PATH names '{tmp_path / 'b.probe'}'" in message
 
 
 def test_installed_mlflow_plugin_is_found_through_its_entry_point():

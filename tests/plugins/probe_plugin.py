@@ -7,6 +7,7 @@ contributions, prediction intervals, slow loads, header echoes.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 
 from scorer_core import (
     Capabilities,
+    ConfiguredModel,
     ContributionGroup,
     Contributions,
     DataType,
@@ -108,3 +110,10 @@ def scorer_register_runtimes() -> list[type[Runtime]]:
 @hookimpl
 def scorer_register_demo_models() -> list[DemoModel]:
     return [DemoModel("probe", "probe-scorer", "a probe model for tests", _build_probe_demo)]
+
+
+@hookimpl
+def scorer_configured_models() -> list[ConfiguredModel]:
+    # Stands in for a family variable such as SCORER_MOJO_PATH.
+    path = os.environ.get("PROBE_MODEL_PATH")
+    return [ConfiguredModel(Path(path), "probe-scorer", "PROBE_MODEL_PATH")] if path else []

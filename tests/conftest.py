@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -14,6 +15,10 @@ import pytest
 from conformance import ScorerTarget, start_server
 
 PLUGINS_DIR = Path(__file__).parent / "plugins"
+#: Every plugin installed in this environment: core tests switch them all off and load only theirs.
+INSTALLED_PLUGINS = ",".join(
+    sorted(ep.name for ep in importlib.metadata.entry_points(group="scorer_core.plugins"))
+)
 
 
 def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str]:
@@ -22,7 +27,7 @@ def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str
     return {
         "PYTHONPATH": path,
         "SCORER_EXTRA_PLUGINS": extra_plugins,
-        "SCORER_DISABLE_PLUGINS": "mlflow",
+        "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS,
         **env,
     }
 

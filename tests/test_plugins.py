@@ -9,7 +9,7 @@ import pytest
 from scorer_core.errors import AmbiguousRuntime, ConfigurationError, NoRuntimeFound, PluginLoadError
 from scorer_core.plugins import ENTRY_POINT_GROUP, load_plugins
 from scorer_core.settings import load_settings
-from tests.conftest import PLUGINS_DIR
+from tests.conftest import INSTALLED_PLUGINS, PLUGINS_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -24,18 +24,18 @@ def plugins(**settings):
 
 
 def test_hook_scorer_register_runtimes():
-    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     assert sorted(loaded.runtimes) == ["echo-scorer", "probe-scorer"]
 
 
 def test_hook_scorer_register_demo_models():
-    loaded = plugins(extra_plugins="probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     demo = loaded.demo_models()["probe"]
     assert demo.runtime == "probe-scorer"
 
 
 def test_hook_scorer_configured_models(tmp_path, monkeypatch):
-    loaded = plugins(extra_plugins="probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     assert loaded.configured_model() is None
     monkeypatch.setenv("PROBE_MODEL_PATH", str(tmp_path / "m.probe"))
     configured = loaded.configured_model()
@@ -56,7 +56,7 @@ def test_two_configured_models_stop_start_up_naming_both(tmp_path, monkeypatch):
     )
     monkeypatch.setitem(sys.modules, "second_probe_plugin", module)
     monkeypatch.setenv("PROBE_MODEL_PATH", str(tmp_path / "a.probe"))
-    loaded = plugins(extra_plugins="probe_plugin,second_probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="probe_plugin,second_probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     with pytest.raises(ConfigurationError) as error:
         loaded.configured_model()
     message = str(error.value)
@@ -74,7 +74,7 @@ def test_installed_mlflow_plugin_is_found_through_its_entry_point():
 
 
 def test_disable_plugins_blocks_an_installed_plugin():
-    assert "mlflow-scorer" not in plugins(disable_plugins="mlflow").runtimes
+    assert "mlflow-scorer" not in plugins(disable_plugins=INSTALLED_PLUGINS).runtimes
 
 
 def test_load_plugins_is_an_allowlist():
@@ -82,13 +82,13 @@ def test_load_plugins_is_an_allowlist():
 
 
 def test_detection_picks_the_single_runtime_that_claims_the_path(tmp_path):
-    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     assert loaded.select_runtime(tmp_path / "m.echo", None).name == "echo-scorer"
     assert loaded.select_runtime(tmp_path / "m.echo", "probe-scorer").name == "probe-scorer"
 
 
 def test_no_runtime_for_a_path_lists_what_is_installed(tmp_path):
-    loaded = plugins(extra_plugins="echo_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="echo_plugin", disable_plugins=INSTALLED_PLUGINS)
     with pytest.raises(
         NoRuntimeFound, match=r"No installed runtime can load .*model\.bin'; installed runtimes: echo-scorer"
     ):
@@ -108,7 +108,7 @@ def test_two_runtimes_claiming_a_path_is_ambiguous(tmp_path, monkeypatch):
     module = type(sys)("other_echo_plugin")
     module.scorer_register_runtimes = echo_plugin.hookimpl(lambda: [OtherEcho])  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "other_echo_plugin", module)
-    loaded = plugins(extra_plugins="echo_plugin,other_echo_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="echo_plugin,other_echo_plugin", disable_plugins=INSTALLED_PLUGINS)
     with pytest.raises(AmbiguousRuntime) as excinfo:
         loaded.select_runtime(tmp_path / "model.echo", None)
     assert (
@@ -120,12 +120,12 @@ def test_two_runtimes_claiming_a_path_is_ambiguous(tmp_path, monkeypatch):
 
 def test_misspelt_hook_fails_at_start_up_naming_it():
     with pytest.raises(PluginLoadError, match="unknown hook 'scorer_register_runtime'"):
-        plugins(extra_plugins="misspelt_plugin", disable_plugins="mlflow")
+        plugins(extra_plugins="misspelt_plugin", disable_plugins=INSTALLED_PLUGINS)
 
 
 def test_import_error_names_the_plugin():
     with pytest.raises(PluginLoadError) as excinfo:
-        plugins(extra_plugins="broken_plugin", disable_plugins="mlflow")
+        plugins(extra_plugins="broken_plugin", disable_plugins=INSTALLED_PLUGINS)
     assert excinfo.value.plugin == "broken_plugin"
     assert "No module named 'a_dependency_that_is_not_installed'" in str(excinfo.value)
 
@@ -156,7 +156,7 @@ def test_duplicate_runtime_names_are_rejected(monkeypatch):
     module.scorer_register_runtimes = echo_plugin.hookimpl(lambda: [echo_plugin.EchoRuntime])  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "twin_plugin", module)
     with pytest.raises(PluginLoadError, match="Runtime 'echo-scorer' is registered by both"):
-        plugins(extra_plugins="echo_plugin,twin_plugin", disable_plugins="mlflow")
+        plugins(extra_plugins="echo_plugin,twin_plugin", disable_plugins=INSTALLED_PLUGINS)
 
 
 def test_can_load_that_raises_counts_as_no(tmp_path, monkeypatch, caplog):
@@ -166,6 +166,6 @@ def test_can_load_that_raises_counts_as_no(tmp_path, monkeypatch, caplog):
         raise OSError("permission denied")
 
     monkeypatch.setattr(echo_plugin.EchoRuntime, "can_load", classmethod(explode))
-    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins="mlflow")
+    loaded = plugins(extra_plugins="echo_plugin,probe_plugin", disable_plugins=INSTALLED_PLUGINS)
     assert loaded.select_runtime(tmp_path / "m.probe", None).name == "probe-scorer"
     assert "raised in can_load" in caplog.text

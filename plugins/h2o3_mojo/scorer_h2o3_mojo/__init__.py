@@ -1,0 +1,7 @@
+"""scorer_core runtime for H2O-3 MOJOs (h2o3-mojo-scorer), scored in-process by h2o-genmodel."""
+
+from __future__ import annotations
+
+from scorer_h2o3_mojo.model import H2O3MojoRuntime
+
+__all__ = ["H2O3MojoRuntime"]

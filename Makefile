@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-PLUGINS := plugins/mlflow plugins/h2o3_mojo
+PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo
 # Strict editable installs link the packages' files instead of adding import hooks, so setuptools
 # stays quiet; both targets below reinstall every time, which picks up new modules.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check

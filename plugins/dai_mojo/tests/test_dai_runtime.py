@@ -29,10 +29,21 @@ HOUSES = {
 
 
 def expected_price(age, rooms, city, year, garden):
-    return 10.0 + 0.5 * age + 2.0 * rooms + {"paris": 3.0, "oslo": -1.0}.get(city, 0.0) + 0.01 * year + 1.5 * garden
+    return (
+        10.0
+        + 0.5 * age
+        + 2.0 * rooms
+        + {"paris": 3.0, "oslo": -1.0}.get(city, 0.0)
+        + 0.01 * year
+        + 1.5 * garden
+    )
 
 
-PRICES = [expected_price(10.5, 3, "paris", 1990, 1), expected_price(0, 0, "oslo", 0, 0), expected_price(2, 1, "rome", 2020, 0)]
+PRICES = [
+    expected_price(10.5, 3, "paris", 1990, 1),
+    expected_price(0, 0, "oslo", 0, 0),
+    expected_price(2, 1, "rome", 2020, 0),
+]
 
 
 def loaded(path):
@@ -88,7 +99,14 @@ def test_contributions_of_both_types_add_up_to_the_prediction(pipelines, shapley
     assert group.output_group is None
     assert contributions.features[-1] == "contrib_bias"
     if shapley_type is ShapleyType.ORIGINAL:
-        assert list(contributions.features) == ["contrib_age", "contrib_rooms", "contrib_city", "contrib_built", "contrib_garden", "contrib_bias"]
+        assert list(contributions.features) == [
+            "contrib_age",
+            "contrib_rooms",
+            "contrib_city",
+            "contrib_built",
+            "contrib_garden",
+            "contrib_bias",
+        ]
     else:
         assert "contrib_2_OneHot_city_paris" in contributions.features
     assert list(group.values.sum(axis=1)) == pytest.approx(PRICES, rel=1e-12)
@@ -124,7 +142,9 @@ def test_multiclass_contributions_form_one_group_per_class(pipelines):
 
 def test_zero_rows_still_name_the_contribution_features(pipelines):
     runtime = loaded(pipelines["multiclass"])
-    contributions = runtime.contributions(frame(runtime, {"fields": ["petal_length", "colour"], "rows": []}), ShapleyType.ORIGINAL)
+    contributions = runtime.contributions(
+        frame(runtime, {"fields": ["petal_length", "colour"], "rows": []}), ShapleyType.ORIGINAL
+    )
     assert list(contributions.features) == ["contrib_petal_length", "contrib_colour", "contrib_bias"]
     assert [g.values.shape for g in contributions.groups] == [(0, 3)] * 3
 
@@ -154,7 +174,9 @@ def test_score_with_intervals_over_http(regression_server):
     assert body["fields"] == ["price"]
     assert [float(r[0]) for r in body["score"]] == pytest.approx(PRICES, rel=1e-12)
     assert body["predictionIntervals"]["fields"] == ["price.lower", "price.upper"]
-    assert [float(r[1]) for r in body["predictionIntervals"]["rows"]] == pytest.approx([p + 2.5 for p in PRICES])
+    assert [float(r[1]) for r in body["predictionIntervals"]["rows"]] == pytest.approx(
+        [p + 2.5 for p in PRICES]
+    )
 
 
 def test_without_asking_score_has_no_intervals(regression_server):
@@ -166,7 +188,11 @@ def test_multiclass_contribution_groups_over_http(pipelines):
     with start_server(pipelines["multiclass"], env=SERVER_ENV, record_headers=False) as target:
         reply = target.post(
             "/model/contribution",
-            {"requestShapleyValueType": "ORIGINAL", "fields": ["petal_length", "colour"], "rows": [["1.5", "blue"]]},
+            {
+                "requestShapleyValueType": "ORIGINAL",
+                "fields": ["petal_length", "colour"],
+                "rows": [["1.5", "blue"]],
+            },
         )
         assert reply.status == 200, reply.text
         body = reply.json()
@@ -174,16 +200,34 @@ def test_multiclass_contribution_groups_over_http(pipelines):
         assert [g["outputGroup"] for g in body["contributionGroups"]] == ["setosa", "versicolor", "virginica"]
         transformed = target.post(
             "/model/contribution",
-            {"requestShapleyValueType": "TRANSFORMED", "fields": ["petal_length", "colour"], "rows": [["1.5", "blue"]]},
+            {
+                "requestShapleyValueType": "TRANSFORMED",
+                "fields": ["petal_length", "colour"],
+                "rows": [["1.5", "blue"]],
+            },
         )
         assert transformed.status == 501
-        assert target.post("/model/score", {"fields": ["petal_length", "colour"], "rows": [["1", "blue"]], "requestPredictionIntervals": True}).status == 400
+        assert (
+            target.post(
+                "/model/score",
+                {
+                    "fields": ["petal_length", "colour"],
+                    "rows": [["1", "blue"]],
+                    "requestPredictionIntervals": True,
+                },
+            ).status
+            == 400
+        )
 
 
 def test_shapley_settings_narrow_what_is_auto_detected(pipelines):
     env = {**SERVER_ENV, "SHAPLEY_TYPES_ENABLED": "ORIGINAL"}
     with start_server(pipelines["regression"], env=env, record_headers=False) as target:
-        assert target.get("/model/capabilities").json() == ["SCORE_PREDICTION_INTERVAL", "SCORE", "CONTRIBUTION_ORIGINAL"]
+        assert target.get("/model/capabilities").json() == [
+            "SCORE_PREDICTION_INTERVAL",
+            "SCORE",
+            "CONTRIBUTION_ORIGINAL",
+        ]
         reply = target.post("/model/contribution", {**HOUSES, "requestShapleyValueType": "TRANSFORMED"})
         assert reply.status == 400 and "SHAPLEY_TYPES_ENABLED" in reply.json()["detail"]
 
@@ -206,7 +250,10 @@ def serve(path, **env):
 def test_no_licence_is_a_start_up_error_naming_the_variables(pipelines, tmp_path):
     result = serve(pipelines["regression"], HOME=str(tmp_path))
     assert result.returncode == 1
-    assert "dai-mojo-scorer needs a Driverless AI licence: set DRIVERLESS_AI_LICENSE_KEY to the licence key, or DRIVERLESS_AI_LICENSE_FILE" in result.stderr
+    assert (
+        "dai-mojo-scorer needs a Driverless AI licence: set DRIVERLESS_AI_LICENSE_KEY to the licence key, or DRIVERLESS_AI_LICENSE_FILE"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -238,7 +285,9 @@ def test_an_unreadable_pipeline_is_a_clear_start_up_error(tmp_path):
     (pipeline / "pipeline.mojo").write_bytes(b"\x00\x01 not a pipeline")
     result = serve(pipeline, DRIVERLESS_AI_LICENSE_KEY=LICENCE)
     assert result.returncode == 1
-    assert f"daimojo cannot load '{pipeline / 'pipeline.mojo'}': Unable to create a mojo model" in result.stderr
+    assert (
+        f"daimojo cannot load '{pipeline / 'pipeline.mojo'}': Unable to create a mojo model" in result.stderr
+    )
 
 
 def test_a_directory_without_pipeline_mojo_is_not_detected(tmp_path):

@@ -42,7 +42,10 @@ def test_the_helper_is_compiled_once_then_reused(clean_env, tmp_path):
 def test_without_javac_or_cache_the_error_says_how_to_build_it(clean_env):
     clean_env.setenv("PATH", "")
     clean_env.delenv("JAVA_HOME", raising=False)
-    with pytest.raises(ConfigurationError, match=r"needs javac for it: install a JDK .* run 'python -m scorer_h2o3_mojo\.jvm'"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"needs javac for it: install a JDK .* run 'python -m scorer_h2o3_mojo\.jvm'",
+    ):
         jvm.helper_classes(jvm.genmodel_jar())
 
 

@@ -46,7 +46,16 @@ def test_predictions_equal_h2o3s_own(load_mojo, name):
 
 def test_fixture_set_covers_every_required_family():
     algorithms = {expected(n)["algorithm"] for n in MODEL_NAMES}
-    assert algorithms >= {"gbm", "drf", "glm", "xgboost", "deeplearning", "stackedensemble", "isolationforest", "kmeans"}
+    assert algorithms >= {
+        "gbm",
+        "drf",
+        "glm",
+        "xgboost",
+        "deeplearning",
+        "stackedensemble",
+        "isolationforest",
+        "kmeans",
+    }
 
 
 @pytest.mark.parametrize(
@@ -107,7 +116,9 @@ def test_contributions_equal_h2o3s_own(load_mojo, name):
             if name == "drf_binomial" and row == UNSEEN_LEVEL_ROW:
                 continue  # see test_drf_unseen_level_contributions_differ_from_h2o3_in_cluster
             for feature, actual, wanted in zip(answer["fields"], group.values[row], wanted_row, strict=True):
-                assert math.isclose(actual, wanted, rel_tol=1e-9), f"{name} {output_format} row {row} {feature}"
+                assert math.isclose(actual, wanted, rel_tol=1e-9), (
+                    f"{name} {output_format} row {row} {feature}"
+                )
 
 
 def test_drf_unseen_level_contributions_differ_from_h2o3_in_cluster(load_mojo):
@@ -144,7 +155,11 @@ def test_contributions_plus_bias_sum_to_the_raw_prediction(load_mojo, name):
         assert contributions.features[-1] == "BiasTerm"
         total = contributions.groups[0].values.sum(axis=1)
         scale = np.maximum(1.0, np.abs(margin))
-        assert np.all(np.abs(total - margin) / scale < 1e-6), (name, shapley_type, np.max(np.abs(total - margin)))
+        assert np.all(np.abs(total - margin) / scale < 1e-6), (
+            name,
+            shapley_type,
+            np.max(np.abs(total - margin)),
+        )
 
 
 def test_xgboost_original_sums_each_columns_one_hot_levels(load_mojo):
@@ -153,13 +168,26 @@ def test_xgboost_original_sums_each_columns_one_hot_levels(load_mojo):
     expanded = runtime.contributions(frame, ShapleyType.TRANSFORMED)
     compact = runtime.contributions(frame, ShapleyType.ORIGINAL)
     color_levels = [i for i, f in enumerate(expanded.features) if f.startswith("color.")]
-    assert [expanded.features[i] for i in color_levels] == ["color.blue", "color.green", "color.red", "color.missing(NA)"]
+    assert [expanded.features[i] for i in color_levels] == [
+        "color.blue",
+        "color.green",
+        "color.red",
+        "color.missing(NA)",
+    ]
     summed = expanded.groups[0].values[:, color_levels].sum(axis=1)
-    np.testing.assert_allclose(compact.groups[0].values[:, compact.features.index("color")], summed, rtol=1e-6)
+    np.testing.assert_allclose(
+        compact.groups[0].values[:, compact.features.index("color")], summed, rtol=1e-6
+    )
 
 
 def test_models_without_treeshap_offer_no_contributions(load_mojo):
-    for name in ("gbm_multinomial", "glm_binomial", "deeplearning_binomial", "stacked_ensemble_binomial", "kmeans"):
+    for name in (
+        "gbm_multinomial",
+        "glm_binomial",
+        "deeplearning_binomial",
+        "stacked_ensemble_binomial",
+        "kmeans",
+    ):
         assert load_mojo(name).capabilities.contributions == frozenset(), name
 
 

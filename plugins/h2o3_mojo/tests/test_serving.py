@@ -23,7 +23,9 @@ class TestGbmBinomialConformance(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def scorer_target(cls):
-        with start_server(MOJOS / "gbm_binomial.zip", env={**ONLY_THIS_PLUGIN, "SHAPLEY_ENABLE": "true"}) as target:
+        with start_server(
+            MOJOS / "gbm_binomial.zip", env={**ONLY_THIS_PLUGIN, "SHAPLEY_ENABLE": "true"}
+        ) as target:
             yield target
 
 
@@ -50,7 +52,9 @@ class TestGlmMultinomialInAWorkerProcess(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def scorer_target(cls):
-        with start_server(MOJOS / "glm_multinomial.zip", env={**ONLY_THIS_PLUGIN, "BATCH_WORKERS": "1"}) as target:
+        with start_server(
+            MOJOS / "glm_multinomial.zip", env={**ONLY_THIS_PLUGIN, "BATCH_WORKERS": "1"}
+        ) as target:
             yield target
 
 
@@ -151,7 +155,9 @@ def scorer(*args, env=None):
 def test_missing_mojo_path_names_the_variable(tmp_path):
     result = scorer(env={"SCORER_MOJO_PATH": str(tmp_path / "gone.zip")})
     assert result.returncode == 2
-    assert result.stderr.strip() == f"scorer: error: SCORER_MOJO_PATH '{tmp_path / 'gone.zip'}' does not exist"
+    assert (
+        result.stderr.strip() == f"scorer: error: SCORER_MOJO_PATH '{tmp_path / 'gone.zip'}' does not exist"
+    )
 
 
 def test_a_zip_that_is_not_a_mojo_is_not_detected_and_is_refused_when_forced(tmp_path):
@@ -162,7 +168,9 @@ def test_a_zip_that_is_not_a_mojo_is_not_detected_and_is_refused_when_forced(tmp
     assert detected.returncode == 2 and "No installed runtime can load" in detected.stderr
     forced = scorer(str(archive), "--runtime", "h2o3-mojo-scorer")
     assert forced.returncode == 1
-    assert f"'{archive}' is not an H2O-3 MOJO: expected a .zip or .mojo file exported by H2O-3" in forced.stderr
+    assert (
+        f"'{archive}' is not an H2O-3 MOJO: expected a .zip or .mojo file exported by H2O-3" in forced.stderr
+    )
 
 
 def test_a_corrupt_mojo_is_a_clear_start_up_error(tmp_path):
@@ -183,7 +191,6 @@ def test_bad_cells_are_a_400_naming_row_and_column(gbm_server):
     detail = reply.json()["detail"]
     assert "Row 2, field 'age'" in detail
     assert gbm_server.post("/model/score", TEST_FRAME).status == 200
-
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

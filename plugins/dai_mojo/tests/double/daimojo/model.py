@@ -44,7 +44,9 @@ from pathlib import Path
 
 import datatable
 
-SupportedOps = namedtuple("SupportedOps", ["prediction", "interval", "pred_contribs", "pred_contribs_original"])
+SupportedOps = namedtuple(
+    "SupportedOps", ["prediction", "interval", "pred_contribs", "pred_contribs_original"]
+)
 _CASTS = {
     "bool": datatable.bool8,
     "int32": datatable.int32,
@@ -87,7 +89,9 @@ class model:
         self.uuid = spec["uuid"]
         self.mojo_version = 2
         self.created_time = time.ctime(0)
-        self.missing_values = spec.get("missing_values", ["", "?", "None", "nan", "NA", "N/A", "unknown", "inf", "-inf"])
+        self.missing_values = spec.get(
+            "missing_values", ["", "?", "None", "nan", "NA", "N/A", "unknown", "inf", "-inf"]
+        )
         self.feature_names = [f["name"] for f in self._features]
         self.feature_types = [f["type"] for f in self._features]
         target, classes = spec["target"], spec.get("classes")
@@ -98,7 +102,10 @@ class model:
         self.dai_version = spec.get("dai_version", "1.11.1")
         self.transformed_names = self._transformed()
         self.supported_ops = SupportedOps(
-            True, bool(ops.get("interval")), bool(ops.get("pred_contribs")), bool(ops.get("pred_contribs_original"))
+            True,
+            bool(ops.get("interval")),
+            bool(ops.get("pred_contribs")),
+            bool(ops.get("pred_contribs_original")),
         )
 
     def _transformed(self):
@@ -118,7 +125,10 @@ class model:
             _fail("datatable.Frame expected!")
         missing_cols = [c for c in self.feature_names if c not in pydt.names]
         if missing_cols:
-            _fail("Column(s) missing: " + "".join(f"{c}({self.feature_types[self.feature_names.index(c)]}); " for c in missing_cols))
+            _fail(
+                "Column(s) missing: "
+                + "".join(f"{c}({self.feature_types[self.feature_names.index(c)]}); " for c in missing_cols)
+            )
         pydt = pydt[:, self.feature_names]
         for i, kind in enumerate(self.feature_types):
             pydt[:, i] = _CASTS[kind](datatable.f[i])
@@ -133,7 +143,10 @@ class model:
             if not pred_contribs_original and not self.supported_ops.pred_contribs:
                 _fail("Shapley contributions are not supported by this pipeline")
             parts = original if pred_contribs_original else transformed
-            names = [f"contrib_{n}" for n in (self.feature_names if pred_contribs_original else self.transformed_names)]
+            names = [
+                f"contrib_{n}"
+                for n in (self.feature_names if pred_contribs_original else self.transformed_names)
+            ]
             return self._per_class([*names, "contrib_bias"], [*parts, [bias] * nrow])
         classes = self._spec.get("classes")
         if classes and len(classes) == 2:
@@ -142,7 +155,10 @@ class model:
         elif classes:
             scaled = [self._class_margins(m) for m in margins]
             totals = [sum(math.exp(v) for v in row) for row in scaled]
-            out = {name: [math.exp(row[k]) / t for row, t in zip(scaled, totals, strict=True)] for k, name in enumerate(self.output_names)}
+            out = {
+                name: [math.exp(row[k]) / t for row, t in zip(scaled, totals, strict=True)]
+                for k, name in enumerate(self.output_names)
+            }
         else:
             out = {self.output_names[0]: margins}
             if interval:
@@ -154,12 +170,16 @@ class model:
         return datatable.Frame(out, stypes={n: datatable.float64 for n in out})
 
     def _class_margins(self, margin):
-        return [s * margin + b for s, b in zip(self._spec["class_scale"], self._spec["class_shift"], strict=True)]
+        return [
+            s * margin + b for s, b in zip(self._spec["class_scale"], self._spec["class_shift"], strict=True)
+        ]
 
     def _per_class(self, names, columns):
         classes = self._spec.get("classes")
         if not classes or len(classes) == 2:
-            return datatable.Frame(dict(zip(names, columns, strict=True)), stypes={n: datatable.float64 for n in names})
+            return datatable.Frame(
+                dict(zip(names, columns, strict=True)), stypes={n: datatable.float64 for n in names}
+            )
         out = {}
         for k, label in enumerate(classes):
             scale, shift = self._spec["class_scale"][k], self._spec["class_shift"][k]

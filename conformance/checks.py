@@ -7,6 +7,7 @@ tests and provide a ``scorer_target`` fixture (see ``conformance.start_server``)
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
@@ -73,22 +74,48 @@ def _outputs(body: dict[str, Any], scorer_schema: dict[str, Any]) -> list[list[s
 
 
 def cells_match(left: list[list[str]], right: list[list[str]], rel: float = 1e-9) -> bool:
-    """Equal cell by cell; numbers within ``rel`` (BLAS may round the last bit by batch size)."""
+    """Equal cell by cell; numbers within ``rel`` (BLAS may round the last bit by batch size).
+
+    A cell holding a JSON object or array (Hydrogen Torch's ``output``) is compared as parsed
+    JSON, with the numbers inside it held to the same tolerance.
+    """
     if len(left) != len(right):
         return False
-    for row_a, row_b in zip(left, right, strict=True):
-        if len(row_a) != len(row_b):
+    return all(
+        len(row_a) == len(row_b) and all(_cell_matches(a, b, rel) for a, b in zip(row_a, row_b, strict=True))
+        for row_a, row_b in zip(left, right, strict=True)
+    )
+
+
+def _cell_matches(a: str, b: str, rel: float) -> bool:
+    if a == b:
+        return True
+    try:
+        return math.isclose(float(a), float(b), rel_tol=rel, abs_tol=1e-12)
+    except ValueError:
+        pass
+    if a[:1] in "[{" and b[:1] in "[{":
+        try:
+            return _json_matches(json.loads(a), json.loads(b), rel)
+        except ValueError:
             return False
-        for a, b in zip(row_a, row_b, strict=True):
-            if a == b:
-                continue
-            try:
-                x, y = float(a), float(b)
-            except ValueError:
-                return False
-            if not math.isclose(x, y, rel_tol=rel, abs_tol=1e-12):
-                return False
-    return True
+    return False
+
+
+def _json_matches(a: Any, b: Any, rel: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_json_matches(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_json_matches(x, y, rel) for x, y in zip(a, b, strict=True))
+    numbers = (int, float)
+    if (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+    return bool(a == b)
 
 
 class ContractChecks:
@@ -217,6 +244,7 @@ class RowCountChecks:
         scorer_target: ScorerTarget,
         scorer_schema: dict[str, Any],
         scorer_sample: dict[str, Any],
+        scorer_relative_tolerance: float,
     ) -> None:
         rows = vary_rows(scorer_schema, scorer_sample["rows"][0], 5)
         together = _scored_outputs(
@@ -228,7 +256,7 @@ class RowCountChecks:
             ]
             for row in rows
         ]
-        assert cells_match(together, alone), (
+        assert cells_match(together, alone, scorer_relative_tolerance), (
             f"scoring rows together must give each row what scoring it alone gives: {together} != {alone}"
         )
 
@@ -241,19 +269,23 @@ class FieldChecks:
         scorer_target: ScorerTarget,
         scorer_schema: dict[str, Any],
         scorer_sample: dict[str, Any],
+        scorer_relative_tolerance: float,
     ) -> None:
         plain = _scored_outputs(scorer_target, scorer_schema, scorer_sample)
         body = {
             "fields": ["conformance_row_id", *scorer_sample["fields"]],
             "rows": [["r0", *scorer_sample["rows"][0]]],
         }
-        assert cells_match(_scored_outputs(scorer_target, scorer_schema, body), plain)
+        assert cells_match(
+            _scored_outputs(scorer_target, scorer_schema, body), plain, scorer_relative_tolerance
+        )
 
     def test_field_order_does_not_matter(
         self,
         scorer_target: ScorerTarget,
         scorer_schema: dict[str, Any],
         scorer_sample: dict[str, Any],
+        scorer_relative_tolerance: float,
     ) -> None:
         rows = vary_rows(scorer_schema, scorer_sample["rows"][0], 3)
         plain = _scored_outputs(
@@ -263,7 +295,9 @@ class FieldChecks:
             "fields": scorer_sample["fields"][::-1],
             "rows": [row[::-1] for row in rows],
         }
-        assert cells_match(_scored_outputs(scorer_target, scorer_schema, reversed_body), plain)
+        assert cells_match(
+            _scored_outputs(scorer_target, scorer_schema, reversed_body), plain, scorer_relative_tolerance
+        )
 
     def test_include_fields_are_copied_in_input_order(
         self,
@@ -320,6 +354,7 @@ class FieldChecks:
         scorer_target: ScorerTarget,
         scorer_schema: dict[str, Any],
         scorer_sample: dict[str, Any],
+        scorer_relative_tolerance: float,
     ) -> None:
         inputs = scorer_schema["schema"]["inputFields"]
         if not any(f["dataType"] in _NUMERIC for f in inputs):
@@ -335,7 +370,7 @@ class FieldChecks:
         as_numbers = _scored_outputs(
             scorer_target, scorer_schema, {"fields": scorer_sample["fields"], "rows": [numbers]}
         )
-        assert cells_match(as_numbers, as_strings)
+        assert cells_match(as_numbers, as_strings, scorer_relative_tolerance)
 
 
 class ErrorChecks:

@@ -19,6 +19,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scorer-model", metavar="PATH", help="start a scorer serving this model and check it")
     group.addoption("--scorer-runtime", metavar="NAME", help="runtime for --scorer-model (default: detected)")
     group.addoption("--scorer-url", metavar="URL", help="check an already running scorer at this base URL")
+    group.addoption(
+        "--scorer-rel-tol",
+        metavar="REL",
+        type=float,
+        default=1e-9,
+        help="relative tolerance for numbers that must agree across batch sizes (float32 models: 1e-6)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +46,16 @@ def _get_json(target: ScorerTarget, path: str) -> Any:
     reply = target.get(path)
     assert reply.status == 200, f"{path}: {reply}"
     return reply.json()
+
+
+@pytest.fixture(scope="class")
+def scorer_relative_tolerance(request: pytest.FixtureRequest) -> float:
+    """How far numbers may differ when the same row is scored in batches of different sizes.
+
+    1e-9 by default: float64 models differ only in the last bits. A suite for a float32 model
+    (torch) overrides this fixture, or passes ``--scorer-rel-tol``.
+    """
+    return float(request.config.getoption("--scorer-rel-tol"))
 
 
 @pytest.fixture(scope="class")

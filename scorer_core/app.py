@@ -256,7 +256,8 @@ def create_app(
     async def sample_request() -> Response:
         """A request that passes validation: every input field and one row of example values."""
         inputs = host.model.schema.inputs
-        return _json({"fields": [f.name for f in inputs], "rows": [[f.data_type.example for f in inputs]]})
+        row = host.model.runtime.sample_row or tuple(f.data_type.example for f in inputs)
+        return _json({"fields": [f.name for f in inputs], "rows": [list(row)]})
 
     @app.get("/model/capabilities", response_model=list[str], tags=["metadata"])
     async def capabilities() -> Response:

@@ -31,6 +31,11 @@ class ServedModel:
             raise ConfigurationError(
                 f"Runtime '{runtime.name}' loaded '{path}' but did not set a ModelSchema on .schema"
             )
+        if runtime.sample_row is not None and len(runtime.sample_row) != len(schema.inputs):
+            raise ConfigurationError(
+                f"Runtime '{runtime.name}' set a sample_row of {len(runtime.sample_row)} cells for "
+                f"{len(schema.inputs)} input fields"
+            )
         self.runtime = runtime
         self.runtime_name = runtime.name
         self.path = path

@@ -105,6 +105,8 @@ class Plugins:
                 f"No installed runtime can load '{path}'; installed runtimes: {available}. "
                 "Install the plugin for this model type or pass --runtime"
             )
+        top = max(r.detection_priority for r in candidates)
+        candidates = [r for r in candidates if r.detection_priority == top]
         if len(candidates) > 1:
             names = sorted(r.name for r in candidates)
             raise AmbiguousRuntime(

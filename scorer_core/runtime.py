@@ -61,6 +61,9 @@ class Runtime(abc.ABC):
     thread_safe: ClassVar[bool] = True
     #: Worker processes used when BATCH_WORKERS is unset; choose it by benchmark (bench/).
     preferred_batch_workers: ClassVar[int] = 0
+    #: When several runtimes claim a path, the highest priority wins: a runtime for a special kind
+    #: of a general format (Hydrogen Torch models are MLflow models) claims it over the general one.
+    detection_priority: ClassVar[int] = 0
 
     schema: ModelSchema
     capabilities: Capabilities = Capabilities()
@@ -70,6 +73,9 @@ class Runtime(abc.ABC):
     #: Cells that mean "missing" in every column; ``None`` keeps the core's defaults
     #: (see ``scorer_core.columns``).
     missing_values: frozenset[str] | None = None
+    #: One row of input cells the model scores, for ``/model/sample_request``; ``None`` uses an
+    #: example per type. Set it when a type's example is not a valid value (an image field).
+    sample_row: tuple[str, ...] | None = None
 
     @classmethod
     @abc.abstractmethod

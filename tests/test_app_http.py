@@ -266,3 +266,23 @@ def test_get_score_by_file_is_not_offered(probe_server):
     with probe_server() as target:
         reply = target.get("/model/score?file=/etc/passwd")
         assert reply.status == 501 and "POST the rows" in reply.json()["detail"]
+
+
+def test_a_runtimes_sample_row_is_the_sample_request(probe_server):
+    with probe_server(record_headers=False, sample_row=["7"]) as target:
+        assert target.get("/model/sample_request").json() == {"fields": ["x"], "rows": [["7"]]}
+    with probe_server(record_headers=False, sample_row=["7"], env={"BATCH_WORKERS": "1"}) as target:
+        assert target.get("/model/sample_request").json() == {"fields": ["x"], "rows": [["7"]]}
+
+
+def test_a_sample_row_of_the_wrong_width_stops_start_up(probe_file):
+    from scorer_core.errors import ConfigurationError
+    from scorer_core.model import ServedModel
+    from scorer_core.settings import load_settings
+    from tests.plugins.probe_plugin import ProbeRuntime
+
+    runtime = ProbeRuntime()
+    path = probe_file(sample_row=["1", "2"])
+    runtime.load(path)
+    with pytest.raises(ConfigurationError, match="set a sample_row of 2 cells for 1 input fields"):
+        ServedModel(runtime, path, load_settings())

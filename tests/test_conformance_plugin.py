@@ -50,3 +50,14 @@ def test_suite_is_inert_without_a_target(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider", "-q", "-rs")
     result.assert_outcomes(skipped=9)
     result.stdout.fnmatch_lines(["*no conformance target: pass --scorer-model PATH or --scorer-url URL*"])
+
+
+def test_cells_holding_json_are_compared_as_json_within_the_tolerance():
+    from conformance.checks import cells_match
+
+    a = [['{"predictions": [0.30000001, 0.7], "labels": ["a", "b"]}']]
+    b = [['{"labels": ["a", "b"], "predictions": [0.3, 0.7]}']]
+    assert cells_match(a, b, rel=1e-6)
+    assert not cells_match(a, b, rel=1e-9)
+    assert not cells_match(a, [['{"predictions": [0.3, 0.7], "labels": ["a", "c"]}']], rel=1e-6)
+    assert not cells_match([["{not json"]], [["{not json}"]])

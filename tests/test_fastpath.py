@@ -20,6 +20,7 @@ class FakeRuntime:
     name = "fake"
     model_id = "fake"
     missing_values = None
+    sample_row = None
     default_shapley_types = frozenset()
 
     def __init__(self, inputs):

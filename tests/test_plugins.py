@@ -118,6 +118,21 @@ def test_two_runtimes_claiming_a_path_is_ambiguous(tmp_path, monkeypatch):
     assert excinfo.value.candidates == ["echo-scorer", "other-echo-scorer"]
 
 
+def test_the_higher_detection_priority_claims_a_shared_path(tmp_path, monkeypatch):
+    import echo_plugin
+
+    class SpecialEcho(echo_plugin.EchoRuntime):
+        name = "special-echo-scorer"
+        detection_priority = 10
+
+    module = type(sys)("special_echo_plugin")
+    module.scorer_register_runtimes = echo_plugin.hookimpl(lambda: [SpecialEcho])  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "special_echo_plugin", module)
+    loaded = plugins(extra_plugins="echo_plugin,special_echo_plugin", disable_plugins=INSTALLED_PLUGINS)
+    assert loaded.select_runtime(tmp_path / "model.echo", None).name == "special-echo-scorer"
+    assert loaded.select_runtime(tmp_path / "model.echo", "echo-scorer").name == "echo-scorer"
+
+
 def test_misspelt_hook_fails_at_start_up_naming_it():
     with pytest.raises(PluginLoadError, match="unknown hook 'scorer_register_runtime'"):
         plugins(extra_plugins="misspelt_plugin", disable_plugins=INSTALLED_PLUGINS)

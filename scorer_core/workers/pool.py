@@ -60,6 +60,7 @@ class ModelFacts:
     model_id: str | None
     missing_values: frozenset[str] | None
     default_shapley_types: frozenset[ShapleyType]
+    sample_row: tuple[str, ...] | None
 
     @classmethod
     def of(cls, model: ServedModel) -> ModelFacts:
@@ -71,6 +72,7 @@ class ModelFacts:
             runtime.model_id,
             runtime.missing_values,
             runtime.default_shapley_types,
+            runtime.sample_row,
         )
 
     def stand_in(self) -> Runtime:
@@ -85,6 +87,7 @@ class ModelFacts:
         runtime.capabilities = self.capabilities
         runtime.model_id = self.model_id
         runtime.missing_values = self.missing_values
+        runtime.sample_row = self.sample_row
         return runtime
 
 

@@ -54,6 +54,8 @@ class ProbeRuntime(Runtime):
             contributions=frozenset(ShapleyType(t) for t in spec.get("contributions", [])),
         )
         self.model_id = spec.get("model_id")
+        if "sample_row" in spec:
+            self.sample_row = tuple(spec["sample_row"])
 
     def score(self, batch: Frame) -> dict[str, Any]:
         behaviour = self.spec.get("behaviour", "double")

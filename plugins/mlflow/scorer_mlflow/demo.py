@@ -21,7 +21,7 @@ IRIS_TARGET = "species"
 def _python_model() -> Any:
     import mlflow.pyfunc
 
-    class IrisClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    class IrisClassifier(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
         """Label plus per-class probabilities from a scikit-learn classifier."""
 
         def __init__(self, classifier: Any, classes: list[str]) -> None:

@@ -64,7 +64,6 @@ class MlflowRuntime(Runtime):
 
     def load(self, path: Path) -> None:
         import mlflow.pyfunc
-        from mlflow.models import Model
 
         mlmodel = _mlmodel_file(path)
         if mlmodel is None:
@@ -81,14 +80,22 @@ class MlflowRuntime(Runtime):
         inputs = input_fields(input_schema, model_dir)
         self._tensor_input = input_schema.is_tensor_spec()
         self._input_names = [f.name for f in inputs]
-        output_schema = metadata.get_output_schema()
-        if output_schema is not None:
-            outputs = output_fields(output_schema)
-        else:
-            outputs = self._outputs_from_example(Model.load(model_dir), model_dir)
+        outputs = self.declared_outputs(model_dir)
         self.schema = ModelSchema(inputs, outputs)
         self._output_names = [f.name for f in outputs]
         self.model_id = getattr(metadata, "model_uuid", None) or mlmodel.parent.name
+
+    def declared_outputs(self, model_dir: str) -> list[Field]:
+        """The output fields: from the signature, else learnt from the saved input example.
+
+        Subclasses for model kinds with a fixed output layout override it.
+        """
+        from mlflow.models import Model
+
+        output_schema = self._pyfunc.metadata.get_output_schema()
+        if output_schema is not None:
+            return output_fields(output_schema)
+        return self._outputs_from_example(Model.load(model_dir), model_dir)
 
     def _outputs_from_example(self, metadata: Any, model_dir: str) -> list[Field]:
         from mlflow.models.signature import infer_signature
@@ -107,17 +114,20 @@ class MlflowRuntime(Runtime):
             return np.column_stack([batch[name] for name in self._input_names])
         return batch.select(self._input_names).to_pandas()
 
-    def score(self, batch: Frame) -> Outputs:
+    def predict(self, batch: Frame) -> Any:
+        """Whatever the pyfunc's ``predict`` returns for ``batch``; signature rejections are 400s."""
         from mlflow.exceptions import MlflowException
 
         try:
-            prediction = self._pyfunc.predict(self._model_input(batch))
+            return self._pyfunc.predict(self._model_input(batch))
         except MlflowException as exc:
             message = str(exc)
             if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):
                 raise InvalidRequest(f"the model's MLflow signature rejected the input: {message}") from exc
             raise
-        return prediction_columns(prediction, self._output_names, self.name)
+
+    def score(self, batch: Frame) -> Outputs:
+        return prediction_columns(self.predict(batch), self._output_names, self.name)
 
 
 def prediction_columns(prediction: Any, names: list[str], runtime: str) -> dict[str, Any]:

@@ -52,7 +52,9 @@ def _tensor_type(dtype: np.dtype[Any]) -> DataType:
 def input_fields(schema: Schema, model_dir: str) -> list[Field]:
     """Input fields from the signature: named columns, or one 2-D tensor ``(-1, k)``."""
     if schema.is_tensor_spec():
-        specs = schema.inputs
+        from mlflow.types import TensorSpec
+
+        specs = [spec for spec in schema.inputs if isinstance(spec, TensorSpec)]
         shape = tuple(specs[0].shape) if len(specs) == 1 else ()
         if len(shape) != 2 or shape[1] is None or shape[1] < 0:
             raise ConfigurationError(
@@ -62,7 +64,7 @@ def input_fields(schema: Schema, model_dir: str) -> list[Field]:
             )
         prefix = specs[0].name or INPUT_TENSOR_PREFIX
         data_type = _tensor_type(specs[0].type)
-        return [Field(f"{prefix}{i}", data_type) for i in range(shape[1])]
+        return [Field(f"{prefix}{i}", data_type) for i in range(int(shape[1]))]
     fields = []
     for index, spec in enumerate(schema.inputs):
         if spec.name is None:
@@ -77,7 +79,10 @@ def input_fields(schema: Schema, model_dir: str) -> list[Field]:
 def output_fields(schema: Schema) -> list[Field]:
     """Output fields from the signature; unnamed single outputs are called ``prediction``."""
     if schema.is_tensor_spec():
+        from mlflow.types import TensorSpec
+
         spec = schema.inputs[0]
+        assert isinstance(spec, TensorSpec)
         shape = tuple(spec.shape)
         data_type = _tensor_type(spec.type)
         name = spec.name or PREDICTION_FIELD

@@ -3,7 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo
+PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo plugins/hydrogen_torch
+# Tests also cover the Hydrogen Torch ONNX backend.
+TEST_PLUGINS := $(patsubst plugins/hydrogen_torch,plugins/hydrogen_torch[onnx],$(PLUGINS))
+# The CPU build of torch: an unpinned torch resolves to a multi-GB CUDA build.
+DEV_PINS := torch==2.13.0
 # Strict editable installs link the packages' files instead of adding import hooks, so setuptools
 # stays quiet; both targets below reinstall every time, which picks up new modules.
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
@@ -16,10 +20,10 @@ $(BIN)/python:
 	$(PIP_INSTALL) --upgrade pip
 
 install: $(BIN)/python
-	$(PIP_INSTALL) $(EDITABLE) -e . $(addprefix -e ,$(PLUGINS))
+	$(PIP_INSTALL) $(EDITABLE) -e . $(addprefix -e ,$(PLUGINS)) $(DEV_PINS)
 
 install-test: $(BIN)/python
-	$(PIP_INSTALL) $(EDITABLE) -e '.[test]' $(addprefix -e ,$(PLUGINS))
+	$(PIP_INSTALL) $(EDITABLE) -e '.[test]' $(foreach p,$(TEST_PLUGINS),-e '$(p)') $(DEV_PINS)
 
 serve: install
 	$(BIN)/scorer serve --port $(PORT)

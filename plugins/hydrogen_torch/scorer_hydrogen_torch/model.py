@@ -1,0 +1,64 @@
+"""``hydrogen-torch-scorer``: HT models (MLflow pyfunc + torch) with runtime 2.0's output splitting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scorer_mlflow.model import MlflowRuntime
+
+from scorer_core import ConfigurationError, DataType, Field, Frame, Outputs
+from scorer_hydrogen_torch.device import select_backend, select_device
+from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata, read_mlmodel_metadata
+from scorer_hydrogen_torch.splitting import split_rows
+from scorer_hydrogen_torch.torch_model import TorchPyfuncModel
+
+__all__ = ["OUTPUT_FIELD", "HydrogenTorchRuntime"]
+
+OUTPUT_FIELD = "output"
+
+
+class HydrogenTorchRuntime(MlflowRuntime):
+    """An MLflow pyfunc model marked ``hydrogen_torch`` in its MLmodel metadata (see metadata.py).
+
+    Its one output field, ``output``, holds one JSON string per input row: a legacy whole-batch
+    blob is split by the rules in splitting.py, so merged batches split back by row offset and
+    row counts can be validated. It claims HT models ahead of ``mlflow-scorer``
+    (``detection_priority``), which would otherwise serve the blob unsplit.
+    """
+
+    name = "hydrogen-torch-scorer"
+    detection_priority = 10
+    #: torch releases the GIL inside its kernels and keeps one copy of the weights per process;
+    #: bench/hydrogen_torch.py measures batched against unbatched scoring.
+    preferred_batch_workers = 0
+
+    metadata: HydrogenTorchMetadata
+
+    @classmethod
+    def can_load(cls, path: Path) -> bool:
+        return super().can_load(path) and read_mlmodel_metadata(path) is not None
+
+    def load(self, path: Path) -> None:
+        entry = read_mlmodel_metadata(path)
+        if entry is None:
+            raise ConfigurationError(
+                f"'{path}' is not a Hydrogen Torch model: its MLmodel has no metadata.hydrogen_torch "
+                "entry (save it with scorer_hydrogen_torch.packaging.save_model)"
+            )
+        self.metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
+        # Checked here as well as in the model code, so that a bad setting is a clear start-up error.
+        self.device = select_device()
+        self.backend = select_backend()
+        super().load(path)
+        model_code = self._pyfunc.unwrap_python_model()
+        if isinstance(model_code, TorchPyfuncModel):
+            cells = model_code.encoder.sample_cells()
+            self.sample_row = tuple(cells.get(f.name, f.data_type.example) for f in self.schema.inputs)
+
+    def declared_outputs(self, model_dir: str) -> list[Field]:
+        return [Field(OUTPUT_FIELD, DataType.STR)]
+
+    def score(self, batch: Frame) -> Outputs:
+        rows = split_rows(self.predict(batch), batch.num_rows, self.metadata)
+        return {OUTPUT_FIELD: np.asarray(rows, dtype=object)}

@@ -105,6 +105,26 @@ def test_model_that_fails_to_load_in_a_worker_stops_the_server(probe_file):
     )
 
 
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_configuration_error_at_load_reads_the_same_with_or_without_workers(probe_file, workers):
+    import subprocess
+    import sys
+
+    model = probe_file(configuration_error="set PROBE_WEIGHTS to the weights file")
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer_core.cli", "serve", "--port", "0", str(model)],
+        env={**os.environ, **plugin_env(BATCH_WORKERS=workers)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "scorer: error: the model failed to load: set PROBE_WEIGHTS to the weights file"
+    )
+    assert "Traceback" not in result.stderr
+
+
 def test_shutdown_leaves_no_worker_behind(probe_server):
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
         workers = children(target.process.pid)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer_core.batching.batch import Batch
-from scorer_core.errors import ModelError, ScorerError
+from scorer_core.errors import ConfigurationError, ModelError, ScorerError
 from scorer_core.model import ServedModel
 from scorer_core.runtime import Outputs, Runtime
 from scorer_core.schema import Capabilities, ModelSchema, ShapleyType
@@ -216,6 +216,8 @@ class WorkerPool:
             ) from None
         if status != "ready":
             process.wait(timeout=30)
+            if isinstance(payload, ConfigurationError):
+                raise payload  # as the model would have said it in this process
             raise ModelError(f"a worker process failed to load the model: {payload}", runtime=self.runtime)
         return _Worker(process, connection), payload
 

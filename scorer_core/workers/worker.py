@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from scorer_core.batching.batch import Batch, run_merged
+from scorer_core.errors import ConfigurationError
 from scorer_core.model import load_model
 from scorer_core.plugins import load_plugins
 from scorer_core.settings import load_settings
@@ -38,6 +39,9 @@ def main() -> int:
         if args.wrap_runtime:
             runtime_cls = resolve_wrapper(args.wrap_runtime)(runtime_cls)
         model = load_model(runtime_cls, args.model, settings)
+    except ConfigurationError as exc:
+        send_message(sock, ("failed", exc))  # the operator's to fix: passed on as it is
+        return 1
     except Exception as exc:
         send_message(sock, ("failed", str(exc)))
         return 1

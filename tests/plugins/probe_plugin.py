@@ -16,6 +16,7 @@ import numpy as np
 
 from scorer_core import (
     Capabilities,
+    ConfigurationError,
     ConfiguredModel,
     ContributionGroup,
     Contributions,
@@ -45,6 +46,8 @@ class ProbeRuntime(Runtime):
         time.sleep(spec.get("load_delay", 0))
         if "load_error" in spec:
             raise RuntimeError(spec["load_error"])
+        if "configuration_error" in spec:
+            raise ConfigurationError(spec["configuration_error"])
         self.spec = spec
         inputs = [Field(n, DataType(t)) for n, t in spec.get("inputs", [["x", "Float64"]])]
         outputs = [Field(n, DataType(t)) for n, t in spec.get("outputs", [["y", "Float64"]])]

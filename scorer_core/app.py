@@ -181,13 +181,12 @@ def create_app(
     def load_in_background() -> None:
         try:
             host.load()
-        except ConfigurationError as exc:
-            # The operator's to fix, and the message says how: a traceback would bury it.
-            log.error("Model failed to load; the server will stop: %s", exc)
-            if on_load_failure is not None:
-                on_load_failure()
-        except BaseException:
-            log.exception("Model failed to load; the server will stop")
+        except BaseException as exc:
+            if isinstance(exc, ConfigurationError):
+                # The operator's to fix, and the message says how: a traceback would bury it.
+                log.error("Model failed to load; the server will stop: %s", exc)
+            else:
+                log.exception("Model failed to load; the server will stop")
             if on_load_failure is not None:
                 on_load_failure()
 

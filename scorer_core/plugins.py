@@ -88,7 +88,10 @@ class Plugins:
         return found[0] if found else None
 
     def select_runtime(self, path: Path | None, name: str | None) -> type[Runtime]:
-        """The runtime named, or else the single runtime whose ``can_load`` claims ``path``."""
+        """The runtime named, or else the one whose ``can_load`` claims ``path``.
+
+        Among several claimants the highest ``detection_priority`` wins; a tie is ambiguous.
+        """
         available = ", ".join(sorted(self.runtimes)) or "none"
         if name:
             try:

@@ -64,6 +64,8 @@ class H2O3MojoRuntime(Runtime):
     _contribution_layout: ContributionLayout | None = None
     _numeric: list[str]
     _categorical: list[str]
+    #: genmodel's model category (``Binomial``, ``Regression``, ...).
+    category: str
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
@@ -126,7 +128,6 @@ class H2O3MojoRuntime(Runtime):
         self._scorer = helper(wrapper, self._numeric, self._categorical)
         self.model_id = str(model.getUUID())
         self.category = category
-        self.algorithm = str(type(model).__name__)
 
     def score(self, batch: Frame) -> Outputs:
         numbers, levels = self._columns(batch)

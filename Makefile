@@ -8,9 +8,10 @@ PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo plugins/hydrogen_to
 TEST_PLUGINS := $(patsubst plugins/hydrogen_torch,plugins/hydrogen_torch[onnx],$(PLUGINS))
 # The CPU build of torch: an unpinned torch resolves to a multi-GB CUDA build.
 DEV_PINS := torch==2.13.0
-# Strict editable installs link the packages' files instead of adding import hooks, so setuptools
-# stays quiet; both targets below reinstall every time, which picks up new modules.
-PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+# Strict editable installs link the packages' files instead of adding import hooks; both targets
+# below reinstall every time, which picks up new modules. -qq hides setuptools' notice about
+# strict mode, which it prints for every plugin; errors still show.
+PIP_INSTALL := $(BIN)/python -m pip install -qq --disable-pip-version-check
 EDITABLE := --config-settings editable_mode=strict
 
 .PHONY: serve test install install-test bench

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scorer_mlflow.model import MlflowRuntime
 
 from scorer_core import ConfigurationError, DataType, Field, Frame, Outputs
-from scorer_hydrogen_torch.device import select_backend, select_device
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata, read_mlmodel_metadata
-from scorer_hydrogen_torch.splitting import split_rows
+from scorer_hydrogen_torch.splitting import OUTPUT_FIELD, split_rows
 from scorer_hydrogen_torch.torch_model import TorchPyfuncModel
 
 __all__ = ["OUTPUT_FIELD", "HydrogenTorchRuntime"]
-
-OUTPUT_FIELD = "output"
 
 
 class HydrogenTorchRuntime(MlflowRuntime):
@@ -34,6 +32,9 @@ class HydrogenTorchRuntime(MlflowRuntime):
     preferred_batch_workers = 0
 
     metadata: HydrogenTorchMetadata
+    #: Where the network runs, for models built on TorchPyfuncModel (None for other model code).
+    device: Any = None
+    backend: str | None = None
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
@@ -47,12 +48,12 @@ class HydrogenTorchRuntime(MlflowRuntime):
                 "entry (save it with scorer_hydrogen_torch.packaging.save_model)"
             )
         self.metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
-        # Checked here as well as in the model code, so that a bad setting is a clear start-up error.
-        self.device = select_device()
-        self.backend = select_backend()
+        # A bad SCORER_TORCH_DEVICE or _BACKEND raises ConfigurationError from the model code's
+        # load_context, which MLflow passes on unchanged: a clear start-up error.
         super().load(path)
         model_code = self._pyfunc.unwrap_python_model()
         if isinstance(model_code, TorchPyfuncModel):
+            self.device, self.backend = model_code.device, model_code.backend
             cells = model_code.encoder.sample_cells()
             self.sample_row = tuple(cells.get(f.name, f.data_type.example) for f in self.schema.inputs)
 

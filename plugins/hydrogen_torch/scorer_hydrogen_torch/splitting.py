@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from scorer_mlflow.model import prediction_columns
 
 from scorer_core import ModelError, RowCountMismatch
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata
@@ -24,33 +24,15 @@ from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata
 __all__ = ["output_cells", "split_rows"]
 
 _RUNTIME = "hydrogen-torch-scorer"
+#: The one output field of an HT model (runtime 2.0): a JSON string per row.
+OUTPUT_FIELD = "output"
 
 
 def output_cells(prediction: Any) -> list[Any]:
     """The cells of a pyfunc prediction with one output column (DataFrame, Series, array, list, str)."""
-    import pandas as pd
-
     if isinstance(prediction, str):
         return [prediction]
-    if isinstance(prediction, pd.DataFrame):
-        if prediction.shape[1] != 1:
-            raise ModelError(
-                f"a Hydrogen Torch model must return one output column, not {list(prediction.columns)}",
-                runtime=_RUNTIME,
-            )
-        return list(prediction.iloc[:, 0].tolist())
-    if isinstance(prediction, pd.Series):
-        return list(prediction.tolist())
-    if isinstance(prediction, np.ndarray):
-        if prediction.ndim == 1 or (prediction.ndim == 2 and prediction.shape[1] == 1):
-            return list(prediction.reshape(-1).tolist())
-        raise ModelError(
-            f"a Hydrogen Torch model must return one output column, not an array of shape {prediction.shape}",
-            runtime=_RUNTIME,
-        )
-    if isinstance(prediction, (list, tuple)):
-        return list(prediction)
-    return [prediction]
+    return list(prediction_columns(prediction, [OUTPUT_FIELD], _RUNTIME)[OUTPUT_FIELD])
 
 
 def split_rows(prediction: Any, rows: int, metadata: HydrogenTorchMetadata) -> list[str]:

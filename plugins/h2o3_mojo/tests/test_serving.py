@@ -70,7 +70,8 @@ def gbm_server():
         yield target
 
 
-def test_scorer_mojo_path_serves_the_mojo_with_its_uuid_as_model_id(gbm_server):
+def test_scorer_mojo_path_serves_the_mojo_with_its_uuid_as_model_id(gbm_server, load_mojo):
+    assert gbm_server.get("/model/id").text == load_mojo("gbm_binomial").model_id
     assert gbm_server.get("/model/id").text.lstrip("-").isdigit()
     reply = gbm_server.post("/model/score", TEST_FRAME)
     assert reply.status == 200, reply.text

@@ -13,7 +13,7 @@ from scorer_hydrogen_torch.model import HydrogenTorchRuntime
 
 import conformance
 from conformance import start_server
-from scorer_core import ModelSchema, RowCountMismatch
+from scorer_core import RowCountMismatch
 from scorer_core.columns import build_frame
 from scorer_core.plugins import load_plugins
 from scorer_core.settings import load_settings
@@ -64,7 +64,6 @@ def test_ht_models_are_claimed_ahead_of_mlflow_scorer(text_model, seed_model, tm
 
 def test_schema_is_the_signatures_inputs_and_one_output_field(text_model):
     runtime = loaded(text_model.path)
-    assert runtime.schema == ModelSchema(runtime.schema.inputs, runtime.schema.outputs)
     assert runtime.schema.input_names == ["text"]
     assert runtime.schema.output_names == ["output"]
 

@@ -67,7 +67,7 @@ def main() -> int:
     from scorer_h2o3_mojo.model import H2O3MojoRuntime
 
     from conformance import start_server
-    from scorer_core.columns import build_frame
+    from scorer_core.wire.cells import build_frame
 
     mojo = FIXTURES / "mojos" / f"{args.model}.zip"
     body = request_rows(args.rows)

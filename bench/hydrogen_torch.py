@@ -55,7 +55,7 @@ def main() -> int:
     from scorer_hydrogen_torch.packaging import save_model
 
     from conformance import start_server
-    from scorer_core.columns import build_frame
+    from scorer_core.wire.cells import build_frame
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 
+from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.frame import Frame
 from scorer_core.headers import ForwardedHeaders
-from scorer_core.scoring import ScoringResult, ScoringTask
 
 
 def message(rows: int, columns: int = 30) -> tuple[list[ScoringTask], list[ScoringResult]]:

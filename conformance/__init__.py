@@ -17,16 +17,20 @@ Or from a shell: ``scorer check MODEL_PATH`` (or ``scorer check --url http://hos
 
 from __future__ import annotations
 
-from conformance.checks import (
-    CapabilityChecks,
-    ContractChecks,
-    ErrorChecks,
-    FieldChecks,
-    HeaderChecks,
-    RowCountChecks,
-    RuntimeSuite,
-)
-from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conformance.checks import (
+        CapabilityChecks,
+        ContractChecks,
+        ErrorChecks,
+        FieldChecks,
+        HeaderChecks,
+        RowCountChecks,
+        RuntimeSuite,
+    )
+    from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server
 
 __all__ = [
     "CONFORMANCE_FORWARD_HEADERS",
@@ -40,3 +44,13 @@ __all__ = [
     "ScorerTarget",
     "start_server",
 ]
+
+_TARGET_NAMES = frozenset({"CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "start_server"})
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `scorer check` and the recording plugin load without importing pytest.
+    if name not in __all__:
+        raise AttributeError(f"module 'conformance' has no attribute {name!r}")
+    module = importlib.import_module("conformance.target" if name in _TARGET_NAMES else "conformance.checks")
+    return getattr(module, name)

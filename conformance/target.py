@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from conformance._http import Reply, request
+from conformance.recording import HEADER_LOG_ENV
 
 __all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server"]
 
 #: What a suite-started server forwards: two real headers plus two tracing headers that the
 #: runtime must drop even though they are configured.
 CONFORMANCE_FORWARD_HEADERS = "Authorization,X-Tenant-Id,traceparent,X-Request-Id"
-HEADER_LOG_ENV = "SCORER_CONFORMANCE_HEADER_LOG"
+
+RECORDING_PLUGIN = "conformance.recording"
 
 
 @dataclass
@@ -80,9 +82,10 @@ def start_server(
         if record_headers:
             child_env.setdefault("H2O_SCORER_FORWARD_HEADERS", CONFORMANCE_FORWARD_HEADERS)
             child_env[HEADER_LOG_ENV] = str(header_log)
-            command = [sys.executable, "-m", "conformance._server", "--port", str(port)]
-        else:
-            command = [sys.executable, "-m", "scorer_core.cli", "serve", "--port", str(port)]
+            extra = child_env.get("SCORER_EXTRA_PLUGINS", "")
+            child_env["SCORER_EXTRA_PLUGINS"] = f"{extra},{RECORDING_PLUGIN}" if extra else RECORDING_PLUGIN
+        command = [sys.executable, "-m", "scorer_core.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
         if model_path is not None:
             command.append(str(model_path))
         if runtime:

@@ -1,25 +1,38 @@
-"""The ``scorer`` command: ``serve`` a model, list ``plugins``, ``check`` a model against the contract."""
+"""The ``scorer`` command: ``serve`` a model, list ``plugins``, and commands that packages add.
+
+Commands beyond these two come from the entry-point group ``scorer_core.commands`` (the
+conformance suite adds ``scorer check`` that way), so the core never imports them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import importlib.metadata
 import json
 import logging
-import os
-import shutil
+import socket
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
+from scorer_core.config.plugins import Plugins, load_plugins
+from scorer_core.config.selection import resolve_model
+from scorer_core.config.settings import Settings, load_settings, removed_env_var_warnings
 from scorer_core.errors import ConfigurationError, ScorerError
-from scorer_core.plugins import Plugins, load_plugins
-from scorer_core.settings import Settings, load_settings, removed_env_var_warnings
 
-__all__ = ["configure_logging", "main", "resolve_model", "serve"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["COMMANDS_ENTRY_POINT_GROUP", "configure_logging", "main", "serve"]
 
 log = logging.getLogger("scorer_core")
-_DEMO_MARKER = ".scorer-demo-path"
+
+#: Entry points here name ``register(commands)`` functions that add a subcommand to ``scorer``:
+#: ``commands`` is the ``argparse`` sub-parsers object; set ``func`` to ``f(args) -> int``.
+COMMANDS_ENTRY_POINT_GROUP = "scorer_core.commands"
 
 
 def configure_logging(level: str) -> None:
@@ -36,90 +49,57 @@ def _startup_warnings(settings: Settings) -> None:
         log.warning(message)
 
 
-def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
-    """Build (once) and return the demo model named by ``SCORER_DEMO_MODEL``, with its runtime."""
-    demos = plugins.demo_models()
-    demo = demos.get(settings.demo_model)
-    if demo is None:
-        available = ", ".join(sorted(demos)) or "none (install scorer-mlflow for the iris demo)"
-        raise ConfigurationError(
-            f"No model path given and no demo model named '{settings.demo_model}'; "
-            f"available demo models: {available}. Pass a model path or set MODEL_PATH"
-        )
-    target = settings.demo_dir / demo.name
-    marker = target / _DEMO_MARKER
-    if not marker.is_file():
-        log.info("Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{demo.name}-", dir=target.parent))
-        try:
-            built = demo.build(staging)
-            relative = built.relative_to(staging)
-            (staging / _DEMO_MARKER).write_text(str(relative))
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target / marker.read_text().strip(), demo.runtime
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything slow happens: a port in use is reported at
+    once, not after a model has spent minutes loading."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"Cannot listen on host '{host}' (--host / SCORER_HOST): {exc}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigurationError(
+                f"Port {port} on {host} is already in use; choose another with --port or SCORER_PORT"
+            ) from None
+        raise ConfigurationError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
-def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
-    """The model path to serve and the runtime to load it with; errors say how to fix them."""
-    source = "Model path"
-    runtime: str | None
-    if settings.model_path is None:
-        configured = plugins.configured_model()
-        if configured is None:
-            path, runtime_name = build_demo(settings, plugins)
-            return path, settings.runtime or runtime_name
-        path, source = configured.path.expanduser(), configured.source
-        runtime = settings.runtime or configured.runtime
-    else:
-        path, runtime = settings.model_path.expanduser(), settings.runtime
-    if not path.exists():
-        raise ConfigurationError(f"{source} '{path}' does not exist")
-    if not os.access(path, os.R_OK):
-        raise ConfigurationError(f"{source} '{path}' is not readable by this user")
-    return path, plugins.select_runtime(path, runtime).name
-
-
-def serve(settings: Settings, *, wrap_runtime: str | None = None) -> int:
-    """Serve the configured model until SIGTERM/SIGINT; 1 if the model failed to load.
-
-    ``wrap_runtime`` (``module:attr``, importable in worker processes too) names a callable that
-    subclasses the selected runtime: the conformance suite records headers with it.
-    """
+def serve(settings: Settings) -> int:
+    """Serve the configured model until SIGTERM/SIGINT; 0 after a clean stop, 1 if the model
+    failed to load. Configuration errors are raised before the server starts listening."""
     import uvicorn
 
-    from scorer_core.app import ModelHost, create_app
-    from scorer_core.model import ServedModel, load_model
-    from scorer_core.workers import load_in_workers
-    from scorer_core.workers.pool import resolve_wrapper
+    from scorer_core.execution.executors import start_executor
+    from scorer_core.server.app import create_app
+    from scorer_core.server.host import ModelHost
 
     _startup_warnings(settings)
-    plugins = load_plugins(settings)
-    path, runtime_name = resolve_model(settings, plugins)
-    runtime_cls = plugins.select_runtime(path, runtime_name)
+    listener = bind_listener(settings.host, settings.port)
+    try:
+        plugins = load_plugins(settings)
+        path, runtime_name = resolve_model(settings, plugins)
+        runtime_cls = plugins.select_runtime(path, runtime_name)
+        runtime_cls.check_model(path)
+    except BaseException:
+        listener.close()
+        raise
     log.info(
         "Serving '%s' with runtime '%s' on http://%s:%d",
         path,
         runtime_cls.name,
         settings.host,
-        settings.port,
+        listener.getsockname()[1],
     )
-
-    workers = (
-        runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
-    )
-    log.info("Model calls run in %s", f"{workers} worker processes" if workers else "the server process")
-
-    def load() -> ServedModel:
-        if workers:
-            return load_in_workers(runtime_cls.name, path, settings, workers, wrap_runtime=wrap_runtime)
-        cls = resolve_wrapper(wrap_runtime)(runtime_cls) if wrap_runtime else runtime_cls
-        return load_model(cls, path, settings)
-
-    host = ModelHost(load)
+    host = ModelHost(lambda: start_executor(plugins, runtime_cls.name, path, settings))
     server: uvicorn.Server | None = None
 
     def stop_on_load_failure() -> None:
@@ -128,21 +108,37 @@ def serve(settings: Settings, *, wrap_runtime: str | None = None) -> int:
             server.should_exit = True
 
     app = create_app(settings, host, on_load_failure=stop_on_load_failure)
-    server = uvicorn.Server(
+    server = _uvicorn_server(
         uvicorn.Config(
             app,
-            host=settings.host,
-            port=settings.port,
             log_level=settings.log_level,
             access_log=settings.log_level in ("debug", "trace"),
             timeout_graceful_shutdown=30,
         )
     )
-    server.run()
+    server.run(sockets=[listener])
     if host.error is not None:
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0.
+
+    uvicorn re-raises the signal after its graceful shutdown, so the process ends as killed
+    (143) and ``make serve`` prints "Terminated", as if something had gone wrong.
+    """
+    import uvicorn
+
+    class GracefulServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return GracefulServer(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -152,50 +148,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    plugins = load_plugins(settings)
+    plugins: Plugins = load_plugins(load_settings())
     print(json.dumps([info.to_json() for info in plugins.describe()], indent=2))
     return 0
 
 
-def _check(args: argparse.Namespace) -> int:
-    try:
-        import pytest
-    except ImportError:
-        raise ConfigurationError(
-            "scorer check needs pytest: install it with: pip install 'scorer-core[conformance]'"
-        ) from None
-    target = ["--scorer-url", args.url] if args.url else ["--scorer-model", str(args.model_path)]
-    if args.runtime:
-        target += ["--scorer-runtime", args.runtime]
-    if not args.url and not Path(args.model_path).exists():
-        raise ConfigurationError(f"Model path '{args.model_path}' does not exist")
-    import conformance
-
-    # Run in the suite's own directory with an empty config, so the caller's pytest settings
-    # (and rootdir guessing from the model path) cannot change what the suite checks.
-    suite_dir = Path(conformance.__file__).parent / "suite"
-    with tempfile.TemporaryDirectory(prefix="scorer-check-") as tmp:
-        ini = Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n")
-        argv = [
-            str(suite_dir),
-            "-c",
-            str(ini),
-            "--rootdir",
-            str(suite_dir),
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "-rfEs",
-            *target,
-            *args.pytest_args,
-        ]
-        return int(pytest.main(argv))
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="scorer", description=__doc__)
+    parser = argparse.ArgumentParser(prog="scorer", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")
@@ -213,22 +172,20 @@ def _parser() -> argparse.ArgumentParser:
     plugins = commands.add_parser("plugins", help="list installed plugins and their runtimes as JSON")
     plugins.set_defaults(func=_plugins)
 
-    check = commands.add_parser("check", help="run the conformance suite against a model or a server")
-    check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
-    check.add_argument("--url", help="check an already running server at this base URL instead")
-    check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
-    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
-    check.set_defaults(func=_check)
+    for entry_point in importlib.metadata.entry_points(group=COMMANDS_ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()(commands)
+        except Exception as exc:  # a broken add-on must not take `scorer serve` down with it
+            print(
+                f"scorer: warning: command '{entry_point.name}' ({entry_point.value}) failed to load: "
+                f"{type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "check" and not (args.model_path or args.url):
-        parser.error("check needs a MODEL_PATH or --url")
-    if getattr(args, "pytest_args", None) and args.pytest_args[:1] == ["--"]:
-        args.pytest_args = args.pytest_args[1:]
+    args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ScorerError as exc:

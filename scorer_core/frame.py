@@ -21,7 +21,7 @@ __all__ = ["Frame"]
 class Frame(Mapping[str, np.ndarray]):
     """An immutable mapping of column name to a numpy array, all of ``num_rows`` rows.
 
-    Column dtypes follow the model schema (see ``scorer_core.columns``): float64/float32 with NaN
+    Column dtypes follow the model schema (see ``scorer_core.wire.cells``): float64/float32 with NaN
     for missing numbers, int64/int32 (float64 with NaN when the batch holds a missing value), bool,
     object arrays of ``str`` or ``None`` for strings, and ``datetime64[ns]`` with NaT for times.
     """

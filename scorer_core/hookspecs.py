@@ -21,6 +21,7 @@ __all__ = [
     "scorer_configured_models",
     "scorer_register_demo_models",
     "scorer_register_runtimes",
+    "scorer_wrap_runtime",
 ]
 
 hookspec = HookspecMarker("scorer_core")
@@ -61,5 +62,20 @@ def scorer_configured_models() -> list[ConfiguredModel]:
     More than one configured model across plugins stops start-up, naming every source.
 
     :returns: a list of ``ConfiguredModel`` (usually empty or one).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def scorer_wrap_runtime(runtime: type[Runtime]) -> type[Runtime] | None:
+    """Return a subclass of ``runtime`` to load the model with instead, or ``None`` to leave it.
+
+    Called once per process that loads the model (the server, and each worker process), after the
+    runtime is selected and before it is instantiated. Every implementation is applied in turn,
+    in registration order, each to the previous one's result. The conformance suite records the
+    headers model calls see this way; tools that measure or trace model calls can do the same.
+
+    :param runtime: the selected ``Runtime`` subclass (possibly wrapped already).
+    :returns: a subclass of ``runtime``, or ``None``.
     """
     raise NotImplementedError

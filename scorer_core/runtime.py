@@ -47,8 +47,8 @@ class Runtime(abc.ABC):
     builds one instance per served model, calls ``load`` once, then calls ``score`` (and the
     optional methods) with ``Frame`` batches from up to ``SCORING_CONCURRENCY`` threads at once
     (one at a time if ``thread_safe`` is False). It sets ``scorer_core.context.request_headers``
-    around every call. ``score`` is never called with zero rows; ``contributions`` may be, so
-    that clients can learn the feature names.
+    around every call. No method is ever called with zero rows (the core answers such requests
+    itself), and ``contributions`` only with a Shapley type listed in ``capabilities``.
 
     ``load`` must set ``schema``; it may set ``capabilities``, ``model_id`` and ``missing_values``.
     """
@@ -71,7 +71,7 @@ class Runtime(abc.ABC):
     #: when ``load`` leaves it unset.
     model_id: str | None = None
     #: Cells that mean "missing" in every column; ``None`` keeps the core's defaults
-    #: (see ``scorer_core.columns``).
+    #: (see ``scorer_core.wire.cells``).
     missing_values: frozenset[str] | None = None
     #: One row of input cells the model scores, for ``/model/sample_request``; ``None`` uses an
     #: example per type. Set it when a type's example is not a valid value (an image field).
@@ -84,6 +84,17 @@ class Runtime(abc.ABC):
 
         Used to detect the runtime when ``--runtime`` is not given. Must not raise.
         """
+
+    @classmethod
+    def check_model(cls, path: Path) -> None:
+        """Override to reject, quickly and before the server starts listening, a model that cannot load.
+
+        Called once in the server process after the runtime is chosen, before the (possibly slow)
+        ``load`` runs in the background. Raise ``ConfigurationError`` naming the file and what is
+        wrong with it (a malformed descriptor, a missing file). Read descriptors only: do not
+        import heavy frameworks or load weights here. The default accepts every path.
+        """
+        return None
 
     @abc.abstractmethod
     def load(self, path: Path) -> None:
@@ -106,7 +117,10 @@ class Runtime(abc.ABC):
         raise UnsupportedOperation("prediction intervals are not supported by this model")
 
     def contributions(self, batch: Frame, shapley_type: ShapleyType) -> Contributions:
-        """Override when ``capabilities.contributions`` is not empty: Shapley values per row."""
+        """Override when ``capabilities.contributions`` is not empty: Shapley values per row.
+
+        ``shapley_type`` is always one the capabilities list and the operator enabled.
+        """
         raise UnsupportedOperation("Shapley contributions are not supported by this model")
 
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default

@@ -91,7 +91,7 @@ class Capabilities:
     """What the loaded model can do, before operator settings narrow it down.
 
     ``contributions`` lists the Shapley types the model itself supports; whether each is enabled
-    is decided by ``SHAPLEY_ENABLE`` / ``SHAPLEY_TYPES_ENABLED`` (see ``scorer_core.shapley``).
+    is decided by ``SHAPLEY_ENABLE`` / ``SHAPLEY_TYPES_ENABLED`` (see ``scorer_core.config.shapley``).
     """
 
     score: bool = True

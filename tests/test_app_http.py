@@ -276,13 +276,13 @@ def test_a_runtimes_sample_row_is_the_sample_request(probe_server):
 
 
 def test_a_sample_row_of_the_wrong_width_stops_start_up(probe_file):
+    from scorer_core.config.settings import load_settings
     from scorer_core.errors import ConfigurationError
-    from scorer_core.model import ServedModel
-    from scorer_core.settings import load_settings
+    from scorer_core.execution.facts import ModelFacts
     from tests.plugins.probe_plugin import ProbeRuntime
 
     runtime = ProbeRuntime()
     path = probe_file(sample_row=["1", "2"])
     runtime.load(path)
     with pytest.raises(ConfigurationError, match="set a sample_row of 2 cells for 1 input fields"):
-        ServedModel(runtime, path, load_settings())
+        ModelFacts.of(runtime, path, load_settings())

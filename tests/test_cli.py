@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -83,6 +86,8 @@ def test_check_passes_a_conforming_model(probe_file):
     result = scorer("check", str(probe_file()), env=plugin_env(), timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+    output = result.stdout + result.stderr
+    assert "Warning" not in output and "warning" not in output, "a clean check run prints no warning"
 
 
 @pytest.mark.slow
@@ -98,3 +103,51 @@ def test_check_against_a_running_server_url(probe_file):
         result = scorer("check", "--url", target.base_url, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "header forwarding is observable only on a server the suite starts" in result.stdout
+
+
+def test_plugins_prints_only_its_json_and_imports_no_model_framework():
+    # Every installed plugin loads, as on a user's machine: none may import mlflow (whose
+    # import prints a coloured UserWarning) or any other framework just to register itself.
+    code = (
+        "import json, sys\n"
+        "from scorer_core.cli import main\n"
+        "main(['plugins'])\n"
+        "print(json.dumps(sorted(m for m in ('mlflow', 'torch', 'jpype', 'h2o', 'daimojo') if m in sys.modules)))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_flag_value_is_reported_as_the_flag_the_user_typed(probe_file):
+    result = scorer("serve", str(probe_file()), "--port", "70000", env=plugin_env())
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("scorer: error: Invalid configuration: --port=70000: ")
+    result = scorer("serve", str(probe_file()), env=plugin_env(SCORER_PORT="70000"))
+    assert result.stderr.strip().startswith("scorer: error: Invalid configuration: SCORER_PORT='70000': ")
+
+
+def test_a_port_in_use_is_reported_before_the_model_loads(probe_file):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = scorer("serve", str(probe_file(load_delay=30)), "--port", str(port), env=plugin_env())
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"scorer: error: Port {port} on 127.0.0.1 is already in use; choose another with --port or "
+        "SCORER_PORT"
+    )
+    assert time.monotonic() - started < 20, "the model (30 s to load) must not be loaded first"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_serve_with_status_0(probe_file, stop):
+    with start_server(probe_file(), env=plugin_env(), record_headers=False) as target:
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["1"]]}).status == 200
+        assert target.process is not None
+        target.process.send_signal(stop)
+        assert target.process.wait(timeout=30) == 0
+        assert "Finished server process" in target.server_log()

@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer_core.columns import DEFAULT_MISSING_VALUES, build_frame, convert_column, format_column
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import DataType, Field
+from scorer_core.wire.cells import DEFAULT_MISSING_VALUES, build_frame, convert_column, format_column
 
 
 def col(values, data_type, missing=None):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from scorer_core.contract import ContributionRequest, ScoreRequest, parse_request
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import ShapleyType
+from scorer_core.wire.contract import ContributionRequest, ScoreRequest, parse_request
 
 
 def rejects(body: bytes, model=ScoreRequest) -> str:

@@ -10,32 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scorer_core.columns import build_frame
-from scorer_core.fastpath import FAST_PATH_MIN_BYTES, numeric_frame
 from scorer_core.schema import DataType, Field, ModelSchema
-from scorer_core.settings import load_settings
-
-
-class FakeRuntime:
-    name = "fake"
-    model_id = "fake"
-    missing_values = None
-    sample_row = None
-    default_shapley_types = frozenset()
-
-    def __init__(self, inputs):
-        from scorer_core.schema import Capabilities
-
-        self.schema = ModelSchema(inputs, [Field("y", DataType.FLOAT64)])
-        self.capabilities = Capabilities()
+from scorer_core.wire.cells import build_frame
+from scorer_core.wire.fastpath import FAST_PATH_MIN_BYTES, numeric_frame
 
 
 def served(inputs):
-    from pathlib import Path
-
-    from scorer_core.model import ServedModel
-
-    return ServedModel(FakeRuntime(inputs), Path("m"), load_settings())  # type: ignore[arg-type]
+    """The schema the fast path reads: these inputs and one output."""
+    return ModelSchema(inputs, [Field("y", DataType.FLOAT64)])
 
 
 INPUTS = [Field("a", DataType.FLOAT64), Field("n", DataType.INT64), Field("f", DataType.FLOAT32)]

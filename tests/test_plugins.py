@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from scorer_core.config.plugins import ENTRY_POINT_GROUP, load_plugins
+from scorer_core.config.settings import load_settings
 from scorer_core.errors import AmbiguousRuntime, ConfigurationError, NoRuntimeFound, PluginLoadError
-from scorer_core.plugins import ENTRY_POINT_GROUP, load_plugins
-from scorer_core.settings import load_settings
 from tests.conftest import INSTALLED_PLUGINS, PLUGINS_DIR
 
 
@@ -73,12 +73,75 @@ def test_installed_mlflow_plugin_is_found_through_its_entry_point():
     assert info.hooks == ["scorer_register_demo_models", "scorer_register_runtimes"]
 
 
-def test_disable_plugins_blocks_an_installed_plugin():
-    assert "mlflow-scorer" not in plugins(disable_plugins=INSTALLED_PLUGINS).runtimes
+def installed(monkeypatch, *modules: str) -> None:
+    """Make the entry-point group list exactly these test plugin modules, as if installed."""
+    points = [
+        importlib.metadata.EntryPoint(name=module.removesuffix("_plugin"), value=module, group=ENTRY_POINT_GROUP)
+        for module in modules
+    ]
+    monkeypatch.setattr(
+        importlib.metadata, "entry_points", lambda group: points if group == ENTRY_POINT_GROUP else []
+    )
 
 
-def test_load_plugins_is_an_allowlist():
+def test_every_installed_plugin_loads_without_lists(monkeypatch):
+    installed(monkeypatch, "echo_plugin", "probe_plugin")
+    assert sorted(plugins().runtimes) == ["echo-scorer", "probe-scorer"]
+
+
+def test_disable_plugins_blocks_an_installed_plugin_and_keeps_the_others(monkeypatch):
+    installed(monkeypatch, "echo_plugin", "probe_plugin")
+    assert sorted(plugins(disable_plugins="echo").runtimes) == ["probe-scorer"]
+
+
+def test_load_plugins_is_an_allowlist(monkeypatch):
+    installed(monkeypatch, "echo_plugin", "probe_plugin")
+    assert sorted(plugins(load_plugins="echo").runtimes) == ["echo-scorer"]
     assert plugins(load_plugins="nothing-by-this-name").runtimes == {}
+
+
+def test_a_plugin_both_installed_and_named_in_extra_plugins_registers_once(monkeypatch, caplog):
+    caplog.set_level("INFO")
+    installed(monkeypatch, "echo_plugin")
+    loaded = plugins(extra_plugins="echo_plugin")
+    assert sorted(loaded.runtimes) == ["echo-scorer"]
+    assert [info.name for info in loaded.describe()] == ["echo"]
+    assert "already registered as plugin \"echo\"; loading it once" in caplog.text
+
+
+def test_hook_scorer_wrap_runtime(monkeypatch):
+    import echo_plugin
+
+    calls = []
+
+    def wrap_with(label):
+        def scorer_wrap_runtime(runtime):
+            calls.append((label, runtime.__name__))
+            return type(f"{label}{runtime.__name__}", (runtime,), {})
+
+        return echo_plugin.hookimpl(scorer_wrap_runtime)
+
+    for label in ("First", "Second"):
+        module = type(sys)(f"{label.lower()}_wrapper")
+        module.scorer_wrap_runtime = wrap_with(label)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, f"{label.lower()}_wrapper", module)
+    loaded = plugins(extra_plugins="echo_plugin,first_wrapper,second_wrapper", disable_plugins=INSTALLED_PLUGINS)
+    wrapped = loaded.wrap_runtime(loaded.runtimes["echo-scorer"])
+    assert calls == [("First", "EchoRuntime"), ("Second", "FirstEchoRuntime")]
+    assert wrapped.__name__ == "SecondFirstEchoRuntime" and issubclass(wrapped, echo_plugin.EchoRuntime)
+    assert wrapped.name == "echo-scorer"
+
+
+def test_a_wrapper_that_is_not_a_subclass_is_refused(monkeypatch):
+    import echo_plugin
+
+    module = type(sys)("bad_wrapper")
+    module.scorer_wrap_runtime = echo_plugin.hookimpl(lambda runtime: dict)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "bad_wrapper", module)
+    loaded = plugins(extra_plugins="echo_plugin,bad_wrapper", disable_plugins=INSTALLED_PLUGINS)
+    with pytest.raises(PluginLoadError, match="not a subclass of it") as error:
+        loaded.wrap_runtime(loaded.runtimes["echo-scorer"])
+    assert error.value.plugin == "bad_wrapper"
 
 
 def test_detection_picks_the_single_runtime_that_claims_the_path(tmp_path):

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from scorer_core.config.settings import REMOVED_ENV_VARS, Settings, load_settings, removed_env_var_warnings
 from scorer_core.errors import ConfigurationError
-from scorer_core.settings import REMOVED_ENV_VARS, Settings, load_settings, removed_env_var_warnings
 
 DOCS = Path(__file__).parent.parent / "docs" / "settings.md"
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from scorer_core.config.shapley import ShapleyPolicy
 from scorer_core.errors import ConfigurationError, InvalidRequest, UnsupportedOperation
 from scorer_core.schema import Capabilities, ShapleyType
-from scorer_core.shapley import ShapleyPolicy
 
 ORIG, TRANS = ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED
 

@@ -6,17 +6,17 @@ import sys
 import numpy as np
 import pytest
 
+from scorer_core.config.settings import load_settings
+from scorer_core.execution.executors import InProcessExecutor, load_runtime
+from scorer_core.execution.scoring import ScoringTask
 from scorer_core.frame import Frame
 from scorer_core.headers import ForwardedHeaders
-from scorer_core.model import load_model
-from scorer_core.scoring import ScoringTask
-from scorer_core.settings import load_settings
 from tests.conftest import PLUGINS_DIR
 
 
 @pytest.fixture
 def probe_model(tmp_path, monkeypatch):
-    """A ServedModel of the probe runtime, loaded in this process."""
+    """A loaded probe runtime (a ``Runtime``), in this process."""
     monkeypatch.syspath_prepend(str(PLUGINS_DIR))
     sys.modules.pop("probe_plugin", None)
     from probe_plugin import ProbeRuntime
@@ -24,7 +24,9 @@ def probe_model(tmp_path, monkeypatch):
     def load(**spec):
         path = tmp_path / "m.probe"
         path.write_text(json.dumps(spec))
-        return load_model(ProbeRuntime, path, load_settings())
+        runtime = load_runtime(ProbeRuntime, path, load_settings())[0]
+        runtime.path = path  # for in_process()
+        return runtime
 
     return load
 
@@ -32,3 +34,10 @@ def probe_model(tmp_path, monkeypatch):
 def task(xs, auth=None, **options):
     headers = ForwardedHeaders({"Authorization": auth} if auth is not None else {})
     return ScoringTask(Frame({"x": np.asarray(xs, dtype=float)}, len(xs)), headers, **options)
+
+
+def in_process(runtime, threads):
+    """An in-process executor for a loaded runtime, as the server builds one."""
+    from scorer_core.execution.facts import ModelFacts
+
+    return InProcessExecutor(runtime, ModelFacts.of(runtime, runtime.path, load_settings()), threads)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from scorer_core.batching import Batch, batch_key, run_batch
 from scorer_core.errors import ModelError, RowCountMismatch
+from scorer_core.execution.batch import Batch, batch_key, run_batch
+from scorer_core.execution.scoring import run_task
 from scorer_core.schema import ShapleyType
-from scorer_core.scoring import run_task
 from tests.batching.conftest import task
 
 

@@ -6,18 +6,17 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scorer_core.batching import Batcher
-from scorer_core.dispatch import ThreadExecutor
 from scorer_core.errors import ModelError, ScorerError
-from scorer_core.scoring import run_task
-from tests.batching.conftest import task
+from scorer_core.execution.batcher import Batcher
+from scorer_core.execution.scoring import run_task
+from tests.batching.conftest import in_process, task
 
 
 def test_concurrent_tasks_share_model_calls(probe_model):
     model = probe_model(score_delay=0.02, outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(ThreadExecutor(model, 1), slots=1, max_rows=1000)
+        batcher = Batcher(in_process(model, 1), slots=1, max_rows=1000)
         results = await asyncio.gather(*(batcher.submit(task([i])) for i in range(20, 40)))
         await batcher.close()
         return batcher, results
@@ -32,7 +31,7 @@ def test_max_rows_bounds_a_merged_call(probe_model):
     model = probe_model(score_delay=0.01, outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(ThreadExecutor(model, 1), slots=1, max_rows=4)
+        batcher = Batcher(in_process(model, 1), slots=1, max_rows=4)
         results = await asyncio.gather(*(batcher.submit(task([i, i])) for i in range(10)))
         await batcher.close()
         return results
@@ -44,7 +43,7 @@ def test_max_wait_grows_a_partial_batch(probe_model):
     model = probe_model(outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(ThreadExecutor(model, 1), slots=1, max_rows=3, max_wait=0.5)
+        batcher = Batcher(in_process(model, 1), slots=1, max_rows=3, max_wait=0.5)
         first = asyncio.ensure_future(batcher.submit(task([1])))
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(batcher.submit(task([2, 3])))
@@ -101,7 +100,7 @@ def test_any_mix_of_requests_gets_what_scoring_each_alone_gets(probe_model, requ
             return ("error", str(exc))
 
     async def together():
-        batcher = Batcher(ThreadExecutor(model, slots), slots=slots, max_rows=max_rows)
+        batcher = Batcher(in_process(model, slots), slots=slots, max_rows=max_rows)
         outcomes = await asyncio.gather(*(batcher.submit(t) for t in tasks), return_exceptions=True)
         await batcher.close()
         return [

@@ -27,7 +27,3 @@ class EchoRuntime(Runtime):
 @hookimpl
 def scorer_register_runtimes():
     return [EchoRuntime]
-
-
-# pyproject.toml:  [project.entry-points."scorer_core.plugins"]
-#                  echo = "echo_plugin"

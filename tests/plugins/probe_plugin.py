@@ -61,6 +61,8 @@ class ProbeRuntime(Runtime):
             self.sample_row = tuple(spec["sample_row"])
 
     def score(self, batch: Frame) -> dict[str, Any]:
+        if not batch.num_rows:
+            raise AssertionError("the core never calls a runtime with zero rows")
         behaviour = self.spec.get("behaviour", "double")
         time.sleep(self.spec.get("score_delay", 0))
         x = np.asarray(batch["x"], dtype=float)
@@ -86,6 +88,8 @@ class ProbeRuntime(Runtime):
         return outputs, {"y.lower": y - 1, "y.upper": y + 1}
 
     def contributions(self, batch: Frame, shapley_type: ShapleyType) -> Contributions:
+        if not batch.num_rows or shapley_type not in self.capabilities.contributions:
+            raise AssertionError("the core never calls a runtime with zero rows or an unsupported type")
         names = [f.name for f in self.schema.inputs]
         suffix = "" if shapley_type is ShapleyType.ORIGINAL else "_t"
         values = (

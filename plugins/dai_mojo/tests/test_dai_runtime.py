@@ -14,7 +14,7 @@ from scorer_dai_mojo.model import DaiMojoRuntime
 import conformance
 from conformance import start_server
 from scorer_core import DataType, ShapleyType
-from scorer_core.columns import build_frame
+from scorer_core.wire.cells import build_frame
 
 from .conftest import LICENCE, SERVER_ENV, write_pipeline
 

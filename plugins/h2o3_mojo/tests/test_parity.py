@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scorer_core import DataType, ShapleyType
-from scorer_core.columns import build_frame
+from scorer_core.wire.cells import build_frame
 
 from .conftest import MODEL_NAMES, TEST_FRAME, expected
 

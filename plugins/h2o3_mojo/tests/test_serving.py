@@ -201,7 +201,7 @@ def test_the_server_exits_promptly_on_sigterm_after_scoring(workers):
     with start_server(MOJOS / "gbm_regression.zip", env=env, record_headers=False) as target:
         assert target.post("/model/score", TEST_FRAME).status == 200
         target.process.terminate()
-        # uvicorn re-raises SIGTERM after its graceful shutdown (-15); the JVM's own handler
-        # would have exited at once with 143, and a thread left attached would hang the exit.
-        assert target.process.wait(timeout=15) == -15
+        # A graceful stop exits 0; the JVM's own handler would have exited at once with 143,
+        # and a thread left attached would hang the exit.
+        assert target.process.wait(timeout=15) == 0
         assert "Finished server process" in target.server_log()

@@ -11,7 +11,6 @@ from scorer_mlflow.model import MlflowRuntime
 from scorer_core import ConfigurationError, DataType, Field, Frame, Outputs
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata, read_mlmodel_metadata
 from scorer_hydrogen_torch.splitting import OUTPUT_FIELD, split_rows
-from scorer_hydrogen_torch.torch_model import TorchPyfuncModel
 
 __all__ = ["OUTPUT_FIELD", "HydrogenTorchRuntime"]
 
@@ -51,6 +50,8 @@ class HydrogenTorchRuntime(MlflowRuntime):
         # A bad SCORER_TORCH_DEVICE or _BACKEND raises ConfigurationError from the model code's
         # load_context, which MLflow passes on unchanged: a clear start-up error.
         super().load(path)
+        from scorer_hydrogen_torch.torch_model import TorchPyfuncModel  # imports mlflow and torch
+
         model_code = self._pyfunc.unwrap_python_model()
         if isinstance(model_code, TorchPyfuncModel):
             self.device, self.backend = model_code.device, model_code.backend

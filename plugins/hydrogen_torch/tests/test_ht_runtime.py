@@ -14,9 +14,9 @@ from scorer_hydrogen_torch.model import HydrogenTorchRuntime
 import conformance
 from conformance import start_server
 from scorer_core import RowCountMismatch
-from scorer_core.columns import build_frame
-from scorer_core.plugins import load_plugins
-from scorer_core.settings import load_settings
+from scorer_core.config.plugins import load_plugins
+from scorer_core.config.settings import load_settings
+from scorer_core.wire.cells import build_frame
 
 from .conftest import SERVER_ENV, TESTDATA, image_cell
 

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from itertools import accumulate, pairwise
 
 from scorer_core.errors import ScorerError
+from scorer_core.execution.scoring import ScoringResult, ScoringTask, run_task, run_tasks
 from scorer_core.frame import Frame
-from scorer_core.model import ServedModel
-from scorer_core.runtime import ContributionGroup, Contributions
+from scorer_core.runtime import ContributionGroup, Contributions, Runtime
 from scorer_core.schema import ShapleyType
-from scorer_core.scoring import ScoringResult, ScoringTask, run_task, run_tasks
 
 __all__ = ["Batch", "BatchKey", "batch_key", "run_batch", "run_merged"]
 
@@ -99,7 +98,7 @@ class Batch:
         return parts
 
 
-def run_batch(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+def run_batch(runtime: Runtime, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
     """Score tasks in one model call; if that call fails, score each alone so only the culprit fails.
 
     A merged call can fail because one request's rows upset the model, or because the model
@@ -108,19 +107,19 @@ def run_batch(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringR
     No request ever receives another request's rows.
     """
     if len(tasks) == 1:
-        return run_tasks(model, tasks)
-    return run_merged(model, Batch(tuple(tasks)))
+        return run_tasks(runtime, tasks)
+    return run_merged(runtime, Batch(tuple(tasks)))
 
 
 def run_merged(
-    model: ServedModel, batch: Batch, merged: ScoringTask | None = None
+    runtime: Runtime, batch: Batch, merged: ScoringTask | None = None
 ) -> list[ScoringResult | ScorerError]:
     """``run_batch`` for a batch whose merged task may already exist (sent merged to a worker)."""
     tasks = batch.tasks
     if len(tasks) == 1:
-        return run_tasks(model, tasks)
+        return run_tasks(runtime, tasks)
     try:
-        return list(batch.split(run_task(model, merged or batch.merged())))
+        return list(batch.split(run_task(runtime, merged or batch.merged())))
     except ScorerError as exc:
         log.warning("A merged call of %d requests failed (%s); scoring each alone", len(tasks), exc)
-        return run_tasks(model, tasks)
+        return run_tasks(runtime, tasks)

@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from scorer_core.batching.batch import BatchKey, batch_key
 from scorer_core.errors import ModelError, ScorerError
-from scorer_core.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.batch import BatchKey, batch_key
+from scorer_core.execution.scoring import ScoringResult, ScoringTask
 
 __all__ = ["Batcher", "Execute"]
 

@@ -12,10 +12,31 @@ import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import PlainTextResponse
+from fastapi_offline import FastAPIOffline
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scorer_core.contract import (
+from scorer_core.config.settings import Settings
+from scorer_core.errors import (
+    ConfigurationError,
+    ModelError,
+    Overloaded,
+    ScorerError,
+    UnsupportedOperation,
+)
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.scoring import ScoringTask
+from scorer_core.server.dispatch import Dispatcher
+from scorer_core.server.host import ModelHost
+from scorer_core.server.requests import (
+    PreparedRequest,
+    check_content_type,
+    prepare_contribution,
+    prepare_score,
+    read_body,
+)
+from scorer_core.server.responses import contribution_body, score_body
+from scorer_core.wire.contract import (
     ContributionRequest,
     ContributionResponse,
     ErrorResponse,
@@ -24,71 +45,16 @@ from scorer_core.contract import (
     ScoreResponse,
     parse_request,
 )
-from scorer_core.dispatch import Dispatcher
-from scorer_core.errors import (
-    ConfigurationError,
-    InvalidRequest,
-    ModelError,
-    NotReady,
-    Overloaded,
-    ScorerError,
-    UnsupportedOperation,
-)
-from scorer_core.fastpath import numeric_frame
-from scorer_core.model import ServedModel
-from scorer_core.response import contribution_body, score_body
-from scorer_core.scoring import ScoringTask
-from scorer_core.settings import Settings
-from scorer_core.validation import PreparedRequest, prepare_contribution, prepare_score
+from scorer_core.wire.fastpath import numeric_frame
 
-__all__ = ["ModelHost", "PathPrefixMiddleware", "create_app"]
+__all__ = ["PathPrefixMiddleware", "create_app"]
 
 log = logging.getLogger(__name__)
 
+#: Where /docs loads Swagger UI's scripts and styles from.
+DOCS_ASSETS = "/docs-assets"
 #: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
-_PREFIXABLE = ("/model/", "/readyz", "/healthz", "/openapi.json", "/docs")
-
-
-class ModelHost:
-    """Holds the served model: loading in the background, then ready, or failed."""
-
-    def __init__(
-        self,
-        loader: Callable[[], ServedModel] | None = None,
-        *,
-        model: ServedModel | None = None,
-    ) -> None:
-        if (loader is None) == (model is None):
-            raise ValueError("give exactly one of loader and model")
-        self._loader = loader
-        self._model = model
-        self.error: BaseException | None = None
-        self.loaded = threading.Event()
-        if model is not None:
-            self.loaded.set()
-
-    @property
-    def model(self) -> ServedModel:
-        if self._model is None:
-            if self.error is not None:
-                raise NotReady(f"the model failed to load: {self.error}")
-            raise NotReady("the model is still loading; retry shortly")
-        return self._model
-
-    @property
-    def ready(self) -> bool:
-        return self._model is not None
-
-    def load(self) -> None:
-        """Run the loader (in the calling thread); record the model or the error."""
-        assert self._loader is not None
-        try:
-            self._model = self._loader()
-        except BaseException as exc:
-            self.error = exc
-            raise
-        finally:
-            self.loaded.set()
+_PREFIXABLE = ("/model/", "/readyz", "/healthz", "/openapi.json", "/docs", DOCS_ASSETS)
 
 
 class PathPrefixMiddleware:
@@ -109,11 +75,11 @@ class PathPrefixMiddleware:
         await self.app(scope, receive, send)
 
 
-def _task(request: Request, model: ServedModel, prepared: PreparedRequest, *, outputs: bool) -> ScoringTask:
+def _task(request: Request, facts: ModelFacts, prepared: PreparedRequest, *, outputs: bool) -> ScoringTask:
     """The model work for a validated request, with the headers it may forward."""
     return ScoringTask(
         prepared.frame,
-        model.forwarding.select(request.headers),
+        facts.forwarding.select(request.headers),
         outputs=outputs,
         shapley=prepared.shapley,
         intervals=prepared.intervals,
@@ -131,30 +97,13 @@ def _error_response(exc: ScorerError) -> Response:
     return response
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(limit)
-    body = await request.body()
-    if len(body) > limit:
-        raise _TooLarge(limit)
-    if not body:
-        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
-    return body
-
-
-class _TooLarge(InvalidRequest):
-    status_code = 413
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": ErrorResponse,
         "description": "Invalid request; the detail names the field or row",
     },
+    413: {"model": ErrorResponse, "description": "The body is larger than SCORER_MAX_REQUEST_BYTES"},
+    415: {"model": ErrorResponse, "description": "The body is not declared as JSON"},
     500: {"model": ErrorResponse, "description": "The model failed"},
     503: {"model": ErrorResponse, "description": "Loading or overloaded; retry"},
 }
@@ -172,10 +121,10 @@ def create_app(
     state: dict[str, Any] = {}
 
     def dispatcher() -> Dispatcher:
-        model = host.model
+        executor = host.executor
         current = state.get("dispatcher")
         if current is None:
-            current = state["dispatcher"] = Dispatcher(model, settings)
+            current = state["dispatcher"] = Dispatcher(executor, settings)
         return current
 
     def load_in_background() -> None:
@@ -198,15 +147,16 @@ def create_app(
         current = state.pop("dispatcher", None)
         if current is not None:
             await current.close()
-        if host.ready:
-            host.model.close()
+        await host.close()
 
-    app = FastAPI(
+    # FastAPIOffline serves Swagger UI's files from its package: /docs works without internet.
+    app = FastAPIOffline(
         title="scorer_core scoring API",
         version="1.2.0",
         description="H2O MOJO REST scoring API (v1.2.0-openapi3), served by scorer_core.",
         lifespan=lifespan,
         redoc_url=None,
+        static_url=DOCS_ASSETS,
     )
 
     @app.exception_handler(ScorerError)
@@ -235,18 +185,18 @@ def create_app(
     @app.get("/model/id", response_class=PlainTextResponse, tags=["metadata"])
     async def model_id() -> str:
         """The id of the model being served (``MODEL_ID`` overrides it)."""
-        return host.model.model_id
+        return host.facts.model_id
 
     @app.get("/model/schema", response_model=ModelWire, tags=["metadata"])
     async def model_schema() -> Response:
         """The model's input and output fields with their types."""
-        model = host.model
+        facts = host.facts
         return _json(
             {
-                "id": model.model_id,
+                "id": facts.model_id,
                 "schema": {
-                    "inputFields": [f.to_wire() for f in model.schema.inputs],
-                    "outputFields": [f.to_wire() for f in model.schema.outputs],
+                    "inputFields": [f.to_wire() for f in facts.schema.inputs],
+                    "outputFields": [f.to_wire() for f in facts.schema.outputs],
                 },
             }
         )
@@ -254,14 +204,13 @@ def create_app(
     @app.get("/model/sample_request", response_model=ScoreRequest, tags=["metadata"])
     async def sample_request() -> Response:
         """A request that passes validation: every input field and one row of example values."""
-        inputs = host.model.schema.inputs
-        row = host.model.runtime.sample_row or tuple(f.data_type.example for f in inputs)
-        return _json({"fields": [f.name for f in inputs], "rows": [list(row)]})
+        facts = host.facts
+        return _json({"fields": [f.name for f in facts.schema.inputs], "rows": [list(facts.sample_row)]})
 
     @app.get("/model/capabilities", response_model=list[str], tags=["metadata"])
     async def capabilities() -> Response:
         """What this model can do, narrowed by the Shapley settings."""
-        return _json(host.model.wire_capabilities)
+        return _json(host.facts.wire_capabilities)
 
     @app.post(
         "/model/score",
@@ -272,17 +221,18 @@ def create_app(
     )
     async def score(request: Request) -> Response:
         """Score the rows in the body."""
-        model = host.model
+        facts = host.facts
         scoring = dispatcher()
+        check_content_type(request.headers.get("content-type"))
         async with scoring.admission.admit():
-            body = await _read_body(request, settings.max_request_bytes)
-            fast = numeric_frame(body, model)
+            body = await read_body(request, settings.max_request_bytes)
+            fast = numeric_frame(body, facts.schema)
             if fast is not None:
-                prepared = prepare_score(fast[0], model, frame=fast[1])
+                prepared = prepare_score(fast[0], facts, frame=fast[1])
             else:
-                prepared = prepare_score(parse_request(ScoreRequest, body), model)
-            result = await scoring.score(_task(request, model, prepared, outputs=True))
-            return _json(score_body(model.model_id, prepared, result))
+                prepared = prepare_score(parse_request(ScoreRequest, body), facts)
+            result = await scoring.score(_task(request, facts, prepared, outputs=True))
+            return _json(score_body(facts.model_id, prepared, result))
 
     @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def score_file() -> Response:
@@ -300,12 +250,13 @@ def create_app(
     )
     async def contribution(request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
-        model = host.model
+        facts = host.facts
         scoring = dispatcher()
+        check_content_type(request.headers.get("content-type"))
         async with scoring.admission.admit():
-            body = await _read_body(request, settings.max_request_bytes)
-            prepared = prepare_contribution(parse_request(ContributionRequest, body), model)
-            result = await scoring.score(_task(request, model, prepared, outputs=False))
+            body = await read_body(request, settings.max_request_bytes)
+            prepared = prepare_contribution(parse_request(ContributionRequest, body), facts)
+            result = await scoring.score(_task(request, facts, prepared, outputs=False))
             assert result.contributions is not None
             return _json(contribution_body(result.contributions))
 

@@ -1,21 +1,29 @@
-"""Request checks against the model's schema, and row-count validation of what the model returns."""
+"""Request preparation: the body read within limits, parsed, and checked against the model's facts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+from starlette.requests import Request
 
-from scorer_core.columns import build_frame
-from scorer_core.contract import ContributionRequest, ScoreRequest
-from scorer_core.errors import InvalidRequest, ModelError, RowCountMismatch
+from scorer_core.errors import InvalidRequest
+from scorer_core.execution.facts import ModelFacts
 from scorer_core.frame import Frame
-from scorer_core.model import ServedModel
 from scorer_core.schema import Field, ShapleyType
+from scorer_core.wire.cells import build_frame
+from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
-__all__ = ["PreparedRequest", "check_columns", "prepare_contribution", "prepare_score"]
+__all__ = [
+    "BodyTooLarge",
+    "PreparedRequest",
+    "UnsupportedMediaType",
+    "check_content_type",
+    "prepare_contribution",
+    "prepare_score",
+    "read_body",
+]
 
 
 @dataclass(frozen=True)
@@ -50,13 +58,13 @@ def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: 
             )
 
 
-def prepare_score(request: ScoreRequest, model: ServedModel, frame: Frame | None = None) -> PreparedRequest:
+def prepare_score(request: ScoreRequest, facts: ModelFacts, frame: Frame | None = None) -> PreparedRequest:
     """Validate a ``/model/score`` request and convert its cells to the model's types.
 
-    ``frame``: the request's rows already converted (by ``scorer_core.fastpath``).
+    ``frame``: the request's rows already converted (by ``scorer_core.wire.fastpath``).
     """
     fields = request.fields
-    _check_fields(fields, request.rows, model.schema.inputs)
+    _check_fields(fields, request.rows, facts.schema.inputs)
     include = set(request.includeFieldsInOutput or ())
     id_field = request.idField
     unknown = sorted(name for name in include if name not in fields and name != id_field)
@@ -67,9 +75,9 @@ def prepare_score(request: ScoreRequest, model: ServedModel, frame: Frame | None
         )
     generated_id = id_field if id_field and id_field in include and id_field not in fields else None
     shapley = request.requestShapleyValueType or ShapleyType.NONE
-    model.shapley.check(shapley, model.capabilities.contributions)
+    facts.shapley.check(shapley, facts.capabilities.contributions)
     intervals = bool(request.requestPredictionIntervals)
-    if intervals and not model.capabilities.prediction_intervals:
+    if intervals and not facts.capabilities.prediction_intervals:
         raise InvalidRequest(
             "requestPredictionIntervals is true but the model does not support prediction intervals"
         )
@@ -77,7 +85,7 @@ def prepare_score(request: ScoreRequest, model: ServedModel, frame: Frame | None
     return PreparedRequest(
         frame=frame
         if frame is not None
-        else build_frame(fields, request.rows, model.schema.inputs, model.missing_values),
+        else build_frame(fields, request.rows, facts.schema.inputs, facts.missing_values),
         rows=request.rows,
         copied_fields=[fields[i] for i in positions],
         copied_positions=positions,
@@ -88,17 +96,17 @@ def prepare_score(request: ScoreRequest, model: ServedModel, frame: Frame | None
     )
 
 
-def prepare_contribution(request: ContributionRequest, model: ServedModel) -> PreparedRequest:
+def prepare_contribution(request: ContributionRequest, facts: ModelFacts) -> PreparedRequest:
     """Validate a ``/model/contribution`` request (its Shapley type may not be NONE)."""
     shapley = request.requestShapleyValueType
     if shapley is ShapleyType.NONE:
         raise InvalidRequest(
             "requestShapleyValueType NONE asks for no contributions; use ORIGINAL or TRANSFORMED"
         )
-    model.shapley.check(shapley, model.capabilities.contributions)
-    _check_fields(request.fields, request.rows, model.schema.inputs)
+    facts.shapley.check(shapley, facts.capabilities.contributions)
+    _check_fields(request.fields, request.rows, facts.schema.inputs)
     return PreparedRequest(
-        frame=build_frame(request.fields, request.rows, model.schema.inputs, model.missing_values),
+        frame=build_frame(request.fields, request.rows, facts.schema.inputs, facts.missing_values),
         rows=request.rows,
         copied_fields=[],
         copied_positions=[],
@@ -109,32 +117,46 @@ def prepare_contribution(request: ContributionRequest, model: ServedModel) -> Pr
     )
 
 
-def check_columns(
-    runtime: str, what: str, columns: Any, expected_names: Sequence[str] | None, num_rows: int
-) -> dict[str, np.ndarray]:
-    """Validate a model's output mapping: declared names present, exactly ``num_rows`` per column.
+#: Media types a scoring POST may declare. A missing Content-Type is accepted, as H2O's clients
+#: have not always sent one; any other type is refused with 415 before the body is read.
+_JSON_TYPES = ("application/json",)
 
-    A wrong row count is a ``RowCountMismatch``, never a silent misalignment.
-    """
-    if not isinstance(columns, Mapping):
-        raise ModelError(
-            f"Runtime '{runtime}' returned {type(columns).__name__} for {what}; expected a mapping "
-            "of column name to values",
-            runtime=runtime,
-        )
-    names = list(columns) if expected_names is None else list(expected_names)
-    checked: dict[str, np.ndarray] = {}
-    for name in names:
-        if name not in columns:
-            raise ModelError(
-                f"Runtime '{runtime}' returned no '{name}' column for {what}; it returned "
-                f"{sorted(map(str, columns))}",
-                runtime=runtime,
-            )
-        column = columns[name]
-        array = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
-        length = array.shape[0] if array.ndim else 1
-        if length != num_rows or array.ndim != 1:
-            raise RowCountMismatch(runtime=runtime, expected=num_rows, actual=length)
-        checked[name] = array
-    return checked
+
+def check_content_type(content_type: str | None) -> None:
+    """Raise ``UnsupportedMediaType`` (415) unless the body is declared JSON or not declared."""
+    if content_type is None or not content_type.strip():
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in _JSON_TYPES or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type '{media_type}' is not supported; send the body as application/json"
+    )
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """415: the body is declared as something other than JSON (a form, a file)."""
+
+    status_code = 415
+
+
+class BodyTooLarge(InvalidRequest):
+    """413: the body is larger than ``SCORER_MAX_REQUEST_BYTES``."""
+
+    status_code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes and with 400 when empty."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    body = await request.body()
+    if len(body) > limit:
+        raise BodyTooLarge(limit)
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
+    return body

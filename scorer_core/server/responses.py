@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from scorer_core.columns import format_column
+from scorer_core.execution.scoring import ScoringResult
 from scorer_core.runtime import Contributions
-from scorer_core.scoring import ScoringResult
-from scorer_core.validation import PreparedRequest
+from scorer_core.server.requests import PreparedRequest
+from scorer_core.wire.cells import format_column
 
 __all__ = ["contribution_body", "score_body"]
 

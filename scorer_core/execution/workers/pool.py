@@ -8,7 +8,6 @@ error that says so, and is replaced in the background; the others keep serving.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import itertools
 import logging
 import os
@@ -21,88 +20,25 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from scorer_core.batching.batch import Batch
+from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
-from scorer_core.model import ServedModel
-from scorer_core.runtime import Outputs, Runtime
-from scorer_core.schema import Capabilities, ModelSchema, ShapleyType
-from scorer_core.scoring import ScoringResult, ScoringTask
-from scorer_core.settings import Settings
-from scorer_core.workers.protocol import recv_message, send_message
+from scorer_core.execution.batch import Batch
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.workers.protocol import recv_message, send_message
 
-__all__ = ["ModelFacts", "WorkerPool", "load_in_workers", "resolve_wrapper"]
+__all__ = ["WorkerPool"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds a worker may take to load the model and say hello.
 WORKER_START_TIMEOUT = 600.0
 _RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-def resolve_wrapper(reference: str) -> Callable[[type[Runtime]], type[Runtime]]:
-    """``module:attr`` naming a callable that subclasses a runtime (used by the conformance suite)."""
-    module, _, attr = reference.partition(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the server needs to validate requests, sent by a worker once its model has loaded."""
-
-    runtime: str
-    schema: ModelSchema
-    capabilities: Capabilities
-    model_id: str | None
-    missing_values: frozenset[str] | None
-    default_shapley_types: frozenset[ShapleyType]
-    sample_row: tuple[str, ...] | None
-
-    @classmethod
-    def of(cls, model: ServedModel) -> ModelFacts:
-        runtime = model.runtime
-        return cls(
-            runtime.name,
-            model.schema,
-            model.capabilities,
-            runtime.model_id,
-            runtime.missing_values,
-            runtime.default_shapley_types,
-            runtime.sample_row,
-        )
-
-    def stand_in(self) -> Runtime:
-        """A runtime object for the server process: the facts, and no model."""
-        cls = type(
-            "WorkerRuntime",
-            (_WorkerRuntime,),
-            {"name": self.runtime, "default_shapley_types": self.default_shapley_types},
-        )
-        runtime: Runtime = cls()
-        runtime.schema = self.schema
-        runtime.capabilities = self.capabilities
-        runtime.model_id = self.model_id
-        runtime.missing_values = self.missing_values
-        runtime.sample_row = self.sample_row
-        return runtime
-
-
-class _WorkerRuntime(Runtime):
-    """Stands in, in the server process, for a runtime whose model lives in worker processes."""
-
-    @classmethod
-    def can_load(cls, path: Path) -> bool:
-        return False
-
-    def load(self, path: Path) -> None:
-        raise RuntimeError("this runtime's model lives in worker processes")
-
-    def score(self, batch: object) -> Outputs:
-        raise RuntimeError("this runtime's model lives in worker processes")
 
 
 @dataclass(eq=False)
@@ -125,22 +61,19 @@ class _Worker:
 
 
 class WorkerPool:
-    """``count`` worker processes serving one model; an executor for the ``Batcher``."""
+    """``count`` worker processes serving one model: an ``Executor``.
 
-    def __init__(
-        self,
-        settings: Settings,
-        model_path: Path,
-        runtime: str,
-        count: int,
-        *,
-        wrap_runtime: str | None = None,
-    ) -> None:
+    Each worker loads the plugins and the model itself, as the server would (so plugins that wrap
+    the runtime apply there too), and sends back the model's facts.
+    """
+
+    facts: ModelFacts
+
+    def __init__(self, settings: Settings, model_path: Path, runtime: str, count: int) -> None:
         self.settings = settings
         self.model_path = model_path
         self.runtime = runtime
         self.slots = count
-        self.wrap_runtime = wrap_runtime
         self._dir = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
         self._ids = itertools.count()
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
@@ -165,9 +98,10 @@ class WorkerPool:
         except BaseException:
             for _, process in pending:
                 process.kill()
-            self.shutdown()
+            self._shutdown()
             raise
         assert facts is not None
+        self.facts = facts
         log.info("%d worker processes ready: pids %s", self.slots, self.pids)
         return facts
 
@@ -177,11 +111,9 @@ class WorkerPool:
         listener.bind(str(path))
         listener.listen(1)
         command = [
-            sys.executable, "-m", "scorer_core.workers.worker",
+            sys.executable, "-m", "scorer_core.execution.workers.worker",
             "--socket", str(path), "--model", str(self.model_path), "--runtime", self.runtime,
         ]  # fmt: skip
-        if self.wrap_runtime:
-            command += ["--wrap-runtime", self.wrap_runtime]
         return listener, subprocess.Popen(command, env=os.environ.copy())
 
     def _handshake(
@@ -286,7 +218,10 @@ class WorkerPool:
             return
         log.critical("Gave up replacing a worker process; serving with fewer workers")
 
-    def shutdown(self) -> None:
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
         """Stop every worker: close its socket (it exits), then terminate what is left."""
         self._closed = True
         self._idle.put(None)
@@ -303,14 +238,3 @@ class WorkerPool:
                 worker.process.wait()
         self._threads.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self._dir, ignore_errors=True)
-
-
-def load_in_workers(
-    runtime: str, path: Path, settings: Settings, count: int, *, wrap_runtime: str | None = None
-) -> ServedModel:
-    """Start ``count`` workers and return a ServedModel whose model calls go to them."""
-    pool = WorkerPool(settings, path, runtime, count, wrap_runtime=wrap_runtime)
-    facts = pool.start()
-    model = ServedModel(facts.stand_in(), path, settings)
-    model.executor = pool
-    return model

@@ -13,11 +13,11 @@ from typing import Any
 import pluggy
 
 from scorer_core import hookspecs
+from scorer_core.config.settings import Settings
 from scorer_core.configured import ConfiguredModel
 from scorer_core.demo import DemoModel
 from scorer_core.errors import AmbiguousRuntime, ConfigurationError, NoRuntimeFound, PluginLoadError
 from scorer_core.runtime import Runtime
-from scorer_core.settings import Settings
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "load_plugins"]
 
@@ -71,6 +71,21 @@ class Plugins:
                     )
                 self.runtimes[runtime.name] = runtime
                 self._runtime_plugin[runtime.name] = plugin_name
+
+    def wrap_runtime(self, runtime: type[Runtime]) -> type[Runtime]:
+        """``runtime`` as every ``scorer_wrap_runtime`` implementation wraps it, each in turn."""
+        for impl in self.manager.hook.scorer_wrap_runtime.get_hookimpls():
+            wrapped = impl.function(runtime=runtime)
+            if wrapped is None:
+                continue
+            if not (isinstance(wrapped, type) and issubclass(wrapped, runtime)):
+                raise PluginLoadError(
+                    f'Plugin "{impl.plugin_name}" wrapped runtime \'{runtime.name}\' in {wrapped!r}, '
+                    "which is not a subclass of it",
+                    plugin=impl.plugin_name,
+                )
+            runtime = wrapped
+        return runtime
 
     def demo_models(self) -> dict[str, DemoModel]:
         models: dict[str, DemoModel] = {}
@@ -183,6 +198,14 @@ def load_plugins(settings: Settings, *, entry_points: bool = True) -> Plugins:
                 f"{type(exc).__name__}: {exc}",
                 plugin=module_name,
             ) from exc
+        if manager.is_registered(module):
+            # Installed and also named for development: one registration, or every hook runs twice.
+            log.info(
+                "SCORER_EXTRA_PLUGINS names '%s', already registered as plugin \"%s\"; loading it once",
+                module_name,
+                manager.get_name(module),
+            )
+            continue
         manager.register(module, name=module_name)
     try:
         manager.check_pending()

@@ -1,7 +1,7 @@
-"""The scoring seam: one model call for a list of tasks, with headers set and results checked.
+"""The scoring seam: one model call for a task, with headers set and results checked.
 
-``run_task`` is one model call; ``scorer_core.batching.run_batch`` merges tasks into one such call
-and falls back to ``run_tasks`` (each alone) when the merged call fails.
+``run_task`` is one model call; ``scorer_core.execution.batch.run_batch`` merges tasks into one
+such call and falls back to ``run_tasks`` (each alone) when the merged call fails.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from scorer_core.context import forwarded_headers
-from scorer_core.errors import ModelError, RowCountMismatch, ScorerError
+from scorer_core.errors import ModelError, ScorerError
+from scorer_core.execution.checks import check_columns, check_contributions
 from scorer_core.frame import Frame
 from scorer_core.headers import ForwardedHeaders
-from scorer_core.model import ServedModel
-from scorer_core.runtime import ContributionGroup, Contributions
+from scorer_core.runtime import ContributionGroup, Contributions, Runtime
 from scorer_core.schema import ShapleyType
-from scorer_core.validation import check_columns
+from scorer_core.wire.cells import build_frame
 
 __all__ = ["ScoringResult", "ScoringTask", "run_task", "run_tasks"]
 
@@ -46,10 +46,9 @@ class ScoringResult:
     contributions: Contributions | None = None
 
 
-def run_task(model: ServedModel, task: ScoringTask) -> ScoringResult:
+def run_task(runtime: Runtime, task: ScoringTask) -> ScoringResult:
     """Run one task's model calls under its forwarded headers and validate every result."""
-    runtime = model.runtime
-    name = model.runtime_name
+    name = runtime.name
     n = task.frame.num_rows
     with forwarded_headers(task.headers):
         try:
@@ -61,12 +60,14 @@ def run_task(model: ServedModel, task: ScoringTask) -> ScoringResult:
                     intervals = check_columns(name, "prediction intervals", raw_bounds, None, n)
                 else:
                     raw = runtime.score(task.frame)
-                outputs = check_columns(name, "scoring", raw, model.schema.output_names, n)
+                outputs = check_columns(name, "scoring", raw, runtime.schema.output_names, n)
             elif task.outputs:
-                outputs = {f.name: np.empty(0, dtype=object) for f in model.schema.outputs}
+                outputs = {f.name: np.empty(0, dtype=object) for f in runtime.schema.outputs}
             if task.shapley is not ShapleyType.NONE:
-                contributions = _checked_contributions(
-                    name, runtime.contributions(task.frame, task.shapley), n
+                contributions = (
+                    check_contributions(name, runtime.contributions(task.frame, task.shapley), n)
+                    if n
+                    else _no_rows_contributions(runtime, task.shapley)
                 )
         except ScorerError:
             raise
@@ -75,29 +76,28 @@ def run_task(model: ServedModel, task: ScoringTask) -> ScoringResult:
     return ScoringResult(outputs, intervals, contributions)
 
 
-def _checked_contributions(runtime: str, contributions: Contributions, n: int) -> Contributions:
-    width = len(contributions.features)
-    groups = []
-    for group in contributions.groups:
-        values = np.asarray(group.values)
-        if values.ndim != 2 or values.shape[0] != n:
-            actual = values.shape[0] if values.ndim else 0
-            raise RowCountMismatch(runtime=runtime, expected=n, actual=actual)
-        if values.shape[1] != width:
-            raise ModelError(
-                f"Runtime '{runtime}' returned {values.shape[1]} contributions per row for {width} features",
-                runtime=runtime,
-            )
-        groups.append(ContributionGroup(group.output_group, values))
-    return Contributions(list(contributions.features), groups)
+def _no_rows_contributions(runtime: Runtime, shapley: ShapleyType) -> Contributions:
+    """Contributions for a request of no rows: the features and groups, with no values.
+
+    Clients send ``rows: []`` to learn the feature names. Runtimes are never called with zero
+    rows; the sample row is scored instead and its values dropped, so every runtime answers the
+    same way without a branch of its own.
+    """
+    inputs = runtime.schema.inputs
+    row = list(runtime.sample_row or (f.data_type.example for f in inputs))
+    sample = build_frame([f.name for f in inputs], [row], inputs, runtime.missing_values)
+    scored = check_contributions(runtime.name, runtime.contributions(sample, shapley), 1)
+    return Contributions(
+        scored.features, [ContributionGroup(g.output_group, g.values[:0]) for g in scored.groups]
+    )
 
 
-def run_tasks(model: ServedModel, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+def run_tasks(runtime: Runtime, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
     """Score a list of tasks; each gets its result or its own error, never a neighbour's."""
     results: list[ScoringResult | ScorerError] = []
     for task in tasks:
         try:
-            results.append(run_task(model, task))
+            results.append(run_task(runtime, task))
         except ScorerError as exc:
             results.append(exc)
     return results

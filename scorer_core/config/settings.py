@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
 
-from scorer_core.errors import ConfigurationError
+from scorer_core.config.shapley import SHAPLEY_CHOICES
+from scorer_core.envsettings import EnvSettings
 from scorer_core.headers import HeaderForwarding
-from scorer_core.shapley import SHAPLEY_CHOICES
 
-__all__ = ["REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
+__all__ = ["CLI_FLAGS", "REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,8 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
-class Settings(BaseSettings):
+class Settings(EnvSettings):
     """Everything an operator can set. Each field's aliases are the environment variables read."""
-
-    model_config = SettingsConfigDict(
-        extra="ignore",
-        populate_by_name=True,
-        frozen=True,
-        validate_default=True,
-        case_sensitive=True,
-    )
 
     model_path: Path | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
     """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it."""
@@ -142,27 +133,16 @@ class Settings(BaseSettings):
         return HeaderForwarding.parse(self.forward_headers)
 
 
-def _env_names(field_name: str) -> str:
-    alias = Settings.model_fields[field_name].validation_alias
-    names = [c for c in getattr(alias, "choices", []) if isinstance(c, str)]
-    return " / ".join(names) or field_name
+#: Fields the ``scorer`` command line can set, and the flag that sets each.
+CLI_FLAGS = {"runtime": "--runtime", "host": "--host", "port": "--port"}
 
 
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with command-line ``overrides`` (``None`` values ignored).
 
-    Raises ``ConfigurationError`` naming the variable and the bad value.
+    Raises ``ConfigurationError`` naming the variable, or the flag the user typed, and the value.
     """
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return Settings(**given)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            names = _env_names(field) if field in Settings.model_fields else field
-            problems.append(f"{names}={error.get('input')!r}: {error['msg']}")
-        raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from None
+    return Settings.load(CLI_FLAGS, **overrides)
 
 
 def removed_env_var_warnings(environ: Mapping[str, str] | None = None) -> list[str]:

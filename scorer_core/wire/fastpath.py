@@ -18,10 +18,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-from scorer_core.contract import ScoreRequest
 from scorer_core.frame import Frame
-from scorer_core.model import ServedModel
-from scorer_core.schema import DataType
+from scorer_core.schema import DataType, ModelSchema
+from scorer_core.wire.contract import ScoreRequest
 
 __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
 
@@ -47,9 +46,9 @@ def _split_rows(body: bytes) -> tuple[bytes, bytes] | None:
     return body[:start] + b"[]" + body[end:], body[start:end]
 
 
-def numeric_frame(body: bytes, model: ServedModel) -> tuple[ScoreRequest, Frame] | None:
+def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame] | None:
     """The parsed envelope and the typed frame, or None to take the general path."""
-    inputs = model.schema.inputs
+    inputs = schema.inputs
     if len(body) < FAST_PATH_MIN_BYTES or not all(
         f.data_type in _FLOATS or f.data_type in _INTS for f in inputs
     ):

@@ -1,0 +1,114 @@
+"""Executors: where model calls run. Each one alone owns the ``Runtime`` (or the processes that do).
+
+``InProcessExecutor`` calls the runtime on threads of the server process (``BATCH_WORKERS=0``);
+``scorer_core.execution.workers.pool.WorkerPool`` sends batches to worker processes. Both take a
+list of tasks and return one outcome per task, and both hand the server the model's facts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+from scorer_core.config.plugins import Plugins
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ModelError, ScorerError
+from scorer_core.execution.batch import run_batch
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.runtime import Runtime
+
+__all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor"]
+
+log = logging.getLogger(__name__)
+
+
+class Executor(Protocol):
+    """Runs batches of scoring tasks for one loaded model."""
+
+    #: What the server needs to know about the model.
+    facts: ModelFacts
+    #: Model calls that can run at once; the batcher keeps this many batches in flight.
+    slots: int
+
+    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+        """Score ``tasks`` (merged into one call where they can be); one outcome per task."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model: its threads, processes, JVM or GPU context."""
+        ...
+
+
+def load_runtime(runtime_cls: type[Runtime], path: Path, settings: Settings) -> tuple[Runtime, ModelFacts]:
+    """Instantiate and load a runtime; failures name the runtime and the path."""
+    started = time.perf_counter()
+    runtime = runtime_cls()
+    try:
+        runtime.load(path)
+    except ScorerError:
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"Runtime '{runtime_cls.name}' failed to load '{path}': {type(exc).__name__}: {exc}",
+            runtime=runtime_cls.name,
+        ) from exc
+    facts = ModelFacts.of(runtime, path, settings)
+    log.info(
+        "Loaded '%s' with runtime '%s' in %.2f s: %d inputs, %d outputs, capabilities %s",
+        path,
+        runtime_cls.name,
+        time.perf_counter() - started,
+        len(facts.schema.inputs),
+        len(facts.schema.outputs),
+        facts.wire_capabilities,
+    )
+    return runtime, facts
+
+
+class InProcessExecutor:
+    """Runs batches on ``threads`` threads of the server process (``BATCH_WORKERS=0``).
+
+    A runtime with ``thread_safe = False`` gets one call at a time whatever ``threads`` says.
+    """
+
+    def __init__(self, runtime: Runtime, facts: ModelFacts, threads: int) -> None:
+        self._runtime = runtime
+        self.facts = facts
+        self.slots = threads if runtime.thread_safe else 1
+        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="scorer-model")
+
+    def _run(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+        return run_batch(self._runtime, tasks)
+
+    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, tasks)
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        try:
+            self._runtime.close()
+        except Exception:
+            log.exception("Runtime '%s' failed to close", self.facts.runtime)
+
+
+def start_executor(plugins: Plugins, runtime_name: str, path: Path, settings: Settings) -> Executor:
+    """Load the model where ``BATCH_WORKERS`` (or the runtime's preference) says, ready to score."""
+    runtime_cls = plugins.wrap_runtime(plugins.select_runtime(path, runtime_name))
+    workers = (
+        runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
+    )
+    log.info("Model calls run in %s", f"{workers} worker processes" if workers else "the server process")
+    if workers:
+        from scorer_core.execution.workers.pool import WorkerPool
+
+        pool = WorkerPool(settings, path, runtime_cls.name, workers)
+        pool.start()
+        return pool
+    runtime, facts = load_runtime(runtime_cls, path, settings)
+    return InProcessExecutor(runtime, facts, settings.model_threads)

@@ -20,8 +20,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
 
+# The conformance extra (pytest) too, so that `scorer check` works after `make serve`.
 install: $(BIN)/python
-	$(PIP_INSTALL) $(EDITABLE) -e . $(addprefix -e ,$(PLUGINS)) $(DEV_PINS)
+	$(PIP_INSTALL) $(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS)) $(DEV_PINS)
 
 install-test: $(BIN)/python
 	$(PIP_INSTALL) $(EDITABLE) -e '.[test]' $(foreach p,$(TEST_PLUGINS),-e '$(p)') $(DEV_PINS)

@@ -64,7 +64,7 @@ def main() -> int:
     import jpype
     import pandas as pd
     from scorer_h2o3_mojo.jvm import genmodel_jar
-    from scorer_h2o3_mojo.model import H2O3MojoRuntime
+    from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
 
     from conformance import start_server
     from scorer_core.wire.cells import build_frame

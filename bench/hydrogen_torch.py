@@ -51,8 +51,8 @@ def main() -> int:
 
     import ht_networks
     from run import wrk
-    from scorer_hydrogen_torch.model import HydrogenTorchRuntime
     from scorer_hydrogen_torch.packaging import save_model
+    from scorer_hydrogen_torch.runtime import HydrogenTorchRuntime
 
     from conformance import start_server
     from scorer_core.wire.cells import build_frame

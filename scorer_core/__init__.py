@@ -5,6 +5,7 @@ from __future__ import annotations
 from scorer_core.configured import ConfiguredModel
 from scorer_core.context import forwarded_headers, request_headers
 from scorer_core.demo import DemoModel
+from scorer_core.envsettings import EnvSettings
 from scorer_core.errors import (
     AmbiguousRuntime,
     ConfigurationError,
@@ -35,6 +36,7 @@ __all__ = [
     "Contributions",
     "DataType",
     "DemoModel",
+    "EnvSettings",
     "Field",
     "Frame",
     "InvalidRequest",

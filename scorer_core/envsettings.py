@@ -64,5 +64,6 @@ class EnvSettings(BaseSettings):
                     source = " / ".join(cls.variables(field))
                 else:
                     source = field
-                problems.append(f"{source}={error.get('input')!r}: {error['msg']}")
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"{source}={error.get('input')!r}: {message}")
             raise ConfigurationError("Invalid configuration: " + "; ".join(problems)) from None

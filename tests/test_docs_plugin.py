@@ -51,14 +51,14 @@ def test_the_readme_promise_of_30_lines_is_true():
 
 
 def run_documented(line: str, cwd: Path, env: dict[str, str]) -> list[str]:
-    """A documented command as argv, with $VENV the test's environment; asserts it is documented."""
+    """A documented command as argv, with ../.venv the test's environment; asserts it is documented."""
     assert line in command_lines(), f"not a command from the guide: {line}"
     argv = shlex.split(line.split("#")[0])
     assignments = [a for a in argv if re.match(r"^[A-Z_]+=", a)]
     for assignment in assignments:
         name, _, value = assignment.partition("=")
         env[name] = value
-    argv = [a.replace("$VENV/bin/", f"{BIN}/") for a in argv[len(assignments) :]]
+    argv = [a.replace("../.venv/bin/", f"{BIN}/") for a in argv[len(assignments) :]]
     return argv
 
 
@@ -77,6 +77,7 @@ def test_the_guides_plugin_serves_before_and_after_packaging(tmp_path):
     rows = {"fields": ["x"], "rows": [["1.5"], ["-2"]]}
 
     # Before packaging: the documented SCORER_EXTRA_PLUGINS line.
+    assert "cd scorer-echo" in command_lines()
     (serve_line,) = [line for line in command_lines() if "SCORER_EXTRA_PLUGINS" in line]
     env = dict(base_env)
     argv = run_documented(serve_line, project, env)

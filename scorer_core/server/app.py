@@ -127,6 +127,14 @@ def create_app(
             current = state["dispatcher"] = Dispatcher(executor, settings)
         return current
 
+    @asynccontextmanager
+    async def admitted(request: Request) -> AsyncIterator[tuple[Dispatcher, bytes]]:
+        """A scoring POST past its gates: a JSON content type, admission, a body within the limit."""
+        scoring = dispatcher()
+        check_content_type(request.headers.get("content-type"))
+        async with scoring.admission.admit():
+            yield scoring, await read_body(request, settings.max_request_bytes)
+
     def load_in_background() -> None:
         try:
             host.load()
@@ -222,10 +230,7 @@ def create_app(
     async def score(request: Request) -> Response:
         """Score the rows in the body."""
         facts = host.facts
-        scoring = dispatcher()
-        check_content_type(request.headers.get("content-type"))
-        async with scoring.admission.admit():
-            body = await read_body(request, settings.max_request_bytes)
+        async with admitted(request) as (scoring, body):
             fast = numeric_frame(body, facts.schema)
             if fast is not None:
                 prepared = prepare_score(fast[0], facts, frame=fast[1])
@@ -251,10 +256,7 @@ def create_app(
     async def contribution(request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
         facts = host.facts
-        scoring = dispatcher()
-        check_content_type(request.headers.get("content-type"))
-        async with scoring.admission.admit():
-            body = await read_body(request, settings.max_request_bytes)
+        async with admitted(request) as (scoring, body):
             prepared = prepare_contribution(parse_request(ContributionRequest, body), facts)
             result = await scoring.score(_task(request, facts, prepared, outputs=False))
             assert result.contributions is not None

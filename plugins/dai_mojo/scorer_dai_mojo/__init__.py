@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from scorer_dai_mojo.model import DaiMojoRuntime
+from scorer_dai_mojo.runtime import DaiMojoRuntime
+from scorer_dai_mojo.settings import DaiSettings
 
-__all__ = ["DaiMojoRuntime"]
+__all__ = ["DaiMojoRuntime", "DaiSettings"]

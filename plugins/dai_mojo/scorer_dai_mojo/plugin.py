@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scorer_core import Runtime, hookimpl
-from scorer_dai_mojo.model import DaiMojoRuntime
+from scorer_dai_mojo.runtime import DaiMojoRuntime
 
 
 @hookimpl

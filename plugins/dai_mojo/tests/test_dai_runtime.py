@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from scorer_dai_mojo.model import DaiMojoRuntime
+from scorer_dai_mojo.runtime import DaiMojoRuntime
 
 import conformance
 from conformance import start_server
@@ -249,12 +249,12 @@ def serve(path, **env):
 @pytest.mark.slow
 def test_no_licence_is_a_start_up_error_naming_the_variables(pipelines, tmp_path):
     result = serve(pipelines["regression"], HOME=str(tmp_path))
-    assert result.returncode == 1
-    assert (
-        "dai-mojo-scorer needs a Driverless AI licence: set DRIVERLESS_AI_LICENSE_KEY to the licence key, or DRIVERLESS_AI_LICENSE_FILE"
-        in result.stderr
+    # Found before the server listens (check_model): a configuration error, status 2, one line.
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(
+        "scorer: error: dai-mojo-scorer needs a Driverless AI licence: set DRIVERLESS_AI_LICENSE_KEY to the licence key, or DRIVERLESS_AI_LICENSE_FILE"
     )
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr
 
 
 @pytest.mark.slow
@@ -268,7 +268,7 @@ def test_a_rejected_licence_is_a_start_up_error(pipelines):
 @pytest.mark.slow
 def test_a_licence_file_is_read_and_a_missing_one_named(pipelines, tmp_path):
     missing = serve(pipelines["regression"], DRIVERLESS_AI_LICENSE_FILE=str(tmp_path / "nope.sig"))
-    assert missing.returncode == 1
+    assert missing.returncode == 2 and "Uvicorn running" not in missing.stderr
     assert f"DRIVERLESS_AI_LICENSE_FILE '{tmp_path / 'nope.sig'}' is not a readable file" in missing.stderr
     licence_file = tmp_path / "license.sig"
     licence_file.write_text(LICENCE + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from scorer_h2o3_mojo.model import H2O3MojoRuntime
+from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
+from scorer_h2o3_mojo.settings import H2O3Settings
 
-__all__ = ["H2O3MojoRuntime"]
+__all__ = ["H2O3MojoRuntime", "H2O3Settings"]

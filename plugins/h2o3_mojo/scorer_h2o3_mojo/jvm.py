@@ -15,8 +15,6 @@ once and every model in the process shares it; each worker process starts its ow
 from __future__ import annotations
 
 import hashlib
-import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -26,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from scorer_core import ConfigurationError
+from scorer_h2o3_mojo.settings import H2O3Settings
 
 __all__ = ["HELPER_CLASS", "genmodel_jar", "helper_classes", "java_options", "start_jvm"]
 
@@ -36,9 +35,9 @@ _lock = threading.Lock()
 
 def genmodel_jar() -> Path:
     """The jar holding ``hex.genmodel``: ``H2O_GENMODEL_JAR``, else the one inside the ``h2o`` package."""
-    configured = os.environ.get("H2O_GENMODEL_JAR")
-    if configured:
-        jar = Path(configured).expanduser()
+    configured = H2O3Settings.load().genmodel_jar
+    if configured is not None:
+        jar = configured.expanduser()
         if not jar.is_file():
             raise ConfigurationError(f"H2O_GENMODEL_JAR '{jar}' is not a file")
         return jar
@@ -57,20 +56,12 @@ def genmodel_jar() -> Path:
 
 def java_options() -> list[str]:
     """JVM options from ``JAVA_OPTS``, which H2O's Java scorer was started with (``-Xmx``, ``-D...``)."""
-    return shlex.split(os.environ.get("JAVA_OPTS", ""))
-
-
-def _cache_root() -> Path:
-    configured = os.environ.get("SCORER_H2O3_CACHE")
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "scorer-h2o3-mojo"
+    return H2O3Settings.load().jvm_options
 
 
 def _javac() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    candidates = [str(Path(java_home) / "bin" / "javac")] if java_home else []
+    java_home = H2O3Settings.load().java_home
+    candidates = [str(java_home / "bin" / "javac")] if java_home is not None else []
     found = shutil.which("javac")
     if found:
         candidates.append(found)
@@ -87,9 +78,9 @@ def _javac() -> str:
 
 def helper_classes(jar: Path) -> Path:
     """A directory holding the compiled helper; compiled on first use, then reused from the cache."""
-    configured = os.environ.get("SCORER_H2O3_HELPER_DIR")
-    if configured:
-        directory = Path(configured).expanduser()
+    settings = H2O3Settings.load()
+    if settings.helper_dir is not None:
+        directory = settings.helper_dir.expanduser()
         if not (directory / "scorer_h2o3_mojo" / "ColumnBatchScorer.class").is_file():
             raise ConfigurationError(
                 f"SCORER_H2O3_HELPER_DIR '{directory}' holds no scorer_h2o3_mojo/ColumnBatchScorer.class"
@@ -98,7 +89,7 @@ def helper_classes(jar: Path) -> Path:
     source = resources.files("scorer_h2o3_mojo").joinpath("java", _HELPER_SOURCE).read_bytes()
     stat = jar.stat()
     key = hashlib.sha256(source + f"{jar.resolve()}:{stat.st_size}".encode()).hexdigest()[:16]
-    target = _cache_root() / key
+    target = settings.cache_root() / key
     if (target / "scorer_h2o3_mojo" / "ColumnBatchScorer.class").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scorer_h2o3_mojo.model import H2O3MojoRuntime
+from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MOJOS = FIXTURES / "mojos"

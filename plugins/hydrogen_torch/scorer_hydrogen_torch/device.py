@@ -8,31 +8,22 @@ to ONNX at load time and run by onnxruntime, on its CUDA provider when the devic
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from scorer_core import ConfigurationError
+from scorer_hydrogen_torch.settings import BACKENDS, TorchSettings
 
 __all__ = ["BACKENDS", "select_backend", "select_device"]
-
-BACKENDS = ("torch", "onnx")
 
 
 def select_device(setting: str | None = None) -> Any:
     """The ``torch.device`` to load the model on and move each batch to."""
     import torch
 
-    value = (
-        (setting if setting is not None else os.environ.get("SCORER_TORCH_DEVICE", "auto")).strip().lower()
-    )
-    if value in ("", "auto"):
+    value = TorchSettings.load(device=setting).device
+    if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(value)
-    except RuntimeError:
-        raise ConfigurationError(
-            f"SCORER_TORCH_DEVICE='{value}' is not a device; use auto, cpu, cuda or cuda:N"
-        ) from None
+    device = torch.device(value)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigurationError(
@@ -43,17 +34,11 @@ def select_device(setting: str | None = None) -> Any:
             raise ConfigurationError(
                 f"SCORER_TORCH_DEVICE='{value}' but only {torch.cuda.device_count()} CUDA devices exist"
             )
-    elif device.type != "cpu":
-        raise ConfigurationError(f"SCORER_TORCH_DEVICE='{value}': only cpu and cuda are supported")
     return device
 
 
 def select_backend(setting: str | None = None) -> str:
-    value = (
-        (setting if setting is not None else os.environ.get("SCORER_TORCH_BACKEND", "torch")).strip().lower()
-    )
-    if value not in BACKENDS:
-        raise ConfigurationError(f"SCORER_TORCH_BACKEND='{value}' is not one of {', '.join(BACKENDS)}")
+    value = TorchSettings.load(backend=setting).backend
     if value == "onnx":
         try:
             import onnxruntime  # noqa: F401

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scorer_mlflow.mlmodel import mlmodel_file, read_mlmodel
+
 from scorer_core import ConfigurationError
 
 __all__ = [
@@ -80,15 +82,13 @@ class HydrogenTorchMetadata:
 
 def read_mlmodel_metadata(path: Path) -> Mapping[str, Any] | None:
     """The ``hydrogen_torch`` entry of ``path``'s MLmodel file, or None (cheap: no MLflow import)."""
-    import yaml
-
-    mlmodel = path / "MLmodel" if path.is_dir() else path
-    if mlmodel.name != "MLmodel" or not mlmodel.is_file():
+    mlmodel = mlmodel_file(path)
+    if mlmodel is None:
         return None
     try:
-        document = yaml.safe_load(mlmodel.read_text())
-    except (OSError, yaml.YAMLError):
+        document = read_mlmodel(mlmodel)
+    except ConfigurationError:  # mlflow-scorer's check_model reports a broken file
         return None
-    metadata = document.get("metadata") if isinstance(document, dict) else None
+    metadata = document.get("metadata")
     entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
     return entry if isinstance(entry, dict) else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from scorer_core import Runtime, hookimpl
-from scorer_hydrogen_torch.model import HydrogenTorchRuntime
+from scorer_hydrogen_torch.runtime import HydrogenTorchRuntime
 
 
 @hookimpl

@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from scorer_mlflow.model import prediction_columns
+from scorer_mlflow.runtime import prediction_columns
 
 from scorer_core import ModelError, RowCountMismatch
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata

@@ -9,7 +9,7 @@ import ht_networks
 import numpy as np
 import pytest
 import torch
-from scorer_hydrogen_torch.model import HydrogenTorchRuntime
+from scorer_hydrogen_torch.runtime import HydrogenTorchRuntime
 
 import conformance
 from conformance import start_server

@@ -63,5 +63,5 @@ def test_other_devices_are_refused(value):
 def test_backends():
     assert select_backend("torch") == "torch"
     assert select_backend("ONNX") == "onnx"
-    with pytest.raises(ConfigurationError, match="SCORER_TORCH_BACKEND='tvm' is not one of torch, onnx"):
+    with pytest.raises(ConfigurationError, match="SCORER_TORCH_BACKEND='tvm': not one of torch, onnx"):
         select_backend("tvm")

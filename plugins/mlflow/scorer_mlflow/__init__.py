@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from scorer_mlflow.model import MlflowRuntime
+from scorer_mlflow.runtime import MlflowRuntime
 
 __all__ = ["MlflowRuntime"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scorer_core import DemoModel, Runtime, hookimpl
 from scorer_mlflow.demo import IRIS_DEMO
-from scorer_mlflow.model import MlflowRuntime
+from scorer_mlflow.runtime import MlflowRuntime
 
 
 @hookimpl

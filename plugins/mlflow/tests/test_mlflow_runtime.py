@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scorer_mlflow.model import MlflowRuntime
+from scorer_mlflow.runtime import MlflowRuntime
 
 import conformance
 from conformance import start_server

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scorer_mlflow.model import prediction_columns
+from scorer_mlflow.runtime import prediction_columns
 
 from scorer_core import ModelError
 

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scorer_mlflow.model import MlflowRuntime
+from scorer_mlflow.runtime import MlflowRuntime
 
 from scorer_core import ConfigurationError, DataType, Field, Frame, Outputs
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata, read_mlmodel_metadata
+from scorer_hydrogen_torch.settings import TorchSettings
 from scorer_hydrogen_torch.splitting import OUTPUT_FIELD, split_rows
 
 __all__ = ["OUTPUT_FIELD", "HydrogenTorchRuntime"]
@@ -38,6 +39,11 @@ class HydrogenTorchRuntime(MlflowRuntime):
     @classmethod
     def can_load(cls, path: Path) -> bool:
         return super().can_load(path) and read_mlmodel_metadata(path) is not None
+
+    @classmethod
+    def check_model(cls, path: Path) -> None:
+        super().check_model(path)
+        TorchSettings.load()
 
     def load(self, path: Path) -> None:
         entry = read_mlmodel_metadata(path)

@@ -21,10 +21,9 @@ from scorer_core import (
     Outputs,
     Runtime,
     ShapleyType,
-    UnsupportedOperation,
 )
-from scorer_h2o3_mojo.location import RUNTIME_NAME
 from scorer_h2o3_mojo.outputs import OutputLayout, output_layout
+from scorer_h2o3_mojo.settings import H2O3Settings
 from scorer_h2o3_mojo.shapley import ContributionLayout
 
 __all__ = ["H2O3MojoRuntime", "is_h2o3_mojo"]
@@ -52,7 +51,7 @@ class H2O3MojoRuntime(Runtime):
     in one process; see bench/README.md for the worker-process comparison.
     """
 
-    name = RUNTIME_NAME
+    name = "h2o3-mojo-scorer"
     thread_safe = True
     #: Measured (plugins/h2o3_mojo/README.md, two runs, 64 single-row clients): one worker process
     #: holding the JVM matches or beats scoring in the server process (+1% and +23% requests/s)
@@ -71,12 +70,17 @@ class H2O3MojoRuntime(Runtime):
     def can_load(cls, path: Path) -> bool:
         return is_h2o3_mojo(path)
 
-    def load(self, path: Path) -> None:
+    @classmethod
+    def check_model(cls, path: Path) -> None:
+        H2O3Settings.load()
         if not is_h2o3_mojo(path):
             raise ConfigurationError(
                 f"'{path}' is not an H2O-3 MOJO: expected a .zip or .mojo file exported by H2O-3 "
                 "(download_mojo), with model.ini inside"
             )
+
+    def load(self, path: Path) -> None:
+        self.check_model(path)
         from scorer_h2o3_mojo.jvm import start_jvm
 
         start_jvm()
@@ -136,18 +140,13 @@ class H2O3MojoRuntime(Runtime):
         return self._layout.columns(raw.reshape(batch.num_rows, width))
 
     def contributions(self, batch: Frame, shapley_type: ShapleyType) -> Contributions:
+        # The core calls this only with rows, and with a type ``capabilities`` lists.
         layout = self._contribution_layout
-        if layout is None or shapley_type not in layout.supported:
-            raise UnsupportedOperation(
-                f"Shapley contributions of type {shapley_type.value} are not supported by this model"
-            )
+        assert layout is not None
         width = len(layout.names)
-        if batch.num_rows:
-            numbers, levels = self._columns(batch)
-            raw = self._call(self._scorer.contributions, numbers, levels, batch.num_rows, width)
-            values = raw.reshape(batch.num_rows, width)
-        else:
-            values = np.zeros((0, width), dtype=np.float32)
+        numbers, levels = self._columns(batch)
+        raw = self._call(self._scorer.contributions, numbers, levels, batch.num_rows, width)
+        values = raw.reshape(batch.num_rows, width)
         view = layout.view(values, shapley_type).astype(np.float64)
         return Contributions(layout.features(shapley_type), [ContributionGroup(None, view)])
 
@@ -162,11 +161,10 @@ class H2O3MojoRuntime(Runtime):
             levels[i] = jpype.JArray(jpype.JString)(batch[name].tolist())
         return numbers, levels
 
-    @staticmethod
-    def _call(method: Any, *args: Any) -> np.ndarray:
+    def _call(self, method: Any, *args: Any) -> np.ndarray:
         import jpype
 
         try:
             return np.array(method(*args))
         except jpype.JException as exc:
-            raise ModelError(f"genmodel failed: {exc.message()}", runtime=RUNTIME_NAME) from exc
+            raise ModelError(f"genmodel failed: {exc.message()}", runtime=self.name) from exc

@@ -20,14 +20,12 @@ from scorer_core import (
     Outputs,
     Runtime,
     ShapleyType,
-    UnsupportedOperation,
 )
 from scorer_core.contributions import group_by_class
-from scorer_dai_mojo.licence import LICENCE_HELP, licence_source
+from scorer_dai_mojo.settings import LICENCE_HELP, DaiSettings
 
 __all__ = ["DaiMojoRuntime", "pipeline_file"]
 
-RUNTIME_NAME = "dai-mojo-scorer"
 PIPELINE_FILE = "pipeline.mojo"
 _LICENCE_ERROR = "Driverless AI license error!"
 # daimojo's type names (model.feature_types / output_types) and the H2O contract's.
@@ -69,26 +67,36 @@ class DaiMojoRuntime(Runtime):
     back from the C++ model after each call, so calls are serialized (``thread_safe = False``).
     """
 
-    name = RUNTIME_NAME
+    name = "dai-mojo-scorer"
     default_shapley_types = frozenset({ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED})
     thread_safe = False
 
     _model: Any
     _class_outputs: list[str]
-    _contribution_names: dict[ShapleyType, list[str]]
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
         return pipeline_file(path) is not None
 
-    def load(self, path: Path) -> None:
+    @classmethod
+    def check_model(cls, path: Path) -> None:
+        """A pipeline file, and a licence daimojo will find: both before the server listens."""
+        cls._pipeline(path)
+        DaiSettings.load().licence_source()
+
+    @staticmethod
+    def _pipeline(path: Path) -> Path:
         mojo = pipeline_file(path)
         if mojo is None:
             raise ConfigurationError(
                 f"'{path}' is not a Driverless AI MOJO pipeline: expected a {PIPELINE_FILE} file or "
                 f"a directory holding one (mojo-pipeline/)"
             )
-        source = licence_source()
+        return mojo
+
+    def load(self, path: Path) -> None:
+        mojo = self._pipeline(path)
+        source = DaiSettings.load().licence_source()
         import daimojo
 
         try:
@@ -116,15 +124,12 @@ class DaiMojoRuntime(Runtime):
         )
         self.model_id = str(model.uuid)
         self.missing_values = frozenset(str(v) for v in model.missing_values)
-        # Learn each type's contribution columns once, from a row of missing values, so that
-        # requests with no rows can still name the features, and a pipeline whose columns do not
-        # split by class fails here rather than on a request.
-        self._contribution_names = {}
+        # Score a row of missing values once per type, so that a pipeline whose contribution
+        # columns do not split by class fails here rather than on a request.
         empty_row = self._datatable(Frame({f.name: np.array([None], dtype=object) for f in inputs}))
         for shapley_type in supported:
             names = list(self._predict(empty_row, shapley_type=shapley_type).names)
             group_by_class(names, np.zeros((0, len(names))), self._class_outputs)
-            self._contribution_names[shapley_type] = names
 
     def score(self, batch: Frame) -> Outputs:
         return self._columns(self._predict(self._datatable(batch)))
@@ -135,18 +140,9 @@ class DaiMojoRuntime(Runtime):
         return {n: v for n, v in columns.items() if n not in bounds}, bounds
 
     def contributions(self, batch: Frame, shapley_type: ShapleyType) -> Contributions:
-        names = self._contribution_names.get(shapley_type)
-        if names is None:
-            raise UnsupportedOperation(
-                f"Shapley contributions of type {shapley_type.value} are not supported by this pipeline"
-            )
-        if batch.num_rows:
-            frame = self._predict(self._datatable(batch), shapley_type=shapley_type)
-            names = list(frame.names)
-            values = np.column_stack([np.asarray(c, dtype=np.float64) for c in frame.to_list()])
-        else:
-            values = np.zeros((0, len(names)))
-        return group_by_class(names, values, self._class_outputs)
+        frame = self._predict(self._datatable(batch), shapley_type=shapley_type)
+        values = np.column_stack([np.asarray(c, dtype=np.float64) for c in frame.to_list()])
+        return group_by_class(list(frame.names), values, self._class_outputs)
 
     def _datatable(self, batch: Frame) -> Any:
         import datatable
@@ -162,7 +158,7 @@ class DaiMojoRuntime(Runtime):
                 interval=interval,
             )
         except RuntimeError as exc:
-            raise ModelError(f"daimojo failed: {exc}", runtime=RUNTIME_NAME) from exc
+            raise ModelError(f"daimojo failed: {exc}", runtime=self.name) from exc
 
     @staticmethod
     def _columns(frame: Any) -> dict[str, np.ndarray]:

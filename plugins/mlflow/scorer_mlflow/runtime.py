@@ -18,25 +18,17 @@ from scorer_core import (
     Outputs,
     Runtime,
 )
+from scorer_mlflow.mlmodel import check_mlmodel, mlmodel_file
 from scorer_mlflow.signature import input_fields, output_fields
 
-__all__ = ["MLMODEL_FILE", "MlflowRuntime", "prediction_columns"]
+__all__ = ["MlflowRuntime", "prediction_columns"]
 
-MLMODEL_FILE = "MLmodel"
-PYFUNC_FLAVOR = "python_function"
 #: Phrases of MLflow's schema-enforcement errors: the input, not the model, is at fault.
 _ENFORCEMENT_MESSAGES = (
     "Failed to enforce schema",
     "Incompatible input types",
     "Model is missing inputs",
 )
-
-
-def _mlmodel_file(path: Path) -> Path | None:
-    if path.is_dir():
-        candidate = path / MLMODEL_FILE
-        return candidate if candidate.is_file() else None
-    return path if path.name == MLMODEL_FILE and path.is_file() else None
 
 
 class MlflowRuntime(Runtime):
@@ -54,20 +46,20 @@ class MlflowRuntime(Runtime):
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
-        mlmodel = _mlmodel_file(path)
-        if mlmodel is None:
-            return False
-        try:
-            return PYFUNC_FLAVOR in mlmodel.read_text(errors="replace")
-        except OSError:
-            return False
+        # Every MLflow model is ours to judge, even one that cannot be served: check_model then
+        # says what is wrong with it, where "no runtime can load" would not.
+        return mlmodel_file(path) is not None
+
+    @classmethod
+    def check_model(cls, path: Path) -> None:
+        check_mlmodel(path)
 
     def load(self, path: Path) -> None:
         import mlflow.pyfunc
 
-        mlmodel = _mlmodel_file(path)
-        if mlmodel is None:
-            raise ConfigurationError(f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)")
+        check_mlmodel(path)
+        mlmodel = mlmodel_file(path)
+        assert mlmodel is not None
         model_dir = str(mlmodel.parent)
         self._pyfunc = mlflow.pyfunc.load_model(model_dir)
         metadata = self._pyfunc.metadata

@@ -6,6 +6,6 @@ It builds on the mlflow plugin: ``HydrogenTorchRuntime`` extends ``scorer_mlflow
 from __future__ import annotations
 
 from scorer_hydrogen_torch.runtime import HydrogenTorchRuntime
-from scorer_hydrogen_torch.settings import TorchSettings
+from scorer_hydrogen_torch.settings import HydrogenTorchSettings
 
-__all__ = ["HydrogenTorchRuntime", "TorchSettings"]
+__all__ = ["HydrogenTorchRuntime", "HydrogenTorchSettings"]

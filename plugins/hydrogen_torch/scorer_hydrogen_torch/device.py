@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from scorer_core import ConfigurationError
-from scorer_hydrogen_torch.settings import BACKENDS, TorchSettings
+from scorer_hydrogen_torch.settings import BACKENDS, HydrogenTorchSettings
 
 __all__ = ["BACKENDS", "select_backend", "select_device"]
 
@@ -20,7 +20,7 @@ def select_device(setting: str | None = None) -> Any:
     """The ``torch.device`` to load the model on and move each batch to."""
     import torch
 
-    value = TorchSettings.load(device=setting).device
+    value = HydrogenTorchSettings.load(device=setting).device
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(value)
@@ -38,7 +38,7 @@ def select_device(setting: str | None = None) -> Any:
 
 
 def select_backend(setting: str | None = None) -> str:
-    value = TorchSettings.load(backend=setting).backend
+    value = HydrogenTorchSettings.load(backend=setting).backend
     if value == "onnx":
         try:
             import onnxruntime  # noqa: F401

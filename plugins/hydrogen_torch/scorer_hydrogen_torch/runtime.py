@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scorer_mlflow.runtime import MlflowRuntime
 
-from scorer_core import ConfigurationError, DataType, Field, Frame, Outputs
+from scorer_core import DataType, Field, Frame, Outputs
 from scorer_hydrogen_torch.metadata import HydrogenTorchMetadata, read_mlmodel_metadata
-from scorer_hydrogen_torch.settings import TorchSettings
+from scorer_hydrogen_torch.settings import HydrogenTorchSettings, describe
 from scorer_hydrogen_torch.splitting import OUTPUT_FIELD, split_rows
 
 __all__ = ["OUTPUT_FIELD", "HydrogenTorchRuntime"]
 
+log = logging.getLogger(__name__)
+
 
 class HydrogenTorchRuntime(MlflowRuntime):
-    """An MLflow pyfunc model marked ``hydrogen_torch`` in its MLmodel metadata (see metadata.py).
+    """An MLflow pyfunc model served as Hydrogen Torch's runtime 2.0 serves it.
 
-    Its one output field, ``output``, holds one JSON string per input row: a legacy whole-batch
+    Detected when its MLmodel carries ``metadata.hydrogen_torch`` (see metadata.py); chosen with
+    ``--runtime hydrogen-torch-scorer``, any pyfunc model is served, as HT's released models carry
+    no such metadata (the output rule then comes from the settings). Its one output field,
+    ``output``, holds one JSON string per input row: a legacy whole-batch
     blob is split by the rules in splitting.py, so merged batches split back by row offset and
     row counts can be validated. It claims HT models ahead of ``mlflow-scorer``
     (``detection_priority``), which would otherwise serve the blob unsplit.
@@ -43,16 +49,11 @@ class HydrogenTorchRuntime(MlflowRuntime):
     @classmethod
     def check_model(cls, path: Path) -> None:
         super().check_model(path)
-        TorchSettings.load()
+        HydrogenTorchSettings.load()
 
     def load(self, path: Path) -> None:
-        entry = read_mlmodel_metadata(path)
-        if entry is None:
-            raise ConfigurationError(
-                f"'{path}' is not a Hydrogen Torch model: its MLmodel has no metadata.hydrogen_torch "
-                "entry (save it with scorer_hydrogen_torch.packaging.save_model)"
-            )
-        self.metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
+        self.metadata, rule = self.output_rule(path)
+        log.info("Hydrogen Torch output rule: %s", rule)
         # A bad SCORER_TORCH_DEVICE or _BACKEND raises ConfigurationError from the model code's
         # load_context, which MLflow passes on unchanged: a clear start-up error.
         super().load(path)
@@ -63,6 +64,25 @@ class HydrogenTorchRuntime(MlflowRuntime):
             self.device, self.backend = model_code.device, model_code.backend
             cells = model_code.encoder.sample_cells()
             self.sample_row = tuple(cells.get(f.name, f.data_type.example) for f in self.schema.inputs)
+
+    @staticmethod
+    def output_rule(path: Path) -> tuple[HydrogenTorchMetadata, str]:
+        """How outputs split: the model's own metadata when it has some, else the settings.
+
+        Released HT models carry no metadata; chosen with ``--runtime hydrogen-torch-scorer`` they
+        are split by ``SCORER_HT_TASK`` / ``SCORER_HT_ROW_KEYS``, or by default on ``predictions``.
+        """
+        settings = HydrogenTorchSettings.load()
+        entry = read_mlmodel_metadata(path)
+        if entry is None:
+            return settings.output_rule()
+        metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
+        if settings.declares_a_rule:
+            log.warning(
+                "SCORER_HT_TASK / SCORER_HT_ROW_KEYS are ignored: the model's MLmodel declares "
+                "metadata.hydrogen_torch, which decides"
+            )
+        return metadata, f"the model's metadata.hydrogen_torch (task {metadata.task}): {describe(metadata)}"
 
     def declared_outputs(self, model_dir: str) -> list[Field]:
         return [Field(OUTPUT_FIELD, DataType.STR)]

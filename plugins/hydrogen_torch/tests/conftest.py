@@ -124,3 +124,46 @@ def seed_model(models_dir):
         metadata={"hydrogen_torch": {"task": "text_classification", "output_format": "legacy_blob"}},
     )
     return SimpleNamespace(path=path)
+
+
+def save_plain(path, python_model, module, **kwargs):
+    """Save a text-input pyfunc the way Hydrogen Torch releases them: plain MLflow, no metadata."""
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=python_model,
+        code_paths=[str(MODELS / module)],
+        signature=ModelSignature(
+            inputs=Schema([ColSpec("string", "text")]), outputs=Schema([ColSpec("string", "output")])
+        ),
+        **kwargs,
+    )
+    return SimpleNamespace(path=path)
+
+
+@pytest.fixture(scope="session")
+def plain_seed_model(models_dir):
+    """The guide's legacy blobs from a model saved by plain MLflow, as every released HT model is."""
+    from ht_seed_model import SeedBlobModel
+
+    return save_plain(
+        models_dir / "plain-seed",
+        SeedBlobModel(),
+        "ht_seed_model.py",
+        artifacts={"vectors": str(TESTDATA / "seed_vectors.json")},
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_models(models_dir):
+    """Newer per-row, broken short-blob and token-classification models, all without metadata."""
+    from ht_plain_models import PerRowModel, ShortBlobModel, TokenBlobModel
+
+    return SimpleNamespace(
+        per_row=save_plain(models_dir / "plain-per-row", PerRowModel(), "ht_plain_models.py").path,
+        short_blob=save_plain(models_dir / "plain-short", ShortBlobModel(), "ht_plain_models.py").path,
+        tokens=save_plain(models_dir / "plain-tokens", TokenBlobModel(), "ht_plain_models.py").path,
+    )

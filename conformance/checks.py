@@ -21,6 +21,8 @@ from conformance.shapes import (
     check_error,
     check_model,
     check_score_response,
+    interval_bound_names,
+    score_output_names,
 )
 from conformance.target import ScorerTarget
 
@@ -68,7 +70,7 @@ def _scored_outputs(target: ScorerTarget, schema: dict[str, Any], body: dict[str
 
 def _outputs(body: dict[str, Any], scorer_schema: dict[str, Any]) -> list[list[str]]:
     """The model-output cells of each row, located by the schema's output names."""
-    names = [f["name"] for f in scorer_schema["schema"]["outputFields"]]
+    names = score_output_names(scorer_schema)
     positions = [body["fields"].index(name) for name in names]
     return [[row[p] for p in positions] for row in body["score"]]
 
@@ -502,12 +504,17 @@ class CapabilityChecks:
         scorer_target: ScorerTarget,
         scorer_sample: dict[str, Any],
         scorer_capabilities: list[str],
+        scorer_schema: dict[str, Any],
     ) -> None:
         reply = scorer_target.post("/model/score", {**scorer_sample, "requestPredictionIntervals": True})
         if "SCORE_PREDICTION_INTERVAL" in scorer_capabilities:
             assert reply.status == 200, reply
             intervals = reply.json()["predictionIntervals"]
             assert len(intervals["rows"]) == 1 and len(intervals["fields"]) == len(intervals["rows"][0])
+            bounds = interval_bound_names(scorer_schema)
+            if bounds:  # listed in the schema: exactly those, and never among the scores
+                assert intervals["fields"] == bounds
+                assert not set(bounds) & set(reply.json()["fields"])
         else:
             assert reply.status == 400 and "interval" in check_error(reply.json())
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conformance.shapes import score_output_names
 from conformance.target import ScorerTarget, start_server
 
 
@@ -83,4 +84,5 @@ def scorer_input_names(scorer_schema: dict[str, Any]) -> list[str]:
 
 @pytest.fixture(scope="class")
 def scorer_output_names(scorer_schema: dict[str, Any]) -> list[str]:
-    return [f["name"] for f in scorer_schema["schema"]["outputFields"]]
+    """The output fields a score response carries: the schema's, less interval bounds it lists."""
+    return score_output_names(scorer_schema)

@@ -15,6 +15,8 @@ __all__ = [
     "check_error",
     "check_model",
     "check_score_response",
+    "interval_bound_names",
+    "score_output_names",
 ]
 
 DATA_TYPES = ("Bool", "Int32", "Int64", "Float32", "Float64", "Str", "Time64")
@@ -62,6 +64,25 @@ def check_model(body: Any) -> None:
             names.append(field["name"])
         assert len(set(names)) == len(names), f"schema.{side} has duplicate names: {names}"
     assert schema["outputFields"], "schema.outputFields must not be empty"
+
+
+def interval_bound_names(model: dict[str, Any]) -> list[str]:
+    """Output fields of ``/model/schema`` that are prediction-interval bounds, not scores.
+
+    H2O's DAI scorer lists ``<target>.lower`` and ``<target>.upper`` among a schema's outputFields
+    and returns them only under ``predictionIntervals``; a bound is such a name whose stem is
+    another output field.
+    """
+    names = [f["name"] for f in model["schema"]["outputFields"]]
+    return [
+        n for n in names if n.endswith((".lower", ".upper")) and n.rsplit(".", 1)[0] in names
+    ]
+
+
+def score_output_names(model: dict[str, Any]) -> list[str]:
+    """The output fields a ``/model/score`` response carries among its scores."""
+    bounds = set(interval_bound_names(model))
+    return [f["name"] for f in model["schema"]["outputFields"] if f["name"] not in bounds]
 
 
 def check_capabilities(body: Any) -> None:

@@ -55,8 +55,6 @@ class Runtime(abc.ABC):
 
     #: The runtime name operators pass to ``--runtime`` (``mlflow-scorer``, ``h2o3-mojo-scorer``).
     name: ClassVar[str]
-    #: Shapley types enabled when neither SHAPLEY_ENABLE nor SHAPLEY_TYPES_ENABLED is set.
-    default_shapley_types: ClassVar[frozenset[ShapleyType]] = frozenset()
     #: False makes the core call this runtime from one thread at a time.
     thread_safe: ClassVar[bool] = True
     #: Worker processes used when BATCH_WORKERS is unset; choose it by benchmark (bench/).

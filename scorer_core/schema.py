@@ -63,15 +63,26 @@ class Field:
 
 @dataclass(frozen=True)
 class ModelSchema:
-    """Input and output columns, in the order the model declares them."""
+    """Input and output columns, in the order the model declares them.
+
+    ``interval_outputs`` are the bound columns of prediction intervals (``price.lower``,
+    ``price.upper``) for a model that lists them in its schema, as H2O's DAI scorer does:
+    ``/model/schema`` shows them after ``outputs``, while ``/model/score`` returns them only under
+    ``predictionIntervals``, never among the scores.
+    """
 
     inputs: tuple[Field, ...]
     outputs: tuple[Field, ...]
+    interval_outputs: tuple[Field, ...]
 
-    def __init__(self, inputs: Iterable[Field], outputs: Iterable[Field]) -> None:
+    def __init__(
+        self, inputs: Iterable[Field], outputs: Iterable[Field], interval_outputs: Iterable[Field] = ()
+    ) -> None:
         object.__setattr__(self, "inputs", tuple(inputs))
         object.__setattr__(self, "outputs", tuple(outputs))
-        for side, fields in (("input", self.inputs), ("output", self.outputs)):
+        object.__setattr__(self, "interval_outputs", tuple(interval_outputs))
+        listed = (("input", self.inputs), ("output", (*self.outputs, *self.interval_outputs)))
+        for side, fields in listed:
             names = [f.name for f in fields]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -84,6 +95,10 @@ class ModelSchema:
     @property
     def output_names(self) -> list[str]:
         return [f.name for f in self.outputs]
+
+    @property
+    def interval_output_names(self) -> list[str]:
+        return [f.name for f in self.interval_outputs]
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,25 @@ def test_settings_resolve_like_h2os_scorer(enable, types, expected):
     assert ShapleyPolicy.from_settings(enable, types).enabled == expected
 
 
-def test_runtime_default_applies_only_when_nothing_is_set():
-    assert ShapleyPolicy.from_settings(None, None, frozenset({ORIG, TRANS})).enabled == {ORIG, TRANS}
-    assert ShapleyPolicy.from_settings(None, "NONE", frozenset({ORIG, TRANS})).enabled == set()
+def test_nothing_is_enabled_by_default_and_the_error_says_how_to_enable_it():
+    policy = ShapleyPolicy.from_settings(None, None)
+    assert policy.enabled == set()
+    with pytest.raises(InvalidRequest, match="set SHAPLEY_TYPES_ENABLED=ORIGINAL or ALL, or SHAPLEY_ENABLE=true"):
+        policy.check(ORIG, frozenset({ORIG}))
 
 
-def test_unknown_type_is_a_configuration_error():
+@pytest.mark.parametrize("value", ["original", " ALL", "ALL ", "", "all"])
+def test_a_type_not_spelt_exactly_is_a_configuration_error_as_in_javas_valueof(value):
     with pytest.raises(ConfigurationError, match="expected one of ALL, ORIGINAL, TRANSFORMED, NONE"):
-        ShapleyPolicy.from_settings(None, "original")
+        ShapleyPolicy.from_settings(None, value)
+
+
+@pytest.mark.parametrize(
+    ("enable", "enabled"),
+    [("true", True), ("True", True), ("tRuE", True), (" true", False), ("1", False), ("yes", False), ("", False)],
+)
+def test_shapley_enable_is_javas_parse_boolean(enable, enabled):
+    assert bool(ShapleyPolicy.from_settings(enable, None).enabled) is enabled
 
 
 def test_disabled_type_is_a_400_naming_the_setting():

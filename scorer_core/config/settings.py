@@ -117,7 +117,7 @@ class Settings(EnvSettings):
     @field_validator("shapley_types_enabled")
     @classmethod
     def _known_shapley_type(cls, value: str | None) -> str | None:
-        if value is not None and value.strip() and value.strip() not in SHAPLEY_CHOICES:
+        if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
             raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
         return value
 

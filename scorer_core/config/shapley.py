@@ -1,9 +1,12 @@
 """Which Shapley types are enabled, from ``SHAPLEY_ENABLE`` and ``SHAPLEY_TYPES_ENABLED``.
 
-H2O's Java scorer: ``SHAPLEY_ENABLE=true`` (any case) enables every type; otherwise
-``SHAPLEY_TYPES_ENABLED`` names one of ALL, ORIGINAL, TRANSFORMED or NONE; with neither set,
-none is enabled. A runtime may declare another default (``Runtime.default_shapley_types``) for
-models whose contributions H2O auto-detects, as the DAI MOJO scorer does.
+Exactly as H2O's Java scorers read them (``ShapleyLoadOption``): ``SHAPLEY_ENABLE`` is true only
+when it is ``true`` in any letter case (Java's ``Boolean.parseBoolean``: no trimming, ``1`` and
+``yes`` are false), and then every type is enabled whatever else is set; otherwise
+``SHAPLEY_TYPES_ENABLED``, when set at all, must be exactly ALL, ORIGINAL, TRANSFORMED or NONE
+(Java's ``valueOf``: case-sensitive, no trimming, an empty value is an error); with neither,
+none is enabled, whatever the model supports: contributions cost a model call each, so they are
+the operator's to turn on.
 """
 
 from __future__ import annotations
@@ -32,12 +35,11 @@ class ShapleyPolicy:
         cls,
         shapley_enable: str | None,
         shapley_types_enabled: str | None,
-        runtime_default: frozenset[ShapleyType] = frozenset(),
     ) -> ShapleyPolicy:
-        if shapley_enable is not None and shapley_enable.strip().lower() == "true":
+        if shapley_enable is not None and shapley_enable.lower() == "true":
             return cls(_BOTH, "SHAPLEY_ENABLE=true")
-        if shapley_types_enabled is not None and shapley_types_enabled.strip():
-            value = shapley_types_enabled.strip()
+        if shapley_types_enabled is not None:
+            value = shapley_types_enabled
             if value not in SHAPLEY_CHOICES:
                 raise ConfigurationError(
                     f"SHAPLEY_TYPES_ENABLED={value!r} is not valid; expected one of "
@@ -45,7 +47,7 @@ class ShapleyPolicy:
                 )
             enabled = _BOTH if value == "ALL" else _BOTH & {ShapleyType(value)}
             return cls(frozenset(enabled), f"SHAPLEY_TYPES_ENABLED={value}")
-        return cls(frozenset(runtime_default), "the runtime's default")
+        return cls(frozenset(), "the default: neither SHAPLEY_ENABLE nor SHAPLEY_TYPES_ENABLED is set")
 
     def ordered(self) -> list[ShapleyType]:
         return [t for t in (ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED) if t in self.enabled]

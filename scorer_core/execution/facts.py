@@ -56,9 +56,7 @@ class ModelFacts:
             schema=schema,
             model_id=settings.model_id or runtime.model_id or path.stem or path.name,
             capabilities=runtime.capabilities,
-            shapley=ShapleyPolicy.from_settings(
-                settings.shapley_enable, settings.shapley_types_enabled, runtime.default_shapley_types
-            ),
+            shapley=ShapleyPolicy.from_settings(settings.shapley_enable, settings.shapley_types_enabled),
             forwarding=settings.header_forwarding,
             missing_values=runtime.missing_values,
             sample_row=tuple(sample_row),

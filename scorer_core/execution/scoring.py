@@ -57,7 +57,8 @@ def run_task(runtime: Runtime, task: ScoringTask) -> ScoringResult:
             if task.outputs and n:
                 if task.intervals:
                     raw, raw_bounds = runtime.score_with_intervals(task.frame)
-                    intervals = check_columns(name, "prediction intervals", raw_bounds, None, n)
+                    declared = runtime.schema.interval_output_names or None
+                    intervals = check_columns(name, "prediction intervals", raw_bounds, declared, n)
                 else:
                     raw = runtime.score(task.frame)
                 outputs = check_columns(name, "scoring", raw, runtime.schema.output_names, n)

@@ -204,7 +204,9 @@ def create_app(
                 "id": facts.model_id,
                 "schema": {
                     "inputFields": [f.to_wire() for f in facts.schema.inputs],
-                    "outputFields": [f.to_wire() for f in facts.schema.outputs],
+                    "outputFields": [
+                        f.to_wire() for f in (*facts.schema.outputs, *facts.schema.interval_outputs)
+                    ],
                 },
             }
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ _TYPES = {
     "string": DataType.STR,
 }
 _INTERVAL_SUFFIXES = (".lower", ".upper")
+log = logging.getLogger(__name__)
 
 
 def pipeline_file(path: Path) -> Path | None:
@@ -62,17 +64,18 @@ def _fields(names: Sequence[str], types: Sequence[str], side: str) -> list[Field
 class DaiMojoRuntime(Runtime):
     """Scores a DAI MOJO pipeline; Shapley types and intervals are what the pipeline supports.
 
-    As in H2O's MOJO scorer, contributions are auto-detected: both types are enabled unless
-    ``SHAPLEY_ENABLE`` / ``SHAPLEY_TYPES_ENABLED`` narrow them. daimojo reads contribution names
-    back from the C++ model after each call, so calls are serialized (``thread_safe = False``).
+    As in H2O's Java DAI scorer, the Shapley types a pipeline supports are detected, and none is
+    enabled until ``SHAPLEY_ENABLE`` / ``SHAPLEY_TYPES_ENABLED`` says so. daimojo reads
+    contribution names back from the C++ model after each call, so calls are serialized
+    (``thread_safe = False``).
     """
 
     name = "dai-mojo-scorer"
-    default_shapley_types = frozenset({ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED})
     thread_safe = False
 
     _model: Any
     _class_outputs: list[str]
+    _empty_row: Any
 
     @classmethod
     def can_load(cls, path: Path) -> bool:
@@ -111,25 +114,70 @@ class DaiMojoRuntime(Runtime):
         inputs = _fields(model.feature_names, model.feature_types, "input")
         outputs = _fields(model.output_names, model.output_types, "output")
         self.schema = ModelSchema(inputs, outputs)
-        # Binomial pipelines explain one class; multiclass ones suffix each column with the class.
-        self._class_outputs = list(model.output_names) if len(model.output_names) > 2 else []
-        ops = model.supported_ops
-        supported = set()
-        if ops.pred_contribs:
-            supported.add(ShapleyType.TRANSFORMED)
-        if ops.pred_contribs_original:
-            supported.add(ShapleyType.ORIGINAL)
-        self.capabilities = Capabilities(
-            prediction_intervals=bool(ops.interval), contributions=frozenset(supported)
-        )
         self.model_id = str(model.uuid)
         self.missing_values = frozenset(str(v) for v in model.missing_values)
-        # Score a row of missing values once per type, so that a pipeline whose contribution
-        # columns do not split by class fails here rather than on a request.
-        empty_row = self._datatable(Frame({f.name: np.array([None], dtype=object) for f in inputs}))
-        for shapley_type in supported:
-            names = list(self._predict(empty_row, shapley_type=shapley_type).names)
+        # Binomial pipelines explain one class; multiclass ones suffix each column with the class.
+        self._class_outputs = list(model.output_names) if len(model.output_names) > 2 else []
+        self._empty_row = self._datatable(Frame({f.name: np.array([None], dtype=object) for f in inputs}))
+        ops = model.supported_ops
+        bounds = self._interval_bounds(outputs) if ops.interval else None
+        if bounds is not None:
+            # As H2O's DAI scorer lists them: the schema shows the bounds after the prediction.
+            self.schema = ModelSchema(inputs, outputs, bounds)
+        supported = set()
+        if ops.pred_contribs and self._explains(ShapleyType.TRANSFORMED):
+            supported.add(ShapleyType.TRANSFORMED)
+        if ops.pred_contribs_original and self._explains(ShapleyType.ORIGINAL):
+            supported.add(ShapleyType.ORIGINAL)
+        self.capabilities = Capabilities(
+            prediction_intervals=bounds is not None, contributions=frozenset(supported)
+        )
+
+    def _column_names(self, **options: bool) -> list[str]:
+        """The columns ``predict`` returns with these options: from ``model.schema(...)`` when it
+        names them, else by scoring one row of missing values."""
+        try:
+            names = _names_in(self._model.schema(**options))
+        except Exception as exc:  # an older runtime, or a form we do not read: ask predict instead
+            log.debug("daimojo's schema(%s) gave no names (%s); scoring a row instead", options, exc)
+            names = None
+        if names is None:
+            frame = self._model.predict(self._empty_row, **options)
+            names = [str(n) for n in frame.names]
+        return names
+
+    def _interval_bounds(self, outputs: Sequence[Field]) -> list[Field] | None:
+        """The interval bound fields (``price.lower``, ``price.upper``), or None to serve without."""
+        try:
+            names = self._column_names(interval=True)
+        except Exception as exc:
+            log.warning("Prediction intervals are disabled: daimojo could not compute them (%s)", exc)
+            return None
+        target = {f.name: f for f in outputs}
+        bounds = [n for n in names if n not in target and n.endswith(_INTERVAL_SUFFIXES)]
+        if not bounds:
+            log.warning("Prediction intervals are disabled: daimojo returned no bound columns in %s", names)
+            return None
+        data_type = outputs[0].data_type if outputs else DataType.FLOAT64
+        return [Field(n, data_type) for n in bounds]
+
+    def _explains(self, shapley_type: ShapleyType) -> bool:
+        """Whether contributions of this type can be served; a warning says why not.
+
+        Pipelines from before DAI 1.9 refuse contributions, and a multiclass pipeline's columns
+        must split into one group per class: either way the pipeline is still served, without
+        this type.
+        """
+        original = shapley_type is ShapleyType.ORIGINAL
+        try:
+            names = self._column_names(pred_contribs=True, pred_contribs_original=original)
             group_by_class(names, np.zeros((0, len(names))), self._class_outputs)
+        except Exception as exc:
+            log.warning(
+                "Shapley contributions of type %s are disabled for this pipeline: %s", shapley_type.value, exc
+            )
+            return False
+        return True
 
     def score(self, batch: Frame) -> Outputs:
         return self._columns(self._predict(self._datatable(batch)))
@@ -163,6 +211,34 @@ class DaiMojoRuntime(Runtime):
     @staticmethod
     def _columns(frame: Any) -> dict[str, np.ndarray]:
         return {name: np.asarray(values) for name, values in zip(frame.names, frame.to_list(), strict=True)}
+
+
+def _names_in(described: Any) -> list[str] | None:
+    """Column names in what ``model.schema(...)`` returned, or None when it holds none we can read.
+
+    daimojo 2.9.2 returns a tuple from C++ whose layout its Python code does not show and no
+    pipeline here could reveal (it needs a licence). Read: ``(names, types)``, a list of names,
+    or a list of ``(name, type)`` pairs; anything else falls back to scoring a row.
+    """
+    if not isinstance(described, (tuple, list)) or not described:
+        return None
+    if all(isinstance(name, str) for name in described):
+        return list(described)
+    if (
+        len(described) == 2
+        and all(_strings(part) for part in described)
+        and len(described[0]) == len(described[1])
+    ):
+        return list(described[0])
+    if all(
+        isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str) for pair in described
+    ):
+        return [pair[0] for pair in described]
+    return None
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and all(isinstance(item, str) for item in value)
 
 
 def _cells(column: np.ndarray) -> list[Any]:

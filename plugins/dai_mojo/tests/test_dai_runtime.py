@@ -16,7 +16,7 @@ from conformance import start_server
 from scorer_core import DataType, ShapleyType
 from scorer_core.wire.cells import build_frame
 
-from .conftest import LICENCE, SERVER_ENV, write_pipeline
+from .conftest import BINOMIAL, LICENCE, MULTICLASS, SERVER_ENV, write_pipeline
 
 HOUSES = {
     "fields": ["age", "rooms", "city", "built", "garden"],
@@ -66,6 +66,7 @@ def test_schema_model_id_and_capabilities_come_from_the_pipeline(pipelines):
         ("garden", DataType.BOOL),
     ]
     assert [(f.name, f.data_type) for f in runtime.schema.outputs] == [("price", DataType.FLOAT64)]
+    assert [f.name for f in runtime.schema.interval_outputs] == ["price.lower", "price.upper"]
     assert runtime.model_id == "7d3c58a4-regression"
     assert runtime.capabilities.prediction_intervals
     assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED}
@@ -108,7 +109,15 @@ def test_contributions_of_both_types_add_up_to_the_prediction(pipelines, shapley
             "contrib_bias",
         ]
     else:
-        assert "contrib_2_OneHot_city_paris" in contributions.features
+        assert list(contributions.features) == [
+            "contrib_0_age",
+            "contrib_1_rooms",
+            "contrib_2_OHE:city.paris",
+            "contrib_2_OHE:city.oslo",
+            "contrib_3_built~year",
+            "contrib_4_garden",
+            "contrib_bias",
+        ]
     assert list(group.values.sum(axis=1)) == pytest.approx(PRICES, rel=1e-12)
 
 
@@ -125,12 +134,28 @@ def test_binomial_outputs_one_probability_per_class_and_one_contribution_group(p
     assert contributions.groups[0].values.sum(axis=1)[0] == pytest.approx(margin, rel=1e-7)
 
 
-def test_multiclass_contributions_form_one_group_per_class(pipelines):
+@pytest.mark.parametrize(
+    ("shapley_type", "features"),
+    [
+        (ShapleyType.ORIGINAL, ["contrib_petal_length", "contrib_colour", "contrib_bias"]),
+        # Real transformed names hold '.' and ':' themselves: the class is only the last suffix.
+        (
+            ShapleyType.TRANSFORMED,
+            [
+                "contrib_0_ClusterDist10:petal_length.0",
+                "contrib_1_OHE:colour.blue",
+                "contrib_1_OHE:colour.white",
+                "contrib_bias",
+            ],
+        ),
+    ],
+)
+def test_multiclass_contributions_form_one_group_per_class(pipelines, shapley_type, features):
     runtime = loaded(pipelines["multiclass"])
-    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL}
+    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED}
     body = {"fields": ["petal_length", "colour"], "rows": [["1.5", "blue"], ["4.0", "white"]]}
-    contributions = runtime.contributions(frame(runtime, body), ShapleyType.ORIGINAL)
-    assert list(contributions.features) == ["contrib_petal_length", "contrib_colour", "contrib_bias"]
+    contributions = runtime.contributions(frame(runtime, body), shapley_type)
+    assert list(contributions.features) == features
     assert [g.output_group for g in contributions.groups] == ["setosa", "versicolor", "virginica"]
     margin = 0.25 + 0.7 * 1.5 + 1.0
     for group, scale, shift in zip(contributions.groups, [1.0, -0.5, 0.3], [0.0, 0.2, -0.1], strict=True):
@@ -140,21 +165,66 @@ def test_multiclass_contributions_form_one_group_per_class(pipelines):
     assert sum(probabilities[c][0] for c in probabilities) == pytest.approx(1.0)
 
 
-def test_zero_rows_still_name_the_contribution_features(pipelines):
+def test_java_would_cut_these_names_at_the_first_match_where_the_suffix_rule_does_not(pipelines):
+    # H2O's Java scorer finds "\\.<class>" anywhere in a name; a class named like a one-hot level
+    # ("blue") would cut "contrib_1_OHE:colour.blue.blue" at the first ".blue". The suffix rule
+    # that group_by_class follows keeps the whole feature name.
+    from scorer_core.contributions import group_by_class
+
+    names = ["contrib_1_OHE:colour.blue.blue", "contrib_bias.blue", "contrib_1_OHE:colour.blue.red", "contrib_bias.red"]
+    grouped = group_by_class(names, np.zeros((0, 4)), ["colour.blue", "colour.red"])
+    assert list(grouped.features) == ["contrib_1_OHE:colour.blue", "contrib_bias"]
+
+
+def test_a_pipeline_from_before_dai_1_9_is_served_without_contributions(tmp_path, caplog):
+    old = write_pipeline(tmp_path / "old", {**BINOMIAL, "uuid": "old-1", "dai_version": "1.8.7"})
+    runtime = loaded(old)
+    assert runtime.capabilities.contributions == frozenset()
+    assert "Shapley contributions of type ORIGINAL are disabled for this pipeline" in caplog.text
+    assert "only support with mojo file generated from DAI 1.9.0 or later" in caplog.text
+    assert list(runtime.score(frame(runtime, {"fields": ["tenure", "plan", "spend"], "rows": [["1", "pro", "2"]]})))
+
+
+def test_contribution_names_come_from_daimojos_schema_when_it_names_them(tmp_path, monkeypatch):
+    import daimojo
+
+    pipeline = write_pipeline(tmp_path / "s", {**MULTICLASS, "uuid": "schema-1", "schema": "names_and_types"})
+    calls = []
+    predict = daimojo.model.predict
+    monkeypatch.setattr(daimojo.model, "predict", lambda self, *a, **k: calls.append(k) or predict(self, *a, **k))
+    runtime = loaded(pipeline)
+    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED}
+    assert calls == [], "with schema() naming the columns, loading scores nothing"
+    without = loaded(write_pipeline(tmp_path / "p", {**MULTICLASS, "uuid": "probe-1"}))
+    assert without.capabilities.contributions == runtime.capabilities.contributions
+    assert len(calls) == 2, "without it, one row of missing values is scored per Shapley type"
+
+
+def test_columns_that_do_not_split_by_class_disable_that_type_with_a_warning(pipelines, monkeypatch, caplog):
+    import daimojo
+
+    original = daimojo.model._names
+
+    def unsplittable(self, pred_contribs, pred_contribs_original, interval):
+        names = original(self, pred_contribs, pred_contribs_original, interval)
+        return [n.rsplit(".", 1)[0] + ".other" for n in names] if pred_contribs and not pred_contribs_original else names
+
+    monkeypatch.setattr(daimojo.model, "_names", unsplittable)
     runtime = loaded(pipelines["multiclass"])
-    contributions = runtime.contributions(
-        frame(runtime, {"fields": ["petal_length", "colour"], "rows": []}), ShapleyType.ORIGINAL
-    )
-    assert list(contributions.features) == ["contrib_petal_length", "contrib_colour", "contrib_bias"]
-    assert [g.values.shape for g in contributions.groups] == [(0, 3)] * 3
+    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL}
+    assert "Shapley contributions of type TRANSFORMED are disabled for this pipeline" in caplog.text
 
 
 # --- over HTTP -------------------------------------------------------------------------------
 
 
+#: Shapley is off until the operator enables it, as in H2O's Java DAI scorer.
+SHAPLEY_ON = {**SERVER_ENV, "SHAPLEY_ENABLE": "true"}
+
+
 @pytest.fixture(scope="module")
 def regression_server(pipelines):
-    with start_server(pipelines["regression"], env=SERVER_ENV, record_headers=False) as target:
+    with start_server(pipelines["regression"], env=SHAPLEY_ON, record_headers=False) as target:
         yield target
 
 
@@ -164,6 +234,22 @@ def test_capabilities_are_auto_detected_in_h2os_order(regression_server):
         "SCORE",
         "CONTRIBUTION_ORIGINAL",
         "CONTRIBUTION_TRANSFORMED",
+    ]
+
+
+def test_no_shapley_type_is_enabled_by_default_as_in_h2os_dai_scorer(pipelines):
+    with start_server(pipelines["regression"], env=SERVER_ENV, record_headers=False) as target:
+        assert target.get("/model/capabilities").json() == ["SCORE_PREDICTION_INTERVAL", "SCORE"]
+        reply = target.post("/model/contribution", {**HOUSES, "requestShapleyValueType": "ORIGINAL"})
+        assert reply.status == 400 and "SHAPLEY_ENABLE=true" in reply.json()["detail"]
+
+
+def test_the_schema_lists_the_interval_bounds_after_the_target(regression_server):
+    fields = regression_server.get("/model/schema").json()["schema"]["outputFields"]
+    assert fields == [
+        {"name": "price", "dataType": "Float64"},
+        {"name": "price.lower", "dataType": "Float64"},
+        {"name": "price.upper", "dataType": "Float64"},
     ]
 
 
@@ -185,7 +271,7 @@ def test_without_asking_score_has_no_intervals(regression_server):
 
 
 def test_multiclass_contribution_groups_over_http(pipelines):
-    with start_server(pipelines["multiclass"], env=SERVER_ENV, record_headers=False) as target:
+    with start_server(pipelines["multiclass"], env=SHAPLEY_ON, record_headers=False) as target:
         reply = target.post(
             "/model/contribution",
             {
@@ -206,7 +292,8 @@ def test_multiclass_contribution_groups_over_http(pipelines):
                 "rows": [["1.5", "blue"]],
             },
         )
-        assert transformed.status == 501
+        assert transformed.status == 200
+        assert transformed.json()["features"][0] == "contrib_0_ClusterDist10:petal_length.0"
         assert (
             target.post(
                 "/model/score",
@@ -303,7 +390,7 @@ class TestRegressionConformance(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def scorer_target(cls, pipelines):
-        with start_server(pipelines["regression"], env=SERVER_ENV) as target:
+        with start_server(pipelines["regression"], env=SHAPLEY_ON) as target:
             yield target
 
 
@@ -311,7 +398,7 @@ class TestMulticlassConformance(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def scorer_target(cls, pipelines):
-        with start_server(pipelines["multiclass"], env=SERVER_ENV) as target:
+        with start_server(pipelines["multiclass"], env=SHAPLEY_ON) as target:
             yield target
 
 
@@ -319,5 +406,5 @@ class TestBinomialInAWorkerProcess(conformance.RuntimeSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def scorer_target(cls, pipelines):
-        with start_server(pipelines["binomial"], env={**SERVER_ENV, "BATCH_WORKERS": "1"}) as target:
+        with start_server(pipelines["binomial"], env={**SHAPLEY_ON, "BATCH_WORKERS": "1"}) as target:
             yield target

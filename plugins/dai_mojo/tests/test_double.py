@@ -72,3 +72,23 @@ def test_tests_import_the_double_and_it_reports_supported_ops_like_the_package()
         "pred_contribs_original",
     )
     assert daimojo.model is module.model
+
+
+def test_the_doubles_pipeline_metadata_is_the_protobuf_the_wheel_reads(pipelines):
+    import zipfile
+
+    import daimojo
+    from daimojo import Pipeline_pb2
+
+    assert not Path(Pipeline_pb2.__file__).is_relative_to(DOUBLE), "the wheel's own Pipeline_pb2"
+    with zipfile.ZipFile(pipelines["multiclass"] / "pipeline.mojo") as archive:
+        assert "mojo/pipeline.pb" in archive.namelist()
+        pipeline = Pipeline_pb2.Pipeline.FromString(archive.read("mojo/pipeline.pb"))
+    model = daimojo.model(str(pipelines["multiclass"] / "pipeline.mojo"))
+    assert model.uuid == pipeline.uuid == "5b9a0d77-multiclass"
+    assert model.feature_names == [c.name for c in pipeline.features.columns]
+    assert model.feature_types == ["float64", "string"]
+    assert model.output_names == [c.name for c in pipeline.outputs.columns]
+    assert model.transformed_names == [c.name for c in pipeline.transformed.columns]
+    assert model.missing_values == list(pipeline.missing_values)
+    assert list(pipeline.problem.supervised_detail.target.labels) == ["setosa", "versicolor", "virginica"]

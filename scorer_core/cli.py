@@ -81,6 +81,7 @@ def serve(settings: Settings) -> int:
     from scorer_core.execution.executors import start_executor
     from scorer_core.server.app import create_app
     from scorer_core.server.host import ModelHost
+    from scorer_core.server.protocol import guarded_protocol
 
     _startup_warnings(settings)
     listener = bind_listener(settings.host, settings.port)
@@ -111,6 +112,7 @@ def serve(settings: Settings) -> int:
     server = _uvicorn_server(
         uvicorn.Config(
             app,
+            http=guarded_protocol(settings.max_header_bytes),
             log_level=settings.log_level,
             access_log=settings.log_level in ("debug", "trace"),
             timeout_graceful_shutdown=30,

@@ -162,3 +162,10 @@ def test_whole_row_parse_equals_the_column_path(rows):
         alone = convert_column([row[i] for row in rows], spec)
         assert frame[spec.name].dtype == alone.dtype
         assert np.array_equal(frame[spec.name], alone, equal_nan=True)
+
+
+@pytest.mark.parametrize("cell", ["99999999999999999999", "1e20", "-9.3e18"])
+def test_an_integer_beyond_int64_is_a_400_never_a_wrapped_value(cell):
+    spec = Field("n", DataType.INT64)
+    with pytest.raises(InvalidRequest, match=r"out of range for Int64|cannot parse"):
+        convert_column([cell], spec)

@@ -112,7 +112,14 @@ class Settings(EnvSettings):
     max_request_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, validation_alias=_env("SCORER_MAX_REQUEST_BYTES")
     )
-    """Largest request body accepted; larger ones get 413."""
+    """Largest request body accepted; larger ones get 413, as soon as the limit is passed."""
+
+    max_header_bytes: int = Field(64 * 1024, ge=1024, validation_alias=_env("SCORER_MAX_HEADER_BYTES"))
+    """Most bytes a request's line and headers may take; more gets 431 and the connection closes."""
+
+    body_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_BODY_TIMEOUT"))
+    """Seconds a client may take to send a request's body; slower ones get 408 and are closed.
+    The body is read before the request takes a scoring slot, so stalled uploads hold none."""
 
     @field_validator("shapley_types_enabled")
     @classmethod

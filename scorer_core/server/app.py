@@ -94,6 +94,9 @@ def _error_response(exc: ScorerError) -> Response:
     response = _json({"detail": exc.detail}, exc.status_code)
     if isinstance(exc, Overloaded):
         response.headers["Retry-After"] = str(exc.retry_after)
+    if getattr(exc, "close_connection", False):
+        # The rest of the body was never read: the connection cannot carry another request.
+        response.headers["Connection"] = "close"
     return response
 
 
@@ -102,6 +105,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorResponse,
         "description": "Invalid request; the detail names the field or row",
     },
+    408: {"model": ErrorResponse, "description": "The body took longer than SCORER_BODY_TIMEOUT"},
     413: {"model": ErrorResponse, "description": "The body is larger than SCORER_MAX_REQUEST_BYTES"},
     415: {"model": ErrorResponse, "description": "The body is not declared as JSON"},
     500: {"model": ErrorResponse, "description": "The model failed"},
@@ -129,11 +133,13 @@ def create_app(
 
     @asynccontextmanager
     async def admitted(request: Request) -> AsyncIterator[tuple[Dispatcher, bytes]]:
-        """A scoring POST past its gates: a JSON content type, admission, a body within the limit."""
+        """A scoring POST past its gates: a JSON content type, a body within its size and time
+        limits, then admission. The body is read first, so a slow client never holds a slot."""
         scoring = dispatcher()
         check_content_type(request.headers.get("content-type"))
+        body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
         async with scoring.admission.admit():
-            yield scoring, await read_body(request, settings.max_request_bytes)
+            yield scoring, body
 
     def load_in_background() -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ from scorer_core.wire.cells import build_frame
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
 __all__ = [
+    "BodyTimeout",
     "BodyTooLarge",
     "PreparedRequest",
     "UnsupportedMediaType",
@@ -141,22 +143,47 @@ class UnsupportedMediaType(InvalidRequest):
 
 
 class BodyTooLarge(InvalidRequest):
-    """413: the body is larger than ``SCORER_MAX_REQUEST_BYTES``."""
+    """413: the body is larger than ``SCORER_MAX_REQUEST_BYTES``; the connection is closed."""
 
     status_code = 413
+    close_connection = True
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes and with 400 when empty."""
+class BodyTimeout(InvalidRequest):
+    """408: the body did not arrive within ``SCORER_BODY_TIMEOUT``; the connection is closed."""
+
+    status_code = 408
+    close_connection = True
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {timeout:g} s (SCORER_BODY_TIMEOUT); send it faster"
+        )
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, read as it streams in: 413 as soon as it passes ``limit`` bytes (never
+    buffered whole first, chunked or not), 408 when it takes longer than ``timeout``, 400 when
+    empty."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
-    body = await request.body()
-    if len(body) > limit:
-        raise BodyTooLarge(limit)
+    try:
+        body = await asyncio.wait_for(_read_within(request, limit), timeout)
+    except TimeoutError:
+        raise BodyTimeout(timeout) from None
     if not body:
         raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
     return body
+
+
+async def _read_within(request: Request, limit: int) -> bytes:
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(received)

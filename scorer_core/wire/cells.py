@@ -229,12 +229,14 @@ def _fast_numeric(values: Sequence[Any], target: type[np.generic]) -> np.ndarray
         except ValueError:
             return None
     kind = raw.dtype.kind
-    if kind not in "Uifb":
+    if kind not in "Uifb" or raw.shape != (len(values),):  # a cell holding an array is no number
         return None
     if (
         kind == "f"
         and np.issubdtype(target, np.integer)
-        and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)))
+        # Only whole numbers that a float holds exactly: a larger one ("99999999999999999999")
+        # would cast to garbage, so the careful path parses it and reports it out of range.
+        and not (np.all(np.isfinite(raw)) and np.all(raw == np.floor(raw)) and np.all(np.abs(raw) < 2**53))
     ):
         return None
     try:

@@ -8,6 +8,12 @@ numbers that orjson parses straight into floats, about twice as fast end to end.
 It is only a fast path: whenever the result cannot be shown to equal what the general path would
 produce (a non-numeric cell, a copied field, a ragged row, an integer column holding a fraction),
 it returns None and the request is parsed the usual way, with the usual errors.
+
+Removing quotes is only safe when each quoted string held one number: a cell ``"5.1,3.5"`` would
+otherwise become two cells, and ``"1""2"`` or ``"1"2`` one. So the rows must hold nothing but
+number characters and JSON punctuation, no empty string, no quote with a number character on
+both sides, and exactly two quotes per parsed cell (every cell quoted, none split or merged);
+anything else goes the general way. Each check is one pass in C over the bytes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
 #: Smaller bodies parse fast enough the usual way.
 FAST_PATH_MIN_BYTES = 64 * 1024
 _ROWS_KEY = re.compile(rb'"rows"\s*:\s*\[')
+#: Everything an all-quoted numeric rows array may hold; any other byte means the general path.
+_ROWS_BYTES = b"0123456789.eE+- \t\n\r,[]\""
+#: Number characters all become ``d``, so that ``d"d`` finds a quote between two of them.
+_AS_DIGITS = bytes.maketrans(b"0123456789.eE+-", b"d" * 15)
 _FLOATS = {DataType.FLOAT32: np.float32, DataType.FLOAT64: np.float64}
 _INTS = {DataType.INT32: np.int32, DataType.INT64: np.int64}
 
@@ -57,6 +67,8 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
     if parts is None:
         return None
     envelope, rows = parts
+    if rows.translate(None, _ROWS_BYTES) or b'""' in rows or b'd"d' in rows.translate(_AS_DIGITS):
+        return None
     try:
         request = ScoreRequest.model_validate(orjson.loads(envelope))
         parsed: list[Any] = orjson.loads(rows.replace(b'"', b""))
@@ -69,6 +81,7 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
         or request.rows  # a second "rows" key: let the general parser decide
         or matrix.ndim != 2
         or matrix.shape[1] != len(fields)
+        or rows.count(b'"') != 2 * matrix.size
         or len(set(fields)) != len(fields)
         or np.isnan(matrix).any()
     ):

@@ -26,7 +26,7 @@ def register(commands: Any) -> None:
     check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
     check.add_argument("--url", help="check an already running server at this base URL instead")
     check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
-    check.add_argument("pytest_args", nargs=argparse.REMAINDER, help="extra pytest arguments after --")
+    check.epilog = "Arguments after a lone -- go to pytest: scorer check MODEL -- -x -k Header"
     check.set_defaults(func=run_check)
 
 
@@ -43,9 +43,7 @@ def run_check(args: argparse.Namespace) -> int:
     target = ["--scorer-url", args.url] if args.url else ["--scorer-model", str(args.model_path)]
     if args.runtime:
         target += ["--scorer-runtime", args.runtime]
-    extra = list(args.pytest_args)
-    if extra[:1] == ["--"]:
-        extra = extra[1:]
+    extra = list(getattr(args, "passthrough", []))
     spec = importlib.util.find_spec("conformance.suite")
     assert spec is not None and spec.submodule_search_locations
     suite_dir = Path(next(iter(spec.submodule_search_locations)))

@@ -10,6 +10,7 @@ It writes header values to disk, so it is never installed as an entry point.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 from typing import Any
@@ -24,7 +25,9 @@ _lock = threading.Lock()
 
 def _record(log_path: str, operation: str, rows: int) -> None:
     entry = {"operation": operation, "rows": rows, "headers": dict(request_headers.get())}
-    with _lock, open(log_path, "a") as log:
+    # Header values may be credentials: only this user may read the file.
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with _lock, os.fdopen(fd, "a") as log:
         log.write(json.dumps(entry) + "\n")
 
 
@@ -33,6 +36,12 @@ def scorer_wrap_runtime(runtime: type[Runtime]) -> type[Runtime] | None:
     log_path = os.environ.get(HEADER_LOG_ENV, "")
     if not log_path:
         return None
+    logging.getLogger(__name__).warning(
+        "Recording every model call's forwarded headers (credentials included) to %s: a test "
+        "aid of the conformance suite; never set %s in production",
+        log_path,
+        HEADER_LOG_ENV,
+    )
 
     class Recording(runtime):  # type: ignore[valid-type,misc]
         def score(self, batch: Any) -> Any:

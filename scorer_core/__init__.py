@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from scorer_core.configured import ConfiguredModel
 from scorer_core.context import forwarded_headers, request_headers
+from scorer_core.contributions import group_by_class
 from scorer_core.demo import DemoModel
 from scorer_core.envsettings import EnvSettings
 from scorer_core.errors import (
@@ -21,6 +22,7 @@ from scorer_core.errors import (
     UnsupportedOperation,
 )
 from scorer_core.frame import Frame
+from scorer_core.headers import ForwardedHeaders
 from scorer_core.hookspecs import hookimpl
 from scorer_core.runtime import ContributionGroup, Contributions, Outputs, Runtime
 from scorer_core.schema import Capabilities, DataType, Field, ModelSchema, ShapleyType
@@ -38,6 +40,7 @@ __all__ = [
     "DemoModel",
     "EnvSettings",
     "Field",
+    "ForwardedHeaders",
     "Frame",
     "InvalidRequest",
     "ModelError",
@@ -54,6 +57,7 @@ __all__ = [
     "ShapleyType",
     "UnsupportedOperation",
     "forwarded_headers",
+    "group_by_class",
     "hookimpl",
     "request_headers",
 ]

@@ -52,16 +52,15 @@ def _startup_warnings(settings: Settings) -> None:
 def bind_listener(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything slow happens: a port in use is reported at
     once, not after a model has spent minutes loading."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )[0]
-    except socket.gaierror as exc:
-        raise ConfigurationError(f"Cannot listen on host '{host}' (--host / SCORER_HOST): {exc}") from None
-    sock = socket.socket(family, kind, proto)
+    # uvicorn's own rule: IPv6 when the host has a colon, else IPv4 (a name resolves to IPv4).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind(address)
+        sock.bind((host, port))
+    except socket.gaierror as exc:
+        sock.close()
+        raise ConfigurationError(f"Cannot listen on host '{host}' (--host / SCORER_HOST): {exc}") from None
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -69,7 +68,6 @@ def bind_listener(host: str, port: int) -> socket.socket:
                 f"Port {port} on {host} is already in use; choose another with --port or SCORER_PORT"
             ) from None
         raise ConfigurationError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    sock.set_inheritable(True)
     return sock
 
 
@@ -93,14 +91,10 @@ def serve(settings: Settings) -> int:
     except BaseException:
         listener.close()
         raise
-    log.info(
-        "Serving '%s' with runtime '%s' on http://%s:%d",
-        path,
-        runtime_cls.name,
-        settings.host,
-        listener.getsockname()[1],
+    log.info("Serving '%s' with runtime '%s'", path, runtime_cls.name)
+    host: ModelHost = ModelHost(
+        lambda: start_executor(plugins, runtime_cls.name, path, settings, on_starting=host.starting)
     )
-    host = ModelHost(lambda: start_executor(plugins, runtime_cls.name, path, settings))
     server: uvicorn.Server | None = None
 
     def stop_on_load_failure() -> None:
@@ -110,6 +104,7 @@ def serve(settings: Settings) -> int:
 
     app = create_app(settings, host, on_load_failure=stop_on_load_failure)
     server = _uvicorn_server(
+        listener,
         uvicorn.Config(
             app,
             http=guarded_protocol(settings.max_header_bytes),
@@ -119,23 +114,36 @@ def serve(settings: Settings) -> int:
         )
     )
     server.run(sockets=[listener])
-    if host.error is not None:
+    if host.error is not None and not getattr(server, "signalled", False):
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
         return 1
     return 0
 
 
-def _uvicorn_server(config: uvicorn.Config) -> uvicorn.Server:
-    """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0.
+def _uvicorn_server(listener: socket.socket, config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0,
+    and that it says where it listens.
 
     uvicorn re-raises the signal after its graceful shutdown, so the process ends as killed
-    (143) and ``make serve`` prints "Terminated", as if something had gone wrong.
+    (143) and ``make serve`` prints "Terminated", as if something had gone wrong. Given a socket,
+    it also prints no "running on" line; ``Listening on`` replaces it, once the socket accepts.
     """
     import uvicorn
 
     class GracefulServer(uvicorn.Server):
+        #: Set when a signal asked the server to stop: a load it cut short is then no failure.
+        signalled = False
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                host, port = listener.getsockname()[:2]
+                shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
+                log.info("Listening on http://%s:%d (Press CTRL+C to quit)", shown, port)
+
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
+            self.signalled = True
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()
@@ -187,7 +195,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run a command. Arguments after a lone ``--`` are not parsed: they go to the command as
+    ``args.passthrough`` (``scorer check MODEL -- -x`` hands ``-x`` to pytest)."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in given:
+        given, passthrough = given[: given.index("--")], given[given.index("--") + 1 :]
+    args = _parser().parse_args(given)
+    args.passthrough = passthrough
     try:
         return int(args.func(args))
     except ScorerError as exc:

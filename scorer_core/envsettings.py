@@ -24,7 +24,8 @@ class EnvSettings(BaseSettings):
     """Base class for settings read from the environment; subclass it and call ``load()``.
 
     Name each field's variables with ``Field(default, validation_alias=AliasChoices("VAR", ...))``
-    (or a plain string for one variable). Unrelated variables are ignored; the instance is frozen.
+    (or a plain string for one variable). Unrelated variables are ignored, a variable set to the
+    empty string counts as unset, and the instance is frozen.
     """
 
     model_config = SettingsConfigDict(
@@ -33,6 +34,8 @@ class EnvSettings(BaseSettings):
         frozen=True,
         validate_default=True,
         case_sensitive=True,
+        # Templates (Helm, compose) often set a variable to "": that means unset, not ".".
+        env_ignore_empty=True,
     )
 
     @classmethod

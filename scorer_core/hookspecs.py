@@ -70,10 +70,12 @@ def scorer_configured_models() -> list[ConfiguredModel]:
 def scorer_wrap_runtime(runtime: type[Runtime]) -> type[Runtime] | None:
     """Return a subclass of ``runtime`` to load the model with instead, or ``None`` to leave it.
 
-    Called once per process that loads the model (the server, and each worker process), after the
-    runtime is selected and before it is instantiated. Every implementation is applied in turn,
-    in registration order, each to the previous one's result. The conformance suite records the
-    headers model calls see this way; tools that measure or trace model calls can do the same.
+    Called in the server process once the runtime is chosen, and again in each worker process
+    before it loads the model (``BATCH_WORKERS``), so a wrapper applies wherever the model runs.
+    Every implementation is applied in turn, in registration order, each to the previous one's
+    result; wrapper implementations (``hookwrapper``/``wrapper``) are refused. The conformance
+    suite records the headers model calls see this way; tools that measure or trace model calls
+    can do the same.
 
     :param runtime: the selected ``Runtime`` subclass (possibly wrapped already).
     :returns: a subclass of ``runtime``, or ``None``.

@@ -121,5 +121,15 @@ class Runtime(abc.ABC):
         """
         raise UnsupportedOperation("Shapley contributions are not supported by this model")
 
+    def verify_contributions(self, enabled: frozenset[ShapleyType]) -> frozenset[ShapleyType]:
+        """Override to check, once after ``load``, that the Shapley types the operator enabled work.
+
+        Called only with types that ``capabilities`` lists and the operator enabled, so a check
+        that costs a model call is never made for a type nobody asked for. Return the types that
+        work; the core drops the others from ``capabilities`` (log why: it is a start-up warning,
+        the model is still served). The default trusts ``capabilities``.
+        """
+        return enabled
+
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Override to release resources (a JVM, a GPU context) at shutdown."""

@@ -98,6 +98,16 @@ def test_check_fails_a_model_that_drops_rows_and_says_why(probe_file):
 
 
 @pytest.mark.slow
+def test_check_takes_options_after_the_model_and_pytest_arguments_after_a_lone_dash_dash(probe_file):
+    model = str(probe_file())
+    result = scorer(
+        "check", model, "--runtime", "probe-scorer", "--", "-k", "Schema", env=plugin_env(), timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    assert " passed" in result.stdout and " deselected" in result.stdout
+
+
+@pytest.mark.slow
 def test_check_against_a_running_server_url(probe_file):
     with start_server(probe_file(), env=plugin_env(), record_headers=False) as target:
         result = scorer("check", "--url", target.base_url, timeout=300)
@@ -150,4 +160,6 @@ def test_a_stop_signal_ends_serve_with_status_0(probe_file, stop):
         assert target.process is not None
         target.process.send_signal(stop)
         assert target.process.wait(timeout=30) == 0
-        assert "Finished server process" in target.server_log()
+        log = target.server_log()
+        assert "Listening on http://127.0.0.1:" in log, "the line start-up failures are checked against"
+        assert "Finished server process" in log

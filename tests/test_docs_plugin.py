@@ -13,12 +13,20 @@ import re
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import tomllib
 
-from conformance import start_server
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from conformance._http import request
+from conformance.target import free_port
 from tests.conftest import INSTALLED_PLUGINS
 
 ROOT = Path(__file__).parent.parent
@@ -48,6 +56,29 @@ def test_the_readme_promise_of_30_lines_is_true():
     plugin = (ROOT / "tests" / "plugins" / "echo_plugin.py").read_text().strip()
     assert "in 30 lines" in (ROOT / "README.md").read_text()
     assert len(plugin.splitlines()) <= 30
+
+
+@contextmanager
+def serving(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run a documented ``scorer serve`` line (its --port swapped for a free one) until it is ready."""
+    port = free_port()
+    argv = [str(port) if previous == "--port" else a for previous, a in zip(["", *argv[:-1]], argv, strict=True)]
+    process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert process.poll() is None, f"{' '.join(argv)} exited with {process.returncode}"
+            try:
+                if request(base_url, "GET", "/readyz", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def run_documented(line: str, cwd: Path, env: dict[str, str]) -> list[str]:
@@ -82,16 +113,8 @@ def test_the_guides_plugin_serves_before_and_after_packaging(tmp_path):
     env = dict(base_env)
     argv = run_documented(serve_line, project, env)
     assert argv[1:3] == ["serve", "model.echo"]
-    with start_server(
-        project / "model.echo",
-        env={
-            "PYTHONPATH": env["PYTHONPATH"].replace(".", str(project)),
-            "SCORER_EXTRA_PLUGINS": env["SCORER_EXTRA_PLUGINS"],
-            "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS,
-        },
-        record_headers=False,
-    ) as target:
-        reply = target.post("/model/score", rows)
+    with serving(argv, project, env) as base_url:  # run as written, from scorer-echo/
+        reply = request(base_url, "POST", "/model/score", rows)
         assert reply.status == 200, reply.text
         assert reply.json()["score"] == [["1.5"], ["-2.0"]]
 
@@ -112,11 +135,8 @@ def test_the_guides_plugin_serves_before_and_after_packaging(tmp_path):
     assert echo["distribution"] == "scorer-echo" and echo["runtimes"] == ["echo-scorer"]
     assert listed.stderr == "", "scorer plugins must print nothing but its JSON"
 
-    with start_server(
-        project / "model.echo",
-        env={"PYTHONPATH": str(target_dir), "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS},
-        record_headers=False,
-    ) as target:
-        reply = target.post("/model/score", rows)
+    (packaged_serve,) = [line for line in command_lines() if line.startswith("../.venv/bin/scorer serve")]
+    with serving(run_documented(packaged_serve, project, {}), project, dict(installed_env)) as base_url:
+        reply = request(base_url, "POST", "/model/score", rows)
         assert reply.status == 200, reply.text
         assert reply.json()["score"] == [["1.5"], ["-2.0"]]

@@ -5,7 +5,8 @@ import pickle
 
 import pytest
 
-from scorer_core.headers import ForwardedHeaders, HeaderForwarding, is_tracing_header
+from scorer_core.config.forwarding import HeaderForwarding, is_tracing_header
+from scorer_core.headers import ForwardedHeaders
 
 
 def test_parse_ignores_case_whitespace_empties_and_duplicates():

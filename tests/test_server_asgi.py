@@ -246,12 +246,17 @@ def test_docs_load_swagger_ui_from_the_server_not_a_cdn(serve):
             prefixed = await client.get("/abc-123/docs")
             script = await client.get(f"{DOCS_ASSETS}/swagger-ui-bundle.js")
             style = await client.get(f"{DOCS_ASSETS}/swagger-ui.css")
-            return page, prefixed, script, style
+            prefixed_script = await client.get(f"/abc-123{DOCS_ASSETS}/swagger-ui-bundle.js")
+            prefixed_spec = await client.get("/abc-123/openapi.json")
+            return page, prefixed, script, style, prefixed_script, prefixed_spec
 
-    page, prefixed, script, style = run(main())
+    page, prefixed, script, style, prefixed_script, prefixed_spec = run(main())
     assert page.status_code == 200 and prefixed.status_code == 200
-    assert f'src="{DOCS_ASSETS}/swagger-ui-bundle.js"' in page.text
-    assert f'href="{DOCS_ASSETS}/swagger-ui.css"' in page.text
+    # Relative, so that under /<deployment-id>/docs the browser asks for /<deployment-id>/...
+    assert 'src="docs-assets/swagger-ui-bundle.js"' in page.text
+    assert 'href="docs-assets/swagger-ui.css"' in page.text
+    assert "url: 'openapi.json'" in page.text
+    assert prefixed_script.status_code == 200 and prefixed_spec.status_code == 200
     assert "cdn" not in page.text.lower() and "https://" not in page.text.split("<body>")[-1]
     assert script.status_code == 200 and len(script.content) > 100_000
     assert style.status_code == 200 and "swagger-ui" in style.text

@@ -89,3 +89,9 @@ def test_every_setting_is_documented():
         assert names & documented, f"setting {name} ({names}) is not documented in docs/settings.md"
     for removed in REMOVED_ENV_VARS:
         assert removed in DOCS.read_text(), f"removed variable {removed} is not documented"
+
+
+def test_an_empty_shapley_types_enabled_is_refused_as_javas_valueof_refuses_it(monkeypatch):
+    monkeypatch.setenv("SHAPLEY_TYPES_ENABLED", "")
+    with pytest.raises(ConfigurationError, match="SHAPLEY_TYPES_ENABLED=''"):
+        load_settings()

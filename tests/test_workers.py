@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -146,3 +148,53 @@ class TestWorkerModeConformance(conformance.RuntimeSuite):
         model.write_text("{}")
         with start_server(model, env=plugin_env(BATCH_WORKERS="2")) as target:
             yield target
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, tmp_path):
+    model = probe_file(load_delay=30)
+    env = {**os.environ, **plugin_env(BATCH_WORKERS="1"), "TMPDIR": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "scorer_core.cli", "serve", "--port", "0", str(model)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not children_of(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = children_of(server.pid)
+        assert workers, "no worker process started"
+        time.sleep(1)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+    finally:
+        server.kill()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "a worker outlived the server"
+    assert not list(tmp_path.glob("scorer-workers-*")), "the workers' socket directory was left behind"

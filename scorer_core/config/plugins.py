@@ -75,7 +75,14 @@ class Plugins:
     def wrap_runtime(self, runtime: type[Runtime]) -> type[Runtime]:
         """``runtime`` as every ``scorer_wrap_runtime`` implementation wraps it, each in turn."""
         for impl in self.manager.hook.scorer_wrap_runtime.get_hookimpls():
-            wrapped = impl.function(runtime=runtime)
+            if impl.hookwrapper or impl.wrapper:
+                raise PluginLoadError(
+                    f'Plugin "{impl.plugin_name}" implements scorer_wrap_runtime as a wrapper; '
+                    "return a subclass from a plain implementation instead",
+                    plugin=impl.plugin_name,
+                )
+            # Called one by one, each on the previous result, with the arguments it asks for.
+            wrapped = impl.function(**{name: runtime for name in impl.argnames})
             if wrapped is None:
                 continue
             if not (isinstance(wrapped, type) and issubclass(wrapped, runtime)):
@@ -184,7 +191,7 @@ def load_plugins(settings: Settings, *, entry_points: bool = True) -> Plugins:
                 continue
             dist = (ep.dist.name, ep.dist.version) if ep.dist is not None else None
             module = _load_entry_point(ep, dist)
-            manager.register(module, name=ep.name)
+            _register(manager, module, ep.name)
             if dist is not None:
                 distributions[ep.name] = dist
     for module_name in _split(settings.extra_plugins):
@@ -206,7 +213,7 @@ def load_plugins(settings: Settings, *, entry_points: bool = True) -> Plugins:
                 manager.get_name(module),
             )
             continue
-        manager.register(module, name=module_name)
+        _register(manager, module, module_name)
     try:
         manager.check_pending()
     except pluggy.PluginValidationError as exc:
@@ -215,6 +222,14 @@ def load_plugins(settings: Settings, *, entry_points: bool = True) -> Plugins:
         manager.trace.root.setwriter(lambda message: log.info("plugin trace: %s", message.rstrip()))
         manager.enable_tracing()
     return Plugins(manager, distributions)
+
+
+def _register(manager: pluggy.PluginManager, module: ModuleType, name: str) -> None:
+    """Register a plugin module; a hook implementation whose arguments the spec lacks names it."""
+    try:
+        manager.register(module, name=name)
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f'Plugin "{name}" cannot be registered: {exc}', plugin=name) from None
 
 
 def _load_entry_point(ep: importlib.metadata.EntryPoint, dist: tuple[str, str] | None) -> ModuleType:

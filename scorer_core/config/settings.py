@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import SettingsConfigDict
 
+from scorer_core.config.forwarding import HeaderForwarding
 from scorer_core.config.shapley import SHAPLEY_CHOICES
 from scorer_core.envsettings import EnvSettings
-from scorer_core.headers import HeaderForwarding
 
 __all__ = ["CLI_FLAGS", "REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
 
@@ -32,7 +33,13 @@ def _env(*names: str) -> AliasChoices:
 
 
 class Settings(EnvSettings):
-    """Everything an operator can set. Each field's aliases are the environment variables read."""
+    """Everything an operator can set. Each field's aliases are the environment variables read.
+
+    Unlike plugin settings, an empty variable is a value here: H2O's Java scorer refuses an
+    empty ``SHAPLEY_TYPES_ENABLED``, and so does this one.
+    """
+
+    model_config = SettingsConfigDict(**{**EnvSettings.model_config, "env_ignore_empty": False})
 
     model_path: Path | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
     """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it."""

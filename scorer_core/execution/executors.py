@@ -8,15 +8,17 @@ list of tasks and return one outcome per task, and both hand the server the mode
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
 
 from scorer_core.config.plugins import Plugins
 from scorer_core.config.settings import Settings
+from scorer_core.config.shapley import ShapleyPolicy
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.batch import run_batch
 from scorer_core.execution.facts import ModelFacts
@@ -58,6 +60,7 @@ def load_runtime(runtime_cls: type[Runtime], path: Path, settings: Settings) -> 
             f"Runtime '{runtime_cls.name}' failed to load '{path}': {type(exc).__name__}: {exc}",
             runtime=runtime_cls.name,
         ) from exc
+    _verify_contributions(runtime, settings)
     facts = ModelFacts.of(runtime, path, settings)
     log.info(
         "Loaded '%s' with runtime '%s' in %.2f s: %d inputs, %d outputs, capabilities %s",
@@ -69,6 +72,19 @@ def load_runtime(runtime_cls: type[Runtime], path: Path, settings: Settings) -> 
         facts.wire_capabilities,
     )
     return runtime, facts
+
+
+def _verify_contributions(runtime: Runtime, settings: Settings) -> None:
+    """Let the runtime check the enabled Shapley types; drop those that fail from its capabilities."""
+    enabled = ShapleyPolicy.from_settings(settings.shapley_enable, settings.shapley_types_enabled).enabled
+    wanted = frozenset(enabled & runtime.capabilities.contributions)
+    if not wanted:
+        return
+    failed = wanted - frozenset(runtime.verify_contributions(wanted))
+    if failed:
+        runtime.capabilities = dataclasses.replace(
+            runtime.capabilities, contributions=runtime.capabilities.contributions - failed
+        )
 
 
 class InProcessExecutor:
@@ -97,8 +113,19 @@ class InProcessExecutor:
             log.exception("Runtime '%s' failed to close", self.facts.runtime)
 
 
-def start_executor(plugins: Plugins, runtime_name: str, path: Path, settings: Settings) -> Executor:
-    """Load the model where ``BATCH_WORKERS`` (or the runtime's preference) says, ready to score."""
+def start_executor(
+    plugins: Plugins,
+    runtime_name: str,
+    path: Path,
+    settings: Settings,
+    *,
+    on_starting: Callable[[Executor], None] | None = None,
+) -> Executor:
+    """Load the model where ``BATCH_WORKERS`` (or the runtime's preference) says, ready to score.
+
+    ``on_starting`` receives a worker pool before its processes load the model, so that a
+    shutdown during a long load can stop them.
+    """
     runtime_cls = plugins.wrap_runtime(plugins.select_runtime(path, runtime_name))
     workers = (
         runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
@@ -108,6 +135,8 @@ def start_executor(plugins: Plugins, runtime_name: str, path: Path, settings: Se
         from scorer_core.execution.workers.pool import WorkerPool
 
         pool = WorkerPool(settings, path, runtime_cls.name, workers)
+        if on_starting is not None:
+            on_starting(pool)
         pool.start()
         return pool
     runtime, facts = load_runtime(runtime_cls, path, settings)

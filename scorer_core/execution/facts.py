@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from scorer_core.config.forwarding import HeaderForwarding
 from scorer_core.config.settings import Settings
 from scorer_core.config.shapley import ShapleyPolicy
 from scorer_core.errors import ConfigurationError
-from scorer_core.headers import HeaderForwarding
 from scorer_core.runtime import Runtime
 from scorer_core.schema import Capabilities, ModelSchema
 

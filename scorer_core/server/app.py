@@ -6,13 +6,15 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import PlainTextResponse
-from fastapi_offline import FastAPIOffline
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -84,6 +86,15 @@ def _task(request: Request, facts: ModelFacts, prepared: PreparedRequest, *, out
         shapley=prepared.shapley,
         intervals=prepared.intervals,
     )
+
+
+def _swagger_ui_files() -> str:
+    import fastapi_offline
+
+    directory = Path(fastapi_offline.__file__).parent / "static"
+    if not (directory / "swagger-ui-bundle.js").is_file():
+        raise ConfigurationError(f"fastapi-offline has no Swagger UI files in {directory}; reinstall it")
+    return str(directory)
 
 
 def _json(body: Any, status_code: int = 200) -> Response:
@@ -163,15 +174,27 @@ def create_app(
             await current.close()
         await host.close()
 
-    # FastAPIOffline serves Swagger UI's files from its package: /docs works without internet.
-    app = FastAPIOffline(
+    app = FastAPI(
         title="scorer_core scoring API",
         version="1.2.0",
         description="H2O MOJO REST scoring API (v1.2.0-openapi3), served by scorer_core.",
         lifespan=lifespan,
+        docs_url=None,
         redoc_url=None,
-        static_url=DOCS_ASSETS,
     )
+    # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        # Relative URLs: under a deployment prefix (/<id>/docs) an ingress forwards /<id>/... only.
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS[1:]}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS[1:]}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS[1:]}/favicon.png",
+        )
 
     @app.exception_handler(ScorerError)
     async def scorer_error(request: Request, exc: ScorerError) -> Response:

@@ -31,6 +31,7 @@ class ModelHost:
         self._executor = executor
         self.error: BaseException | None = None
         self.loaded = threading.Event()
+        self._starting: Executor | None = None
         if executor is not None:
             self.loaded.set()
 
@@ -62,6 +63,11 @@ class ModelHost:
         finally:
             self.loaded.set()
 
+    def starting(self, executor: Executor) -> None:
+        """Record an executor that is still loading, so that ``close`` can stop it."""
+        self._starting = executor
+
     async def close(self) -> None:
-        if self._executor is not None:
-            await self._executor.close()
+        executor = self._executor or self._starting
+        if executor is not None:
+            await executor.close()

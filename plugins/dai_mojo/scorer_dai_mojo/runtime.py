@@ -125,9 +125,9 @@ class DaiMojoRuntime(Runtime):
             # As H2O's DAI scorer lists them: the schema shows the bounds after the prediction.
             self.schema = ModelSchema(inputs, outputs, bounds)
         supported = set()
-        if ops.pred_contribs and self._explains(ShapleyType.TRANSFORMED):
+        if ops.pred_contribs:
             supported.add(ShapleyType.TRANSFORMED)
-        if ops.pred_contribs_original and self._explains(ShapleyType.ORIGINAL):
+        if ops.pred_contribs_original:
             supported.add(ShapleyType.ORIGINAL)
         self.capabilities = Capabilities(
             prediction_intervals=bounds is not None, contributions=frozenset(supported)
@@ -161,6 +161,11 @@ class DaiMojoRuntime(Runtime):
         data_type = outputs[0].data_type if outputs else DataType.FLOAT64
         return [Field(n, data_type) for n in bounds]
 
+    def verify_contributions(self, enabled: frozenset[ShapleyType]) -> frozenset[ShapleyType]:
+        """Only the types the operator enabled are checked: each check scores a row (or asks
+        daimojo's ``schema()``), and nothing is risked for a type nobody asked for."""
+        return frozenset(t for t in enabled if self._explains(t))
+
     def _explains(self, shapley_type: ShapleyType) -> bool:
         """Whether contributions of this type can be served; a warning says why not.
 
@@ -169,6 +174,15 @@ class DaiMojoRuntime(Runtime):
         this type.
         """
         original = shapley_type is ShapleyType.ORIGINAL
+        if _before_contributions(str(self._model.dai_version)):
+            # daimojo refuses these in predict() (schema() may still name the columns).
+            log.warning(
+                "Shapley contributions of type %s are disabled for this pipeline: it comes from DAI %s, "
+                "and daimojo computes contributions only for pipelines from DAI 1.9.0 or later",
+                shapley_type.value,
+                self._model.dai_version or "(unknown)",
+            )
+            return False
         try:
             names = self._column_names(pred_contribs=True, pred_contribs_original=original)
             group_by_class(names, np.zeros((0, len(names))), self._class_outputs)
@@ -217,24 +231,33 @@ def _names_in(described: Any) -> list[str] | None:
     """Column names in what ``model.schema(...)`` returned, or None when it holds none we can read.
 
     daimojo 2.9.2 returns a tuple from C++ whose layout its Python code does not show and no
-    pipeline here could reveal (it needs a licence). Read: ``(names, types)``, a list of names,
-    or a list of ``(name, type)`` pairs; anything else falls back to scoring a row.
+    pipeline here could reveal (it needs a licence). Read, when the types are daimojo's type
+    names: a list of ``(name, type)`` pairs, or ``(names, types)``; else a list of names. Anything
+    else falls back to scoring a row.
     """
     if not isinstance(described, (tuple, list)) or not described:
         return None
-    if all(isinstance(name, str) for name in described):
-        return list(described)
+    if all(_strings(pair) and len(pair) == 2 and pair[1] in _TYPES for pair in described):
+        return [pair[0] for pair in described]
     if (
         len(described) == 2
         and all(_strings(part) for part in described)
         and len(described[0]) == len(described[1])
+        and all(kind in _TYPES for kind in described[1])
     ):
         return list(described[0])
-    if all(
-        isinstance(pair, (tuple, list)) and len(pair) == 2 and isinstance(pair[0], str) for pair in described
-    ):
-        return [pair[0] for pair in described]
+    if all(isinstance(name, str) for name in described) and not any(name in _TYPES for name in described):
+        return list(described)
     return None
+
+
+def _before_contributions(dai_version: str) -> bool:
+    """daimojo's own test for pipelines too old for ``pred_contribs`` (before DAI 1.9)."""
+    parts = dai_version.split(".")
+    try:
+        return dai_version == "" or int(parts[0]) < 1 or (int(parts[0]) == 1 and int(parts[1]) < 9)
+    except (ValueError, IndexError):
+        return True
 
 
 def _strings(value: Any) -> bool:

@@ -18,6 +18,7 @@ from scorer_core.wire.cells import build_frame
 
 from .conftest import BINOMIAL, LICENCE, MULTICLASS, SERVER_ENV, write_pipeline
 
+BOTH = frozenset({ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED})
 HOUSES = {
     "fields": ["age", "rooms", "city", "built", "garden"],
     "rows": [
@@ -176,12 +177,14 @@ def test_java_would_cut_these_names_at_the_first_match_where_the_suffix_rule_doe
     assert list(grouped.features) == ["contrib_1_OHE:colour.blue", "contrib_bias"]
 
 
-def test_a_pipeline_from_before_dai_1_9_is_served_without_contributions(tmp_path, caplog):
-    old = write_pipeline(tmp_path / "old", {**BINOMIAL, "uuid": "old-1", "dai_version": "1.8.7"})
-    runtime = loaded(old)
-    assert runtime.capabilities.contributions == frozenset()
+@pytest.mark.parametrize("schema", [None, "names_and_types"])
+def test_a_pipeline_from_before_dai_1_9_is_served_without_contributions(tmp_path, caplog, schema):
+    # With schema() naming the columns too: only predict() refuses old pipelines.
+    spec = {**BINOMIAL, "uuid": "old-1", "dai_version": "1.8.7", **({"schema": schema} if schema else {})}
+    runtime = loaded(write_pipeline(tmp_path / "old", spec))
+    assert runtime.verify_contributions(BOTH) == frozenset()
     assert "Shapley contributions of type ORIGINAL are disabled for this pipeline" in caplog.text
-    assert "only support with mojo file generated from DAI 1.9.0 or later" in caplog.text
+    assert "from DAI 1.8.7" in caplog.text
     assert list(runtime.score(frame(runtime, {"fields": ["tenure", "plan", "spend"], "rows": [["1", "pro", "2"]]})))
 
 
@@ -193,11 +196,14 @@ def test_contribution_names_come_from_daimojos_schema_when_it_names_them(tmp_pat
     predict = daimojo.model.predict
     monkeypatch.setattr(daimojo.model, "predict", lambda self, *a, **k: calls.append(k) or predict(self, *a, **k))
     runtime = loaded(pipeline)
-    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL, ShapleyType.TRANSFORMED}
-    assert calls == [], "with schema() naming the columns, loading scores nothing"
+    assert runtime.verify_contributions(BOTH) == BOTH
+    assert calls == [], "with schema() naming the columns, checking scores nothing"
     without = loaded(write_pipeline(tmp_path / "p", {**MULTICLASS, "uuid": "probe-1"}))
-    assert without.capabilities.contributions == runtime.capabilities.contributions
-    assert len(calls) == 2, "without it, one row of missing values is scored per Shapley type"
+    assert calls == [], "loading alone checks no Shapley type: none is enabled by default"
+    assert without.verify_contributions(BOTH) == BOTH
+    assert len(calls) == 2, "without schema(), one row of missing values is scored per type checked"
+    assert without.verify_contributions(frozenset({ShapleyType.ORIGINAL})) == {ShapleyType.ORIGINAL}
+    assert len(calls) == 3, "only the types asked for are checked"
 
 
 def test_columns_that_do_not_split_by_class_disable_that_type_with_a_warning(pipelines, monkeypatch, caplog):
@@ -211,8 +217,18 @@ def test_columns_that_do_not_split_by_class_disable_that_type_with_a_warning(pip
 
     monkeypatch.setattr(daimojo.model, "_names", unsplittable)
     runtime = loaded(pipelines["multiclass"])
-    assert runtime.capabilities.contributions == {ShapleyType.ORIGINAL}
+    assert runtime.verify_contributions(BOTH) == {ShapleyType.ORIGINAL}
     assert "Shapley contributions of type TRANSFORMED are disabled for this pipeline" in caplog.text
+
+
+def test_the_server_drops_an_enabled_type_that_fails_its_check(pipelines, monkeypatch, tmp_path):
+    from scorer_core.config.settings import load_settings
+    from scorer_core.execution.executors import load_runtime
+
+    old = write_pipeline(tmp_path / "old", {**BINOMIAL, "uuid": "old-2", "dai_version": "1.8.7"})
+    _, facts = load_runtime(DaiMojoRuntime, old, load_settings(shapley_enable="true"))
+    assert facts.capabilities.contributions == frozenset()
+    assert facts.wire_capabilities == ["SCORE"]
 
 
 # --- over HTTP -------------------------------------------------------------------------------
@@ -341,7 +357,7 @@ def test_no_licence_is_a_start_up_error_naming_the_variables(pipelines, tmp_path
     assert result.stderr.strip().startswith(
         "scorer: error: dai-mojo-scorer needs a Driverless AI licence: set DRIVERLESS_AI_LICENSE_KEY to the licence key, or DRIVERLESS_AI_LICENSE_FILE"
     )
-    assert "Traceback" not in result.stderr and "Uvicorn running" not in result.stderr
+    assert "Traceback" not in result.stderr and "Listening on http" not in result.stderr
 
 
 @pytest.mark.slow
@@ -355,7 +371,7 @@ def test_a_rejected_licence_is_a_start_up_error(pipelines):
 @pytest.mark.slow
 def test_a_licence_file_is_read_and_a_missing_one_named(pipelines, tmp_path):
     missing = serve(pipelines["regression"], DRIVERLESS_AI_LICENSE_FILE=str(tmp_path / "nope.sig"))
-    assert missing.returncode == 2 and "Uvicorn running" not in missing.stderr
+    assert missing.returncode == 2 and "Listening on http" not in missing.stderr
     assert f"DRIVERLESS_AI_LICENSE_FILE '{tmp_path / 'nope.sig'}' is not a readable file" in missing.stderr
     licence_file = tmp_path / "license.sig"
     licence_file.write_text(LICENCE + "\n")
@@ -408,3 +424,22 @@ class TestBinomialInAWorkerProcess(conformance.RuntimeSuite):
     def scorer_target(cls, pipelines):
         with start_server(pipelines["binomial"], env={**SHAPLEY_ON, "BATCH_WORKERS": "1"}) as target:
             yield target
+
+
+@pytest.mark.parametrize(
+    ("described", "names"),
+    [
+        ((["contrib_x", "contrib_bias"], ["float64", "float64"]), ["contrib_x", "contrib_bias"]),
+        ([("contrib_x", "float64"), ("contrib_bias", "float64")], ["contrib_x", "contrib_bias"]),
+        ([("price", "float64")], ["price"]),
+        (["price", "price.lower", "price.upper"], ["price", "price.lower", "price.upper"]),
+        (("price", "float64"), None),  # a flat (name, type): not a list of names
+        ((), None),
+        (42, None),
+        ({"names": ["a"]}, None),
+    ],
+)
+def test_names_are_read_from_the_layouts_schema_may_return(described, names):
+    from scorer_dai_mojo.runtime import _names_in
+
+    assert _names_in(described) == names

@@ -35,7 +35,8 @@ def real_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIVERLESS_AI_LICENSE")}
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(DOUBLE)]
     env["PYTHONPATH"] = os.pathsep.join(paths)
-    return {**env, **REAL_LICENCE, "SCORER_LOAD_PLUGINS": "dai_mojo"}
+    # Shapley is off by default, as in H2O's scorer: on here, so the suite checks contributions.
+    return {**env, **REAL_LICENCE, "SCORER_LOAD_PLUGINS": "dai_mojo", "SHAPLEY_ENABLE": "true"}
 
 
 def test_the_server_imports_the_real_daimojo():

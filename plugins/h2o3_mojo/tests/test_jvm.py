@@ -58,3 +58,14 @@ def test_a_helper_dir_without_the_classes_is_refused(clean_env, tmp_path):
 def test_java_opts_are_split_like_a_shell(clean_env):
     clean_env.setenv("JAVA_OPTS", "-Xmx2g '-Dname=a b'")
     assert jvm.java_options() == ["-Xmx2g", "-Dname=a b"]
+
+
+def test_empty_variables_count_as_unset_as_templates_leave_them(monkeypatch):
+    from scorer_h2o3_mojo.settings import H2O3Settings
+
+    for variable in ("H2O_GENMODEL_JAR", "SCORER_H2O3_CACHE", "XDG_CACHE_HOME", "SCORER_H2O3_HELPER_DIR", "JAVA_HOME"):
+        monkeypatch.setenv(variable, "")
+    settings = H2O3Settings.load()
+    assert settings.genmodel_jar is None and settings.helper_dir is None and settings.java_home is None
+    assert settings.cache_root().is_absolute(), "never a cache in the working directory"
+    assert jvm.genmodel_jar().name == "h2o.jar"

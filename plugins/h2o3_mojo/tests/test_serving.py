@@ -168,7 +168,7 @@ def test_a_zip_that_is_not_a_mojo_is_not_detected_and_is_refused_when_forced(tmp
     detected = scorer(str(archive))
     assert detected.returncode == 2 and "No installed runtime can load" in detected.stderr
     forced = scorer(str(archive), "--runtime", "h2o3-mojo-scorer")
-    assert forced.returncode == 2 and "Uvicorn running" not in forced.stderr
+    assert forced.returncode == 2 and "Listening on http" not in forced.stderr
     assert (
         f"'{archive}' is not an H2O-3 MOJO: expected a .zip or .mojo file exported by H2O-3" in forced.stderr
     )

@@ -90,5 +90,12 @@ def read_mlmodel_metadata(path: Path) -> Mapping[str, Any] | None:
     except ConfigurationError:  # mlflow-scorer's check_model reports a broken file
         return None
     metadata = document.get("metadata")
-    entry = metadata.get(METADATA_KEY) if isinstance(metadata, dict) else None
-    return entry if isinstance(entry, dict) else None
+    if not isinstance(metadata, dict) or METADATA_KEY not in metadata:
+        return None
+    entry = metadata[METADATA_KEY]
+    if not isinstance(entry, dict):
+        raise ConfigurationError(
+            f"'{mlmodel}': metadata.{METADATA_KEY} is a {type(entry).__name__}, not a mapping with "
+            "task, output_format and row_keys"
+        )
+    return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,13 @@ class HydrogenTorchRuntime(MlflowRuntime):
     @classmethod
     def check_model(cls, path: Path) -> None:
         super().check_model(path)
-        HydrogenTorchSettings.load()
+        cls.output_rule(path)  # the settings, and the model's metadata when it has some
 
     def load(self, path: Path) -> None:
         self.metadata, rule = self.output_rule(path)
         log.info("Hydrogen Torch output rule: %s", rule)
+        for warning in self._rule_warnings(path):
+            log.warning(warning)
         # A bad SCORER_TORCH_DEVICE or _BACKEND raises ConfigurationError from the model code's
         # load_context, which MLflow passes on unchanged: a clear start-up error.
         super().load(path)
@@ -64,6 +67,9 @@ class HydrogenTorchRuntime(MlflowRuntime):
             self.device, self.backend = model_code.device, model_code.backend
             cells = model_code.encoder.sample_cells()
             self.sample_row = tuple(cells.get(f.name, f.data_type.example) for f in self.schema.inputs)
+        declared = read_mlmodel_metadata(path) is not None or HydrogenTorchSettings.load().output_format
+        if not declared:
+            self._detect_output_format()
 
     @staticmethod
     def output_rule(path: Path) -> tuple[HydrogenTorchMetadata, str]:
@@ -77,12 +83,53 @@ class HydrogenTorchRuntime(MlflowRuntime):
         if entry is None:
             return settings.output_rule()
         metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
-        if settings.declares_a_rule:
-            log.warning(
-                "SCORER_HT_TASK / SCORER_HT_ROW_KEYS are ignored: the model's MLmodel declares "
-                "metadata.hydrogen_torch, which decides"
-            )
         return metadata, f"the model's metadata.hydrogen_torch (task {metadata.task}): {describe(metadata)}"
+
+    @staticmethod
+    def _rule_warnings(path: Path) -> list[str]:
+        if read_mlmodel_metadata(path) is not None and HydrogenTorchSettings.load().declares_a_rule:
+            return [
+                "SCORER_HT_TASK / SCORER_HT_ROW_KEYS / SCORER_HT_OUTPUT_FORMAT are ignored: the model's "
+                "MLmodel declares metadata.hydrogen_torch, which decides"
+            ]
+        return []
+
+    def _detect_output_format(self) -> None:
+        """Score the sample row as two rows: two strings back is a per-row model, one a legacy blob.
+
+        Decided once, so that a one-row request gets the same treatment alone or merged into a
+        batch. Only for models without metadata or ``SCORER_HT_OUTPUT_FORMAT``.
+        """
+        import pandas as pd
+
+        from scorer_hydrogen_torch.splitting import output_cells
+
+        row = [
+            _typed(cell, f.data_type)
+            for cell, f in zip(self._sample_cells(), self.schema.inputs, strict=True)
+        ]
+        try:
+            cells = output_cells(
+                self._pyfunc.predict(pd.DataFrame([row, row], columns=self.schema.input_names))
+            )
+        except Exception as exc:
+            log.warning(
+                "Could not tell whether this model answers per row (%s: %s); treating its output as a "
+                "legacy blob. Set SCORER_HT_OUTPUT_FORMAT to say which",
+                type(exc).__name__,
+                exc,
+            )
+            return
+        found = "per_row" if len(cells) == 2 else "legacy_blob"
+        if len(cells) not in (1, 2):
+            log.warning(
+                "The model answered %d outputs for 2 rows; treating them as a legacy blob", len(cells)
+            )
+        self.metadata = dataclasses.replace(self.metadata, output_format=found)
+        log.info("Hydrogen Torch output format, found by scoring the sample row twice: %s", found)
+
+    def _sample_cells(self) -> tuple[str, ...]:
+        return self.sample_row or tuple(f.data_type.example for f in self.schema.inputs)
 
     def declared_outputs(self, model_dir: str) -> list[Field]:
         return [Field(OUTPUT_FIELD, DataType.STR)]
@@ -90,3 +137,14 @@ class HydrogenTorchRuntime(MlflowRuntime):
     def score(self, batch: Frame) -> Outputs:
         rows = split_rows(self.predict(batch), batch.num_rows, self.metadata)
         return {OUTPUT_FIELD: np.asarray(rows, dtype=object)}
+
+
+def _typed(cell: str, data_type: DataType) -> object:
+    """A sample cell as the pyfunc's signature expects it (the core types real requests)."""
+    if data_type in (DataType.FLOAT32, DataType.FLOAT64):
+        return float(cell)
+    if data_type in (DataType.INT32, DataType.INT64):
+        return int(cell)
+    if data_type is DataType.BOOL:
+        return cell.strip().lower() == "true"
+    return cell

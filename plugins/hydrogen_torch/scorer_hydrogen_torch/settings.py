@@ -42,8 +42,9 @@ class HydrogenTorchSettings(EnvSettings):
     row_keys: str = Field("", validation_alias="SCORER_HT_ROW_KEYS")
     """Comma-separated blob keys holding one value per row; overrides the task's keys."""
 
-    output_format: str = Field("legacy_blob", validation_alias="SCORER_HT_OUTPUT_FORMAT")
-    """``legacy_blob`` (one JSON blob per call, split by row) or ``per_row`` (newer models)."""
+    output_format: str | None = Field(None, validation_alias="SCORER_HT_OUTPUT_FORMAT")
+    """``legacy_blob`` (one JSON blob per call, split by row) or ``per_row`` (newer models);
+    unset, it is found once at load by scoring the sample row twice."""
 
     @field_validator("device")
     @classmethod
@@ -82,15 +83,15 @@ class HydrogenTorchSettings(EnvSettings):
 
     @field_validator("output_format")
     @classmethod
-    def _known_format(cls, value: str) -> str:
-        value = value.strip() or "legacy_blob"
-        if value not in OUTPUT_FORMATS:
+    def _known_format(cls, value: str | None) -> str | None:
+        value = (value or "").strip() or None
+        if value is not None and value not in OUTPUT_FORMATS:
             raise ValueError(f"not one of {', '.join(OUTPUT_FORMATS)}")
         return value
 
     @property
     def declares_a_rule(self) -> bool:
-        return bool(self.task or self.row_keys)
+        return bool(self.task or self.row_keys or self.output_format)
 
     def output_rule(self) -> tuple[HydrogenTorchMetadata, str]:
         """The splitting rule for a model without metadata, and a line saying where it came from."""
@@ -106,7 +107,8 @@ class HydrogenTorchSettings(EnvSettings):
                 "the default for models without hydrogen_torch metadata (neither SCORER_HT_TASK nor "
                 "SCORER_HT_ROW_KEYS is set)"
             )
-        metadata = HydrogenTorchMetadata(self.task or "unspecified", self.output_format, keys)
+        output_format = self.output_format or "legacy_blob"
+        metadata = HydrogenTorchMetadata(self.task or "unspecified", output_format, keys)
         return metadata, f"{source}: {describe(metadata)}"
 
 

@@ -59,12 +59,36 @@ def test_a_newer_per_row_model_is_passed_through(plain_models):
     assert [json.loads(c)["predictions"] for c in out] == [[2, 0.5], [4, 0.5], [1, 0.5]]
 
 
-def test_a_newer_per_row_model_of_one_row_needs_the_output_format_said(plain_models, monkeypatch):
-    # One row of a per-row model looks like a legacy blob: the operator says which it is.
+def test_a_newer_per_row_model_is_recognised_at_load_so_one_row_alone_or_merged_agree(plain_models, caplog):
+    caplog.set_level(logging.INFO)
+    runtime = loaded(plain_models.per_row)
+    assert runtime.metadata.output_format == "per_row"
+    assert "output format, found by scoring the sample row twice: per_row" in caplog.text
+    assert json.loads(cells(runtime, ["ab"])[0])["predictions"] == [2, 0.5]
+    legacy = loaded(plain_models.short_blob)
+    assert legacy.metadata.output_format == "legacy_blob"
+
+
+def test_the_output_format_setting_is_taken_as_said(plain_models, monkeypatch):
+    monkeypatch.setenv("SCORER_HT_OUTPUT_FORMAT", "legacy_blob")
+    runtime = loaded(plain_models.per_row)
+    assert runtime.metadata.output_format == "legacy_blob"
     with pytest.raises(RowCountMismatch, match="returned 2 rows for a request of 1 rows"):
-        cells(loaded(plain_models.per_row), ["ab"])
-    monkeypatch.setenv("SCORER_HT_OUTPUT_FORMAT", "per_row")
-    assert json.loads(cells(loaded(plain_models.per_row), ["ab"])[0])["predictions"] == [2, 0.5]
+        cells(runtime, ["ab"])
+
+
+def test_metadata_that_is_not_a_mapping_stops_start_up(plain_seed_model, tmp_path):
+    import shutil
+
+    import yaml
+
+    model = tmp_path / "bad-meta"
+    shutil.copytree(plain_seed_model.path, model)
+    document = yaml.safe_load((model / "MLmodel").read_text())
+    document["metadata"] = {"hydrogen_torch": "text_classification"}
+    (model / "MLmodel").write_text(yaml.safe_dump(document))
+    with pytest.raises(ConfigurationError, match=r"metadata\.hydrogen_torch is a str, not a mapping"):
+        HydrogenTorchRuntime.check_model(model)
 
 
 def test_a_blob_whose_predictions_miss_rows_is_a_row_count_error(plain_models):
@@ -95,9 +119,11 @@ def test_row_keys_override_the_task(plain_models, monkeypatch):
 
 def test_the_models_metadata_decides_over_the_settings(seed_model, monkeypatch, caplog):
     monkeypatch.setenv("SCORER_HT_ROW_KEYS", "labels")
+    monkeypatch.setenv("SCORER_HT_OUTPUT_FORMAT", "per_row")
     runtime = loaded(seed_model.path)
     assert runtime.metadata.row_keys == ("predictions",)
-    assert "SCORER_HT_TASK / SCORER_HT_ROW_KEYS are ignored" in caplog.text
+    assert runtime.metadata.output_format == "legacy_blob"
+    assert "SCORER_HT_TASK / SCORER_HT_ROW_KEYS / SCORER_HT_OUTPUT_FORMAT are ignored" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -121,7 +147,7 @@ def test_bad_settings_stop_start_up_before_the_server_listens(
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 2 and message in result.stderr
-    assert "Uvicorn running" not in result.stderr
+    assert "Listening on http" not in result.stderr
 
 
 @pytest.mark.slow

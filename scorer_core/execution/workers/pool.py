@@ -81,6 +81,8 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scorer-ipc")
         self._closed = False
+        #: Every process started, so that a shutdown during start-up leaves none behind.
+        self._spawned: list[subprocess.Popen[bytes]] = []
 
     @property
     def pids(self) -> list[int]:
@@ -114,7 +116,11 @@ class WorkerPool:
             sys.executable, "-m", "scorer_core.execution.workers.worker",
             "--socket", str(path), "--model", str(self.model_path), "--runtime", self.runtime,
         ]  # fmt: skip
-        return listener, subprocess.Popen(command, env=os.environ.copy())
+        # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where a
+        # stray module could shadow a library or a plugin in workers only.
+        process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+        self._spawned.append(process)
+        return listener, process
 
     def _handshake(
         self, listener: socket.socket, process: subprocess.Popen[bytes]
@@ -236,5 +242,9 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
+        for process in self._spawned:  # still loading, or replacements under way: not waited for
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         self._threads.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self._dir, ignore_errors=True)

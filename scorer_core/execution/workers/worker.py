@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
+import threading
+import time
 from pathlib import Path
 
 from scorer_core.config.plugins import load_plugins
@@ -22,7 +25,24 @@ from scorer_core.execution.workers.protocol import recv_message, send_message
 log = logging.getLogger("scorer_core.worker")
 
 
+def _exit_with_the_server() -> None:
+    """Exit when the server that started this worker is gone, however it went (even mid-load).
+
+    A watchdog thread, not Linux's parent-death signal: that fires when the server *thread* that
+    spawned the worker ends, and the pool spawns workers from short-lived threads.
+    """
+    server = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == server:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scorer-worker-watchdog", daemon=True).start()
+
+
 def main() -> int:
+    _exit_with_the_server()
     parser = argparse.ArgumentParser(prog="python -m scorer_core.execution.workers.worker")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--model", required=True, type=Path)

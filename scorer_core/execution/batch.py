@@ -99,12 +99,15 @@ class Batch:
 
 
 def run_batch(runtime: Runtime, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-    """Score tasks in one model call; if that call fails, score each alone so only the culprit fails.
+    """Score tasks in one model call; if that call fails, find the culprits by halving the batch.
 
     A merged call can fail because one request's rows upset the model, or because the model
-    returned the wrong row count for the merged frame. Either way nobody can tell which rows are
-    at fault, so every request is re-scored on its own, and each gets its own result or error.
-    No request ever receives another request's rows.
+    returned the wrong row count for the merged frame. Nobody can tell which rows are at fault,
+    so the batch is split in two halves and each half is scored merged again, down to single
+    requests, which get their own result or error. One poison request among ``n`` then costs
+    about ``2 * log2(n)`` extra calls instead of ``n``, and the good requests beside it still go
+    in large calls. Nothing is remembered across batches, so one tenant's requests cannot change
+    how another's are scored. No request ever receives another request's rows.
     """
     if len(tasks) == 1:
         return run_tasks(runtime, tasks)
@@ -121,5 +124,9 @@ def run_merged(
     try:
         return list(batch.split(run_task(runtime, merged or batch.merged())))
     except ScorerError as exc:
-        log.warning("A merged call of %d requests failed (%s); scoring each alone", len(tasks), exc)
-        return run_tasks(runtime, tasks)
+        log.warning("A merged call of %d requests failed (%s); scoring it in halves", len(tasks), exc)
+    middle = len(tasks) // 2
+    return [
+        *run_merged(runtime, Batch(tasks[:middle])),
+        *run_merged(runtime, Batch(tasks[middle:])),
+    ]

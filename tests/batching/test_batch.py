@@ -62,3 +62,25 @@ def test_wrong_row_count_on_the_merged_call_is_retried_per_request(probe_model):
     assert [o.outputs["y"].tolist() for o in outcomes[:2]] == [[2], [4]]
     assert isinstance(outcomes[2], RowCountMismatch)
     assert str(outcomes[2]) == "Runtime 'probe-scorer' returned 1 rows for a request of 2 rows"
+
+
+@pytest.mark.parametrize("poison_at", [0, 5, 15])
+def test_one_poison_request_costs_about_two_log2_n_calls_not_n(probe_model, poison_at):
+    model = probe_model()
+    calls = []
+    score = model.score
+    model.score = lambda frame: calls.append(frame.num_rows) or score(frame)  # type: ignore[method-assign]
+    tasks = [task([13 if i == poison_at else i + 100]) for i in range(16)]
+    outcomes = run_batch(model, tasks)
+    assert [isinstance(o, ModelError) for o in outcomes] == [i == poison_at for i in range(16)]
+    assert [o.outputs["y"].tolist() for i, o in enumerate(outcomes) if i != poison_at] == [
+        [2.0 * (i + 100)] for i in range(16) if i != poison_at
+    ]
+    assert len(calls) <= 1 + 2 * 4, f"{len(calls)} model calls for 16 requests with one poison"
+    assert max(calls[1:]) == 8, "the clean half is scored in one merged call"
+
+
+def test_every_request_failing_still_gets_its_own_error(probe_model):
+    model = probe_model()
+    outcomes = run_batch(model, [task([13]), task([13]), task([13])])
+    assert all(isinstance(o, ModelError) for o in outcomes)

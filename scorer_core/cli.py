@@ -11,6 +11,8 @@ import errno
 import importlib.metadata
 import json
 import logging
+import math
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -110,8 +112,9 @@ def serve(settings: Settings) -> int:
             http=guarded_protocol(settings.max_header_bytes),
             log_level=settings.log_level,
             access_log=settings.log_level in ("debug", "trace"),
-            timeout_graceful_shutdown=30,
-        )
+            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
+        ),
+        settings.shutdown_grace,
     )
     server.run(sockets=[listener])
     if host.error is not None and not getattr(server, "signalled", False):
@@ -120,7 +123,29 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _uvicorn_server(listener: socket.socket, config: uvicorn.Config) -> uvicorn.Server:
+def _exit_after(grace: float) -> None:
+    """End the process ``grace`` seconds from now (plus a moment to drain), whatever runs then.
+
+    A model call stuck in a thread cannot be interrupted, and Python joins its thread at exit: a
+    server asked to stop would hang. This daemon timer makes the stop certain.
+    """
+    import threading
+
+    def force() -> None:
+        log.error(
+            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE); a model call is stuck. "
+            "Exiting now",
+            grace,
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(grace + 5.0, force)
+    timer.daemon = True
+    timer.start()
+
+
+def _uvicorn_server(listener: socket.socket, config: uvicorn.Config, grace: float) -> uvicorn.Server:
     """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0,
     and that it says where it listens.
 
@@ -143,6 +168,8 @@ def _uvicorn_server(listener: socket.socket, config: uvicorn.Config) -> uvicorn.
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)
+            if not self.signalled:
+                _exit_after(grace)
             self.signalled = True
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):

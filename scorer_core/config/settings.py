@@ -72,6 +72,15 @@ class Settings(EnvSettings):
     request_timeout: float = Field(60.0, gt=0, validation_alias=_env("SCORER_REQUEST_TIMEOUT"))
     """Seconds a request may take to be scored once admitted before it gets 504."""
 
+    stuck_call_margin: float = Field(30.0, gt=0, validation_alias=_env("SCORER_STUCK_CALL_MARGIN"))
+    """Seconds past SCORER_REQUEST_TIMEOUT after which a model call in the server process counts
+    as stuck: /healthz and /readyz then fail, so an orchestrator restarts the server (a thread
+    cannot be killed; a worker process past its deadline is killed and replaced instead)."""
+
+    shutdown_grace: float = Field(30.0, gt=0, validation_alias=_env("SCORER_SHUTDOWN_GRACE"))
+    """Seconds a SIGTERM or Ctrl-C waits for requests in flight; then the process exits, whatever a
+    model call is doing."""
+
     batch_workers: int | None = Field(None, ge=0, validation_alias=_env("BATCH_WORKERS"))
     """Worker processes that run the model, each with its own copy; 0 runs it in the server process.
     Unset: the runtime's measured preference (``Runtime.preferred_batch_workers``)."""

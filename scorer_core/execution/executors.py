@@ -46,6 +46,10 @@ class Executor(Protocol):
         """Release the model: its threads, processes, JVM or GPU context."""
         ...
 
+    def oldest_call_age(self) -> float:
+        """Seconds the longest-running model call has run so far (0 when none runs)."""
+        ...
+
 
 def load_runtime(runtime_cls: type[Runtime], path: Path, settings: Settings) -> tuple[Runtime, ModelFacts]:
     """Instantiate and load a runtime; failures name the runtime and the path."""
@@ -98,15 +102,34 @@ class InProcessExecutor:
         self.facts = facts
         self.slots = threads if runtime.thread_safe else 1
         self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="scorer-model")
+        #: When each model call now running started (time.monotonic()), by call.
+        self._started: dict[int, float] = {}
 
     def _run(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-        return run_batch(self._runtime, tasks)
+        key = id(tasks)
+        self._started[key] = time.monotonic()
+        try:
+            return run_batch(self._runtime, tasks)
+        finally:
+            self._started.pop(key, None)
+
+    def oldest_call_age(self) -> float:
+        # A thread cannot be killed: a call stuck in the model is reported, so that /healthz
+        # can fail and an orchestrator restart the process.
+        started = list(self._started.values())
+        return time.monotonic() - min(started) if started else 0.0
 
     async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, tasks)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._pool.shutdown, True)
+        if self._started:
+            # A call still running after the server drained is stuck: waiting for it would block
+            # shutdown forever, and closing the runtime under it could crash it.
+            log.warning("A model call is still running after %.0f s; leaving it", self.oldest_call_age())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            return
+        self._pool.shutdown(wait=True)
         try:
             self._runtime.close()
         except Exception:

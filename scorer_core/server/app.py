@@ -207,15 +207,33 @@ def create_app(
         log.exception("%s %s failed unexpectedly", request.method, request.url.path)
         return _json({"detail": f"Failed scoring request due to: {type(exc).__name__}: {exc}"}, 500)
 
-    @app.get("/healthz", response_class=PlainTextResponse, tags=["health"])
-    async def healthz() -> str:
-        """Liveness: the process is up and serving HTTP (the model may still be loading)."""
-        return "OK"
+    def stuck() -> str | None:
+        """Why the model cannot serve any more: a call past its deadline by the stuck margin."""
+        if not host.ready:
+            return None
+        age = host.executor.oldest_call_age()
+        limit = settings.request_timeout + settings.stuck_call_margin
+        if age > limit:
+            return (
+                f"a model call has run for {age:.0f} s, past SCORER_REQUEST_TIMEOUT plus "
+                f"SCORER_STUCK_CALL_MARGIN ({limit:g} s); restart the server"
+            )
+        return None
+
+    @app.get("/healthz", response_class=PlainTextResponse, tags=["health"], responses={500: {}})
+    async def healthz() -> Response:
+        """Liveness: 200 ``OK`` while the process serves HTTP (the model may still be loading);
+        500 when a model call in this process is stuck, so that an orchestrator restarts it."""
+        problem = stuck()
+        if problem is not None:
+            return PlainTextResponse(f"Not healthy: {problem}", status_code=500)
+        return PlainTextResponse("OK")
 
     @app.get("/readyz", response_class=PlainTextResponse, tags=["health"], responses={500: {}})
     async def readyz() -> Response:
-        """Readiness: 200 ``Ready`` once the model has loaded, 500 ``Not ready`` before."""
-        if host.ready:
+        """Readiness: 200 ``Ready`` once the model has loaded, 500 ``Not ready`` before, or while a
+        model call is stuck."""
+        if host.ready and stuck() is None:
             return PlainTextResponse("Ready")
         return PlainTextResponse("Not ready", status_code=500)
 

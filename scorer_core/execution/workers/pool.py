@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer_core.config.settings import Settings
-from scorer_core.errors import ConfigurationError, ModelError, ScorerError
+from scorer_core.errors import ConfigurationError, ModelError, ScorerError, ScoringTimeout
 from scorer_core.execution.batch import Batch
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
@@ -184,8 +184,24 @@ class WorkerPool:
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
         worker = self._take_live_worker((batch.merged(), batch.offsets))
+        # No request of this batch can use an answer later than this, so a worker still busy then
+        # is hung: it is killed and replaced, and the slot serves the next batch.
+        worker.connection.settimeout(self.settings.request_timeout)
         try:
             outcomes: list[ScoringResult | ScorerError] = recv_message(worker.connection)
+        except TimeoutError as exc:
+            log.error(
+                "Worker process %d did not answer within %g s (SCORER_REQUEST_TIMEOUT); killing it",
+                worker.process.pid,
+                self.settings.request_timeout,
+            )
+            worker.process.kill()
+            self._replace(worker)
+            raise ScoringTimeout(
+                f"the model call took longer than {self.settings.request_timeout:g} s "
+                f"(SCORER_REQUEST_TIMEOUT); worker process {worker.process.pid} was killed and is being "
+                "replaced"
+            ) from exc
         except (ConnectionError, OSError) as exc:
             if self._closed:
                 raise ModelError("the server is shutting down", runtime=self.runtime) from exc
@@ -223,6 +239,9 @@ class WorkerPool:
             log.info("Replacement worker process %d ready", worker.process.pid)
             return
         log.critical("Gave up replacing a worker process; serving with fewer workers")
+
+    def oldest_call_age(self) -> float:
+        return 0.0  # a worker past its deadline is killed, never left stuck
 
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._shutdown)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,19 @@ class HydrogenTorchRuntime(MlflowRuntime):
     @classmethod
     def check_model(cls, path: Path) -> None:
         super().check_model(path)
-        cls.output_rule(path)  # the settings, and the model's metadata when it has some
+        # The settings, and the model's metadata when it has some: both before the server listens.
+        output_rule(read_mlmodel_metadata(path), HydrogenTorchSettings.load(), path)
 
     def load(self, path: Path) -> None:
-        self.metadata, rule = self.output_rule(path)
+        settings = HydrogenTorchSettings.load()
+        entry = read_mlmodel_metadata(path)
+        self.metadata, rule = output_rule(entry, settings, path)
         log.info("Hydrogen Torch output rule: %s", rule)
-        for warning in self._rule_warnings(path):
-            log.warning(warning)
+        if entry is not None and settings.declares_a_rule:
+            log.warning(
+                "SCORER_HT_TASK / SCORER_HT_ROW_KEYS / SCORER_HT_OUTPUT_FORMAT are ignored: the model's "
+                "MLmodel declares metadata.hydrogen_torch, which decides"
+            )
         # A bad SCORER_TORCH_DEVICE or _BACKEND raises ConfigurationError from the model code's
         # load_context, which MLflow passes on unchanged: a clear start-up error.
         super().load(path)
@@ -67,32 +74,8 @@ class HydrogenTorchRuntime(MlflowRuntime):
             self.device, self.backend = model_code.device, model_code.backend
             cells = model_code.encoder.sample_cells()
             self.sample_row = tuple(cells.get(f.name, f.data_type.example) for f in self.schema.inputs)
-        declared = read_mlmodel_metadata(path) is not None or HydrogenTorchSettings.load().output_format
-        if not declared:
+        if entry is None and settings.output_format is None:
             self._detect_output_format()
-
-    @staticmethod
-    def output_rule(path: Path) -> tuple[HydrogenTorchMetadata, str]:
-        """How outputs split: the model's own metadata when it has some, else the settings.
-
-        Released HT models carry no metadata; chosen with ``--runtime hydrogen-torch-scorer`` they
-        are split by ``SCORER_HT_TASK`` / ``SCORER_HT_ROW_KEYS``, or by default on ``predictions``.
-        """
-        settings = HydrogenTorchSettings.load()
-        entry = read_mlmodel_metadata(path)
-        if entry is None:
-            return settings.output_rule()
-        metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
-        return metadata, f"the model's metadata.hydrogen_torch (task {metadata.task}): {describe(metadata)}"
-
-    @staticmethod
-    def _rule_warnings(path: Path) -> list[str]:
-        if read_mlmodel_metadata(path) is not None and HydrogenTorchSettings.load().declares_a_rule:
-            return [
-                "SCORER_HT_TASK / SCORER_HT_ROW_KEYS / SCORER_HT_OUTPUT_FORMAT are ignored: the model's "
-                "MLmodel declares metadata.hydrogen_torch, which decides"
-            ]
-        return []
 
     def _detect_output_format(self) -> None:
         """Score the sample row as two rows: two strings back is a per-row model, one a legacy blob.
@@ -148,3 +131,16 @@ def _typed(cell: str, data_type: DataType) -> object:
     if data_type is DataType.BOOL:
         return cell.strip().lower() == "true"
     return cell
+
+
+def output_rule(
+    entry: Mapping[str, Any] | None, settings: HydrogenTorchSettings, path: Path
+) -> tuple[HydrogenTorchMetadata, str]:
+    """How outputs split, and a line saying why: the model's metadata when it has some (``entry``),
+    else the settings. Released HT models carry no metadata; chosen with ``--runtime
+    hydrogen-torch-scorer`` they split by ``SCORER_HT_TASK`` / ``SCORER_HT_ROW_KEYS``, or on
+    ``predictions`` by default."""
+    if entry is None:
+        return settings.output_rule()
+    metadata = HydrogenTorchMetadata.from_mapping(entry, str(path))
+    return metadata, f"the model's metadata.hydrogen_torch (task {metadata.task}): {describe(metadata)}"

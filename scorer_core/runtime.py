@@ -131,5 +131,13 @@ class Runtime(abc.ABC):
         """
         return enabled
 
+    def example_row(self) -> tuple[str, ...]:
+        """One row of input cells this model scores: ``sample_row``, else an example per input type.
+
+        ``/model/sample_request`` shows it, and the core scores it to name contributions for a
+        request of no rows.
+        """
+        return self.sample_row or tuple(f.data_type.example for f in self.schema.inputs)
+
     def close(self) -> None:  # noqa: B027 - optional hook, empty by default
         """Override to release resources (a JVM, a GPU context) at shutdown."""

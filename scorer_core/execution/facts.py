@@ -44,7 +44,7 @@ class ModelFacts:
             raise ConfigurationError(
                 f"Runtime '{runtime.name}' loaded '{path}' but did not set a ModelSchema on .schema"
             )
-        sample_row = runtime.sample_row or tuple(f.data_type.example for f in schema.inputs)
+        sample_row = runtime.example_row()
         if len(sample_row) != len(schema.inputs):
             raise ConfigurationError(
                 f"Runtime '{runtime.name}' set a sample_row of {len(sample_row)} cells for "

@@ -85,7 +85,7 @@ def _no_rows_contributions(runtime: Runtime, shapley: ShapleyType) -> Contributi
     same way without a branch of its own.
     """
     inputs = runtime.schema.inputs
-    row = list(runtime.sample_row or (f.data_type.example for f in inputs))
+    row = list(runtime.example_row())
     sample = build_frame([f.name for f in inputs], [row], inputs, runtime.missing_values)
     scored = check_contributions(runtime.name, runtime.contributions(sample, shapley), 1)
     return Contributions(

@@ -89,7 +89,7 @@ class HydrogenTorchRuntime(MlflowRuntime):
 
         row = [
             _typed(cell, f.data_type)
-            for cell, f in zip(self._sample_cells(), self.schema.inputs, strict=True)
+            for cell, f in zip(self.example_row(), self.schema.inputs, strict=True)
         ]
         try:
             cells = output_cells(
@@ -111,8 +111,6 @@ class HydrogenTorchRuntime(MlflowRuntime):
         self.metadata = dataclasses.replace(self.metadata, output_format=found)
         log.info("Hydrogen Torch output format, found by scoring the sample row twice: %s", found)
 
-    def _sample_cells(self) -> tuple[str, ...]:
-        return self.sample_row or tuple(f.data_type.example for f in self.schema.inputs)
 
     def declared_outputs(self, model_dir: str) -> list[Field]:
         return [Field(OUTPUT_FIELD, DataType.STR)]

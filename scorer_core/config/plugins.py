@@ -72,6 +72,10 @@ class Plugins:
                 self.runtimes[runtime.name] = runtime
                 self._runtime_plugin[runtime.name] = plugin_name
 
+    def runtime_to_load(self, path: Path, name: str | None) -> type[Runtime]:
+        """The runtime class to load ``path`` with: selected, then wrapped by every plugin."""
+        return self.wrap_runtime(self.select_runtime(path, name))
+
     def wrap_runtime(self, runtime: type[Runtime]) -> type[Runtime]:
         """``runtime`` as every ``scorer_wrap_runtime`` implementation wraps it, each in turn."""
         for impl in self.manager.hook.scorer_wrap_runtime.get_hookimpls():

@@ -149,7 +149,7 @@ def start_executor(
     ``on_starting`` receives a worker pool before its processes load the model, so that a
     shutdown during a long load can stop them.
     """
-    runtime_cls = plugins.wrap_runtime(plugins.select_runtime(path, runtime_name))
+    runtime_cls = plugins.runtime_to_load(path, runtime_name)
     workers = (
         runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
     )

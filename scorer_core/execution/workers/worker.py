@@ -54,7 +54,7 @@ def main() -> int:
     sock.connect(args.socket)
     try:
         plugins = load_plugins(settings)
-        runtime_cls = plugins.wrap_runtime(plugins.select_runtime(args.model, args.runtime))
+        runtime_cls = plugins.runtime_to_load(args.model, args.runtime)
         runtime, facts = load_runtime(runtime_cls, args.model, settings)
     except ConfigurationError as exc:
         send_message(sock, ("failed", exc))  # the operator's to fix: passed on as it is

@@ -1,26 +1,22 @@
-"""Pure merge and split of scoring tasks, and the merged model call with per-request fallback.
+"""Pure merge and split of scoring tasks.
 
 Nothing here knows about event loops, threads or processes: a batch is a list of tasks that share
 a batch key, merged into one frame, scored once, and cut back into one result per task by row
-offset.
+offset. ``scorer_core.execution.isolation`` makes the call and finds the culprits when it fails.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 
-from scorer_core.errors import ScorerError
-from scorer_core.execution.scoring import ScoringResult, ScoringTask, run_task, run_tasks
+from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.frame import Frame
-from scorer_core.runtime import ContributionGroup, Contributions, Runtime
+from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import ShapleyType
 
-__all__ = ["Batch", "BatchKey", "batch_key", "run_batch", "run_merged"]
-
-log = logging.getLogger(__name__)
+__all__ = ["Batch", "BatchKey", "batch_key"]
 
 #: Everything that changes the model call: endpoint (outputs or contributions only), Shapley type,
 #: prediction intervals, and the forwarded header values. Only equal keys share a call.
@@ -54,10 +50,18 @@ class Batch:
     def merged(self) -> ScoringTask:
         first = self.tasks[0]
         frame = Frame.concat([t.frame for t in self.tasks])
-        return ScoringTask(frame, first.headers, first.outputs, first.shapley, first.intervals)
+        deadlines = self.deadlines
+        latest = None if None in deadlines else max(d for d in deadlines if d is not None)
+        return ScoringTask(frame, first.headers, first.outputs, first.shapley, first.intervals, latest)
+
+    @property
+    def deadlines(self) -> list[float | None]:
+        return [t.deadline for t in self.tasks]
 
     @classmethod
-    def from_merged(cls, merged: ScoringTask, offsets: Sequence[int]) -> Batch:
+    def from_merged(
+        cls, merged: ScoringTask, offsets: Sequence[int], deadlines: Sequence[float | None]
+    ) -> Batch:
         """The batch whose ``merged()`` is ``merged``: tasks are row slices (views) of its frame."""
         return cls(
             tuple(
@@ -67,8 +71,9 @@ class Batch:
                     merged.outputs,
                     merged.shapley,
                     merged.intervals,
+                    deadline,
                 )
-                for start, stop in pairwise(offsets)
+                for (start, stop), deadline in zip(pairwise(offsets), deadlines, strict=True)
             )
         )
 
@@ -96,37 +101,3 @@ class Batch:
                 )
             parts.append(ScoringResult(outputs, intervals, contributions))
         return parts
-
-
-def run_batch(runtime: Runtime, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-    """Score tasks in one model call; if that call fails, find the culprits by halving the batch.
-
-    A merged call can fail because one request's rows upset the model, or because the model
-    returned the wrong row count for the merged frame. Nobody can tell which rows are at fault,
-    so the batch is split in two halves and each half is scored merged again, down to single
-    requests, which get their own result or error. One poison request among ``n`` then costs
-    about ``2 * log2(n)`` extra calls instead of ``n``, and the good requests beside it still go
-    in large calls. Nothing is remembered across batches, so one tenant's requests cannot change
-    how another's are scored. No request ever receives another request's rows.
-    """
-    if len(tasks) == 1:
-        return run_tasks(runtime, tasks)
-    return run_merged(runtime, Batch(tuple(tasks)))
-
-
-def run_merged(
-    runtime: Runtime, batch: Batch, merged: ScoringTask | None = None
-) -> list[ScoringResult | ScorerError]:
-    """``run_batch`` for a batch whose merged task may already exist (sent merged to a worker)."""
-    tasks = batch.tasks
-    if len(tasks) == 1:
-        return run_tasks(runtime, tasks)
-    try:
-        return list(batch.split(run_task(runtime, merged or batch.merged())))
-    except ScorerError as exc:
-        log.warning("A merged call of %d requests failed (%s); scoring it in halves", len(tasks), exc)
-    middle = len(tasks) // 2
-    return [
-        *run_merged(runtime, Batch(tasks[:middle])),
-        *run_merged(runtime, Batch(tasks[middle:])),
-    ]

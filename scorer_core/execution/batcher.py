@@ -18,14 +18,17 @@ from dataclasses import dataclass, field
 
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.batch import BatchKey, batch_key
+from scorer_core.execution.failures import FailurePacer
+from scorer_core.execution.isolation import BatchReport, Outcome, Settle
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 
 __all__ = ["Batcher", "Execute"]
 
 log = logging.getLogger(__name__)
 
-#: Runs one batch's tasks (one model call, or several on failure) and returns one outcome per task.
-Execute = Callable[[Sequence[ScoringTask]], Awaitable[list[ScoringResult | ScorerError]]]
+#: Runs one batch's tasks (one model call, or several on failure): tells ``Settle`` of outcomes as
+#: they are known, from any thread, and reports one outcome per task at the end.
+Execute = Callable[[Sequence[ScoringTask], Settle], Awaitable[BatchReport]]
 
 
 @dataclass
@@ -47,10 +50,19 @@ class Batcher:
     ``execute`` for its batch. Queues are created inside the running loop on first use.
     """
 
-    def __init__(self, execute: Execute, *, slots: int, max_rows: int, max_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        *,
+        slots: int,
+        max_rows: int,
+        max_wait: float = 0.0,
+        pacer: FailurePacer | None = None,
+    ) -> None:
         if slots < 1 or max_rows < 1 or max_wait < 0:
             raise ValueError("slots and max_rows must be positive and max_wait not negative")
         self._execute = execute
+        self._pacer = pacer
         self.slots = slots
         self.max_rows = max_rows
         self.max_wait = max_wait
@@ -125,22 +137,46 @@ class Batcher:
     async def _run(self, batch: list[_Pending]) -> None:
         self.batches_sent += 1
         self.requests_sent += len(batch)
+        loop = asyncio.get_running_loop()
+
+        def settle_soon(pairs: Sequence[tuple[int, Outcome]]) -> None:
+            loop.call_soon_threadsafe(self._settle, batch, pairs)
+
         try:
-            outcomes = await self._execute([p.task for p in batch])
-            if len(outcomes) != len(batch):
-                raise RuntimeError(f"executor returned {len(outcomes)} outcomes for {len(batch)} tasks")
+            report = await self._execute([p.task for p in batch], settle_soon)
+            if len(report.outcomes) != len(batch):
+                raise RuntimeError(f"executor gave {len(report.outcomes)} outcomes for {len(batch)} tasks")
         except Exception as exc:  # the executor itself failed (e.g. a worker died): fail this batch only
             if not isinstance(exc, ScorerError):
                 log.exception("Scoring a batch of %d requests failed", len(batch))
                 exc = ModelError(f"scoring failed: {type(exc).__name__}: {exc}", runtime="scorer_core")
-            outcomes = [exc] * len(batch)
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if pending.future.done():
+            report = BatchReport([exc] * len(batch))
+        self._settle(batch, [(i, o) for i, o in enumerate(report.outcomes) if not isinstance(o, ModelError)])
+        failed = [i for i, o in enumerate(report.outcomes) if isinstance(o, ModelError)]
+        # Charged only when the isolation delayed requests that succeeded (see FailurePacer).
+        charged = failed and len(failed) < len(batch) and report.isolation_seconds > 0
+        for index in failed:
+            pending, error = batch[index], report.outcomes[index]
+            delay = (
+                self._pacer.delay(report.isolation_seconds / len(failed), pending.task.deadline)
+                if charged and self._pacer is not None
+                else 0.0
+            )
+            if delay > 0:
+                loop.call_later(delay, self._settle, batch, [(index, error)])
+            else:
+                self._settle(batch, [(index, error)])
+
+    @staticmethod
+    def _settle(batch: list[_Pending], pairs: Sequence[tuple[int, Outcome]]) -> None:
+        for index, outcome in pairs:
+            future = batch[index].future
+            if future.done():
                 continue
             if isinstance(outcome, ScorerError):
-                pending.future.set_exception(outcome)
+                future.set_exception(outcome)
             else:
-                pending.future.set_result(outcome)
+                future.set_result(outcome)
 
     async def close(self) -> None:
         for loop in self._loops:

@@ -20,9 +20,9 @@ from scorer_core.config.plugins import Plugins
 from scorer_core.config.settings import Settings
 from scorer_core.config.shapley import ShapleyPolicy
 from scorer_core.errors import ModelError, ScorerError
-from scorer_core.execution.batch import run_batch
 from scorer_core.execution.facts import ModelFacts
-from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.isolation import BatchReport, Settle, run_batch
+from scorer_core.execution.scoring import ScoringTask
 from scorer_core.runtime import Runtime
 
 __all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor"]
@@ -38,8 +38,9 @@ class Executor(Protocol):
     #: Model calls that can run at once; the batcher keeps this many batches in flight.
     slots: int
 
-    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-        """Score ``tasks`` (merged into one call where they can be); one outcome per task."""
+    async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        """Score ``tasks`` (merged into one call where they can be); one outcome per task, and
+        each success told to ``settle`` as soon as it is known."""
         ...
 
     async def close(self) -> None:
@@ -105,11 +106,11 @@ class InProcessExecutor:
         #: When each model call now running started (time.monotonic()), by call.
         self._started: dict[int, float] = {}
 
-    def _run(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+    def _run(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         key = id(tasks)
         self._started[key] = time.monotonic()
         try:
-            return run_batch(self._runtime, tasks)
+            return run_batch(self._runtime, tasks, settle=settle)
         finally:
             self._started.pop(key, None)
 
@@ -119,8 +120,8 @@ class InProcessExecutor:
         started = list(self._started.values())
         return time.monotonic() - min(started) if started else 0.0
 
-    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, tasks)
+    async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, tasks, settle)
 
     async def close(self) -> None:
         if self._started:

@@ -1,13 +1,12 @@
 """The scoring seam: one model call for a task, with headers set and results checked.
 
-``run_task`` is one model call; ``scorer_core.execution.batch.run_batch`` merges tasks into one
-such call and falls back to ``run_tasks`` (each alone) when the merged call fails.
+``run_task`` is one model call; ``scorer_core.execution.isolation.run_batch`` merges tasks into
+one such call and isolates the failing ones when it fails.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ from scorer_core.runtime import ContributionGroup, Contributions, Runtime
 from scorer_core.schema import ShapleyType
 from scorer_core.wire.cells import build_frame
 
-__all__ = ["ScoringResult", "ScoringTask", "run_task", "run_tasks"]
+__all__ = ["ScoringResult", "ScoringTask", "run_task"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,9 @@ class ScoringTask:
     outputs: bool = True
     shapley: ShapleyType = ShapleyType.NONE
     intervals: bool = False
+    #: When the request's answer stops being of use (``time.monotonic()``, a clock that Linux
+    #: shares between processes); None: never. Model calls are not made for an expired task.
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,3 @@ def _no_rows_contributions(runtime: Runtime, shapley: ShapleyType) -> Contributi
     return Contributions(
         scored.features, [ContributionGroup(g.output_group, g.values[:0]) for g in scored.groups]
     )
-
-
-def run_tasks(runtime: Runtime, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-    """Score a list of tasks; each gets its result or its own error, never a neighbour's."""
-    results: list[ScoringResult | ScorerError] = []
-    for task in tasks:
-        try:
-            results.append(run_task(runtime, task))
-        except ScorerError as exc:
-            results.append(exc)
-    return results

@@ -37,7 +37,7 @@ from scorer_core.server.requests import (
     prepare_score,
     read_body,
 )
-from scorer_core.server.responses import contribution_body, score_body
+from scorer_core.server.responses import contribution_body, encode, score_body
 from scorer_core.wire.contract import (
     ContributionRequest,
     ContributionResponse,
@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 
 #: Where /docs loads Swagger UI's scripts and styles from.
 DOCS_ASSETS = "/docs-assets"
+#: Bodies from this size on are parsed, and their answers built, in a thread and in chunks, so that
+#: the event loop (health probes, other requests) keeps its turn; smaller ones take less than the
+#: hand-off would save.
+OFF_LOOP_BYTES = 256 * 1024
 #: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
 _PREFIXABLE = ("/model/", "/readyz", "/healthz", "/openapi.json", "/docs", DOCS_ASSETS)
 
@@ -77,7 +81,9 @@ class PathPrefixMiddleware:
         await self.app(scope, receive, send)
 
 
-def _task(request: Request, facts: ModelFacts, prepared: PreparedRequest, *, outputs: bool) -> ScoringTask:
+def _task(
+    request: Request, facts: ModelFacts, prepared: PreparedRequest, deadline: float, *, outputs: bool
+) -> ScoringTask:
     """The model work for a validated request, with the headers it may forward."""
     return ScoringTask(
         prepared.frame,
@@ -85,6 +91,7 @@ def _task(request: Request, facts: ModelFacts, prepared: PreparedRequest, *, out
         outputs=outputs,
         shapley=prepared.shapley,
         intervals=prepared.intervals,
+        deadline=deadline,
     )
 
 
@@ -143,14 +150,15 @@ def create_app(
         return current
 
     @asynccontextmanager
-    async def admitted(request: Request) -> AsyncIterator[tuple[Dispatcher, bytes]]:
+    async def admitted(request: Request) -> AsyncIterator[tuple[Dispatcher, bytes, float]]:
         """A scoring POST past its gates: a JSON content type, a body within its size and time
-        limits, then admission. The body is read first, so a slow client never holds a slot."""
+        limits, then admission; with the deadline its answer must meet. The body is read first,
+        so a slow client never holds a slot."""
         scoring = dispatcher()
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
         async with scoring.admission.admit():
-            yield scoring, body
+            yield scoring, body, scoring.deadline()
 
     def load_in_background() -> None:
         try:
@@ -279,14 +287,23 @@ def create_app(
     async def score(request: Request) -> Response:
         """Score the rows in the body."""
         facts = host.facts
-        async with admitted(request) as (scoring, body):
-            fast = numeric_frame(body, facts.schema)
-            if fast is not None:
-                prepared = prepare_score(fast[0], facts, frame=fast[1])
-            else:
-                prepared = prepare_score(parse_request(ScoreRequest, body), facts)
-            result = await scoring.score(_task(request, facts, prepared, outputs=True))
-            return _json(score_body(facts.model_id, prepared, result))
+        async with admitted(request) as (scoring, body, deadline):
+            large = len(body) >= OFF_LOOP_BYTES
+
+            def prepare() -> PreparedRequest:
+                fast = numeric_frame(body, facts.schema)
+                if fast is not None:
+                    return prepare_score(fast[0], facts, frame=fast[1])
+                return prepare_score(parse_request(ScoreRequest, body), facts)
+
+            prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
+            result = await scoring.score(_task(request, facts, prepared, deadline, outputs=True))
+            if not large:
+                return _json(score_body(facts.model_id, prepared, result))
+            payload = await scoring.off_loop(
+                lambda: encode(score_body(facts.model_id, prepared, result)), deadline
+            )
+            return Response(payload, media_type="application/json")
 
     @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def score_file() -> Response:
@@ -305,11 +322,20 @@ def create_app(
     async def contribution(request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
         facts = host.facts
-        async with admitted(request) as (scoring, body):
-            prepared = prepare_contribution(parse_request(ContributionRequest, body), facts)
-            result = await scoring.score(_task(request, facts, prepared, outputs=False))
-            assert result.contributions is not None
-            return _json(contribution_body(result.contributions))
+        async with admitted(request) as (scoring, body, deadline):
+            large = len(body) >= OFF_LOOP_BYTES
+
+            def prepare() -> PreparedRequest:
+                return prepare_contribution(parse_request(ContributionRequest, body), facts)
+
+            prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
+            result = await scoring.score(_task(request, facts, prepared, deadline, outputs=False))
+            contributions = result.contributions
+            assert contributions is not None
+            if not large:
+                return _json(contribution_body(contributions))
+            payload = await scoring.off_loop(lambda: encode(contribution_body(contributions)), deadline)
+            return Response(payload, media_type="application/json")
 
     @app.post("/model/media-score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def media_score() -> Response:

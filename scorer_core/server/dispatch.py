@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ScoringTimeout
 from scorer_core.execution.batcher import Batcher
 from scorer_core.execution.executors import Executor
+from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.server.admission import Admission
 
 __all__ = ["Dispatcher"]
+
+T = TypeVar("T")
 
 
 class Dispatcher:
@@ -24,17 +31,39 @@ class Dispatcher:
             slots=executor.slots,
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
+            pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),
         )
         self.admission = Admission(settings.scoring_concurrency, settings.queue_size, settings.queue_timeout)
         self.request_timeout = settings.request_timeout
 
+    def deadline(self) -> float:
+        """When a request admitted now must have its answer (``time.monotonic()``)."""
+        return time.monotonic() + self.request_timeout
+
     async def score(self, task: ScoringTask) -> ScoringResult:
+        """The task's result, or ``ScoringTimeout`` (504) at its deadline (now plus the request
+        timeout when it has none)."""
+        if task.deadline is None:
+            task = dataclasses.replace(task, deadline=self.deadline())
+        assert task.deadline is not None
         try:
-            return await asyncio.wait_for(self.batcher.submit(task), self.request_timeout)
+            return await asyncio.wait_for(self.batcher.submit(task), task.deadline - time.monotonic())
         except TimeoutError:
-            raise ScoringTimeout(
-                f"the request was not scored within {self.request_timeout:g} s (SCORER_REQUEST_TIMEOUT)"
-            ) from None
+            raise self.timeout() from None
+
+    async def off_loop(self, work: Callable[[], T], deadline: float) -> T:
+        """``work()`` in a thread, so that the event loop keeps serving; 504 at ``deadline``.
+
+        The thread cannot be stopped: past the deadline it runs on, but its answer is dropped."""
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(work), deadline - time.monotonic())
+        except TimeoutError:
+            raise self.timeout() from None
+
+    def timeout(self) -> ScoringTimeout:
+        return ScoringTimeout(
+            f"the request was not scored within {self.request_timeout:g} s (SCORER_REQUEST_TIMEOUT)"
+        )
 
     async def close(self) -> None:
         await self.batcher.close()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
+
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.runtime import Contributions
 from scorer_core.server.requests import PreparedRequest
 from scorer_core.wire.cells import format_column
 
-__all__ = ["contribution_body", "score_body"]
+__all__ = ["contribution_body", "encode", "score_body"]
 
 
 def score_body(model_id: str, request: PreparedRequest, result: ScoringResult) -> dict[str, Any]:
@@ -64,3 +66,25 @@ def contribution_body(contributions: Contributions) -> dict[str, Any]:
 
 def _cell(value: Any) -> str:
     return value if isinstance(value, str) else format_column([value])[0]
+
+
+#: Items of one list encoded per orjson call. orjson holds the GIL for a whole call: one call over
+#: a million-row response stalled every other request for a quarter of a second.
+ENCODE_CHUNK_ITEMS = 8 * 1024
+
+
+def encode(body: Any) -> bytes:
+    """``orjson.dumps(body)``, byte for byte, with long lists encoded a chunk at a time."""
+    if isinstance(body, dict):
+        members = (orjson.dumps(str(key)) + b":" + encode(value) for key, value in body.items())
+        return b"{" + b",".join(members) + b"}"
+    if isinstance(body, list):
+        if body and isinstance(body[0], dict):
+            return b"[" + b",".join(encode(item) for item in body) + b"]"
+        if len(body) > ENCODE_CHUNK_ITEMS:
+            chunks = (
+                orjson.dumps(body[start : start + ENCODE_CHUNK_ITEMS])[1:-1]
+                for start in range(0, len(body), ENCODE_CHUNK_ITEMS)
+            )
+            return b"[" + b",".join(chunks) + b"]"
+    return orjson.dumps(body)

@@ -300,9 +300,23 @@ def _to_time(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.
     return out
 
 
+#: Cells converted per numpy call: ``astype(str)`` holds the GIL for a whole call, a second for a
+#: million floats, which would stall every other request; this many take a few milliseconds.
+FORMAT_CHUNK_CELLS = 32 * 1024
+
+
 def format_column(column: Iterable[Any]) -> list[str]:
     """Output cells as strings, the way H2O's Java scorer writes them (NaN, Infinity, true)."""
     array = np.asarray(column)
+    if array.ndim == 1 and len(array) > FORMAT_CHUNK_CELLS and array.dtype.kind in "fiu":
+        cells: list[str] = []
+        for start in range(0, len(array), FORMAT_CHUNK_CELLS):
+            cells.extend(_format_array(array[start : start + FORMAT_CHUNK_CELLS]))
+        return cells
+    return _format_array(array)
+
+
+def _format_array(array: np.ndarray) -> list[str]:
     kind = array.dtype.kind
     if kind == "f":
         text = array.astype(str)

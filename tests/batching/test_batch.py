@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from scorer_core.errors import ModelError, RowCountMismatch
-from scorer_core.execution.batch import Batch, batch_key, run_batch
+from scorer_core.execution.batch import Batch, batch_key
+from scorer_core.execution.isolation import run_batch
 from scorer_core.execution.scoring import run_task
 from scorer_core.schema import ShapleyType
 from tests.batching.conftest import task
@@ -50,7 +51,7 @@ def test_split_cuts_contributions_and_intervals_too(probe_model):
 
 def test_failing_merged_call_is_retried_per_request_so_only_the_culprit_fails(probe_model):
     model = probe_model()
-    outcomes = run_batch(model, [task([1]), task([13, 2]), task([3])])
+    outcomes = run_batch(model, [task([1]), task([13, 2]), task([3])]).outcomes
     assert outcomes[0].outputs["y"].tolist() == [2]
     assert isinstance(outcomes[1], ModelError) and "exploded" in str(outcomes[1])
     assert outcomes[2].outputs["y"].tolist() == [6]
@@ -58,7 +59,7 @@ def test_failing_merged_call_is_retried_per_request_so_only_the_culprit_fails(pr
 
 def test_wrong_row_count_on_the_merged_call_is_retried_per_request(probe_model):
     model = probe_model(behaviour="drop_row_when_merged")
-    outcomes = run_batch(model, [task([1]), task([2]), task([3, 4])])
+    outcomes = run_batch(model, [task([1]), task([2]), task([3, 4])]).outcomes
     assert [o.outputs["y"].tolist() for o in outcomes[:2]] == [[2], [4]]
     assert isinstance(outcomes[2], RowCountMismatch)
     assert str(outcomes[2]) == "Runtime 'probe-scorer' returned 1 rows for a request of 2 rows"
@@ -71,7 +72,7 @@ def test_one_poison_request_costs_about_two_log2_n_calls_not_n(probe_model, pois
     score = model.score
     model.score = lambda frame: calls.append(frame.num_rows) or score(frame)  # type: ignore[method-assign]
     tasks = [task([13 if i == poison_at else i + 100]) for i in range(16)]
-    outcomes = run_batch(model, tasks)
+    outcomes = run_batch(model, tasks).outcomes
     assert [isinstance(o, ModelError) for o in outcomes] == [i == poison_at for i in range(16)]
     assert [o.outputs["y"].tolist() for i, o in enumerate(outcomes) if i != poison_at] == [
         [2.0 * (i + 100)] for i in range(16) if i != poison_at
@@ -82,5 +83,5 @@ def test_one_poison_request_costs_about_two_log2_n_calls_not_n(probe_model, pois
 
 def test_every_request_failing_still_gets_its_own_error(probe_model):
     model = probe_model()
-    outcomes = run_batch(model, [task([13]), task([13]), task([13])])
+    outcomes = run_batch(model, [task([13]), task([13]), task([13])]).outcomes
     assert all(isinstance(o, ModelError) for o in outcomes)

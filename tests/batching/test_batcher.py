@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.batcher import Batcher
+from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import run_task
 from tests.batching.conftest import in_process, task
 
@@ -57,11 +58,11 @@ def test_max_wait_grows_a_partial_batch(probe_model):
 def test_a_failing_executor_fails_only_its_batch(probe_model):
     calls = []
 
-    async def flaky(tasks):
+    async def flaky(tasks, settle):
         calls.append(len(tasks))
         if len(calls) == 1:
             raise RuntimeError("worker died")
-        return [run_task(probe_model(), t) for t in tasks]
+        return BatchReport([run_task(probe_model(), t) for t in tasks])
 
     async def main():
         batcher = Batcher(flaky, slots=1, max_rows=100)

@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer_core.config.settings import Settings
-from scorer_core.errors import ConfigurationError, ModelError, ScorerError, ScoringTimeout
+from scorer_core.errors import ConfigurationError, ModelError, ScoringTimeout
 from scorer_core.execution.batch import Batch
 from scorer_core.execution.facts import ModelFacts
-from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.isolation import BatchReport, Settle
+from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.workers.protocol import recv_message, send_message
 
 __all__ = ["WorkerPool"]
@@ -164,7 +165,7 @@ class WorkerPool:
             self._all.add(worker)
         self._idle.put(worker)
 
-    def _take_live_worker(self, message: tuple[ScoringTask, list[int]]) -> _Worker:
+    def _take_live_worker(self, message: tuple[ScoringTask, list[int], list[float | None]]) -> _Worker:
         """An idle worker that accepted the batch; workers found dead before that are replaced."""
         while True:
             worker = self._idle.get()
@@ -180,15 +181,21 @@ class WorkerPool:
             log.error("Worker process %d died while idle (%s)", worker.process.pid, worker.describe_exit())
             self._replace(worker)
 
-    def _call(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
+    def _call(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
-        worker = self._take_live_worker((batch.merged(), batch.offsets))
-        # No request of this batch can use an answer later than this, so a worker still busy then
-        # is hung: it is killed and replaced, and the slot serves the next batch.
-        worker.connection.settimeout(self.settings.request_timeout)
+        merged = batch.merged()
+        worker = self._take_live_worker((merged, batch.offsets, batch.deadlines))
+        # No request of this batch can use an answer later than its latest deadline, so a worker
+        # still busy then is hung: it is killed and replaced, and the slot serves the next batch.
+        kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout
         try:
-            outcomes: list[ScoringResult | ScorerError] = recv_message(worker.connection)
+            while True:
+                worker.connection.settimeout(max(kill_at - time.monotonic(), 0.001))
+                message = recv_message(worker.connection)
+                if isinstance(message, BatchReport):
+                    break
+                settle(message[1])  # ("settled", pairs): answers known before the batch is done
         except TimeoutError as exc:
             log.error(
                 "Worker process %d did not answer within %g s (SCORER_REQUEST_TIMEOUT); killing it",
@@ -213,10 +220,10 @@ class WorkerPool:
                 runtime=self.runtime,
             ) from exc
         self._idle.put(worker)
-        return outcomes
+        return message
 
-    async def __call__(self, tasks: Sequence[ScoringTask]) -> list[ScoringResult | ScorerError]:
-        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, tasks)
+    async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, tasks, settle)
 
     def _replace(self, dead: _Worker) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """``python -m scorer_core.execution.workers.worker``: one worker process, started by ``WorkerPool``.
 
 It loads the model, says hello with the model's facts (or why it failed), then scores each batch
-it receives with ``run_batch`` until the server closes the socket.
+it receives with ``run_batch``, telling the server of answers as soon as they are known, until the
+server closes the socket.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.execution.batch import Batch, run_merged
+from scorer_core.execution.batch import Batch
 from scorer_core.execution.executors import load_runtime
+from scorer_core.execution.isolation import Outcome, run_batch
 from scorer_core.execution.workers.protocol import recv_message, send_message
 
 log = logging.getLogger("scorer_core.worker")
@@ -39,6 +42,20 @@ def _exit_with_the_server() -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="scorer-worker-watchdog", daemon=True).start()
+
+
+class _EarlyAnswers:
+    """Sends outcomes known before the batch ends to the server at once, except the last group,
+    which the batch's report carries: a batch that succeeds in one call costs one message."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.held: list[tuple[int, Outcome]] | None = None
+
+    def __call__(self, pairs: Sequence[tuple[int, Outcome]]) -> None:
+        if self.held is not None:
+            send_message(self.sock, ("settled", self.held))
+        self.held = list(pairs)
 
 
 def main() -> int:
@@ -70,8 +87,9 @@ def main() -> int:
             return 0
         if message is None:
             return 0
-        merged, offsets = message
-        send_message(sock, run_merged(runtime, Batch.from_merged(merged, offsets), merged))
+        merged, offsets, deadlines = message
+        tasks = Batch.from_merged(merged, offsets, deadlines).tasks
+        send_message(sock, run_batch(runtime, tasks, merged=merged, settle=_EarlyAnswers(sock)))
 
 
 if __name__ == "__main__":

@@ -60,10 +60,10 @@ class Settings(EnvSettings):
     """Comma-separated HTTP header names passed to model code through ``request_headers``.
     Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""
 
-    scoring_concurrency: int = Field(64, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
+    scoring_concurrency: int = Field(256, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
     """Requests being scored at once (batched together where they can be); more wait in a queue."""
 
-    queue_size: int = Field(256, ge=0, validation_alias=_env("SCORER_QUEUE_SIZE"))
+    queue_size: int = Field(1024, ge=0, validation_alias=_env("SCORER_QUEUE_SIZE"))
     """Requests that may wait for a scoring slot; beyond it they get 503 with Retry-After."""
 
     queue_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_QUEUE_TIMEOUT"))

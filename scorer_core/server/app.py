@@ -155,6 +155,9 @@ def create_app(
         limits, then admission; with the deadline its answer must meet. The body is read first,
         so a slow client never holds a slot."""
         scoring = dispatcher()
+        if scoring.admission.full:
+            # Refused before its body is read or parsed: under overload a refusal must cost nothing.
+            raise scoring.admission.refusal()
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
         async with scoring.admission.admit():
@@ -301,7 +304,7 @@ def create_app(
             if not large:
                 return _json(score_body(facts.model_id, prepared, result))
             payload = await scoring.off_loop(
-                lambda: encode(score_body(facts.model_id, prepared, result)), deadline
+                lambda: encode(score_body(facts.model_id, prepared, result, lazy=True)), deadline
             )
             return Response(payload, media_type="application/json")
 

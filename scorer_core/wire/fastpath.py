@@ -19,7 +19,6 @@ anything else goes the general way. Each check is one pass in C over the bytes.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import orjson
@@ -56,35 +55,46 @@ def _split_rows(body: bytes) -> tuple[bytes, bytes] | None:
     return body[:start] + b"[]" + body[end:], body[start:end]
 
 
-#: Bytes of rows parsed per orjson call. orjson holds the GIL for a whole call, so one call over
-#: a 26 MB body stalled every other request (and the health probes) for a second; at this size a
-#: call takes a few milliseconds, and the event loop gets its turn between calls.
+#: Bytes of rows checked and parsed per C call. orjson and bytes methods hold the GIL for a whole
+#: call, so one call over a 26 MB body stalled every other request (and the health probes) for up
+#: to half a second; at this size a call takes a few milliseconds, and the loop gets its turn.
 PARSE_CHUNK_BYTES = 256 * 1024
 
 
-def _parse_rows(rows: bytes) -> np.ndarray:
-    """``np.array(orjson.loads(rows), dtype=float64)``, parsed a chunk of whole rows at a time.
+def _pieces(rows: bytes) -> list[bytes]:
+    """The rows array as ``[...]`` arrays of whole rows, cut after a ``]`` followed by ``,``.
 
-    ``rows`` holds only numbers and JSON punctuation here (no strings), so every ``],`` ends a row
-    at the outer level, or a nested array, which leaves a chunk ragged or 3-dimensional: rejected.
+    No check below looks at a ``]`` or a ``,``, so none is changed by a cut. A cut inside a nested
+    array leaves both pieces unbalanced, which orjson rejects; one inside a quoted cell (``"1],2"``)
+    leaves the quotes uncounted, which the count of quotes against cells rejects.
     """
     if len(rows) <= PARSE_CHUNK_BYTES:
-        parsed: list[Any] = orjson.loads(rows)
-        return np.array(parsed, dtype=np.float64)
-    inner = memoryview(rows)[1:-1]  # the outer [ ]
-    pieces: list[np.ndarray] = []
-    start, size = 0, len(inner)
+        return [rows]
+    inner = memoryview(rows)[1:-1]
+    pieces, start, size = [], 0, len(inner)
     while start < size:
         cut = rows.find(b"],", start + 1 + PARSE_CHUNK_BYTES)  # offsets in rows are inner + 1
         stop = size if cut < 0 else cut  # cut - 1 is the ] in inner; keep it
-        piece = np.array(orjson.loads(b"[" + inner[start:stop] + b"]"), dtype=np.float64)
-        if piece.ndim != 2:
-            raise ValueError("not a 2-dimensional array of numbers")
-        pieces.append(piece)
+        pieces.append(b"[" + inner[start:stop] + b"]")
         start = stop + 1  # past the comma
-    if len({p.shape[1] for p in pieces}) != 1:
-        raise ValueError("rows of different lengths")
-    return np.concatenate(pieces)
+    return pieces
+
+
+def _parse_rows(rows: bytes) -> tuple[np.ndarray, int] | None:
+    """The quoted numeric rows as a float64 matrix and the number of quotes they held; None when
+    a byte, an empty string or a quote between two number characters means the general path."""
+    matrices, quotes = [], 0
+    for piece in _pieces(rows):
+        if piece.translate(None, _ROWS_BYTES) or b'""' in piece or b'd"d' in piece.translate(_AS_DIGITS):
+            return None
+        quotes += piece.count(b'"')
+        matrix = np.array(orjson.loads(piece.replace(b'"', b"")), dtype=np.float64)
+        if matrix.ndim != 2:
+            return None
+        matrices.append(matrix)
+    if len({m.shape[1] for m in matrices}) != 1:
+        return None
+    return (matrices[0] if len(matrices) == 1 else np.concatenate(matrices)), quotes
 
 
 def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame] | None:
@@ -98,20 +108,21 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
     if parts is None:
         return None
     envelope, rows = parts
-    if rows.translate(None, _ROWS_BYTES) or b'""' in rows or b'd"d' in rows.translate(_AS_DIGITS):
-        return None
     try:
         request = ScoreRequest.model_validate(orjson.loads(envelope))
-        matrix = _parse_rows(rows.replace(b'"', b""))
+        parsed = _parse_rows(rows)
     except (ValueError, TypeError):  # orjson.JSONDecodeError and pydantic errors are ValueErrors
         return None
+    if parsed is None:
+        return None
+    matrix, quotes = parsed
     fields = request.fields
     if (
         request.includeFieldsInOutput
         or request.rows  # a second "rows" key: let the general parser decide
         or matrix.ndim != 2
         or matrix.shape[1] != len(fields)
-        or rows.count(b'"') != 2 * matrix.size
+        or quotes != 2 * matrix.size
         or len(set(fields)) != len(fields)
         or np.isnan(matrix).any()
     ):

@@ -41,10 +41,21 @@ def headers(length: int | None = None, chunked: bool = False) -> bytes:
 
 
 def read_response(sock: socket.socket, timeout: float) -> bytes:
+    """One whole answer: its head, then as many body bytes as its Content-Length says (the body
+    may come in a later segment than the head)."""
     sock.settimeout(timeout)
     data = b""
     deadline = time.monotonic() + timeout
-    while b"\r\n\r\n" not in data and time.monotonic() < deadline:
+
+    def complete() -> bool:
+        head, found, body = data.partition(b"\r\n\r\n")
+        if not found:
+            return False
+        lines = [line.lower().split(b":", 1) for line in head.split(b"\r\n")[1:]]
+        length = next((int(value) for name, value in lines if name == b"content-length"), 0)
+        return len(body) >= length
+
+    while not complete() and time.monotonic() < deadline:
         chunk = sock.recv(65536)
         if not chunk:
             break

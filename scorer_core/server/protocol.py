@@ -8,10 +8,17 @@
   connection by a malformed one, uvicorn answers the malformed one with 400 and closes at once,
   and the valid one in flight gets no response. Here the 400 waits until every request before it
   has been answered.
+- **A stop loses no request on a kept-alive connection.** uvicorn closes an idle connection at
+  once when the server stops, and a request the client sent at that moment (already in the
+  socket buffer, or on its way) is answered with a reset. Here an idle connection stays open a
+  moment longer: a request that arrives is answered with ``Connection: close``; if none does, the
+  server sends its FIN first and reads (discarding) until the client closes, so a request that
+  crossed the FIN finds a closed connection, not a reset.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -21,6 +28,10 @@ __all__ = ["guarded_protocol"]
 _HEADERS_END = b"\r\n\r\n"
 #: How long a refused connection is read (and discarded) before it is closed.
 _LINGER_SECONDS = 2.0
+#: How long an idle connection is kept open, once the server stops, for a request on its way.
+#: A busy client sends within milliseconds of its last answer; this bounds how much the idle
+#: connections add to a stop.
+_IDLE_DRAIN_SECONDS = 1.0
 
 
 def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
@@ -33,6 +44,8 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
             self._awaiting_headers = True
             self._deferred_400: str | None = None
             self._discarding = False
+            self._draining = False
+            self._drain_timer: asyncio.TimerHandle | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._deferred_400 is not None or self._discarding:
@@ -55,7 +68,25 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
                 return
             super().send_400_response(msg)
 
+        def shutdown(self) -> None:
+            # Called by uvicorn once the listener is closed, for every open connection.
+            if self.cycle is not None and not self.cycle.response_complete:
+                self.cycle.keep_alive = False  # the answer says Connection: close
+                return
+            self._draining = True
+            self._unset_keepalive_if_required()
+            self._drain_timer = self.loop.call_later(_IDLE_DRAIN_SECONDS, self._close_idle)
+
+        def _close_idle(self) -> None:
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return  # a request came and is answered with Connection: close
+            if not self._awaiting_headers or self._header_bytes:
+                return  # a request is arriving; its answer will close the connection
+            self._close_lingering()
+
         def on_message_begin(self) -> None:
+            if self._drain_timer is not None:
+                self._drain_timer.cancel()
             self._header_bytes = 0
             self._awaiting_headers = True
             super().on_message_begin()
@@ -63,6 +94,8 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
             super().on_headers_complete()
+            if self._draining and self.cycle is not None:
+                self.cycle.keep_alive = False
 
         def on_message_complete(self) -> None:
             self._awaiting_headers = True
@@ -86,10 +119,15 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
                 b"content-length: " + str(len(message)).encode("ascii") + b"\r\n"
                 b"connection: close\r\n\r\n" + message
             )
-            # A lingering close, as nginx does: the client is likely still sending, and closing at
-            # once would answer its bytes with a reset that destroys the 431 before it is read.
-            self._discarding = True
+            # The client is likely still sending, and closing at once would answer its bytes with
+            # a reset that destroys the 431 before it is read.
             self._awaiting_headers = False
+            self._close_lingering()
+
+        def _close_lingering(self) -> None:
+            """Close as nginx does: send FIN, discard what still arrives, close when the client
+            does (``eof_received``) or after a bound, so nothing the client sent causes a reset."""
+            self._discarding = True
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.loop.call_later(_LINGER_SECONDS, self.transport.close)

@@ -93,16 +93,19 @@ extras = st.fixed_dictionaries(
         "extra": st.lists(st.lists(numbers, max_size=3), max_size=3),
         "noFieldNamesInOutput": st.booleans(),
         "comment": st.text(max_size=10),
+        # A "rows" key of a nested object, before the top-level one: not the rows to score.
+        "nested": st.fixed_dictionaries({"rows": st.lists(st.lists(numbers, max_size=3), max_size=3)}),
     },
 )
 
 
 def encode(rows_: list[list[Any]], extra: dict[str, Any], large: bool) -> bytes:
-    body = orjson.dumps({"fields": FIELDS, "rows": rows_, **extra})
+    nested = {"nested": extra.pop("nested")} if "nested" in extra else {}
+    body = orjson.dumps({**nested, "fields": FIELDS, "rows": rows_, **extra})
     if large and len(body) < FAST_PATH_MIN_BYTES:
         # Pad with valid rows before the generated ones, so the generated cells stay in play.
         pad = [["1.5", "2.5", "3"]] * math.ceil(FAST_PATH_MIN_BYTES / 16)
-        body = orjson.dumps({"fields": FIELDS, "rows": [*pad, *rows_], **extra})
+        body = orjson.dumps({**nested, "fields": FIELDS, "rows": [*pad, *rows_], **extra})
     return body
 
 
@@ -153,3 +156,13 @@ def test_a_nested_array_cell_is_a_400_naming_row_and_field(app):
     status, reply = both_paths(app, orjson.dumps({"fields": FIELDS, "rows": [[["5.1"], "3.5", "1"]]}))[0]
     assert status == 400
     assert reply["detail"] == "Invalid scoring request due to: Row 0, field 'x': cannot parse ['5.1'] as Float64"
+
+
+def test_rows_of_a_nested_object_are_not_scored_in_place_of_the_top_level_rows(app):
+    # The fast path once took the first "rows": [ in the bytes, and scored 5,000 rows here.
+    nested = {"rows": [["1.5", "2.5", "3"]] * 5000}
+    body = orjson.dumps({"extra": nested, "fields": FIELDS, "rows": []})
+    assert len(body) >= FAST_PATH_MIN_BYTES
+    served, general = both_paths(app, body)
+    assert served == general
+    assert served[0] == 200 and served[1]["score"] == []

@@ -15,7 +15,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 FIELDS = ["x", "a", "b", "c"]
-INPUTS = [[name, "Float64"] for name in FIELDS]
+#: All numbers: the numeric fast path. One string column: the general path.
+NUMERIC = [[name, "Float64"] for name in FIELDS], ["5.1", "3.5", "1.4", "0.2"]
+WITH_STRINGS = [["x", "Float64"], ["a", "Str"], ["b", "Float64"], ["c", "Float64"]], ["5.1", "setosa", "1.4", "0.2"]
 
 
 #: Sends the big request from its own process, so that reading its 75 MB answer does not hold
@@ -33,12 +35,13 @@ print(response.status, len(scored.get("score", [])), scored.get("score", [[None]
 """
 
 
-def test_health_probes_answer_within_100_ms_while_a_million_rows_are_scored(probe_server, tmp_path):
+@pytest.mark.parametrize(("inputs", "row"), [NUMERIC, WITH_STRINGS], ids=["numeric", "with-strings"])
+def test_health_probes_answer_within_100_ms_while_a_million_rows_are_scored(probe_server, tmp_path, inputs, row):
     rows = 1_000_000
     body = tmp_path / "big.json"
-    body.write_bytes(orjson.dumps({"fields": FIELDS, "rows": [["5.1", "3.5", "1.4", "0.2"]] * rows}))
+    body.write_bytes(orjson.dumps({"fields": FIELDS, "rows": [row] * rows}))
     env = {"SCORER_REQUEST_TIMEOUT": "120", "SCORER_MAX_REQUEST_BYTES": str(64 * 1024 * 1024)}
-    with probe_server(env=env, record_headers=False, inputs=INPUTS) as target:
+    with probe_server(env=env, record_headers=False, inputs=inputs) as target:
         address = target.base_url.split("//", 1)[1].rstrip("/")
         big = subprocess.Popen(
             [sys.executable, "-c", CLIENT, address, str(body)], stdout=subprocess.PIPE, text=True

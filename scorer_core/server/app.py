@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -38,6 +39,7 @@ from scorer_core.server.requests import (
     read_body,
 )
 from scorer_core.server.responses import contribution_body, encode, score_body
+from scorer_core.wire.collector import release
 from scorer_core.wire.contract import (
     ContributionRequest,
     ContributionResponse,
@@ -93,6 +95,17 @@ def _task(
         intervals=prepared.intervals,
         deadline=deadline,
     )
+
+
+def _freeze_loaded_objects() -> None:
+    """Exempt everything loaded so far (modules, the framework, the model) from collection.
+
+    They live as long as the server, yet every full collection walked them all: 40 ms with the
+    GIL held in a server with the model loaded, several times while a large request was parsed.
+    Frozen, a full collection only walks what requests made since.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _swagger_ui_files() -> str:
@@ -166,6 +179,7 @@ def create_app(
     def load_in_background() -> None:
         try:
             host.load()
+            _freeze_loaded_objects()
         except BaseException as exc:
             if isinstance(exc, ConfigurationError):
                 # The operator's to fix, and the message says how: a traceback would bury it.
@@ -303,10 +317,17 @@ def create_app(
             result = await scoring.score(_task(request, facts, prepared, deadline, outputs=True))
             if not large:
                 return _json(score_body(facts.model_id, prepared, result))
-            payload = await scoring.off_loop(
-                lambda: encode(score_body(facts.model_id, prepared, result, lazy=True)), deadline
-            )
-            return Response(payload, media_type="application/json")
+
+            def answer() -> bytes:
+                shaped = score_body(facts.model_id, prepared, result, lazy=True)
+                payload = encode(shaped)
+                # Freed here, a chunk at a time, rather than all at once when the request ends.
+                release(prepared.rows)
+                for column in shaped["score"].columns:
+                    release(column)
+                return payload
+
+            return Response(await scoring.off_loop(answer, deadline), media_type="application/json")
 
     @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
     async def score_file() -> Response:

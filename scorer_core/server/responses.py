@@ -11,6 +11,7 @@ from scorer_core.execution.scoring import ScoringResult
 from scorer_core.runtime import Contributions
 from scorer_core.server.requests import PreparedRequest
 from scorer_core.wire.cells import format_column
+from scorer_core.wire.collector import collection_paused
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
 
@@ -93,16 +94,18 @@ def _cell(value: Any) -> str:
 ENCODE_CHUNK_ITEMS = 8 * 1024
 
 
+def _encode_rows(table: RowTable, start: int) -> bytes:
+    with collection_paused():  # the chunk's row lists die before any collection sees them
+        return orjson.dumps(table.chunk(start, start + ENCODE_CHUNK_ITEMS))[1:-1]
+
+
 def encode(body: Any) -> bytes:
     """``orjson.dumps(body)``, byte for byte, with long lists encoded a chunk at a time."""
     if isinstance(body, dict):
         members = (orjson.dumps(str(key)) + b":" + encode(value) for key, value in body.items())
         return b"{" + b",".join(members) + b"}"
     if isinstance(body, RowTable):
-        chunks = (
-            orjson.dumps(body.chunk(start, start + ENCODE_CHUNK_ITEMS))[1:-1]
-            for start in range(0, body.num_rows, ENCODE_CHUNK_ITEMS)
-        )
+        chunks = (_encode_rows(body, start) for start in range(0, body.num_rows, ENCODE_CHUNK_ITEMS))
         return b"[" + b",".join(chunks) + b"]"
     if isinstance(body, list):
         if body and isinstance(body[0], dict):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import DataType, ShapleyType
+from scorer_core.wire.rows_array import PARSE_CHUNK_BYTES, parse_pieces, split_rows
 
 __all__ = [
     "Cell",
@@ -130,24 +131,31 @@ def parse_request(model: type[ScoreRequest] | type[ContributionRequest], body: b
     The envelope is validated by the pydantic model. ``rows`` is only checked to be a list of
     lists here: cells are checked once, by the typed column conversion, which names row and field.
     Validating every cell against the ``Cell`` union in pydantic costs four times the JSON parse.
+    A large body's rows are parsed in pieces (``wire.rows_array``), to the same result.
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        # orjson is strict JSON; H2O's Java scorer also takes NaN and Infinity, so retry leniently.
+    rows: Any
+    pieces = _parse_in_pieces(body) if len(body) > PARSE_CHUNK_BYTES else None
+    if pieces is not None:
+        data, rows = pieces
+    else:
         try:
-            return model.model_validate_json(body)
-        except ValidationError as exc:
-            raise InvalidRequest(_describe(exc)) from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the body must be a JSON object with 'fields' and 'rows'")
-    rows = data.get("rows")
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            # orjson is strict JSON; H2O's Java scorer also takes NaN and Infinity: retry leniently.
+            try:
+                return model.model_validate_json(body)
+            except ValidationError as exc:
+                raise InvalidRequest(_describe(exc)) from None
+        if not isinstance(data, dict):
+            raise InvalidRequest("the body must be a JSON object with 'fields' and 'rows'")
+        rows = data.get("rows")
+        if isinstance(rows, list):
+            for index, row in enumerate(rows):
+                if type(row) is not list:
+                    raise InvalidRequest(
+                        f"row {index} (zero-indexed) must be an array of cells, got {_short(row)}"
+                    )
     if isinstance(rows, list):
-        for index, row in enumerate(rows):
-            if type(row) is not list:
-                raise InvalidRequest(
-                    f"row {index} (zero-indexed) must be an array of cells, got {_short(row)}"
-                )
         data["rows"] = []
     try:
         request = model.model_validate(data)
@@ -156,6 +164,19 @@ def parse_request(model: type[ScoreRequest] | type[ContributionRequest], body: b
     if isinstance(rows, list):
         request.rows = rows
     return request
+
+
+def _parse_in_pieces(body: bytes) -> tuple[dict[str, Any], list[Any]] | None:
+    """The envelope and the rows (each checked to be an array, given as a tuple), parsed a piece
+    at a time; None when that cannot be shown to give what one parse gives, or when a row is not
+    an array (then the body is parsed whole, for the same answer or error)."""
+    split = split_rows(body)
+    if split is None:
+        return None
+    rows = parse_pieces(split.rows)
+    if rows is None:
+        return None
+    return split.envelope, rows
 
 
 def _describe(exc: ValidationError) -> str:

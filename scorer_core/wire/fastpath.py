@@ -18,20 +18,18 @@ anything else goes the general way. Each check is one pass in C over the bytes.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import orjson
 
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, ModelSchema
 from scorer_core.wire.contract import ScoreRequest
+from scorer_core.wire.rows_array import row_pieces, split_rows
 
 __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
 
 #: Smaller bodies parse fast enough the usual way.
 FAST_PATH_MIN_BYTES = 64 * 1024
-_ROWS_KEY = re.compile(rb'"rows"\s*:\s*\[')
 #: Everything an all-quoted numeric rows array may hold; any other byte means the general path.
 _ROWS_BYTES = b"0123456789.eE+- \t\n\r,[]\""
 #: Number characters all become ``d``, so that ``d"d`` finds a quote between two of them.
@@ -40,51 +38,11 @@ _FLOATS = {DataType.FLOAT32: np.float32, DataType.FLOAT64: np.float64}
 _INTS = {DataType.INT32: np.int32, DataType.INT64: np.int64}
 
 
-def _split_rows(body: bytes) -> tuple[bytes, bytes] | None:
-    """``(envelope with "rows": [], rows array)``; None when the split is not certain."""
-    match = _ROWS_KEY.search(body)
-    if match is None:
-        return None
-    start = match.end() - 1
-    end = body.find(b"]]", start)
-    if end < 0:
-        return None
-    end += 2
-    # A cut inside a JSON string would leave that string unterminated in one of the two halves,
-    # which orjson then rejects; so two successful parses mean the split was right.
-    return body[:start] + b"[]" + body[end:], body[start:end]
-
-
-#: Bytes of rows checked and parsed per C call. orjson and bytes methods hold the GIL for a whole
-#: call, so one call over a 26 MB body stalled every other request (and the health probes) for up
-#: to half a second; at this size a call takes a few milliseconds, and the loop gets its turn.
-PARSE_CHUNK_BYTES = 256 * 1024
-
-
-def _pieces(rows: bytes) -> list[bytes]:
-    """The rows array as ``[...]`` arrays of whole rows, cut after a ``]`` followed by ``,``.
-
-    No check below looks at a ``]`` or a ``,``, so none is changed by a cut. A cut inside a nested
-    array leaves both pieces unbalanced, which orjson rejects; one inside a quoted cell (``"1],2"``)
-    leaves the quotes uncounted, which the count of quotes against cells rejects.
-    """
-    if len(rows) <= PARSE_CHUNK_BYTES:
-        return [rows]
-    inner = memoryview(rows)[1:-1]
-    pieces, start, size = [], 0, len(inner)
-    while start < size:
-        cut = rows.find(b"],", start + 1 + PARSE_CHUNK_BYTES)  # offsets in rows are inner + 1
-        stop = size if cut < 0 else cut  # cut - 1 is the ] in inner; keep it
-        pieces.append(b"[" + inner[start:stop] + b"]")
-        start = stop + 1  # past the comma
-    return pieces
-
-
 def _parse_rows(rows: bytes) -> tuple[np.ndarray, int] | None:
     """The quoted numeric rows as a float64 matrix and the number of quotes they held; None when
     a byte, an empty string or a quote between two number characters means the general path."""
     matrices, quotes = [], 0
-    for piece in _pieces(rows):
+    for piece in row_pieces(rows):
         if piece.translate(None, _ROWS_BYTES) or b'""' in piece or b'd"d' in piece.translate(_AS_DIGITS):
             return None
         quotes += piece.count(b'"')
@@ -104,13 +62,12 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
         f.data_type in _FLOATS or f.data_type in _INTS for f in inputs
     ):
         return None
-    parts = _split_rows(body)
-    if parts is None:
+    split = split_rows(body)
+    if split is None:
         return None
-    envelope, rows = parts
     try:
-        request = ScoreRequest.model_validate(orjson.loads(envelope))
-        parsed = _parse_rows(rows)
+        request = ScoreRequest.model_validate(split.envelope)
+        parsed = _parse_rows(split.rows)
     except (ValueError, TypeError):  # orjson.JSONDecodeError and pydantic errors are ValueErrors
         return None
     if parsed is None:
@@ -119,7 +76,6 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
     fields = request.fields
     if (
         request.includeFieldsInOutput
-        or request.rows  # a second "rows" key: let the general parser decide
         or matrix.ndim != 2
         or matrix.shape[1] != len(fields)
         or quotes != 2 * matrix.size

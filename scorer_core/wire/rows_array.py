@@ -1,0 +1,166 @@
+"""The ``rows`` array of a large body: found in the bytes, and cut into pieces of whole rows.
+
+Why: orjson, and every ``bytes`` method, holds the GIL for a whole call. One ``orjson.loads`` over
+a 29 MB body of a million string rows takes about a second, during which no other request, and
+no health probe, is answered. Parsed a few hundred KiB at a time, each call takes milliseconds.
+
+Both parsers (``wire.fastpath`` and ``wire.contract``) use this, and both must give exactly what
+one parse of the whole body gives, so nothing here trusts a guess: every cut is proven by the
+parses that follow it, and when a proof fails the caller parses the whole body as before.
+
+- **Finding the array.** ``"rows": [`` is looked for after ``{`` or ``,``, so that its quote is a
+  key's opening quote, never an escaped one inside a string. A match may still be a key of a
+  nested object (``{"extra": {"rows": [...]}}``), so the array is replaced by a sentinel and the
+  envelope parsed: only when the top-level ``rows`` is the sentinel was the right array cut out.
+  The array's end is the first ``]]`` after which the envelope parses; a ``]]`` inside a string
+  or a nested array leaves the envelope broken, which orjson rejects, and the next is tried.
+  The envelope parses with the sentinel in the array's place only if the array's bytes form one
+  JSON value there, which the pieces' parses then prove.
+- **Cutting it.** Cuts are made after a ``]`` followed by ``,``. A cut inside a string leaves that
+  string unterminated in the piece before it; one inside a nested array leaves that piece
+  unbalanced: orjson rejects both, so pieces that all parse were cut between rows. A piece
+  that parses to no rows means a doubled comma, which one parse would reject. A trailing comma
+  cannot reach a piece: the array's end is a ``]`` then blanks then ``]``, so its inside ends
+  with a ``]`` or a blank, never with a comma.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeGuard
+
+import orjson
+
+from scorer_core.wire.collector import collection_paused
+
+__all__ = ["PARSE_CHUNK_BYTES", "RowsSplit", "parse_pieces", "row_pieces", "split_rows"]
+
+#: Bytes of rows checked and parsed per C call: a few milliseconds each.
+PARSE_CHUNK_BYTES = 256 * 1024
+#: ``"rows": [`` as a key: after ``{`` or ``,`` (and blanks), so the quote cannot be escaped.
+_ROWS_KEY = re.compile(rb'[{,]\s*"rows"\s*:\s*\[')
+#: Stands for the rows array in the envelope. A body that holds this text is parsed whole.
+_SENTINEL_JSON = b'"\\u0000scorer-rows"'
+_SENTINEL = "\x00scorer-rows"
+#: How many ``]]`` are tried as the array's end before the body is parsed whole.
+_END_CANDIDATES = 4
+#: The end of an array of arrays, blanks allowed (pretty-printed JSON has a newline between).
+_ARRAY_END = re.compile(rb"\]\s*\]")
+#: Where a piece may end: a ``]`` and the comma after it.
+_CUT = re.compile(rb"\]\s*,")
+
+
+class RowsSplit:
+    """A body cut in two: the envelope (every member but ``rows``, parsed) and the rows array's
+    bytes. ``envelope["rows"]`` is ``[]``, ready for the pydantic envelope model."""
+
+    __slots__ = ("envelope", "rows")
+
+    def __init__(self, envelope: dict[str, Any], rows: bytes) -> None:
+        self.envelope = envelope
+        self.rows = rows
+
+
+def split_rows(body: bytes) -> RowsSplit | None:
+    """The envelope and the top-level rows array, or None when that cannot be shown."""
+    match = _ROWS_KEY.search(body)
+    if match is None or b"\\u0000scorer-rows" in body:
+        return None
+    start = match.end() - 1
+    ends = _ARRAY_END.finditer(body, start)
+    for _ in range(_END_CANDIDATES):
+        found = next(ends, None)
+        if found is None:
+            return None
+        end = found.end()
+        try:
+            envelope = orjson.loads(body[:start] + _SENTINEL_JSON + body[end:])
+        except orjson.JSONDecodeError:
+            continue  # a "]]" inside a string or a nested array: try the next one
+        if not isinstance(envelope, dict) or envelope.get("rows") != _SENTINEL:
+            return None  # a nested "rows", or a later top-level one that would win
+        envelope["rows"] = []
+        return RowsSplit(envelope, body[start:end])
+    return None
+
+
+def row_pieces(rows: bytes) -> list[bytes]:
+    """The rows array as ``[...]`` arrays of whole rows (if the parses that follow succeed),
+    each about ``PARSE_CHUNK_BYTES``; cut after a ``]`` followed by ``,``, the comma dropped."""
+    if len(rows) <= PARSE_CHUNK_BYTES:
+        return [rows]
+    inner = memoryview(rows)[1:-1]
+    pieces, start, size = [], 0, len(inner)
+    while start < size:
+        stop, after = _cut_after(rows, start + PARSE_CHUNK_BYTES)
+        pieces.append(b"[" + inner[start:stop] + b"]")
+        start = after
+    return pieces
+
+
+def _cut_after(rows: bytes, offset: int) -> tuple[int, int]:
+    """Where a piece of the array's inside that may end after ``offset`` ends (just after a
+    ``]`` that a comma follows, or at the end), and where the next begins (after the comma;
+    past the end when there is none). Offsets are in the inside: the array without its
+    brackets, which starts at ``rows[1]``."""
+    inside = len(rows) - 2
+    found = _CUT.search(rows, offset + 1, inside + 1) if offset < inside else None
+    if found is None:
+        return inside, inside + 1
+    return found.start(), found.end() - 1  # rows[i] is the inside's byte at i - 1
+
+
+def parse_pieces(rows: bytes) -> list[tuple[Any, ...]] | None:
+    """The rows array parsed piece by piece, each row a tuple of its cells: what
+    ``orjson.loads(rows)`` gives, but with no long C call. None when that cannot be shown (the
+    caller then parses the whole body, for the right answer or error).
+
+    A piece that does not parse is grown to the next cut, a few times: a cut that fell inside a
+    string (``"a],b"``) or a nested array is then passed.
+
+    Tuples, because the garbage collector stops tracking a tuple of strings and numbers, and a
+    million tracked row lists made each full collection hold the GIL for over 100 ms.
+    """
+    if len(rows) <= PARSE_CHUNK_BYTES:
+        whole = _parse_piece(rows)
+        return list(map(tuple, whole)) if _all_rows(whole) else None
+    inner = memoryview(rows)[1:-1]
+    parsed: list[tuple[Any, ...]] = []
+    start, size = 0, len(inner)
+    while start < size:
+        stop, after = _cut_after(rows, start + PARSE_CHUNK_BYTES)
+        for _ in range(_GROWTHS):
+            with collection_paused():  # see wire.collector
+                part = _parse_piece(b"[" + inner[start:stop] + b"]")
+                if part is not None:
+                    if not _all_rows(part):
+                        return None
+                    parsed.extend(map(tuple, part))
+                    del part
+                    break
+            if stop == size:
+                return None
+            stop, after = _cut_after(rows, after)
+        else:
+            return None
+        start = after
+    return parsed
+
+
+#: How many times a piece that does not parse is grown to the next cut.
+_GROWTHS = 16
+
+
+def _parse_piece(piece: bytes) -> list[Any] | None:
+    try:
+        part = orjson.loads(piece)
+    except orjson.JSONDecodeError:
+        return None
+    return part  # type: ignore[no-any-return]
+
+
+def _all_rows(part: list[Any] | None) -> TypeGuard[list[Any]]:
+    """Whether a parsed piece holds rows, every one an array: an empty piece means a doubled
+    comma (invalid in one array), and a row that is not an array gets its error from one parse
+    of the whole body."""
+    return part is not None and bool(part) and all(type(row) is list for row in part)

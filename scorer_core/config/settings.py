@@ -94,7 +94,7 @@ class Settings(EnvSettings):
     batch_max_wait_ms: float = Field(0.0, ge=0, validation_alias=_env("SCORER_BATCH_MAX_WAIT_MS"))
     """Milliseconds a partial batch may wait to grow; 0 sends as soon as a model slot is free."""
 
-    failure_share: float = Field(0.1, gt=0, le=1, validation_alias=_env("SCORER_FAILURE_SHARE"))
+    failure_share: float = Field(0.05, gt=0, le=1, validation_alias=_env("SCORER_FAILURE_SHARE"))
     """Most of the model's time that isolating failed requests may take from the requests merged
     with them: past it, the failed requests' error answers are paced (1 turns pacing off)."""
 

@@ -15,6 +15,7 @@ from scorer_core.execution.executors import Executor
 from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.server.admission import Admission
+from scorer_core.wire.deadline import DeadlinePassed, working_until
 
 __all__ = ["Dispatcher"]
 
@@ -54,11 +55,13 @@ class Dispatcher:
     async def off_loop(self, work: Callable[[], T], deadline: float) -> T:
         """``work()`` in a thread, so that the event loop keeps serving; 504 at ``deadline``.
 
-        The thread cannot be stopped: past the deadline it runs on, but its answer is dropped."""
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(work), deadline - time.monotonic())
-        except TimeoutError:
-            raise self.timeout() from None
+        The thread cannot be killed; it stops at the next ``wire.deadline.checkpoint`` past the
+        deadline (between pieces of a body, chunks of an answer), and its answer is dropped."""
+        with working_until(deadline):  # the thread runs in a copy of this context
+            try:
+                return await asyncio.wait_for(asyncio.to_thread(work), deadline - time.monotonic())
+            except (TimeoutError, DeadlinePassed):
+                raise self.timeout() from None
 
     def timeout(self) -> ScoringTimeout:
         return ScoringTimeout(

@@ -12,6 +12,7 @@ from scorer_core.runtime import Contributions
 from scorer_core.server.requests import PreparedRequest
 from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
+from scorer_core.wire.deadline import checkpoint
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
 
@@ -95,6 +96,7 @@ ENCODE_CHUNK_ITEMS = 8 * 1024
 
 
 def _encode_rows(table: RowTable, start: int) -> bytes:
+    checkpoint()
     with collection_paused():  # the chunk's row lists die before any collection sees them
         return orjson.dumps(table.chunk(start, start + ENCODE_CHUNK_ITEMS))[1:-1]
 

@@ -18,6 +18,7 @@ import orjson
 from scorer_core.errors import InvalidRequest
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
+from scorer_core.wire.deadline import checkpoint
 
 __all__ = [
     "DEFAULT_MISSING_VALUES",
@@ -74,6 +75,7 @@ def build_frame(
     for spec in inputs:
         # One C loop per column: zip(*rows) made an iterator per row, a million short-lived
         # objects whose collections, each walking every row, held the GIL for 80 ms at a time.
+        checkpoint()
         values = list(map(itemgetter(position[spec.name]), rows))
         columns[spec.name] = convert_column(values, spec, missing_values)
     return Frame(columns, len(rows))
@@ -91,14 +93,14 @@ def _float_matrix(
         return None
     if not all(spec.data_type in (DataType.FLOAT32, DataType.FLOAT64) for spec in inputs):
         return None
-    try:
-        with np.errstate(over="ignore"):
-            parts = [
-                np.array(rows[start : start + ROWS_PER_CALL], dtype=np.float64)
-                for start in range(0, len(rows), ROWS_PER_CALL)
-            ]
-    except (ValueError, TypeError):
-        return None
+    parts = []
+    for start in range(0, len(rows), ROWS_PER_CALL):
+        checkpoint()
+        try:
+            with np.errstate(over="ignore"):
+                parts.append(np.array(rows[start : start + ROWS_PER_CALL], dtype=np.float64))
+        except (ValueError, TypeError):
+            return None
     if any(part.ndim != 2 for part in parts) or len({part.shape[1] for part in parts}) != 1:
         return None
     return parts[0] if len(parts) == 1 else np.concatenate(parts)

@@ -24,6 +24,7 @@ import orjson
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, ModelSchema
 from scorer_core.wire.contract import ScoreRequest
+from scorer_core.wire.deadline import checkpoint
 from scorer_core.wire.rows_array import row_pieces, split_rows
 
 __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
@@ -43,6 +44,7 @@ def _parse_rows(rows: bytes) -> tuple[np.ndarray, int] | None:
     a byte, an empty string or a quote between two number characters means the general path."""
     matrices, quotes = [], 0
     for piece in row_pieces(rows):
+        checkpoint()
         if piece.translate(None, _ROWS_BYTES) or b'""' in piece or b'd"d' in piece.translate(_AS_DIGITS):
             return None
         quotes += piece.count(b'"')

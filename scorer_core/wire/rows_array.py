@@ -32,6 +32,7 @@ from typing import Any, TypeGuard
 import orjson
 
 from scorer_core.wire.collector import collection_paused
+from scorer_core.wire.deadline import checkpoint
 
 __all__ = ["PARSE_CHUNK_BYTES", "RowsSplit", "parse_pieces", "row_pieces", "split_rows"]
 
@@ -128,6 +129,7 @@ def parse_pieces(rows: bytes) -> list[tuple[Any, ...]] | None:
     parsed: list[tuple[Any, ...]] = []
     start, size = 0, len(inner)
     while start < size:
+        checkpoint()
         stop, after = _cut_after(rows, start + PARSE_CHUNK_BYTES)
         for _ in range(_GROWTHS):
             with collection_paused():  # see wire.collector

@@ -17,7 +17,6 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import (
@@ -30,6 +29,7 @@ from scorer_core.errors import (
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.server.dispatch import Dispatcher
+from scorer_core.server.front import DOCS_ASSETS, ScorerApp
 from scorer_core.server.host import ModelHost
 from scorer_core.server.requests import (
     PreparedRequest,
@@ -51,38 +51,14 @@ from scorer_core.wire.contract import (
 )
 from scorer_core.wire.fastpath import numeric_frame
 
-__all__ = ["PathPrefixMiddleware", "create_app"]
+__all__ = ["DOCS_ASSETS", "create_app"]
 
 log = logging.getLogger(__name__)
 
-#: Where /docs loads Swagger UI's scripts and styles from.
-DOCS_ASSETS = "/docs-assets"
 #: Bodies from this size on are parsed, and their answers built, in a thread and in chunks, so that
 #: the event loop (health probes, other requests) keeps its turn; smaller ones take less than the
 #: hand-off would save.
 OFF_LOOP_BYTES = 256 * 1024
-#: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
-_PREFIXABLE = ("/model/", "/readyz", "/healthz", "/openapi.json", "/docs", DOCS_ASSETS)
-
-
-class PathPrefixMiddleware:
-    """Serve ``/<deployment-id>/model/score`` as ``/model/score``, as H2O MLOps clients expect."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            path: str = scope["path"]
-            if not path.startswith(_PREFIXABLE):
-                second = path.find("/", 1)
-                if second > 0 and path[second:].startswith(_PREFIXABLE):
-                    scope = dict(scope)
-                    scope["path"] = path[second:]
-                    scope["raw_path"] = path[second:].encode()
-        await self.app(scope, receive, send)
-
-
 def _task(
     request: Request, facts: ModelFacts, prepared: PreparedRequest, deadline: float, *, outputs: bool
 ) -> ScoringTask:
@@ -151,7 +127,7 @@ def _body_schema(name: str) -> dict[str, Any]:
 
 def create_app(
     settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None
-) -> FastAPI:
+) -> ScorerApp:
     """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up."""
     state: dict[str, Any] = {}
 
@@ -382,5 +358,10 @@ def create_app(
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(PathPrefixMiddleware)
-    return app
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, ScorerError):
+            return await scorer_error(request, exc)
+        return await unexpected_error(request, exc)
+
+    return ScorerApp(app, {"/model/score": score, "/model/contribution": contribution}, on_error)

@@ -23,6 +23,7 @@ import orjson
 
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, ModelSchema
+from scorer_core.wire._rows import quoted_numbers
 from scorer_core.wire.contract import ScoreRequest
 from scorer_core.wire.deadline import checkpoint
 from scorer_core.wire.rows_array import row_pieces, split_rows
@@ -37,6 +38,18 @@ _ROWS_BYTES = b"0123456789.eE+- \t\n\r,[]\""
 _AS_DIGITS = bytes.maketrans(b"0123456789.eE+-", b"d" * 15)
 _FLOATS = {DataType.FLOAT32: np.float32, DataType.FLOAT64: np.float64}
 _INTS = {DataType.INT32: np.int32, DataType.INT64: np.int64}
+
+
+def _decode_natively(rows: bytes) -> tuple[np.ndarray, int] | None:
+    """The rows decoded by the native decoder (``_rows.c``): every cell one quoted JSON number
+    with no blanks inside its quotes, straight into doubles, with the GIL released. None for
+    any other rows array, which ``_parse_rows`` then tries."""
+    checkpoint()  # one C call: 60 MB take about 0.2 s, and none of them holds the GIL
+    decoded = quoted_numbers(rows)
+    if decoded is None:
+        return None
+    data, count, width = decoded
+    return np.frombuffer(data, dtype=np.float64).reshape(count, width), 2 * count * width
 
 
 def _parse_rows(rows: bytes) -> tuple[np.ndarray, int] | None:
@@ -69,7 +82,7 @@ def numeric_frame(body: bytes, schema: ModelSchema) -> tuple[ScoreRequest, Frame
         return None
     try:
         request = ScoreRequest.model_validate(split.envelope)
-        parsed = _parse_rows(split.rows)
+        parsed = _decode_natively(split.rows) or _parse_rows(split.rows)
     except (ValueError, TypeError):  # orjson.JSONDecodeError and pydantic errors are ValueErrors
         return None
     if parsed is None:

@@ -12,6 +12,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -78,15 +79,23 @@ def rows_text(draw: st.DrawFn) -> str:
 @example(text="[[]]")
 def test_the_native_decoder_accepts_exactly_the_reference_shape_with_its_values(text: str) -> None:
     expected = reference(text)
-    got = quoted_numbers(text.encode())
-    assert (got is None) == (expected is None), (text, got, expected)
+    data = text.encode()
+    got = quoted_numbers(data)
+    # The decoder stops at the array's closing bracket and says where: only blanks may follow.
+    accepted = got is not None and not data[got[3] :].strip()
+    assert accepted == (expected is not None), (text, got, expected)
     if got is not None and expected is not None:
-        assert got[1:] == expected[1:]
+        assert data[got[3] - 1 : got[3]] == b"]"
+        assert got[1:3] == expected[1:]
         assert got[0] == expected[0], (np.frombuffer(got[0]), np.frombuffer(expected[0]))
 
 
-def test_any_bytes_like_body_is_read() -> None:
-    one_row = (np.array([1.0, 2.0]).tobytes(), 1, 2)
+def test_any_bytes_like_body_is_read_from_an_offset_to_the_arrays_end() -> None:
+    one_row = (np.array([1.0, 2.0]).tobytes(), 1, 2, 12)
     assert quoted_numbers(b'[["1", "2"]]') == one_row
     assert quoted_numbers(bytearray(b'[["1", "2"]]')) == one_row  # type: ignore[arg-type]
     assert quoted_numbers(memoryview(b'[["1", "2"]]')) == one_row  # type: ignore[arg-type]
+    body = b'{"rows": [["1", "2"]], "fields": ["a", "b"]}'
+    assert quoted_numbers(body, 9) == (one_row[0], 1, 2, 21) and body[20:21] == b"]"
+    with pytest.raises(ValueError, match="outside"):
+        quoted_numbers(body, len(body) + 1)

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from typing import Any
 from unittest import mock
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -127,8 +126,22 @@ def test_the_property_reaches_the_pieces_path():
     ],
 )
 def test_a_rows_key_that_is_not_the_top_level_one_is_never_taken_for_it(body):
+    with cut_into_pieces_of(10**9):
+        whole = outcome(ScoreRequest, body)
+    for chunk in (1, 3, 8):
+        with cut_into_pieces_of(chunk):
+            assert outcome(ScoreRequest, body) == whole
+
+
+def test_a_cut_that_swallows_the_next_member_is_never_taken_for_the_rows():
+    # The envelope parses around it ("rows" is the sentinel, the later member gone with the cut),
+    # so the rows' bytes must prove to be one array: the member's colon fails every parse.
+    body = b'{"fields": ["x"], "rows": [["1"]], "rows": [["2"], ["3"]]}'
     split = split_rows(body)
-    assert split is None or orjson.loads(body)["rows"] == orjson.loads(split.rows)
+    assert split is not None and b'"rows":' in split.rows
+    for chunk in (1, 3, 8, 10**6):
+        with mock.patch.object(rows_array, "PARSE_CHUNK_BYTES", chunk):
+            assert parse_pieces(split.rows) is None
 
 
 def test_a_trailing_comma_is_malformed_json_however_the_rows_are_cut():

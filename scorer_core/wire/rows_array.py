@@ -14,8 +14,10 @@ parses that follow it, and when a proof fails the caller parses the whole body a
   envelope parsed: only when the top-level ``rows`` is the sentinel was the right array cut out.
   The array's end is the first ``]]`` after which the envelope parses; a ``]]`` inside a string
   or a nested array leaves the envelope broken, which orjson rejects, and the next is tried.
-  The envelope parses with the sentinel in the array's place only if the array's bytes form one
-  JSON value there, which the pieces' parses then prove.
+  A later ``]]`` may take whole members with it (``"rows": [..]], "x": [[..]]``) and still leave
+  an envelope that parses, so the rows' bytes must prove to be one array: the pieces' parses
+  do (a member's colon is invalid inside any piece), and the native decoder stops at the
+  array's own end.
 - **Cutting it.** Cuts are made after a ``]`` followed by ``,``. A cut inside a string leaves that
   string unterminated in the piece before it; one inside a nested array leaves that piece
   unbalanced: orjson rejects both, so pieces that all parse were cut between rows. A piece
@@ -34,7 +36,15 @@ import orjson
 from scorer_core.wire.collector import collection_paused
 from scorer_core.wire.deadline import checkpoint
 
-__all__ = ["PARSE_CHUNK_BYTES", "RowsSplit", "parse_pieces", "row_pieces", "split_rows"]
+__all__ = [
+    "PARSE_CHUNK_BYTES",
+    "RowsSplit",
+    "envelope",
+    "parse_pieces",
+    "row_pieces",
+    "rows_start",
+    "split_rows",
+]
 
 #: Bytes of rows checked and parsed per C call: a few milliseconds each.
 PARSE_CHUNK_BYTES = 256 * 1024
@@ -64,25 +74,40 @@ class RowsSplit:
 
 def split_rows(body: bytes) -> RowsSplit | None:
     """The envelope and the top-level rows array, or None when that cannot be shown."""
-    match = _ROWS_KEY.search(body)
-    if match is None or b"\\u0000scorer-rows" in body:
+    start = rows_start(body)
+    if start is None:
         return None
-    start = match.end() - 1
     ends = _ARRAY_END.finditer(body, start)
     for _ in range(_END_CANDIDATES):
         found = next(ends, None)
         if found is None:
             return None
-        end = found.end()
-        try:
-            envelope = orjson.loads(body[:start] + _SENTINEL_JSON + body[end:])
-        except orjson.JSONDecodeError:
-            continue  # a "]]" inside a string or a nested array: try the next one
-        if not isinstance(envelope, dict) or envelope.get("rows") != _SENTINEL:
-            return None  # a nested "rows", or a later top-level one that would win
-        envelope["rows"] = []
-        return RowsSplit(envelope, body[start:end])
+        parsed = envelope(body, start, found.end())
+        if parsed is not None:
+            return RowsSplit(parsed, body[start : found.end()])
+        # a "]]" inside a string or a nested array, or a nested "rows": try the next one
     return None
+
+
+def rows_start(body: bytes) -> int | None:
+    """Where the first ``"rows": [`` key's array starts (its ``[``), if the body has one."""
+    match = _ROWS_KEY.search(body)
+    if match is None or b"\\u0000scorer-rows" in body:
+        return None
+    return match.end() - 1
+
+
+def envelope(body: bytes, start: int, end: int) -> dict[str, Any] | None:
+    """The body parsed with ``body[start:end]`` taken out, when that was the top-level rows array's
+    place (then ``"rows"`` is ``[]``); None when the rest does not parse around it or it was not."""
+    try:
+        parsed = orjson.loads(body[:start] + _SENTINEL_JSON + body[end:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict) or parsed.get("rows") != _SENTINEL:
+        return None  # a nested "rows", or a later top-level one that would win
+    parsed["rows"] = []
+    return parsed
 
 
 def row_pieces(rows: bytes) -> list[bytes]:

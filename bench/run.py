@@ -1,10 +1,12 @@
-"""Benchmark: scorer_core against `mlflow models serve` and MLServer on one scikit-learn MLflow model.
+"""Benchmark: scorer_core against `mlflow models serve` and MLServer on a set of MLflow models.
 
-One command (``make bench``). Every server gets the same model, the same rows and the same load
-generator (wrk, one thread, on loopback); each speaks its own payload format. Results are printed
-as a table of absolute numbers and ratios ours/peer from this run, and written to
-``bench/results/`` (JSON and Markdown). Run it on an otherwise quiet machine; it is noisy anyway,
-which is why only same-run ratios are compared.
+One command (``make bench``). For each model of the set (``bench/models.py``, ``--models``),
+every server gets the same model, the same rows and the same load generator (wrk, one thread,
+on loopback); each speaks its own payload format. A bare ASGI app that only parses the body
+(``bench/ceiling_app.py``) is the ceiling row. Results are printed as tables of absolute numbers
+and ratios ours/peer from this run, and written to ``bench/results/`` (JSON and Markdown). Run
+it on an otherwise quiet machine; it is noisy anyway, which is why only same-run ratios are
+compared.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import models as bench_models  # noqa: E402  (bench/models.py: the benchmark set)
+
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 MLSERVER_BIN = HERE / ".venv-mlserver" / "bin"
@@ -42,6 +48,7 @@ LARGE_CLIENTS = 2
 
 @dataclass
 class Measurement:
+    model: str
     server: str
     scenario: str
     rows_per_request: int
@@ -62,7 +69,7 @@ class Server:
     command: list[str]
     ready_path: str
     score_path: str
-    body: Callable[[list[str], np.ndarray], dict]
+    body: Callable[[pd.DataFrame], dict]
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
 
@@ -74,49 +81,37 @@ def free_port() -> int:
 
 
 def build_model(directory: Path) -> tuple[Path, list[str], np.ndarray, object]:
-    """Logistic regression on scikit-learn's bundled breast-cancer data (30 float features)."""
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    data = load_breast_cancer()
-    columns = [f"f{i}" for i in range(data.data.shape[1])]
-    X = pd.DataFrame(data.data, columns=columns)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, data.target)
-    path = directory / "model"
-    mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(X, model.predict(X)), serialization_format="cloudpickle"
-    )
-    rng = np.random.default_rng(0)
-    rows = data.data[rng.integers(0, len(data.data), LARGE_ROWS[-1])]
-    return path, columns, rows, model
+    """The breast-cancer model as ``(path, columns, rows, estimator)`` (bench/isolation.py)."""
+    built = bench_models.breast_cancer(directory)
+    return built.path, list(built.frame.columns), built.frame.to_numpy(), built.model
 
 
-def ours_body(columns: list[str], rows: np.ndarray) -> dict:
-    return {"fields": columns, "rows": [[repr(float(v)) for v in row] for row in rows]}
+def ours_body(frame: pd.DataFrame) -> dict:
+    return {"fields": list(frame.columns), "rows": bench_models.cells(frame)}
 
 
-def mlflow_body(columns: list[str], rows: np.ndarray) -> dict:
-    return {"dataframe_split": {"columns": columns, "data": rows.tolist()}}
+def mlflow_body(frame: pd.DataFrame) -> dict:
+    return {"dataframe_split": {"columns": list(frame.columns), "data": bench_models.typed_rows(frame)}}
 
 
-def mlserver_body(columns: list[str], rows: np.ndarray) -> dict:
-    return {
-        "parameters": {"content_type": "pd"},
-        "inputs": [
-            {"name": c, "shape": [len(rows)], "datatype": "FP64", "data": rows[:, i].tolist()}
-            for i, c in enumerate(columns)
-        ],
-    }
+def mlserver_body(frame: pd.DataFrame) -> dict:
+    return {"parameters": {"content_type": "pd"}, "inputs": bench_models.v2_inputs(frame)}
 
 
 def servers(model: Path, work: Path, which: list[str]) -> list[Server]:
-    port = free_port()
     found = []
+    if "ceiling" in which:
+        found.append(
+            Server(
+                "ceiling",
+                [str(BIN / "uvicorn"), "bench.ceiling_app:app", "--http", "httptools", "--loop", "uvloop",
+                 "--port", "{port}", "--log-level", "warning", "--no-access-log"],
+                "/readyz",
+                "/model/score",
+                ours_body,
+                cwd=ROOT,
+            )
+        )  # fmt: skip
     if "ours" in which:
         found.append(
             Server(
@@ -188,7 +183,6 @@ def servers(model: Path, work: Path, which: list[str]) -> list[Server]:
                 repo,
             )
         )
-    del port
     return found
 
 
@@ -245,11 +239,11 @@ def post(url: str, body: dict) -> dict:
         return json.loads(reply.read())
 
 
-def check_predictions(
-    server: Server, base: str, columns: list[str], rows: np.ndarray, expected: np.ndarray
-) -> None:
-    """Refuse to benchmark a server that answers wrongly."""
-    reply = post(base + server.score_path, server.body(columns, rows))
+def check_predictions(server: Server, base: str, frame: pd.DataFrame, expected: np.ndarray) -> None:
+    """Refuse to benchmark a server that answers wrongly (the ceiling answers nothing real)."""
+    if server.name == "ceiling":
+        return
+    reply = post(base + server.score_path, server.body(frame))
     if server.name.startswith("ours"):
         got = [int(row[0]) for row in reply["score"]]
     elif server.name == "mlflow":
@@ -285,19 +279,18 @@ def wrk(url: str, body_file: Path, clients: int, seconds: int) -> tuple[float, f
     return rps, p50, p99, errors
 
 
-def in_process(model_path: Path, columns: list[str], rows: np.ndarray, repeats: int = 20) -> dict[int, float]:
+def in_process(model_path: Path, frame: pd.DataFrame, repeats: int = 20) -> dict[int, float]:
     """The ceiling: pyfunc.predict on a ready DataFrame, no HTTP, no JSON."""
     import mlflow.pyfunc
-    import pandas as pd
 
     model = mlflow.pyfunc.load_model(str(model_path))
     ceiling = {}
     for n in LARGE_ROWS:
-        frame = pd.DataFrame(rows[:n], columns=columns)
-        model.predict(frame)
+        rows = frame.iloc[:n]
+        model.predict(rows)
         started = time.perf_counter()
         for _ in range(repeats):
-            model.predict(frame)
+            model.predict(rows)
         ceiling[n] = n * repeats / (time.perf_counter() - started)
     return ceiling
 
@@ -305,39 +298,80 @@ def in_process(model_path: Path, columns: list[str], rows: np.ndarray, repeats: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
-    parser.add_argument("--servers", default="ours,ours-worker,mlflow,mlserver")
+    parser.add_argument("--servers", default="ours,ours-worker,mlflow,mlserver,ceiling")
+    parser.add_argument("--models", default=",".join(bench_models.MODELS), help="of bench/models.py")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk: apt-get install wrk (make bench does it)", file=sys.stderr)
         return 2
     RESULTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="scorer-bench-"))
-    model_path, columns, rows, model = build_model(work)
-    expected = model.predict(rows[:5])  # type: ignore[attr-defined]
     measurements: list[Measurement] = []
-    for server in servers(model_path, work, args.servers.split(",")):
+    ceilings: dict[str, dict[int, float]] = {}
+    for model_name in args.models.split(","):
+        work = Path(tempfile.mkdtemp(prefix=f"scorer-bench-{model_name}-"))
+        built = bench_models.MODELS[model_name](work)
+        measurements += measure(model_name, built, work, args.servers.split(","), args.seconds)
+        ceilings[model_name] = in_process(built.path, built.frame)
+        shutil.rmtree(work, ignore_errors=True)
+    report = render(measurements, ceilings)
+    print(report)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    (RESULTS / f"{stamp}.json").write_text(
+        json.dumps(
+            {
+                "date": stamp,
+                "machine": machine(),
+                "in_process_rows_per_s": ceilings,
+                "measurements": [asdict(m) for m in measurements],
+            },
+            indent=2,
+        )
+    )
+    (RESULTS / f"{stamp}.md").write_text(report)
+    return 0
+
+
+def measure(
+    model_name: str, built: bench_models.Built, work: Path, which: list[str], seconds: int
+) -> list[Measurement]:
+    """Every server of ``which`` on one model: single rows at 1, 16 and 64 clients, then large
+    requests at 2 clients."""
+    expected = built.model.predict(built.frame.iloc[:5])
+    found: list[Measurement] = []
+    for server in servers(built.path, work, which):
         bodies = {}
         for n in (1, *LARGE_ROWS):
             bodies[n] = work / f"{server.name}-{n}.json"
-            bodies[n].write_text(json.dumps(server.body(columns, rows[:n])))
+            bodies[n].write_text(json.dumps(server.body(built.frame.iloc[:n])))
         with running(server, work) as base:
-            check_predictions(server, base, columns, rows[:5], expected)
+            check_predictions(server, base, built.frame.iloc[:5], expected)
             url = base + server.score_path
             wrk(url, bodies[1], 16, 2)  # warm-up
             for clients in SINGLE_ROW_CLIENTS:
-                rps, p50, p99, errors = wrk(url, bodies[1], clients, args.seconds)
-                measurements.append(
-                    Measurement(server.name, f"1 row, {clients} clients", 1, clients, rps, p50, p99, errors)
+                rps, p50, p99, errors = wrk(url, bodies[1], clients, seconds)
+                found.append(
+                    Measurement(
+                        model_name,
+                        server.name,
+                        f"1 row, {clients} clients",
+                        1,
+                        clients,
+                        rps,
+                        p50,
+                        p99,
+                        errors,
+                    )
                 )
                 print(
-                    f"{server.name:12} 1 row x{clients:<3} {rps:9.0f} req/s",
+                    f"{model_name:14} {server.name:12} 1 row x{clients:<3} {rps:9.0f} req/s",
                     _latency(p50, p99, errors),
                     flush=True,
                 )
             for n in LARGE_ROWS:
-                rps, p50, p99, errors = wrk(url, bodies[n], LARGE_CLIENTS, args.seconds)
-                measurements.append(
+                rps, p50, p99, errors = wrk(url, bodies[n], LARGE_CLIENTS, seconds)
+                found.append(
                     Measurement(
+                        model_name,
                         server.name,
                         f"{n} rows, {LARGE_CLIENTS} clients",
                         n,
@@ -349,28 +383,11 @@ def main() -> int:
                     )
                 )
                 print(
-                    f"{server.name:12} {n} rows   {rps * n:9.0f} rows/s",
+                    f"{model_name:14} {server.name:12} {n} rows   {rps * n:9.0f} rows/s",
                     _latency(p50, p99, errors),
                     flush=True,
                 )
-    ceiling = in_process(model_path, columns, rows)
-    report = render(measurements, ceiling)
-    print(report)
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
-    (RESULTS / f"{stamp}.json").write_text(
-        json.dumps(
-            {
-                "date": stamp,
-                "machine": machine(),
-                "in_process_rows_per_s": ceiling,
-                "measurements": [asdict(m) for m in measurements],
-            },
-            indent=2,
-        )
-    )
-    (RESULTS / f"{stamp}.md").write_text(report)
-    shutil.rmtree(work, ignore_errors=True)
-    return 0
+    return found
 
 
 def _latency(p50: float, p99: float, errors: int) -> str:
@@ -382,12 +399,20 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {python}, {platform.platform()}"
 
 
-def render(measurements: list[Measurement], ceiling: dict[int, float]) -> str:
+def render(measurements: list[Measurement], ceilings: dict[str, dict[int, float]]) -> str:
+    lines = [f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.", ""]
+    for model_name in dict.fromkeys(m.model for m in measurements):
+        lines += [f"### {model_name}", ""]
+        lines += _table([m for m in measurements if m.model == model_name], ceilings.get(model_name, {}))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[str]:
     by = {(m.server, m.scenario): m for m in measurements}
     peers = sorted({m.server for m in measurements} - {"ours", "ours-worker"})
-    lines = [f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.", ""]
     names = [s for s in ("ours", "ours-worker", *peers) if any(m.server == s for m in measurements)]
-    lines.append("| scenario | " + " | ".join(names) + " | " + " | ".join(f"ours/{p}" for p in peers) + " |")
+    lines = ["| scenario | " + " | ".join(names) + " | " + " | ".join(f"ours/{p}" for p in peers) + " |"]
     lines.append("|---" * (1 + len(names) + len(peers)) + "|")
     for scenario in dict.fromkeys(m.scenario for m in measurements):
         cells = []
@@ -405,16 +430,16 @@ def render(measurements: list[Measurement], ceiling: dict[int, float]) -> str:
                     f"{m.rows_per_s:,.0f} rows/s, p99 {m.p99_ms:.0f} ms"
                     + (f", {m.errors} errors" if m.errors else "")
                 )
+        ours = max(
+            (by[(n, scenario)] for n in ("ours", "ours-worker") if (n, scenario) in by),
+            key=lambda m: m.requests_per_s,
+            default=None,
+        )
         ratios = []
         for peer in peers:
-            ours = max(
-                (by[(n, scenario)] for n in ("ours", "ours-worker") if (n, scenario) in by),
-                key=lambda m: m.requests_per_s,
-                default=None,
-            )
             theirs = by.get((peer, scenario))
             ratios.append(
-                f"{ours.requests_per_s / theirs.requests_per_s:.1f}x"
+                f"{ours.requests_per_s / theirs.requests_per_s:.2f}x"
                 if ours and theirs and theirs.requests_per_s
                 else ""
             )
@@ -426,10 +451,10 @@ def render(measurements: list[Measurement], ceiling: dict[int, float]) -> str:
             default=0,
         )
         lines.append(
-            f"In-process pyfunc ceiling, {n:,} rows per call: {rate:,.0f} rows/s; "
+            f"In-process pyfunc, {n:,} rows per call: {rate:,.0f} rows/s; "
             f"ours reaches {best / rate:.0%} of it."
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""The benchmark set: MLflow models of different shapes, so that no default is tuned to one.
+
+Each is trained here, on data made or shipped with scikit-learn (nothing is downloaded), saved
+in MLflow's format, and given with a DataFrame of rows to send and the model's own predictions
+of the first ones, which every server must return before it is measured.
+
+- ``breast-cancer``: StandardScaler + LogisticRegression, 30 float inputs (the first benchmark).
+- ``hgb``: HistGradientBoostingClassifier, 8 float inputs on generated data: the shape of the
+  GradientBoosting model on which the performance issue measured MLServer.
+- ``mixed``: one-hot city (a string), an integer age and a float income, into a
+  LogisticRegression: string cells, integer cells and a ColumnTransformer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROWS = 10_000
+
+
+@dataclass
+class Built:
+    path: Path
+    frame: pd.DataFrame  # ROWS rows to send, typed as the model takes them
+    model: Any  # the fitted estimator: model.predict(frame) is what servers must answer
+
+
+def _save(estimator: Any, train: pd.DataFrame, directory: Path) -> Path:
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    path = directory / "model"
+    mlflow.sklearn.save_model(
+        estimator,
+        str(path),
+        signature=infer_signature(train, estimator.predict(train)),
+        serialization_format="cloudpickle",
+    )
+    return path
+
+
+def breast_cancer(directory: Path) -> Built:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    train = pd.DataFrame(data.data, columns=[f"f{i}" for i in range(data.data.shape[1])])
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(train, data.target)
+    rng = np.random.default_rng(0)
+    frame = train.iloc[rng.integers(0, len(train), ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory), frame, model)
+
+
+def hgb(directory: Path) -> Built:
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x, y = make_classification(n_samples=20_000, n_features=8, n_informative=5, random_state=0)
+    train = pd.DataFrame(x, columns=[f"x{i}" for i in range(8)])
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(train, y)
+    rng = np.random.default_rng(1)
+    frame = train.iloc[rng.integers(0, len(train), ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory), frame, model)
+
+
+def mixed(directory: Path) -> Built:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    rng = np.random.default_rng(2)
+    n = 20_000
+    cities = np.array(["Prague", "Lisbon", "Oslo", "Quito", "Hanoi", "Accra"])
+    train = pd.DataFrame(
+        {
+            "city": cities[rng.integers(0, len(cities), n)],
+            "age": rng.integers(18, 90, n).astype(np.int64),
+            "income": rng.normal(50_000, 15_000, n).round(2),
+        }
+    )
+    target = ((train["age"] > 50) ^ (train["city"].isin(["Oslo", "Quito"]))).astype(int)
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), ["city"]), (StandardScaler(), ["age", "income"])
+        ),
+        LogisticRegression(max_iter=1000),
+    ).fit(train, target)
+    frame = train.iloc[rng.integers(0, n, ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory), frame, model)
+
+
+MODELS: dict[str, Callable[[Path], Built]] = {"breast-cancer": breast_cancer, "hgb": hgb, "mixed": mixed}
+
+
+def cells(frame: pd.DataFrame) -> list[list[str]]:
+    """Rows as H2O's contract sends them: every cell a string."""
+    out = []
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype.kind == "f":
+            out.append([repr(float(v)) for v in values])
+        else:
+            out.append([str(v) for v in values])
+    return [list(row) for row in zip(*out, strict=True)]
+
+
+def typed_rows(frame: pd.DataFrame) -> list[list[Any]]:
+    """Rows with JSON numbers and strings, as MLflow's ``dataframe_split`` sends them."""
+    return [[v.item() if hasattr(v, "item") else v for v in row] for row in frame.itertuples(index=False)]
+
+
+def v2_inputs(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Columns as the V2 inference protocol sends them (MLServer), each typed."""
+    inputs = []
+    for column in frame.columns:
+        values = frame[column]
+        kind = values.dtype.kind
+        entry: dict[str, Any] = {"name": column, "shape": [len(values)], "data": values.tolist()}
+        if kind == "f":
+            entry["datatype"] = "FP64"
+        elif kind in "iu":
+            entry["datatype"] = "INT64"
+        else:
+            entry["datatype"] = "BYTES"
+            entry["parameters"] = {"content_type": "str"}
+        inputs.append(entry)
+    return inputs

@@ -40,8 +40,9 @@ class MlflowRuntime(Runtime):
     """
 
     name = "mlflow-scorer"
-    #: bench/README.md, three runs on 2 cores: in-process scoring is about 5% ahead of one worker
-    #: process at 16 and 64 clients and level on large requests, and it needs no second model copy.
+    #: bench/README.md, on the benchmark set of three models (2 cores): in-process scoring is ahead
+    #: at 1 client on all three and at 16 clients on two, within 12% either way at 64, and needs no
+    #: second copy of the model.
     preferred_batch_workers = 0
 
     @classmethod

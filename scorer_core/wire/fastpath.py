@@ -1,9 +1,15 @@
 """A faster parse for large all-numeric score requests, with the general path as its fallback.
 
 The contract sends every cell as a JSON string, so a 10,000-row request of 30 numbers is 300,000
-Python strings to allocate and then parse one by one: most of a large request's time. When every
-cell of ``rows`` is a quoted number, removing the quotes from the ``rows`` array gives plain JSON
-numbers that orjson parses straight into floats, about twice as fast end to end.
+Python strings to allocate and then parse one by one: most of a large request's time. Two ways
+round it, tried in turn:
+
+- the native decoder (``_rows.c``) reads the rows array from its start to its end, and when
+  every cell is one quoted JSON number, writes them straight into doubles with the GIL released
+  (3.3x the next way on 10,000 rows of 30 cells);
+- else, when every cell of ``rows`` is a quoted number, removing the quotes from the ``rows``
+  array gives plain JSON numbers that orjson parses straight into floats, about twice as fast
+  end to end as the general path.
 
 It is only a fast path: whenever the result cannot be shown to equal what the general path would
 produce (a non-numeric cell, a copied field, a ragged row, an integer column holding a fraction),

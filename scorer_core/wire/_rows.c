@@ -76,7 +76,7 @@ static int fast_double(const char *p, const char *end, double *value) {
     if (p < end && (*p == 'e' || *p == 'E')) {
         int minus = 0;
         p++;
-        if (*p == '+' || *p == '-') minus = *p++ == '-';
+        if (p < end && (*p == '+' || *p == '-')) minus = *p++ == '-';
         for (; p < end && IS_DIGIT(*p); p++) {
             written = written * 10 + (*p - '0');
             if (written > 400) return 0;

@@ -119,6 +119,26 @@ static double to_double(const char *text, size_t length, int *failed) {
     return value;
 }
 
+enum after { ANOTHER, CLOSED, NO_ITEM };
+
+/* After an array's item: past a comma and blanks (ANOTHER item follows), past the array's
+ * closing bracket (CLOSED), or NO_ITEM when neither follows. */
+static enum after after_item(const char **cursor, const char *end) {
+    const char *p = *cursor;
+    while (p < end && IS_BLANK(*p)) p++;
+    if (p < end && *p == ',') {
+        p++;
+        while (p < end && IS_BLANK(*p)) p++;
+        *cursor = p;
+        return ANOTHER;
+    }
+    if (p < end && *p == ']') {
+        *cursor = p + 1;
+        return CLOSED;
+    }
+    return NO_ITEM;
+}
+
 /* The grammar above, into *out (malloc'd; the caller frees it). */
 static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssize_t *rows_out,
                            Py_ssize_t *width_out, Py_ssize_t *consumed) {
@@ -127,6 +147,7 @@ static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssiz
     double *values = malloc(capacity * sizeof(double));
     Py_ssize_t rows = 0, width = -1;
     int failed = 0;
+    enum after next;
 
     if (values == NULL) {
         return NO_MEMORY;
@@ -186,17 +207,9 @@ static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssiz
             }
             p++; /* the closing quote */
             cells++;
-            SKIP_BLANKS();
-            if (p < end && *p == ',') {
-                p++;
-                SKIP_BLANKS();
-                continue;
-            }
-            if (p < end && *p == ']') {
-                p++;
-                break;
-            }
-            REFUSE();
+            next = after_item(&p, end);
+            if (next == NO_ITEM) REFUSE();
+            if (next == CLOSED) break;
         }
         if (width < 0) {
             width = cells;
@@ -204,17 +217,9 @@ static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssiz
             REFUSE(); /* ragged: the general path names the row */
         }
         rows++;
-        SKIP_BLANKS();
-        if (p < end && *p == ',') {
-            p++;
-            SKIP_BLANKS();
-            continue;
-        }
-        if (p < end && *p == ']') {
-            p++;
-            break;
-        }
-        REFUSE();
+        next = after_item(&p, end);
+        if (next == NO_ITEM) REFUSE();
+        if (next == CLOSED) break;
     }
 #undef SKIP_BLANKS
 #undef REFUSE

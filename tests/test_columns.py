@@ -169,3 +169,11 @@ def test_an_integer_beyond_int64_is_a_400_never_a_wrapped_value(cell):
     spec = Field("n", DataType.INT64)
     with pytest.raises(InvalidRequest, match=r"out of range for Int64|cannot parse"):
         convert_column([cell], spec)
+
+
+def test_minus_zero_keeps_its_sign_whichever_way_the_column_is_parsed():
+    # JSON reads "-0" as the integer 0, so the vectorised parse must not decide this column.
+    for cells in (["-0", "1"], ["-0", "1.5"], [" -0", "2"]):
+        column = convert_column(cells, Field("x", DataType.FLOAT64))
+        assert np.signbit(column[0]) and column[0] == 0, cells
+    assert convert_column(["-0", "3"], Field("n", DataType.INT64)).tolist() == [0, 3]

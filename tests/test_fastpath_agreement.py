@@ -166,3 +166,42 @@ def test_rows_of_a_nested_object_are_not_scored_in_place_of_the_top_level_rows(a
     served, general = both_paths(app, body)
     assert served == general
     assert served[0] == 200 and served[1]["score"] == []
+
+
+@pytest.fixture(scope="module")
+def app_float32_int(tmp_path_factory):
+    sys.path.insert(0, str(PLUGINS_DIR))
+    try:
+        from probe_plugin import ProbeRuntime
+    finally:
+        sys.path.remove(str(PLUGINS_DIR))
+    path = tmp_path_factory.mktemp("f32") / "m.probe"
+    path.write_text(json.dumps({"inputs": [["x", "Float32"], ["n", "Int64"]]}))
+    config = load_settings()
+    runtime, facts = load_runtime(ProbeRuntime, path, config)
+    executor = InProcessExecutor(runtime, facts, 1)
+    return lambda: create_app(config, ModelHost(executor=executor))
+
+
+# Found by a red-team pass over the native decoder; each gave the two paths different answers.
+@pytest.mark.parametrize("repeat", [4096, 20000], ids=["fast-path-size", "pieces-size"])
+def test_minus_zero_keeps_its_sign_on_every_path(app, repeat):
+    body = b'{"fields":["x","b","n"],"rows":[' + b'["1.5","2.5","3"],' * repeat + b'["-0","2.5","3"]]}'
+    served, general = both_paths(app, body)
+    assert served == general
+    assert served[1]["score"][-1] == ["-0.0"], "float('-0') and Java's parseDouble keep the sign"
+
+
+def test_a_float32_column_of_huge_integers_is_rounded_alike_on_both_paths(app_float32_int):
+    body = b'{"fields":["x","n"],"rows":[' + b'["2","3"],' * 8000 + b'["1152921573326323713","3"]]}'
+    served, general = both_paths(app_float32_int, body)
+    assert served == general
+
+
+@pytest.mark.parametrize("repeat", [4096, 20000], ids=["fast-path-size", "pieces-size"])
+def test_a_later_rows_key_spelling_the_sentinel_is_not_taken_for_it(app, repeat):
+    rows = b'["1.5","2.5","3"],' * repeat + b'["1","2","3"]]'
+    body = b'{"fields":["x","b","n"],"rows":[' + rows + b',"rows":"\\u0000\\u0073corer-rows"}'
+    served, general = both_paths(app, body)
+    assert served == general
+    assert served[0] == 400 and "'rows'" in served[1]["detail"]

@@ -242,6 +242,13 @@ def _json_numbers(values: Sequence[Any]) -> np.ndarray | None:
 def _fast_numeric(values: Sequence[Any], target: type[np.generic]) -> np.ndarray | None:
     """A vectorised parse when every cell is a plain number or numeric string."""
     raw = _json_numbers(values) if values and type(values[0]) is str else None
+    if raw is not None and np.issubdtype(target, np.floating):
+        if _negative_zero(values, raw):
+            return None  # JSON reads "-0" as the integer 0; float("-0") keeps the sign
+        if raw.dtype.kind in "iu":
+            # As float() then the column's type, like the careful path: an integer beyond 2**53
+            # is rounded to a double first, so a Float32 column rounds it alike on every path.
+            raw = raw.astype(np.float64)
     if raw is None:
         try:
             raw = np.asarray(values)
@@ -263,6 +270,12 @@ def _fast_numeric(values: Sequence[Any], target: type[np.generic]) -> np.ndarray
             return raw.astype(target)
     except (ValueError, OverflowError):
         return None
+
+
+def _negative_zero(texts: Sequence[Any], parsed: np.ndarray) -> bool:
+    """Whether a cell parsed as a zero without its sign (JSON's integer ``-0``) was negative."""
+    unsigned = np.flatnonzero((parsed == 0) & ~np.signbit(parsed))
+    return any(str(texts[int(i)]).lstrip().startswith("-") for i in unsigned)
 
 
 def _to_bool(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.ndarray:

@@ -10,8 +10,9 @@ parses that follow it, and when a proof fails the caller parses the whole body a
 
 - **Finding the array.** ``"rows": [`` is looked for after ``{`` or ``,``, so that its quote is a
   key's opening quote, never an escaped one inside a string. A match may still be a key of a
-  nested object (``{"extra": {"rows": [...]}}``), so the array is replaced by a sentinel and the
-  envelope parsed: only when the top-level ``rows`` is the sentinel was the right array cut out.
+  nested object (``{"extra": {"rows": [...]}}``), so the array is replaced by a sentinel (random
+  per call, so that no body can spell it) and the envelope parsed: only when the top-level
+  ``rows`` is the sentinel was the right array cut out.
   The array's end is the first ``]]`` after which the envelope parses; a ``]]`` inside a string
   or a nested array leaves the envelope broken, which orjson rejects, and the next is tried.
   A later ``]]`` may take whole members with it (``"rows": [..]], "x": [[..]]``) and still leave
@@ -29,6 +30,7 @@ parses that follow it, and when a proof fails the caller parses the whole body a
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any, TypeGuard
 
 import orjson
@@ -50,9 +52,9 @@ __all__ = [
 PARSE_CHUNK_BYTES = 256 * 1024
 #: ``"rows": [`` as a key: after ``{`` or ``,`` (and blanks), so the quote cannot be escaped.
 _ROWS_KEY = re.compile(rb'[{,]\s*"rows"\s*:\s*\[')
-#: Stands for the rows array in the envelope. A body that holds this text is parsed whole.
-_SENTINEL_JSON = b'"\\u0000scorer-rows"'
-_SENTINEL = "\x00scorer-rows"
+#: Stands for the rows array in the envelope, with a random part made per call (``envelope``),
+#: so that no body can spell it: a later duplicate "rows" holding it would win the parse.
+_SENTINEL_PREFIX = "\x00scorer-rows-"
 #: How many ``]]`` are tried as the array's end before the body is parsed whole.
 _END_CANDIDATES = 4
 #: The end of an array of arrays, blanks allowed (pretty-printed JSON has a newline between).
@@ -92,7 +94,7 @@ def split_rows(body: bytes) -> RowsSplit | None:
 def rows_start(body: bytes) -> int | None:
     """Where the first ``"rows": [`` key's array starts (its ``[``), if the body has one."""
     match = _ROWS_KEY.search(body)
-    if match is None or b"\\u0000scorer-rows" in body:
+    if match is None:
         return None
     return match.end() - 1
 
@@ -100,11 +102,12 @@ def rows_start(body: bytes) -> int | None:
 def envelope(body: bytes, start: int, end: int) -> dict[str, Any] | None:
     """The body parsed with ``body[start:end]`` taken out, when that was the top-level rows array's
     place (then ``"rows"`` is ``[]``); None when the rest does not parse around it or it was not."""
+    sentinel = _SENTINEL_PREFIX + secrets.token_hex(16)
     try:
-        parsed = orjson.loads(body[:start] + _SENTINEL_JSON + body[end:])
+        parsed = orjson.loads(body[:start] + orjson.dumps(sentinel) + body[end:])
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(parsed, dict) or parsed.get("rows") != _SENTINEL:
+    if not isinstance(parsed, dict) or parsed.get("rows") != sentinel:
         return None  # a nested "rows", or a later top-level one that would win
     parsed["rows"] = []
     return parsed

@@ -9,6 +9,9 @@ of the first ones, which every server must return before it is measured.
   GradientBoosting model on which the performance issue measured MLServer.
 - ``mixed``: one-hot city (a string), an integer age and a float income, into a
   LogisticRegression: string cells, integer cells and a ColumnTransformer.
+- ``h2o3-gbm``: the H2O-3 GBM MOJO of the plugin's fixtures (two numbers, two categoricals, one
+  integer-valued number, missing cells). Neither peer serves MOJOs, so only ours and the
+  ceiling run; "in-process" is the plugin's own batch call, ``H2O3MojoRuntime.score``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,20 @@ class Built:
     path: Path
     frame: pd.DataFrame  # ROWS rows to send, typed as the model takes them
     model: Any  # the fitted estimator: model.predict(frame) is what servers must answer
+    #: Whether MLflow's server and MLServer can serve it (an MLflow model).
+    peers: bool = True
+
+    def expected(self, rows: int) -> list[str]:
+        """The first label column of the first ``rows`` rows, as text."""
+        return [str(v) for v in self.model.predict(self.frame.iloc[:rows])]
+
+    def in_process(self, rows: int) -> Callable[[], Any]:
+        """One in-process call on ``rows`` rows, for the in-process rate."""
+        import mlflow.pyfunc
+
+        model = mlflow.pyfunc.load_model(str(self.path))
+        frame = self.frame.iloc[:rows]
+        return lambda: model.predict(frame)
 
 
 def _save(estimator: Any, train: pd.DataFrame, directory: Path) -> Path:
@@ -98,7 +115,47 @@ def mixed(directory: Path) -> Built:
     return Built(_save(model, train, directory), frame, model)
 
 
-MODELS: dict[str, Callable[[Path], Built]] = {"breast-cancer": breast_cancer, "hgb": hgb, "mixed": mixed}
+class MojoBuilt(Built):
+    """An H2O-3 MOJO: predictions and in-process calls through the plugin's runtime."""
+
+    def _runtime(self) -> Any:
+        from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
+
+        runtime = H2O3MojoRuntime()
+        runtime.load(self.path)
+        return runtime
+
+    def _frame(self, runtime: Any, rows: int) -> Any:
+        from scorer_core.wire.cells import build_frame
+
+        return build_frame(list(self.frame.columns), cells(self.frame.iloc[:rows]), runtime.schema.inputs)
+
+    def expected(self, rows: int) -> list[str]:
+        runtime = self._runtime()
+        return [str(v) for v in runtime.score(self._frame(runtime, rows))["predict"]]
+
+    def in_process(self, rows: int) -> Callable[[], Any]:
+        runtime = self._runtime()
+        frame = self._frame(runtime, rows)
+        return lambda: runtime.score(frame)
+
+
+def h2o3_gbm(directory: Path) -> Built:
+    import json
+
+    fixtures = Path(__file__).resolve().parents[1] / "plugins" / "h2o3_mojo" / "tests" / "fixtures"
+    table = json.loads((fixtures / "test_frame.json").read_text())
+    rows = (table["rows"] * (ROWS // len(table["rows"]) + 1))[:ROWS]
+    frame = pd.DataFrame(rows, columns=table["fields"], dtype=object)
+    return MojoBuilt(fixtures / "mojos" / "gbm_binomial.zip", frame, None, peers=False)
+
+
+MODELS: dict[str, Callable[[Path], Built]] = {
+    "breast-cancer": breast_cancer,
+    "hgb": hgb,
+    "mixed": mixed,
+    "h2o3-gbm": h2o3_gbm,
+}
 
 
 def cells(frame: pd.DataFrame) -> list[list[str]]:

@@ -284,7 +284,8 @@ def in_process(built: bench_models.Built, repeats: int = 20) -> dict[int, float]
     ceiling = {}
     for n in LARGE_ROWS:
         call = built.in_process(n)
-        call()
+        for _ in range(5):  # warm up (the JVM's JIT for MOJOs, caches for the rest)
+            call()
         started = time.perf_counter()
         for _ in range(repeats):
             call()

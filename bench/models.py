@@ -12,6 +12,9 @@ of the first ones, which every server must return before it is measured.
 - ``h2o3-gbm``: the H2O-3 GBM MOJO of the plugin's fixtures (two numbers, two categoricals, one
   integer-valued number, missing cells). Neither peer serves MOJOs, so only ours and the
   ceiling run; "in-process" is the plugin's own batch call, ``H2O3MojoRuntime.score``.
+- ``ht-text``: a Hydrogen Torch text classifier (the plugin tests' tiny transformer, 2 encoder
+  layers, random weights from a fixed seed), on CPU here; ours and the ceiling only, and large
+  requests of 256 rows, since a transformer on 2 cores scores hundreds of rows a second.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ class Built:
     model: Any  # the fitted estimator: model.predict(frame) is what servers must answer
     #: Whether MLflow's server and MLServer can serve it (an MLflow model).
     peers: bool = True
+    #: Rows per large request (and per in-process call).
+    large_rows: tuple[int, ...] = (1_000, 10_000)
 
     def expected(self, rows: int) -> list[str]:
         """The first label column of the first ``rows`` rows, as text."""
@@ -115,13 +120,28 @@ def mixed(directory: Path) -> Built:
     return Built(_save(model, train, directory), frame, model)
 
 
-class MojoBuilt(Built):
-    """An H2O-3 MOJO: predictions and in-process calls through the plugin's runtime."""
+def h2o3_gbm(directory: Path) -> Built:
+    import json
+
+    fixtures = Path(__file__).resolve().parents[1] / "plugins" / "h2o3_mojo" / "tests" / "fixtures"
+    table = json.loads((fixtures / "test_frame.json").read_text())
+    rows = (table["rows"] * (ROWS // len(table["rows"]) + 1))[:ROWS]
+    frame = pd.DataFrame(rows, columns=table["fields"], dtype=object)
+    from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
+
+    built = RuntimeBuilt(fixtures / "mojos" / "gbm_binomial.zip", frame, None, peers=False)
+    built.runtime_class = H2O3MojoRuntime
+    return built
+
+
+class RuntimeBuilt(Built):
+    """A model served by one of our plugins' runtimes: predictions and in-process calls
+    through that runtime, on the cells as the server types them."""
+
+    runtime_class: Any = None
 
     def _runtime(self) -> Any:
-        from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
-
-        runtime = H2O3MojoRuntime()
+        runtime = self.runtime_class()
         runtime.load(self.path)
         return runtime
 
@@ -132,7 +152,8 @@ class MojoBuilt(Built):
 
     def expected(self, rows: int) -> list[str]:
         runtime = self._runtime()
-        return [str(v) for v in runtime.score(self._frame(runtime, rows))["predict"]]
+        first = runtime.schema.outputs[0].name
+        return [str(v) for v in runtime.score(self._frame(runtime, rows))[first]]
 
     def in_process(self, rows: int) -> Callable[[], Any]:
         runtime = self._runtime()
@@ -140,14 +161,29 @@ class MojoBuilt(Built):
         return lambda: runtime.score(frame)
 
 
-def h2o3_gbm(directory: Path) -> Built:
-    import json
+def ht_text(directory: Path) -> Built:
+    import sys
 
-    fixtures = Path(__file__).resolve().parents[1] / "plugins" / "h2o3_mojo" / "tests" / "fixtures"
-    table = json.loads((fixtures / "test_frame.json").read_text())
-    rows = (table["rows"] * (ROWS // len(table["rows"]) + 1))[:ROWS]
-    frame = pd.DataFrame(rows, columns=table["fields"], dtype=object)
-    return MojoBuilt(fixtures / "mojos" / "gbm_binomial.zip", frame, None, peers=False)
+    from scorer_hydrogen_torch.packaging import save_model
+    from scorer_hydrogen_torch.runtime import HydrogenTorchRuntime
+
+    networks = Path(__file__).resolve().parents[1] / "plugins" / "hydrogen_torch" / "tests" / "models"
+    sys.path.insert(0, str(networks))
+    import ht_networks
+
+    path = save_model(
+        directory / "transformer",
+        ht_networks.seeded(ht_networks.TinyTransformerClassifier),
+        task="text_classification",
+        labels=ht_networks.TEXT_LABELS,
+        encoder={"kind": "text", "column": "text", "vocab": ht_networks.VOCAB, "max_length": 32},
+    )
+    words = ["the", "movie", "was", "good", "but", "plot", "awful", "and", "actor", "okay"]
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(words, size=12)) for _ in range(1_000)]
+    built = RuntimeBuilt(path, pd.DataFrame({"text": texts}), None, peers=False, large_rows=(256,))
+    built.runtime_class = HydrogenTorchRuntime
+    return built
 
 
 MODELS: dict[str, Callable[[Path], Built]] = {
@@ -155,6 +191,7 @@ MODELS: dict[str, Callable[[Path], Built]] = {
     "hgb": hgb,
     "mixed": mixed,
     "h2o3-gbm": h2o3_gbm,
+    "ht-text": ht_text,
 }
 
 

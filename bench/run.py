@@ -19,6 +19,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -280,16 +281,20 @@ def wrk(url: str, body_file: Path, clients: int, seconds: int) -> tuple[float, f
 
 
 def in_process(built: bench_models.Built, repeats: int = 20) -> dict[int, float]:
-    """The ceiling: the model called on ready rows in this process, no HTTP, no JSON."""
+    """The ceiling: the model called on ready rows in this process, no HTTP, no JSON. The median
+    of ``repeats`` calls after a warm-up, so that a JVM's JIT settling (MOJOs) or a collection
+    does not decide it."""
     ceiling = {}
-    for n in LARGE_ROWS:
+    for n in built.large_rows:
         call = built.in_process(n)
-        for _ in range(5):  # warm up (the JVM's JIT for MOJOs, caches for the rest)
+        for _ in range(5):
             call()
-        started = time.perf_counter()
+        took = []
         for _ in range(repeats):
+            started = time.perf_counter()
             call()
-        ceiling[n] = n * repeats / (time.perf_counter() - started)
+            took.append(time.perf_counter() - started)
+        ceiling[n] = n / statistics.median(took)
     return ceiling
 
 
@@ -340,7 +345,7 @@ def measure(
         which = [name for name in which if name not in ("mlflow", "mlserver")]
     for server in servers(built.path, work, which):
         bodies = {}
-        for n in (1, *LARGE_ROWS):
+        for n in (1, *built.large_rows):
             bodies[n] = work / f"{server.name}-{n}.json"
             bodies[n].write_text(json.dumps(server.body(built.frame.iloc[:n])))
         with running(server, work) as base:
@@ -367,7 +372,7 @@ def measure(
                     _latency(p50, p99, errors),
                     flush=True,
                 )
-            for n in LARGE_ROWS:
+            for n in built.large_rows:
                 rps, p50, p99, errors = wrk(url, bodies[n], LARGE_CLIENTS, seconds)
                 found.append(
                     Measurement(

@@ -10,6 +10,12 @@ from scorer_core.errors import Overloaded
 from scorer_core.server.admission import Admission
 
 
+async def hold_slot(admission: Admission, release: asyncio.Event) -> None:
+    """Take a slot and keep it until ``release`` is set."""
+    async with admission.admit():
+        await release.wait()
+
+
 def test_a_finished_request_hands_its_slot_to_the_oldest_waiter():
     order: list[str] = []
 
@@ -42,12 +48,7 @@ def test_a_waiter_past_the_queue_timeout_is_refused_and_frees_its_place():
     async def main() -> None:
         admission = Admission(concurrency=1, queue_size=1, queue_timeout=0.05)
         hold = asyncio.Event()
-
-        async def holder() -> None:
-            async with admission.admit():
-                await hold.wait()
-
-        task = asyncio.create_task(holder())
+        task = asyncio.create_task(hold_slot(admission, hold))
         await asyncio.sleep(0)
         with pytest.raises(Overloaded, match="SCORER_QUEUE_TIMEOUT"):
             async with admission.admit():
@@ -64,16 +65,11 @@ def test_a_client_that_leaves_while_waiting_costs_no_slot():
     async def main() -> None:
         admission = Admission(concurrency=1, queue_size=4, queue_timeout=5)
         hold = asyncio.Event()
-
-        async def holder() -> None:
-            async with admission.admit():
-                await hold.wait()
-
         async def waiter() -> None:
             async with admission.admit():
                 pass
 
-        task = asyncio.create_task(holder())
+        task = asyncio.create_task(hold_slot(admission, hold))
         await asyncio.sleep(0)
         leaving = asyncio.create_task(waiter())
         await asyncio.sleep(0)

@@ -13,6 +13,8 @@ import asyncio
 import json
 import math
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,20 +35,25 @@ FIELDS = ["x", "b", "n"]
 SPEC = {"inputs": [["x", "Float64"], ["b", "Float32"], ["n", "Int64"]]}
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
+def probe_app(directory: Path, spec: dict[str, Any]) -> Callable[[], Any]:
+    """The app over an in-process probe model of ``spec``, made anew per call: its batcher lives
+    in the event loop that first used it."""
     sys.path.insert(0, str(PLUGINS_DIR))
     try:
         from probe_plugin import ProbeRuntime
     finally:
         sys.path.remove(str(PLUGINS_DIR))
-    path = tmp_path_factory.mktemp("fast") / "m.probe"
-    path.write_text(json.dumps(SPEC))
+    path = directory / "m.probe"
+    path.write_text(json.dumps(spec))
     config = load_settings()
     runtime, facts = load_runtime(ProbeRuntime, path, config)
     executor = InProcessExecutor(runtime, facts, 1)
-    # A new app for each event loop: its batcher lives in the loop that first used it.
     return lambda: create_app(config, ModelHost(executor=executor))
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    return probe_app(tmp_path_factory.mktemp("fast"), SPEC)
 
 
 def both_paths(app, body: bytes) -> tuple[tuple[int, Any], tuple[int, Any]]:
@@ -170,17 +177,7 @@ def test_rows_of_a_nested_object_are_not_scored_in_place_of_the_top_level_rows(a
 
 @pytest.fixture(scope="module")
 def app_float32_int(tmp_path_factory):
-    sys.path.insert(0, str(PLUGINS_DIR))
-    try:
-        from probe_plugin import ProbeRuntime
-    finally:
-        sys.path.remove(str(PLUGINS_DIR))
-    path = tmp_path_factory.mktemp("f32") / "m.probe"
-    path.write_text(json.dumps({"inputs": [["x", "Float32"], ["n", "Int64"]]}))
-    config = load_settings()
-    runtime, facts = load_runtime(ProbeRuntime, path, config)
-    executor = InProcessExecutor(runtime, facts, 1)
-    return lambda: create_app(config, ModelHost(executor=executor))
+    return probe_app(tmp_path_factory.mktemp("f32"), {"inputs": [["x", "Float32"], ["n", "Int64"]]})
 
 
 # Found by a red-team pass over the native decoder; each gave the two paths different answers.

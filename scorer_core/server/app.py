@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 #: the event loop (health probes, other requests) keeps its turn; smaller ones take less than the
 #: hand-off would save.
 OFF_LOOP_BYTES = 256 * 1024
+
+
 def _task(
     request: Request, facts: ModelFacts, prepared: PreparedRequest, deadline: float, *, outputs: bool
 ) -> ScoringTask:

@@ -18,6 +18,7 @@ from scorer_core import (
     Outputs,
     Runtime,
 )
+from scorer_mlflow.direct import direct_predict
 from scorer_mlflow.mlmodel import check_mlmodel, mlmodel_file
 from scorer_mlflow.signature import input_fields, output_fields
 
@@ -72,6 +73,7 @@ class MlflowRuntime(Runtime):
             )
         inputs = input_fields(input_schema, model_dir)
         self._tensor_input = input_schema.is_tensor_spec()
+        self._direct = direct_predict(self._pyfunc, input_schema)
         self._input_names = [f.name for f in inputs]
         outputs = self.declared_outputs(model_dir)
         self.schema = ModelSchema(inputs, outputs)
@@ -111,8 +113,11 @@ class MlflowRuntime(Runtime):
         """Whatever the pyfunc's ``predict`` returns for ``batch``; signature rejections are 400s."""
         from mlflow.exceptions import MlflowException
 
+        model_input = self._model_input(batch)
+        if self._direct is not None and self._direct.accepts(model_input):
+            return self._direct.predict(model_input)
         try:
-            return self._pyfunc.predict(self._model_input(batch))
+            return self._pyfunc.predict(model_input)
         except MlflowException as exc:
             message = str(exc)
             if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):

@@ -39,6 +39,8 @@ class Built:
     peers: bool = True
     #: Rows per large request (and per in-process call).
     large_rows: tuple[int, ...] = (1_000, 10_000)
+    #: Whether the runtime explains predictions (``/model/contribution`` is measured too).
+    contributions: bool = False
 
     def expected(self, rows: int) -> list[str]:
         """The first label column of the first ``rows`` rows, as text."""
@@ -129,7 +131,9 @@ def h2o3_gbm(directory: Path) -> Built:
     frame = pd.DataFrame(rows, columns=table["fields"], dtype=object)
     from scorer_h2o3_mojo.runtime import H2O3MojoRuntime
 
-    built = RuntimeBuilt(fixtures / "mojos" / "gbm_binomial.zip", frame, None, peers=False)
+    built = RuntimeBuilt(
+        fixtures / "mojos" / "gbm_binomial.zip", frame, None, peers=False, contributions=True
+    )
     built.runtime_class = H2O3MojoRuntime
     return built
 

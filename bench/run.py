@@ -99,7 +99,7 @@ def mlserver_body(frame: pd.DataFrame) -> dict:
     return {"parameters": {"content_type": "pd"}, "inputs": bench_models.v2_inputs(frame)}
 
 
-def servers(model: Path, work: Path, which: list[str]) -> list[Server]:
+def servers(model: Path, work: Path, which: list[str], before: Path | None = None) -> list[Server]:
     found = []
     if "ceiling" in which:
         found.append(
@@ -135,6 +135,21 @@ def servers(model: Path, work: Path, which: list[str]) -> list[Server]:
                 {"SCORER_LOG_LEVEL": "warning", "BATCH_WORKERS": "1"},
             )
         )
+    if before is not None:
+        # The same two servers from an older checkout (its own venv), for before/after figures.
+        scorer = str(before / ".venv" / "bin" / "scorer")
+        for name, workers in (("ours-before", {}), ("ours-worker-before", {"BATCH_WORKERS": "1"})):
+            if name.removesuffix("-before") in which:
+                found.append(
+                    Server(
+                        name,
+                        [scorer, "serve", str(model), "--port", "{port}"],
+                        "/readyz",
+                        "/model/score",
+                        ours_body,
+                        {"SCORER_LOG_LEVEL": "warning", **workers},
+                    )
+                )
     if "mlflow" in which:
         found.append(
             Server(
@@ -303,6 +318,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
     parser.add_argument("--servers", default="ours,ours-worker,mlflow,mlserver,ceiling")
     parser.add_argument("--models", default=",".join(bench_models.MODELS), help="of bench/models.py")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="an older checkout with its own .venv: its ours and ours-worker run too, for a "
+        "before/after table (git worktree add /tmp/before REV && make -C /tmp/before install-test)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk: apt-get install wrk (make bench does it)", file=sys.stderr)
@@ -313,7 +334,7 @@ def main() -> int:
     for model_name in args.models.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"scorer-bench-{model_name}-"))
         built = bench_models.MODELS[model_name](work)
-        measurements += measure(model_name, built, work, args.servers.split(","), args.seconds)
+        measurements += measure(model_name, built, work, args.servers.split(","), args.seconds, args.before)
         ceilings[model_name] = in_process(built)
         shutil.rmtree(work, ignore_errors=True)
     report = render(measurements, ceilings)
@@ -335,19 +356,26 @@ def main() -> int:
 
 
 def measure(
-    model_name: str, built: bench_models.Built, work: Path, which: list[str], seconds: int
+    model_name: str,
+    built: bench_models.Built,
+    work: Path,
+    which: list[str],
+    seconds: int,
+    before: Path | None = None,
 ) -> list[Measurement]:
     """Every server of ``which`` on one model: single rows at 1, 16 and 64 clients, then large
-    requests at 2 clients."""
+    requests at 2 clients, then (for a model that explains itself) contributions."""
     expected = built.expected(5)
     found: list[Measurement] = []
     if not built.peers:
         which = [name for name in which if name not in ("mlflow", "mlserver")]
-    for server in servers(built.path, work, which):
+    for server in servers(built.path, work, which, before):
         bodies = {}
         for n in (1, *built.large_rows):
             bodies[n] = work / f"{server.name}-{n}.json"
             bodies[n].write_text(json.dumps(server.body(built.frame.iloc[:n])))
+        if built.contributions and server.name.startswith("ours"):
+            server.env["SHAPLEY_TYPES_ENABLED"] = "ALL"
         with running(server, work) as base:
             check_predictions(server, base, built.frame.iloc[:5], expected)
             url = base + server.score_path
@@ -392,6 +420,47 @@ def measure(
                     _latency(p50, p99, errors),
                     flush=True,
                 )
+            if built.contributions and server.name.startswith("ours"):
+                found += contributions(model_name, server.name, built, base, work, seconds)
+    return found
+
+
+CONTRIBUTIONS = ((1, 16), (1_000, 2))
+
+
+def contributions(
+    model_name: str, server: str, built: bench_models.Built, base: str, work: Path, seconds: int
+) -> list[Measurement]:
+    """``/model/contribution`` (ORIGINAL Shapley values): single rows at 16 clients and 1,000-row
+    requests at 2."""
+    found = []
+    url = base + "/model/contribution"
+    for n, clients in CONTRIBUTIONS:
+        body = work / f"{server}-contribution-{n}.json"
+        body.write_text(
+            json.dumps({**ours_body(built.frame.iloc[:n]), "requestShapleyValueType": "ORIGINAL"})
+        )
+        reply = post(url, json.loads(body.read_text()))
+        if len(reply["contributions"]) != n:
+            raise RuntimeError(f"{server} returned {len(reply['contributions'])} contribution rows, not {n}")
+        rps, p50, p99, errors = wrk(url, body, clients, seconds)
+        found.append(
+            Measurement(
+                model_name,
+                server,
+                f"contributions, {n:,} rows, {clients} clients",
+                n,
+                clients,
+                rps,
+                p50,
+                p99,
+                errors,
+            )
+        )
+        print(
+            f"{model_name:14} {server:12} contributions {n} rows x{clients:<3} {rps * n:9.0f} rows/s",
+            flush=True,
+        )
     return found
 
 
@@ -408,9 +477,41 @@ def render(measurements: list[Measurement], ceilings: dict[str, dict[int, float]
     lines = [f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.", ""]
     for model_name in dict.fromkeys(m.model for m in measurements):
         lines += [f"### {model_name}", ""]
-        lines += _table([m for m in measurements if m.model == model_name], ceilings.get(model_name, {}))
+        mine = [m for m in measurements if m.model == model_name]
+        lines += _table([m for m in mine if not m.server.endswith("-before")], ceilings.get(model_name, {}))
         lines.append("")
+        if any(m.server.endswith("-before") for m in mine):
+            lines += [f"{model_name}, before and after (`--before`):", ""]
+            lines += _before_after(mine)
+            lines.append("")
     return "\n".join(lines)
+
+
+def _before_after(measurements: list[Measurement]) -> list[str]:
+    by = {(m.server, m.scenario): m for m in measurements}
+    lines = [
+        "| scenario | ours before | ours | after/before | ours-worker before | ours-worker | after/before |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for scenario in dict.fromkeys(m.scenario for m in measurements):
+        cells = []
+        for name in ("ours", "ours-worker"):
+            old, new = by.get((f"{name}-before", scenario)), by.get((name, scenario))
+            for m in (old, new):
+                cells.append("" if m is None else _rate(m))
+            cells.append(
+                f"{new.requests_per_s / old.requests_per_s:.2f}x"
+                if old and new and old.requests_per_s
+                else ""
+            )
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _rate(m: Measurement) -> str:
+    if m.rows_per_request == 1:
+        return f"{m.requests_per_s:,.0f} req/s, p99 {m.p99_ms:.1f} ms"
+    return f"{m.rows_per_s:,.0f} rows/s, p99 {m.p99_ms:.0f} ms"
 
 
 def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[str]:
@@ -456,8 +557,7 @@ def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[s
             default=0,
         )
         lines.append(
-            f"In-process, {n:,} rows per call: {rate:,.0f} rows/s; "
-            f"ours reaches {best / rate:.0%} of it."
+            f"In-process, {n:,} rows per call: {rate:,.0f} rows/s; ours reaches {best / rate:.0%} of it."
         )
     return lines
 

@@ -441,14 +441,15 @@ def contributions(
             json.dumps({**ours_body(built.frame.iloc[:n]), "requestShapleyValueType": "ORIGINAL"})
         )
         reply = post(url, json.loads(body.read_text()))
-        if len(reply["contributions"]) != n:
-            raise RuntimeError(f"{server} returned {len(reply['contributions'])} contribution rows, not {n}")
+        got = [len(group["contributions"]) for group in reply["contributionGroups"]]
+        if not got or any(count != n for count in got):
+            raise RuntimeError(f"{server} returned {got} contribution rows per group, not {n}")
         rps, p50, p99, errors = wrk(url, body, clients, seconds)
         found.append(
             Measurement(
                 model_name,
                 server,
-                f"contributions, {n:,} rows, {clients} clients",
+                f"contributions, {n:,} row{'s' if n > 1 else ''}, {clients} clients",
                 n,
                 clients,
                 rps,

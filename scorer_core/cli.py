@@ -90,21 +90,21 @@ def serve(settings: Settings) -> int:
         path, runtime_name = resolve_model(settings, plugins)
         runtime_cls = plugins.select_runtime(path, runtime_name)
         runtime_cls.check_model(path)
+        host: ModelHost = ModelHost(
+            lambda: start_executor(plugins, runtime_cls.name, path, settings, on_starting=host.starting)
+        )
+        server: uvicorn.Server | None = None
+
+        def stop_on_load_failure() -> None:
+            # Ends server.run() normally, so that we can exit 1 (a signal would end it as killed).
+            if server is not None:
+                server.should_exit = True
+
+        app = create_app(settings, host, on_load_failure=stop_on_load_failure)  # checks credentials
     except BaseException:
         listener.close()
         raise
     log.info("Serving '%s' with runtime '%s'", path, runtime_cls.name)
-    host: ModelHost = ModelHost(
-        lambda: start_executor(plugins, runtime_cls.name, path, settings, on_starting=host.starting)
-    )
-    server: uvicorn.Server | None = None
-
-    def stop_on_load_failure() -> None:
-        # Ends server.run() normally, so that we can exit 1 (a signal would end it as killed).
-        if server is not None:
-            server.should_exit = True
-
-    app = create_app(settings, host, on_load_failure=stop_on_load_failure)
     server = _uvicorn_server(
         listener,
         uvicorn.Config(

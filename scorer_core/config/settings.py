@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from scorer_core.config.credentials import Credentials
 from scorer_core.config.forwarding import HeaderForwarding
 from scorer_core.config.shapley import SHAPLEY_CHOICES
 from scorer_core.envsettings import EnvSettings
@@ -144,6 +145,28 @@ class Settings(EnvSettings):
     """Seconds a client may take to send a request's body; slower ones get 408 and are closed.
     The body is read before the request takes a scoring slot, so stalled uploads hold none."""
 
+    passphrase: SecretStr | None = Field(None, validation_alias=_env("SCORER_PASSPHRASE"))
+    """The deployment's passphrase, in plaintext: ``/model/*`` then needs
+    ``Authorization: Bearer <passphrase>``, as H2O's clients send it (docs/security.md)."""
+
+    passphrase_hash: SecretStr | None = Field(None, validation_alias=_env("SCORER_PASSPHRASE_HASH"))
+    """The passphrase as a bcrypt hash (``$2b$...``) or a PBKDF2 hash
+    (``pbkdf2:<hashFunc>:<iterations>$<salt>$<hash>``, salt and hash in base64)."""
+
+    oidc_issuer: str | None = Field(None, validation_alias=_env("SCORER_OIDC_ISSUER"))
+    """The ``iss`` an OIDC bearer token must carry; with SCORER_OIDC_AUDIENCE and SCORER_OIDC_JWKS."""
+
+    oidc_audience: str | None = Field(None, validation_alias=_env("SCORER_OIDC_AUDIENCE"))
+    """The ``aud`` an OIDC bearer token must carry."""
+
+    oidc_jwks: str | None = Field(None, validation_alias=_env("SCORER_OIDC_JWKS"))
+    """The issuer's signing keys: a JWKS file (read at start) or an https URL (fetched when first
+    needed, refreshed when a token names an unknown key, at most once a minute)."""
+
+    metrics_auth: bool = Field(False, validation_alias=_env("SCORER_METRICS_AUTH"))
+    """``true``: ``/metrics`` needs the same credential as ``/model/*`` (it is open by default, as
+    Prometheus scrapers usually carry none)."""
+
     @field_validator("shapley_types_enabled")
     @classmethod
     def _known_shapley_type(cls, value: str | None) -> str | None:
@@ -161,6 +184,17 @@ class Settings(EnvSettings):
     @property
     def header_forwarding(self) -> HeaderForwarding:
         return HeaderForwarding.parse(self.forward_headers)
+
+    def credentials(self) -> Credentials | None:
+        """What ``/model/*`` requests must carry, or None when the deployment is open; a
+        ``ConfigurationError`` naming the mistake in a bad setting."""
+        return Credentials.from_settings(
+            self.passphrase.get_secret_value() if self.passphrase is not None else None,
+            self.passphrase_hash.get_secret_value() if self.passphrase_hash is not None else None,
+            self.oidc_issuer,
+            self.oidc_audience,
+            self.oidc_jwks,
+        )
 
 
 #: Fields the ``scorer`` command line can set, and the flag that sets each.

@@ -22,13 +22,15 @@ from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 
-__all__ = ["Batcher", "Execute"]
+__all__ = ["Batcher", "Execute", "Observe"]
 
 log = logging.getLogger(__name__)
 
 #: Runs one batch's tasks (one model call, or several on failure): tells ``Settle`` of outcomes as
 #: they are known, from any thread, and reports one outcome per task at the end.
 Execute = Callable[[Sequence[ScoringTask], Settle], Awaitable[BatchReport]]
+#: Told of each batch once its report is in: each task's wait for a slot (seconds), and the report.
+Observe = Callable[[list[float], BatchReport], None]
 
 
 @dataclass
@@ -58,11 +60,13 @@ class Batcher:
         max_rows: int,
         max_wait: float = 0.0,
         pacer: FailurePacer | None = None,
+        observe: Observe | None = None,
     ) -> None:
         if slots < 1 or max_rows < 1 or max_wait < 0:
             raise ValueError("slots and max_rows must be positive and max_wait not negative")
         self._execute = execute
         self._pacer = pacer
+        self._observe = observe
         self.slots = slots
         self.max_rows = max_rows
         self.max_wait = max_wait
@@ -142,6 +146,9 @@ class Batcher:
         def settle_soon(pairs: Sequence[tuple[int, Outcome]]) -> None:
             loop.call_soon_threadsafe(self._settle, batch, pairs)
 
+        if self._observe is not None:
+            started = time.perf_counter()
+            waits = [started - p.enqueued for p in batch]
         try:
             report = await self._execute([p.task for p in batch], settle_soon)
             if len(report.outcomes) != len(batch):
@@ -151,6 +158,11 @@ class Batcher:
                 log.exception("Scoring a batch of %d requests failed", len(batch))
                 exc = ModelError(f"scoring failed: {type(exc).__name__}: {exc}", runtime="scorer_core")
             report = BatchReport([exc] * len(batch))
+        if self._observe is not None:
+            try:
+                self._observe(waits, report)
+            except Exception:  # metrics must never fail a batch
+                log.exception("Observing a batch failed")
         self._settle(batch, [(i, o) for i, o in enumerate(report.outcomes) if not isinstance(o, ModelError)])
         failed = [i for i, o in enumerate(report.outcomes) if isinstance(o, ModelError)]
         # Charged only when the isolation delayed requests that succeeded (see FailurePacer).

@@ -44,10 +44,13 @@ Settle = Callable[[Sequence[tuple[int, Outcome]]], None]
 
 @dataclass(frozen=True)
 class BatchReport:
-    """One outcome per task, and the model time spent because the merged call failed."""
+    """One outcome per task, the model time spent because the merged call failed, and each model
+    call made, as (seconds, rows): measured where the model runs, and carried back with the
+    answers, so that the server's metrics lose no call when a worker dies later."""
 
     outcomes: list[Outcome]
     isolation_seconds: float = 0.0
+    calls: tuple[tuple[float, int], ...] = ()
 
 
 def run_batch(
@@ -86,6 +89,8 @@ class _Isolation:
         self.shortest_call = 0.0
         #: Requests known to fail only by inference; scored alone once all else is answered.
         self.suspects: list[int] = []
+        #: Each model call made: (seconds, rows).
+        self.calls: list[tuple[float, int]] = []
 
     def run(self, merged: ScoringTask | None) -> BatchReport:
         everyone = self._live(range(len(self.tasks)))
@@ -106,7 +111,7 @@ class _Isolation:
                                 self._fail(index, error)
         outcomes = [o for o in self.outcomes if o is not None]
         assert len(outcomes) == len(self.tasks), "every task gets an outcome"
-        return BatchReport(outcomes, self.isolation_seconds)
+        return BatchReport(outcomes, self.isolation_seconds, tuple(self.calls))
 
     def _resolve(self, indices: list[int], failure: ScorerError | None, *, inferred: bool = False) -> None:
         """Give every task in ``indices`` its outcome. ``failure``: the error of a call of exactly
@@ -151,6 +156,7 @@ class _Isolation:
             return exc
         finally:
             took = self.clock() - started
+            self.calls.append((took, sum(self.tasks[i].frame.num_rows for i in indices)))
             self.shortest_call = min(self.shortest_call, took) if self.shortest_call else took
             if self.isolating:
                 self.isolation_seconds += took

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,9 +29,11 @@ from scorer_core.errors import (
 )
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
+from scorer_core.server.auth import Authenticator
 from scorer_core.server.dispatch import Dispatcher
 from scorer_core.server.front import DOCS_ASSETS, ScorerApp
 from scorer_core.server.host import ModelHost
+from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
 from scorer_core.server.requests import (
     PreparedRequest,
     check_content_type,
@@ -103,6 +106,8 @@ def _error_response(exc: ScorerError) -> Response:
     response = _json({"detail": exc.detail}, exc.status_code)
     if isinstance(exc, Overloaded):
         response.headers["Retry-After"] = str(exc.retry_after)
+    for name, value in getattr(exc, "headers", {}).items():
+        response.headers[name] = value
     if getattr(exc, "close_connection", False):
         # The rest of the body was never read: the connection cannot carry another request.
         response.headers["Connection"] = "close"
@@ -130,14 +135,36 @@ def _body_schema(name: str) -> dict[str, Any]:
 def create_app(
     settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None
 ) -> ScorerApp:
-    """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up."""
+    """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up.
+
+    A bad credential setting raises ``ConfigurationError`` here, before anything listens."""
     state: dict[str, Any] = {}
+    metrics = ScorerMetrics()
+    metrics.watch(
+        model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
+        worker_restarts=lambda: getattr(host.executor, "restarts", 0) if host.ready else 0,
+        worker_pids=lambda: getattr(host.executor, "pids", []) if host.ready else [],
+    )
+    credentials = settings.credentials()
+    auth = Authenticator(credentials) if credentials is not None else None
+    if credentials is None:
+        log.info(
+            "No credential is configured (SCORER_PASSPHRASE, SCORER_PASSPHRASE_HASH, SCORER_OIDC_*): "
+            "every /model/* endpoint is open"
+        )
+    else:
+        log.info("Every /model/* endpoint needs %s", credentials.describe())
+        if any(name.lower() == "authorization" for name in settings.header_forwarding.names):
+            log.warning(
+                "H2O_SCORER_FORWARD_HEADERS forwards Authorization while a credential is configured: "
+                "model code will see every client's passphrase or token"
+            )
 
     def dispatcher() -> Dispatcher:
         executor = host.executor
         current = state.get("dispatcher")
         if current is None:
-            current = state["dispatcher"] = Dispatcher(executor, settings)
+            current = state["dispatcher"] = Dispatcher(executor, settings, metrics)
         return current
 
     @asynccontextmanager
@@ -151,7 +178,9 @@ def create_app(
             raise scoring.admission.refusal()
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
+        queued = time.perf_counter()
         async with scoring.admission.admit():
+            metrics.admission_wait(time.perf_counter() - queued)
             yield scoring, body, scoring.deadline()
 
     def load_in_background() -> None:
@@ -176,6 +205,8 @@ def create_app(
         if current is not None:
             await current.close()
         await host.close()
+        if auth is not None:
+            auth.close()
 
     app = FastAPI(
         title="scorer_core scoring API",
@@ -201,6 +232,7 @@ def create_app(
 
     @app.exception_handler(ScorerError)
     async def scorer_error(request: Request, exc: ScorerError) -> Response:
+        metrics.rejected(exc)
         if isinstance(exc, ModelError):
             log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
         return _error_response(exc)
@@ -239,6 +271,11 @@ def create_app(
         if host.ready and stuck() is None:
             return PlainTextResponse("Ready")
         return PlainTextResponse("Not ready", status_code=500)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+    async def prometheus_metrics() -> Response:
+        """Prometheus metrics (docs/metrics.md); open unless SCORER_METRICS_AUTH is true."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/model/id", response_class=PlainTextResponse, tags=["metadata"])
     async def model_id() -> str:
@@ -366,4 +403,5 @@ def create_app(
             return await scorer_error(request, exc)
         return await unexpected_error(request, exc)
 
-    return ScorerApp(app, {"/model/score": score, "/model/contribution": contribution}, on_error)
+    hot = {"/model/score": score, "/model/contribution": contribution}
+    return ScorerApp(app, hot, on_error, auth, metrics, protect_metrics=settings.metrics_auth)

@@ -15,6 +15,7 @@ from scorer_core.execution.executors import Executor
 from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.server.admission import Admission
+from scorer_core.server.metrics import ScorerMetrics
 from scorer_core.wire.deadline import DeadlinePassed, working_until
 
 __all__ = ["Dispatcher"]
@@ -26,13 +27,14 @@ class Dispatcher:
     """Everything between a validated request and its model result. The executor is not its own:
     the ``ModelHost`` that loaded it closes it."""
 
-    def __init__(self, executor: Executor, settings: Settings) -> None:
+    def __init__(self, executor: Executor, settings: Settings, metrics: ScorerMetrics | None = None) -> None:
         self.batcher = Batcher(
             executor,
             slots=executor.slots,
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
             pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),
+            observe=metrics.batch if metrics is not None else None,
         )
         self.admission = Admission(settings.scoring_concurrency, settings.queue_size, settings.queue_timeout)
         self.request_timeout = settings.request_timeout

@@ -84,6 +84,8 @@ class WorkerPool:
         self._closed = False
         #: Every process started, so that a shutdown during start-up leaves none behind.
         self._spawned: list[subprocess.Popen[bytes]] = []
+        #: Workers replaced (after one died or was killed) and ready again.
+        self.restarts = 0
 
     @property
     def pids(self) -> list[int]:
@@ -243,6 +245,8 @@ class WorkerPool:
                 log.error("Replacement worker failed to start: %s", exc)
                 continue
             self._register(worker)
+            with self._lock:
+                self.restarts += 1
             log.info("Replacement worker process %d ready", worker.process.pid)
             return
         log.critical("Gave up replacing a worker process; serving with fewer workers")

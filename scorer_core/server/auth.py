@@ -1,0 +1,236 @@
+"""The credential gate of ``/model/*``: a Bearer passphrase or an OIDC token, or a 401.
+
+Why it is built this way:
+- A bcrypt or PBKDF2 check costs tens of milliseconds of CPU by design. Paid on every request it
+  would cap the server at a few dozen requests a second, and on the event loop it would stall
+  every other request. So a check runs in one thread of its own, concurrent checks of the same
+  credential share one run, and the outcome is remembered (keyed by an HMAC of the credential
+  under a key made at start, so that memory holds no plain hash of it). A flood of wrong
+  passphrases thus costs one core at most, and clients with the right one never wait for it.
+- Tokens are verified with PyJWT: signature by a key of the JWKS, ``iss``, ``aud``, ``exp`` and
+  ``nbf`` with a small leeway, and only asymmetric algorithms (``none`` and HMAC, which would let
+  a public key sign, are refused). A token naming an unknown key id refreshes a JWKS fetched from
+  a URL, at most once a minute, so that rotated keys are found and forged ids cost nothing.
+- Nothing here logs or echoes a credential: the 401's detail says only what kind of failure it
+  was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+import threading
+import time
+import urllib.request
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from scorer_core.config.credentials import Credentials, OidcSettings
+from scorer_core.errors import NotReady, Overloaded, ScorerError
+
+__all__ = ["JWT_ALGORITHMS", "LEEWAY_SECONDS", "Authenticator", "Unauthorized", "bearer_credential"]
+
+log = logging.getLogger(__name__)
+
+#: Signature algorithms a token may use: asymmetric only.
+JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+#: Seconds of clock difference allowed on ``exp`` and ``nbf``.
+LEEWAY_SECONDS = 30
+#: Passphrase checks waiting for the checking thread beyond which a request gets 503.
+MAX_PENDING_CHECKS = 64
+#: Remembered outcomes of passphrase checks (right and wrong kept apart, each bounded).
+_REMEMBERED = 4096
+#: Least seconds between two fetches of a JWKS URL for an unknown key id; and its lifetime.
+_JWKS_REFRESH_SECONDS = 60.0
+_JWKS_LIFETIME_SECONDS = 3600.0
+_JWKS_FETCH_TIMEOUT = 5.0
+
+
+class Unauthorized(ScorerError):
+    """401: no credential, or not the deployment's. ``WWW-Authenticate`` as RFC 6750 has it."""
+
+    status_code = 401
+    detail_prefix = "Unauthorized: "
+
+    def __init__(self, message: str, *, invalid: bool = True) -> None:
+        super().__init__(message)
+        self.headers = {"WWW-Authenticate": 'Bearer error="invalid_token"' if invalid else "Bearer"}
+
+
+def bearer_credential(values: list[bytes]) -> bytes:
+    """The credential of a request's ``Authorization`` header values, or ``Unauthorized``."""
+    if not values:
+        raise Unauthorized(
+            "this deployment needs a credential: send Authorization: Bearer <passphrase or token>",
+            invalid=False,
+        )
+    if len(values) > 1:
+        raise Unauthorized("more than one Authorization header")
+    scheme, _, credential = values[0].strip().partition(b" ")
+    credential = credential.strip()
+    if scheme.lower() != b"bearer" or not credential:
+        raise Unauthorized("the Authorization header is not of the form Bearer <passphrase or token>")
+    return credential
+
+
+class Authenticator:
+    """Checks the credential of each ``/model/*`` request against the configured ``Credentials``."""
+
+    def __init__(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        self._key = secrets.token_bytes(32)
+        self._right: OrderedDict[bytes, None] = OrderedDict()
+        self._wrong: OrderedDict[bytes, None] = OrderedDict()
+        self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self._checker: ThreadPoolExecutor | None = None
+        self._keys = _Keys(credentials.oidc) if credentials.oidc is not None else None
+
+    async def check(self, authorization: list[bytes]) -> None:
+        """Return if the request may proceed; raise ``Unauthorized`` (or 503) if not."""
+        credential = bearer_credential(authorization)
+        token_problem: Unauthorized | None = None
+        if self._keys is not None and credential.count(b".") == 2:
+            try:
+                await self._keys.verify(credential.decode("ascii", "replace"))
+                return
+            except Unauthorized as exc:
+                token_problem = exc
+        if self.credentials.passphrase is not None:
+            if await self._passphrase_matches(credential):
+                return
+            raise token_problem or Unauthorized("the passphrase is wrong")
+        raise token_problem or Unauthorized("the credential is not a JWT")
+
+    async def _passphrase_matches(self, credential: bytes) -> bool:
+        passphrase = self.credentials.passphrase
+        assert passphrase is not None
+        if not passphrase.slow:
+            return passphrase.verify(credential)
+        tag = hmac.new(self._key, credential, hashlib.sha256).digest()
+        if tag in self._right:
+            return True
+        if tag in self._wrong:
+            return False
+        pending = self._pending.get(tag)
+        if pending is None:
+            if len(self._pending) >= MAX_PENDING_CHECKS:
+                raise Overloaded("too many passphrase checks in progress; retry shortly", retry_after=1)
+            if self._checker is None:
+                self._checker = ThreadPoolExecutor(1, thread_name_prefix="passphrase-check")
+            pending = asyncio.ensure_future(
+                asyncio.get_running_loop().run_in_executor(self._checker, passphrase.verify, credential)
+            )
+            self._pending[tag] = pending
+            pending.add_done_callback(lambda done: self._remember(tag, done))
+        return await asyncio.shield(pending)
+
+    def _remember(self, tag: bytes, done: asyncio.Future[bool]) -> None:
+        self._pending.pop(tag, None)
+        if done.cancelled() or done.exception() is not None:
+            return
+        kept = self._right if done.result() else self._wrong
+        kept[tag] = None
+        if len(kept) > _REMEMBERED:
+            kept.popitem(last=False)
+
+    def close(self) -> None:
+        if self._checker is not None:
+            self._checker.shutdown(wait=False, cancel_futures=True)
+
+
+class _Keys:
+    """The JWKS tokens are checked against: from a file read at start, or a URL fetched lazily."""
+
+    def __init__(self, oidc: OidcSettings) -> None:
+        import jwt
+
+        self.oidc = oidc
+        self._lock = threading.Lock()
+        self._fetched_at = -float("inf")
+        self._keys: dict[str | None, Any] = {}
+        if oidc.keys is not None:
+            self._keys = _by_kid(jwt.PyJWKSet.from_dict(oidc.keys))
+
+    async def verify(self, token: str) -> dict[str, Any]:
+        import jwt
+
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("the token is not a well-formed JWT") from None
+        algorithm = header.get("alg")
+        if algorithm not in JWT_ALGORITHMS:
+            raise Unauthorized(f"the token's algorithm {str(algorithm)[:16]!r} is not accepted")
+        key = await self._key_for(header.get("kid"))
+        declared = getattr(key, "_jwk_data", {}).get("alg")
+        if declared is not None and declared != algorithm:
+            raise Unauthorized("the token's algorithm does not match its key")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=self.oidc.audience,
+                issuer=self.oidc.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("the token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("the token is not for this audience") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("the token is not from the configured issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token has no {exc.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("the token's signature is not valid") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the token is not valid") from None
+        return claims
+
+    async def _key_for(self, kid: Any) -> Any:
+        key = self._find(kid)
+        if key is None and self.oidc.jwks_is_url:
+            now = time.monotonic()
+            stale = now - self._fetched_at > _JWKS_LIFETIME_SECONDS
+            if stale or now - self._fetched_at > _JWKS_REFRESH_SECONDS:
+                await asyncio.get_running_loop().run_in_executor(None, self._fetch)
+                key = self._find(kid)
+        if key is None and self.oidc.jwks_is_url and not self._keys:
+            raise NotReady("the OIDC signing keys could not be fetched yet; retry shortly")
+        if key is None:
+            raise Unauthorized("the token is signed by a key this deployment does not know")
+        return key
+
+    def _find(self, kid: Any) -> Any:
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        return self._keys.get(kid) if isinstance(kid, str) else None
+
+    def _fetch(self) -> None:
+        import jwt
+
+        with self._lock:
+            if time.monotonic() - self._fetched_at < 1.0:
+                return  # another request fetched it just now
+            self._fetched_at = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.oidc.jwks, timeout=_JWKS_FETCH_TIMEOUT) as reply:
+                    document = json.loads(reply.read(1 << 20))
+                self._keys = _by_kid(jwt.PyJWKSet.from_dict(document))
+            except (OSError, ValueError, jwt.PyJWTError) as exc:
+                log.warning("Could not fetch the OIDC signing keys from SCORER_OIDC_JWKS: %s", exc)
+                if not self._keys:
+                    raise NotReady("the OIDC signing keys could not be fetched; retry shortly") from None
+
+
+def _by_kid(keys: Any) -> dict[str | None, Any]:
+    return {getattr(key, "key_id", None): key for key in keys.keys}

@@ -100,6 +100,7 @@ def serve(settings: Settings) -> int:
             if server is not None:
                 server.should_exit = True
 
+        tls = settings.tls()
         app = create_app(settings, host, on_load_failure=stop_on_load_failure)  # checks credentials
     except BaseException:
         listener.close()
@@ -113,8 +114,11 @@ def serve(settings: Settings) -> int:
             log_level=settings.log_level,
             access_log=settings.log_level in ("debug", "trace"),
             timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         ),
         settings.shutdown_grace,
+        scheme="https" if tls else "http",
     )
     server.run(sockets=[listener])
     if host.error is not None and not getattr(server, "signalled", False):
@@ -145,7 +149,9 @@ def _exit_after(grace: float) -> None:
     timer.start()
 
 
-def _uvicorn_server(listener: socket.socket, config: uvicorn.Config, grace: float) -> uvicorn.Server:
+def _uvicorn_server(
+    listener: socket.socket, config: uvicorn.Config, grace: float, *, scheme: str = "http"
+) -> uvicorn.Server:
     """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0,
     and that it says where it listens.
 
@@ -164,7 +170,7 @@ def _uvicorn_server(listener: socket.socket, config: uvicorn.Config, grace: floa
             if self.started:
                 host, port = listener.getsockname()[:2]
                 shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
-                log.info("Listening on http://%s:%d (Press CTRL+C to quit)", shown, port)
+                log.info("Listening on %s://%s:%d (Press CTRL+C to quit)", scheme, shown, port)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             super().handle_exit(sig, frame)

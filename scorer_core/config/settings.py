@@ -15,6 +15,7 @@ from scorer_core.config.credentials import Credentials
 from scorer_core.config.forwarding import HeaderForwarding
 from scorer_core.config.shapley import SHAPLEY_CHOICES
 from scorer_core.envsettings import EnvSettings
+from scorer_core.errors import ConfigurationError
 
 __all__ = ["CLI_FLAGS", "REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
 
@@ -163,6 +164,12 @@ class Settings(EnvSettings):
     """The issuer's signing keys: a JWKS file (read at start) or an https URL (fetched when first
     needed, refreshed when a token names an unknown key, at most once a minute)."""
 
+    tls_cert: Path | None = Field(None, validation_alias=_env("SCORER_TLS_CERT"))
+    """PEM certificate chain to serve HTTPS with; with SCORER_TLS_KEY. Unset: plain HTTP."""
+
+    tls_key: Path | None = Field(None, validation_alias=_env("SCORER_TLS_KEY"))
+    """PEM private key of SCORER_TLS_CERT (unencrypted; mount it as a secret)."""
+
     metrics_auth: bool = Field(False, validation_alias=_env("SCORER_METRICS_AUTH"))
     """``true``: ``/metrics`` needs the same credential as ``/model/*`` (it is open by default, as
     Prometheus scrapers usually carry none)."""
@@ -184,6 +191,28 @@ class Settings(EnvSettings):
     @property
     def header_forwarding(self) -> HeaderForwarding:
         return HeaderForwarding.parse(self.forward_headers)
+
+    def tls(self) -> tuple[str, str] | None:
+        """(certificate, key) to serve HTTPS with, checked by loading them; None for plain HTTP."""
+        if self.tls_cert is None and self.tls_key is None:
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            given, missing = ("SCORER_TLS_CERT", "SCORER_TLS_KEY")[:: 1 if self.tls_key is None else -1]
+            raise ConfigurationError(f"{given} is set but {missing} is not; HTTPS needs both")
+        import ssl
+
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_cert, self.tls_key)
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"SCORER_TLS_CERT or SCORER_TLS_KEY: {exc.filename} does not exist"
+            ) from None
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigurationError(
+                f"SCORER_TLS_CERT '{self.tls_cert}' and SCORER_TLS_KEY '{self.tls_key}' cannot be used: "
+                f"{getattr(exc, 'reason', None) or exc}"
+            ) from None
+        return str(self.tls_cert), str(self.tls_key)
 
     def credentials(self) -> Credentials | None:
         """What ``/model/*`` requests must carry, or None when the deployment is open; a

@@ -32,6 +32,8 @@ _LINGER_SECONDS = 2.0
 #: A busy client sends within milliseconds of its last answer; this bounds how much the idle
 #: connections add to a stop.
 _IDLE_DRAIN_SECONDS = 1.0
+#: How long a closing TLS connection may wait for the client's close_notify before it is aborted.
+_TLS_CLOSE_SECONDS = 1.0
 
 
 def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
@@ -131,5 +133,8 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
             if self.transport.can_write_eof():
                 self.transport.write_eof()
             self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+            # Closing a TLS transport waits for the client's close_notify, up to asyncio's 30 s
+            # ssl_shutdown_timeout: a client that never answers would hold the stop that long.
+            self.loop.call_later(_LINGER_SECONDS + _TLS_CLOSE_SECONDS, self.transport.abort)
 
     return GuardedHttpToolsProtocol

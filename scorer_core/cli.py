@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import Plugins, load_plugins
 from scorer_core.config.selection import resolve_model
 from scorer_core.config.settings import Settings, load_settings, removed_env_var_warnings
@@ -35,13 +36,6 @@ log = logging.getLogger("scorer_core")
 #: Entry points here name ``register(commands)`` functions that add a subcommand to ``scorer``:
 #: ``commands`` is the ``argparse`` sub-parsers object; set ``func`` to ``f(args) -> int``.
 COMMANDS_ENTRY_POINT_GROUP = "scorer_core.commands"
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper() if level != "trace" else "DEBUG",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _startup_warnings(settings: Settings) -> None:
@@ -112,7 +106,8 @@ def serve(settings: Settings) -> int:
             app,
             http=guarded_protocol(settings.max_header_bytes),
             log_level=settings.log_level,
-            access_log=settings.log_level in ("debug", "trace"),
+            log_config=None,  # configure_logging's handler and format, not uvicorn's
+            access_log=False,  # ours (SCORER_ACCESS_LOG) has the request id, rows and endpoint
             timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
             ssl_certfile=tls[0] if tls else None,
             ssl_keyfile=tls[1] if tls else None,
@@ -186,7 +181,7 @@ def _uvicorn_server(
 
 def _serve(args: argparse.Namespace) -> int:
     settings = load_settings(model_path=args.model_path, runtime=args.runtime, host=args.host, port=args.port)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return serve(settings)
 
 

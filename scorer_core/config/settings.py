@@ -13,6 +13,7 @@ from pydantic_settings import SettingsConfigDict
 
 from scorer_core.config.credentials import Credentials
 from scorer_core.config.forwarding import HeaderForwarding
+from scorer_core.config.logs import LOG_FORMATS
 from scorer_core.config.shapley import SHAPLEY_CHOICES
 from scorer_core.envsettings import EnvSettings
 from scorer_core.errors import ConfigurationError
@@ -112,6 +113,13 @@ class Settings(EnvSettings):
     log_level: str = Field("info", validation_alias=_env("SCORER_LOG_LEVEL"))
     """Log level: debug, info, warning, error."""
 
+    log_format: str = Field("text", validation_alias=_env("SCORER_LOG_FORMAT"))
+    """``text``, or ``json``: one JSON object per line, with the request id and access fields."""
+
+    access_log: bool | None = Field(None, validation_alias=_env("SCORER_ACCESS_LOG"))
+    """``true``: one line per request (method, path, status, duration, rows, request id). Unset:
+    on at the debug level only."""
+
     disable_plugins: str = Field("", validation_alias=_env("SCORER_DISABLE_PLUGINS"))
     """Comma-separated plugin names (entry-point names, e.g. ``dai_mojo``) not to load."""
 
@@ -180,6 +188,18 @@ class Settings(EnvSettings):
         if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
             raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value.lower() not in LOG_FORMATS:
+            raise ValueError(f"expected text or json, got {value!r}")
+        return value.lower()
+
+    @property
+    def access_logging(self) -> bool:
+        """Whether each request gets an access log line."""
+        return self.access_log if self.access_log is not None else self.log_level in ("debug", "trace")
 
     @field_validator("log_level")
     @classmethod

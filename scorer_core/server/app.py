@@ -31,7 +31,7 @@ from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.dispatch import Dispatcher
-from scorer_core.server.front import DOCS_ASSETS, ScorerApp
+from scorer_core.server.front import DOCS_ASSETS, ROWS_KEY, ScorerApp
 from scorer_core.server.host import ModelHost
 from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
 from scorer_core.server.requests import (
@@ -329,6 +329,7 @@ def create_app(
                 return prepare_score(parse_request(ScoreRequest, body), facts)
 
             prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
+            request.scope[ROWS_KEY] = prepared.frame.num_rows
             result = await scoring.score(_task(request, facts, prepared, deadline, outputs=True))
             if not large:
                 return _json(score_body(facts.model_id, prepared, result))
@@ -368,6 +369,7 @@ def create_app(
                 return prepare_contribution(parse_request(ContributionRequest, body), facts)
 
             prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
+            request.scope[ROWS_KEY] = prepared.frame.num_rows
             result = await scoring.score(_task(request, facts, prepared, deadline, outputs=False))
             contributions = result.contributions
             assert contributions is not None
@@ -404,4 +406,12 @@ def create_app(
         return await unexpected_error(request, exc)
 
     hot = {"/model/score": score, "/model/contribution": contribution}
-    return ScorerApp(app, hot, on_error, auth, metrics, protect_metrics=settings.metrics_auth)
+    return ScorerApp(
+        app,
+        hot,
+        on_error,
+        auth,
+        metrics,
+        protect_metrics=settings.metrics_auth,
+        access_log=settings.access_logging,
+    )

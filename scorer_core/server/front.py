@@ -14,6 +14,9 @@ request without the deployment's credential is refused before it reads a body or
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -23,18 +26,58 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from scorer_core.config.logs import current_request_id
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 
-__all__ = ["DOCS_ASSETS", "PREFIXABLE", "ScorerApp", "unprefixed"]
+__all__ = ["DOCS_ASSETS", "PREFIXABLE", "ROWS_KEY", "ScorerApp", "unprefixed"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+#: The scope key a scoring endpoint records its request's row count under, for the access log.
+ROWS_KEY = "scorer.rows"
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+access_log = logging.getLogger("scorer_core.access")
 
 #: Where /docs loads Swagger UI's scripts and styles from.
 DOCS_ASSETS = "/docs-assets"
 #: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
 PREFIXABLE = ("/model/", "/readyz", "/healthz", "/metrics", "/openapi.json", "/docs", DOCS_ASSETS)
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` when it is a plain token, else a new one."""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            text: str = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(text):
+                return text
+            break
+    return secrets.token_hex(8)
+
+
+def _access(scope: Scope, endpoint: str, status: int, seconds: float, request_id: str) -> None:
+    client = scope.get("client")
+    rows = scope.get(ROWS_KEY)
+    access_log.info(
+        "%s %s %d %.1f ms%s",
+        scope["method"],
+        scope["path"],
+        status,
+        seconds * 1000,
+        f" rows={rows}" if rows is not None else "",
+        extra={
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "endpoint": endpoint,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "rows": rows,
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        },
+    )
 
 
 def unprefixed(scope: Scope) -> Scope:
@@ -61,6 +104,7 @@ class ScorerApp:
         metrics: ScorerMetrics | None = None,
         *,
         protect_metrics: bool = False,
+        access_log: bool = False,
     ) -> None:
         self.api = api
         self._hot = dict(hot)
@@ -68,6 +112,7 @@ class ScorerApp:
         self.auth = auth
         self.metrics = metrics
         self._protected = ("/model/", "/metrics") if protect_metrics else ("/model/",)
+        self._access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,22 +120,33 @@ class ScorerApp:
             return
         scope = unprefixed(scope)
         metrics = self.metrics
-        if metrics is None:
+        if metrics is None and not self._access_log:
             await self._serve(scope, receive, send)
             return
         started = time.perf_counter()
         status = 500  # what the client sees if the app fails before it answers
+        request_id = _request_id(scope) if self._access_log else None
 
         async def sent(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if request_id is not None:
+                    message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
             await send(message)
 
+        token = current_request_id.set(request_id) if request_id is not None else None
         try:
             await self._serve(scope, receive, sent)
         finally:
-            metrics.request(endpoint_of(scope["path"]), status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            endpoint = endpoint_of(scope["path"])
+            if metrics is not None:
+                metrics.request(endpoint, status, seconds)
+            if request_id is not None:
+                _access(scope, endpoint, status, seconds, request_id)
+            if token is not None:
+                current_request_id.reset(token)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]

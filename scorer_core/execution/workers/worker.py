@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
@@ -66,7 +67,7 @@ def main() -> int:
     parser.add_argument("--runtime", required=True)
     args = parser.parse_args()
     settings = load_settings(model_path=args.model, runtime=args.runtime)
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG")
+    configure_logging(settings.log_level, settings.log_format)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(args.socket)
     try:

@@ -1,0 +1,84 @@
+"""SCORER_LOG_FORMAT=json and SCORER_ACCESS_LOG over real HTTP: every line an object, access
+lines with the request's id, endpoint, status, duration and rows, and the id on the answer."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from conformance.target import free_port
+from tests.conftest import plugin_env
+from tests.test_cli import scorer
+
+pytestmark = pytest.mark.slow
+
+SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}
+ROWS = {"fields": ["x"], "rows": [["1"], ["2"], ["3"]]}
+
+
+def lines_of(target) -> list[dict]:
+    time.sleep(0.3)  # the access line is written as the answer completes
+    return [json.loads(line) for line in target.server_log().splitlines() if line.strip()]
+
+
+def test_json_logs_are_one_object_per_line_with_the_request_id(probe_server):
+    env = {"SCORER_LOG_FORMAT": "json", "SCORER_ACCESS_LOG": "true", "BATCH_WORKERS": "1"}
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
+        given = target.post("/model/score", ROWS, headers={"X-Request-Id": "req-0042"})
+        assert given.status == 200 and given.headers["x-request-id"] == "req-0042"
+        made_up = target.post("/d-1/model/score", ROWS, headers={"X-Request-Id": "not; a token"})
+        assert made_up.status == 200 and re.fullmatch(r"[0-9a-f]{16}", made_up.headers["x-request-id"])
+        failed = target.post(
+            "/model/score", {"fields": ["x"], "rows": [["13"]]}, headers={"X-Request-Id": "req-13"}
+        )
+        assert failed.status == 500
+        entries = lines_of(target)  # every line parses, or this fails
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+    access = {e["request_id"]: e for e in entries if e["logger"] == "scorer_core.access"}
+    assert access["req-0042"] | {"duration_ms": 0, "client": ""} == {
+        "time": access["req-0042"]["time"],
+        "level": "info",
+        "logger": "scorer_core.access",
+        "message": access["req-0042"]["message"],
+        "request_id": "req-0042",
+        "method": "POST",
+        "path": "/model/score",
+        "endpoint": "score",
+        "status": 200,
+        "duration_ms": 0,
+        "rows": 3,
+        "client": "",
+    }
+    assert access["req-0042"]["duration_ms"] > 0 and access["req-0042"]["client"].startswith("127.0.0.1:")
+    assert access[made_up.headers["x-request-id"]]["path"] == "/model/score"  # the prefix stripped
+    assert access["req-13"]["status"] == 500
+    # The model's failure is logged with the id of the request that caused it.
+    failure = [e for e in entries if e["level"] == "error" and "exploded" in e["message"]]
+    assert failure and all(e.get("request_id") == "req-13" for e in failure)
+    # The worker process logs in JSON too, and so does uvicorn.
+    assert any("worker" in e["message"].lower() for e in entries)
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
+
+
+def test_the_access_log_is_off_at_info_and_plain_text_when_asked_for(probe_server):
+    with probe_server(record_headers=False, **SPEC) as target:
+        assert target.post("/model/score", ROWS).status == 200
+        assert "x-request-id" not in target.post("/model/score", ROWS).headers
+        time.sleep(0.3)
+        assert "/model/score" not in target.server_log()
+    with probe_server(env={"SCORER_ACCESS_LOG": "true"}, record_headers=False, **SPEC) as target:
+        assert target.post("/model/score", ROWS, headers={"X-Request-Id": "r-1"}).status == 200
+        time.sleep(0.3)
+        (line,) = [ln for ln in target.server_log().splitlines() if "scorer_core.access: POST" in ln]
+        assert re.search(r"INFO scorer_core\.access: POST /model/score 200 [\d.]+ ms rows=3$", line), line
+
+
+def test_an_unknown_log_format_stops_start_up(probe_file):
+    result = scorer(
+        "serve", str(probe_file(**SPEC)), "--port", str(free_port()), env=plugin_env(SCORER_LOG_FORMAT="xml")
+    )
+    assert result.returncode == 2
+    assert "SCORER_LOG_FORMAT='xml'" in result.stderr and "expected text or json" in result.stderr

@@ -51,6 +51,14 @@ class Executor(Protocol):
         """Seconds the longest-running model call has run so far (0 when none runs)."""
         ...
 
+    def unavailable(self) -> str | None:
+        """Why no model call can be taken now (every worker dead or restarting), or None."""
+        ...
+
+    def broken(self) -> str | None:
+        """Why only restarting the server can bring scoring back (replacements failed), or None."""
+        ...
+
 
 def load_runtime(runtime_cls: type[Runtime], path: Path, settings: Settings) -> tuple[Runtime, ModelFacts]:
     """Instantiate and load a runtime; failures name the runtime and the path."""
@@ -122,6 +130,12 @@ class InProcessExecutor:
 
     async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, tasks, settle)
+
+    def unavailable(self) -> str | None:
+        return None  # a stuck call is told by oldest_call_age
+
+    def broken(self) -> str | None:
+        return None
 
     async def close(self) -> None:
         if self._started:

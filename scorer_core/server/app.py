@@ -243,22 +243,25 @@ def create_app(
         return _json({"detail": f"Failed scoring request due to: {type(exc).__name__}: {exc}"}, 500)
 
     def stuck() -> str | None:
-        """Why the model cannot serve any more: a call past its deadline by the stuck margin."""
+        """Why the model cannot serve any more, so that only a restart helps: a call past its
+        deadline by the stuck margin, or worker processes that could not be replaced."""
         if not host.ready:
             return None
-        age = host.executor.oldest_call_age()
+        executor = host.executor
+        age = executor.oldest_call_age()
         limit = settings.request_timeout + settings.stuck_call_margin
         if age > limit:
             return (
                 f"a model call has run for {age:.0f} s, past SCORER_REQUEST_TIMEOUT plus "
                 f"SCORER_STUCK_CALL_MARGIN ({limit:g} s); restart the server"
             )
-        return None
+        return executor.broken()
 
     @app.get("/healthz", response_class=PlainTextResponse, tags=["health"], responses={500: {}})
     async def healthz() -> Response:
-        """Liveness: 200 ``OK`` while the process serves HTTP (the model may still be loading);
-        500 when a model call in this process is stuck, so that an orchestrator restarts it."""
+        """Liveness: 200 ``OK`` while the process serves HTTP (the model may still be loading, or
+        a worker restarting); 500 only when a restart would help: a model call in this process is
+        stuck, or dead workers could not be replaced."""
         problem = stuck()
         if problem is not None:
             return PlainTextResponse(f"Not healthy: {problem}", status_code=500)
@@ -266,11 +269,15 @@ def create_app(
 
     @app.get("/readyz", response_class=PlainTextResponse, tags=["health"], responses={500: {}})
     async def readyz() -> Response:
-        """Readiness: 200 ``Ready`` once the model has loaded, 500 ``Not ready`` before, or while a
-        model call is stuck."""
-        if host.ready and stuck() is None:
-            return PlainTextResponse("Ready")
-        return PlainTextResponse("Not ready", status_code=500)
+        """Readiness: 200 ``Ready`` once the model has loaded and a model call can be taken; 500
+        ``Not ready`` before, while every worker process is dead or restarting, or while a model
+        call is stuck."""
+        if not host.ready:
+            return PlainTextResponse("Not ready", status_code=500)
+        problem = stuck() or host.executor.unavailable()
+        if problem is not None:
+            return PlainTextResponse(f"Not ready: {problem}", status_code=500)
+        return PlainTextResponse("Ready")
 
     @app.get("/metrics", response_class=PlainTextResponse, tags=["health"])
     async def prometheus_metrics() -> Response:

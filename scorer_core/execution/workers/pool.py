@@ -40,12 +40,16 @@ log = logging.getLogger(__name__)
 #: Seconds a worker may take to load the model and say hello.
 WORKER_START_TIMEOUT = 600.0
 _RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: How often idle workers are checked for having died.
+_WATCH_SECONDS = 0.5
 
 
 @dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen[bytes]
     connection: socket.socket
+    #: Set once its death has been handled, so that it is replaced once, whoever sees it first.
+    replaced: bool = False
 
     def describe_exit(self) -> str:
         try:
@@ -86,6 +90,9 @@ class WorkerPool:
         self._spawned: list[subprocess.Popen[bytes]] = []
         #: Workers replaced (after one died or was killed) and ready again.
         self.restarts = 0
+        #: Replacements under way, and whether one was given up after every attempt failed.
+        self._replacing = 0
+        self._gave_up = False
 
     @property
     def pids(self) -> list[int]:
@@ -108,7 +115,37 @@ class WorkerPool:
         assert facts is not None
         self.facts = facts
         log.info("%d worker processes ready: pids %s", self.slots, self.pids)
+        threading.Thread(target=self._watch, name="scorer-worker-watch", daemon=True).start()
         return facts
+
+    def _watch(self) -> None:
+        """Replace a worker that died while idle as soon as it dies, not when the next batch finds
+        it: until then the pool is a slot short, and readiness must know."""
+        while not self._closed:
+            time.sleep(_WATCH_SECONDS)
+            with self._lock:
+                dead = [w for w in self._all if w.process.poll() is not None]
+            for worker in dead:
+                log.error("Worker process %d died (%s)", worker.process.pid, worker.describe_exit())
+                self._replace(worker)
+
+    def unavailable(self) -> str | None:
+        with self._lock:
+            live = sum(1 for w in self._all if w.process.poll() is None)
+            replacing = self._replacing
+        if live or self._closed:
+            return None
+        if self._gave_up and not replacing:
+            return "no worker process is alive, and replacing them failed"
+        return f"no worker process can take work ({replacing} of {self.slots} being replaced)"
+
+    def broken(self) -> str | None:
+        with self._lock:
+            live = any(w.process.poll() is None for w in self._all)
+            replacing = self._replacing
+        if not live and not replacing and self._gave_up and not self._closed:
+            return "every worker process died and starting replacements failed; restart the server"
+        return None
 
     def _spawn(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
         path = self._dir / f"worker-{next(self._ids)}.sock"
@@ -180,7 +217,9 @@ class WorkerPool:
                     return worker
                 except OSError:
                     pass  # it died while idle: this batch was never in flight there
-            log.error("Worker process %d died while idle (%s)", worker.process.pid, worker.describe_exit())
+            if not worker.replaced:  # else the watch has seen it first
+                how = worker.describe_exit()
+                log.error("Worker process %d died while idle (%s)", worker.process.pid, how)
             self._replace(worker)
 
     def _call(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
@@ -229,27 +268,36 @@ class WorkerPool:
 
     def _replace(self, dead: _Worker) -> None:
         with self._lock:
+            if dead.replaced:
+                return
+            dead.replaced = True
             self._all.discard(dead)
+            self._replacing += 1
         dead.connection.close()
         log.error("Worker process %d died; starting a replacement", dead.process.pid)
         threading.Thread(target=self._restart, name="scorer-worker-restart", daemon=True).start()
 
     def _restart(self) -> None:
-        for delay in (0.0, *_RESTART_BACKOFF):
-            if self._closed:
+        try:
+            for delay in (0.0, *_RESTART_BACKOFF):
+                if self._closed:
+                    return
+                time.sleep(delay)
+                try:
+                    worker, _ = self._handshake(*self._spawn())
+                except (ModelError, OSError) as exc:
+                    log.error("Replacement worker failed to start: %s", exc)
+                    continue
+                self._register(worker)
+                with self._lock:
+                    self.restarts += 1
+                log.info("Replacement worker process %d ready", worker.process.pid)
                 return
-            time.sleep(delay)
-            try:
-                worker, _ = self._handshake(*self._spawn())
-            except (ModelError, OSError) as exc:
-                log.error("Replacement worker failed to start: %s", exc)
-                continue
-            self._register(worker)
+            self._gave_up = True
+            log.critical("Gave up replacing a worker process; serving with fewer workers")
+        finally:
             with self._lock:
-                self.restarts += 1
-            log.info("Replacement worker process %d ready", worker.process.pid)
-            return
-        log.critical("Gave up replacing a worker process; serving with fewer workers")
+                self._replacing -= 1
 
     def oldest_call_age(self) -> float:
         return 0.0  # a worker past its deadline is killed, never left stuck

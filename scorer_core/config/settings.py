@@ -172,6 +172,10 @@ class Settings(EnvSettings):
     """The issuer's signing keys: a JWKS file (read at start) or an https URL (fetched when first
     needed, refreshed when a token names an unknown key, at most once a minute)."""
 
+    tracing: str = Field("off", validation_alias=_env("SCORER_TRACING"))
+    """``off``; ``otlp``: OpenTelemetry spans of /model/* requests exported with OTLP (the
+    ``OTEL_EXPORTER_OTLP_*`` variables); ``on``: spans to the process's own tracer provider."""
+
     tls_cert: Path | None = Field(None, validation_alias=_env("SCORER_TLS_CERT"))
     """PEM certificate chain to serve HTTPS with; with SCORER_TLS_KEY. Unset: plain HTTP."""
 
@@ -188,6 +192,13 @@ class Settings(EnvSettings):
         if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
             raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
         return value
+
+    @field_validator("tracing")
+    @classmethod
+    def _known_tracing(cls, value: str) -> str:
+        if value.lower() not in ("off", "on", "otlp"):
+            raise ValueError(f"expected off, on or otlp, got {value!r}")
+        return value.lower()
 
     @field_validator("log_format")
     @classmethod

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 #: Runs one batch's tasks (one model call, or several on failure): tells ``Settle`` of outcomes as
 #: they are known, from any thread, and reports one outcome per task at the end.
 Execute = Callable[[Sequence[ScoringTask], Settle], Awaitable[BatchReport]]
-#: Told of each batch once its report is in: each task's wait for a slot (seconds), and the report.
-Observe = Callable[[list[float], BatchReport], None]
+#: Told of each batch once its report is in: its tasks, each one's wait for a slot (seconds), the
+#: report, and when the batch was sent (``time.perf_counter()``).
+Observe = Callable[[Sequence[ScoringTask], list[float], BatchReport, float], None]
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Batcher:
             report = BatchReport([exc] * len(batch))
         if self._observe is not None:
             try:
-                self._observe(waits, report)
+                self._observe([p.task for p in batch], waits, report, started)
             except Exception:  # metrics must never fail a batch
                 log.exception("Observing a batch failed")
         self._settle(batch, [(i, o) for i, o in enumerate(report.outcomes) if not isinstance(o, ModelError)])

@@ -7,7 +7,7 @@ one such call and isolates the failing ones when it fails.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,9 @@ class ScoringTask:
     #: When the request's answer stops being of use (``time.monotonic()``, a clock that Linux
     #: shares between processes); None: never. Model calls are not made for an expired task.
     deadline: float | None = None
+    #: The request's trace context, opaque here: handed back to the batcher's observer for the
+    #: batch's spans; never part of a batch key, never sent to model code.
+    trace: object | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

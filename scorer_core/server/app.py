@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ from scorer_core.server.requests import (
     read_body,
 )
 from scorer_core.server.responses import contribution_body, encode, score_body
+from scorer_core.server.tracing import Tracing
 from scorer_core.wire.collector import release
 from scorer_core.wire.contract import (
     ContributionRequest,
@@ -65,7 +67,13 @@ OFF_LOOP_BYTES = 256 * 1024
 
 
 def _task(
-    request: Request, facts: ModelFacts, prepared: PreparedRequest, deadline: float, *, outputs: bool
+    request: Request,
+    facts: ModelFacts,
+    prepared: PreparedRequest,
+    deadline: float,
+    *,
+    outputs: bool,
+    tracing: Tracing | None,
 ) -> ScoringTask:
     """The model work for a validated request, with the headers it may forward."""
     return ScoringTask(
@@ -75,7 +83,18 @@ def _task(
         shapley=prepared.shapley,
         intervals=prepared.intervals,
         deadline=deadline,
+        trace=tracing.current() if tracing is not None else None,
     )
+
+
+#: FastAPI (0.16x) makes OpenTelemetry spans and metrics of its own whenever a tracer provider is
+#: set: for the probes too, and beside ours for the paths it serves. Ours (server/tracing.py)
+#: cover every /model/* path alike, hot or not, and SCORER_TRACING=off means none at all.
+_NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
 
 
 def _freeze_loaded_objects() -> None:
@@ -140,6 +159,7 @@ def create_app(
     A bad credential setting raises ``ConfigurationError`` here, before anything listens."""
     state: dict[str, Any] = {}
     metrics = ScorerMetrics()
+    tracing = Tracing.from_mode(settings.tracing)
     metrics.watch(
         model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
         worker_restarts=lambda: getattr(host.executor, "restarts", 0) if host.ready else 0,
@@ -164,7 +184,7 @@ def create_app(
         executor = host.executor
         current = state.get("dispatcher")
         if current is None:
-            current = state["dispatcher"] = Dispatcher(executor, settings, metrics)
+            current = state["dispatcher"] = Dispatcher(executor, settings, metrics, tracing)
         return current
 
     @asynccontextmanager
@@ -180,7 +200,10 @@ def create_app(
         body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
         queued = time.perf_counter()
         async with scoring.admission.admit():
-            metrics.admission_wait(time.perf_counter() - queued)
+            admitted_at = time.perf_counter()
+            metrics.admission_wait(admitted_at - queued)
+            if tracing is not None:
+                tracing.span_between("scorer.admission", queued, admitted_at)
             yield scoring, body, scoring.deadline()
 
     def load_in_background() -> None:
@@ -215,6 +238,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        **_NO_FRAMEWORK_TELEMETRY,
     )
     # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
@@ -337,7 +361,8 @@ def create_app(
 
             prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
             request.scope[ROWS_KEY] = prepared.frame.num_rows
-            result = await scoring.score(_task(request, facts, prepared, deadline, outputs=True))
+            task = _task(request, facts, prepared, deadline, outputs=True, tracing=tracing)
+            result = await scoring.score(task)
             if not large:
                 return _json(score_body(facts.model_id, prepared, result))
 
@@ -377,7 +402,8 @@ def create_app(
 
             prepared = await scoring.off_loop(prepare, deadline) if large else prepare()
             request.scope[ROWS_KEY] = prepared.frame.num_rows
-            result = await scoring.score(_task(request, facts, prepared, deadline, outputs=False))
+            task = _task(request, facts, prepared, deadline, outputs=False, tracing=tracing)
+            result = await scoring.score(task)
             contributions = result.contributions
             assert contributions is not None
             if not large:
@@ -421,4 +447,5 @@ def create_app(
         metrics,
         protect_metrics=settings.metrics_auth,
         access_log=settings.access_logging,
+        tracing=tracing,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from scorer_core.config.settings import Settings
@@ -13,9 +13,11 @@ from scorer_core.errors import ScoringTimeout
 from scorer_core.execution.batcher import Batcher
 from scorer_core.execution.executors import Executor
 from scorer_core.execution.failures import FailurePacer
+from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.server.admission import Admission
 from scorer_core.server.metrics import ScorerMetrics
+from scorer_core.server.tracing import Tracing
 from scorer_core.wire.deadline import DeadlinePassed, working_until
 
 __all__ = ["Dispatcher"]
@@ -27,14 +29,28 @@ class Dispatcher:
     """Everything between a validated request and its model result. The executor is not its own:
     the ``ModelHost`` that loaded it closes it."""
 
-    def __init__(self, executor: Executor, settings: Settings, metrics: ScorerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        settings: Settings,
+        metrics: ScorerMetrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        observers = [o.batch for o in (metrics, tracing) if o is not None]
+
+        def observe(
+            tasks: Sequence[ScoringTask], waits: list[float], report: BatchReport, started: float
+        ) -> None:
+            for observer in observers:
+                observer(tasks, waits, report, started)
+
         self.batcher = Batcher(
             executor,
             slots=executor.slots,
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
             pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),
-            observe=metrics.batch if metrics is not None else None,
+            observe=observe if observers else None,
         )
         self.admission = Admission(settings.scoring_concurrency, settings.queue_size, settings.queue_timeout)
         self.request_timeout = settings.request_timeout

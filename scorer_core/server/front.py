@@ -29,6 +29,7 @@ from starlette.types import Message, Receive, Scope, Send
 from scorer_core.config.logs import current_request_id
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
+from scorer_core.server.tracing import Tracing
 
 __all__ = ["DOCS_ASSETS", "PREFIXABLE", "ROWS_KEY", "ScorerApp", "unprefixed"]
 
@@ -105,6 +106,7 @@ class ScorerApp:
         *,
         protect_metrics: bool = False,
         access_log: bool = False,
+        tracing: Tracing | None = None,
     ) -> None:
         self.api = api
         self._hot = dict(hot)
@@ -113,6 +115,7 @@ class ScorerApp:
         self.metrics = metrics
         self._protected = ("/model/", "/metrics") if protect_metrics else ("/model/",)
         self._access_log = access_log
+        self._tracing = tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +123,7 @@ class ScorerApp:
             return
         scope = unprefixed(scope)
         metrics = self.metrics
-        if metrics is None and not self._access_log:
+        if metrics is None and not self._access_log and self._tracing is None:
             await self._serve(scope, receive, send)
             return
         started = time.perf_counter()
@@ -137,7 +140,18 @@ class ScorerApp:
 
         token = current_request_id.set(request_id) if request_id is not None else None
         try:
-            await self._serve(scope, receive, sent)
+            if self._tracing is not None and scope["path"].startswith("/model/"):
+                with self._tracing.request(scope) as span:
+                    try:
+                        await self._serve(scope, receive, sent)
+                    finally:
+                        span.set_attribute("http.response.status_code", status)
+                        if ROWS_KEY in scope:
+                            span.set_attribute("scorer.rows", scope[ROWS_KEY])
+                        if status >= 500:
+                            span.set_status(self._tracing.error_status())
+            else:
+                await self._serve(scope, receive, sent)
         finally:
             seconds = time.perf_counter() - started
             endpoint = endpoint_of(scope["path"])

@@ -35,6 +35,7 @@ from scorer_core.errors import (
     UnsupportedOperation,
 )
 from scorer_core.execution.isolation import BatchReport
+from scorer_core.execution.scoring import ScoringTask
 
 __all__ = ["CONTENT_TYPE", "ENDPOINTS", "ScorerMetrics", "endpoint_of"]
 
@@ -176,7 +177,9 @@ class ScorerMetrics:
     def admission_wait(self, seconds: float) -> None:
         self._admission_wait.observe(seconds)
 
-    def batch(self, waits: Iterable[float], report: BatchReport) -> None:
+    def batch(
+        self, tasks: Sequence[ScoringTask], waits: Iterable[float], report: BatchReport, started: float
+    ) -> None:
         """One batch: each request's wait for its slot, and the model calls it took."""
         for wait in waits:
             self._batch_wait.observe(wait)

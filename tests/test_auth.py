@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,13 @@ from scorer_core.config.credentials import (
 )
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.server.auth import Authenticator, Unauthorized, bearer_credential
+from scorer_core.server.auth import (
+    MAX_PENDING_CHECKS_PER_CLIENT,
+    Authenticator,
+    TooManyChecks,
+    Unauthorized,
+    bearer_credential,
+)
 
 ISSUER = "https://issuer.test/realms/mlops"
 AUDIENCE = "scorer"
@@ -387,6 +394,94 @@ def test_a_jwks_url_is_fetched_once_and_refetched_for_a_rotated_key(keys):
             for _ in range(5):
                 with pytest.raises(Unauthorized, match="does not know"):
                     await auth.check([f"Bearer {token(keys, 'stranger')}".encode()])
+            assert server.fetches == 2
+
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+# --- found by a red-team pass ---------------------------------------------------------------------
+
+
+def test_a_flood_of_wrong_passphrases_from_one_client_does_not_lock_out_another():
+    async def main() -> None:
+        auth = Authenticator(Credentials(counting(200_000)))
+        flood = [auth.check([f"Bearer wrong-{i}".encode()], "10.0.0.66") for i in range(80)]
+        outcomes = await asyncio.gather(
+            *flood, auth.check([b"Bearer right"], "10.0.0.7"), return_exceptions=True
+        )
+        *flooded, right = outcomes
+        assert right is None, right
+        assert {type(o).__name__ for o in flooded} == {"Unauthorized", "TooManyChecks"}
+        assert sum(type(o).__name__ == "Unauthorized" for o in flooded) == MAX_PENDING_CHECKS_PER_CLIENT
+        refused = next(o for o in flooded if isinstance(o, TooManyChecks))
+        assert refused.status_code == 429 and refused.headers == {"Retry-After": "1"}
+        auth.close()
+
+    asyncio.run(main())
+
+
+def test_the_plaintext_passphrase_loses_a_trailing_newline_from_a_secret_file(monkeypatch):
+    monkeypatch.setenv("SCORER_PASSPHRASE", "secretpw\n")
+    found = load_settings().credentials()
+    assert found is not None
+    asyncio.run(Authenticator(found).check([b"Bearer secretpw"]))
+
+
+@pytest.mark.parametrize(
+    ("hashed", "message"),
+    [
+        (
+            f"pbkdf2:sha256:600000$saltsalt${hashlib.pbkdf2_hmac('sha256', b'pw', b'saltsalt', 600000).hex()}",
+            "hexadecimal, as Werkzeug's generate_password_hash writes it",
+        ),
+        ("$2b$16$" + "a" * 53, "bcrypt hash of cost 16; accepted are 4 to 15"),
+    ],
+)
+def test_hashes_that_could_never_match_or_would_take_too_long_are_refused(hashed, message):
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        credentials(passphrase_hash=hashed)
+
+
+def test_a_plain_http_jwks_url_is_refused_except_on_loopback():
+    with pytest.raises(ConfigurationError, match="SCORER_OIDC_JWKS is a plain http URL"):
+        credentials(oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks="http://idp.example.com/jwks")
+    assert credentials(oidc_issuer=ISSUER, oidc_audience=AUDIENCE, oidc_jwks="http://127.0.0.1:9/jwks")
+
+
+def test_a_token_whose_algorithm_family_does_not_fit_its_key_is_a_401_not_a_500(tmp_path, keys):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    document = jwks(keys, "k1")
+    del document["keys"][0]["alg"]  # as some issuers (Azure AD) publish them
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(document))
+    now = int(time.time())
+    forged = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 300},
+        ec.generate_private_key(ec.SECP256R1()),
+        algorithm="ES256",
+        headers={"kid": "k1"},
+    )
+    with pytest.raises(Unauthorized, match="does not match its key"):
+        check(oidc_auth(str(path)), forged)
+    check(oidc_auth(str(path)), token(keys, algorithm="PS256"))  # RSA-PSS with an RSA key is fine
+
+
+def test_a_key_the_issuer_removed_stops_being_trusted_after_the_keys_lifetime(keys):
+    server = JwksServer(jwks(keys, "k1", "k2"))
+    try:
+        auth = oidc_auth(server.url)
+
+        async def main() -> None:
+            await auth.check([f"Bearer {token(keys, 'k1')}".encode()])
+            server.document = jwks(keys, "k2")  # k1 revoked
+            await auth.check([f"Bearer {token(keys, 'k1')}".encode()])  # within the hour: cached
+            auth._keys._fetched_at -= 3601  # type: ignore[union-attr]
+            with pytest.raises(Unauthorized, match="does not know"):
+                await auth.check([f"Bearer {token(keys, 'k1')}".encode()])
+            await auth.check([f"Bearer {token(keys, 'k2')}".encode()])
             assert server.fetches == 2
 
         asyncio.run(main())

@@ -76,6 +76,16 @@ def test_the_access_log_is_off_at_info_and_plain_text_when_asked_for(probe_serve
         assert re.search(r"INFO scorer_core\.access: POST /model/score 200 [\d.]+ ms rows=3$", line), line
 
 
+def test_a_path_cannot_forge_an_access_log_line(probe_server):
+    forged = "/model/x%0a2026-12-02%2000:00:00,000%20INFO%20scorer_core.access:%20POST%20/model/score%20200"
+    with probe_server(env={"SCORER_ACCESS_LOG": "true"}, record_headers=False, **SPEC) as target:
+        assert target.get(forged).status == 404
+        time.sleep(0.3)
+        lines = [ln for ln in target.server_log().splitlines() if "scorer_core.access: " in ln]
+    assert not any(ln.startswith("2026-12-02 00:00:00,000") for ln in lines)
+    assert any("GET /model/x%0A2026-12-02%2000:00:00,000%20INFO" in ln for ln in lines)
+
+
 def test_an_unknown_log_format_stops_start_up(probe_file):
     result = scorer(
         "serve", str(probe_file(**SPEC)), "--port", str(free_port()), env=plugin_env(SCORER_LOG_FORMAT="xml")

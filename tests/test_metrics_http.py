@@ -63,9 +63,9 @@ def test_counters_and_histograms_move_by_exactly_what_was_sent_with_two_workers(
     assert moved(before, after, "scorer_model_call_duration_seconds_sum") >= 0.002 * calls
     assert value(after, "scorer_in_flight_requests") == 0
     assert value(after, "scorer_model_info", model_id="metrics-probe", runtime="probe-scorer") == 1
-    worker_pids = {dict(labels)["pid"] for name, labels in after if name == "scorer_worker_cpu_seconds_total"}
-    assert len(worker_pids) == 2
-    assert all(value(after, "scorer_worker_resident_memory_bytes", pid=pid) > 1e6 for pid in worker_pids)
+    workers = {dict(labels)["worker"] for name, labels in after if name == "scorer_worker_cpu_seconds_total"}
+    assert workers == {"0", "1"} and value(after, "scorer_workers_alive") == 2
+    assert all(value(after, "scorer_worker_resident_memory_bytes", worker=w) > 1e6 for w in workers)
     assert value(after, "process_resident_memory_bytes") > 1e6
 
 
@@ -114,10 +114,10 @@ def test_a_killed_worker_is_counted_as_restarted(probe_server):
     with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False, **SPEC) as target:
         samples = scrape(target)
         assert value(samples, "scorer_worker_restarts_total") == 0
-        (pid,) = {
-            dict(labels)["pid"] for name, labels in samples if name == "scorer_worker_cpu_seconds_total"
-        }
-        os.kill(int(pid), signal.SIGKILL)
+        assert value(samples, "scorer_workers_alive") == 1
+        ready = [ln for ln in target.server_log().splitlines() if "worker processes ready: pids" in ln]
+        pid = int(ready[-1].rsplit("[", 1)[1].split("]")[0])
+        os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 60
         statuses: defaultdict[int, int] = defaultdict(int)
         while time.monotonic() < deadline:
@@ -127,5 +127,8 @@ def test_a_killed_worker_is_counted_as_restarted(probe_server):
                 break
             time.sleep(0.2)
         assert value(samples, "scorer_worker_restarts_total") == 1, dict(statuses)
-        pids = {dict(labels)["pid"] for name, labels in samples if name == "scorer_worker_cpu_seconds_total"}
-        assert pids and pid not in pids
+        # The replacement fills the same slot: the same series, no new one per killed worker.
+        workers = {
+            dict(labels)["worker"] for name, labels in samples if name == "scorer_worker_cpu_seconds_total"
+        }
+        assert workers == {"0"} and value(samples, "scorer_workers_alive") == 1

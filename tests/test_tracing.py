@@ -38,14 +38,14 @@ def provider():
     return installed
 
 
-def traced(tmp_path, monkeypatch, requests, mode="on"):
+def traced(tmp_path, monkeypatch, requests, mode="on", **settings):
     monkeypatch.syspath_prepend(str(PLUGINS_DIR))
     sys.modules.pop("probe_plugin", None)
     from probe_plugin import ProbeRuntime
 
     path = tmp_path / "m.probe"
     path.write_text(json.dumps({"score_delay": 0.01}))
-    settings = load_settings(tracing=mode)
+    settings = load_settings(tracing=mode, **settings)
     runtime, facts = load_runtime(ProbeRuntime, path, settings)
     host = ModelHost(executor=InProcessExecutor(runtime, facts, 1))
 
@@ -115,6 +115,26 @@ def test_tracing_off_makes_no_spans_and_a_bad_mode_is_refused(tmp_path, monkeypa
     assert reply.status_code == 200 and spans == ()
     with pytest.raises(ConfigurationError, match=r"SCORER_TRACING='xray'.*expected off, on or otlp"):
         load_settings(tracing="xray")
+
+
+def test_a_refused_request_makes_no_span_and_joins_no_trace(tmp_path, monkeypatch):
+    """Spans start after the credential: an anonymous client cannot name spans or join traces."""
+    monkeypatch.setenv("SCORER_PASSPHRASE", "pass-1")
+    body = {"fields": ["x"], "rows": [["1"]]}
+    parent = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+    replies, spans = traced(
+        tmp_path,
+        monkeypatch,
+        [
+            ("POST", "/model/score", {"json": body, "headers": parent}),
+            ("GET", "/model/made-up-path-1234", {"headers": parent}),
+            ("POST", "/model/score", {"json": body, "headers": {**parent, "Authorization": "Bearer pass-1"}}),
+            ("GET", "/model/made-up-path-1234", {"headers": {"Authorization": "Bearer pass-1"}}),
+        ],
+    )
+    assert [r.status_code for r in replies] == [401, 401, 200, 404]
+    roots = sorted(s.name for s in spans if s.parent is None or s.parent.is_remote)
+    assert roots == ["GET /model/{other}", "POST /model/score"]  # route names, never the client's path
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from scorer_core.errors import ConfigurationError
 
@@ -35,7 +36,11 @@ __all__ = [
 
 #: The HMAC hash functions a PBKDF2 hash may name (hashlib's names).
 PBKDF2_HASH_FUNCTIONS = ("sha1", "sha224", "sha256", "sha384", "sha512")
+#: Lengths of those functions' digests written in hexadecimal (Werkzeug's format, not H2O's).
+_HEX_DIGEST_LENGTHS = {2 * hashlib.new(name).digest_size for name in PBKDF2_HASH_FUNCTIONS}
 _BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+#: Above this a single bcrypt check takes many seconds, which a client could make the server pay.
+_BCRYPT_MAX_COST = 15
 #: Below this, a PBKDF2 hash protects little; above the ceiling one check takes seconds here.
 _PBKDF2_ITERATIONS = (1, 10_000_000)
 
@@ -121,9 +126,10 @@ def parse_passphrase_hash(text: str) -> Passphrase:
                 "$2a$, $2b$ or $2y$, a two-digit cost, $ and 53 characters of bcrypt's base64"
             )
         cost = int(text[4:6])
-        if not 4 <= cost <= 31:
+        if not 4 <= cost <= _BCRYPT_MAX_COST:
             raise ConfigurationError(
-                f"SCORER_PASSPHRASE_HASH is a bcrypt hash of cost {cost}; bcrypt allows 4 to 31"
+                f"SCORER_PASSPHRASE_HASH is a bcrypt hash of cost {cost}; accepted are 4 to "
+                f"{_BCRYPT_MAX_COST} (each step doubles the time of a check: cost 15 takes seconds)"
             )
         return BcryptPassphrase(text.encode("ascii"))
     if text.startswith("pbkdf2:"):
@@ -155,6 +161,11 @@ def _pbkdf2(text: str) -> Pbkdf2Passphrase:
         raise ConfigurationError(
             f"SCORER_PASSPHRASE_HASH has {iterations_text!r} iterations; expected a whole number "
             f"from {_PBKDF2_ITERATIONS[0]:,} to {_PBKDF2_ITERATIONS[1]:,}"
+        )
+    if re.fullmatch(r"[0-9a-f]+", pieces[1]) and len(pieces[1]) in _HEX_DIGEST_LENGTHS:
+        raise ConfigurationError(
+            "SCORER_PASSPHRASE_HASH's hash is hexadecimal, as Werkzeug's generate_password_hash "
+            "writes it; H2O's format has the salt and the hash in base64"
         )
     salt, digest = (_base64(piece, what) for piece, what in zip(pieces, ("salt", "hash"), strict=True))
     if len(digest) < 16:
@@ -214,13 +225,15 @@ class Credentials:
                 "Both SCORER_PASSPHRASE and SCORER_PASSPHRASE_HASH are set; set one: the "
                 "plaintext passphrase or its hash"
             )
-        if passphrase is not None and not passphrase:
+        if passphrase is not None and not passphrase.strip():
             raise ConfigurationError("SCORER_PASSPHRASE is set but empty; unset it or give a passphrase")
         if passphrase_hash is not None and not passphrase_hash.strip():
             raise ConfigurationError("SCORER_PASSPHRASE_HASH is set but empty; unset it or give a hash")
         verifier: Passphrase | None = None
         if passphrase is not None:
-            verifier = PlainPassphrase(passphrase.encode())
+            # A secret read from a file often ends in a newline, and a header value cannot carry
+            # surrounding blanks: kept, no client could ever present it.
+            verifier = PlainPassphrase(passphrase.strip().encode())
         elif passphrase_hash is not None:
             verifier = parse_passphrase_hash(passphrase_hash)
         oidc = _oidc(oidc_issuer, oidc_audience, oidc_jwks)
@@ -248,6 +261,12 @@ def _oidc(issuer: str | None, audience: str | None, jwks: str | None) -> OidcSet
     assert issuer and audience and jwks
     settings = OidcSettings(issuer, audience, jwks)
     if settings.jwks_is_url:
+        host = urlsplit(jwks).hostname or ""
+        if jwks.startswith("http://") and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ConfigurationError(
+                "SCORER_OIDC_JWKS is a plain http URL: anyone on the way could replace the keys "
+                "tokens are checked with; use https (plain http is accepted on loopback only)"
+            )
         return settings
     return OidcSettings(issuer, audience, jwks, read_jwks_file(Path(jwks)))
 

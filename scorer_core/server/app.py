@@ -163,7 +163,7 @@ def create_app(
     metrics.watch(
         model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
         worker_restarts=lambda: getattr(host.executor, "restarts", 0) if host.ready else 0,
-        worker_pids=lambda: getattr(host.executor, "pids", []) if host.ready else [],
+        workers=lambda: getattr(host.executor, "workers", []) if host.ready else [],
     )
     credentials = settings.credentials()
     auth = Authenticator(credentials) if credentials is not None else None

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import secrets
 import threading
 import time
@@ -39,16 +40,34 @@ log = logging.getLogger(__name__)
 
 #: Signature algorithms a token may use: asymmetric only.
 JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+#: The JWK key type each algorithm family signs with.
+_KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 #: Seconds of clock difference allowed on ``exp`` and ``nbf``.
 LEEWAY_SECONDS = 30
-#: Passphrase checks waiting for the checking thread beyond which a request gets 503.
-MAX_PENDING_CHECKS = 64
+#: Passphrase checks waiting beyond which a request with a new credential gets 503; and those one
+#: client address may have waiting, beyond which it gets 429. Without the second, a client sending
+#: many wrong passphrases at a fresh server would fill the queue, and the right passphrase, not
+#: yet checked, would be refused with them.
+MAX_PENDING_CHECKS = 256
+MAX_PENDING_CHECKS_PER_CLIENT = 4
+#: Threads running slow checks: at most two cores go to hashing however many clients try.
+CHECK_THREADS = max(1, min(2, os.cpu_count() or 1))
 #: Remembered outcomes of passphrase checks (right and wrong kept apart, each bounded).
 _REMEMBERED = 4096
 #: Least seconds between two fetches of a JWKS URL for an unknown key id; and its lifetime.
 _JWKS_REFRESH_SECONDS = 60.0
 _JWKS_LIFETIME_SECONDS = 3600.0
 _JWKS_FETCH_TIMEOUT = 5.0
+
+
+class TooManyChecks(ScorerError):
+    """429: this client has enough passphrase checks waiting already."""
+
+    status_code = 429
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": "1"}
 
 
 class Unauthorized(ScorerError):
@@ -87,11 +106,13 @@ class Authenticator:
         self._right: OrderedDict[bytes, None] = OrderedDict()
         self._wrong: OrderedDict[bytes, None] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
+        self._per_client: dict[str | None, int] = {}
         self._checker: ThreadPoolExecutor | None = None
         self._keys = _Keys(credentials.oidc) if credentials.oidc is not None else None
 
-    async def check(self, authorization: list[bytes]) -> None:
-        """Return if the request may proceed; raise ``Unauthorized`` (or 503) if not."""
+    async def check(self, authorization: list[bytes], client: str | None = None) -> None:
+        """Return if the request may proceed; raise ``Unauthorized`` (or 429, 503) if not.
+        ``client``: the peer's address, which bounds how many slow checks it may have waiting."""
         credential = bearer_credential(authorization)
         token_problem: Unauthorized | None = None
         if self._keys is not None and credential.count(b".") == 2:
@@ -101,12 +122,12 @@ class Authenticator:
             except Unauthorized as exc:
                 token_problem = exc
         if self.credentials.passphrase is not None:
-            if await self._passphrase_matches(credential):
+            if await self._passphrase_matches(credential, client):
                 return
             raise token_problem or Unauthorized("the passphrase is wrong")
         raise token_problem or Unauthorized("the credential is not a JWT")
 
-    async def _passphrase_matches(self, credential: bytes) -> bool:
+    async def _passphrase_matches(self, credential: bytes, client: str | None) -> bool:
         passphrase = self.credentials.passphrase
         assert passphrase is not None
         if not passphrase.slow:
@@ -118,19 +139,30 @@ class Authenticator:
             return False
         pending = self._pending.get(tag)
         if pending is None:
+            if self._per_client.get(client, 0) >= MAX_PENDING_CHECKS_PER_CLIENT:
+                raise TooManyChecks(
+                    f"more than {MAX_PENDING_CHECKS_PER_CLIENT} passphrase checks from this client are "
+                    "in progress; retry shortly"
+                )
             if len(self._pending) >= MAX_PENDING_CHECKS:
                 raise Overloaded("too many passphrase checks in progress; retry shortly", retry_after=1)
             if self._checker is None:
-                self._checker = ThreadPoolExecutor(1, thread_name_prefix="passphrase-check")
+                self._checker = ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="passphrase-check")
             pending = asyncio.ensure_future(
                 asyncio.get_running_loop().run_in_executor(self._checker, passphrase.verify, credential)
             )
             self._pending[tag] = pending
-            pending.add_done_callback(lambda done: self._remember(tag, done))
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+            pending.add_done_callback(lambda done: self._remember(tag, client, done))
         return await asyncio.shield(pending)
 
-    def _remember(self, tag: bytes, done: asyncio.Future[bool]) -> None:
+    def _remember(self, tag: bytes, client: str | None, done: asyncio.Future[bool]) -> None:
         self._pending.pop(tag, None)
+        left = self._per_client.get(client, 1) - 1
+        if left > 0:
+            self._per_client[client] = left
+        else:
+            self._per_client.pop(client, None)
         if done.cancelled() or done.exception() is not None:
             return
         kept = self._right if done.result() else self._wrong
@@ -167,8 +199,9 @@ class _Keys:
         if algorithm not in JWT_ALGORITHMS:
             raise Unauthorized(f"the token's algorithm {str(algorithm)[:16]!r} is not accepted")
         key = await self._key_for(header.get("kid"))
-        declared = getattr(key, "_jwk_data", {}).get("alg")
-        if declared is not None and declared != algorithm:
+        jwk = getattr(key, "_jwk_data", {})
+        declared = jwk.get("alg")
+        if (declared is not None and declared != algorithm) or jwk.get("kty") != _KEY_TYPES[algorithm[:2]]:
             raise Unauthorized("the token's algorithm does not match its key")
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -192,16 +225,17 @@ class _Keys:
             raise Unauthorized(f"the token has no {exc.claim!r} claim") from None
         except jwt.InvalidSignatureError:
             raise Unauthorized("the token's signature is not valid") from None
-        except jwt.PyJWTError:
+        except Exception:  # PyJWT raises TypeError and the like for keys that cannot verify it
             raise Unauthorized("the token is not valid") from None
         return claims
 
     async def _key_for(self, kid: Any) -> Any:
         key = self._find(kid)
-        if key is None and self.oidc.jwks_is_url:
-            now = time.monotonic()
-            stale = now - self._fetched_at > _JWKS_LIFETIME_SECONDS
-            if stale or now - self._fetched_at > _JWKS_REFRESH_SECONDS:
+        if self.oidc.jwks_is_url:
+            age = time.monotonic() - self._fetched_at
+            # Keys older than their lifetime are fetched again even when the token's key is known:
+            # a key the issuer removed (revoked, rotated out) must stop being trusted.
+            if age > _JWKS_LIFETIME_SECONDS or (key is None and age > _JWKS_REFRESH_SECONDS):
                 await asyncio.get_running_loop().run_in_executor(None, self._fetch)
                 key = self._find(kid)
         if key is None and self.oidc.jwks_is_url and not self._keys:
@@ -226,7 +260,7 @@ class _Keys:
                 with urllib.request.urlopen(self.oidc.jwks, timeout=_JWKS_FETCH_TIMEOUT) as reply:
                     document = json.loads(reply.read(1 << 20))
                 self._keys = _by_kid(jwt.PyJWKSet.from_dict(document))
-            except (OSError, ValueError, jwt.PyJWTError) as exc:
+            except Exception as exc:  # any failure to fetch or read keeps the keys known so far
                 log.warning("Could not fetch the OIDC signing keys from SCORER_OIDC_JWKS: %s", exc)
                 if not self._keys:
                     raise NotReady("the OIDC signing keys could not be fetched; retry shortly") from None

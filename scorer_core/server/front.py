@@ -20,6 +20,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI
 from starlette.requests import Request
@@ -39,6 +40,7 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 #: The scope key a scoring endpoint records its request's row count under, for the access log.
 ROWS_KEY = "scorer.rows"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 access_log = logging.getLogger("scorer_core.access")
 
 #: Where /docs loads Swagger UI's scripts and styles from.
@@ -61,17 +63,19 @@ def _request_id(scope: Scope) -> str:
 def _access(scope: Scope, endpoint: str, status: int, seconds: float, request_id: str) -> None:
     client = scope.get("client")
     rows = scope.get(ROWS_KEY)
+    # Percent-encoded again: a decoded path may hold a newline that would forge a log line.
+    path = quote(scope["path"], safe=_PATH_SAFE)
     access_log.info(
         "%s %s %d %.1f ms%s",
         scope["method"],
-        scope["path"],
+        path,
         status,
         seconds * 1000,
         f" rows={rows}" if rows is not None else "",
         extra={
             "request_id": request_id,
             "method": scope["method"],
-            "path": scope["path"],
+            "path": path,
             "endpoint": endpoint,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
@@ -140,18 +144,7 @@ class ScorerApp:
 
         token = current_request_id.set(request_id) if request_id is not None else None
         try:
-            if self._tracing is not None and scope["path"].startswith("/model/"):
-                with self._tracing.request(scope) as span:
-                    try:
-                        await self._serve(scope, receive, sent)
-                    finally:
-                        span.set_attribute("http.response.status_code", status)
-                        if ROWS_KEY in scope:
-                            span.set_attribute("scorer.rows", scope[ROWS_KEY])
-                        if status >= 500:
-                            span.set_status(self._tracing.error_status())
-            else:
-                await self._serve(scope, receive, sent)
+            await self._serve(scope, receive, sent)
         finally:
             seconds = time.perf_counter() - started
             endpoint = endpoint_of(scope["path"])
@@ -165,14 +158,46 @@ class ScorerApp:
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if self.auth is not None and path.startswith(self._protected):
+            client = scope.get("client")
             try:
-                await self.auth.check([value for name, value in scope["headers"] if name == b"authorization"])
+                await self.auth.check(
+                    [value for name, value in scope["headers"] if name == b"authorization"],
+                    client[0] if client else None,
+                )
             except Exception as exc:
                 # The body is left unread: the connection cannot carry another request.
                 exc.close_connection = scope["method"] not in ("GET", "HEAD")  # type: ignore[attr-defined]
                 response = await self._on_error(Request(scope, receive), exc)
                 await response(scope, receive, send)
                 return
+        if self._tracing is not None and path.startswith("/model/"):
+            # After the credential: a refused request neither joins a caller's trace nor names a span.
+            await self._traced(scope, receive, send)
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self._tracing is not None
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with self._tracing.request(scope, endpoint_of(scope["path"])) as span:
+            try:
+                await self._dispatch(scope, receive, sent)
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if ROWS_KEY in scope:
+                    span.set_attribute("scorer.rows", scope[ROWS_KEY])
+                if status >= 500:
+                    span.set_status(self._tracing.error_status())
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
         endpoint = self._hot.get(path) if scope["method"] == "POST" else None
         if endpoint is None:
             await self.api(scope, receive, send)

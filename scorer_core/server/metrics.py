@@ -58,7 +58,13 @@ ENDPOINTS = {
 }
 
 #: Rejection reasons of the errors best told by their HTTP status.
-_REASONS_BY_STATUS = {401: "unauthorized", 408: "slow_body", 413: "too_large", 415: "unsupported_media_type"}
+_REASONS_BY_STATUS = {
+    401: "unauthorized",
+    408: "slow_body",
+    413: "too_large",
+    415: "unsupported_media_type",
+    429: "too_many_auth_checks",
+}
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384, 65536, 262144, 1048576)
@@ -151,13 +157,13 @@ class ScorerMetrics:
         *,
         model: Callable[[], tuple[str, str] | None],
         worker_restarts: Callable[[], int],
-        worker_pids: Callable[[], Sequence[int]],
+        workers: Callable[[], Sequence[tuple[int, int]]],
     ) -> None:
         """Where the pulled metrics come from: the model's (id, runtime) once loaded, the worker
-        pool's restart count and its live workers."""
+        pool's restart count and its workers as (slot, pid)."""
         self._sources.model = model
         self._sources.worker_restarts = worker_restarts
-        self._sources.worker_pids = worker_pids
+        self._sources.workers = workers
 
     def request(self, endpoint: str, code: int, seconds: float) -> None:
         children = self._children.get((endpoint, code))
@@ -197,7 +203,7 @@ class _Sources(Collector):
     def __init__(self) -> None:
         self.model: Callable[[], tuple[str, str] | None] = lambda: None
         self.worker_restarts: Callable[[], int] = lambda: 0
-        self.worker_pids: Callable[[], Sequence[int]] = list
+        self.workers: Callable[[], Sequence[tuple[int, int]]] = list
 
     def collect(self) -> Iterable[Metric]:
         found = self.model()
@@ -210,21 +216,30 @@ class _Sources(Collector):
         )
         restarts.add_metric([], self.worker_restarts())
         yield restarts
+        # Labelled by slot, not pid: a worker killed and replaced keeps its series, so a client
+        # that gets workers killed (by timeouts) adds no series.
         cpu = CounterMetricFamily(
-            "scorer_worker_cpu_seconds", "CPU time of each live worker process", labels=["pid"]
+            "scorer_worker_cpu_seconds",
+            "CPU time of the live worker process in each slot (from 0 again after a replacement)",
+            labels=["worker"],
         )
         memory = GaugeMetricFamily(
             "scorer_worker_resident_memory_bytes",
-            "Resident memory of each live worker process",
-            labels=["pid"],
+            "Resident memory of the live worker process in each slot",
+            labels=["worker"],
         )
-        for pid in self.worker_pids():
+        alive = 0
+        for slot, pid in self.workers():
             usage = _process_usage(pid)
             if usage is not None:
-                cpu.add_metric([str(pid)], usage[0])
-                memory.add_metric([str(pid)], usage[1])
+                alive += 1
+                cpu.add_metric([str(slot)], usage[0])
+                memory.add_metric([str(slot)], usage[1])
         yield cpu
         yield memory
+        live = GaugeMetricFamily("scorer_workers_alive", "Worker processes alive now (0 when in-process)")
+        live.add_metric([], alive)
+        yield live
 
     def describe(self) -> Iterable[Metric]:
         return []

@@ -25,10 +25,13 @@ from typing import Any
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringTask
+from scorer_core.server.metrics import ENDPOINTS
 
 __all__ = ["TRACING_MODES", "Tracing"]
 
 TRACING_MODES = ("off", "on", "otlp")
+#: Span names by endpoint label: the route, as OpenTelemetry's HTTP conventions name server spans.
+_SPAN_NAMES = {label: path for path, label in ENDPOINTS.items()}
 
 
 class Tracing:
@@ -59,13 +62,14 @@ class Tracing:
         return cls(trace.get_tracer("scorer_core"))
 
     @contextmanager
-    def request(self, scope: MutableMapping[str, Any]) -> Iterator[Any]:
-        """The span of one request, a child of the client's ``traceparent`` when it sent one."""
+    def request(self, scope: MutableMapping[str, Any], endpoint: str) -> Iterator[Any]:
+        """The span of one request, a child of the client's ``traceparent`` when it sent one.
+        Named by its method and ``endpoint`` label (a fixed set), never by the path a client chose."""
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
                    if name in (b"traceparent", b"tracestate")}  # fmt: skip
         parent = self._propagator.extract(carrier) if carrier else None
         with self._tracer.start_as_current_span(
-            f"{scope['method']} {scope['path']}",
+            f"{scope['method']} {_SPAN_NAMES.get(endpoint, '/model/{other}')}",
             context=parent,
             kind=self._trace.SpanKind.SERVER,
             attributes={"http.request.method": scope["method"], "url.path": scope["path"]},

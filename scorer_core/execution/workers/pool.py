@@ -48,6 +48,8 @@ _WATCH_SECONDS = 0.5
 class _Worker:
     process: subprocess.Popen[bytes]
     connection: socket.socket
+    #: Which of the pool's ``count`` places it fills; a replacement takes its predecessor's.
+    slot: int = 0
     #: Set once its death has been handled, so that it is replaced once, whoever sees it first.
     replaced: bool = False
 
@@ -99,13 +101,20 @@ class WorkerPool:
         with self._lock:
             return sorted(w.process.pid for w in self._all)
 
+    @property
+    def workers(self) -> list[tuple[int, int]]:
+        """(slot, pid) of each registered worker process, alive or not yet found dead."""
+        with self._lock:
+            return sorted((w.slot, w.process.pid) for w in self._all)
+
     def start(self) -> ModelFacts:
         """Start every worker (they load in parallel) and wait for all; the model's facts."""
         pending = [self._spawn() for _ in range(self.slots)]
         facts: ModelFacts | None = None
         try:
-            for listener, process in pending:
+            for slot, (listener, process) in enumerate(pending):
                 worker, facts = self._handshake(listener, process)
+                worker.slot = slot
                 self._register(worker)
         except BaseException:
             for _, process in pending:
@@ -275,9 +284,11 @@ class WorkerPool:
             self._replacing += 1
         dead.connection.close()
         log.error("Worker process %d died; starting a replacement", dead.process.pid)
-        threading.Thread(target=self._restart, name="scorer-worker-restart", daemon=True).start()
+        threading.Thread(
+            target=self._restart, args=(dead.slot,), name="scorer-worker-restart", daemon=True
+        ).start()
 
-    def _restart(self) -> None:
+    def _restart(self, slot: int) -> None:
         try:
             for delay in (0.0, *_RESTART_BACKOFF):
                 if self._closed:
@@ -285,6 +296,7 @@ class WorkerPool:
                 time.sleep(delay)
                 try:
                     worker, _ = self._handshake(*self._spawn())
+                    worker.slot = slot
                 except (ModelError, OSError) as exc:
                     log.error("Replacement worker failed to start: %s", exc)
                     continue

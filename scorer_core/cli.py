@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import Plugins, load_plugins
@@ -132,8 +132,7 @@ def _exit_after(grace: float) -> None:
 
     def force() -> None:
         log.error(
-            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE); a model call is stuck. "
-            "Exiting now",
+            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE); a model call is stuck. Exiting now",
             grace,
         )
         logging.shutdown()
@@ -185,6 +184,51 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(settings)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    from scorer_core.batch.job import BatchFailed, BatchOptions, print_progress, run_batch_job
+    from scorer_core.schema import ShapleyType
+
+    overrides: dict[str, Any] = {"model_path": args.model_path, "runtime": args.runtime}
+    if args.contributions:
+        overrides["shapley_types_enabled"] = "ALL"  # asking for them on the command line enables them
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    options = BatchOptions(
+        model_path=args.model_path,
+        input=args.input,
+        output=args.output,
+        runtime=args.runtime,
+        id_column=args.id_column,
+        keep_columns=tuple(c for c in (args.keep_columns or "").split(",") if c),
+        contributions=ShapleyType(args.contributions) if args.contributions else ShapleyType.NONE,
+        batch_rows=args.batch_rows,
+        on_error=args.on_error,
+    )
+    try:
+        summary = run_batch_job(settings, options, print_progress())
+    except BatchFailed as exc:
+        print(
+            f"\nscorer: error: {exc}; nothing was written (--on-error skip goes on past such rows)",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        print("\nscorer: stopped; nothing was written", file=sys.stderr)
+        return 130
+    print(
+        f"\nScored {summary.rows_read:,} rows in {summary.seconds:.1f} s "
+        f"({summary.rows_per_second:,.0f} rows/s): "
+        f"{summary.rows_written:,} written to {args.output}"
+        + (
+            f", {summary.rows_skipped:,} skipped (see {args.output}.errors.jsonl)"
+            if summary.rows_skipped
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _plugins(args: argparse.Namespace) -> int:
     plugins: Plugins = load_plugins(load_settings())
     print(json.dumps([info.to_json() for info in plugins.describe()], indent=2))
@@ -206,6 +250,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default 127.0.0.1, SCORER_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080, SCORER_PORT)")
     serve.set_defaults(func=_serve)
+
+    batch = commands.add_parser(
+        "batch", help="score a file or directory of rows into another (docs/batch.md)"
+    )
+    batch.add_argument("model_path", type=Path, help="model file or directory")
+    batch.add_argument("input", type=Path, help="a .csv, .parquet or .jsonl file, or a directory of parts")
+    batch.add_argument("output", type=Path, help="a .csv, .parquet or .jsonl file, written when the job ends")
+    batch.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
+    batch.add_argument("--id-column", help="input column copied first into every output row")
+    batch.add_argument("--keep-columns", help="comma-separated input columns copied after the id")
+    batch.add_argument(
+        "--contributions",
+        choices=["ORIGINAL", "TRANSFORMED"],
+        help="write Shapley contributions instead of predictions",
+    )
+    batch.add_argument("--batch-rows", type=int, default=10_000, help="rows per model call (default 10,000)")
+    batch.add_argument(
+        "--on-error",
+        choices=["fail", "skip"],
+        default="fail",
+        help="rows that cannot be scored stop the job (fail) or go to OUTPUT.errors.jsonl (skip)",
+    )
+    batch.add_argument(
+        "--engine", choices=["local"], default="local", help="where to score (local: this process)"
+    )
+    batch.set_defaults(func=_batch)
 
     plugins = commands.add_parser("plugins", help="list installed plugins and their runtimes as JSON")
     plugins.set_defaults(func=_plugins)

@@ -1,7 +1,8 @@
 """The layering rule of docs/architecture.md, read from the source: every import, wherever it is.
 
 Layers, lowest first: the plugin API (the modules at the top of ``scorer_core``), ``config``,
-``wire``, ``execution``, ``server``, and ``cli``. A module may import its own layer and the ones
+``wire``, ``execution``, ``server``, ``batch`` (which scores files with the server's request
+code), and ``cli``. A module may import its own layer and the ones
 below, never one above; no module imports the conformance suite or a plugin; and there are no
 import cycles, ``TYPE_CHECKING`` and function-level imports included.
 """
@@ -17,7 +18,7 @@ import pytest
 import scorer_core
 
 CORE = Path(scorer_core.__file__).parent
-LAYERS = ["api", "config", "wire", "execution", "server", "cli"]
+LAYERS = ["api", "config", "wire", "execution", "server", "batch", "cli"]
 #: What the top of the package holds: the plugin API, and nothing else but the CLI.
 API_MODULES = {
     "__init__",

@@ -172,6 +172,10 @@ class Settings(EnvSettings):
     """The issuer's signing keys: a JWKS file (read at start) or an https URL (fetched when first
     needed, refreshed when a token names an unknown key, at most once a minute)."""
 
+    file_scoring_dir: Path | None = Field(None, validation_alias=_env("SCORER_FILE_SCORING_DIR"))
+    """A directory whose files ``GET /model/score?file=NAME`` may score (a path relative to it;
+    nothing outside it, symlinks included). Unset: that request answers 501."""
+
     tracing: str = Field("off", validation_alias=_env("SCORER_TRACING"))
     """``off``; ``otlp``: OpenTelemetry spans of /model/* requests exported with OTLP (the
     ``OTEL_EXPORTER_OTLP_*`` variables); ``on``: spans to the process's own tracer provider."""

@@ -23,6 +23,7 @@ from pydantic.json_schema import models_json_schema
 from scorer_core.config.settings import Settings
 from scorer_core.errors import (
     ConfigurationError,
+    InvalidRequest,
     ModelError,
     Overloaded,
     ScorerError,
@@ -55,6 +56,7 @@ from scorer_core.wire.contract import (
     parse_request,
 )
 from scorer_core.wire.fastpath import numeric_frame
+from scorer_core.wire.tables import allowed_file, read_whole
 
 __all__ = ["DOCS_ASSETS", "create_app"]
 
@@ -377,12 +379,45 @@ def create_app(
 
             return Response(await scoring.off_loop(answer, deadline), media_type="application/json")
 
-    @app.get("/model/score", tags=["scoring"], responses={501: {"model": ErrorResponse}})
-    async def score_file() -> Response:
-        """Scoring a file on the server is not offered: POST the rows instead."""
-        raise UnsupportedOperation(
-            "scoring a file on the server is not supported by this runtime; POST the rows to /model/score"
-        )
+    @app.get(
+        "/model/score",
+        response_model=ScoreResponse,
+        tags=["scoring"],
+        responses={**_ERRORS, 501: {"model": ErrorResponse, "description": "SCORER_FILE_SCORING_DIR unset"}},
+    )
+    async def score_file(request: Request, file: str | None = None) -> Response:
+        """Score the rows of a CSV, Parquet or JSON Lines file in SCORER_FILE_SCORING_DIR, named
+        relative to it; 501 when no directory is configured."""
+        if settings.file_scoring_dir is None:
+            raise UnsupportedOperation(
+                "scoring a file on the server is not enabled (SCORER_FILE_SCORING_DIR); POST the rows "
+                "to /model/score"
+            )
+        if not file:
+            raise InvalidRequest("give the file to score: GET /model/score?file=NAME")
+        path = allowed_file(settings.file_scoring_dir, file, settings.max_request_bytes)
+        facts = host.facts
+        scoring = dispatcher()
+        if scoring.admission.full:
+            raise scoring.admission.refusal()
+        async with scoring.admission.admit():
+            deadline = scoring.deadline()
+
+            def prepare() -> PreparedRequest:
+                fields, rows = read_whole(path)
+                return prepare_score(ScoreRequest.model_construct(
+                    fields=fields, rows=rows, includeFieldsInOutput=None, noFieldNamesInOutput=None,
+                    idField=None, requestShapleyValueType=None, requestPredictionIntervals=None,
+                ), facts)  # fmt: skip
+
+            prepared = await scoring.off_loop(prepare, deadline)
+            request.scope[ROWS_KEY] = prepared.frame.num_rows
+            task = _task(request, facts, prepared, deadline, outputs=True, tracing=tracing)
+            result = await scoring.score(task)
+            payload = await scoring.off_loop(
+                lambda: encode(score_body(facts.model_id, prepared, result)), deadline
+            )
+            return Response(payload, media_type="application/json")
 
     @app.post(
         "/model/contribution",

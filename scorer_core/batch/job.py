@@ -1,0 +1,242 @@
+"""``scorer batch``: a file or directory of rows scored in chunks, in this process, with the
+HTTP API's own code for each chunk, so that a row gets the same answer either way.
+
+Each chunk becomes the ``ScoreRequest`` a client would send (string cells, the id and kept
+columns as ``includeFieldsInOutput``), then goes through ``prepare_score`` (typing and every
+check), ``run_task`` (the runtime, with its row-count check) and ``score_body`` (the answer's
+cells): the functions ``POST /model/score`` calls. Memory holds one chunk of input and its
+answer at a time (``--batch-rows``, default 10,000) plus the model.
+
+The output is written to ``<output>.partial`` and renamed when the job ends, so a stopped or
+failed job never leaves a file under the final name. Rows the model or the typing refuse stop
+the job (``--on-error fail``, the default) or are written, with their row number and the reason,
+to ``<output>.errors.jsonl`` (``--on-error skip``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorer_core.config.plugins import load_plugins
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ConfigurationError, InvalidRequest, ModelError, ScorerError
+from scorer_core.execution.executors import load_runtime
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.scoring import ScoringTask, run_task
+from scorer_core.headers import ForwardedHeaders
+from scorer_core.runtime import Runtime
+from scorer_core.schema import ShapleyType
+from scorer_core.server.requests import prepare_contribution, prepare_score
+from scorer_core.server.responses import contribution_body, score_body
+from scorer_core.wire.contract import ContributionRequest, ScoreRequest
+from scorer_core.wire.tables import format_of, open_writer, read_chunks
+
+__all__ = ["BatchOptions", "BatchSummary", "run_batch_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    model_path: Path
+    input: Path
+    output: Path
+    runtime: str | None = None
+    id_column: str | None = None
+    keep_columns: tuple[str, ...] = ()
+    contributions: ShapleyType = ShapleyType.NONE
+    batch_rows: int = 10_000
+    on_error: str = "fail"
+
+
+@dataclass
+class BatchSummary:
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+
+class BatchFailed(ScorerError):
+    """A row the job could not score, with ``--on-error fail``."""
+
+
+def run_batch_job(
+    settings: Settings, options: BatchOptions, progress: Callable[[BatchSummary], None] | None = None
+) -> BatchSummary:
+    """Score ``options.input`` into ``options.output``; the summary of what was done."""
+    kind = format_of(
+        options.output if options.output.suffix else options.output.with_suffix(".csv"), what="output"
+    )
+    format_of(options.input, what="input")
+    if options.batch_rows < 1:
+        raise ConfigurationError("--batch-rows must be at least 1")
+    runtime, facts = _load(settings, options)
+    partial = options.output.with_name(options.output.name + ".partial")
+    errors_path = options.output.with_name(options.output.name + ".errors.jsonl")
+    writer = open_writer(partial, kind)
+    summary = BatchSummary()
+    started = time.monotonic()
+    errors = open(errors_path, "wb") if options.on_error == "skip" else None  # noqa: SIM115
+    try:
+        for fields, columns in read_chunks(options.input, options.batch_rows):
+            missing = [c for c in _copied(options) if c not in fields]
+            if missing:
+                raise ConfigurationError(
+                    f"the input has no column {', '.join(map(repr, missing))} (--id-column, --keep-columns)"
+                )
+            # The copied columns first, in the order asked for: score_body copies in field order.
+            order = list(dict.fromkeys([*_copied(options), *fields]))
+            rows = list(map(list, zip(*(columns[fields.index(name)] for name in order), strict=True)))
+            first_row = summary.rows_read
+            summary.rows_read += len(rows)
+            out_fields, out_rows, failures = _score_chunk(runtime, facts, options, order, rows, first_row)
+            if failures:
+                if errors is None:
+                    number, message = failures[0]
+                    raise BatchFailed(f"row {number} (counting from 0) cannot be scored: {message}")
+                for number, message in failures:
+                    errors.write(orjson.dumps({"row": number, "error": message}) + b"\n")
+                summary.rows_skipped += len(failures)
+            if out_rows:
+                writer.write(out_fields, out_rows)
+                summary.rows_written += len(out_rows)
+            summary.seconds = time.monotonic() - started
+            if progress is not None:
+                progress(summary)
+        writer.close()
+        partial.replace(options.output)
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        if errors is not None:
+            errors.close()
+            if not summary.rows_skipped:
+                errors_path.unlink(missing_ok=True)
+        runtime.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _load(settings: Settings, options: BatchOptions) -> tuple[Runtime, ModelFacts]:
+    plugins = load_plugins(settings)
+    runtime_cls = plugins.runtime_to_load(options.model_path, options.runtime)
+    runtime_cls.check_model(options.model_path)
+    return load_runtime(runtime_cls, options.model_path, settings)
+
+
+def _score_chunk(
+    runtime: Runtime,
+    facts: ModelFacts,
+    options: BatchOptions,
+    fields: list[str],
+    rows: list[list[str]],
+    first_row: int,
+) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
+    """The chunk's answer rows, or, when some rows fail, the others' and each failure's reason.
+    ``fields`` starts with the copied columns (the id, then the kept ones)."""
+    try:
+        return (*_score(runtime, facts, options, fields, rows), [])
+    except (InvalidRequest, ModelError) as exc:  # a row's fault; anything else stops the job
+        if len(rows) == 1:
+            return [], [], [(first_row, exc.detail)]
+    # Some row failed: halves, down to the rows at fault (as the server isolates a bad request).
+    middle = len(rows) // 2
+    left = _score_chunk(runtime, facts, options, fields, rows[:middle], first_row)
+    right = _score_chunk(runtime, facts, options, fields, rows[middle:], first_row + middle)
+    names = left[0] or right[0]
+    return names, left[1] + right[1], left[2] + right[2]
+
+
+def _score(
+    runtime: Runtime, facts: ModelFacts, options: BatchOptions, fields: list[str], rows: list[list[str]]
+) -> tuple[list[str], list[list[str]]]:
+    copied = _copied(options)
+    if options.contributions is ShapleyType.NONE:
+        # Built, not validated: the cells are strings by construction (batch/tables.py), and
+        # prepare_score makes every check the contract asks of fields and rows.
+        request = ScoreRequest.model_construct(
+            fields=fields,
+            rows=rows,
+            includeFieldsInOutput=copied or None,
+            noFieldNamesInOutput=None,
+            idField=None,
+            requestShapleyValueType=None,
+            requestPredictionIntervals=None,
+        )
+        prepared = prepare_score(request, facts)
+        result = run_task(runtime, _task(prepared, outputs=True))
+        body = score_body(facts.model_id, prepared, result)
+        return body["fields"], body["score"]
+    request_c = ContributionRequest.model_validate(
+        {"fields": fields, "rows": rows, "requestShapleyValueType": options.contributions}
+    )
+    prepared = prepare_contribution(request_c, facts)
+    result = run_task(runtime, _task(prepared, outputs=False))
+    assert result.contributions is not None
+    wire = contribution_body(result.contributions)
+    names, values = _contribution_columns(wire)
+    kept = [row[: len(copied)] for row in rows]  # the copied columns come first
+    return [*copied, *names], [k + v for k, v in zip(kept, values, strict=True)]
+
+
+def _copied(options: BatchOptions) -> list[str]:
+    return list(dict.fromkeys(c for c in (options.id_column, *options.keep_columns) if c))
+
+
+def _task(prepared: Any, *, outputs: bool) -> ScoringTask:
+    return ScoringTask(
+        prepared.frame,
+        ForwardedHeaders(),
+        outputs=outputs,
+        shapley=prepared.shapley,
+        intervals=prepared.intervals,
+    )
+
+
+def _contribution_columns(wire: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """One column per feature (per output group and feature when there are several groups)."""
+    features: Sequence[str] = wire["features"]
+    groups = wire["contributionGroups"]
+    names: list[str] = []
+    for group in groups:
+        prefix = f"{group['outputGroup']}." if len(groups) > 1 and "outputGroup" in group else ""
+        names.extend(prefix + f for f in features)
+    rows: list[list[str]] = [
+        [cell for group in groups for cell in group["contributions"][i]]
+        for i in range(len(groups[0]["contributions"]))
+    ]
+    return names, rows
+
+
+def print_progress(stream: Any = sys.stderr) -> Callable[[BatchSummary], None]:
+    """A progress line: rewritten in place on a terminal, a log line every 10 s otherwise."""
+    last = [0.0]
+    terminal = stream.isatty()
+
+    def show(summary: BatchSummary) -> None:
+        line = f"{summary.rows_read:,} rows, {summary.rows_per_second:,.0f} rows/s, {summary.seconds:.0f} s"
+        if summary.rows_skipped:
+            line += f", {summary.rows_skipped:,} skipped"
+        if terminal:
+            stream.write("\r" + line)
+            stream.flush()
+        elif summary.seconds - last[0] >= 10:
+            last[0] = summary.seconds
+            log.info("Scored %s", line)
+
+    return show

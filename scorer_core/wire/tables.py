@@ -1,0 +1,257 @@
+"""Reading and writing tables in chunks: CSV, Parquet and JSON Lines, each as a file or a
+directory of parts, so that ``scorer batch`` holds one chunk at a time whatever the file's size.
+
+Every cell is read as the contract's string, since the HTTP API types string cells and batch
+scoring must type them the same way (``server/requests.prepare_score``): CSV cells as written,
+Parquet and JSON values written as a client would send them (``None`` as the empty cell, floats
+with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's answer: strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from scorer_core.errors import ConfigurationError, InvalidRequest
+
+__all__ = [
+    "FORMATS",
+    "FileTooLarge",
+    "TableWriter",
+    "allowed_file",
+    "format_of",
+    "open_writer",
+    "read_chunks",
+    "read_whole",
+]
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+#: Field names and one list of string cells per field: columns, so that a job puts them in the
+#: order it needs and makes rows with one ``zip``, not a Python loop per cell.
+Chunk = tuple[list[str], list[list[str]]]
+
+
+def format_of(path: Path, *, what: str) -> str:
+    """The format of a file, or of the parts of a directory, by extension."""
+    if path.is_dir():
+        kinds = {FORMATS.get(p.suffix.lower()) for p in _parts(path)}
+        kinds.discard(None)
+        if len(kinds) != 1:
+            raise ConfigurationError(
+                f"{what} directory '{path}' holds {'no' if not kinds else 'mixed'} parts of a known format "
+                f"({', '.join(sorted(FORMATS))})"
+            )
+        return kinds.pop()  # type: ignore[return-value]
+    found = FORMATS.get(path.suffix.lower())
+    if found is None:
+        raise ConfigurationError(
+            f"{what} '{path}': unknown format '{path.suffix}'; use one of {', '.join(sorted(FORMATS))}"
+        )
+    return found
+
+
+def _parts(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+    """(field names, columns of string cells) in chunks of at most ``rows`` rows."""
+    kind = format_of(path, what="input")
+    files = _parts(path) if path.is_dir() else [path]
+    for file in files:
+        if FORMATS.get(file.suffix.lower()) != kind:
+            continue
+        yield from {"csv": _csv, "parquet": _parquet, "jsonl": _jsonl}[kind](file, rows)
+
+
+def allowed_file(directory: Path, name: str, max_bytes: int) -> Path:
+    """``name`` inside ``directory``, a file of a known format of at most ``max_bytes``; else a
+    400 (or 413 for the size) naming why.
+
+    Only paths relative to the directory are taken, and only when they still lie inside it once
+    every symlink is followed: ``..``, absolute paths and links out are refused alike.
+    """
+    if name.startswith(("/", "\\")) or Path(name).is_absolute():
+        raise InvalidRequest("file must be a path relative to SCORER_FILE_SCORING_DIR, not an absolute one")
+    root = directory.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise InvalidRequest(f"file {name!r} is outside SCORER_FILE_SCORING_DIR")
+    if not path.is_file():
+        raise InvalidRequest(f"file {name!r} does not exist in SCORER_FILE_SCORING_DIR")
+    if FORMATS.get(path.suffix.lower()) is None:
+        raise InvalidRequest(f"file {name!r}: unknown format; use one of {', '.join(sorted(FORMATS))}")
+    if path.stat().st_size > max_bytes:
+        raise FileTooLarge(f"file {name!r} is larger than SCORER_MAX_REQUEST_BYTES ({max_bytes} bytes)")
+    return path
+
+
+class FileTooLarge(InvalidRequest):
+    status_code = 413
+
+
+def read_whole(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Every row of one file, as the contract's string cells (for ``GET /model/score?file=``)."""
+    fields: list[str] = []
+    rows: list[list[str]] = []
+    for names, columns in read_chunks(path, 65_536):
+        fields = names
+        rows.extend(map(list, zip(*columns, strict=True)))
+    return fields, rows
+
+
+def _csv(path: Path, rows: int) -> Iterator[Chunk]:
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    with open(path, "rb") as handle:
+        header = handle.readline()
+    names = pc.read_csv(
+        pa.py_buffer(header), read_options=pc.ReadOptions(autogenerate_column_names=False)
+    ).column_names
+    reader = pc.open_csv(
+        path,
+        read_options=pc.ReadOptions(block_size=1 << 22),
+        convert_options=pc.ConvertOptions(
+            column_types={name: pa.string() for name in names},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    buffered: list[list[str]] = [[] for _ in names]
+    for batch in reader:
+        for kept, column in zip(buffered, batch.columns, strict=True):
+            kept.extend(column.to_pylist())
+        while len(buffered[0]) >= rows:
+            yield names, [kept[:rows] for kept in buffered]
+            buffered = [kept[rows:] for kept in buffered]
+    if names and buffered[0]:
+        yield names, buffered
+
+
+def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    names = file.schema_arrow.names
+    for batch in file.iter_batches(batch_size=rows):
+        yield names, [[_cell(v) for v in column.to_pylist()] for column in batch.columns]
+
+
+def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
+    names: list[str] | None = None
+    buffered: list[list[str]] = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ConfigurationError(f"input '{path}' line {number} is not JSON: {exc}") from None
+            if not isinstance(record, dict):
+                raise ConfigurationError(f"input '{path}' line {number} is not a JSON object")
+            if names is None:
+                names = list(record)
+            buffered.append([_cell(record.get(name)) for name in names])
+            if len(buffered) >= rows:
+                yield names, [list(column) for column in zip(*buffered, strict=True)]
+                buffered = []
+    if buffered and names is not None:
+        yield names, [list(column) for column in zip(*buffered, strict=True)]
+
+
+def _cell(value: Any) -> str:
+    """A typed value as a client of the HTTP API would send it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "NaN" if math.isnan(value) else repr(value)
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
+class TableWriter(Protocol):
+    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_writer(path: Path, kind: str) -> TableWriter:
+    """A writer of string columns to ``path`` (a file) in ``kind``."""
+    writers: dict[str, Callable[[Path], TableWriter]] = {
+        "csv": _CsvWriter,
+        "parquet": _ParquetWriter,
+        "jsonl": _JsonlWriter,
+    }
+    return writers[kind](path)
+
+
+def _table(fields: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+    import pyarrow as pa
+
+    columns = [[row[i] for row in rows] for i in range(len(fields))]
+    return pa.table(
+        {name: pa.array(column, pa.string()) for name, column in zip(fields, columns, strict=True)}
+    )
+
+
+class _CsvWriter:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer: Any = None
+
+    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        import pyarrow.csv as pc
+
+        table = _table(fields, rows)
+        if self._writer is None:
+            self._writer = pc.CSVWriter(str(self._path), table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._path.write_text("")
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._writer: Any = None
+
+    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        import pyarrow.parquet as pq
+
+        table = _table(fields, rows)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(str(self._path), table.schema)
+        self._writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self._path.write_bytes(b"")
+
+
+class _JsonlWriter:
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "wb")  # noqa: SIM115 (closed by close())
+
+    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        self._handle.write(
+            b"".join(orjson.dumps(dict(zip(fields, row, strict=True))) + b"\n" for row in rows)
+        )
+
+    def close(self) -> None:
+        self._handle.close()

@@ -88,6 +88,13 @@ def test_both_h2o_clients_score_with_the_passphrase_and_are_refused_without(prob
         assert "Every /model/* endpoint needs" in target.server_log()
 
 
+def test_an_open_deployment_says_so_at_start_up(probe_server):
+    with probe_server(record_headers=False, **SPEC) as target:
+        assert target.post("/model/score", BODY).status == 200
+        assert "No credential is configured" in target.server_log()
+        assert "every /model/* endpoint is open" in target.server_log()
+
+
 def test_every_model_endpoint_needs_the_credential_and_the_probes_do_not(probe_server):
     with probe_server(env={"SCORER_PASSPHRASE": PASSPHRASE}, record_headers=False, **SPEC) as target:
         for method, path in [

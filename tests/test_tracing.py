@@ -53,6 +53,13 @@ def traced(tmp_path, monkeypatch, requests, mode="on", **settings):
         app = create_app(settings, host)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as client:
             replies = [await client.request(method, path, **kw) for method, path, kw in requests]
+        # A batch's spans are recorded by the batcher just after it answers the requests (its
+        # observer runs when the model call returns): wait for them before closing.
+        scored = sum(1 for r in replies if r.status_code == 200 and r.request.url.path.endswith("/model/score"))
+        for _ in range(200):
+            if sum(s.name == "scorer.model_call" for s in EXPORTER.get_finished_spans()) >= scored:
+                break
+            await asyncio.sleep(0.01)
         await host.close()
         return replies
 

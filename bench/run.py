@@ -381,51 +381,33 @@ def measure(
             url = base + server.score_path
             wrk(url, bodies[1], 16, 2)  # warm-up
             for clients in SINGLE_ROW_CLIENTS:
-                rps, p50, p99, errors = wrk(url, bodies[1], clients, seconds)
-                found.append(
-                    Measurement(
-                        model_name,
-                        server.name,
-                        f"1 row, {clients} clients",
-                        1,
-                        clients,
-                        rps,
-                        p50,
-                        p99,
-                        errors,
-                    )
-                )
-                print(
-                    f"{model_name:14} {server.name:12} 1 row x{clients:<3} {rps:9.0f} req/s",
-                    _latency(p50, p99, errors),
-                    flush=True,
-                )
+                found.append(run_scenario(model_name, server.name, url, bodies[1], 1, clients, seconds))
             for n in built.large_rows:
-                rps, p50, p99, errors = wrk(url, bodies[n], LARGE_CLIENTS, seconds)
-                found.append(
-                    Measurement(
-                        model_name,
-                        server.name,
-                        f"{n} rows, {LARGE_CLIENTS} clients",
-                        n,
-                        LARGE_CLIENTS,
-                        rps,
-                        p50,
-                        p99,
-                        errors,
-                    )
-                )
-                print(
-                    f"{model_name:14} {server.name:12} {n} rows   {rps * n:9.0f} rows/s",
-                    _latency(p50, p99, errors),
-                    flush=True,
-                )
+                found.append(run_scenario(model_name, server.name, url, bodies[n], n, LARGE_CLIENTS, seconds))
             if built.contributions and server.name.startswith("ours"):
                 found += contributions(model_name, server.name, built, base, work, seconds)
     return found
 
 
 CONTRIBUTIONS = ((1, 16), (1_000, 2))
+
+
+def run_scenario(
+    model_name: str,
+    server: str,
+    url: str,
+    body: Path,
+    rows: int,
+    clients: int,
+    seconds: int,
+    label: str | None = None,
+) -> Measurement:
+    """One wrk run of ``body`` (``rows`` rows a request) at ``clients`` connections, printed."""
+    rps, p50, p99, errors = wrk(url, body, clients, seconds)
+    scenario = f"{label or (f'{rows} rows' if rows > 1 else '1 row')}, {clients} clients"
+    rate = f"{rps:9.0f} req/s" if rows == 1 else f"{rps * rows:9.0f} rows/s"
+    print(f"{model_name:14} {server:12} {scenario:38} {rate}", _latency(p50, p99, errors), flush=True)
+    return Measurement(model_name, server, scenario, rows, clients, rps, p50, p99, errors)
 
 
 def contributions(
@@ -444,23 +426,17 @@ def contributions(
         got = [len(group["contributions"]) for group in reply["contributionGroups"]]
         if not got or any(count != n for count in got):
             raise RuntimeError(f"{server} returned {got} contribution rows per group, not {n}")
-        rps, p50, p99, errors = wrk(url, body, clients, seconds)
         found.append(
-            Measurement(
+            run_scenario(
                 model_name,
                 server,
-                f"contributions, {n:,} row{'s' if n > 1 else ''}, {clients} clients",
+                url,
+                body,
                 n,
                 clients,
-                rps,
-                p50,
-                p99,
-                errors,
+                seconds,
+                f"contributions, {n:,} row{'s' if n > 1 else ''}",
             )
-        )
-        print(
-            f"{model_name:14} {server:12} contributions {n} rows x{clients:<3} {rps * n:9.0f} rows/s",
-            flush=True,
         )
     return found
 

@@ -188,8 +188,8 @@ class TableWriter(Protocol):
 def open_writer(path: Path, kind: str) -> TableWriter:
     """A writer of string columns to ``path`` (a file) in ``kind``."""
     writers: dict[str, Callable[[Path], TableWriter]] = {
-        "csv": _CsvWriter,
-        "parquet": _ParquetWriter,
+        "csv": _csv_writer,
+        "parquet": _parquet_writer,
         "jsonl": _JsonlWriter,
     }
     return writers[kind](path)
@@ -204,44 +204,39 @@ def _table(fields: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
     )
 
 
-class _CsvWriter:
-    def __init__(self, path: Path) -> None:
+class _ArrowWriter:
+    """Writes each chunk as an Arrow table, with the writer ``open_arrow(path, schema)`` makes
+    from the first chunk's schema (pyarrow's CSV and Parquet writers alike)."""
+
+    def __init__(self, path: Path, open_arrow: Callable[[str, Any], Any], empty: bytes = b"") -> None:
         self._path = path
+        self._open = open_arrow
+        self._empty = empty
         self._writer: Any = None
 
     def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        import pyarrow.csv as pc
-
         table = _table(fields, rows)
         if self._writer is None:
-            self._writer = pc.CSVWriter(str(self._path), table.schema)
+            self._writer = self._open(str(self._path), table.schema)
         self._writer.write_table(table)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
         else:
-            self._path.write_text("")
+            self._path.write_bytes(self._empty)
 
 
-class _ParquetWriter:
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._writer: Any = None
+def _csv_writer(path: Path) -> TableWriter:
+    import pyarrow.csv as pc
 
-    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        import pyarrow.parquet as pq
+    return _ArrowWriter(path, pc.CSVWriter)
 
-        table = _table(fields, rows)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(str(self._path), table.schema)
-        self._writer.write_table(table)
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            self._path.write_bytes(b"")
+def _parquet_writer(path: Path) -> TableWriter:
+    import pyarrow.parquet as pq
+
+    return _ArrowWriter(path, pq.ParquetWriter)
 
 
 class _JsonlWriter:

@@ -167,17 +167,7 @@ def _score(
 ) -> tuple[list[str], list[list[str]]]:
     copied = _copied(options)
     if options.contributions is ShapleyType.NONE:
-        # Built, not validated: the cells are strings by construction (batch/tables.py), and
-        # prepare_score makes every check the contract asks of fields and rows.
-        request = ScoreRequest.model_construct(
-            fields=fields,
-            rows=rows,
-            includeFieldsInOutput=copied or None,
-            noFieldNamesInOutput=None,
-            idField=None,
-            requestShapleyValueType=None,
-            requestPredictionIntervals=None,
-        )
+        request = ScoreRequest.of_cells(fields, rows, copied or None)
         prepared = prepare_score(request, facts)
         result = run_task(runtime, _task(prepared, outputs=True))
         body = score_body(facts.model_id, prepared, result)

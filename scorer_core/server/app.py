@@ -200,13 +200,20 @@ def create_app(
             raise scoring.admission.refusal()
         check_content_type(request.headers.get("content-type"))
         body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
+        async with slot(scoring) as deadline:
+            yield scoring, body, deadline
+
+    @asynccontextmanager
+    async def slot(scoring: Dispatcher) -> AsyncIterator[float]:
+        """A scoring slot from admission, its wait counted and traced; the deadline the answer
+        must meet."""
         queued = time.perf_counter()
         async with scoring.admission.admit():
             admitted_at = time.perf_counter()
             metrics.admission_wait(admitted_at - queued)
             if tracing is not None:
                 tracing.span_between("scorer.admission", queued, admitted_at)
-            yield scoring, body, scoring.deadline()
+            yield scoring.deadline()
 
     def load_in_background() -> None:
         try:
@@ -400,15 +407,10 @@ def create_app(
         scoring = dispatcher()
         if scoring.admission.full:
             raise scoring.admission.refusal()
-        async with scoring.admission.admit():
-            deadline = scoring.deadline()
+        async with slot(scoring) as deadline:
 
             def prepare() -> PreparedRequest:
-                fields, rows = read_whole(path)
-                return prepare_score(ScoreRequest.model_construct(
-                    fields=fields, rows=rows, includeFieldsInOutput=None, noFieldNamesInOutput=None,
-                    idField=None, requestShapleyValueType=None, requestPredictionIntervals=None,
-                ), facts)  # fmt: skip
+                return prepare_score(ScoreRequest.of_cells(*read_whole(path)), facts)
 
             prepared = await scoring.off_loop(prepare, deadline)
             request.scope[ROWS_KEY] = prepared.frame.num_rows

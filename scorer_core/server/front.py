@@ -97,6 +97,23 @@ def unprefixed(scope: Scope) -> Scope:
     return scope
 
 
+class _Answer:
+    """``send``, remembering the status the response started with (500 until then: what the
+    client sees if the app fails before it answers), and adding ``extra`` headers to it."""
+
+    def __init__(self, send: Send, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        self._send = send
+        self._extra = extra
+        self.status = 500
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            if self._extra:
+                message["headers"] = [*message.get("headers", ()), *self._extra]
+        await self._send(message)
+
+
 class ScorerApp:
     """The server's ASGI application: ``api`` (FastAPI) for every path but the ``hot`` POSTs."""
 
@@ -131,27 +148,19 @@ class ScorerApp:
             await self._serve(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # what the client sees if the app fails before it answers
         request_id = _request_id(scope) if self._access_log else None
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                if request_id is not None:
-                    message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id.encode())]
-            await send(message)
-
+        extra = [(b"x-request-id", request_id.encode())] if request_id is not None else []
+        answer = _Answer(send, extra)
         token = current_request_id.set(request_id) if request_id is not None else None
         try:
-            await self._serve(scope, receive, sent)
+            await self._serve(scope, receive, answer)
         finally:
             seconds = time.perf_counter() - started
             endpoint = endpoint_of(scope["path"])
             if metrics is not None:
-                metrics.request(endpoint, status, seconds)
+                metrics.request(endpoint, answer.status, seconds)
             if request_id is not None:
-                _access(scope, endpoint, status, seconds, request_id)
+                _access(scope, endpoint, answer.status, seconds, request_id)
             if token is not None:
                 current_request_id.reset(token)
 
@@ -178,22 +187,15 @@ class ScorerApp:
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert self._tracing is not None
-        status = 500
-
-        async def sent(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        answer = _Answer(send)
         with self._tracing.request(scope, endpoint_of(scope["path"])) as span:
             try:
-                await self._dispatch(scope, receive, sent)
+                await self._dispatch(scope, receive, answer)
             finally:
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("http.response.status_code", answer.status)
                 if ROWS_KEY in scope:
                     span.set_attribute("scorer.rows", scope[ROWS_KEY])
-                if status >= 500:
+                if answer.status >= 500:
                     span.set_status(self._tracing.error_status())
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

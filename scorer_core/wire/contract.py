@@ -66,6 +66,23 @@ class ScoreRequest(BaseModel):
         None, description="Also return prediction intervals (models that have them)."
     )
 
+    @classmethod
+    def of_cells(
+        cls, fields: list[str], rows: list[list[str]], include: list[str] | None = None
+    ) -> ScoreRequest:
+        """A request of string cells read by the server itself (a file, not a client's body):
+        built without validation, since the cells are strings by construction, and
+        ``prepare_score`` makes every check the contract asks of fields and rows."""
+        return cls.model_construct(
+            fields=fields,
+            rows=rows,
+            includeFieldsInOutput=include,
+            noFieldNamesInOutput=None,
+            idField=None,
+            requestShapleyValueType=None,
+            requestPredictionIntervals=None,
+        )
+
 
 class ContributionRequest(BaseModel):
     """``POST /model/contribution`` body."""

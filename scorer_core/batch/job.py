@@ -77,9 +77,7 @@ def run_batch_job(
     settings: Settings, options: BatchOptions, progress: Callable[[BatchSummary], None] | None = None
 ) -> BatchSummary:
     """Score ``options.input`` into ``options.output``; the summary of what was done."""
-    kind = format_of(
-        options.output if options.output.suffix else options.output.with_suffix(".csv"), what="output"
-    )
+    kind = format_of(options.output, what="output")
     format_of(options.input, what="input")
     if options.batch_rows < 1:
         raise ConfigurationError("--batch-rows must be at least 1")

@@ -26,6 +26,7 @@ __all__ = [
     "build_frame",
     "convert_column",
     "format_column",
+    "format_scalar",
 ]
 
 #: Cells read as missing in non-string columns unless the runtime declares its own list.
@@ -307,7 +308,7 @@ def _to_str(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.n
         elif isinstance(value, (dict, list)):
             raise _fail(row, spec, value, "Str (expected a string)")
         else:
-            out[row] = _format_scalar(value)
+            out[row] = format_scalar(value)
     return out
 
 
@@ -363,10 +364,12 @@ def _format_array(array: np.ndarray) -> list[str]:
         return ["true" if v else "false" for v in array.tolist()]
     if kind == "M":
         return ["" if np.isnat(v) else str(v.astype("datetime64[ms]")) for v in array]
-    return [_format_scalar(v) for v in array.tolist()]
+    return [format_scalar(v) for v in array.tolist()]
 
 
-def _format_scalar(value: Any) -> str:
+def format_scalar(value: Any) -> str:
+    """One value as the contract's string cell (``None`` empty, floats in full, NaN and the
+    infinities as H2O spells them)."""
     if value is None:
         return ""
     if isinstance(value, str):

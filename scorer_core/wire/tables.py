@@ -9,7 +9,6 @@ with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 import orjson
 
 from scorer_core.errors import ConfigurationError, InvalidRequest
+from scorer_core.wire.cells import format_scalar
 
 __all__ = [
     "FORMATS",
@@ -167,16 +167,11 @@ def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
 
 
 def _cell(value: Any) -> str:
-    """A typed value as a client of the HTTP API would send it."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return "NaN" if math.isnan(value) else repr(value)
+    """A typed value as a client of the HTTP API would send it: as the server itself writes
+    cells (``format_scalar``), nested values as JSON."""
     if isinstance(value, (dict, list)):
         return orjson.dumps(value).decode()
-    return str(value)
+    return format_scalar(value)
 
 
 class TableWriter(Protocol):

@@ -30,7 +30,7 @@ SCORING_CLIENT := h2o-mlops-scoring-client==0.2.1b1
 
 # kubectl renders the kustomize base in tests/test_deploy.py (Debian's kubernetes-client when absent).
 install-test: $(BIN)/python
-	$(PIP_INSTALL) $(EDITABLE) -e '.[test]' $(foreach p,$(TEST_PLUGINS),-e '$(p)') $(DEV_PINS)
+	$(PIP_INSTALL) $(EDITABLE) -e '.[test,spark]' $(foreach p,$(TEST_PLUGINS),-e '$(p)') $(DEV_PINS)
 	$(PIP_INSTALL) --no-deps $(SCORING_CLIENT)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 

@@ -193,10 +193,12 @@ def _batch(args: argparse.Namespace) -> int:
         overrides["shapley_types_enabled"] = "ALL"  # asking for them on the command line enables them
     settings = load_settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
+    spark = args.engine == "spark"
     options = BatchOptions(
         model_path=args.model_path,
-        input=args.input,
-        output=args.output,
+        # Spark's paths may be URIs (s3a://bucket/x), which Path would mangle.
+        input=args.input if spark else Path(args.input),
+        output=args.output if spark else Path(args.output),
         runtime=args.runtime,
         id_column=args.id_column,
         keep_columns=tuple(c for c in (args.keep_columns or "").split(",") if c),
@@ -205,7 +207,13 @@ def _batch(args: argparse.Namespace) -> int:
         on_error=args.on_error,
     )
     try:
-        summary = run_batch_job(settings, options, print_progress())
+        if spark:
+            from scorer_core.batch.spark import SparkOptions, run_spark_job
+
+            where = SparkOptions(args.spark_master, _spark_conf(args.spark_conf))
+            summary = run_spark_job(settings, options, where)
+        else:
+            summary = run_batch_job(settings, options, print_progress())
     except BatchFailed as exc:
         print(
             f"\nscorer: error: {exc}; nothing was written (--on-error skip goes on past such rows)",
@@ -227,6 +235,16 @@ def _batch(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _spark_conf(pairs: list[str]) -> dict[str, str]:
+    conf: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise ConfigurationError(f"--spark-conf takes KEY=VALUE (a Spark setting), not {pair!r}")
+        conf[key.strip()] = value
+    return conf
 
 
 def _plugins(args: argparse.Namespace) -> int:
@@ -255,8 +273,10 @@ def _parser() -> argparse.ArgumentParser:
         "batch", help="score a file or directory of rows into another (docs/batch.md)"
     )
     batch.add_argument("model_path", type=Path, help="model file or directory")
-    batch.add_argument("input", type=Path, help="a .csv, .parquet or .jsonl file, or a directory of parts")
-    batch.add_argument("output", type=Path, help="a .csv, .parquet or .jsonl file, written when the job ends")
+    batch.add_argument("input", help="a .csv, .parquet or .jsonl file, or a directory of parts")
+    batch.add_argument(
+        "output", help="a .csv, .parquet or .jsonl file (a directory of parts with Spark), written at the end"
+    )
     batch.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
     batch.add_argument("--id-column", help="input column copied first into every output row")
     batch.add_argument("--keep-columns", help="comma-separated input columns copied after the id")
@@ -273,7 +293,18 @@ def _parser() -> argparse.ArgumentParser:
         help="rows that cannot be scored stop the job (fail) or go to OUTPUT.errors.jsonl (skip)",
     )
     batch.add_argument(
-        "--engine", choices=["local"], default="local", help="where to score (local: this process)"
+        "--engine",
+        choices=["local", "spark"],
+        default="local",
+        help="where to score: this process (local) or Apache Spark (spark; the [spark] extra)",
+    )
+    batch.add_argument("--spark-master", default="local[*]", help="Spark's master URL (default local[*])")
+    batch.add_argument(
+        "--spark-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, e.g. spark.executor.memory=4g (repeatable)",
     )
     batch.set_defaults(func=_batch)
 

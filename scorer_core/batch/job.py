@@ -37,9 +37,9 @@ from scorer_core.schema import ShapleyType
 from scorer_core.server.requests import prepare_contribution, prepare_score
 from scorer_core.server.responses import contribution_body, score_body
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
-from scorer_core.wire.tables import format_of, open_writer, read_chunks
+from scorer_core.wire.tables import estimate_rows, format_of, open_writer, read_chunks
 
-__all__ = ["BatchOptions", "BatchSummary", "run_batch_job"]
+__all__ = ["BatchFailed", "BatchOptions", "BatchSummary", "ChunkScorer", "run_batch_job"]
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BatchOptions:
     model_path: Path
-    input: Path
-    output: Path
+    #: Paths, or for the Spark engine also URIs Spark reads (``hdfs://``, ``s3a://``).
+    input: Path | str
+    output: Path | str
     runtime: str | None = None
     id_column: str | None = None
     keep_columns: tuple[str, ...] = ()
@@ -63,6 +64,10 @@ class BatchSummary:
     rows_written: int = 0
     rows_skipped: int = 0
     seconds: float = 0.0
+    #: The input's rows, when known before the end (``estimate_rows``); ``total_exact`` says
+    #: whether counted (Parquet's footers) or estimated from the bytes of the first lines.
+    rows_total: int | None = None
+    total_exact: bool = False
 
     @property
     def rows_per_second(self) -> float:
@@ -72,39 +77,37 @@ class BatchSummary:
 class BatchFailed(ScorerError):
     """A row the job could not score, with ``--on-error fail``."""
 
+    @classmethod
+    def at(cls, row: int, reason: str) -> BatchFailed:
+        return cls(f"row {row} (counting from 0) cannot be scored: {reason}")
+
 
 def run_batch_job(
     settings: Settings, options: BatchOptions, progress: Callable[[BatchSummary], None] | None = None
 ) -> BatchSummary:
     """Score ``options.input`` into ``options.output``; the summary of what was done."""
-    kind = format_of(options.output, what="output")
-    format_of(options.input, what="input")
+    source, output = Path(options.input), Path(options.output)
+    kind = format_of(output, what="output")
+    format_of(source, what="input")
     if options.batch_rows < 1:
         raise ConfigurationError("--batch-rows must be at least 1")
-    runtime, facts = _load(settings, options)
-    partial = options.output.with_name(options.output.name + ".partial")
-    errors_path = options.output.with_name(options.output.name + ".errors.jsonl")
+    scorer = ChunkScorer.load(settings, options)
+    partial = output.with_name(output.name + ".partial")
+    errors_path = output.with_name(output.name + ".errors.jsonl")
     writer = open_writer(partial, kind)
     summary = BatchSummary()
+    if progress is not None:
+        summary.rows_total, summary.total_exact = estimate_rows(source) or (None, False)
     started = time.monotonic()
     errors = open(errors_path, "wb") if options.on_error == "skip" else None  # noqa: SIM115
     try:
-        for fields, columns in read_chunks(options.input, options.batch_rows):
-            missing = [c for c in _copied(options) if c not in fields]
-            if missing:
-                raise ConfigurationError(
-                    f"the input has no column {', '.join(map(repr, missing))} (--id-column, --keep-columns)"
-                )
-            # The copied columns first, in the order asked for: score_body copies in field order.
-            order = list(dict.fromkeys([*_copied(options), *fields]))
-            rows = list(map(list, zip(*(columns[fields.index(name)] for name in order), strict=True)))
+        for fields, columns in read_chunks(source, options.batch_rows):
             first_row = summary.rows_read
-            summary.rows_read += len(rows)
-            out_fields, out_rows, failures = _score_chunk(runtime, facts, options, order, rows, first_row)
+            summary.rows_read += len(columns[0]) if columns else 0
+            out_fields, out_rows, failures = scorer.score(fields, columns, first_row)
             if failures:
                 if errors is None:
-                    number, message = failures[0]
-                    raise BatchFailed(f"row {number} (counting from 0) cannot be scored: {message}")
+                    raise BatchFailed.at(*failures[0])
                 for number, message in failures:
                     errors.write(orjson.dumps({"row": number, "error": message}) + b"\n")
                 summary.rows_skipped += len(failures)
@@ -115,7 +118,7 @@ def run_batch_job(
             if progress is not None:
                 progress(summary)
         writer.close()
-        partial.replace(options.output)
+        partial.replace(output)
     except BaseException:
         writer.close()
         partial.unlink(missing_ok=True)
@@ -125,65 +128,102 @@ def run_batch_job(
             errors.close()
             if not summary.rows_skipped:
                 errors_path.unlink(missing_ok=True)
-        runtime.close()
+        scorer.close()
     summary.seconds = time.monotonic() - started
     return summary
 
 
-def _load(settings: Settings, options: BatchOptions) -> tuple[Runtime, ModelFacts]:
-    plugins = load_plugins(settings)
-    runtime_cls = plugins.runtime_to_load(options.model_path, options.runtime)
-    runtime_cls.check_model(options.model_path)
-    return load_runtime(runtime_cls, options.model_path, settings)
+class ChunkScorer:
+    """One loaded model scoring chunks of string cells as ``POST /model/score`` (or
+    ``/model/contribution``) would: the unit both engines run, so that a row gets one answer
+    whether the job runs here or on a Spark executor."""
 
+    def __init__(self, runtime: Runtime, facts: ModelFacts, options: BatchOptions) -> None:
+        self.runtime = runtime
+        self.facts = facts
+        self.options = options
+        #: The id column, then the kept ones: copied first into every output row.
+        self.copied = list(dict.fromkeys(c for c in (options.id_column, *options.keep_columns) if c))
 
-def _score_chunk(
-    runtime: Runtime,
-    facts: ModelFacts,
-    options: BatchOptions,
-    fields: list[str],
-    rows: list[list[str]],
-    first_row: int,
-) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
-    """The chunk's answer rows, or, when some rows fail, the others' and each failure's reason.
-    ``fields`` starts with the copied columns (the id, then the kept ones)."""
-    try:
-        return (*_score(runtime, facts, options, fields, rows), [])
-    except (InvalidRequest, ModelError) as exc:  # a row's fault; anything else stops the job
-        if len(rows) == 1:
-            return [], [], [(first_row, exc.detail)]
-    # Some row failed: halves, down to the rows at fault (as the server isolates a bad request).
-    middle = len(rows) // 2
-    left = _score_chunk(runtime, facts, options, fields, rows[:middle], first_row)
-    right = _score_chunk(runtime, facts, options, fields, rows[middle:], first_row + middle)
-    names = left[0] or right[0]
-    return names, left[1] + right[1], left[2] + right[2]
+    @classmethod
+    def load(cls, settings: Settings, options: BatchOptions) -> ChunkScorer:
+        plugins = load_plugins(settings)
+        runtime_cls = plugins.runtime_to_load(options.model_path, options.runtime)
+        runtime_cls.check_model(options.model_path)
+        runtime, facts = load_runtime(runtime_cls, options.model_path, settings)
+        return cls(runtime, facts, options)
 
+    def close(self) -> None:
+        self.runtime.close()
 
-def _score(
-    runtime: Runtime, facts: ModelFacts, options: BatchOptions, fields: list[str], rows: list[list[str]]
-) -> tuple[list[str], list[list[str]]]:
-    copied = _copied(options)
-    if options.contributions is ShapleyType.NONE:
-        request = ScoreRequest.of_cells(fields, rows, copied or None)
-        prepared = prepare_score(request, facts)
-        result = run_task(runtime, _task(prepared, outputs=True))
-        body = score_body(facts.model_id, prepared, result)
-        return body["fields"], body["score"]
-    request_c = ContributionRequest.model_validate(
-        {"fields": fields, "rows": rows, "requestShapleyValueType": options.contributions}
-    )
-    prepared = prepare_contribution(request_c, facts)
-    result = run_task(runtime, _task(prepared, outputs=False))
-    assert result.contributions is not None
-    wire = contribution_body(result.contributions)
-    names, values = _contribution_columns(wire)
-    kept = [row[: len(copied)] for row in rows]  # the copied columns come first
-    return [*copied, *names], [k + v for k, v in zip(kept, values, strict=True)]
+    def check_columns(self, fields: Sequence[str]) -> None:
+        missing = [c for c in self.copied if c not in fields]
+        if missing:
+            raise ConfigurationError(
+                f"the input has no column {', '.join(map(repr, missing))} (--id-column, --keep-columns)"
+            )
 
+    def score(
+        self, fields: Sequence[str], columns: Sequence[Sequence[str]], first_row: int
+    ) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
+        """A chunk's output field names and rows, and each row that failed (its number, counting
+        ``first_row`` for the chunk's first, and why)."""
+        self.check_columns(fields)
+        names = list(fields)
+        # The copied columns first, in the order asked for: score_body copies in field order.
+        order = list(dict.fromkeys([*self.copied, *names]))
+        rows = list(map(list, zip(*(columns[names.index(name)] for name in order), strict=True)))
+        return self._score_chunk(order, rows, first_row)
 
-def _copied(options: BatchOptions) -> list[str]:
-    return list(dict.fromkeys(c for c in (options.id_column, *options.keep_columns) if c))
+    def output_fields(self, fields: Sequence[str]) -> list[str]:
+        """The output's field names for an input of ``fields``, from scoring the model's own
+        sample row: an engine that declares its output's schema before it reads a row (Spark)
+        learns it the way a client would."""
+        self.check_columns(fields)
+        sample = dict(zip((f.name for f in self.facts.schema.inputs), self.facts.sample_row, strict=True))
+        names = list(dict.fromkeys([*fields, *sample]))
+        columns = [[sample.get(name, "")] for name in names]
+        out_fields, _, failures = self.score(names, columns, 0)
+        if failures:
+            raise ConfigurationError(
+                f"the model failed to score its own sample row, so the output's columns are unknown: "
+                f"{failures[0][1]}"
+            )
+        return out_fields
+
+    def _score_chunk(
+        self, fields: list[str], rows: list[list[str]], first_row: int
+    ) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
+        try:
+            return (*self._score(fields, rows), [])
+        except (InvalidRequest, ModelError) as exc:  # a row's fault; anything else stops the job
+            if len(rows) == 1:
+                return [], [], [(first_row, exc.detail)]
+        # Some row failed: halves, down to the rows at fault (as the server isolates a bad request).
+        middle = len(rows) // 2
+        left = self._score_chunk(fields, rows[:middle], first_row)
+        right = self._score_chunk(fields, rows[middle:], first_row + middle)
+        names = left[0] or right[0]
+        return names, left[1] + right[1], left[2] + right[2]
+
+    def _score(self, fields: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+        copied, facts, runtime = self.copied, self.facts, self.runtime
+        if self.options.contributions is ShapleyType.NONE:
+            request = ScoreRequest.of_cells(fields, rows, copied or None)
+            prepared = prepare_score(request, facts)
+            result = run_task(runtime, _task(prepared, outputs=True))
+            body = score_body(facts.model_id, prepared, result)
+            return body["fields"], body["score"]
+        request_c = ContributionRequest.model_validate(
+            {"fields": fields, "rows": rows, "requestShapleyValueType": self.options.contributions}
+        )
+        prepared_c = prepare_contribution(request_c, facts)
+        result = run_task(runtime, _task(prepared_c, outputs=False))
+        assert result.contributions is not None
+        wire = contribution_body(result.contributions)
+        names, values = _contribution_columns(wire)
+        kept = [row[: len(copied)] for row in rows]  # the copied columns come first
+        return [*copied, *names], [k + v for k, v in zip(kept, values, strict=True)]
 
 
 def _task(prepared: Any, *, outputs: bool) -> ScoringTask:
@@ -217,14 +257,42 @@ def print_progress(stream: Any = sys.stderr) -> Callable[[BatchSummary], None]:
     terminal = stream.isatty()
 
     def show(summary: BatchSummary) -> None:
-        line = f"{summary.rows_read:,} rows, {summary.rows_per_second:,.0f} rows/s, {summary.seconds:.0f} s"
-        if summary.rows_skipped:
-            line += f", {summary.rows_skipped:,} skipped"
+        line = progress_line(summary)
         if terminal:
-            stream.write("\r" + line)
+            stream.write("\r" + line + "\x1b[K")  # erase what a longer line left
             stream.flush()
         elif summary.seconds - last[0] >= 10:
             last[0] = summary.seconds
             log.info("Scored %s", line)
 
     return show
+
+
+def progress_line(summary: BatchSummary) -> str:
+    """Rows done (of how many, when known), rows/s, and the time left at that pace."""
+    done = f"{summary.rows_read:,}"
+    total = summary.rows_total
+    left = ""
+    if total:
+        total = max(total, summary.rows_read)  # an estimate can fall short
+        about = "" if summary.total_exact else "about "
+        done += f" of {about}{total:,} rows ({summary.rows_read / total:.0%})"
+        if summary.rows_per_second:
+            left = f", {_duration((total - summary.rows_read) / summary.rows_per_second)} left"
+    else:
+        done += " rows"
+    line = f"{done}, {summary.rows_per_second:,.0f} rows/s, {summary.seconds:.0f} s{left}"
+    if summary.rows_skipped:
+        line += f", {summary.rows_skipped:,} skipped"
+    return line
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

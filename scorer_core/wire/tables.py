@@ -23,13 +23,23 @@ __all__ = [
     "FileTooLarge",
     "TableWriter",
     "allowed_file",
+    "cell_of",
+    "estimate_rows",
     "format_of",
     "open_writer",
     "read_chunks",
     "read_whole",
 ]
 
-FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: ``.json`` is read as JSON Lines too: it is how Spark names the parts of a JSON output.
+FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
 
 #: Field names and one list of string cells per field: columns, so that a job puts them in the
 #: order it needs and makes rows with one ``zip``, not a Python loop per cell.
@@ -67,6 +77,28 @@ def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
         if FORMATS.get(file.suffix.lower()) != kind:
             continue
         yield from {"csv": _csv, "parquet": _parquet, "jsonl": _jsonl}[kind](file, rows)
+
+
+def estimate_rows(path: Path, sample_bytes: int = 1 << 20) -> tuple[int, bool] | None:
+    """How many rows the input holds, and whether that is exact: Parquet's footers count them;
+    for CSV and JSON Lines, the size over the bytes per line of the first MiB (an estimate, for
+    the progress line's time left). ``None`` when it cannot tell."""
+    kind = format_of(path, what="input")
+    files = [f for f in (_parts(path) if path.is_dir() else [path]) if FORMATS.get(f.suffix.lower()) == kind]
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files), True
+    sizes = [f.stat().st_size for f in files]
+    if not files or not sum(sizes):
+        return None
+    with open(files[0], "rb") as handle:
+        head = handle.read(sample_bytes)
+    lines = head.count(b"\n")
+    if not lines:
+        return None
+    headers = len(files) if kind == "csv" else 0
+    return max(0, round(sum(sizes) * lines / len(head)) - headers), False
 
 
 def allowed_file(directory: Path, name: str, max_bytes: int) -> Path:
@@ -140,7 +172,7 @@ def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
     file = pq.ParquetFile(path)
     names = file.schema_arrow.names
     for batch in file.iter_batches(batch_size=rows):
-        yield names, [[_cell(v) for v in column.to_pylist()] for column in batch.columns]
+        yield names, [[cell_of(v) for v in column.to_pylist()] for column in batch.columns]
 
 
 def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
@@ -158,7 +190,7 @@ def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
                 raise ConfigurationError(f"input '{path}' line {number} is not a JSON object")
             if names is None:
                 names = list(record)
-            buffered.append([_cell(record.get(name)) for name in names])
+            buffered.append([cell_of(record.get(name)) for name in names])
             if len(buffered) >= rows:
                 yield names, [list(column) for column in zip(*buffered, strict=True)]
                 buffered = []
@@ -166,7 +198,7 @@ def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
         yield names, [list(column) for column in zip(*buffered, strict=True)]
 
 
-def _cell(value: Any) -> str:
+def cell_of(value: Any) -> str:
     """A typed value as a client of the HTTP API would send it: as the server itself writes
     cells (``format_scalar``), nested values as JSON."""
     if isinstance(value, (dict, list)):

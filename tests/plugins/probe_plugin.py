@@ -49,6 +49,9 @@ class ProbeRuntime(Runtime):
         if "configuration_error" in spec:
             raise ConfigurationError(spec["configuration_error"])
         self.spec = spec
+        if "load_log" in spec:  # one line per load, naming the process: who loaded it, how often
+            with open(spec["load_log"], "a") as log:
+                log.write(f"{os.getpid()}\n")
         inputs = [Field(n, DataType(t)) for n, t in spec.get("inputs", [["x", "Float64"]])]
         outputs = [Field(n, DataType(t)) for n, t in spec.get("outputs", [["y", "Float64"]])]
         self.schema = ModelSchema(inputs, outputs)
@@ -80,6 +83,8 @@ class ProbeRuntime(Runtime):
                 outputs["auth"] = [request_headers.get({}).get("Authorization", "")] * len(x)
             elif field.name == "batch_rows":  # reveals how many rows the model call held
                 outputs["batch_rows"] = [batch.num_rows] * len(x)
+            elif field.name == "pid":  # which process (worker, executor, replica) answered
+                outputs["pid"] = [str(os.getpid())] * len(x)
             elif field.name == "label":
                 outputs["label"] = np.where(x > 1, "big", "small")
         return outputs

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import Plugins, load_plugins
-from scorer_core.config.selection import resolve_model
 from scorer_core.config.settings import Settings, load_settings, removed_env_var_warnings
 from scorer_core.errors import ConfigurationError, ScorerError
 
@@ -72,21 +71,12 @@ def serve(settings: Settings) -> int:
     failed to load. Configuration errors are raised before the server starts listening."""
     import uvicorn
 
-    from scorer_core.execution.executors import start_executor
-    from scorer_core.server.app import create_app
-    from scorer_core.server.host import ModelHost
     from scorer_core.server.protocol import guarded_protocol
+    from scorer_core.server.served import served_model
 
     _startup_warnings(settings)
     listener = bind_listener(settings.host, settings.port)
     try:
-        plugins = load_plugins(settings)
-        path, runtime_name = resolve_model(settings, plugins)
-        runtime_cls = plugins.select_runtime(path, runtime_name)
-        runtime_cls.check_model(path)
-        host: ModelHost = ModelHost(
-            lambda: start_executor(plugins, runtime_cls.name, path, settings, on_starting=host.starting)
-        )
         server: uvicorn.Server | None = None
 
         def stop_on_load_failure() -> None:
@@ -95,11 +85,12 @@ def serve(settings: Settings) -> int:
                 server.should_exit = True
 
         tls = settings.tls()
-        app = create_app(settings, host, on_load_failure=stop_on_load_failure)  # checks credentials
+        served = served_model(settings, on_load_failure=stop_on_load_failure)
+        app, host = served.app, served.host
     except BaseException:
         listener.close()
         raise
-    log.info("Serving '%s' with runtime '%s'", path, runtime_cls.name)
+    log.info("Serving '%s' with runtime '%s'", served.path, served.runtime)
     server = _uvicorn_server(
         listener,
         uvicorn.Config(

@@ -485,4 +485,5 @@ def create_app(
         protect_metrics=settings.metrics_auth,
         access_log=settings.access_logging,
         tracing=tracing,
+        stuck=stuck,
     )

@@ -128,8 +128,10 @@ class ScorerApp:
         protect_metrics: bool = False,
         access_log: bool = False,
         tracing: Tracing | None = None,
+        stuck: Callable[[], str | None] | None = None,
     ) -> None:
         self.api = api
+        self._stuck = stuck
         self._hot = dict(hot)
         self._on_error = on_error
         self.auth = auth
@@ -137,6 +139,11 @@ class ScorerApp:
         self._protected = ("/model/", "/metrics") if protect_metrics else ("/model/",)
         self._access_log = access_log
         self._tracing = tracing
+
+    def stuck(self) -> str | None:
+        """Why only a restart can bring scoring back (``/healthz``'s 500), or ``None``: for hosts
+        with their own health checks, such as Ray Serve's replicas."""
+        return self._stuck() if self._stuck is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo plugins/hydrogen_torch
+# Integrations with other systems, each its own distribution; tests cover them all.
+INTEGRATIONS := integrations/ray
 # Tests also cover the Hydrogen Torch ONNX backend.
 TEST_PLUGINS := $(patsubst plugins/hydrogen_torch,plugins/hydrogen_torch[onnx],$(PLUGINS))
 # The CPU build of torch: an unpinned torch resolves to a multi-GB CUDA build.
@@ -30,7 +32,7 @@ SCORING_CLIENT := h2o-mlops-scoring-client==0.2.1b1
 
 # kubectl renders the kustomize base in tests/test_deploy.py (Debian's kubernetes-client when absent).
 install-test: $(BIN)/python
-	$(PIP_INSTALL) $(EDITABLE) -e '.[test,spark]' $(foreach p,$(TEST_PLUGINS),-e '$(p)') $(DEV_PINS)
+	$(PIP_INSTALL) $(EDITABLE) -e '.[test,spark]' $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)
 	$(PIP_INSTALL) --no-deps $(SCORING_CLIENT)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 

@@ -307,3 +307,23 @@ def test_the_scoring_posts_skip_the_framework_stack_and_keep_its_error_answers(s
     assert get.status_code == 501 and health.text == "OK"
     assert through_framework == ["/model/score", "/healthz"], "only the GET and the probe"
     assert "POST /model/score failed" in caplog.text, "a model error is logged as the framework did"
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "seen"),
+    [
+        ("/model/score", "", "/model/score"),
+        ("/dep-1/model/score", "", "/model/score"),
+        # Mounted under a path (Ray Serve's route_prefix): ASGI keeps it in path and root_path.
+        ("/iris/model/score", "/iris", "/model/score"),
+        ("/iris/dep-1/model/score", "/iris", "/model/score"),
+        ("/iris", "/iris", "/"),
+        # A root_path that is only the start of a segment is not the mount.
+        ("/irises/model/score", "/iris", "/model/score"),
+    ],
+)
+def test_the_deployment_prefix_is_the_segment_after_the_mount(path, root_path, seen):
+    from scorer_core.server.front import unprefixed
+
+    scope = unprefixed({"type": "http", "path": path, "raw_path": path.encode(), "root_path": root_path})
+    assert scope["path"] == seen and scope["raw_path"] == seen.encode()

@@ -86,8 +86,17 @@ def _access(scope: Scope, endpoint: str, status: int, seconds: float, request_id
 
 
 def unprefixed(scope: Scope) -> Scope:
-    """``/<deployment-id>/model/score`` as ``/model/score``, as H2O MLOps clients send it."""
+    """``/<deployment-id>/model/score`` as ``/model/score``, as H2O MLOps clients send it.
+
+    A host that mounts the app under a path (Ray Serve's ``route_prefix``) says so in
+    ``root_path``, which ASGI keeps in ``path`` too: it is taken off first, so the deployment
+    prefix is the segment after it, and every path the app matches is the same on any host."""
     path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        path = path[len(root) :] or "/"
+        scope = dict(scope)
+        scope["path"], scope["raw_path"], scope["root_path"] = path, path.encode(), ""
     if not path.startswith(PREFIXABLE):
         second = path.find("/", 1)
         if second > 0 and path[second:].startswith(PREFIXABLE):

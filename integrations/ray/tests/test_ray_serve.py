@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -204,10 +203,28 @@ def test_the_h2o_contract_on_two_replicas_of_a_real_mlflow_model(cluster, tmp_pa
         serve.delete("iris")
 
 
-def test_a_bad_argument_fails_the_deploy_with_one_line(tmp_path):
+def test_arguments_pass_through_and_a_bad_one_fails_the_deploy_with_one_line(tmp_path, monkeypatch):
+    for name, value in plugin_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(plugin_env()["PYTHONPATH"].split(os.pathsep)[0])
+    model = tmp_path / "m.probe"
+    model.write_text("{}")
+    # Strings, as `serve run` passes them; a config file's mappings are taken as they are.
+    scaled = scorer_ray.build(
+        {"model_path": str(model), "num_replicas": "auto", "max_ongoing_requests": "8",
+         "autoscaling_config": json.dumps({"min_replicas": 1, "max_replicas": 3})}
+    )._bound_deployment  # fmt: skip
+    assert scaled.max_ongoing_requests == 8
+    assert scaled._deployment_config.autoscaling_config.max_replicas == 3
+    # By default our own admission decides about overload (503 + Retry-After), not Serve's 5.
+    default = scorer_ray.build({"model_path": str(model)})._bound_deployment
+    assert default.max_ongoing_requests == 256 + 1024  # SCORING_CONCURRENCY + SCORER_QUEUE_SIZE
+
     with pytest.raises(ConfigurationError, match=r"unknown argument\(s\) num_replica;.*it takes"):
-        scorer_ray.build({"model_path": str(tmp_path), "num_replica": "2"})
+        scorer_ray.build({"model_path": str(model), "num_replica": "2"})
     with pytest.raises(ConfigurationError, match="num_replicas='two'"):
-        scorer_ray.build({"model_path": str(Path(__file__)), "num_replicas": "two"})
+        scorer_ray.build({"model_path": str(model), "num_replicas": "two"})
+    with pytest.raises(ConfigurationError, match="ray_actor_options"):
+        scorer_ray.build({"model_path": str(model), "ray_actor_options": "[1]"})
     with pytest.raises(ConfigurationError):  # no runtime can load it: refused before any replica starts
         scorer_ray.build({"model_path": str(tmp_path / "missing")})

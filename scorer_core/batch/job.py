@@ -36,10 +36,11 @@ from scorer_core.runtime import Runtime
 from scorer_core.schema import ShapleyType
 from scorer_core.server.requests import prepare_contribution, prepare_score
 from scorer_core.server.responses import contribution_body, score_body
+from scorer_core.wire.columns import Column, ColumnRows, frame_of_columns
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 from scorer_core.wire.tables import estimate_rows, format_of, open_writer, read_chunks
 
-__all__ = ["BatchFailed", "BatchOptions", "BatchSummary", "ChunkScorer", "run_batch_job"]
+__all__ = ["BatchFailed", "BatchOptions", "BatchSummary", "ChunkScorer", "ScoredChunk", "run_batch_job"]
 
 log = logging.getLogger(__name__)
 
@@ -104,16 +105,16 @@ def run_batch_job(
         for fields, columns in read_chunks(source, options.batch_rows):
             first_row = summary.rows_read
             summary.rows_read += len(columns[0]) if columns else 0
-            out_fields, out_rows, failures = scorer.score(fields, columns, first_row)
-            if failures:
+            scored = scorer.score(fields, columns, first_row)
+            if scored.failures:
                 if errors is None:
-                    raise BatchFailed.at(*failures[0])
-                for number, message in failures:
+                    raise BatchFailed.at(*scored.failures[0])
+                for number, message in scored.failures:
                     errors.write(orjson.dumps({"row": number, "error": message}) + b"\n")
-                summary.rows_skipped += len(failures)
-            if out_rows:
-                writer.write(out_fields, out_rows)
-                summary.rows_written += len(out_rows)
+                summary.rows_skipped += len(scored.failures)
+            if scored.num_rows:
+                writer.write(scored.fields, scored.columns)
+                summary.rows_written += scored.num_rows
             summary.seconds = time.monotonic() - started
             if progress is not None:
                 progress(summary)
@@ -163,16 +164,14 @@ class ChunkScorer:
                 f"the input has no column {', '.join(map(repr, missing))} (--id-column, --keep-columns)"
             )
 
-    def score(
-        self, fields: Sequence[str], columns: Sequence[Sequence[str]], first_row: int
-    ) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
-        """A chunk's output field names and rows, and each row that failed (its number, counting
-        ``first_row`` for the chunk's first, and why)."""
+    def score(self, fields: Sequence[str], columns: Sequence[Column], first_row: int) -> ScoredChunk:
+        """A chunk's answer, and each row that failed (its number, counting ``first_row`` for
+        the chunk's first, and why)."""
         self.check_columns(fields)
         names = list(fields)
         # The copied columns first, in the order asked for: score_body copies in field order.
         order = list(dict.fromkeys([*self.copied, *names]))
-        rows = list(map(list, zip(*(columns[names.index(name)] for name in order), strict=True)))
+        rows = ColumnRows([columns[names.index(name)] for name in order])
         return self._score_chunk(order, rows, first_row)
 
     def output_fields(self, fields: Sequence[str]) -> list[str]:
@@ -182,48 +181,69 @@ class ChunkScorer:
         self.check_columns(fields)
         sample = dict(zip((f.name for f in self.facts.schema.inputs), self.facts.sample_row, strict=True))
         names = list(dict.fromkeys([*fields, *sample]))
-        columns = [[sample.get(name, "")] for name in names]
-        out_fields, _, failures = self.score(names, columns, 0)
-        if failures:
+        scored = self.score(names, [[sample.get(name, "")] for name in names], 0)
+        if scored.failures:
             raise ConfigurationError(
                 f"the model failed to score its own sample row, so the output's columns are unknown: "
-                f"{failures[0][1]}"
+                f"{scored.failures[0][1]}"
             )
-        return out_fields
+        return scored.fields
 
-    def _score_chunk(
-        self, fields: list[str], rows: list[list[str]], first_row: int
-    ) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
+    def _score_chunk(self, fields: list[str], rows: ColumnRows, first_row: int) -> ScoredChunk:
         try:
-            return (*self._score(fields, rows), [])
+            return self._score(fields, rows)
         except (InvalidRequest, ModelError) as exc:  # a row's fault; anything else stops the job
             if len(rows) == 1:
-                return [], [], [(first_row, exc.detail)]
+                return ScoredChunk([], [], [(first_row, exc.detail)])
         # Some row failed: halves, down to the rows at fault (as the server isolates a bad request).
         middle = len(rows) // 2
         left = self._score_chunk(fields, rows[:middle], first_row)
         right = self._score_chunk(fields, rows[middle:], first_row + middle)
-        names = left[0] or right[0]
-        return names, left[1] + right[1], left[2] + right[2]
+        return left.then(right)
 
-    def _score(self, fields: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]]]:
+    def _score(self, fields: list[str], rows: ColumnRows) -> ScoredChunk:
         copied, facts, runtime = self.copied, self.facts, self.runtime
         if self.options.contributions is ShapleyType.NONE:
             request = ScoreRequest.of_cells(fields, rows, copied or None)
-            prepared = prepare_score(request, facts)
+            # The inputs typed from their columns, as build_frame types the same cells.
+            frame = frame_of_columns(fields, rows.columns, facts.schema.inputs, facts.missing_values)
+            prepared = prepare_score(request, facts, frame=frame)
             result = run_task(runtime, _task(prepared, outputs=True))
-            body = score_body(facts.model_id, prepared, result)
-            return body["fields"], body["score"]
+            body = score_body(facts.model_id, prepared, result, lazy=True)
+            return ScoredChunk(body["fields"], body["score"].columns, [])
         request_c = ContributionRequest.model_validate(
-            {"fields": fields, "rows": rows, "requestShapleyValueType": self.options.contributions}
+            {"fields": fields, "rows": rows.as_lists(), "requestShapleyValueType": self.options.contributions}
         )
         prepared_c = prepare_contribution(request_c, facts)
         result = run_task(runtime, _task(prepared_c, outputs=False))
         assert result.contributions is not None
         wire = contribution_body(result.contributions)
         names, values = _contribution_columns(wire)
-        kept = [row[: len(copied)] for row in rows]  # the copied columns come first
-        return [*copied, *names], [k + v for k, v in zip(kept, values, strict=True)]
+        kept = [rows.cells(i) for i in range(len(copied))]  # the copied columns come first
+        return ScoredChunk([*copied, *names], [*kept, *map(list, zip(*values, strict=True))], [])
+
+
+@dataclass
+class ScoredChunk:
+    """A chunk's answer as columns of the contract's string cells (an engine writes columns),
+    and the rows that failed: (row number, why)."""
+
+    fields: list[str]
+    columns: list[list[str]]
+    failures: list[tuple[int, str]]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def then(self, other: ScoredChunk) -> ScoredChunk:
+        """This chunk's rows followed by ``other``'s."""
+        if not self.columns:
+            return ScoredChunk(other.fields or self.fields, other.columns, self.failures + other.failures)
+        if not other.columns:
+            return ScoredChunk(self.fields, self.columns, self.failures + other.failures)
+        joined = [a + b for a, b in zip(self.columns, other.columns, strict=True)]
+        return ScoredChunk(self.fields, joined, self.failures + other.failures)
 
 
 def _task(prepared: Any, *, outputs: bool) -> ScoringTask:

@@ -36,7 +36,7 @@ import orjson
 from scorer_core.batch.job import BatchFailed, BatchOptions, BatchSummary, ChunkScorer
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.wire.tables import FORMATS, cell_of, format_of
+from scorer_core.wire.tables import FORMATS, format_of
 
 __all__ = ["SparkOptions", "run_spark_job"]
 
@@ -294,18 +294,18 @@ class _PartitionScorer:
         for batch in batches:
             if not batch.num_rows:
                 continue
-            columns = [[cell_of(v) for v in column.to_pylist()] for column in batch.columns]
-            _, rows, failures = scorer.score(self.fields, columns, position)
-            if failures:
+            # Arrow's columns as they come: the scorer reads them as the local reader's (wire.columns).
+            scored = scorer.score(self.fields, batch.columns, position)
+            if scored.failures:
                 if self.options.on_error != "skip":
-                    row, reason = failures[0]
+                    row, reason = scored.failures[0]
                     raise BatchFailed(_ROW_FAILED.format(partition=partition, position=row, reason=reason))
-                self.failures.add([(partition, row, reason) for row, reason in failures])
+                self.failures.add([(partition, row, reason) for row, reason in scored.failures])
             position += batch.num_rows
             self.read.add(batch.num_rows)
-            self.written.add(len(rows))
-            if rows:
+            self.written.add(scored.num_rows)
+            if scored.num_rows:
                 yield pa.RecordBatch.from_arrays(
-                    [pa.array([row[i] for row in rows], pa.string()) for i in range(len(self.out_fields))],
+                    [pa.array(column, pa.string()) for column in scored.columns],
                     names=self.out_fields,
                 )

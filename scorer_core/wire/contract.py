@@ -7,6 +7,7 @@ exist to describe them in ``/openapi.json``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Union
 
 import orjson
@@ -68,11 +69,12 @@ class ScoreRequest(BaseModel):
 
     @classmethod
     def of_cells(
-        cls, fields: list[str], rows: list[list[str]], include: list[str] | None = None
+        cls, fields: list[str], rows: Sequence[Sequence[str]], include: list[str] | None = None
     ) -> ScoreRequest:
         """A request of string cells read by the server itself (a file, not a client's body):
         built without validation, since the cells are strings by construction, and
-        ``prepare_score`` makes every check the contract asks of fields and rows."""
+        ``prepare_score`` makes every check the contract asks of fields and rows. ``rows`` may
+        be any sequence of rows (``wire.columns.ColumnRows`` shows columns as rows)."""
         return cls.model_construct(
             fields=fields,
             rows=rows,

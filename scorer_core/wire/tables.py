@@ -16,14 +16,13 @@ from typing import Any, Protocol
 import orjson
 
 from scorer_core.errors import ConfigurationError, InvalidRequest
-from scorer_core.wire.cells import format_scalar
+from scorer_core.wire.columns import Column, cell_of, cells
 
 __all__ = [
     "FORMATS",
     "FileTooLarge",
     "TableWriter",
     "allowed_file",
-    "cell_of",
     "estimate_rows",
     "format_of",
     "open_writer",
@@ -41,9 +40,9 @@ FORMATS = {
     ".json": "jsonl",
 }
 
-#: Field names and one list of string cells per field: columns, so that a job puts them in the
-#: order it needs and makes rows with one ``zip``, not a Python loop per cell.
-Chunk = tuple[list[str], list[list[str]]]
+#: Field names and one column of cells per field: a list of strings, or an Arrow array
+#: (``wire.columns``), so that a job types columns without a Python object per cell.
+Chunk = tuple[list[str], list[Column]]
 
 
 def format_of(path: Path, *, what: str) -> str:
@@ -133,7 +132,7 @@ def read_whole(path: Path) -> tuple[list[str], list[list[str]]]:
     rows: list[list[str]] = []
     for names, columns in read_chunks(path, 65_536):
         fields = names
-        rows.extend(map(list, zip(*columns, strict=True)))
+        rows.extend(map(list, zip(*map(cells, columns), strict=True)))
     return fields, rows
 
 
@@ -155,15 +154,20 @@ def _csv(path: Path, rows: int) -> Iterator[Chunk]:
             quoted_strings_can_be_null=False,
         ),
     )
-    buffered: list[list[str]] = [[] for _ in names]
+    # Arrow's string arrays, sliced to chunks without copying: a cell becomes a Python string
+    # only if the job reads it as one (wire.columns).
+    pending: list[Any] = []
+    held = 0
     for batch in reader:
-        for kept, column in zip(buffered, batch.columns, strict=True):
-            kept.extend(column.to_pylist())
-        while len(buffered[0]) >= rows:
-            yield names, [kept[:rows] for kept in buffered]
-            buffered = [kept[rows:] for kept in buffered]
-    if names and buffered[0]:
-        yield names, buffered
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield names, [column.combine_chunks() for column in table.slice(0, rows).columns]
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if names and held:
+        yield names, [column.combine_chunks() for column in pa.Table.from_batches(pending).columns]
 
 
 def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
@@ -172,7 +176,7 @@ def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
     file = pq.ParquetFile(path)
     names = file.schema_arrow.names
     for batch in file.iter_batches(batch_size=rows):
-        yield names, [[cell_of(v) for v in column.to_pylist()] for column in batch.columns]
+        yield names, list(batch.columns)  # typed; wire.columns reads them as cells
 
 
 def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
@@ -198,16 +202,8 @@ def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
         yield names, [list(column) for column in zip(*buffered, strict=True)]
 
 
-def cell_of(value: Any) -> str:
-    """A typed value as a client of the HTTP API would send it: as the server itself writes
-    cells (``format_scalar``), nested values as JSON."""
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    return format_scalar(value)
-
-
 class TableWriter(Protocol):
-    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None: ...
+    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None: ...
 
     def close(self) -> None: ...
 
@@ -222,10 +218,9 @@ def open_writer(path: Path, kind: str) -> TableWriter:
     return writers[kind](path)
 
 
-def _table(fields: Sequence[str], rows: Sequence[Sequence[str]]) -> Any:
+def _table(fields: Sequence[str], columns: Sequence[Sequence[str]]) -> Any:
     import pyarrow as pa
 
-    columns = [[row[i] for row in rows] for i in range(len(fields))]
     return pa.table(
         {name: pa.array(column, pa.string()) for name, column in zip(fields, columns, strict=True)}
     )
@@ -241,8 +236,8 @@ class _ArrowWriter:
         self._empty = empty
         self._writer: Any = None
 
-    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        table = _table(fields, rows)
+    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
+        table = _table(fields, columns)
         if self._writer is None:
             self._writer = self._open(str(self._path), table.schema)
         self._writer.write_table(table)
@@ -270,7 +265,8 @@ class _JsonlWriter:
     def __init__(self, path: Path) -> None:
         self._handle = open(path, "wb")  # noqa: SIM115 (closed by close())
 
-    def write(self, fields: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
+        rows = zip(*columns, strict=True)
         self._handle.write(
             b"".join(orjson.dumps(dict(zip(fields, row, strict=True))) + b"\n" for row in rows)
         )

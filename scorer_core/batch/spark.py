@@ -47,9 +47,10 @@ _ROW_FAILED_RE = re.compile(r"scorer-batch row failed: partition=(\d+) position=
 
 @dataclass(frozen=True)
 class SparkOptions:
-    """Where the job runs: ``--spark-master`` and every ``--spark-conf KEY=VALUE``."""
+    """Where the job runs: ``--spark-master`` and every ``--spark-conf KEY=VALUE``. No master:
+    ``spark-submit``'s when it launched us, else ``local[*]``."""
 
-    master: str = "local[*]"
+    master: str | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -174,9 +175,14 @@ def _check_replaceable(output: Path) -> None:
 def _session(options: SparkOptions) -> Any:
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master(options.master).appName("scorer batch")
+    builder = SparkSession.builder.appName("scorer batch")
+    master = options.master
+    if master is None and "PYSPARK_GATEWAY_PORT" not in os.environ:  # not under spark-submit
+        master = "local[*]"
+    if master is not None:
+        builder = builder.master(master)
     conf = dict(options.conf)
-    if options.master.startswith("local"):
+    if master is not None and master.startswith("local"):
         # Local executors run this interpreter (its venv holds the plugins); a cluster's are set
         # by spark.pyspark.python or PYSPARK_PYTHON, as the docs say. pyspark reads the variable
         # when the context starts, not the setting.

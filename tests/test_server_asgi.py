@@ -327,3 +327,34 @@ def test_the_deployment_prefix_is_the_segment_after_the_mount(path, root_path, s
 
     scope = unprefixed({"type": "http", "path": path, "raw_path": path.encode(), "root_path": root_path})
     assert scope["path"] == seen and scope["raw_path"] == seen.encode()
+
+
+@pytest.mark.parametrize("root_path", ["/docs", "/metrics", "/healthz-x", "/iris"])
+@pytest.mark.parametrize("path", ["/dep/docs/model/schema", "/model/schema", "/iris/model/schema", "/docs/model/schema"])
+def test_a_root_path_never_lets_a_request_past_the_credential_gate(tmp_path, monkeypatch, root_path, path):
+    """httpx's transport sends root_path beside a path that lacks it (as some proxies'
+    middleware does): whatever the two hold, /model/* answers only with the passphrase."""
+    monkeypatch.syspath_prepend(str(PLUGINS_DIR))
+    sys.modules.pop("probe_plugin", None)
+    from probe_plugin import ProbeRuntime
+
+    model = tmp_path / "m.probe"
+    model.write_text("{}")
+    config = load_settings(passphrase="s3cret")
+    runtime, facts = load_runtime(ProbeRuntime, model, config)
+    host = ModelHost(executor=InProcessExecutor(runtime, facts, config.model_threads))
+    app = create_app(config, host)
+
+    async def go() -> tuple[int, int, int]:
+        transport = httpx.ASGITransport(app=app, root_path=root_path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://scorer") as client:
+            anonymous = await client.get(path)
+            scored = await client.post(path.replace("schema", "score"), json=X)
+            allowed = await client.get(path, headers={"Authorization": "Bearer s3cret"})
+        await host.close()
+        return anonymous.status_code, scored.status_code, allowed.status_code
+
+    anonymous, scored, allowed = run(go())
+    assert anonymous != 200 and scored != 200
+    if allowed == 200:  # a path the app serves: the gate stood in front of it
+        assert anonymous == 401 and scored == 401

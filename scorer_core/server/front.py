@@ -90,20 +90,33 @@ def unprefixed(scope: Scope) -> Scope:
 
     A host that mounts the app under a path (Ray Serve's ``route_prefix``) says so in
     ``root_path``, which ASGI keeps in ``path`` too: it is taken off first, so the deployment
-    prefix is the segment after it, and every path the app matches is the same on any host."""
+    prefix is the segment after it. ``root_path`` is then cleared whatever it held, so that
+    the path the credential gate checks is the one the routes match (a ``root_path`` left in
+    the scope would be taken off a second time by Starlette's router, past the gate)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
-        path = path[len(root) :] or "/"
+    changed = False
+    if root:
+        if path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+            path = path[len(root) :] or "/"
+        changed = True
+    if not _prefixable(path):
+        second = path.find("/", 1)
+        if second > 0 and _prefixable(path[second:]):
+            path = path[second:]
+            changed = True
+    if changed:
         scope = dict(scope)
         scope["path"], scope["raw_path"], scope["root_path"] = path, path.encode(), ""
-    if not path.startswith(PREFIXABLE):
-        second = path.find("/", 1)
-        if second > 0 and path[second:].startswith(PREFIXABLE):
-            scope = dict(scope)
-            scope["path"] = path[second:]
-            scope["raw_path"] = path[second:].encode()
     return scope
+
+
+def _prefixable(path: str) -> bool:
+    """One of the app's own paths, by whole segments (``/docsX`` is not ``/docs``)."""
+    return any(
+        path.startswith(known) and (known.endswith("/") or path[len(known) : len(known) + 1] in ("", "/"))
+        for known in PREFIXABLE
+    )
 
 
 class _Answer:

@@ -21,6 +21,9 @@ def scoring_dir(tmp_path):
     outside.write_text("x\n42\n")
     (root / "link.csv").symlink_to(outside)
     (root / "big.csv").write_text("x\n" + "1\n" * 3000)
+    (root / "doc.json").write_text('[{"x": 1}]')  # a JSON document, not JSON Lines
+    (root / "broken.jsonl").write_text('{"x": 1}\n[2]\n')
+    (root / "ragged.csv").write_text("x,y\n1,2\n3\n")
     return root
 
 
@@ -49,6 +52,10 @@ def test_a_file_in_the_directory_is_scored_as_its_rows_would_be_when_posted(prob
         ("sub", 400, "does not exist"),
         ("big.csv", 413, "larger than SCORER_MAX_REQUEST_BYTES"),
         ("", 400, "give the file to score"),
+        ("doc.json", 400, "unknown format"),
+        # The client's file at fault: a 400 naming the file, never where the server keeps it.
+        ("broken.jsonl", 400, "file 'broken.jsonl' cannot be read: line 2 is not a JSON object"),
+        ("ragged.csv", 400, "file 'ragged.csv' cannot be read: "),
     ],
 )
 def test_paths_outside_the_directory_are_refused(probe_server, scoring_dir, name, status, message):
@@ -57,7 +64,7 @@ def test_paths_outside_the_directory_are_refused(probe_server, scoring_dir, name
         reply = target.get(f"/model/score?file={name}")
     assert reply.status == status, reply
     assert message in reply.json()["detail"]
-    assert "42" not in reply.text
+    assert "42" not in reply.text and str(scoring_dir) not in reply.text
 
 
 def test_the_file_endpoint_needs_the_credential_too(probe_server, scoring_dir):

@@ -9,7 +9,8 @@ with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,17 +21,20 @@ from scorer_core.wire.columns import Column, cell_of, cells
 
 __all__ = [
     "FORMATS",
+    "SERVED_FORMATS",
     "FileTooLarge",
     "TableWriter",
     "allowed_file",
     "estimate_rows",
     "format_of",
+    "json_lines",
     "open_writer",
     "read_chunks",
     "read_whole",
 ]
 
-#: ``.json`` is read as JSON Lines too: it is how Spark names the parts of a JSON output.
+#: ``.json`` is read as JSON Lines too: it is how Spark names the parts of a JSON output. (Not
+#: by ``GET /model/score?file=``, where a ``.json`` file is more likely a JSON document.)
 FORMATS = {
     ".csv": "csv",
     ".parquet": "parquet",
@@ -43,6 +47,8 @@ FORMATS = {
 #: Field names and one column of cells per field: a list of strings, or an Arrow array
 #: (``wire.columns``), so that a job types columns without a Python object per cell.
 Chunk = tuple[list[str], list[Column]]
+
+SERVED_FORMATS = {suffix: kind for suffix, kind in FORMATS.items() if suffix != ".json"}
 
 
 def format_of(path: Path, *, what: str) -> str:
@@ -115,8 +121,8 @@ def allowed_file(directory: Path, name: str, max_bytes: int) -> Path:
         raise InvalidRequest(f"file {name!r} is outside SCORER_FILE_SCORING_DIR")
     if not path.is_file():
         raise InvalidRequest(f"file {name!r} does not exist in SCORER_FILE_SCORING_DIR")
-    if FORMATS.get(path.suffix.lower()) is None:
-        raise InvalidRequest(f"file {name!r}: unknown format; use one of {', '.join(sorted(FORMATS))}")
+    if path.suffix.lower() not in SERVED_FORMATS:
+        raise InvalidRequest(f"file {name!r}: unknown format; use one of {', '.join(sorted(SERVED_FORMATS))}")
     if path.stat().st_size > max_bytes:
         raise FileTooLarge(f"file {name!r} is larger than SCORER_MAX_REQUEST_BYTES ({max_bytes} bytes)")
     return path
@@ -128,11 +134,19 @@ class FileTooLarge(InvalidRequest):
 
 def read_whole(path: Path) -> tuple[list[str], list[list[str]]]:
     """Every row of one file, as the contract's string cells (for ``GET /model/score?file=``)."""
+    import pyarrow as pa
+
     fields: list[str] = []
     rows: list[list[str]] = []
-    for names, columns in read_chunks(path, 65_536):
-        fields = names
-        rows.extend(map(list, zip(*map(cells, columns), strict=True)))
+    try:
+        for names, columns in read_chunks(path, 65_536):
+            fields = names
+            rows.extend(map(list, zip(*map(cells, columns), strict=True)))
+    except (ConfigurationError, pa.ArrowInvalid) as exc:
+        # The client's file, not the operator's setting: a 400 that names the file, not where
+        # the server keeps it.
+        reason = str(exc).replace(f"input '{path}' ", "").replace(str(path), path.name)
+        raise InvalidRequest(f"file {path.name!r} cannot be read: {reason}") from None
     return fields, rows
 
 
@@ -181,25 +195,37 @@ def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
 
 def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
     names: list[str] | None = None
-    buffered: list[list[str]] = []
     with open(path, "rb") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                raise ConfigurationError(f"input '{path}' line {number} is not JSON: {exc}") from None
-            if not isinstance(record, dict):
-                raise ConfigurationError(f"input '{path}' line {number} is not a JSON object")
-            if names is None:
-                names = list(record)
-            buffered.append([cell_of(record.get(name)) for name in names])
-            if len(buffered) >= rows:
-                yield names, [list(column) for column in zip(*buffered, strict=True)]
-                buffered = []
-    if buffered and names is not None:
-        yield names, [list(column) for column in zip(*buffered, strict=True)]
+        numbered = enumerate(handle, 1)
+        while block := list(itertools.islice(numbered, rows)):
+            names, columns = json_lines(block, names, f"input '{path}'")
+            if columns and columns[0]:
+                yield names, columns
+
+
+def json_lines(
+    lines: Iterable[tuple[int, bytes | str]], names: list[str] | None, source: str
+) -> tuple[list[str], list[list[str]]]:
+    """Numbered JSON Lines as (field names, columns of cells): the first object's keys name
+    the fields unless ``names`` does; blank lines are skipped; a line that is not a JSON object
+    is the input's fault (``ConfigurationError``, naming ``source`` and the line). Both engines
+    read JSON Lines with it."""
+    records: list[dict[str, Any]] = []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigurationError(f"{source} line {number} is not JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise ConfigurationError(f"{source} line {number} is not a JSON object")
+        if names is None:
+            names = list(record)
+        records.append(record)
+    if names is None:
+        return [], []
+    return names, [[cell_of(record.get(name)) for record in records] for name in names]
 
 
 class TableWriter(Protocol):

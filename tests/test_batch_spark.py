@@ -35,9 +35,9 @@ SPEC = {
 
 
 def rows(n: int) -> list[dict[str, str]]:
-    cities = ["Paris", "", "Rome, Lazio", 'Oslo "N"']  # an empty cell, a comma, quotes
+    cities = ["Paris", "", "Rome, Lazio", 'Oslo "N"', "  padded  "]  # empty, a comma, quotes, spaces
     return [
-        {"id": f"r{i}", "x": "" if i % 7 == 3 else f"{i * 1.5 - 20.25}", "city": cities[i % 4], "note": f"n{i}"}
+        {"id": f"r{i}", "x": "" if i % 7 == 3 else f"{i * 1.5 - 20.25}", "city": cities[i % 5], "note": f" n{i}"}
         for i in range(n)
     ]
 
@@ -150,11 +150,36 @@ def test_contributions_on_spark_equal_the_local_engines(spark, model, tmp_path):
 
 
 def test_json_lines_in_and_out(spark, model, tmp_path):
+    """Cells a Str input or a kept column sees as the local reader makes them: 1.50 as 1.5,
+    -0 as 0, 1e7 as 10000000.0, a nested object as its JSON; blank lines are no rows."""
     source = tmp_path / "in.jsonl"
-    table = rows(30)
-    source.write_text("".join(json.dumps({**r, "x": float(r["x"]) if r["x"] else None}) + "\n" for r in table))
-    _, _, (lf, lrows), (sf, srows) = local_and_spark(spark, model(), source, tmp_path, "jsonl", id_column="id")
-    assert lf == sf and sorted(lrows) == sorted(srows) and len(srows) == 30
+    lines = [json.dumps({**r, "x": float(r["x"]) if r["x"] else None}) for r in rows(30)]
+    lines += ['{"id": "odd", "x": 1.50, "city": -0, "note": {"z": 1, "y": [2, 3]}}', "", "   "]
+    lines += ['{"id": "big", "x": 1e7, "city": 1e7, "note": true}']
+    source.write_text("\n".join(lines) + "\n")
+    _, _, (lf, lrows), (sf, srows) = local_and_spark(
+        spark, model(), source, tmp_path, "jsonl", id_column="id", keep_columns=("note", "city")
+    )
+    assert lf == sf and sorted(lrows) == sorted(srows) and len(srows) == 32
+    odd = next(r for r in srows if r[0] == "odd")
+    assert odd[1:3] == ['{"z":1,"y":[2,3]}', "0"]
+
+
+def test_jobs_in_one_session_each_get_their_own_columns(spark, model, tmp_path):
+    """The model stays loaded in the executors between jobs; the id and kept columns do not."""
+    source = write_parts(tmp_path / "in", rows(20), 2)
+    path = model()
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    run_spark_job(settings(), BatchOptions(model_path=path, input=source, output=first), session=spark)
+    run_spark_job(
+        settings(),
+        BatchOptions(model_path=path, input=source, output=second, id_column="id", keep_columns=("note",)),
+        session=spark,
+    )
+    assert read_whole_dir(first)[0] == ["y", "label"]
+    fields, found = read_whole_dir(second)
+    assert fields == ["id", "note", "y", "label"]
+    assert sorted(r[:2] for r in found) == sorted([r["id"], r["note"]] for r in rows(20))
 
 
 def test_the_model_is_loaded_once_per_executor_worker_not_per_batch(spark, model, tmp_path):
@@ -203,12 +228,55 @@ def test_bad_rows_are_numbered_as_the_local_engine_numbers_them(spark, model, tm
 
 def test_a_directory_spark_did_not_write_is_never_replaced(spark, model, tmp_path):
     source = write_parts(tmp_path / "in", rows(4), 1)
-    precious = tmp_path / "results.csv"
-    precious.mkdir()
-    (precious / "thesis.tex").write_text("years of work")
-    with pytest.raises(ConfigurationError, match="Spark did not write"):
-        run_spark_job(settings(), BatchOptions(model_path=model(), input=source, output=precious), session=spark)
-    assert (precious / "thesis.tex").read_text() == "years of work"
+    for precious in (tmp_path / "results.csv", tmp_path / "again.csv.partial"):
+        precious.mkdir()
+        (precious / "thesis.tex").write_text("years of work")
+    for output in (tmp_path / "results.csv", tmp_path / "again.csv"):
+        with pytest.raises(ConfigurationError, match="Spark did not write"):
+            run_spark_job(settings(), BatchOptions(model_path=model(), input=source, output=output), session=spark)
+    assert (tmp_path / "results.csv" / "thesis.tex").read_text() == "years of work"
+    assert (tmp_path / "again.csv.partial" / "thesis.tex").read_text() == "years of work"
+    # The output would replace the input: refused before anything is read.
+    spark_written = tmp_path / "scored.csv"
+    run_spark_job(settings(), BatchOptions(model_path=model(), input=source, output=spark_written), session=spark)
+    with pytest.raises(ConfigurationError, match="replace the input"):
+        run_spark_job(
+            settings(), BatchOptions(model_path=model(), input=spark_written, output=spark_written), session=spark
+        )
+    assert (spark_written / "_SUCCESS").exists()
+
+
+def test_uris_are_resolved_by_hadoop_and_a_finished_job_lands_under_its_name(spark, model, tmp_path):
+    source = write_parts(tmp_path / "in", rows(10), 1)
+    out = tmp_path / "out.parquet"
+    for uri in (f"file:{out}", f"file://{out}"):
+        run_spark_job(settings(), BatchOptions(model_path=model(), input=f"file:{source}", output=uri), session=spark)
+        assert (out / "_SUCCESS").exists() and not (tmp_path / "out.parquet.partial").exists()
+        assert len(read_whole_dir(out)[1]) == 10
+
+
+def test_a_missing_model_input_stops_the_job_on_both_engines(spark, model, tmp_path):
+    source = write_parts(tmp_path / "in", [{"id": "a", "city": "Rome"}], 1)
+    options = {"model_path": model(), "input": source}
+    with pytest.raises(ConfigurationError, match="no column for the model's input 'x'"):
+        run_batch_job(settings(), BatchOptions(**options, output=tmp_path / "l.csv"))
+    with pytest.raises(ConfigurationError, match="no column for the model's input 'x'"):
+        run_spark_job(settings(), BatchOptions(**options, output=tmp_path / "s.csv"), session=spark)
+
+
+def test_skipped_rows_listed_are_capped_but_all_counted(spark, model, tmp_path, monkeypatch):
+    import scorer_core.batch.spark as engine
+
+    monkeypatch.setattr(engine, "MAX_LISTED_FAILURES", 3)
+    table = [{**r, "x": "abc"} for r in rows(20)]
+    source = write_parts(tmp_path / "in.csv", table, 1)
+    out = tmp_path / "out.csv"
+    summary = run_spark_job(
+        settings(), BatchOptions(model_path=model(), input=source, output=out, on_error="skip"), session=spark
+    )
+    assert (summary.rows_read, summary.rows_written, summary.rows_skipped) == (20, 0, 20)
+    listed = (tmp_path / "out.csv.errors.jsonl").read_text().splitlines()
+    assert [json.loads(line)["row"] for line in listed] == [0, 1, 2]
 
 
 def test_the_command_line_with_master_and_conf(model, tmp_path):

@@ -158,10 +158,18 @@ class ChunkScorer:
         self.runtime.close()
 
     def check_columns(self, fields: Sequence[str]) -> None:
+        """A column the job needs and the input lacks is the job's fault, not every row's: it
+        stops the job at once (exit status 2) instead of failing each row in turn."""
         missing = [c for c in self.copied if c not in fields]
         if missing:
             raise ConfigurationError(
                 f"the input has no column {', '.join(map(repr, missing))} (--id-column, --keep-columns)"
+            )
+        absent = [spec.name for spec in self.facts.schema.inputs if spec.name not in fields]
+        if absent:
+            raise ConfigurationError(
+                f"the input has no column for the model's input {', '.join(map(repr, absent))}; "
+                f"it has {', '.join(map(repr, fields))}"
             )
 
     def score(self, fields: Sequence[str], columns: Sequence[Column], first_row: int) -> ScoredChunk:

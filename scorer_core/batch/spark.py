@@ -6,11 +6,13 @@ the executors by the same ``ChunkScorer`` the local engine runs, so a row gets t
   scores the model's sample row to learn the output's columns before any row is read.
 - Partitions travel as Arrow record batches (``mapInArrow``) of ``--batch-rows`` rows
   (``spark.sql.execution.arrow.maxRecordsPerBatch``): one model call per batch. Cells reach the
-  scorer as the local reader gives them: CSV and JSON values as written, Parquet values written
-  as a client would send them (``wire.tables``).
-- Spark writes the output, a directory of parts, to ``<output>.partial`` first when the output
-  is a local path, and renames it when the job has succeeded; elsewhere (``hdfs://``, ``s3a://``)
-  Spark's own commit protocol keeps a failed job's parts out of the output.
+  scorer as the local reader gives them: CSV values as written, JSON Lines parsed on the
+  executors by the local reader's own ``json_lines``, Parquet values written as a client would
+  send them (``wire.columns``).
+- Spark writes the output, a directory of parts, to ``<output>.partial``, which is renamed to
+  the output once the job has succeeded, through Hadoop's file system API, so the same holds
+  for local paths, ``hdfs://`` and ``s3a://``. A directory Spark did not write (no
+  ``_SUCCESS``) is never replaced.
 - A bad row fails the job, or with ``--on-error skip`` is left out and reported. Its number
   counts from 0 in Spark's reading order (partition by partition), which is the file's order
   for a single input file.
@@ -23,7 +25,6 @@ from __future__ import annotations
 import atexit
 import os
 import re
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -36,13 +37,21 @@ import orjson
 from scorer_core.batch.job import BatchFailed, BatchOptions, BatchSummary, ChunkScorer
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.wire.tables import FORMATS, format_of
+from scorer_core.execution.executors import load_runtime
+from scorer_core.wire.tables import FORMATS, json_lines
 
-__all__ = ["SparkOptions", "run_spark_job"]
+__all__ = ["MAX_LISTED_FAILURES", "SparkOptions", "run_spark_job"]
 
-#: What a failing executor raises, so that the driver can name the row in the input's numbering.
+#: What a failing executor raises, so that the driver can say it in the local engine's words.
 _ROW_FAILED = "scorer-batch row failed: partition={partition} position={position} reason={reason}"
 _ROW_FAILED_RE = re.compile(r"scorer-batch row failed: partition=(\d+) position=(\d+) reason=(.*)")
+_INPUT_BAD = "scorer-batch bad input: {reason}"
+_INPUT_BAD_RE = re.compile(r"scorer-batch bad input: (.*)")
+
+#: With ``--on-error skip``, each task lists at most this many failed rows in the side file
+#: (they travel to the driver); more are counted, not listed, so that a column wrong for every
+#: row cannot fill the driver's memory.
+MAX_LISTED_FAILURES = 10_000
 
 
 @dataclass(frozen=True)
@@ -68,54 +77,12 @@ def run_spark_job(
         import pyspark  # noqa: F401
     except ImportError:
         raise ConfigurationError("--engine spark needs pyspark: pip install 'scorer-core[spark]'") from None
-    source, target = str(options.input), str(options.output)
-    in_kind, out_kind = _format(source, "input"), _format(target, "output")
     if options.batch_rows < 1:
         raise ConfigurationError("--batch-rows must be at least 1")
-    output = _local_path(target)
-    if output is not None:
-        _check_replaceable(output)
     started = time.monotonic()
     spark = session if session is not None else _session(spark_options)
     try:
-        frame = _read(spark, in_kind, source)
-        fields = list(frame.columns)
-        driver = ChunkScorer.load(settings, options)
-        try:
-            out_fields = driver.output_fields(fields)
-        finally:
-            driver.close()
-        counts = _Counts(spark.sparkContext)
-        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_rows))
-        score = _PartitionScorer(settings, options, fields, out_fields, counts)
-        scored = frame.mapInArrow(score, _schema(out_fields))
-        partial = output.with_name(output.name + ".partial") if output is not None else None
-        if partial is not None:
-            shutil.rmtree(partial, ignore_errors=True)
-        try:
-            _write(scored, out_kind, str(partial) if partial is not None else target)
-        except Exception as exc:
-            failed = _ROW_FAILED_RE.search(str(exc))
-            if failed is None:
-                raise
-            partition, position, reason = int(failed[1]), int(failed[2]), failed[3].strip()
-            raise BatchFailed.at(_offsets(frame)[partition] + position, reason) from None
-        finally:
-            if partial is not None and not (partial / "_SUCCESS").exists():
-                shutil.rmtree(partial, ignore_errors=True)
-        summary = BatchSummary(
-            rows_read=counts.read.value,
-            rows_written=counts.written.value,
-            rows_skipped=len(counts.failures.value),
-        )
-        if counts.failures.value:
-            _write_failures(spark, frame, counts.failures.value, output, target)
-        if output is not None and partial is not None:
-            if output.is_dir():
-                shutil.rmtree(output)
-            elif output.exists():
-                output.unlink()
-            partial.replace(output)
+        summary = _run(spark, settings, options)
     finally:
         if session is None:
             spark.stop()
@@ -123,53 +90,146 @@ def run_spark_job(
     return summary
 
 
-def _format(path: str, what: str) -> str:
-    """The format by the path's extension; a local directory of parts may also say it by its parts."""
-    local = _local_path(path)
-    if what == "input" and local is not None and local.is_dir():
-        return format_of(local, what=what)
-    found = FORMATS.get(Path(path.rstrip("/")).suffix.lower())
-    if found is None:
+def _run(spark: Any, settings: Settings, options: BatchOptions) -> BatchSummary:
+    source, output = _Files(spark, str(options.input)), _Files(spark, str(options.output))
+    in_kind, out_kind = source.input_format(), output.output_format()
+    if source.path.equals(output.path):
+        raise ConfigurationError("the output would replace the input: choose another output")
+    output.check_replaceable(output.path)
+    partial = output.sibling(".partial")
+    output.check_replaceable(partial, temporary=True)
+    # Stable plans: the count of rows per partition (for row numbers) splits the input as the
+    # scoring did; timestamps are written in UTC, whatever the driver's zone.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_rows))
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    if spark.conf.get("spark.sql.leafNodeDefaultParallelism", None) is None:
+        spark.conf.set("spark.sql.leafNodeDefaultParallelism", str(spark.sparkContext.defaultParallelism))
+    frame, fields = _read(spark, in_kind, str(source.path))
+    driver = ChunkScorer.load(settings, options)
+    try:
+        out_fields = driver.output_fields(fields)
+    finally:
+        driver.close()
+    counts = _Counts(spark.sparkContext)
+    score = _PartitionScorer(settings, options, in_kind, fields, out_fields, counts)
+    scored = frame.mapInArrow(score, _schema(out_fields))
+    output.delete(partial)
+    try:
+        _write(scored, out_kind, str(partial))
+    except Exception as exc:
+        output.delete(partial)
+        _raise_ours(exc, frame)
+        raise
+    except BaseException:
+        output.delete(partial)
+        raise
+    summary = BatchSummary(
+        rows_read=counts.read.value, rows_written=counts.written.value, rows_skipped=counts.skipped.value
+    )
+    if counts.failures.value:
+        offsets = _offsets_of(counts.partitions.value)
+        numbered = sorted((offsets[p] + k, reason) for p, k, reason in counts.failures.value)
+        output.write_failures(numbered)
+    output.check_replaceable(output.path)  # again: the job may have run for hours
+    output.delete(output.path)
+    output.rename(partial, output.path)
+    return summary
+
+
+def _raise_ours(exc: Exception, frame: Any) -> None:
+    """Our executors' failures in the local engine's words (Spark wraps them in its own)."""
+    text = str(exc)
+    bad = _INPUT_BAD_RE.search(text)
+    if bad is not None:
+        raise ConfigurationError(bad[1].strip()) from None
+    failed = _ROW_FAILED_RE.search(text)
+    if failed is not None:
+        partition, position, reason = int(failed[1]), int(failed[2]), failed[3].strip()
+        raise BatchFailed.at(_offsets(frame)[partition] + position, reason) from None
+
+
+class _Files:
+    """A path on whichever file system Hadoop resolves it to (``file:``, ``hdfs:``, ``s3a:``),
+    so that checks, deletes and the final rename happen where Spark writes."""
+
+    def __init__(self, spark: Any, target: str) -> None:
+        jvm = spark.sparkContext._jvm
+        self._spark = spark
+        self._hadoop_path = jvm.org.apache.hadoop.fs.Path
+        raw = self._hadoop_path(target)
+        self.fs = raw.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self.path = self.fs.makeQualified(raw)
+        self.target = target
+
+    def _name(self, path: Any) -> str:
+        return str(path.getName())
+
+    def sibling(self, suffix: str) -> Any:
+        return self._hadoop_path(self.path.toString() + suffix)
+
+    def is_local(self) -> bool:
+        return str(self.fs.getScheme()) == "file"
+
+    def input_format(self) -> str:
+        found = FORMATS.get(Path(self._name(self.path)).suffix.lower())
+        if found is not None:
+            return found
+        if self.fs.exists(self.path) and self.fs.getFileStatus(self.path).isDirectory():
+            kinds = {
+                FORMATS.get(Path(self._name(status.getPath())).suffix.lower())
+                for status in self.fs.listStatus(self.path)
+                if not self._name(status.getPath()).startswith((".", "_"))
+            }
+            kinds.discard(None)
+            if len(kinds) == 1:
+                return kinds.pop()  # type: ignore[return-value]
         raise ConfigurationError(
-            f"{what} '{path}': unknown format; name it with one of {', '.join(sorted(FORMATS))}"
+            f"input '{self.target}': unknown format; name it with one of {', '.join(sorted(FORMATS))}, "
+            "or use a directory of such parts"
         )
-    return found
 
+    def output_format(self) -> str:
+        found = FORMATS.get(Path(self._name(self.path)).suffix.lower())
+        if found is None:
+            raise ConfigurationError(
+                f"output '{self.target}': unknown format; name it with one of {', '.join(sorted(FORMATS))}"
+            )
+        return found
 
-def _is_local(path: str) -> bool:
-    return "://" not in path or path.startswith("file://")
-
-
-def _local_path(path: str) -> Path | None:
-    """The local path a Spark path names, or ``None`` for another file system's URI."""
-    if not _is_local(path):
-        return None
-    return Path(path.removeprefix("file://"))
-
-
-def _write_failures(
-    spark: Any, frame: Any, failures: list[tuple[int, int, str]], output: Path | None, target: str
-) -> None:
-    """``<output>.errors.jsonl``: each skipped row's number in the input's numbering, and why;
-    a local file beside a local output, else a directory Spark writes beside the output."""
-    offsets = _offsets(frame)
-    numbered = sorted((offsets[p] + k, reason) for p, k, reason in failures)
-    if output is None:
-        errors = spark.createDataFrame(numbered, "row long, error string")
-        errors.coalesce(1).write.mode("overwrite").json(target.rstrip("/") + ".errors.jsonl")
-        return
-    with open(output.with_name(output.name + ".errors.jsonl"), "wb") as out:
-        out.writelines(orjson.dumps({"row": row, "error": reason}) + b"\n" for row, reason in numbered)
-
-
-def _check_replaceable(output: Path) -> None:
-    """Only a file, or a directory Spark wrote (it has ``_SUCCESS``), is replaced: a typo must
-    not delete someone's directory."""
-    if output.is_dir() and any(output.iterdir()) and not (output / "_SUCCESS").exists():
+    def check_replaceable(self, path: Any, *, temporary: bool = False) -> None:
+        """Only a file, an empty directory, or a directory Spark wrote (``_SUCCESS``; for our
+        own ``.partial``, also a failed job's ``_temporary``) is ever replaced: a typo must not
+        delete someone's directory."""
+        if not self.fs.exists(path) or not self.fs.getFileStatus(path).isDirectory():
+            return
+        names = {self._name(status.getPath()) for status in self.fs.listStatus(path)}
+        if not names or "_SUCCESS" in names or (temporary and "_temporary" in names):
+            return
         raise ConfigurationError(
-            f"output '{output}' is a directory that Spark did not write (no _SUCCESS); "
+            f"output '{path.toString()}' is a directory that Spark did not write (no _SUCCESS); "
             "it is not replaced: choose another output"
         )
+
+    def delete(self, path: Any) -> None:
+        if self.fs.exists(path):
+            self.fs.delete(path, True)
+
+    def rename(self, source: Any, target: Any) -> None:
+        if not self.fs.rename(source, target):
+            raise ConfigurationError(f"could not rename '{source.toString()}' to '{target.toString()}'")
+
+    def write_failures(self, numbered: list[tuple[int, str]]) -> None:
+        """``<output>.errors.jsonl``: each listed skipped row's number and why; a file beside a
+        local output, else a directory of one part that Spark writes."""
+        errors = self.sibling(".errors.jsonl")
+        if self.is_local():
+            with open(str(errors.toUri().getPath()), "wb") as out:
+                out.writelines(
+                    orjson.dumps({"row": row, "error": reason}) + b"\n" for row, reason in numbered
+                )
+            return
+        table = self._spark.createDataFrame(numbered, "row long, error string")
+        table.coalesce(1).write.mode("overwrite").json(errors.toString())
 
 
 def _session(options: SparkOptions) -> Any:
@@ -196,23 +256,35 @@ def _session(options: SparkOptions) -> Any:
     return builder.getOrCreate()
 
 
-def _read(spark: Any, kind: str, path: str) -> Any:
-    """Every CSV and JSON value as the text it was written as (as the local reader reads them);
-    Parquet's own types, formatted on the executors as the local reader formats them."""
+def _read(spark: Any, kind: str, path: str) -> tuple[Any, list[str]]:
+    """The input, and its field names. CSV values are the text written (as the local reader
+    reads them); JSON Lines come as their lines, parsed on the executors by ``json_lines``;
+    Parquet keeps its types, formatted on the executors as the local reader formats them."""
     reader = spark.read
     if kind == "csv":
         # RFC 4180 quoting, as pyarrow reads it; a malformed line fails the job instead of
         # being padded with nulls.
-        return reader.csv(path, header=True, escape='"', mode="FAILFAST", inferSchema=False)
+        frame = reader.csv(path, header=True, escape='"', mode="FAILFAST", inferSchema=False)
+        return frame, list(frame.columns)
     if kind == "jsonl":
-        return reader.json(path, primitivesAsString=True, mode="FAILFAST")
-    return reader.parquet(path)
+        from pyspark.sql.functions import col, trim
+
+        # Blank lines are no rows, here as in the local reader (and so not in the numbering).
+        lines = reader.text(path).filter(trim(col("value")) != "")
+        first = lines.first()
+        names, _ = json_lines([(1, first["value"] if first is not None else "")], None, f"input '{path}'")
+        return lines, names
+    frame = reader.parquet(path)
+    return frame, list(frame.columns)
 
 
 def _write(frame: Any, kind: str, path: str) -> None:
     writer = frame.write.mode("errorifexists")
     if kind == "csv":
-        writer.csv(path, header=True, escape='"')
+        # Spark trims cells when it writes CSV, unless told not to: the answers are written whole.
+        writer.csv(
+            path, header=True, escape='"', ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False
+        )
     elif kind == "jsonl":
         writer.json(path)
     else:
@@ -226,10 +298,14 @@ def _schema(fields: list[str]) -> Any:
 
 
 def _offsets(frame: Any) -> dict[int, int]:
-    """Each partition's first row in the input's numbering: a count per partition, in the JVM."""
+    """Each partition's first row in the input's numbering: a count per partition, in the JVM
+    (after a failed job, which left no counts of its own)."""
     from pyspark.sql.functions import spark_partition_id
 
-    counts = dict(frame.groupBy(spark_partition_id().alias("p")).count().collect())
+    return _offsets_of(dict(frame.groupBy(spark_partition_id().alias("p")).count().collect()))
+
+
+def _offsets_of(counts: Mapping[int, int]) -> dict[int, int]:
     offsets, first = {}, 0
     for partition in sorted(counts):
         offsets[partition] = first
@@ -239,12 +315,12 @@ def _offsets(frame: Any) -> dict[int, int]:
 
 class _Counts:
     """The job's counters, added to on the executors (Spark accumulators, which count each
-    successful task once) and read on the driver for the summary."""
+    successful task once) and read on the driver: rows, listed failures, rows per partition."""
 
     def __init__(self, context: Any) -> None:
         from pyspark.accumulators import AccumulatorParam
 
-        class Failures(AccumulatorParam):  # type: ignore[type-arg]
+        class Listed(AccumulatorParam):  # type: ignore[type-arg]
             def zero(self, value: list[Any]) -> list[Any]:
                 return []
 
@@ -252,23 +328,39 @@ class _Counts:
                 first.extend(second)
                 return first
 
+        class PerPartition(AccumulatorParam):  # type: ignore[type-arg]
+            def zero(self, value: dict[int, int]) -> dict[int, int]:
+                return {}
+
+            def addInPlace(self, first: dict[int, int], second: dict[int, int]) -> dict[int, int]:
+                for key, value in second.items():
+                    first[key] = first.get(key, 0) + value
+                return first
+
         self.read = context.accumulator(0)
         self.written = context.accumulator(0)
-        self.failures = context.accumulator([], Failures())
+        self.skipped = context.accumulator(0)
+        self.failures = context.accumulator([], Listed())
+        self.partitions = context.accumulator({}, PerPartition())
 
 
-#: The scorer each executor Python worker loaded, kept for the worker's life: tasks come and go,
-#: the model stays.
-_loaded: dict[tuple[str, str | None, str], ChunkScorer] = {}
+#: The model each executor Python worker loaded, kept for the worker's life: tasks come and go,
+#: the model stays. Keyed by everything the loaded model depends on, so that a later job in the
+#: same session (another model, other settings, a model file replaced) loads its own.
+_loaded: dict[tuple[str, str | None, int, str], tuple[Any, Any]] = {}
 
 
 def _scorer_for(settings: Settings, options: BatchOptions) -> ChunkScorer:
-    key = (str(options.model_path), options.runtime, options.contributions.value)
-    scorer = _loaded.get(key)
-    if scorer is None:
-        scorer = _loaded[key] = ChunkScorer.load(settings, options)
-        atexit.register(scorer.close)
-    return scorer
+    path = Path(options.model_path)
+    key = (str(path), options.runtime, path.stat().st_mtime_ns, settings.model_dump_json())
+    found = _loaded.get(key)
+    if found is None:
+        from scorer_core.config.plugins import load_plugins
+
+        runtime_cls = load_plugins(settings).runtime_to_load(path, options.runtime)
+        found = _loaded[key] = load_runtime(runtime_cls, path, settings)
+        atexit.register(found[0].close)
+    return ChunkScorer(found[0], found[1], options)  # this job's id and kept columns
 
 
 class _PartitionScorer:
@@ -279,15 +371,19 @@ class _PartitionScorer:
         self,
         settings: Settings,
         options: BatchOptions,
+        kind: str,
         fields: list[str],
         out_fields: list[str],
         counts: _Counts,
     ) -> None:
         self.settings = settings
         self.options = options
+        self.kind = kind
         self.fields = fields
         self.out_fields = out_fields
-        self.read, self.written, self.failures = counts.read, counts.written, counts.failures
+        self.read, self.written, self.skipped = counts.read, counts.written, counts.skipped
+        self.failures, self.partitions = counts.failures, counts.partitions
+        self.max_listed = MAX_LISTED_FAILURES  # read here, on the driver, where it may be set
 
     def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
@@ -295,23 +391,43 @@ class _PartitionScorer:
 
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
-        scorer = _scorer_for(self.settings, self.options)
-        position = 0
+        try:
+            scorer = _scorer_for(self.settings, self.options)
+        except ConfigurationError as exc:
+            raise ConfigurationError(_INPUT_BAD.format(reason=exc)) from None
+        position, listed = 0, 0
         for batch in batches:
             if not batch.num_rows:
                 continue
-            # Arrow's columns as they come: the scorer reads them as the local reader's (wire.columns).
-            scored = scorer.score(self.fields, batch.columns, position)
+            try:
+                columns = self._columns(batch, partition, position)
+                scored = scorer.score(self.fields, columns, position)
+            except ConfigurationError as exc:
+                raise ConfigurationError(_INPUT_BAD.format(reason=exc)) from None
             if scored.failures:
                 if self.options.on_error != "skip":
                     row, reason = scored.failures[0]
                     raise BatchFailed(_ROW_FAILED.format(partition=partition, position=row, reason=reason))
-                self.failures.add([(partition, row, reason) for row, reason in scored.failures])
+                room = max(0, self.max_listed - listed)
+                self.failures.add([(partition, row, reason) for row, reason in scored.failures[:room]])
+                listed += min(room, len(scored.failures))
+                self.skipped.add(len(scored.failures))
             position += batch.num_rows
-            self.read.add(batch.num_rows)
-            self.written.add(scored.num_rows)
             if scored.num_rows:
                 yield pa.RecordBatch.from_arrays(
                     [pa.array(column, pa.string()) for column in scored.columns],
                     names=self.out_fields,
                 )
+            self.written.add(scored.num_rows)
+        self.read.add(position)
+        self.partitions.add({partition: position})
+
+    def _columns(self, batch: Any, partition: int, position: int) -> list[Any]:
+        """The batch's columns as the local reader gives them: Arrow's, or for JSON Lines the
+        cells ``json_lines`` makes of each line."""
+        if self.kind != "jsonl":
+            return list(batch.columns)
+        lines = batch.column(0).to_pylist()
+        numbered = ((position + i, line or "") for i, line in enumerate(lines))
+        _, columns = json_lines(numbered, self.fields, f"input partition {partition} row")
+        return columns

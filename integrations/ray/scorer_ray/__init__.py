@@ -53,6 +53,10 @@ DEPLOYMENT_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "graceful_shutdown_timeout_s": float,
     "graceful_shutdown_wait_loop_s": float,
 }
+#: Requests past a replica's capacity that Serve still hands it, for our admission to refuse
+#: with 503 and Retry-After (a cheap answer) rather than have them wait in Serve's queue.
+OVERFLOW_ANSWERED = 64
+
 #: The model to serve; everything else about it comes from the replicas' environment
 #: (``SCORER_*``, ``H2O_SCORER_FORWARD_HEADERS``, ...), as for ``scorer serve``.
 SCORER_OPTIONS = {"model_path", "runtime"}
@@ -85,8 +89,12 @@ def build(args: Mapping[str, Any]) -> Any:
     settings = _settings(model_path, runtime)
     served_model(settings)  # the model, its runtime and every setting checked; nothing loaded
     # Our admission (SCORING_CONCURRENCY, SCORER_QUEUE_SIZE) answers overload with 503 and
-    # Retry-After, as scorer serve does; Serve's default of 5 in flight would cap batching.
-    options.setdefault("max_ongoing_requests", settings.scoring_concurrency + settings.queue_size)
+    # Retry-After, as scorer serve does: each replica takes more than it admits, so that the
+    # overflow meets that answer, and Serve's own queue in front is bounded too. (Serve's
+    # default of 5 in flight would cap batching; its default queue has no bound.)
+    capacity = settings.scoring_concurrency + settings.queue_size
+    options.setdefault("max_ongoing_requests", capacity + OVERFLOW_ANSWERED)
+    options.setdefault("max_queued_requests", settings.queue_size)
     deployment = serve.deployment(**options)(_replica_class(model_path, runtime))
     return deployment.bind()
 

@@ -218,7 +218,9 @@ def test_arguments_pass_through_and_a_bad_one_fails_the_deploy_with_one_line(tmp
     assert scaled._deployment_config.autoscaling_config.max_replicas == 3
     # By default our own admission decides about overload (503 + Retry-After), not Serve's 5.
     default = scorer_ray.build({"model_path": str(model)})._bound_deployment
-    assert default.max_ongoing_requests == 256 + 1024  # SCORING_CONCURRENCY + SCORER_QUEUE_SIZE
+    # SCORING_CONCURRENCY + SCORER_QUEUE_SIZE, and more, so that overflow gets our 503.
+    assert default.max_ongoing_requests == 256 + 1024 + scorer_ray.OVERFLOW_ANSWERED
+    assert default._deployment_config.max_queued_requests == 1024  # Serve's own queue, bounded
 
     with pytest.raises(ConfigurationError, match=r"unknown argument\(s\) num_replica;.*it takes"):
         scorer_ray.build({"model_path": str(model), "num_replica": "2"})

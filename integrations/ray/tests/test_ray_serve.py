@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from conformance.target import free_port
 from scorer_core.errors import ConfigurationError
 from tests.conftest import plugin_env
 
@@ -31,12 +31,6 @@ PROBE = {
     "inputs": [["x", "Float64"]],
     "outputs": [["y", "Float64"], ["pid", "Str"], ["auth", "Str"], ["batch_rows", "Int32"]],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

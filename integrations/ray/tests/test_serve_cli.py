@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conformance.target import free_port
 from tests.conftest import plugin_env
 
 pytest.importorskip("ray.serve")
@@ -22,14 +23,6 @@ pytest.importorskip("ray.serve")
 pytestmark = pytest.mark.slow
 
 SERVE = str(Path(sys.executable).with_name("serve"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_serve(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:

@@ -297,3 +297,22 @@ def test_the_command_line_with_master_and_conf(model, tmp_path):
         env={**os.environ, **plugin_env()}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "--spark-conf takes KEY=VALUE" in bad.stderr
+
+
+def test_spark_submit_runs_the_command_as_docs_batch_md_shows(model, tmp_path):
+    """`spark-submit <scorer_core/cli.py> batch ... --engine spark`: the master is
+    spark-submit's (no --spark-master given), and the job writes its output."""
+    import scorer_core.cli
+
+    source = write_parts(tmp_path / "in", rows(12), 1)
+    out = tmp_path / "out.csv"
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("spark-submit")), "--master", "local[2]",
+         "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
+         "--conf", "spark.ui.enabled=false", scorer_core.cli.__file__,
+         "batch", str(model()), str(source), str(out), "--engine", "spark", "--id-column", "id"],
+        env={**os.environ, **plugin_env(PYSPARK_PYTHON=sys.executable)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Scored 12 rows" in result.stdout + result.stderr  # spark-submit may join the streams
+    assert sorted(r[0] for r in read_whole_dir(out)[1]) == sorted(f"r{i}" for i in range(12))

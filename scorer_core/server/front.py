@@ -111,12 +111,14 @@ def unprefixed(scope: Scope) -> Scope:
     return scope
 
 
+#: The app's own paths, by whole segments (``/docsX`` is not ``/docs``): one match per request.
+_APP_PATH = re.compile(
+    "|".join(re.escape(known) + ("" if known.endswith("/") else "(?:/|$)") for known in PREFIXABLE)
+)
+
+
 def _prefixable(path: str) -> bool:
-    """One of the app's own paths, by whole segments (``/docsX`` is not ``/docs``)."""
-    return any(
-        path.startswith(known) and (known.endswith("/") or path[len(known) : len(known) + 1] in ("", "/"))
-        for known in PREFIXABLE
-    )
+    return _APP_PATH.match(path) is not None
 
 
 class _Answer:

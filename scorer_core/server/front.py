@@ -95,6 +95,8 @@ def unprefixed(scope: Scope) -> Scope:
     the scope would be taken off a second time by Starlette's router, past the gate)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
+    if not root and path.startswith("/model/"):
+        return scope  # the scoring requests, as most clients send them: nothing to take off
     changed = False
     if root:
         if path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):

@@ -40,7 +40,16 @@ from scorer_core.wire.columns import Column, ColumnRows, frame_of_columns
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 from scorer_core.wire.tables import estimate_rows, format_of, open_writer, read_chunks
 
-__all__ = ["BatchFailed", "BatchOptions", "BatchSummary", "ChunkScorer", "ScoredChunk", "run_batch_job"]
+__all__ = [
+    "BatchFailed",
+    "BatchOptions",
+    "BatchSummary",
+    "ChunkScorer",
+    "ScoredChunk",
+    "failure_line",
+    "load_model",
+    "run_batch_job",
+]
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +118,7 @@ def run_batch_job(
             if scored.failures:
                 if errors is None:
                     raise BatchFailed.at(*scored.failures[0])
-                for number, message in scored.failures:
-                    errors.write(orjson.dumps({"row": number, "error": message}) + b"\n")
+                errors.writelines(failure_line(*failure) for failure in scored.failures)
                 summary.rows_skipped += len(scored.failures)
             if scored.num_rows:
                 writer.write(scored.fields, scored.columns)
@@ -134,6 +142,19 @@ def run_batch_job(
     return summary
 
 
+def load_model(settings: Settings, options: BatchOptions) -> tuple[Runtime, ModelFacts]:
+    """The job's model, loaded by the runtime its plugins pick for it (each engine's one way)."""
+    plugins = load_plugins(settings)
+    runtime_cls = plugins.runtime_to_load(options.model_path, options.runtime)
+    runtime_cls.check_model(options.model_path)
+    return load_runtime(runtime_cls, options.model_path, settings)
+
+
+def failure_line(row: int, reason: str) -> bytes:
+    """One line of ``<output>.errors.jsonl``, as both engines write it."""
+    return orjson.dumps({"row": row, "error": reason}) + b"\n"
+
+
 class ChunkScorer:
     """One loaded model scoring chunks of string cells as ``POST /model/score`` (or
     ``/model/contribution``) would: the unit both engines run, so that a row gets one answer
@@ -148,11 +169,7 @@ class ChunkScorer:
 
     @classmethod
     def load(cls, settings: Settings, options: BatchOptions) -> ChunkScorer:
-        plugins = load_plugins(settings)
-        runtime_cls = plugins.runtime_to_load(options.model_path, options.runtime)
-        runtime_cls.check_model(options.model_path)
-        runtime, facts = load_runtime(runtime_cls, options.model_path, settings)
-        return cls(runtime, facts, options)
+        return cls(*load_model(settings, options), options)
 
     def close(self) -> None:
         self.runtime.close()

@@ -32,13 +32,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from scorer_core.batch.job import BatchFailed, BatchOptions, BatchSummary, ChunkScorer
+from scorer_core.batch.job import (
+    BatchFailed,
+    BatchOptions,
+    BatchSummary,
+    ChunkScorer,
+    failure_line,
+    load_model,
+)
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.execution.executors import load_runtime
-from scorer_core.wire.tables import FORMATS, json_lines
+from scorer_core.wire.tables import FORMATS, json_lines, part_formats
 
 __all__ = ["MAX_LISTED_FAILURES", "SparkOptions", "run_spark_job"]
 
@@ -175,14 +179,9 @@ class _Files:
         if found is not None:
             return found
         if self.fs.exists(self.path) and self.fs.getFileStatus(self.path).isDirectory():
-            kinds = {
-                FORMATS.get(Path(self._name(status.getPath())).suffix.lower())
-                for status in self.fs.listStatus(self.path)
-                if not self._name(status.getPath()).startswith((".", "_"))
-            }
-            kinds.discard(None)
+            kinds = part_formats(self._name(status.getPath()) for status in self.fs.listStatus(self.path))
             if len(kinds) == 1:
-                return kinds.pop()  # type: ignore[return-value]
+                return kinds.pop()
         raise ConfigurationError(
             f"input '{self.target}': unknown format; name it with one of {', '.join(sorted(FORMATS))}, "
             "or use a directory of such parts"
@@ -224,9 +223,7 @@ class _Files:
         errors = self.sibling(".errors.jsonl")
         if self.is_local():
             with open(str(errors.toUri().getPath()), "wb") as out:
-                out.writelines(
-                    orjson.dumps({"row": row, "error": reason}) + b"\n" for row, reason in numbered
-                )
+                out.writelines(failure_line(row, reason) for row, reason in numbered)
             return
         table = self._spark.createDataFrame(numbered, "row long, error string")
         table.coalesce(1).write.mode("overwrite").json(errors.toString())
@@ -355,10 +352,7 @@ def _scorer_for(settings: Settings, options: BatchOptions) -> ChunkScorer:
     key = (str(path), options.runtime, path.stat().st_mtime_ns, settings.model_dump_json())
     found = _loaded.get(key)
     if found is None:
-        from scorer_core.config.plugins import load_plugins
-
-        runtime_cls = load_plugins(settings).runtime_to_load(path, options.runtime)
-        found = _loaded[key] = load_runtime(runtime_cls, path, settings)
+        found = _loaded[key] = load_model(settings, options)
         atexit.register(found[0].close)
     return ChunkScorer(found[0], found[1], options)  # this job's id and kept columns
 

@@ -29,6 +29,7 @@ __all__ = [
     "format_of",
     "json_lines",
     "open_writer",
+    "part_formats",
     "read_chunks",
     "read_whole",
 ]
@@ -54,20 +55,26 @@ SERVED_FORMATS = {suffix: kind for suffix, kind in FORMATS.items() if suffix != 
 def format_of(path: Path, *, what: str) -> str:
     """The format of a file, or of the parts of a directory, by extension."""
     if path.is_dir():
-        kinds = {FORMATS.get(p.suffix.lower()) for p in _parts(path)}
-        kinds.discard(None)
+        kinds = part_formats(p.name for p in _parts(path))
         if len(kinds) != 1:
             raise ConfigurationError(
                 f"{what} directory '{path}' holds {'no' if not kinds else 'mixed'} parts of a known format "
                 f"({', '.join(sorted(FORMATS))})"
             )
-        return kinds.pop()  # type: ignore[return-value]
+        return kinds.pop()
     found = FORMATS.get(path.suffix.lower())
     if found is None:
         raise ConfigurationError(
             f"{what} '{path}': unknown format '{path.suffix}'; use one of {', '.join(sorted(FORMATS))}"
         )
     return found
+
+
+def part_formats(names: Iterable[str]) -> set[str]:
+    """The known formats among a directory's parts, by their names; names that start with
+    ``_`` or ``.`` (Spark's ``_SUCCESS``, hidden files) are no parts."""
+    suffixes = (Path(name).suffix.lower() for name in names if not name.startswith((".", "_")))
+    return {FORMATS[suffix] for suffix in suffixes if suffix in FORMATS}
 
 
 def _parts(directory: Path) -> list[Path]:

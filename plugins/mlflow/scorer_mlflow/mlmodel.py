@@ -13,12 +13,21 @@ from typing import Any
 
 from scorer_core import ConfigurationError
 
-__all__ = ["MLMODEL_FILE", "PYFUNC_FLAVOR", "check_mlmodel", "mlmodel_file", "read_mlmodel"]
+__all__ = [
+    "MLMODEL_FILE",
+    "NO_SIGNATURE_FIX",
+    "PYFUNC_FLAVOR",
+    "check_mlmodel",
+    "mlmodel_file",
+    "read_mlmodel",
+]
 
 MLMODEL_FILE = "MLmodel"
 PYFUNC_FLAVOR = "python_function"
 #: Keys of the python_function flavor that name a file or directory beside MLmodel.
 _PYFUNC_PATH_KEYS = ("model_path", "data", "python_model")
+#: How to save a model the runtime can type requests for; said wherever a signature is missing.
+NO_SIGNATURE_FIX = "save it with signature=mlflow.models.infer_signature(X, model.predict(X))"
 
 
 def mlmodel_file(path: Path) -> Path | None:
@@ -53,13 +62,15 @@ def read_mlmodel(mlmodel: Path) -> Mapping[str, Any]:
 def check_mlmodel(path: Path) -> None:
     """Raise ``ConfigurationError`` unless ``path`` is an MLflow model that pyfunc can load.
 
-    Checked: the MLmodel file exists and is valid YAML, it has a ``python_function`` flavor, and
-    every file that flavor names exists.
+    Checked: the MLmodel file exists and is valid YAML, it has a ``python_function`` flavor,
+    every file that flavor names exists, and it declares an input signature (without one,
+    request cells cannot be typed, and ``load`` would refuse it only after the server listens).
     """
     mlmodel = mlmodel_file(path)
     if mlmodel is None:
         raise ConfigurationError(f"'{path}' is not an MLflow model directory (no {MLMODEL_FILE} file)")
-    flavors = read_mlmodel(mlmodel).get("flavors")
+    document = read_mlmodel(mlmodel)
+    flavors = document.get("flavors")
     if not isinstance(flavors, Mapping) or not flavors:
         raise ConfigurationError(f"'{mlmodel}' declares no flavors, so MLflow cannot load the model")
     pyfunc = flavors.get(PYFUNC_FLAVOR)
@@ -76,3 +87,9 @@ def check_mlmodel(path: Path) -> None:
                 f"'{mlmodel}' names the model file '{value}' ({PYFUNC_FLAVOR}.{key}), which does not "
                 f"exist in '{mlmodel.parent}'"
             )
+    signature = document.get("signature")
+    inputs = signature.get("inputs") if isinstance(signature, Mapping) else None
+    if not (isinstance(inputs, str) and inputs.strip() not in ("", "null", "[]")):
+        raise ConfigurationError(
+            f"'{mlmodel}' has no input signature, so request cells cannot be typed; {NO_SIGNATURE_FIX}"
+        )

@@ -19,7 +19,7 @@ from scorer_core import (
     Runtime,
 )
 from scorer_mlflow.direct import direct_predict
-from scorer_mlflow.mlmodel import check_mlmodel, mlmodel_file
+from scorer_mlflow.mlmodel import NO_SIGNATURE_FIX, check_mlmodel, mlmodel_file
 from scorer_mlflow.signature import input_fields, output_fields
 
 __all__ = ["MlflowRuntime", "prediction_columns"]
@@ -69,7 +69,7 @@ class MlflowRuntime(Runtime):
         if input_schema is None:
             raise ConfigurationError(
                 f"MLflow model at '{model_dir}' has no input signature, so request cells cannot be "
-                "typed. Save it with one: signature=mlflow.models.infer_signature(X, model.predict(X))"
+                f"typed; {NO_SIGNATURE_FIX}"
             )
         inputs = input_fields(input_schema, model_dir)
         self._tensor_input = input_schema.is_tensor_spec()

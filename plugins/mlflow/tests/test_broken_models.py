@@ -74,3 +74,29 @@ def test_a_directory_without_mlmodel_names_itself(tmp_path):
     result = serve(tmp_path, "--runtime", "mlflow-scorer")
     assert result.returncode == 2
     assert result.stderr.strip() == f"scorer: error: '{tmp_path}' is not an MLflow model directory (no MLmodel file)"
+
+
+def no_input_signature(model):
+    document = yaml.safe_load((model / "MLmodel").read_text())
+    document["signature"] = {"inputs": None, "outputs": document["signature"]["outputs"], "params": None}
+    (model / "MLmodel").write_text(yaml.safe_dump(document))
+
+
+def test_a_model_saved_without_a_signature_is_refused_before_listening(unsigned_model):
+    result = serve(unsigned_model.path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        f"scorer: error: '{unsigned_model.path / 'MLmodel'}' has no input signature, so request cells "
+        "cannot be typed; save it with signature=mlflow.models.infer_signature(X, model.predict(X))"
+    )
+    assert "Listening on" not in result.stdout
+
+
+def test_a_signature_with_outputs_only_is_refused_before_listening(iris_classifier, tmp_path):
+    model = broken_copy(iris_classifier.path, tmp_path, no_input_signature)
+    result = serve(model, "--runtime", "mlflow-scorer")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"scorer: error: '{model / 'MLmodel'}' has no input signature, so request cells cannot be typed; "
+        "save it with signature=mlflow.models.infer_signature(X, model.predict(X))"
+    ]

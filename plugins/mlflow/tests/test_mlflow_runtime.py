@@ -106,16 +106,6 @@ def test_missing_value_in_an_integer_column_is_a_400_not_a_crash(tmp_path):
         assert target.post("/model/score", {"fields": ["n"], "rows": [["1"]]}).status == 200
 
 
-def test_model_without_a_signature_stops_start_up_saying_how_to_fix_it(unsigned_model):
-    with (
-        pytest.raises(RuntimeError) as excinfo,
-        start_server(unsigned_model.path, env=ENV, record_headers=False),
-    ):
-        pass
-    assert "has no input signature" in str(excinfo.value)
-    assert "infer_signature" in str(excinfo.value)
-
-
 def test_demo_model_serves_the_readme_request(tmp_path):
     env = {**ENV, "SCORER_DEMO_DIR": str(tmp_path)}
     with start_server(None, env=env, record_headers=False) as target:

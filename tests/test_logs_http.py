@@ -1,5 +1,6 @@
 """SCORER_LOG_FORMAT=json and SCORER_ACCESS_LOG over real HTTP: every line an object, access
-lines with the request's id, endpoint, status, duration and rows, and the id on the answer."""
+lines with the request's id, endpoint, status, duration and rows, and the id on the answer; in
+text, no client's or model's text can make a line of its own."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 
 import pytest
 
+from conformance import start_server
 from conformance.target import free_port
 from tests.conftest import plugin_env
 from tests.test_cli import scorer
@@ -92,3 +94,30 @@ def test_an_unknown_log_format_stops_start_up(probe_file):
     )
     assert result.returncode == 2
     assert "SCORER_LOG_FORMAT='xml'" in result.stderr and "expected text or json" in result.stderr
+
+
+FORGED = "2026-12-06 06:00:00,000 CRITICAL scorer_core.auth: FORGED"
+
+
+def rogue_model(directory, **spec) -> str:
+    """A `.rogue` model file (tests/plugins/rogue_plugin.py)."""
+    path = directory / f"model-{len(list(directory.glob('*.rogue')))}.rogue"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_cell_a_model_echoes_cannot_forge_a_text_log_line_or_reach_the_terminal(tmp_path, workers):
+    model = rogue_model(tmp_path, rogue="echo", inputs=[["colour", "Str"]], outputs=[["y", "Float64"]])
+    cell = f"mauve\n{FORGED} \x1b[2J\x1b[31m\r\u2028"
+    env = plugin_env("rogue_plugin", BATCH_WORKERS=workers)
+    with start_server(model, env=env, record_headers=False) as target:
+        reply = target.post("/model/score", {"fields": ["colour"], "rows": [[cell]]})
+        log = target.server_log()  # the failure is logged before it is answered
+    assert reply.status == 500 and FORGED in reply.json()["detail"], reply.text  # JSON escapes it
+    assert not [line for line in log.splitlines() if line.startswith(FORGED)], log
+    assert not {"\x1b", "\r", "\u2028"} & set(log), "control characters reach the terminal"
+    failures = [line for line in log.splitlines() if "Found unknown categories" in line]
+    escaped = "mauve\\n2026-12-06 06:00:00,000 CRITICAL scorer_core.auth: FORGED \\x1b[2J\\x1b[31m\\r\\u2028"
+    assert failures and all(escaped in line and " ERROR " in line for line in failures), log
+

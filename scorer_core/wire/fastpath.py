@@ -32,10 +32,17 @@ import orjson
 
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, ModelSchema
-from scorer_core.wire._rows import quoted_numbers
 from scorer_core.wire.contract import ScoreRequest
 from scorer_core.wire.deadline import checkpoint
 from scorer_core.wire.rows_array import envelope, row_pieces, rows_start, split_rows
+
+try:
+    from scorer_core.wire._rows import quoted_numbers
+except ImportError as error:  # a checkout used without installing it: say how, not just "no module"
+    raise ImportError(
+        "scorer_core's native row decoder (scorer_core/wire/_rows.c) is not built: install the "
+        "package (`make install`, or `pip install -e .` with gcc and Python's headers) to build it"
+    ) from error
 
 __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
 

@@ -37,7 +37,7 @@ def fake_checkout(tmp_path: Path) -> Path:
     checkout.mkdir(parents=True)
     (checkout / "Makefile").write_text((ROOT / "Makefile").read_text())
     makefile = (ROOT / "Makefile").read_text()
-    projects = ["."] + re.search(r"^PLUGINS := (.*)$", makefile, re.MULTILINE).group(1).split()
+    projects = [".", *re.search(r"^PLUGINS := (.*)$", makefile, re.MULTILINE).group(1).split()]
     projects += re.search(r"^INTEGRATIONS := (.*)$", makefile, re.MULTILINE).group(1).split()
     for project in projects:
         (checkout / project).mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,14 @@ def register(commands: Any) -> None:
     check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
     check.add_argument("--url", help="check an already running server at this base URL instead")
     check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
+    shown = check.add_mutually_exclusive_group()
+    shown.add_argument(
+        "-v", "--verbose", action="store_true", default=None,
+        help="list every check by name with its outcome (the default on a terminal)",
+    )  # fmt: skip
+    shown.add_argument(
+        "-q", "--quiet", dest="verbose", action="store_false", help="a dot per check and the summary"
+    )
     check.epilog = "Arguments after a lone -- go to pytest: scorer check MODEL -- -x -k Header"
     check.set_defaults(func=run_check)
 
@@ -44,6 +52,9 @@ def run_check(args: argparse.Namespace) -> int:
     if args.runtime:
         target += ["--scorer-runtime", args.runtime]
     extra = list(getattr(args, "passthrough", []))
+    # On a terminal a person reads the result: each check by name says what was checked; piped
+    # into a CI log, the short form unless asked.
+    verbose = sys.stdout.isatty() if getattr(args, "verbose", None) is None else args.verbose
     spec = importlib.util.find_spec("conformance.suite")
     assert spec is not None and spec.submodule_search_locations
     suite_dir = Path(next(iter(spec.submodule_search_locations)))
@@ -54,6 +65,6 @@ def run_check(args: argparse.Namespace) -> int:
         ini.write_text("[pytest]\n")
         command = [
             sys.executable, "-m", "pytest", str(suite_dir), "-c", str(ini), "--rootdir", str(suite_dir),
-            "-p", "no:cacheprovider", "-q", "-rfEs", *target, *extra,
+            "-p", "no:cacheprovider", "-v" if verbose else "-q", "-rfEs", *target, *extra,
         ]  # fmt: skip
         return subprocess.call(command)

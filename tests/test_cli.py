@@ -163,3 +163,36 @@ def test_a_stop_signal_ends_serve_with_status_0(probe_file, stop):
         log = target.server_log()
         assert "Listening on http://127.0.0.1:" in log, "the line start-up failures are checked against"
         assert "Finished server process" in log
+
+
+@pytest.mark.slow
+def test_check_names_each_check_when_asked_and_on_a_terminal(probe_file):
+    model = str(probe_file())
+    asked = scorer("check", model, "--verbose", "--", "-k", "Schema", env=plugin_env(), timeout=300)
+    assert asked.returncode == 0, asked.stdout[-3000:] + asked.stderr
+    named = [line for line in asked.stdout.splitlines() if line.endswith("PASSED") or " PASSED " in line]
+    assert named and all("::" in line for line in named), asked.stdout
+    # On a terminal without the flag, the same list: run it on a pseudo-terminal.
+    import pty
+
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "scorer_core.cli", "check", model, "--", "-k", "Schema"],
+        env={**os.environ, **plugin_env()}, stdin=subprocess.DEVNULL, stdout=follower, stderr=follower,
+    ) as process:  # fmt: skip
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes with the process
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert process.wait(timeout=300) == 0, shown.decode(errors="replace")[-3000:]
+    os.close(leader)
+    text = shown.decode(errors="replace")
+    assert "PASSED" in text and "::" in text, text[-3000:]
+    quiet = scorer("check", model, "--", "-k", "Schema", env=plugin_env(), timeout=300)  # piped: short
+    assert quiet.returncode == 0 and "PASSED" not in quiet.stdout and " passed" in quiet.stdout

@@ -213,3 +213,27 @@ def test_the_install_script_builds_a_working_server_in_a_fresh_venv(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_the_model_volume_overlay_mounts_a_claim_where_model_path_points():
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl is needed to render the kustomize base (make install-test installs it)"
+    out = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY / "overlays" / "model-volume")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    objects = {doc["kind"]: doc for doc in yaml.safe_load_all(out.stdout)}
+    assert set(objects) == {
+        "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "PersistentVolumeClaim"
+    }  # fmt: skip
+    for obj in objects.values():
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    spec = objects["Deployment"]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["tmp"]["mountPath"] == "/tmp", "the overlay keeps the base's mounts"
+    model_path = Path(env_of(container)["MODEL_PATH"])
+    assert model_path.parent == Path(mounts["models"]["mountPath"]) and mounts["models"]["readOnly"]
+    (claim,) = [v for v in spec["volumes"] if v["name"] == "models"]
+    assert claim["persistentVolumeClaim"]["claimName"] == objects["PersistentVolumeClaim"]["metadata"]["name"]
+    assert container["image"] != "ghcr.io/example/scorer-mlflow:0.1.0", "the overlay sets its own image"

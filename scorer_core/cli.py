@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import platform
 import socket
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from scorer_core import __version__
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import Plugins, load_plugins
 from scorer_core.config.settings import Settings, load_settings, removed_env_var_warnings
@@ -42,6 +44,38 @@ def _startup_warnings(settings: Settings) -> None:
         log.warning(message)
     for message in settings.header_forwarding.warnings():
         log.warning(message)
+    clear_text = _credential_in_clear_text(settings)
+    if clear_text:
+        log.warning(clear_text)
+
+
+def _credential_in_clear_text(settings: Settings) -> str | None:
+    """A warning when a credential would cross the network unencrypted: a passphrase (or token)
+    sent over plain HTTP to an interface other than loopback can be read by anyone on the path."""
+    credential = (
+        "SCORER_PASSPHRASE" if settings.passphrase is not None
+        else "SCORER_PASSPHRASE_HASH" if settings.passphrase_hash is not None
+        else "SCORER_OIDC_ISSUER" if settings.oidc_issuer is not None
+        else None
+    )  # fmt: skip
+    if credential is None or settings.tls_cert is not None or _is_loopback(settings.host):
+        return None
+    return (
+        f"{credential} is set and the server listens on {settings.host} over plain HTTP: clients' "
+        "credentials travel in clear text. Set SCORER_TLS_CERT and SCORER_TLS_KEY, or put a TLS "
+        "proxy or ingress in front and listen on 127.0.0.1 (docs/security.md)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve anywhere
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
@@ -90,7 +124,7 @@ def serve(settings: Settings) -> int:
     except BaseException:
         listener.close()
         raise
-    log.info("Serving '%s' with runtime '%s'", served.path, served.runtime)
+    log.info("scorer-core %s serving '%s' with runtime '%s'", __version__, served.path, served.runtime)
     server = _uvicorn_server(
         listener,
         uvicorn.Config(
@@ -246,6 +280,8 @@ def _plugins(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scorer", description=__doc__.split("\n")[0])
+    version = f"scorer-core {__version__} (Python {platform.python_version()})"
+    parser.add_argument("--version", action="version", version=version)
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")

@@ -196,3 +196,59 @@ def test_check_names_each_check_when_asked_and_on_a_terminal(probe_file):
     assert "PASSED" in text and "::" in text, text[-3000:]
     quiet = scorer("check", model, "--", "-k", "Schema", env=plugin_env(), timeout=300)  # piped: short
     assert quiet.returncode == 0 and "PASSED" not in quiet.stdout and " passed" in quiet.stdout
+
+
+def test_version_names_the_package_and_python():
+    import platform
+
+    import scorer_core
+
+    result = scorer("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"scorer-core {scorer_core.__version__} (Python {platform.python_version()})"
+
+
+def serve_until_listening(model: str, env: dict[str, str], *args: str) -> str:
+    """Start `scorer serve`, wait for its 'Listening on' line, stop it; its log so far."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scorer_core.cli", "serve", model, "--port", "0", *args],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert process.stderr is not None
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Listening on" in line:
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    log = "".join(lines)
+    assert "Listening on" in log, log
+    return log
+
+
+@pytest.mark.slow
+def test_start_up_line_names_the_version(probe_file):
+    import scorer_core
+
+    log = serve_until_listening(str(probe_file()), plugin_env())
+    assert f"scorer-core {scorer_core.__version__} serving '" in log
+
+
+@pytest.mark.slow
+def test_a_passphrase_over_plain_http_on_a_public_interface_is_warned_about(probe_file):
+    model = str(probe_file())
+    warning = "SCORER_PASSPHRASE is set and the server listens on 0.0.0.0 over plain HTTP"
+    log = serve_until_listening(model, plugin_env(SCORER_PASSPHRASE="s3cret"), "--host", "0.0.0.0")
+    assert warning in log and "credentials travel in clear text" in log
+    assert "s3cret" not in log
+    quiet = serve_until_listening(model, plugin_env(SCORER_PASSPHRASE="s3cret"), "--host", "127.0.0.1")
+    assert "clear text" not in quiet  # loopback: nothing crosses a network
+    open_server = serve_until_listening(model, plugin_env(), "--host", "0.0.0.0")
+    assert "clear text" not in open_server  # no credential to leak

@@ -121,3 +121,15 @@ def test_a_cell_a_model_echoes_cannot_forge_a_text_log_line_or_reach_the_termina
     escaped = "mauve\\n2026-12-06 06:00:00,000 CRITICAL scorer_core.auth: FORGED \\x1b[2J\\x1b[31m\\r\\u2028"
     assert failures and all(escaped in line and " ERROR " in line for line in failures), log
 
+
+def test_a_model_echoing_a_huge_cell_logs_and_answers_only_its_start(tmp_path):
+    model = rogue_model(tmp_path, rogue="echo", inputs=[["colour", "Str"]], outputs=[["y", "Float64"]])
+    with start_server(model, env=plugin_env("rogue_plugin"), record_headers=False) as target:
+        reply = target.post("/model/score", {"fields": ["colour"], "rows": [["m" * 4_000_000]]}, timeout=60)
+        log = target.server_log()
+    assert reply.status == 500, reply.text
+    detail = reply.json()["detail"]
+    message = len("Found unknown categories [") + 4_000_000 + len("] in column 0")
+    assert len(detail) < 2200 and detail.endswith(f"...({message} characters)"), detail[-200:]
+    assert "Found unknown categories [mmm" in detail
+    assert len(log) < 20_000, "the model's message is logged cut, as it is answered"

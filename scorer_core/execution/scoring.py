@@ -18,11 +18,15 @@ from scorer_core.frame import Frame
 from scorer_core.headers import ForwardedHeaders
 from scorer_core.runtime import ContributionGroup, Contributions, Runtime
 from scorer_core.schema import ShapleyType
-from scorer_core.wire.cells import build_frame
+from scorer_core.wire.cells import build_frame, shortened
 
 __all__ = ["ScoringResult", "ScoringTask", "run_task"]
 
 log = logging.getLogger(__name__)
+#: Characters of a model's own error message passed on (to the 500's body and the log): models
+#: quote the input they choke on, and a client's cell of megabytes must not become a log line of
+#: megabytes.
+MODEL_MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ def run_task(runtime: Runtime, task: ScoringTask) -> ScoringResult:
         except ScorerError:
             raise
         except Exception as exc:
-            raise ModelError(f"Runtime '{name}' raised {type(exc).__name__}: {exc}", runtime=name) from exc
+            said = shortened(str(exc), MODEL_MESSAGE_CHARS)
+            raise ModelError(f"Runtime '{name}' raised {type(exc).__name__}: {said}", runtime=name) from exc
     return ScoringResult(outputs, intervals, contributions)
 
 

@@ -25,8 +25,10 @@ __all__ = [
     "STRING_MISSING_VALUES",
     "build_frame",
     "convert_column",
+    "echoed",
     "format_column",
     "format_scalar",
+    "shortened",
 ]
 
 #: Cells read as missing in non-string columns unless the runtime declares its own list.
@@ -125,9 +127,28 @@ def convert_column(
     return _to_time(values, spec, missing)
 
 
+#: Characters of a bad cell an error text quotes: enough to recognise it, while a cell of megabytes
+#: would make a 400 of megabytes (and a log line of them, where a model quotes it).
+ECHO_CHARS = 100
+
+
+def shortened(text: str, limit: int, length: int | None = None) -> str:
+    """``text``, or its first ``limit`` characters and how long it was (``length`` when the text
+    stands for something of another length, as a repr for its string)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text) if length is None else length} characters)"
+
+
+def echoed(value: Any) -> str:
+    """A cell as an error text quotes it: its repr (quotes, escaped control characters), cut
+    after ``ECHO_CHARS`` characters."""
+    return shortened(repr(value), ECHO_CHARS, len(value) if isinstance(value, str) else None)
+
+
 def _fail(row: int, spec: Field, value: Any, expected: str = "") -> InvalidRequest:
     what = expected or spec.data_type.value
-    return InvalidRequest(f"Row {row}, field '{spec.name}': cannot parse {value!r} as {what}")
+    return InvalidRequest(f"Row {row}, field '{spec.name}': cannot parse {echoed(value)} as {what}")
 
 
 def _is_missing(value: Any, missing: frozenset[str]) -> bool:
@@ -189,7 +210,7 @@ def _to_int(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.n
 
 def _out_of_range(row: int, spec: Field, values: Sequence[Any]) -> InvalidRequest:
     return InvalidRequest(
-        f"Row {row}, field '{spec.name}': {values[row]!r} is out of range for {spec.data_type.value}"
+        f"Row {row}, field '{spec.name}': {echoed(values[row])} is out of range for {spec.data_type.value}"
     )
 
 

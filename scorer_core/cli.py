@@ -231,6 +231,10 @@ def _batch(args: argparse.Namespace) -> int:
         batch_rows=args.batch_rows,
         on_error=args.on_error,
     )
+    if not spark and not Path(args.input).exists():  # before the model's seconds of loading
+        raise ConfigurationError(f"Input '{args.input}' does not exist")
+    # The model takes seconds to load, before the first progress line can say anything.
+    print(f"Loading the model at '{args.model_path}' ...", file=sys.stderr, flush=True)
     try:
         if spark:
             from scorer_core.batch.spark import SparkOptions, run_spark_job

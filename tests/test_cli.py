@@ -252,3 +252,23 @@ def test_a_passphrase_over_plain_http_on_a_public_interface_is_warned_about(prob
     assert "clear text" not in quiet  # loopback: nothing crosses a network
     open_server = serve_until_listening(model, plugin_env(), "--host", "0.0.0.0")
     assert "clear text" not in open_server  # no credential to leak
+
+
+def test_batch_with_a_missing_input_is_one_line_before_the_model_loads(probe_file, tmp_path):
+    slow_model = str(probe_file(load_delay=30))  # a load this slow would show in the time taken
+    started = time.monotonic()
+    result = scorer("batch", slow_model, str(tmp_path / "nope.csv"), str(tmp_path / "out.csv"), env=plugin_env())
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"scorer: error: Input '{tmp_path / 'nope.csv'}' does not exist"
+    assert time.monotonic() - started < 25
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_batch_says_it_is_loading_the_model_before_the_first_progress_line(probe_file, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("x\n1\n2\n")
+    model = probe_file()
+    result = scorer("batch", str(model), str(source), str(tmp_path / "out.csv"), env=plugin_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"Loading the model at '{model}' ...\n")
+    assert "Scored 2 rows" in result.stderr

@@ -141,24 +141,67 @@ def serve(settings: Settings) -> int:
         scheme="https" if tls else "http",
     )
     server.run(sockets=[listener])
+    code = 0
     if host.error is not None and not getattr(server, "signalled", False):
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
-        return 1
-    return 0
+        code = 1
+    call_age = host.executor.oldest_call_age() if host.ready else 0.0
+    _exit_past_lingering_threads(code, settings.shutdown_grace, call_age)
+    return code
+
+
+def _lingering_threads() -> list[str]:
+    """The names of the threads Python would wait for at exit, this one aside."""
+    import threading
+
+    current = threading.current_thread()
+    return [t.name for t in threading.enumerate() if not t.daemon and t is not current and t.is_alive()]
+
+
+def _exit_past_lingering_threads(code: int, grace: float, call_age: float) -> None:
+    """End the process now, with ``code``, when Python's exit would wait for threads to end.
+
+    Python joins every non-daemon thread before it exits. A call stuck in the model never ends
+    (``call_age``: how long the oldest still running has run, 0 for none), nor may a thread a
+    model started and left (a flusher, a pool it never shut down): the server, already stopped
+    cleanly, would wait for the forced exit of ``_exit_after`` and report a failure. Only a
+    stuck call is one (status 1); a thread left running is named, and the stop is clean.
+    """
+    lingering = _lingering_threads()
+    if not lingering:
+        return
+    if call_age:
+        log.error(
+            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE): a model call is stuck "
+            "(running for %.0f s). Exiting now",
+            grace,
+            call_age,
+        )
+        code = 1
+    else:
+        log.warning("Not waiting for threads still running at exit: %s", ", ".join(map(repr, lingering)))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _exit_after(grace: float) -> None:
     """End the process ``grace`` seconds from now (plus a moment to drain), whatever runs then.
 
-    A model call stuck in a thread cannot be interrupted, and Python joins its thread at exit: a
-    server asked to stop would hang. This daemon timer makes the stop certain.
+    A model call stuck in a thread cannot be interrupted, nor can a model's ``close`` that never
+    returns: a server asked to stop would hang. This daemon timer makes the stop certain. It says
+    only what it knows, the threads still running: ``serve`` tells a stuck call once the server
+    has stopped.
     """
     import threading
 
     def force() -> None:
         log.error(
-            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE); a model call is stuck. Exiting now",
+            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE) and 5 s more; threads still "
+            "running: %s. Exiting now",
             grace,
+            ", ".join(map(repr, _lingering_threads())) or "none",
         )
         logging.shutdown()
         os._exit(1)

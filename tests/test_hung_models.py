@@ -5,10 +5,14 @@ Over real sockets on loopback; every wait is bounded.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
 import pytest
+
+from conformance import start_server
+from tests.conftest import plugin_env
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +70,19 @@ def test_sigterm_exits_within_the_grace_period_whatever_the_model_does(probe_ser
         assert time.monotonic() - started < 15, "the grace (1 s) plus the drain margin"
         assert code == 1
         assert "Shutdown did not finish within 1 s (SCORER_SHUTDOWN_GRACE)" in target.server_log()
+
+
+def test_a_thread_the_model_leaves_running_neither_delays_a_stop_nor_fails_it(tmp_path):
+    model = tmp_path / "model.rogue"
+    model.write_text(json.dumps({"rogue": "leave_thread"}))  # tests/plugins/rogue_plugin.py
+    with start_server(model, env=plugin_env("rogue_plugin"), record_headers=False) as target:
+        assert target.post("/model/score", GOOD).json()["score"] == [["4.0"]]  # starts the thread
+        started = time.monotonic()
+        target.process.send_signal(signal.SIGTERM)
+        code = target.process.wait(timeout=60)
+        took = time.monotonic() - started
+        log = target.server_log()
+    assert code == 0, log
+    assert took < 20, f"{took:.0f} s, with nothing in flight (SCORER_SHUTDOWN_GRACE is 30 s)"
+    assert "a model call is stuck" not in log
+    assert "'rogue-flusher'" in log, "the operator is told what was left running"

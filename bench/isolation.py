@@ -25,13 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run as bench  # noqa: E402  (bench/run.py: the model, free ports, wrk)
+
+from conformance.target import wait_ready  # noqa: E402
 
 
 def successful(url: str, body: Path, clients: int, seconds: int) -> float:
@@ -58,13 +59,7 @@ def main() -> int:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}/model/score"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_ready(f"http://127.0.0.1:{port}", 120, process=server)
         bench.wrk(url, good, 16, 2)  # warm-up
         rounds = interleaved(url, good, poison, args.seconds, args.rounds)
     finally:

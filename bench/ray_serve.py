@@ -18,8 +18,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -27,19 +25,13 @@ sys.path.insert(0, str(HERE))
 import models as bench_models  # noqa: E402
 from run import Server, free_port, ours_body, running, wrk  # noqa: E402
 
+from conformance.target import wait_ready  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 
 def ready(base: str, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{base} was not ready")
+    wait_ready(base, timeout)
 
 
 def main() -> int:

@@ -37,6 +37,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import models as bench_models  # noqa: E402  (bench/models.py: the benchmark set)
 
+from conformance.target import wait_ready  # noqa: E402
+
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
 MLSERVER_BIN = HERE / ".venv-mlserver" / "bin"
@@ -225,21 +227,8 @@ def running(server: Server, work: Path) -> Iterator[str]:
         process = subprocess.Popen(command, env=env, cwd=server.cwd, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"{server.name} exited: {(work / f'{server.name}.log').read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(base + server.ready_path, timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not become ready")
-            time.sleep(0.3)
+        log = work / f"{server.name}.log"
+        wait_ready(base, 180, process=process, log=log.read_text, path=server.ready_path)
         yield base
     finally:
         process.terminate()

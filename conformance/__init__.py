@@ -30,7 +30,7 @@ if TYPE_CHECKING:
         RowCountChecks,
         RuntimeSuite,
     )
-    from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server
+    from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server, wait_ready
 
 __all__ = [
     "CONFORMANCE_FORWARD_HEADERS",
@@ -43,9 +43,10 @@ __all__ = [
     "RuntimeSuite",
     "ScorerTarget",
     "start_server",
+    "wait_ready",
 ]
 
-_TARGET_NAMES = frozenset({"CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "start_server"})
+_TARGET_NAMES = frozenset({"CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "start_server", "wait_ready"})
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 from conformance._http import Reply, request
 from conformance.recording import HEADER_LOG_ENV
 
-__all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server"]
+__all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server", "wait_ready"]
 
 #: What a suite-started server forwards: two real headers plus two tracing headers that the
 #: runtime must drop even though they are configured.
@@ -110,19 +110,37 @@ def start_server(
 def _wait_ready(
     target: ScorerTarget, process: subprocess.Popen[bytes], log_file: Path, timeout: float
 ) -> None:
+    wait_ready(target.base_url, timeout, process=process, log=lambda: log_file.read_text(errors="replace"))
+
+
+def wait_ready(
+    base_url: str,
+    timeout: float,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    log: Callable[[], str] | None = None,
+    path: str = "/readyz",
+) -> None:
+    """Return once ``GET /readyz`` (or ``path``, for another server) answers 200; raise
+    RuntimeError, with the end of the server's ``log`` when given, if ``process`` exits first or
+    ``timeout`` seconds pass.
+
+    Every test, benchmark and integration that starts a server waits through this, so that none
+    goes on against a server that never became ready.
+    """
     deadline = time.monotonic() + timeout
+
+    def tail() -> str:
+        return (":\n" + log()[-4000:]) if log is not None else ""
+
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the scorer exited with code {process.returncode} before it was ready:\n"
-                + log_file.read_text(errors="replace")[-4000:]
-            )
+        if process is not None and process.poll() is not None:
+            code = process.returncode
+            raise RuntimeError(f"the scorer exited with code {code} before it was ready{tail()}")
         try:
-            if target.get("/readyz", timeout=2).status == 200:
+            if request(base_url, "GET", path, timeout=2).status == 200:
                 return
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(
-        f"the scorer was not ready after {timeout:.0f} s:\n" + log_file.read_text(errors="replace")[-4000:]
-    )
+    raise RuntimeError(f"the scorer at {base_url} was not ready after {timeout:.0f} s{tail()}")

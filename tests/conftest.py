@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -30,6 +31,19 @@ def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str
         "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS,
         **env,
     }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true: tests wait on the event itself, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:g} s"
+        time.sleep(0.02)
+
+
+def model_calls(target: ScorerTarget) -> int:
+    """Model calls that have started so far (the recording plugin logs each as it begins)."""
+    return len(target.seen_headers())
 
 
 @pytest.fixture

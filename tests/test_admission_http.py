@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.conftest import model_calls, wait_for
+
 pytestmark = pytest.mark.slow
 
 ECHO = {"outputs": [["y", "Float64"], ["auth", "Str"], ["batch_rows", "Int64"]]}
@@ -57,10 +59,10 @@ def test_overload_gets_503_with_retry_after_and_nothing_is_lost(probe_server):
 
 def test_waiting_too_long_in_the_queue_is_a_503(probe_server):
     env = {"SCORING_CONCURRENCY": "1", "SCORER_QUEUE_TIMEOUT": "0.2"}
-    with probe_server(env=env, record_headers=False, score_delay=1.0) as target:
+    with probe_server(env=env, score_delay=1.0) as target:
         with ThreadPoolExecutor(2) as pool:
             slow = pool.submit(target.post, "/model/score", {"fields": ["x"], "rows": [["1"]]})
-            time.sleep(0.3)
+            wait_for(lambda: model_calls(target) == 1, what="the first request in the model")
             late = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
             assert slow.result().status == 200
         assert late.status == 503 and "SCORER_QUEUE_TIMEOUT" in late.json()["detail"]
@@ -76,7 +78,7 @@ def test_slow_model_gets_504_instead_of_holding_the_connection(probe_server):
 
 
 def test_sigterm_finishes_in_flight_requests_then_exits(probe_server):
-    with probe_server(record_headers=False, score_delay=1.0) as target:
+    with probe_server(score_delay=1.0) as target:
         result = {}
         thread = threading.Thread(
             target=lambda: result.setdefault(
@@ -84,7 +86,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits(probe_server):
             )
         )
         thread.start()
-        time.sleep(0.3)
+        wait_for(lambda: model_calls(target) == 1, what="the request in the model")
         target.process.send_signal(signal.SIGTERM)
         thread.join(timeout=30)
         assert result["reply"].status == 200 and result["reply"].json()["score"] == [["6.0"]]

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conformance import start_server
+from conformance import start_server, wait_ready
 from tests.conftest import plugin_env
 
 pytestmark = pytest.mark.slow
@@ -237,9 +237,8 @@ def test_not_ready_while_loading_then_ready(probe_file, tmp_path):
         assert (ready.status, ready.text) == (500, "Not ready")
         loading = request(base, "POST", "/model/score", {"fields": ["x"], "rows": [["1"]]})
         assert loading.status == 503 and "still loading" in loading.json()["detail"]
-        while request(base, "GET", "/readyz").status != 200:
-            assert time.monotonic() < deadline, "model never loaded"
-            time.sleep(0.1)
+        assert loading.headers["retry-after"] == "1", "H2O's clients retry a 503 that says when"
+        wait_ready(base, deadline - time.monotonic(), process=process)
         assert request(base, "POST", "/model/score", {"fields": ["x"], "rows": [["1"]]}).status == 200
     finally:
         process.terminate()

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 import h2o_scorer_core.context
 from scorer_core.context import forwarded_headers, request_headers
 from scorer_core.headers import ForwardedHeaders
@@ -18,12 +20,9 @@ def test_outside_a_model_call_the_headers_are_empty():
 
 def test_forwarded_headers_sets_and_always_resets():
     headers = ForwardedHeaders({"Authorization": "Bearer a"})
-    try:
-        with forwarded_headers(headers):
-            assert request_headers.get({}).get("authorization") == "Bearer a"
-            raise RuntimeError("model failed")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="model failed"), forwarded_headers(headers):
+        assert request_headers.get({}).get("authorization") == "Bearer a"
+        raise RuntimeError("model failed")
     assert request_headers.get({}) == {}
 
 

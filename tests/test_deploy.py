@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conformance.target import free_port
+from conformance.target import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -194,17 +193,7 @@ def test_the_install_script_builds_a_working_server_in_a_fresh_venv(tmp_path):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert server.poll() is None, "the installed server exited"
-            try:
-                with urllib.request.urlopen(base + "/readyz", timeout=2) as reply:
-                    if reply.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.3)
+        wait_ready(base, 120, process=server)
         with urllib.request.urlopen(base + "/model/sample_request", timeout=10) as reply:
             sample = reply.read()
         request = urllib.request.Request(base + "/model/score", sample, {"Content-Type": "application/json"})

@@ -13,7 +13,6 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,7 +25,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from conformance._http import request
-from conformance.target import free_port
+from conformance.target import free_port, wait_ready
 from tests.conftest import INSTALLED_PLUGINS
 
 ROOT = Path(__file__).parent.parent
@@ -66,15 +65,7 @@ def serving(argv: list[str], cwd: Path, env: dict[str, str]) -> Iterator[str]:
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert process.poll() is None, f"{' '.join(argv)} exited with {process.returncode}"
-            try:
-                if request(base_url, "GET", "/readyz", timeout=2).status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_ready(base_url, 120, process=process)  # raises, naming the exit code, if never ready
         yield base_url
     finally:
         process.terminate()

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
+
 pytestmark = pytest.mark.slow
 
 SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}
@@ -55,7 +57,7 @@ def test_unhealthy_once_dead_workers_cannot_be_replaced(probe_server, probe_file
         with open(spec_file, "w") as out:
             json.dump({"load_error": "the model file is gone"}, out)
         os.kill(worker_pid(target), signal.SIGKILL)
-        time.sleep(0.2)  # the signal is delivered, not yet the process reaped
+        wait_for(lambda: target.get("/readyz").status == 500, what="the server seeing its worker die")
         deadline = time.monotonic() + 120
         healthy = target.get("/healthz")
         while healthy.status == 200 and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conformance.target import free_port
+from conformance.target import free_port, wait_ready
 from scorer_core.errors import ConfigurationError
 from tests.conftest import plugin_env
 
@@ -72,7 +72,7 @@ def probe_app(cluster, tmp_path_factory) -> Iterator[str]:
             }
         )
         serve.run(app, name="probe", route_prefix="/", blocking=False)
-        wait_ready(cluster)
+        wait_ready(cluster, 120)
         yield cluster
         serve.delete("probe")
     finally:
@@ -81,18 +81,6 @@ def probe_app(cluster, tmp_path_factory) -> Iterator[str]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def wait_ready(base: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{base} was not ready within {timeout} s")
 
 
 def score(base: str, x: float, auth: str | None = None, path: str = "/model/score") -> httpx.Response:
@@ -186,7 +174,7 @@ def test_the_h2o_contract_on_two_replicas_of_a_real_mlflow_model(cluster, tmp_pa
                             "ray_actor_options": {"num_cpus": 0.5}})  # fmt: skip
     serve.run(app, name="iris", route_prefix="/iris", blocking=False)
     try:
-        wait_ready(f"{cluster}/iris")
+        wait_ready(f"{cluster}/iris", 120)
         result = subprocess.run(
             [sys.executable, "-m", "scorer_core.cli", "check", "--url", f"{cluster}/iris"],
             capture_output=True, text=True, timeout=600,

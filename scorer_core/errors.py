@@ -7,7 +7,7 @@ Exception tree::
     ├── ModelError              500: the model failed; names the runtime
     │   └── RowCountMismatch    500: the model returned another number of rows than it was sent
     ├── UnsupportedOperation    501: the model cannot do this (contributions, media scoring)
-    ├── NotReady                503: the model is still loading
+    ├── NotReady                503: the model is still loading; carries Retry-After
     ├── Overloaded              503: too many requests in flight; carries Retry-After
     ├── ScoringTimeout          504: the request waited longer than SCORER_REQUEST_TIMEOUT
     └── ConfigurationError      start-up: a setting, a model path or a plugin is wrong
@@ -108,9 +108,14 @@ class UnsupportedOperation(ScorerError):
 
 
 class NotReady(ScorerError):
-    """The model has not finished loading."""
+    """The model has not finished loading; the client may retry after ``retry_after`` seconds
+    (None: retrying will not help, as when the model failed to load)."""
 
     status_code = 503
+
+    def __init__(self, message: str, *, retry_after: int | None = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Overloaded(ScorerError):

@@ -25,6 +25,7 @@ from scorer_core.errors import (
     ConfigurationError,
     InvalidRequest,
     ModelError,
+    NotReady,
     Overloaded,
     ScorerError,
     UnsupportedOperation,
@@ -125,8 +126,9 @@ def _json(body: Any, status_code: int = 200) -> Response:
 
 def _error_response(exc: ScorerError) -> Response:
     response = _json({"detail": exc.detail}, exc.status_code)
-    if isinstance(exc, Overloaded):
-        response.headers["Retry-After"] = str(exc.retry_after)
+    retry_after = exc.retry_after if isinstance(exc, (Overloaded, NotReady)) else None
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
     for name, value in getattr(exc, "headers", {}).items():
         response.headers[name] = value
     if getattr(exc, "close_connection", False):

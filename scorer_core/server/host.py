@@ -40,7 +40,7 @@ class ModelHost:
         """The loaded model's executor; ``NotReady`` (503) while loading or after a failure."""
         if self._executor is None:
             if self.error is not None:
-                raise NotReady(f"the model failed to load: {self.error}")
+                raise NotReady(f"the model failed to load: {self.error}", retry_after=None)
             raise NotReady("the model is still loading; retry shortly")
         return self._executor
 

@@ -38,9 +38,20 @@ def check_columns(
             )
         column = columns[name]
         array = column if isinstance(column, np.ndarray) else np.asarray(column, dtype=object)
-        length = array.shape[0] if array.ndim else 1
-        if length != num_rows or array.ndim != 1:
-            raise RowCountMismatch(runtime=runtime, expected=num_rows, actual=length)
+        if array.ndim == 0:
+            raise ModelError(
+                f"Runtime '{runtime}' returned {_a(type(column).__name__)} as column '{name}' for {what}; "
+                f"expected a sequence of {num_rows} values, one per row",
+                runtime=runtime,
+            )
+        if array.shape[0] != num_rows:
+            raise RowCountMismatch(runtime=runtime, expected=num_rows, actual=array.shape[0])
+        if array.ndim != 1:
+            raise ModelError(
+                f"Runtime '{runtime}' returned values of shape {array.shape} as column '{name}' for {what}; "
+                "expected one value per row, not a sequence of them",
+                runtime=runtime,
+            )
         checked[name] = array
     return checked
 
@@ -51,9 +62,14 @@ def check_contributions(runtime: str, contributions: Contributions, n: int) -> C
     groups = []
     for group in contributions.groups:
         values = np.asarray(group.values)
-        if values.ndim != 2 or values.shape[0] != n:
-            actual = values.shape[0] if values.ndim else 0
-            raise RowCountMismatch(runtime=runtime, expected=n, actual=actual)
+        if values.ndim != 2:
+            raise ModelError(
+                f"Runtime '{runtime}' returned contributions of shape {values.shape}; expected one row of "
+                f"{width} values (one per feature) per row",
+                runtime=runtime,
+            )
+        if values.shape[0] != n:
+            raise RowCountMismatch(runtime=runtime, expected=n, actual=values.shape[0])
         if values.shape[1] != width:
             raise ModelError(
                 f"Runtime '{runtime}' returned {values.shape[1]} contributions per row for {width} features",
@@ -61,3 +77,7 @@ def check_contributions(runtime: str, contributions: Contributions, n: int) -> C
             )
         groups.append(ContributionGroup(group.output_group, values))
     return Contributions(list(contributions.features), groups)
+
+
+def _a(noun: str) -> str:
+    return f"an {noun}" if noun[:1] in "aeiou" else f"a {noun}"

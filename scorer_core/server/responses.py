@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import numpy as np
 import orjson
 
 from scorer_core.execution.scoring import ScoringResult
@@ -12,6 +13,7 @@ from scorer_core.runtime import Contributions
 from scorer_core.server.requests import PreparedRequest
 from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
+from scorer_core.wire.columns import cell_of
 from scorer_core.wire.deadline import checkpoint
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
@@ -50,7 +52,7 @@ def score_body(
         names.append(request.generated_id)
         columns.append([str(uuid.uuid4()) for _ in range(n)])
     names.extend(outputs)
-    columns.extend(format_column(column) for column in outputs.values())
+    columns.extend(map(_column_cells, outputs.values()))
     body: dict[str, Any] = {"id": model_id}
     if request.field_names_in_output:
         body["fields"] = names
@@ -87,7 +89,18 @@ def contribution_body(contributions: Contributions) -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else format_column([value])[0]
+    """A copied input cell: as sent, a nested one (a dict or list in a field the model does not
+    read) as JSON, which the client can parse, not Python's repr."""
+    if isinstance(value, str):
+        return value
+    return cell_of(value) if isinstance(value, (dict, list)) else format_column([value])[0]
+
+
+def _column_cells(column: np.ndarray) -> list[str]:
+    """An output column's cells; a model's dicts and lists (objects, one per row) as JSON."""
+    if column.dtype.kind == "O":
+        return [cell_of(value) for value in column.tolist()]
+    return format_column(column)
 
 
 #: Items of one list encoded per orjson call. orjson holds the GIL for a whole call: one call over

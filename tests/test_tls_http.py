@@ -108,26 +108,102 @@ def test_the_api_is_served_over_https_with_the_configured_certificate(probe_file
         process.wait(timeout=30)
 
 
-@pytest.mark.parametrize("case", ["cert-only", "key-only", "missing-file", "mismatched-key", "not-pem"])
-def test_a_bad_tls_setting_stops_start_up_with_one_line(probe_file, tmp_path, case):
+def der(path: Path, name: str) -> Path:
+    """The PEM file at ``path`` in DER form."""
+    pem = path.read_bytes()
+    if b"CERTIFICATE" in pem:
+        content = x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER)
+    else:
+        key = serialization.load_pem_private_key(pem, None)
+        content = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    (path.parent / name).write_bytes(content)
+    return path.parent / name
+
+
+def encrypted(path: Path) -> Path:
+    """The key at ``path``, encrypted with a passphrase."""
+    key = serialization.load_pem_private_key(path.read_bytes(), None)
+    target = path.parent / "encrypted.key"
+    target.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"a passphrase"),
+        )
+    )
+    return target
+
+
+CASES = {
+    "cert-only": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert},
+        "SCORER_TLS_CERT is set but SCORER_TLS_KEY is not; HTTPS needs both",
+    ),
+    "key-only": lambda d, cert, key: (
+        {"SCORER_TLS_KEY": key},
+        "SCORER_TLS_KEY is set but SCORER_TLS_CERT is not; HTTPS needs both",
+    ),
+    "missing-cert": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": d / "gone.crt", "SCORER_TLS_KEY": key},
+        f"SCORER_TLS_CERT '{d / 'gone.crt'}' does not exist",
+    ),
+    "missing-key": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert, "SCORER_TLS_KEY": d / "gone.key"},
+        f"SCORER_TLS_KEY '{d / 'gone.key'}' does not exist",
+    ),
+    "mismatched-key": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert, "SCORER_TLS_KEY": make_certificate(d, "other")[1]},
+        f"SCORER_TLS_CERT '{cert}' and SCORER_TLS_KEY '{d / 'other.key'}' cannot be used: the key is not "
+        "the certificate's",
+    ),
+    "not-pem": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": d / "junk.pem", "SCORER_TLS_KEY": key},
+        f"SCORER_TLS_CERT '{d / 'junk.pem'}' holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+    ),
+    "empty-cert": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": d / "empty.crt", "SCORER_TLS_KEY": key},
+        f"SCORER_TLS_CERT '{d / 'empty.crt'}' is empty",
+    ),
+    "der-cert": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": der(cert, "der.crt"), "SCORER_TLS_KEY": key},
+        f"SCORER_TLS_CERT '{d / 'der.crt'}' is in DER form; the server reads PEM: convert it with openssl "
+        f"x509 -inform DER -in {d / 'der.crt'} -out server.crt",
+    ),
+    "der-key": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert, "SCORER_TLS_KEY": der(key, "der.key")},
+        f"SCORER_TLS_KEY '{d / 'der.key'}' is in DER form; the server reads PEM",
+    ),
+    "encrypted-key": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert, "SCORER_TLS_KEY": encrypted(key)},
+        f"SCORER_TLS_KEY '{d / 'encrypted.key'}' is encrypted, and the server cannot ask for its passphrase",
+    ),
+    "swapped": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": key, "SCORER_TLS_KEY": cert},
+        f"SCORER_TLS_CERT '{key}' holds a private key, not a certificate; are SCORER_TLS_CERT and "
+        "SCORER_TLS_KEY swapped?",
+    ),
+    "key-is-a-directory": lambda d, cert, key: (
+        {"SCORER_TLS_CERT": cert, "SCORER_TLS_KEY": d},
+        f"SCORER_TLS_KEY '{d}' is a directory, not a PEM file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_bad_tls_setting_stops_start_up_with_one_line_naming_the_file_and_the_mistake(
+    probe_file, tmp_path, case
+):
     cert, key = make_certificate(tmp_path)
-    _, other_key = make_certificate(tmp_path, "other")
-    junk = tmp_path / "junk.pem"
-    junk.write_text("not a certificate")
-    env, message = {
-        "cert-only": ({"SCORER_TLS_CERT": str(cert)}, "SCORER_TLS_CERT is set but SCORER_TLS_KEY is not"),
-        "key-only": ({"SCORER_TLS_KEY": str(key)}, "SCORER_TLS_KEY is set but SCORER_TLS_CERT is not"),
-        "missing-file": (
-            {"SCORER_TLS_CERT": str(tmp_path / "gone.crt"), "SCORER_TLS_KEY": str(key)},
-            "does not exist",
-        ),
-        "mismatched-key": (
-            {"SCORER_TLS_CERT": str(cert), "SCORER_TLS_KEY": str(other_key)},
-            "cannot be used",
-        ),
-        "not-pem": ({"SCORER_TLS_CERT": str(junk), "SCORER_TLS_KEY": str(key)}, "cannot be used"),
-    }[case]
-    result = scorer("serve", str(probe_file()), "--port", str(free_port()), env=plugin_env(**env))
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    (tmp_path / "empty.crt").write_bytes(b"")
+    settings, message = CASES[case](tmp_path, cert, key)
+    env = plugin_env(**{name: str(value) for name, value in settings.items()})
+    result = scorer("serve", str(probe_file()), "--port", str(free_port()), env=env)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("scorer: error: ") and message in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("scorer: error: "), result.stderr
+    assert message in lines[0], lines[0]
+    assert "PEM lib" not in lines[0] and "Errno" not in lines[0] and "None" not in lines[0]
+    assert "pass phrase" not in result.stdout + result.stderr, "OpenSSL prompted for a passphrase"

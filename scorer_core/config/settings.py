@@ -234,20 +234,9 @@ class Settings(EnvSettings):
         if self.tls_cert is None or self.tls_key is None:
             given, missing = ("SCORER_TLS_CERT", "SCORER_TLS_KEY")[:: 1 if self.tls_key is None else -1]
             raise ConfigurationError(f"{given} is set but {missing} is not; HTTPS needs both")
-        import ssl
+        from scorer_core.config.tls import check_tls  # ssl is imported only where HTTPS is asked for
 
-        try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.tls_cert, self.tls_key)
-        except FileNotFoundError as exc:
-            raise ConfigurationError(
-                f"SCORER_TLS_CERT or SCORER_TLS_KEY: {exc.filename} does not exist"
-            ) from None
-        except (ssl.SSLError, OSError) as exc:
-            raise ConfigurationError(
-                f"SCORER_TLS_CERT '{self.tls_cert}' and SCORER_TLS_KEY '{self.tls_key}' cannot be used: "
-                f"{getattr(exc, 'reason', None) or exc}"
-            ) from None
-        return str(self.tls_cert), str(self.tls_key)
+        return check_tls(self.tls_cert, self.tls_key)
 
     def credentials(self) -> Credentials | None:
         """What ``/model/*`` requests must carry, or None when the deployment is open; a

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scorer_core import DemoModel
+from scorer_mlflow.classes import class_column
 
 __all__ = ["IRIS_DEMO", "IRIS_FEATURES", "build_iris_model"]
 
@@ -33,7 +34,7 @@ def _python_model() -> Any:
             import pandas as pd
 
             probabilities = self.classifier.predict_proba(model_input[list(IRIS_FEATURES)])
-            frame = pd.DataFrame(probabilities, columns=[f"{IRIS_TARGET}.{c}" for c in self.classes])
+            frame = pd.DataFrame(probabilities, columns=[class_column(IRIS_TARGET, c) for c in self.classes])
             frame.insert(0, IRIS_TARGET, [self.classes[i] for i in probabilities.argmax(axis=1)])
             return frame
 

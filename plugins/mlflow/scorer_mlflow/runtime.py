@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,15 @@ from scorer_core import (
     Outputs,
     Runtime,
 )
+from scorer_mlflow.classes import estimator_classes, named_by_class
 from scorer_mlflow.direct import direct_predict
+from scorer_mlflow.examples import example_cells
 from scorer_mlflow.mlmodel import NO_SIGNATURE_FIX, check_mlmodel, mlmodel_file
 from scorer_mlflow.signature import input_fields, output_fields
 
 __all__ = ["MlflowRuntime", "prediction_columns"]
+
+log = logging.getLogger(__name__)
 
 #: Phrases of MLflow's schema-enforcement errors: the input, not the model, is at fault.
 _ENFORCEMENT_MESSAGES = (
@@ -75,34 +80,37 @@ class MlflowRuntime(Runtime):
         self._tensor_input = input_schema.is_tensor_spec()
         self._direct = direct_predict(self._pyfunc, input_schema)
         self._input_names = [f.name for f in inputs]
+        self._example = _saved_example(metadata, model_dir)
         outputs = self.declared_outputs(model_dir)
         self.schema = ModelSchema(inputs, outputs)
         self._output_names = [f.name for f in outputs]
         self.model_id = getattr(metadata, "model_uuid", None) or mlmodel.parent.name
+        if self._example is not None:
+            self.sample_row = example_cells(self._example, inputs)
 
     def declared_outputs(self, model_dir: str) -> list[Field]:
-        """The output fields: from the signature, else learnt from the saved input example.
+        """The output fields: from the signature, else learnt from the saved input example; a
+        classifier's per-class columns named after its classes.
 
         Subclasses for model kinds with a fixed output layout override it.
         """
-        from mlflow.models import Model
-
         output_schema = self._pyfunc.metadata.get_output_schema()
         if output_schema is not None:
-            return output_fields(output_schema)
-        return self._outputs_from_example(Model.load(model_dir), model_dir)
+            outputs = output_fields(output_schema)
+        else:
+            outputs = self._outputs_from_example(model_dir)
+        return named_by_class(outputs, estimator_classes(self._pyfunc))
 
-    def _outputs_from_example(self, metadata: Any, model_dir: str) -> list[Field]:
+    def _outputs_from_example(self, model_dir: str) -> list[Field]:
         from mlflow.models.signature import infer_signature
 
-        example = metadata.load_input_example(model_dir)
-        if example is None:
+        if self._example is None:
             raise ConfigurationError(
-                f"MLflow model at '{model_dir}' declares no outputs and has no input example to "
-                "learn them from. Save it with an output signature: "
+                f"MLflow model at '{model_dir}' declares no outputs and has no readable input example "
+                "to learn them from. Save it with an output signature: "
                 "signature=mlflow.models.infer_signature(X, model.predict(X))"
             )
-        return output_fields(infer_signature(example, self._pyfunc.predict(example)).outputs)
+        return output_fields(infer_signature(self._example, self._pyfunc.predict(self._example)).outputs)
 
     def _model_input(self, batch: Frame) -> Any:
         if self._tensor_input:
@@ -126,6 +134,16 @@ class MlflowRuntime(Runtime):
 
     def score(self, batch: Frame) -> Outputs:
         return prediction_columns(self.predict(batch), self._output_names, self.name)
+
+
+def _saved_example(metadata: Any, model_dir: str) -> Any:
+    """The model's saved input example, or None when it has none or it cannot be read (it only
+    improves the sample request, unless the outputs must be learnt from it)."""
+    try:
+        return metadata.load_input_example(model_dir)
+    except Exception as exc:
+        log.warning("The model's saved input example cannot be read (%s: %s)", type(exc).__name__, exc)
+        return None
 
 
 def prediction_columns(prediction: Any, names: list[str], runtime: str) -> dict[str, Any]:

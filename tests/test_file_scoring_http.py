@@ -49,7 +49,7 @@ def test_a_file_in_the_directory_is_scored_as_its_rows_would_be_when_posted(prob
         ("link.csv", 400, "outside SCORER_FILE_SCORING_DIR"),  # a symlink out
         ("/etc/passwd", 400, "relative to SCORER_FILE_SCORING_DIR, not an absolute one"),
         ("gone.csv", 400, "does not exist"),
-        ("sub", 400, "does not exist"),
+        ("sub", 400, "not a regular file"),
         ("big.csv", 413, "larger than SCORER_MAX_REQUEST_BYTES"),
         ("", 400, "give the file to score"),
         ("doc.json", 400, "unknown format"),
@@ -73,3 +73,25 @@ def test_the_file_endpoint_needs_the_credential_too(probe_server, scoring_dir):
         assert target.get("/model/score?file=rows.csv").status == 401
         assert target.get("/model/score?file=rows.csv", headers={"Authorization": "Bearer p-1"}).status == 200
     assert os.path.exists(scoring_dir / "rows.csv")
+
+
+def test_client_mistakes_are_4xx_naming_only_what_the_client_sent(probe_server, scoring_dir):
+    """Each of these answered 500, some naming where the server keeps its files."""
+    (scoring_dir / "deep.jsonl").write_text('{"x": ' + "[" * 500 + "]" * 500 + "}\n")
+    env = {"SCORER_FILE_SCORING_DIR": str(scoring_dir)}
+    cases = [
+        ("a.csv%00x", "file name must not hold a NUL byte"),
+        ("A" * 5000 + ".csv", "file name is too long"),
+        ("A" * 300 + ".csv", "file name is too long"),
+        ("deep.jsonl", "file 'deep.jsonl' cannot be read: "),
+    ]
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
+        replies = [(target.get(f"/model/score?file={name}"), message) for name, message in cases]
+        # The same deep cell, posted, is a 400 too.
+        posted = target.post("/model/score", {"fields": ["x"], "rows": [[[[[]]]]]})
+        assert target.get("/model/score?file=rows.csv").status == 200
+    assert posted.status == 400, posted
+    for reply, message in replies:
+        assert reply.status == 400, reply
+        assert message in reply.json()["detail"]
+        assert str(scoring_dir) not in reply.text and "fsdir" not in reply.text

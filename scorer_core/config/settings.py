@@ -176,6 +176,17 @@ class Settings(EnvSettings):
     """A directory whose files ``GET /model/score?file=NAME`` may score (a path relative to it;
     nothing outside it, symlinks included). Unset: that request answers 501."""
 
+    file_max_rows: int = Field(1_000_000, ge=1, validation_alias=_env("SCORER_FILE_MAX_ROWS"))
+    """Most rows a file scored by ``GET /model/score?file=`` may hold; more gets 413. A few KiB of
+    Parquet can hold millions of rows, so its size on disk bounds nothing."""
+
+    file_max_decoded_bytes: int | None = Field(
+        None, ge=1024, validation_alias=_env("SCORER_FILE_MAX_DECODED_BYTES")
+    )
+    """Most bytes a scored file's rows may decode to, counted as the body a POST of them would
+    send; more gets 413. Unset: SCORER_MAX_REQUEST_BYTES, so a file is scored when its rows could
+    be posted."""
+
     tracing: str = Field("off", validation_alias=_env("SCORER_TRACING"))
     """``off``; ``otlp``: OpenTelemetry spans of /model/* requests exported with OTLP (the
     ``OTEL_EXPORTER_OTLP_*`` variables); ``on``: spans to the process's own tracer provider."""
@@ -222,6 +233,11 @@ class Settings(EnvSettings):
         if value.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
             raise ValueError(f"expected debug, info, warning or error, got {value!r}")
         return value.lower()
+
+    @property
+    def file_decoded_bytes(self) -> int:
+        """SCORER_FILE_MAX_DECODED_BYTES, or SCORER_MAX_REQUEST_BYTES where it is unset."""
+        return self.file_max_decoded_bytes or self.max_request_bytes
 
     @property
     def header_forwarding(self) -> HeaderForwarding:

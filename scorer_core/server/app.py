@@ -34,6 +34,7 @@ from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.dispatch import Dispatcher
+from scorer_core.server.files import ClientFile, open_client_file
 from scorer_core.server.front import DOCS_ASSETS, ROWS_KEY, ScorerApp
 from scorer_core.server.host import ModelHost
 from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
@@ -57,7 +58,7 @@ from scorer_core.wire.contract import (
     parse_request,
 )
 from scorer_core.wire.fastpath import numeric_frame
-from scorer_core.wire.tables import allowed_file, read_whole
+from scorer_core.wire.tables import ReadLimits, read_table
 
 __all__ = ["DOCS_ASSETS", "create_app"]
 
@@ -404,7 +405,14 @@ def create_app(
             )
         if not file:
             raise InvalidRequest("give the file to score: GET /model/score?file=NAME")
-        path = allowed_file(settings.file_scoring_dir, file, settings.max_request_bytes)
+        limits = ReadLimits(settings.file_max_rows, settings.file_decoded_bytes)
+        # Opened once, here, and only that descriptor read: a path checked now and opened later
+        # could name another file by then (server/files.py).
+        with open_client_file(settings.file_scoring_dir, file, settings.max_request_bytes) as source:
+            return await score_opened_file(request, source, limits)
+
+    async def score_opened_file(request: Request, source: ClientFile, limits: ReadLimits) -> Response:
+        """The rows of a file opened for this request, admitted and scored as a POST of them."""
         facts = host.facts
         scoring = dispatcher()
         if scoring.admission.full:
@@ -412,7 +420,9 @@ def create_app(
         async with slot(scoring) as deadline:
 
             def prepare() -> PreparedRequest:
-                return prepare_score(ScoreRequest.of_cells(*read_whole(path)), facts)
+                with source.reading() as handle:
+                    fields, rows = read_table(handle, source.kind, source.name, limits)
+                return prepare_score(ScoreRequest.of_cells(fields, rows), facts)
 
             prepared = await scoring.off_loop(prepare, deadline)
             request.scope[ROWS_KEY] = prepared.frame.num_rows

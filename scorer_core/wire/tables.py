@@ -11,26 +11,30 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, BinaryIO, Protocol
 
 import orjson
 
 from scorer_core.errors import ConfigurationError, InvalidRequest
 from scorer_core.wire.columns import Column, cell_of, cells
+from scorer_core.wire.deadline import checkpoint
 
 __all__ = [
     "FORMATS",
     "SERVED_FORMATS",
     "FileTooLarge",
+    "ReadLimits",
     "TableWriter",
-    "allowed_file",
     "estimate_rows",
     "format_of",
     "json_lines",
     "open_writer",
     "part_formats",
     "read_chunks",
+    "read_table",
     "read_whole",
 ]
 
@@ -113,61 +117,170 @@ def estimate_rows(path: Path, sample_bytes: int = 1 << 20) -> tuple[int, bool] |
     return max(0, round(sum(sizes) * lines / len(head)) - headers), False
 
 
-def allowed_file(directory: Path, name: str, max_bytes: int) -> Path:
-    """``name`` inside ``directory``, a file of a known format of at most ``max_bytes``; else a
-    400 (or 413 for the size) naming why.
-
-    Only paths relative to the directory are taken, and only when they still lie inside it once
-    every symlink is followed: ``..``, absolute paths and links out are refused alike.
-    """
-    if name.startswith(("/", "\\")) or Path(name).is_absolute():
-        raise InvalidRequest("file must be a path relative to SCORER_FILE_SCORING_DIR, not an absolute one")
-    root = directory.resolve()
-    path = (root / name).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidRequest(f"file {name!r} is outside SCORER_FILE_SCORING_DIR")
-    if not path.is_file():
-        raise InvalidRequest(f"file {name!r} does not exist in SCORER_FILE_SCORING_DIR")
-    if path.suffix.lower() not in SERVED_FORMATS:
-        raise InvalidRequest(f"file {name!r}: unknown format; use one of {', '.join(sorted(SERVED_FORMATS))}")
-    if path.stat().st_size > max_bytes:
-        raise FileTooLarge(f"file {name!r} is larger than SCORER_MAX_REQUEST_BYTES ({max_bytes} bytes)")
-    return path
-
-
 class FileTooLarge(InvalidRequest):
     status_code = 413
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """How much one file scored over HTTP may hold once decoded, since a few KiB on disk can
+    decode to millions of rows (a dictionary, a compressed page). ``decoded_bytes`` counts what
+    a POST of the same rows would send: each cell's bytes (a number's width) plus 3, and 3 a
+    row; the settings that set each are named in the 413."""
+
+    rows: int
+    decoded_bytes: int
+    rows_setting: str = "SCORER_FILE_MAX_ROWS"
+    bytes_setting: str = "SCORER_FILE_MAX_DECODED_BYTES"
+
+
+#: Cells decoded at a time from a Parquet file: one batch's Python strings stay tens of MB.
+BATCH_CELLS = 1 << 18
+
+
 def read_whole(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Every row of one file, as the contract's string cells (for ``GET /model/score?file=``)."""
+    """Every row of one file, as the contract's string cells, unbounded (for tests and tools)."""
+    with open(path, "rb") as handle:
+        return read_table(handle, format_of(path, what="input"), path.name)
+
+
+def read_table(
+    handle: BinaryIO, kind: str, name: str, limits: ReadLimits | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """Every row of an open file of ``kind``, as the contract's string cells (for ``GET
+    /model/score?file=``, which opens the file once, safely: ``server/files``). Only ``handle``
+    is read, and errors name the file as ``name``, never where the server keeps it.
+
+    Within ``limits``, or a 413 naming the setting: Parquet's footer counts are checked before
+    anything is decoded, and each batch is counted before its cells become Python strings.
+    Batches end at ``checkpoint``, so the reading stops at the request's deadline.
+    """
     import pyarrow as pa
 
     fields: list[str] = []
     rows: list[list[str]] = []
+    decoded = 0
     try:
-        for names, columns in read_chunks(path, 65_536):
+        chunks = (
+            _bounded_parquet(handle, name, limits)
+            if kind == "parquet"
+            else {"csv": _csv, "jsonl": _jsonl}[kind](handle, 65_536)
+        )
+        for names, columns in chunks:
+            checkpoint()
             fields = names
-            rows.extend(map(list, zip(*map(cells, columns), strict=True)))
-    except (ConfigurationError, pa.ArrowInvalid) as exc:
-        # The client's file, not the operator's setting: a 400 that names the file, not where
-        # the server keeps it.
-        reason = str(exc).replace(f"input '{path}' ", "").replace(str(path), path.name)
-        raise InvalidRequest(f"file {path.name!r} cannot be read: {reason}") from None
+            count = len(columns[0]) if columns else 0
+            if limits is not None:
+                if len(rows) + count > limits.rows:
+                    raise FileTooLarge(
+                        f"file {name!r} holds more than {limits.rows} rows ({limits.rows_setting})"
+                    )
+                decoded += _decoded_bytes(columns, count)
+                if decoded > limits.decoded_bytes:
+                    raise _over_bytes(name, limits)
+            rows.extend(map(list, zip(*(cells(_plain(c)) for c in columns), strict=True)))
+    except (ConfigurationError, pa.ArrowException) as exc:
+        # The client's file, not the operator's setting: a 400 that names the file.
+        reason = str(exc).removeprefix("input ")
+        raise InvalidRequest(f"file {name!r} cannot be read: {reason}") from None
+    except TypeError as exc:  # orjson.JSONEncodeError: a JSON Lines value nested too deep to write as a cell
+        if kind != "jsonl":
+            raise
+        raise InvalidRequest(f"file {name!r} cannot be read: a value cannot be a cell ({exc})") from None
     return fields, rows
 
 
-def _csv(path: Path, rows: int) -> Iterator[Chunk]:
+def _over_bytes(name: str, limits: ReadLimits) -> FileTooLarge:
+    return FileTooLarge(
+        f"file {name!r} decodes to more than {limits.decoded_bytes} bytes ({limits.bytes_setting})"
+    )
+
+
+def _bounded_parquet(handle: BinaryIO, name: str, limits: ReadLimits | None) -> Iterator[Chunk]:
+    """A Parquet file's batches, refused first by what its footer says it holds: its rows, its
+    values (each decodes to a byte at least) and its pages' uncompressed size. Text columns are
+    read as dictionaries, so one long value repeated is not copied per row before it is counted."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(handle)
+    meta = file.metadata
+    if limits is not None:
+        if meta.num_rows > limits.rows:
+            raise FileTooLarge(
+                f"file {name!r} holds {meta.num_rows} rows, more than {limits.rows} ({limits.rows_setting})"
+            )
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        chunks = [group.column(c) for group in groups for c in range(meta.num_columns)]
+        values = sum(chunk.num_values for chunk in chunks)
+        if max(values, sum(chunk.total_uncompressed_size for chunk in chunks)) > limits.decoded_bytes:
+            raise _over_bytes(name, limits)
+    schema = file.schema_arrow
+    text = [field.name for field in schema if _is_text(field.type)]
+    file = pq.ParquetFile(handle, metadata=meta, read_dictionary=text)
+    for batch in file.iter_batches(batch_size=max(1, BATCH_CELLS // max(1, len(schema)))):
+        yield schema.names, list(batch.columns)
+
+
+def _decoded_bytes(columns: Sequence[Column], rows: int) -> int:
+    """What ``columns`` hold as a POST body would carry them (``ReadLimits``), from Arrow's
+    lengths alone: nothing is decoded to count it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 3 * rows * (len(columns) + 1)
+    for column in columns:
+        if isinstance(column, list):
+            total += sum(map(len, column))
+            continue
+        encoded = pa.types.is_dictionary(column.type)
+        values = column.dictionary if encoded else column
+        if _is_text(values.type):
+            lengths = pc.binary_length(values)
+            total += pc.sum(pc.take(lengths, column.indices) if encoded else lengths).as_py() or 0
+        elif encoded:  # as wide as its widest value, for each row
+            total += len(column) * -(-values.nbytes // max(1, len(values)))
+        else:
+            total += column.nbytes
+    return total
+
+
+def _is_text(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return any(
+        check(kind)
+        for check in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+        )
+    )
+
+
+def _plain(column: Column) -> Column:
+    """A dictionary column decoded (once counted, so within the limits)."""
+    dictionary = getattr(column, "dictionary_decode", None)
+    return dictionary() if dictionary is not None else column
+
+
+def _opened(source: Path | BinaryIO) -> AbstractContextManager[IO[bytes]]:
+    """``source`` opened, or as it is when it is open already (its owner closes it)."""
+    return open(source, "rb") if isinstance(source, Path) else nullcontext(source)
+
+
+def _csv(source: Path | BinaryIO, rows: int) -> Iterator[Chunk]:
     import pyarrow as pa
     import pyarrow.csv as pc
 
-    with open(path, "rb") as handle:
+    with _opened(source) as handle:
         header = handle.readline()
+        handle.seek(0)
     names = pc.read_csv(
         pa.py_buffer(header), read_options=pc.ReadOptions(autogenerate_column_names=False)
     ).column_names
     reader = pc.open_csv(
-        path,
+        source,
         read_options=pc.ReadOptions(block_size=1 << 22),
         convert_options=pc.ConvertOptions(
             column_types={name: pa.string() for name in names},
@@ -200,12 +313,13 @@ def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
         yield names, list(batch.columns)  # typed; wire.columns reads them as cells
 
 
-def _jsonl(path: Path, rows: int) -> Iterator[Chunk]:
+def _jsonl(source: Path | BinaryIO, rows: int) -> Iterator[Chunk]:
     names: list[str] | None = None
-    with open(path, "rb") as handle:
+    what = f"input '{source}'" if isinstance(source, Path) else "input"
+    with _opened(source) as handle:
         numbered = enumerate(handle, 1)
         while block := list(itertools.islice(numbered, rows)):
-            names, columns = json_lines(block, names, f"input '{path}'")
+            names, columns = json_lines(block, names, what)
             if columns and columns[0]:
                 yield names, columns
 

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.test_metrics_http import scrape, value
+
 pytestmark = pytest.mark.slow
 
 ROW = b'{"fields": ["x"], "rows": [["2"]]}'
@@ -196,9 +198,31 @@ def test_two_valid_pipelined_requests_then_a_malformed_one_are_all_answered_in_o
     with probe_server(record_headers=False, score_delay=0.2) as target:
         sock = connect(target)
         try:
-            sock.sendall(request_bytes() + request_bytes(body=b'{"fields":["x"],"rows":[["5"]]}') + b"\x00\x01\r\n\r\n")
+            sock.sendall(
+                request_bytes() + request_bytes(body=b'{"fields":["x"],"rows":[["5"]]}') + b"\x00\x01\r\n\r\n"
+            )
             answer = read_all(sock, timeout=10)
         finally:
             sock.close()
     assert answer.count(b"HTTP/1.1 200 ") == 2 and answer.count(b"HTTP/1.1 400 ") == 1
     assert answer.index(b'[["4.0"]]') < answer.index(b'[["10.0"]]') < answer.index(b"HTTP/1.1 400 ")
+
+
+def test_a_client_that_disconnects_mid_body_is_counted_as_a_disconnect_not_a_500(probe_server):
+    with probe_server(record_headers=False) as target:
+        for _ in range(3):
+            sock = connect(target)
+            sock.sendall(headers(length=1000) + ROW[:10])
+            time.sleep(0.1)
+            sock.close()
+        deadline = time.monotonic() + 10
+        samples = scrape(target)
+        while value(samples, "scorer_rejected_requests_total", reason="client_disconnect") < 3:
+            assert time.monotonic() < deadline, "the disconnects were not counted as such"
+            time.sleep(0.2)
+            samples = scrape(target)
+        assert value(samples, "scorer_requests_total", endpoint="score", code="499") == 3
+        assert value(samples, "scorer_requests_total", endpoint="score", code="500") == 0
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).status == 200
+        log = target.server_log()
+    assert "ERROR" not in log and "Traceback" not in log, log[-2000:]

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -32,7 +32,7 @@ from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 from scorer_core.server.tracing import Tracing
 
-__all__ = ["DOCS_ASSETS", "PREFIXABLE", "ROWS_KEY", "ScorerApp", "unprefixed"]
+__all__ = ["CLIENT_CLOSED", "DOCS_ASSETS", "PREFIXABLE", "ROWS_KEY", "ScorerApp", "unprefixed"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -42,6 +42,10 @@ ROWS_KEY = "scorer.rows"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 access_log = logging.getLogger("scorer_core.access")
+log = logging.getLogger(__name__)
+#: The status recorded for a request whose client closed the connection before it was answered
+#: (nginx's 499): no status line was sent, and it is the client's doing, not a server error.
+CLIENT_CLOSED = 499
 
 #: Where /docs loads Swagger UI's scripts and styles from.
 DOCS_ASSETS = "/docs-assets"
@@ -138,6 +142,13 @@ class _Answer:
             if self._extra:
                 message["headers"] = [*message.get("headers", ()), *self._extra]
         await self._send(message)
+
+    def client_gone(self) -> None:
+        """Record ``CLIENT_CLOSED`` here and in every ``_Answer`` this one wraps, sending nothing:
+        the connection is closed."""
+        self.status = CLIENT_CLOSED
+        if isinstance(self._send, _Answer):
+            self._send.client_gone()
 
 
 class ScorerApp:
@@ -243,12 +254,28 @@ class ScorerApp:
         try:
             try:
                 response = await endpoint(request)
+            except ClientDisconnect:
+                self._client_gone(scope, send)
+                return
             except Exception as exc:
                 response = await self._on_error(request, exc)
         finally:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
         await response(scope, receive, send)
+
+    def _client_gone(self, scope: Scope, send: Send) -> None:
+        """The client closed the connection before its body was read: nobody is left to answer,
+        and the fault is not the server's, so it is no 500 and no traceback. Counted with the
+        rejections and as status 499, as nginx logs it, and logged at debug only: any client can
+        cause it, as often as it likes."""
+        if self.metrics is not None:
+            self.metrics.client_disconnected()
+        if isinstance(send, _Answer):
+            send.client_gone()
+        log.debug(
+            "%s %s: the client closed the connection before its body was read", scope["method"], scope["path"]
+        )
 
     def openapi(self) -> dict[str, Any]:
         """The OpenAPI description, which covers the hot endpoints too."""

@@ -136,10 +136,11 @@ class ScorerMetrics:
         self._rejected = Counter(
             "scorer_rejected_requests",
             "Requests refused or timed out, by reason: overloaded, not_ready, timeout, too_large, "
-            "slow_body, unsupported_media_type, unauthorized, invalid, unsupported",
+            "slow_body, unsupported_media_type, unauthorized, invalid, unsupported, client_disconnect",
             ["reason"],
             registry=r,
         )
+        self._disconnected = self._rejected.labels("client_disconnect")
         self.in_flight = Gauge(
             "scorer_in_flight_requests", "Scoring requests being read, queued or scored now", registry=r
         )
@@ -179,6 +180,10 @@ class ScorerMetrics:
         reason = rejection_reason(error)
         if reason is not None:
             self._rejected.labels(reason).inc()
+
+    def client_disconnected(self) -> None:
+        """A client closed its connection before its request's body was read."""
+        self._disconnected.inc()
 
     def admission_wait(self, seconds: float) -> None:
         self._admission_wait.observe(seconds)

@@ -253,7 +253,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from scorer_core.batch.job import BatchFailed, BatchOptions, print_progress, run_batch_job
+    from scorer_core.batch.job import (
+        BatchFailed,
+        BatchOptions,
+        print_progress,
+        run_batch_job,
+        stopped_by_signals,
+    )
     from scorer_core.schema import ShapleyType
 
     overrides: dict[str, Any] = {"model_path": args.model_path, "runtime": args.runtime}
@@ -279,22 +285,23 @@ def _batch(args: argparse.Namespace) -> int:
     # The model takes seconds to load, before the first progress line can say anything.
     print(f"Loading the model at '{args.model_path}' ...", file=sys.stderr, flush=True)
     try:
-        if spark:
-            from scorer_core.batch.spark import SparkOptions, run_spark_job
+        with stopped_by_signals():  # SIGTERM, SIGHUP: the job's clean-up runs, as for Ctrl-C
+            if spark:
+                from scorer_core.batch.spark import SparkOptions, run_spark_job
 
-            where = SparkOptions(args.spark_master, _spark_conf(args.spark_conf))
-            summary = run_spark_job(settings, options, where)
-        else:
-            summary = run_batch_job(settings, options, print_progress())
+                where = SparkOptions(args.spark_master, _spark_conf(args.spark_conf))
+                summary = run_spark_job(settings, options, where)
+            else:
+                summary = run_batch_job(settings, options, print_progress())
     except BatchFailed as exc:
         print(
             f"\nscorer: error: {exc}; nothing was written (--on-error skip goes on past such rows)",
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("\nscorer: stopped; nothing was written", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)  # the shell's status for the signal (SIGINT: 130)
     print(
         f"\nScored {summary.rows_read:,} rows in {summary.seconds:.1f} s "
         f"({summary.rows_per_second:,.0f} rows/s): "

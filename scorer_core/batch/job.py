@@ -7,8 +7,9 @@ check), ``run_task`` (the runtime, with its row-count check) and ``score_body`` 
 cells): the functions ``POST /model/score`` calls. Memory holds one chunk of input and its
 answer at a time (``--batch-rows``, default 10,000) plus the model.
 
-The output is written to ``<output>.partial`` and renamed when the job ends, so a stopped or
-failed job never leaves a file under the final name. Rows the model or the typing refuse stop
+The output never replaces the input, however either is spelt (``batch.outputs``), and is
+written under no name until the job has succeeded, so a job that fails, is stopped or dies
+leaves nothing, and never a file under the final name. Rows the model or the typing refuse stop
 the job (``--on-error fail``, the default) or are written, with their row number and the reason,
 to ``<output>.errors.jsonl`` (``--on-error skip``).
 """
@@ -16,15 +17,20 @@ to ``<output>.errors.jsonl`` (``--on-error skip``).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import orjson
 
+from scorer_core.batch.outputs import StagedFile, check_targets
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, InvalidRequest, ModelError, ScorerError
@@ -38,7 +44,7 @@ from scorer_core.server.requests import prepare_contribution, prepare_score
 from scorer_core.server.responses import contribution_body, score_body
 from scorer_core.wire.columns import Column, ColumnRows, frame_of_columns
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
-from scorer_core.wire.tables import estimate_rows, format_of, open_writer, read_chunks
+from scorer_core.wire.tables import Chunk, TableWriter, estimate_rows, format_of, open_writer, read_chunks
 
 __all__ = [
     "BatchFailed",
@@ -46,9 +52,11 @@ __all__ = [
     "BatchSummary",
     "ChunkScorer",
     "ScoredChunk",
+    "Stopped",
     "failure_line",
     "load_model",
     "run_batch_job",
+    "stopped_by_signals",
 ]
 
 log = logging.getLogger(__name__)
@@ -101,45 +109,64 @@ def run_batch_job(
     format_of(source, what="input")
     if options.batch_rows < 1:
         raise ConfigurationError("--batch-rows must be at least 1")
-    scorer = ChunkScorer.load(settings, options)
-    partial = output.with_name(output.name + ".partial")
+    skip = options.on_error == "skip"
     errors_path = output.with_name(output.name + ".errors.jsonl")
-    writer = open_writer(partial, kind)
+    check_targets(source, {"output": output, **({"side file of skipped rows": errors_path} if skip else {})})
     summary = BatchSummary()
     if progress is not None:
         summary.rows_total, summary.total_exact = estimate_rows(source) or (None, False)
-    started = time.monotonic()
-    errors = open(errors_path, "wb") if options.on_error == "skip" else None  # noqa: SIM115
-    try:
-        for fields, columns in read_chunks(source, options.batch_rows):
-            first_row = summary.rows_read
-            summary.rows_read += len(columns[0]) if columns else 0
-            scored = scorer.score(fields, columns, first_row)
-            if scored.failures:
-                if errors is None:
-                    raise BatchFailed.at(*scored.failures[0])
-                errors.writelines(failure_line(*failure) for failure in scored.failures)
-                summary.rows_skipped += len(scored.failures)
-            if scored.num_rows:
-                writer.write(scored.fields, scored.columns)
-                summary.rows_written += scored.num_rows
-            summary.seconds = time.monotonic() - started
-            if progress is not None:
-                progress(summary)
+    # The files first: a directory that cannot be written to is said before the model loads.
+    with StagedFile(output) as staged, _side_file(errors_path, skip) as errors:
+        scorer = ChunkScorer.load(settings, options)
+        writer = open_writer(staged.handle, kind)
+        try:
+            _score_into(scorer, read_chunks(source, options.batch_rows), writer, errors, summary, progress)
+        except BaseException:
+            with suppress(Exception):
+                writer.close()  # its file is discarded; the writer only lets go of it
+            raise
+        finally:
+            scorer.close()
         writer.close()
-        partial.replace(output)
-    except BaseException:
-        writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    finally:
-        if errors is not None:
-            errors.close()
-            if not summary.rows_skipped:
-                errors_path.unlink(missing_ok=True)
-        scorer.close()
-    summary.seconds = time.monotonic() - started
+        staged.publish()
+        if errors is not None and summary.rows_skipped:
+            errors.publish()
+        elif skip:
+            errors_path.unlink(missing_ok=True)  # an earlier job's, about an output now replaced
     return summary
+
+
+def _side_file(path: Path, wanted: bool) -> AbstractContextManager[StagedFile | None]:
+    return StagedFile(path) if wanted else nullcontext()
+
+
+def _score_into(
+    scorer: ChunkScorer,
+    rows: Iterable[Chunk],
+    writer: TableWriter,
+    errors: StagedFile | None,
+    summary: BatchSummary,
+    progress: Callable[[BatchSummary], None] | None,
+) -> None:
+    """Each chunk scored and written, each failed row listed in ``errors`` (or, without it, the
+    first one ends the job), ``summary`` kept up to date."""
+    started = time.monotonic()
+    for fields, columns in rows:
+        first_row = summary.rows_read
+        summary.rows_read += len(columns[0]) if columns else 0
+        scored = scorer.score(fields, columns, first_row)
+        if scored.failures:
+            if errors is None:
+                raise BatchFailed.at(*scored.failures[0])
+            errors.handle.writelines(failure_line(*failure) for failure in scored.failures)
+            summary.rows_skipped += len(scored.failures)
+        if scored.num_rows:
+            writer.write(scored.fields, scored.columns)
+            summary.rows_written += scored.num_rows
+        summary.seconds = time.monotonic() - started
+        if progress is not None:
+            progress(summary)
+    summary.seconds = time.monotonic() - started
 
 
 def load_model(settings: Settings, options: BatchOptions) -> tuple[Runtime, ModelFacts]:
@@ -294,6 +321,39 @@ def _contribution_columns(wire: dict[str, Any]) -> tuple[list[str], list[list[st
         for i in range(len(groups[0]["contributions"]))
     ]
     return names, rows
+
+
+class Stopped(KeyboardInterrupt):
+    """The job was stopped by a signal (SIGTERM, SIGHUP): raised where the job is, as Ctrl-C's
+    ``KeyboardInterrupt`` is, so that the same clean-up runs and the command ends the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stopped_by_signals(signums: Sequence[int] = (signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+    """Within, ``signums`` raise ``Stopped`` in the main thread instead of ending the process
+    where it stands. A second signal ends it at once (the clean-up may itself be stuck). A
+    signal ignored (``nohup``) stays ignored. Outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    taken = [signum for signum in signums if signal.getsignal(signum) is signal.SIG_DFL]
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for each in taken:
+            signal.signal(each, signal.SIG_DFL)
+        raise Stopped(signum)
+
+    for signum in taken:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum in taken:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def print_progress(stream: Any = sys.stderr) -> Callable[[BatchSummary], None]:

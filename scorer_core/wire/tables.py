@@ -355,14 +355,15 @@ class TableWriter(Protocol):
     def close(self) -> None: ...
 
 
-def open_writer(path: Path, kind: str) -> TableWriter:
-    """A writer of string columns to ``path`` (a file) in ``kind``."""
-    writers: dict[str, Callable[[Path], TableWriter]] = {
+def open_writer(sink: BinaryIO, kind: str) -> TableWriter:
+    """A writer of string columns to ``sink``, an open file, in ``kind``: the caller decides
+    where it lies and under which name it appears (``batch.outputs``), and closes it."""
+    writers: dict[str, Callable[[BinaryIO], TableWriter]] = {
         "csv": _csv_writer,
         "parquet": _parquet_writer,
         "jsonl": _JsonlWriter,
     }
-    return writers[kind](path)
+    return writers[kind](sink)
 
 
 def _table(fields: Sequence[str], columns: Sequence[Sequence[str]]) -> Any:
@@ -374,43 +375,41 @@ def _table(fields: Sequence[str], columns: Sequence[Sequence[str]]) -> Any:
 
 
 class _ArrowWriter:
-    """Writes each chunk as an Arrow table, with the writer ``open_arrow(path, schema)`` makes
-    from the first chunk's schema (pyarrow's CSV and Parquet writers alike)."""
+    """Writes each chunk as an Arrow table, with the writer ``open_arrow(sink, schema)`` makes
+    from the first chunk's schema (pyarrow's CSV and Parquet writers alike; neither closes the
+    sink). No chunk: an empty file."""
 
-    def __init__(self, path: Path, open_arrow: Callable[[str, Any], Any], empty: bytes = b"") -> None:
-        self._path = path
+    def __init__(self, sink: BinaryIO, open_arrow: Callable[[BinaryIO, Any], Any]) -> None:
+        self._sink = sink
         self._open = open_arrow
-        self._empty = empty
         self._writer: Any = None
 
     def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
         table = _table(fields, columns)
         if self._writer is None:
-            self._writer = self._open(str(self._path), table.schema)
+            self._writer = self._open(self._sink, table.schema)
         self._writer.write_table(table)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
-        else:
-            self._path.write_bytes(self._empty)
 
 
-def _csv_writer(path: Path) -> TableWriter:
+def _csv_writer(sink: BinaryIO) -> TableWriter:
     import pyarrow.csv as pc
 
-    return _ArrowWriter(path, pc.CSVWriter)
+    return _ArrowWriter(sink, pc.CSVWriter)
 
 
-def _parquet_writer(path: Path) -> TableWriter:
+def _parquet_writer(sink: BinaryIO) -> TableWriter:
     import pyarrow.parquet as pq
 
-    return _ArrowWriter(path, pq.ParquetWriter)
+    return _ArrowWriter(sink, pq.ParquetWriter)
 
 
 class _JsonlWriter:
-    def __init__(self, path: Path) -> None:
-        self._handle = open(path, "wb")  # noqa: SIM115 (closed by close())
+    def __init__(self, sink: BinaryIO) -> None:
+        self._handle = sink
 
     def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
         rows = zip(*columns, strict=True)
@@ -419,4 +418,4 @@ class _JsonlWriter:
         )
 
     def close(self) -> None:
-        self._handle.close()
+        self._handle.flush()

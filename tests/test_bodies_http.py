@@ -226,3 +226,34 @@ def test_a_client_that_disconnects_mid_body_is_counted_as_a_disconnect_not_a_500
         assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).status == 200
         log = target.server_log()
     assert "ERROR" not in log and "Traceback" not in log, log[-2000:]
+
+
+MALFORMED_CHUNKED = {
+    "a size not in hex": b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + ROW + b"\r\n0\r\n\r\n",
+    "a size that overflows": b"Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n" + ROW + b"\r\n",
+    "xchunked": b"Transfer-Encoding: xchunked\r\n\r\n%x\r\n" % len(ROW) + ROW + b"\r\n0\r\n\r\n",
+    "no CRLF after data": b"Transfer-Encoding: chunked\r\n\r\n%x\r\n" % len(ROW) + ROW + b"XX0\r\n\r\n",
+}
+
+
+def test_malformed_chunked_bodies_get_400_at_once(probe_server):
+    env = {"SCORER_BODY_TIMEOUT": "30"}  # far beyond the wait: only the framing can explain an answer
+    with probe_server(env=env, record_headers=False) as target:
+        for case, framing in MALFORMED_CHUNKED.items():
+            sock = connect(target)
+            try:
+                started = time.monotonic()
+                sock.sendall(
+                    b"POST /model/score HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n" + framing
+                )
+                answer = read_all(sock, timeout=10)
+                took = time.monotonic() - started
+            finally:
+                sock.close()
+            assert answer.startswith(b"HTTP/1.1 400 "), (case, answer[:300])
+            assert b"chunked" in answer and b"connection: close" in answer.lower(), (case, answer)
+            assert took < 3, f"{case}: answered after {took:.1f} s"
+        assert value(scrape(target), "scorer_requests_total", endpoint="score", code="400") == len(
+            MALFORMED_CHUNKED
+        )
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).status == 200

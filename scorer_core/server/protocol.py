@@ -1,9 +1,13 @@
-"""The HTTP/1.1 connection: uvicorn's httptools protocol with two guards it lacks.
+"""The HTTP/1.1 connection: uvicorn's httptools protocol with the guards it lacks.
 
 - **A cap on header bytes.** httptools buffers a header however long it is (a 64 MB value was
   accepted), so bytes are counted as they arrive, before the parser sees them, and a request
   whose headers pass ``SCORER_MAX_HEADER_BYTES`` gets 431 and the connection is closed. Memory
   never holds more than the cap plus one read.
+- **A malformed chunked body gets 400 at once.** uvicorn finds the broken framing while the app
+  waits for the body, and its 400 could not be sent before the request in flight was answered: the
+  app waited out ``SCORER_BODY_TIMEOUT`` and answered 408, "send it faster". Here the app's read of
+  the body raises ``MalformedBody``, which it answers (and counts) as any other 400.
 - **Pipelined requests keep their answers.** When a valid request is followed on the same
   connection by a malformed one, uvicorn answers the malformed one with 400 and closes at once,
   and the valid one in flight gets no response. Here the 400 waits until every request before it
@@ -19,11 +23,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["guarded_protocol"]
+from scorer_core.errors import InvalidRequest
+
+__all__ = ["MalformedBody", "guarded_protocol"]
 
 _HEADERS_END = b"\r\n\r\n"
 #: How long a refused connection is read (and discarded) before it is closed.
@@ -35,6 +42,42 @@ _IDLE_DRAIN_SECONDS = 1.0
 #: How long a closing TLS connection may wait for the client's close_notify before it is aborted.
 _TLS_CLOSE_SECONDS = 1.0
 
+Receive = Callable[[], Awaitable[Any]]
+
+
+class MalformedBody(InvalidRequest):
+    """400: the body breaks its chunked framing; the rest of the connection cannot be read."""
+
+    close_connection = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request body is not valid chunked transfer encoding (Transfer-Encoding: chunked, then "
+            "each chunk as its size in hexadecimal, CRLF, its bytes, CRLF, and a last chunk of size 0)"
+        )
+
+
+class _FramedBody:
+    """The ``receive`` of a request with a Transfer-Encoding: it raises ``MalformedBody`` once the
+    parser has found the framing broken, so that the app answers 400 instead of waiting for bytes
+    that will never be parsed."""
+
+    __slots__ = ("_receive", "broken")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.broken = False
+
+    async def __call__(self) -> Any:
+        message = await self._receive()
+        if self.broken:
+            raise MalformedBody()
+        return message
+
+
+def _has_transfer_encoding(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in headers)
+
 
 def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
     """The protocol class uvicorn builds per connection, with this server's header cap."""
@@ -44,6 +87,7 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
             super().__init__(*args, **kwargs)
             self._header_bytes = 0
             self._awaiting_headers = True
+            self._framed: _FramedBody | None = None
             self._deferred_400: str | None = None
             self._discarding = False
             self._draining = False
@@ -61,14 +105,28 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
             super().data_received(data)
 
         def send_400_response(self, msg: str) -> None:
-            # uvicorn calls this on a parse error. If requests before the malformed one are still
-            # being answered, they are answered first.
-            in_flight = self.cycle is not None and not self.cycle.response_complete
+            # uvicorn calls this on a parse error.
+            cycle = self.cycle
+            if cycle is not None and cycle.more_body and not cycle.response_complete:
+                self._body_malformed()
+                return
+            # If requests before the malformed one are still being answered, they are answered first.
+            in_flight = cycle is not None and not cycle.response_complete
             if in_flight or self.pipeline:
                 self._deferred_400 = msg
                 self.flow.pause_reading()
                 return
             super().send_400_response(msg)
+
+        def _body_malformed(self) -> None:
+            """The body being read breaks its framing (only a chunked body can): its request is
+            answered by the app, through ``MalformedBody``, and the connection closes after it."""
+            self.cycle.keep_alive = False
+            self._discarding = True  # read on, so that closing sends a FIN rather than a reset
+            framed = self._framed
+            if framed is not None:
+                framed.broken = True
+                self.cycle.message_event.set()
 
         def shutdown(self) -> None:
             # Called by uvicorn once the listener is closed, for every open connection.
@@ -95,9 +153,18 @@ def guarded_protocol(max_header_bytes: int) -> type[HttpToolsProtocol]:
 
         def on_headers_complete(self) -> None:
             self._awaiting_headers = False
+            previous = self.cycle
             super().on_headers_complete()
-            if self._draining and self.cycle is not None:
-                self.cycle.keep_alive = False
+            cycle = self.cycle
+            if cycle is previous:
+                return  # an upgrade: the connection is no longer HTTP/1.1's
+            if self._draining:
+                cycle.keep_alive = False
+            if _has_transfer_encoding(self.headers):
+                self._framed = _FramedBody(cycle.receive)
+                cycle.receive = self._framed  # type: ignore[method-assign]
+            else:
+                self._framed = None
 
         def on_message_complete(self) -> None:
             self._awaiting_headers = True

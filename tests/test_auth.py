@@ -26,8 +26,9 @@ from scorer_core.config.credentials import (
     parse_passphrase_hash,
 )
 from scorer_core.config.settings import load_settings
-from scorer_core.errors import ConfigurationError
+from scorer_core.errors import ConfigurationError, Overloaded
 from scorer_core.server.auth import (
+    MAX_PENDING_CHECKS,
     MAX_PENDING_CHECKS_PER_CLIENT,
     Authenticator,
     TooManyChecks,
@@ -487,3 +488,32 @@ def test_a_key_the_issuer_removed_stops_being_trusted_after_the_keys_lifetime(ke
         asyncio.run(main())
     finally:
         server.close()
+
+
+# --- found by the second red-team pass (issue 23) -------------------------------------------------
+
+
+def test_the_lane_for_new_passphrases_is_short_and_a_verified_one_never_enters_it():
+    """Many addresses fill the lane of unchecked credentials: the next new one is refused at once
+    (503), while the passphrase that passed before is still recognised at once."""
+
+    async def main() -> None:
+        auth = Authenticator(Credentials(counting(500_000)))
+        await auth.check([b"Bearer right"], "10.0.0.7")
+        filling = [
+            asyncio.ensure_future(auth.check([f"Bearer wrong-{i}".encode()], f"10.1.0.{i}"))
+            for i in range(MAX_PENDING_CHECKS)
+        ]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as refused:
+            await auth.check([b"Bearer also-wrong"], "10.2.0.1")
+        assert refused.value.status_code == 503 and refused.value.retry_after == 1
+        await auth.check([b"Bearer right"], "10.0.0.8")
+        # Both were answered while the lane's hashes still ran: neither waited for them.
+        assert not any(task.done() for task in filling)
+        outcomes = await asyncio.gather(*filling, return_exceptions=True)
+        assert all(isinstance(o, Unauthorized) for o in outcomes), outcomes
+        assert CountingPassphrase.calls == 1 + MAX_PENDING_CHECKS
+        auth.close()
+
+    asyncio.run(main())

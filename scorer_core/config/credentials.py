@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,13 +62,19 @@ class Passphrase:
 
 @dataclass(frozen=True, repr=False)
 class PlainPassphrase(Passphrase):
-    """``SCORER_PASSPHRASE``: compared in constant time."""
+    """``SCORER_PASSPHRASE``: its SHA-256 digest, taken once at start, compared in constant time
+    with the candidate's. Digests, not the bytes themselves: ``compare_digest`` is constant-time
+    in the values, not in their lengths, which its documentation says a client might learn."""
 
     secret: bytes
     slow = False
+    _digest: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_digest", hashlib.sha256(self.secret).digest())
 
     def verify(self, candidate: bytes) -> bool:
-        return hmac.compare_digest(candidate, self.secret)
+        return hmac.compare_digest(hashlib.sha256(candidate).digest(), self._digest)
 
     def describe(self) -> str:
         return "a plaintext passphrase (SCORER_PASSPHRASE)"

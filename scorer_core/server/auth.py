@@ -3,10 +3,16 @@
 Why it is built this way:
 - A bcrypt or PBKDF2 check costs tens of milliseconds of CPU by design. Paid on every request it
   would cap the server at a few dozen requests a second, and on the event loop it would stall
-  every other request. So a check runs in one thread of its own, concurrent checks of the same
+  every other request. So a check runs in threads of its own, concurrent checks of the same
   credential share one run, and the outcome is remembered (keyed by an HMAC of the credential
-  under a key made at start, so that memory holds no plain hash of it). A flood of wrong
-  passphrases thus costs one core at most, and clients with the right one never wait for it.
+  under a key made at start, so that memory holds no plain hash of it).
+- A credential that has passed once is recognised first, in constant time, before any queue: a
+  flood of wrong passphrases cannot make it wait. Credentials not seen before are the flood's
+  own lane: a few may be checked or waiting at once, and the rest are refused at once (503,
+  Retry-After) rather than queued. A long queue would not protect the right passphrase's first
+  check, which looks like any other until it is hashed, and would hold every request in it (a
+  red-team pass from 70 loopback addresses held them for a minute); a short one answers every
+  request within a few checks' time.
 - Tokens are verified with PyJWT: signature by a key of the JWKS, ``iss``, ``aud``, ``exp`` and
   ``nbf`` with a small leeway, and only asymmetric algorithms (``none`` and HMAC, which would let
   a public key sign, are refused). A token naming an unknown key id refreshes a JWKS fetched from
@@ -44,15 +50,16 @@ JWT_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 #: Seconds of clock difference allowed on ``exp`` and ``nbf``.
 LEEWAY_SECONDS = 30
-#: Passphrase checks waiting beyond which a request with a new credential gets 503; and those one
-#: client address may have waiting, beyond which it gets 429. Without the second, a client sending
-#: many wrong passphrases at a fresh server would fill the queue, and the right passphrase, not
-#: yet checked, would be refused with them.
-MAX_PENDING_CHECKS = 256
-MAX_PENDING_CHECKS_PER_CLIENT = 4
 #: Threads running slow checks: at most two cores go to hashing however many clients try.
 CHECK_THREADS = max(1, min(2, os.cpu_count() or 1))
-#: Remembered outcomes of passphrase checks (right and wrong kept apart, each bounded).
+#: Checks of new credentials running or waiting at once, beyond which a request with another new
+#: credential gets 503 at once: no request waits longer than about this many checks shared out
+#: over the threads, plus its own. And those one client address may have, beyond which it gets
+#: 429: a single address cannot take the whole lane (many addresses can; see docs/security.md).
+MAX_PENDING_CHECKS = 2 * CHECK_THREADS
+MAX_PENDING_CHECKS_PER_CLIENT = 2
+#: Remembered credentials that passed (each compared on every request, so few) and that failed.
+_VERIFIED = 16
 _REMEMBERED = 4096
 #: Least seconds between two fetches of a JWKS URL for an unknown key id; and its lifetime.
 _JWKS_REFRESH_SECONDS = 60.0
@@ -103,7 +110,7 @@ class Authenticator:
     def __init__(self, credentials: Credentials) -> None:
         self.credentials = credentials
         self._key = secrets.token_bytes(32)
-        self._right: OrderedDict[bytes, None] = OrderedDict()
+        self._verified: list[bytes] = []  # tags of credentials that passed, oldest first
         self._wrong: OrderedDict[bytes, None] = OrderedDict()
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
         self._per_client: dict[str | None, int] = {}
@@ -133,7 +140,7 @@ class Authenticator:
         if not passphrase.slow:
             return passphrase.verify(credential)
         tag = hmac.new(self._key, credential, hashlib.sha256).digest()
-        if tag in self._right:
+        if self._verified_before(tag):
             return True
         if tag in self._wrong:
             return False
@@ -156,6 +163,14 @@ class Authenticator:
             pending.add_done_callback(lambda done: self._remember(tag, client, done))
         return await asyncio.shield(pending)
 
+    def _verified_before(self, tag: bytes) -> bool:
+        """Whether ``tag`` is one of a credential that passed: every remembered tag is compared in
+        full, whichever matches, so the time taken says nothing about which or whether."""
+        found = False
+        for verified in self._verified:
+            found |= hmac.compare_digest(verified, tag)
+        return found
+
     def _remember(self, tag: bytes, client: str | None, done: asyncio.Future[bool]) -> None:
         self._pending.pop(tag, None)
         left = self._per_client.get(client, 1) - 1
@@ -165,10 +180,13 @@ class Authenticator:
             self._per_client.pop(client, None)
         if done.cancelled() or done.exception() is not None:
             return
-        kept = self._right if done.result() else self._wrong
-        kept[tag] = None
-        if len(kept) > _REMEMBERED:
-            kept.popitem(last=False)
+        if done.result():
+            self._verified.append(tag)
+            del self._verified[:-_VERIFIED]
+        else:
+            self._wrong[tag] = None
+            if len(self._wrong) > _REMEMBERED:
+                self._wrong.popitem(last=False)
 
     def close(self) -> None:
         if self._checker is not None:

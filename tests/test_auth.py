@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import re
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,7 +27,7 @@ from scorer_core.config.credentials import (
     parse_passphrase_hash,
 )
 from scorer_core.config.settings import load_settings
-from scorer_core.errors import ConfigurationError, Overloaded
+from scorer_core.errors import ConfigurationError, NotReady, Overloaded
 from scorer_core.server.auth import (
     MAX_PENDING_CHECKS,
     MAX_PENDING_CHECKS_PER_CLIENT,
@@ -245,11 +246,14 @@ def jwks(keys, *kids: str) -> dict:
     return {"keys": documents}
 
 
-def token(keys, kid: str = "k1", *, algorithm: str = "RS256", **claims) -> str:
+def token(keys, kid: str = "k1", *, algorithm: str = "RS256", header: dict | None = None, **claims) -> str:
+    """A token signed by ``keys[kid]``; its header names that key unless ``header`` says otherwise."""
     now = int(time.time())
     body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300, **claims}
     body = {k: v for k, v in body.items() if v is not None}
-    return jwt.encode(body, keys[kid], algorithm=algorithm, headers={"kid": kid})
+    return jwt.encode(
+        body, keys[kid], algorithm=algorithm, headers={"kid": kid} if header is None else header
+    )
 
 
 @pytest.fixture
@@ -347,31 +351,56 @@ def test_either_the_passphrase_or_a_token_passes_when_both_are_configured(jwks_f
 
 
 class JwksServer:
-    """The issuer's JWKS URL, on loopback, counting fetches; ``document`` may be swapped (rotation)."""
+    """The issuer's JWKS URL, on loopback, counting fetches; ``document`` may be swapped (rotation).
 
-    def __init__(self, document: dict) -> None:
+    With ``dribble``, a hostile or broken one: the answer's ``"head"`` (status line on) or only its
+    ``"body"`` comes one byte every ``pause`` seconds, so no single read ever waits long. With
+    ``tls`` (a certificate and its key), the URL is https."""
+
+    def __init__(
+        self,
+        document: dict,
+        *,
+        dribble: str | None = None,
+        pause: float = 2.0,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.document = document
         self.fetches = 0
+        self.stopped = threading.Event()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.fetches += 1
                 body = json.dumps(outer.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                head = (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body)
+                )
+                at_once, slowly = {None: (head + body, b""), "head": (b"", head + body)}.get(
+                    dribble, (head, body)
+                )
+                self.wfile.write(at_once)
+                for byte in slowly:
+                    if outer.stopped.wait(pause):
+                        return
+                    self.wfile.write(bytes([byte]))
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/jwks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self) -> None:
+        self.stopped.set()  # ends a dribble within one pause
         self.server.shutdown()
         self.server.server_close()
 
@@ -493,6 +522,77 @@ def test_a_key_the_issuer_removed_stops_being_trusted_after_the_keys_lifetime(ke
 # --- found by the second red-team pass (issue 23) -------------------------------------------------
 
 
+@pytest.fixture
+def trusted_certificate(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, trusted by this process's default TLS context."""
+    from tests.test_tls_http import make_certificate
+
+    certificate, key = make_certificate(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate))
+    return certificate, key
+
+
+@pytest.mark.parametrize(("dribbled", "https"), [("head", False), ("body", False), ("body", True)])
+def test_a_jwks_url_that_answers_a_byte_every_two_seconds_is_given_up_at_the_fetch_deadline(
+    keys, dribbled, https, request, caplog
+):
+    """Each read got its byte within the old 5 s timeout, so the first token request waited as
+    long as the URL liked (40 s and more); now the whole fetch ends within 5 s."""
+    tls = request.getfixturevalue("trusted_certificate") if https else None
+    server = JwksServer(jwks(keys, "k1"), dribble=dribbled, tls=tls)
+    try:
+        auth = oidc_auth(server.url)
+
+        async def main() -> None:
+            started = time.monotonic()
+            try:
+                with pytest.raises(NotReady, match="could not be fetched"):
+                    await asyncio.wait_for(auth.check([f"Bearer {token(keys)}".encode()]), 20)
+            finally:
+                server.close()  # also ends the dribble a fetch with no deadline would still read
+            assert time.monotonic() - started < 10  # the 5 s deadline, and room for a loaded machine
+
+        asyncio.run(main())
+        assert "no complete answer within 5 s" in caplog.text
+        assert server.fetches == 1
+    finally:
+        server.close()
+
+
+def without_kid(document: dict, kid: str | None = None) -> dict:
+    """``document`` with every key's ``kid`` removed, or all of them set to ``kid``."""
+    stripped = [{k: v for k, v in key.items() if k != "kid"} for key in document["keys"]]
+    return {"keys": [{**key, "kid": kid} if kid else key for key in stripped]}
+
+
+@pytest.mark.parametrize("source", ["file", "url", "https"])
+@pytest.mark.parametrize("shared_kid", [None, "k1"])
+def test_a_jwks_of_two_keys_without_distinct_kids_accepts_tokens_signed_by_either(
+    tmp_path, keys, source, shared_kid, request
+):
+    """Keys were kept by kid, so the last of two keys without one (or with the same one)
+    replaced the first, silently, and tokens signed by the first were refused."""
+    document = without_kid(jwks(keys, "k1", "k2"), shared_kid)
+    header = {"kid": shared_kid} if shared_kid else {}
+    tls = request.getfixturevalue("trusted_certificate") if source == "https" else None
+    server = JwksServer(document, tls=tls) if source != "file" else None
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(document))
+    try:
+        auth = oidc_auth(server.url if server else str(path))
+        check(auth, token(keys, "k1", header=header))
+        check(auth, token(keys, "k2", header=header))
+        with pytest.raises(Unauthorized, match="signature is not valid"):
+            check(auth, token(keys, "stranger", header=header))
+        with pytest.raises(Unauthorized, match="the token has expired"):  # its claims are still checked
+            check(auth, token(keys, "k1", header=header, exp=int(time.time()) - 120))
+        if server:
+            assert server.fetches == 1
+    finally:
+        if server:
+            server.close()
+
+
 def test_the_lane_for_new_passphrases_is_short_and_a_verified_one_never_enters_it():
     """Many addresses fill the lane of unchecked credentials: the next new one is refused at once
     (503), while the passphrase that passed before is still recognised at once."""
@@ -517,3 +617,16 @@ def test_the_lane_for_new_passphrases_is_short_and_a_verified_one_never_enters_i
         auth.close()
 
     asyncio.run(main())
+
+
+def test_a_jwks_url_whose_certificate_is_not_trusted_is_not_fetched(tmp_path, keys, caplog):
+    """The deadline's own connection classes keep urllib's default: the certificate is verified."""
+    from tests.test_tls_http import make_certificate
+
+    server = JwksServer(jwks(keys, "k1"), tls=make_certificate(tmp_path))
+    try:
+        with pytest.raises(NotReady, match="could not be fetched"):
+            check(oidc_auth(server.url), token(keys))
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    finally:
+        server.close()

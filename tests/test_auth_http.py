@@ -14,7 +14,7 @@ import pytest
 
 from conformance.target import free_port
 from tests.conftest import plugin_env
-from tests.test_auth import AUDIENCE, ISSUER, jwks, make_keys, pbkdf2_hash, token
+from tests.test_auth import AUDIENCE, ISSUER, JwksServer, jwks, make_keys, pbkdf2_hash, token
 from tests.test_cli import scorer
 
 pytestmark = pytest.mark.slow
@@ -158,6 +158,32 @@ def test_oidc_tokens_from_a_jwks_file(probe_server, tmp_path):
             refused = target.post("/model/score", BODY, headers=bearer(bad))
             assert refused.status == 401 and reason in refused.json()["detail"]
         assert mlops_scorer(target).score(BODY, auth_value=token(keys))["score"] == [["3.0"], ["4.0"]]
+
+
+def test_a_jwks_url_that_dribbles_costs_the_first_token_request_5_s_not_minutes(probe_server):
+    """A JWKS URL answering one byte every 2 s held the first token request for as long as it
+    liked; now the fetch ends at its 5 s deadline, the request gets 503, and the server serves."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    keys = make_keys()
+    dribbler = JwksServer(jwks(keys, "k1"), dribble="head")
+    env = {"SCORER_OIDC_ISSUER": ISSUER, "SCORER_OIDC_AUDIENCE": AUDIENCE, "SCORER_OIDC_JWKS": dribbler.url}
+    try:
+        with probe_server(env=env, record_headers=False, **SPEC) as target, ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            first = pool.submit(target.post, "/model/score", BODY, headers=bearer(token(keys)), timeout=30)
+            while dribbler.fetches == 0 and time.monotonic() - started < 10:
+                time.sleep(0.05)
+            assert dribbler.fetches == 1
+            assert target.get("/healthz", timeout=5).status == 200  # served while the fetch hangs
+            refused = first.result(timeout=30)
+            took = time.monotonic() - started
+            assert refused.status == 503, refused
+            assert "OIDC signing keys could not be fetched" in refused.json()["detail"]
+            assert took < 15, took  # the 5 s deadline, with room for a loaded machine
+            assert "no complete answer within 5 s" in target.server_log()
+    finally:
+        dribbler.close()
 
 
 @pytest.mark.parametrize(

@@ -32,13 +32,13 @@ import os
 import secrets
 import threading
 import time
-import urllib.request
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from scorer_core.config.credentials import Credentials, OidcSettings
 from scorer_core.errors import NotReady, Overloaded, ScorerError
+from scorer_core.server.fetch import fetch
 
 __all__ = ["JWT_ALGORITHMS", "LEEWAY_SECONDS", "Authenticator", "Unauthorized", "bearer_credential"]
 
@@ -64,7 +64,9 @@ _REMEMBERED = 4096
 #: Least seconds between two fetches of a JWKS URL for an unknown key id; and its lifetime.
 _JWKS_REFRESH_SECONDS = 60.0
 _JWKS_LIFETIME_SECONDS = 3600.0
-_JWKS_FETCH_TIMEOUT = 5.0
+#: The whole fetch of a JWKS URL: connection, TLS, headers and body (``fetch.py``).
+_JWKS_FETCH_SECONDS = 5.0
+_JWKS_MAX_BYTES = 1 << 20
 
 
 class TooManyChecks(ScorerError):
@@ -194,7 +196,12 @@ class Authenticator:
 
 
 class _Keys:
-    """The JWKS tokens are checked against: from a file read at start, or a URL fetched lazily."""
+    """The JWKS tokens are checked against: from a file read at start, or a URL fetched lazily.
+
+    Keys are kept as the list the JWKS holds, not by key id: a JWKS may publish several keys
+    without ``kid`` (or with the same one), and a map by id kept only the last of them, silently,
+    so tokens signed by the others were refused. A token is checked against each key its ``kid``
+    names, or against every key when it names none."""
 
     def __init__(self, oidc: OidcSettings) -> None:
         import jwt
@@ -202,9 +209,9 @@ class _Keys:
         self.oidc = oidc
         self._lock = threading.Lock()
         self._fetched_at = -float("inf")
-        self._keys: dict[str | None, Any] = {}
+        self._keys: list[Any] = []
         if oidc.keys is not None:
-            self._keys = _by_kid(jwt.PyJWKSet.from_dict(oidc.keys))
+            self._keys = jwt.PyJWKSet.from_dict(oidc.keys).keys
 
     async def verify(self, token: str) -> dict[str, Any]:
         import jwt
@@ -216,56 +223,58 @@ class _Keys:
         algorithm = header.get("alg")
         if algorithm not in JWT_ALGORITHMS:
             raise Unauthorized(f"the token's algorithm {str(algorithm)[:16]!r} is not accepted")
-        key = await self._key_for(header.get("kid"))
-        jwk = getattr(key, "_jwk_data", {})
-        declared = jwk.get("alg")
-        if (declared is not None and declared != algorithm) or jwk.get("kty") != _KEY_TYPES[algorithm[:2]]:
+        keys = [key for key in await self._keys_for(header.get("kid")) if _fits(key, algorithm)]
+        if not keys:
             raise Unauthorized("the token's algorithm does not match its key")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key.key,
-                algorithms=[algorithm],
-                audience=self.oidc.audience,
-                issuer=self.oidc.issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthorized("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise Unauthorized("the token is not valid yet") from None
-        except jwt.InvalidAudienceError:
-            raise Unauthorized("the token is not for this audience") from None
-        except jwt.InvalidIssuerError:
-            raise Unauthorized("the token is not from the configured issuer") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise Unauthorized(f"the token has no {exc.claim!r} claim") from None
-        except jwt.InvalidSignatureError:
-            raise Unauthorized("the token's signature is not valid") from None
-        except Exception:  # PyJWT raises TypeError and the like for keys that cannot verify it
-            raise Unauthorized("the token is not valid") from None
-        return claims
+        problem = Unauthorized("the token's signature is not valid")
+        for key in keys:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    key.key,
+                    algorithms=[algorithm],
+                    audience=self.oidc.audience,
+                    issuer=self.oidc.issuer,
+                    leeway=LEEWAY_SECONDS,
+                    options={"require": ["exp", "iss", "aud"]},
+                )
+                return claims
+            except jwt.InvalidSignatureError:
+                continue  # another of the candidate keys may have signed it
+            except jwt.ExpiredSignatureError:
+                raise Unauthorized("the token has expired") from None
+            except jwt.ImmatureSignatureError:
+                raise Unauthorized("the token is not valid yet") from None
+            except jwt.InvalidAudienceError:
+                raise Unauthorized("the token is not for this audience") from None
+            except jwt.InvalidIssuerError:
+                raise Unauthorized("the token is not from the configured issuer") from None
+            except jwt.MissingRequiredClaimError as exc:
+                raise Unauthorized(f"the token has no {exc.claim!r} claim") from None
+            except Exception:  # PyJWT raises TypeError and the like for keys that cannot verify it
+                problem = Unauthorized("the token is not valid")
+        raise problem
 
-    async def _key_for(self, kid: Any) -> Any:
-        key = self._find(kid)
+    async def _keys_for(self, kid: Any) -> list[Any]:
+        keys = self._named(kid)
         if self.oidc.jwks_is_url:
             age = time.monotonic() - self._fetched_at
             # Keys older than their lifetime are fetched again even when the token's key is known:
             # a key the issuer removed (revoked, rotated out) must stop being trusted.
-            if age > _JWKS_LIFETIME_SECONDS or (key is None and age > _JWKS_REFRESH_SECONDS):
+            if age > _JWKS_LIFETIME_SECONDS or (not keys and age > _JWKS_REFRESH_SECONDS):
                 await asyncio.get_running_loop().run_in_executor(None, self._fetch)
-                key = self._find(kid)
-        if key is None and self.oidc.jwks_is_url and not self._keys:
+                keys = self._named(kid)
+        if not keys and self.oidc.jwks_is_url and not self._keys:
             raise NotReady("the OIDC signing keys could not be fetched yet; retry shortly")
-        if key is None:
+        if not keys:
             raise Unauthorized("the token is signed by a key this deployment does not know")
-        return key
+        return keys
 
-    def _find(self, kid: Any) -> Any:
-        if kid is None and len(self._keys) == 1:
-            return next(iter(self._keys.values()))
-        return self._keys.get(kid) if isinstance(kid, str) else None
+    def _named(self, kid: Any) -> list[Any]:
+        """The keys a token's ``kid`` names: those with that id, or every key when it has none."""
+        if kid is None:
+            return list(self._keys)
+        return [key for key in self._keys if isinstance(kid, str) and key.key_id == kid]
 
     def _fetch(self) -> None:
         import jwt
@@ -275,14 +284,17 @@ class _Keys:
                 return  # another request fetched it just now
             self._fetched_at = time.monotonic()
             try:
-                with urllib.request.urlopen(self.oidc.jwks, timeout=_JWKS_FETCH_TIMEOUT) as reply:
-                    document = json.loads(reply.read(1 << 20))
-                self._keys = _by_kid(jwt.PyJWKSet.from_dict(document))
+                document = json.loads(fetch(self.oidc.jwks, _JWKS_FETCH_SECONDS, _JWKS_MAX_BYTES))
+                self._keys = jwt.PyJWKSet.from_dict(document).keys
             except Exception as exc:  # any failure to fetch or read keeps the keys known so far
                 log.warning("Could not fetch the OIDC signing keys from SCORER_OIDC_JWKS: %s", exc)
                 if not self._keys:
                     raise NotReady("the OIDC signing keys could not be fetched; retry shortly") from None
 
 
-def _by_kid(keys: Any) -> dict[str | None, Any]:
-    return {getattr(key, "key_id", None): key for key in keys.keys}
+def _fits(key: Any, algorithm: str) -> bool:
+    """Whether ``key`` may verify a token of ``algorithm``: its type is the algorithm family's, and
+    the algorithm its JWK names, if any, is this one."""
+    jwk = getattr(key, "_jwk_data", {})
+    declared = jwk.get("alg")
+    return (declared is None or declared == algorithm) and jwk.get("kty") == _KEY_TYPES[algorithm[:2]]

@@ -105,7 +105,7 @@ def serve(settings: Settings) -> int:
     failed to load. Configuration errors are raised before the server starts listening."""
     import uvicorn
 
-    from scorer_core.server.protocol import guarded_protocol
+    from scorer_core.server.protocol import connection_limits, guarded_protocol
     from scorer_core.server.served import served_model
 
     _startup_warnings(settings)
@@ -129,7 +129,7 @@ def serve(settings: Settings) -> int:
         listener,
         uvicorn.Config(
             app,
-            http=guarded_protocol(settings.max_header_bytes),
+            http=guarded_protocol(connection_limits(settings)),
             log_level=settings.log_level,
             log_config=None,  # configure_logging's handler and format, not uvicorn's
             access_log=False,  # ours (SCORER_ACCESS_LOG) has the request id, rows and endpoint

@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from tests.test_connections_http import closed_within
+
 pytestmark = pytest.mark.slow
 
 BODY = b'{"fields":["x"],"rows":[["1"]]}'
@@ -126,3 +128,22 @@ def test_a_request_on_an_idle_connection_just_after_sigterm_is_answered_with_con
         idle.close()
         busy.close()
         assert target.process.wait(timeout=30) == 0
+
+
+def test_a_partial_request_head_does_not_hold_sigterm(probe_server):
+    # A header timeout far beyond the drain, so that only the stop can explain the close.
+    with probe_server(env={"SCORER_HEADER_TIMEOUT": "120"}, record_headers=False) as target:
+        partial = socket.create_connection(_address(target))
+        try:
+            partial.sendall(b"POST /model/score HTTP/1.1\r\n")
+            time.sleep(0.2)
+            partial.sendall(b"Host: t\r\nContent-Type: application/json\r\n")  # and never the end
+            time.sleep(0.2)
+            target.process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            assert closed_within(partial, 15), "the partial request's connection was held"
+            assert target.process.wait(timeout=15) == 0
+            took = time.monotonic() - started
+        finally:
+            partial.close()
+    assert took < 5, f"the stop took {took:.1f} s (SCORER_SHUTDOWN_GRACE is 30 s)"

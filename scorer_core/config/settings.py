@@ -154,6 +154,19 @@ class Settings(EnvSettings):
     """Seconds a client may take to send a request's body; slower ones get 408 and are closed.
     The body is read before the request takes a scoring slot, so stalled uploads hold none."""
 
+    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("SCORER_HEADER_TIMEOUT"))
+    """Seconds from a request's first byte to the end of its headers; slower ones get 408 and are
+    closed, so headers dribbled a byte at a time cannot hold a connection."""
+
+    idle_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_IDLE_TIMEOUT"))
+    """Seconds a connection may stay open with no request on it, before its first and between
+    requests (keep-alive); then it is closed, so silent sockets cannot pile up."""
+
+    max_connections: int | None = Field(None, ge=1, validation_alias=_env("SCORER_MAX_CONNECTIONS"))
+    """Open connections past which the longest idle ones are closed to make room (or, when none
+    is idle, new ones answer 503 to all but /healthz and /readyz). Unset: the open-file limit
+    less a reserve, so the probes always find a file descriptor."""
+
     passphrase: SecretStr | None = Field(None, validation_alias=_env("SCORER_PASSPHRASE"))
     """The deployment's passphrase, in plaintext: ``/model/*`` then needs
     ``Authorization: Bearer <passphrase>``, as H2O's clients send it (docs/security.md)."""

@@ -1,0 +1,145 @@
+"""Connections that never become requests: silent sockets, dribbled headers, too many sockets.
+
+Over real sockets on loopback; every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import select
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import plugin_env
+from tests.test_bodies_http import connect, read_all, request_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server ends the connection (FIN or reset) within ``seconds``, discarding
+    anything it sends first."""
+    deadline = time.monotonic() + seconds
+    readable = select.poll()  # not select(), which takes no descriptor past 1,023
+    readable.register(sock, select.POLLIN)
+    while readable.poll(max(0.0, deadline - time.monotonic()) * 1000):
+        try:
+            if not sock.recv(65536):
+                return True
+        except ConnectionResetError:
+            return True
+    return False
+
+
+def test_silent_connections_are_closed_after_the_idle_timeout(probe_server):
+    with probe_server(env={"SCORER_IDLE_TIMEOUT": "1"}, record_headers=False) as target:
+        silent = [connect(target) for _ in range(50)]
+        dribbling = connect(target)  # sends line ends, which start no request
+        started = time.monotonic()
+        try:
+            for _ in range(20):
+                dribbling.sendall(b"\r\n")
+                if closed_within(dribbling, 0.3):
+                    break
+            dribbled = time.monotonic() - started
+            assert all(closed_within(sock, 10) for sock in silent), "a silent connection was held"
+            waited = time.monotonic() - started
+            assert target.get("/healthz").status == 200
+        finally:
+            for sock in (*silent, dribbling):
+                sock.close()
+    assert 0.8 < dribbled < 4, f"line ends kept the connection open {dribbled:.1f} s"
+    assert 0.8 < waited < 10, f"closed after {waited:.1f} s, not at the 1 s idle timeout"
+
+
+def test_headers_dribbled_at_one_byte_a_second_are_cut_off_at_the_header_timeout(probe_server):
+    with probe_server(env={"SCORER_HEADER_TIMEOUT": "2"}, record_headers=False) as target:
+        sock = connect(target)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+            started = time.monotonic()
+            for _ in range(12):
+                if select.select([sock], [], [], 1.0)[0]:
+                    break
+                sock.sendall(b"a")
+            answer = read_all(sock, timeout=5)
+            took = time.monotonic() - started
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+        assert b"SCORER_HEADER_TIMEOUT" in answer and b"connection: close" in answer.lower()
+        assert 1.5 < took < 8, f"cut off after {took:.1f} s, not at the 2 s header timeout"
+        assert target.get("/healthz").status == 200
+
+
+def test_a_request_whose_head_arrives_in_pieces_within_the_timeout_is_answered(probe_server):
+    with probe_server(env={"SCORER_HEADER_TIMEOUT": "5"}, record_headers=False) as target:
+        sock = connect(target)
+        try:
+            whole = request_bytes(b"Connection: close\r\n")
+            for piece in (whole[:20], whole[20:60], whole[60:]):
+                sock.sendall(piece)
+                time.sleep(0.3)
+            answer = read_all(sock, timeout=10)
+        finally:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def _open_file_limit(tmp_path: Path, soft: int, hard: int) -> dict[str, str]:
+    """Server environment whose process starts with this RLIMIT_NOFILE, as a container's would:
+    set by a ``sitecustomize`` module before anything of the server runs."""
+    (tmp_path / "sitecustomize.py").write_text(
+        f"import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
+    )
+    return {"PYTHONPATH": os.pathsep.join((str(tmp_path), plugin_env()["PYTHONPATH"]))}
+
+
+def _limits_of(pid: int) -> tuple[int, int]:
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no open-file limit in /proc")
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one_at_start(probe_server, tmp_path):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"the hard open-file limit here is {hard}: nothing to raise 1,024 to")
+    with probe_server(env=_open_file_limit(tmp_path, 1024, hard), record_headers=False) as target:
+        assert _limits_of(target.process.pid) == (hard, hard)
+        assert f"from 1024 to {hard}" in target.server_log()
+
+
+def test_1100_silent_sockets_leave_the_probes_reachable_at_a_1024_file_limit(probe_server, tmp_path):
+    # The hard limit is 1,024 too, as in some containers: raising the soft one cannot help.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            pytest.skip(f"this test process needs 1,400 open files; its hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+    env = {**_open_file_limit(tmp_path, 1024, 1024), "SCORER_IDLE_TIMEOUT": "120"}
+    with probe_server(env=env, record_headers=False) as target:
+        pid = target.process.pid
+        silent: list[socket.socket] = []
+        try:
+            started = time.monotonic()
+            while len(silent) < 1100 and time.monotonic() - started < 60:
+                silent.append(connect(target))
+            assert len(silent) == 1100
+            for path in ("/healthz", "/readyz", "/healthz"):
+                assert target.get(path, timeout=5).status == 200, path
+            score = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}, timeout=5)
+            assert score.status == 200, score.text
+            assert len(os.listdir(f"/proc/{pid}/fd")) < 1024
+            shed = sum(closed_within(sock, 0) for sock in silent)
+        finally:
+            for sock in silent:
+                sock.close()
+        assert shed >= 100, f"only {shed} of 1,100 silent sockets were closed"
+        assert "longest idle" in target.server_log()

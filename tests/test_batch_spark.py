@@ -165,6 +165,37 @@ def test_json_lines_in_and_out(spark, model, tmp_path):
     assert odd[1:3] == ['{"z":1,"y":[2,3]}', "0"]
 
 
+def test_json_lines_a_row_cannot_be_made_of_are_skipped_alike(spark, model, tmp_path):
+    """Both engines read JSON Lines with the same function: a line that is no object, or holds
+    a value nested too deeply to be a cell, is that row's failure on each (Spark's executors
+    know no line numbers)."""
+    source = tmp_path / "in.jsonl"
+    nested = "[" * 500 + "]" * 500
+    lines = [json.dumps({"id": f"r{i}", "x": i, "city": "Rome"}) for i in range(6)]
+    lines[2] = '["not", "an", "object"]'
+    lines[4] = '{"id": "deep", "x": 4, "city": ' + nested + "}"
+    source.write_text("\n".join(lines) + "\n")
+    local, remote, (lf, lrows), (sf, srows) = local_and_spark(
+        spark, model(), source, tmp_path, "jsonl", id_column="id", on_error="skip"
+    )
+    assert (local.rows_skipped, remote.rows_skipped) == (2, 2)
+    assert (
+        lf == sf
+        and sorted(lrows) == sorted(srows)
+        and sorted(r[0] for r in srows) == ["r0", "r1", "r3", "r5"]
+    )
+    local_errors = [json.loads(t) for t in (tmp_path / "local.jsonl.errors.jsonl").read_text().splitlines()]
+    spark_errors = [json.loads(t) for t in (tmp_path / "spark.jsonl.errors.jsonl").read_text().splitlines()]
+    assert [(e["row"], e["error"]) for e in local_errors] == [
+        (2, "line 3 is not a JSON object"),
+        (4, "line 5 holds a value nested too deeply to be a cell (Recursion limit reached)"),
+    ]
+    assert [(e["row"], e["error"]) for e in spark_errors] == [
+        (2, "the row is not a JSON object"),
+        (4, "the row holds a value nested too deeply to be a cell (Recursion limit reached)"),
+    ]
+
+
 def test_jobs_in_one_session_each_get_their_own_columns(spark, model, tmp_path):
     """The model stays loaded in the executors between jobs; the id and kept columns do not."""
     source = write_parts(tmp_path / "in", rows(20), 2)

@@ -9,9 +9,10 @@ answer at a time (``--batch-rows``, default 10,000) plus the model.
 
 The output never replaces the input, however either is spelt (``batch.outputs``), and is
 written under no name until the job has succeeded, so a job that fails, is stopped or dies
-leaves nothing, and never a file under the final name. Rows the model or the typing refuse stop
-the job (``--on-error fail``, the default) or are written, with their row number and the reason,
-to ``<output>.errors.jsonl`` (``--on-error skip``).
+leaves nothing, and never a file under the final name. Rows the model, the typing or the reader
+refuse (a cell that does not parse, a row that is not UTF-8 or too long) stop the job
+(``--on-error fail``, the default) or are written, with their row number and the reason, to
+``<output>.errors.jsonl`` (``--on-error skip``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from scorer_core.server.requests import prepare_contribution, prepare_score
 from scorer_core.server.responses import contribution_body, score_body
 from scorer_core.wire.columns import Column, ColumnRows, frame_of_columns
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
-from scorer_core.wire.tables import Chunk, TableWriter, estimate_rows, format_of, open_writer, read_chunks
+from scorer_core.wire.file_rows import BadRow, Chunk
+from scorer_core.wire.tables import TableWriter, estimate_rows, format_of, open_writer, read_rows
 
 __all__ = [
     "BatchFailed",
@@ -120,7 +122,7 @@ def run_batch_job(
         scorer = ChunkScorer.load(settings, options)
         writer = open_writer(staged.handle, kind)
         try:
-            _score_into(scorer, read_chunks(source, options.batch_rows), writer, errors, summary, progress)
+            _score_into(scorer, read_rows(source, options.batch_rows), writer, errors, summary, progress)
         except BaseException:
             with suppress(Exception):
                 writer.close()  # its file is discarded; the writer only lets go of it
@@ -142,7 +144,7 @@ def _side_file(path: Path, wanted: bool) -> AbstractContextManager[StagedFile | 
 
 def _score_into(
     scorer: ChunkScorer,
-    rows: Iterable[Chunk],
+    rows: Iterable[Chunk | BadRow],
     writer: TableWriter,
     errors: StagedFile | None,
     summary: BatchSummary,
@@ -151,10 +153,8 @@ def _score_into(
     """Each chunk scored and written, each failed row listed in ``errors`` (or, without it, the
     first one ends the job), ``summary`` kept up to date."""
     started = time.monotonic()
-    for fields, columns in rows:
-        first_row = summary.rows_read
-        summary.rows_read += len(columns[0]) if columns else 0
-        scored = scorer.score(fields, columns, first_row)
+    for scored in scorer.score_all(rows):
+        summary.rows_read += scored.num_rows + len(scored.failures)
         if scored.failures:
             if errors is None:
                 raise BatchFailed.at(*scored.failures[0])
@@ -202,8 +202,16 @@ class ChunkScorer:
         self.runtime.close()
 
     def check_columns(self, fields: Sequence[str]) -> None:
-        """A column the job needs and the input lacks is the job's fault, not every row's: it
-        stops the job at once (exit status 2) instead of failing each row in turn."""
+        """A column the job needs and the input lacks, or a column named twice, is the job's
+        fault, not every row's: it stops the job at once (exit status 2) instead of failing each
+        row in turn."""
+        duplicates = sorted({name for name in fields if fields.count(name) > 1})
+        if duplicates:
+            # In the HTTP API's words for the same fields (server/requests.py).
+            raise ConfigurationError(
+                f"the input's header has duplicate fields: {', '.join(map(repr, duplicates))}; "
+                "which one a model input would take is not known"
+            )
         missing = [c for c in self.copied if c not in fields]
         if missing:
             raise ConfigurationError(
@@ -225,6 +233,17 @@ class ChunkScorer:
         order = list(dict.fromkeys([*self.copied, *names]))
         rows = ColumnRows([columns[names.index(name)] for name in order])
         return self._score_chunk(order, rows, first_row)
+
+    def score_all(self, rows: Iterable[Chunk | BadRow], first_row: int = 0) -> Iterator[ScoredChunk]:
+        """Each chunk of ``rows`` scored, and each row the reader could not read as that row's
+        failure, the rows numbered on from ``first_row`` (both engines score what they read so)."""
+        for item in rows:
+            if isinstance(item, BadRow):
+                scored = ScoredChunk([], [], [(first_row, item.describe())])
+            else:
+                scored = self.score(*item, first_row)
+            first_row += scored.num_rows + len(scored.failures)
+            yield scored
 
     def output_fields(self, fields: Sequence[str]) -> list[str]:
         """The output's field names for an input of ``fields``, from scoring the model's own

@@ -29,6 +29,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +38,14 @@ from scorer_core.batch.job import (
     BatchOptions,
     BatchSummary,
     ChunkScorer,
+    ScoredChunk,
     failure_line,
     load_model,
 )
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.wire.tables import FORMATS, json_lines, part_formats
+from scorer_core.wire.file_rows import BadRow, Chunk
+from scorer_core.wire.tables import FORMATS, json_fields, json_lines, part_formats
 
 __all__ = ["MAX_LISTED_FAILURES", "SparkOptions", "run_spark_job"]
 
@@ -269,7 +272,7 @@ def _read(spark: Any, kind: str, path: str) -> tuple[Any, list[str]]:
         # Blank lines are no rows, here as in the local reader (and so not in the numbering).
         lines = reader.text(path).filter(trim(col("value")) != "")
         first = lines.first()
-        names, _ = json_lines([(1, first["value"] if first is not None else "")], None, f"input '{path}'")
+        names = json_fields(1, first["value"], f"input '{path}'") if first is not None else []
         return lines, names
     frame = reader.parquet(path)
     return frame, list(frame.columns)
@@ -394,8 +397,7 @@ class _PartitionScorer:
             if not batch.num_rows:
                 continue
             try:
-                columns = self._columns(batch, partition, position)
-                scored = scorer.score(self.fields, columns, position)
+                scored = reduce(ScoredChunk.then, scorer.score_all(self._rows(batch), position), _NOTHING)
             except ConfigurationError as exc:
                 raise ConfigurationError(_INPUT_BAD.format(reason=exc)) from None
             if scored.failures:
@@ -416,12 +418,14 @@ class _PartitionScorer:
         self.read.add(position)
         self.partitions.add({partition: position})
 
-    def _columns(self, batch: Any, partition: int, position: int) -> list[Any]:
-        """The batch's columns as the local reader gives them: Arrow's, or for JSON Lines the
-        cells ``json_lines`` makes of each line."""
+    def _rows(self, batch: Any) -> Iterator[Chunk | BadRow]:
+        """The batch's rows as the local reader gives them: Arrow's columns, or for JSON Lines
+        the cells ``json_lines`` makes of each line, with a ``BadRow`` for a line it cannot."""
         if self.kind != "jsonl":
-            return list(batch.columns)
-        lines = batch.column(0).to_pylist()
-        numbered = ((position + i, line or "") for i, line in enumerate(lines))
-        _, columns = json_lines(numbered, self.fields, f"input partition {partition} row")
-        return columns
+            yield self.fields, list(batch.columns)
+            return
+        lines = ((None, line or "") for line in batch.column(0).to_pylist())
+        yield from json_lines(lines, self.fields, "input")
+
+
+_NOTHING = ScoredChunk([], [], [])

@@ -9,6 +9,7 @@ with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's a
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -21,19 +22,23 @@ import orjson
 from scorer_core.errors import ConfigurationError, InvalidRequest
 from scorer_core.wire.columns import Column, cell_of, cells
 from scorer_core.wire.deadline import checkpoint
+from scorer_core.wire.file_rows import MAX_ROW_BYTES, BadRow, Chunk, bounded_lines, csv_rows, too_long
 
 __all__ = [
     "FORMATS",
     "SERVED_FORMATS",
+    "BadRow",
     "FileTooLarge",
     "ReadLimits",
     "TableWriter",
     "estimate_rows",
     "format_of",
+    "json_fields",
     "json_lines",
     "open_writer",
     "part_formats",
     "read_chunks",
+    "read_rows",
     "read_table",
     "read_whole",
 ]
@@ -48,10 +53,6 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".json": "jsonl",
 }
-
-#: Field names and one column of cells per field: a list of strings, or an Arrow array
-#: (``wire.columns``), so that a job types columns without a Python object per cell.
-Chunk = tuple[list[str], list[Column]]
 
 SERVED_FORMATS = {suffix: kind for suffix, kind in FORMATS.items() if suffix != ".json"}
 
@@ -85,14 +86,40 @@ def _parts(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith((".", "_")))
 
 
-def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
-    """(field names, columns of string cells) in chunks of at most ``rows`` rows."""
+def read_rows(path: Path, rows: int) -> Iterator[Chunk | BadRow]:
+    """(field names, columns of string cells) in chunks of at most ``rows`` rows, and in the
+    place of each row that cannot be read (``wire.file_rows``), a ``BadRow`` naming it: a batch
+    job fails or skips it as it does a row the model refuses."""
     kind = format_of(path, what="input")
-    files = _parts(path) if path.is_dir() else [path]
-    for file in files:
-        if FORMATS.get(file.suffix.lower()) != kind:
-            continue
-        yield from {"csv": _csv, "parquet": _parquet, "jsonl": _jsonl}[kind](file, rows)
+    readers: dict[str, Callable[[Path, int], Iterator[Chunk | BadRow]]] = {
+        "csv": _csv_rows,
+        "parquet": _parquet,
+        "jsonl": _jsonl_rows,
+    }
+    if not path.is_dir():
+        yield from readers[kind](path, rows)
+        return
+    for file in _parts(path):
+        if FORMATS.get(file.suffix.lower()) == kind:
+            for item in readers[kind](file, rows):
+                yield dataclasses.replace(item, file=file.name) if isinstance(item, BadRow) else item
+
+
+def read_chunks(path: Path, rows: int) -> Iterator[Chunk]:
+    """``read_rows``, for readers that take the file whole or not at all: the first row that
+    cannot be read ends it (``ConfigurationError``)."""
+    return _unless_bad(read_rows(path, rows), f"input '{path}'")
+
+
+def _unless_bad(rows: Iterable[Chunk | BadRow], source: str) -> Iterator[Chunk]:
+    for item in rows:
+        if isinstance(item, BadRow):
+            raise ConfigurationError(f"{source} {item.describe()}")
+        yield item
+
+
+def _named(source: Path | BinaryIO) -> str:
+    return f"input '{source}'" if isinstance(source, Path) else "input"
 
 
 def estimate_rows(path: Path, sample_bytes: int = 1 << 20) -> tuple[int, bool] | None:
@@ -270,38 +297,12 @@ def _opened(source: Path | BinaryIO) -> AbstractContextManager[IO[bytes]]:
 
 
 def _csv(source: Path | BinaryIO, rows: int) -> Iterator[Chunk]:
-    import pyarrow as pa
-    import pyarrow.csv as pc
+    return _unless_bad(_csv_rows(source, rows), _named(source))
 
+
+def _csv_rows(source: Path | BinaryIO, rows: int) -> Iterator[Chunk | BadRow]:
     with _opened(source) as handle:
-        header = handle.readline()
-        handle.seek(0)
-    names = pc.read_csv(
-        pa.py_buffer(header), read_options=pc.ReadOptions(autogenerate_column_names=False)
-    ).column_names
-    reader = pc.open_csv(
-        source,
-        read_options=pc.ReadOptions(block_size=1 << 22),
-        convert_options=pc.ConvertOptions(
-            column_types={name: pa.string() for name in names},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    # Arrow's string arrays, sliced to chunks without copying: a cell becomes a Python string
-    # only if the job reads it as one (wire.columns).
-    pending: list[Any] = []
-    held = 0
-    for batch in reader:
-        pending.append(batch)
-        held += batch.num_rows
-        while held >= rows:
-            table = pa.Table.from_batches(pending)
-            yield names, [column.combine_chunks() for column in table.slice(0, rows).columns]
-            rest = table.slice(rows)
-            pending, held = rest.to_batches(), rest.num_rows
-    if names and held:
-        yield names, [column.combine_chunks() for column in pa.Table.from_batches(pending).columns]
+        yield from csv_rows(handle, rows, _named(source))
 
 
 def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
@@ -314,39 +315,69 @@ def _parquet(path: Path, rows: int) -> Iterator[Chunk]:
 
 
 def _jsonl(source: Path | BinaryIO, rows: int) -> Iterator[Chunk]:
+    return _unless_bad(_jsonl_rows(source, rows), _named(source))
+
+
+def _jsonl_rows(source: Path | BinaryIO, rows: int) -> Iterator[Chunk | BadRow]:
     names: list[str] | None = None
-    what = f"input '{source}'" if isinstance(source, Path) else "input"
     with _opened(source) as handle:
-        numbered = enumerate(handle, 1)
+        numbered = bounded_lines(handle)
         while block := list(itertools.islice(numbered, rows)):
-            names, columns = json_lines(block, names, what)
-            if columns and columns[0]:
-                yield names, columns
+            for item in json_lines(block, names, _named(source)):
+                if not isinstance(item, BadRow):
+                    names = item[0]
+                yield item
 
 
 def json_lines(
-    lines: Iterable[tuple[int, bytes | str]], names: list[str] | None, source: str
-) -> tuple[list[str], list[list[str]]]:
-    """Numbered JSON Lines as (field names, columns of cells): the first object's keys name
-    the fields unless ``names`` does; blank lines are skipped; a line that is not a JSON object
-    is the input's fault (``ConfigurationError``, naming ``source`` and the line). Both engines
-    read JSON Lines with it."""
-    records: list[dict[str, Any]] = []
+    lines: Iterable[tuple[int | None, bytes | str]], names: list[str] | None, source: str
+) -> Iterator[tuple[list[str], list[list[str]]] | BadRow]:
+    """Numbered JSON Lines as (field names, columns of cells), in runs of good lines, with a
+    ``BadRow`` in the place of each line that cannot be a row (not a JSON object, not UTF-8,
+    longer than ``MAX_ROW_BYTES``, a value nested deeper than a cell can be written). The first
+    object's keys name the fields unless ``names`` does; a first line that cannot is the
+    input's fault (``json_fields``). Blank lines are no rows. Both engines read JSON Lines with
+    it (Spark without line numbers)."""
+    run: list[list[str]] = []
     for number, line in lines:
         if not line.strip():
             continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ConfigurationError(f"{source} line {number} is not JSON: {exc}") from None
-        if not isinstance(record, dict):
-            raise ConfigurationError(f"{source} line {number} is not a JSON object")
         if names is None:
-            names = list(record)
-        records.append(record)
-    if names is None:
-        return [], []
-    return names, [[cell_of(record.get(name)) for record in records] for name in names]
+            names = json_fields(number, line, source)
+        record = _json_object(line)
+        if isinstance(record, dict):
+            try:
+                run.append([cell_of(record.get(name)) for name in names])
+                continue
+            except orjson.JSONEncodeError as exc:  # orjson writes 254 levels, reads 1024
+                record = f"holds a value nested too deeply to be a cell ({exc})"
+        if run:
+            yield names, [list(column) for column in zip(*run, strict=True)]
+            run = []
+        yield BadRow(record, number)
+    if run and names:
+        yield names, [list(column) for column in zip(*run, strict=True)]
+
+
+def json_fields(number: int | None, line: bytes | str, source: str) -> list[str]:
+    """The field names a JSON Lines input's first line gives: its object's keys. A first line
+    that is no object leaves the fields unknown: the input cannot be read (``ConfigurationError``
+    naming ``source`` and the line)."""
+    record = _json_object(line)
+    if not isinstance(record, dict):
+        raise ConfigurationError(f"{source} line {number} {record}")
+    return list(record)
+
+
+def _json_object(line: bytes | str) -> dict[str, Any] | str:
+    """The line's object, or why it is none."""
+    if len(line) > MAX_ROW_BYTES:
+        return too_long()
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return f"is not JSON: {exc}"
+    return record if isinstance(record, dict) else "is not a JSON object"
 
 
 class TableWriter(Protocol):

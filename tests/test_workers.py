@@ -58,7 +58,9 @@ def test_workers_score_and_merge_requests(probe_server):
 
 
 def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
-    with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False, score_delay=2.0) as target:
+    # Share 1: the answer at once, not held by the restart it cost (tests/test_worker_crashes_http.py).
+    env = {"BATCH_WORKERS": "1", "SCORER_FAILURE_SHARE": "1"}
+    with probe_server(env=env, record_headers=False, score_delay=2.0) as target:
         (worker,) = children(target.process.pid)
         result = {}
         client = threading.Thread(

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.batch import BatchKey, batch_key
 from scorer_core.execution.failures import FailurePacer
-from scorer_core.execution.isolation import BatchReport, Outcome, Settle
+from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 
 __all__ = ["Batcher", "Execute", "Observe"]
@@ -166,13 +166,21 @@ class Batcher:
                 log.exception("Observing a batch failed")
         self._settle(batch, [(i, o) for i, o in enumerate(report.outcomes) if not isinstance(o, ModelError)])
         failed = [i for i, o in enumerate(report.outcomes) if isinstance(o, ModelError)]
-        # Charged only when the isolation delayed requests that succeeded (see FailurePacer).
-        charged = failed and len(failed) < len(batch) and report.isolation_seconds > 0
+        crashed = [i for i in failed if isinstance(report.outcomes[i], WorkerCrash)]
+        # Isolation is charged only when it delayed requests that succeeded (see FailurePacer); a
+        # crash always is, as the restart it caused costs the other workers' clients too.
+        shared = (
+            report.isolation_seconds / len(failed)
+            if failed and len(failed) < len(batch) and report.isolation_seconds > 0
+            else 0.0
+        )
         for index in failed:
             pending, error = batch[index], report.outcomes[index]
+            crash = index in crashed
+            cost = shared + (report.restart_seconds / len(crashed) if crash else 0.0)
             delay = (
-                self._pacer.delay(report.isolation_seconds / len(failed), pending.task.deadline)
-                if charged and self._pacer is not None
+                self._pacer.delay(cost, pending.task.deadline, capped=not crash)
+                if cost > 0 and self._pacer is not None
                 else 0.0
             )
             if delay > 0:

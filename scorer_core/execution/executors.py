@@ -8,7 +8,9 @@ list of tasks and return one outcome per task, and both hand the server the mode
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import faulthandler
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -168,14 +170,25 @@ def start_executor(
     workers = (
         runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
     )
-    log.info("Model calls run in %s", f"{workers} worker processes" if workers else "the server process")
     if workers:
         from scorer_core.execution.workers.pool import WorkerPool
 
+        log.info("Model calls run in %d worker processes", workers)
         pool = WorkerPool(settings, path, runtime_cls.name, workers)
         if on_starting is not None:
             on_starting(pool)
         pool.start()
         return pool
+    log.info(
+        "Model calls run in the server process: a crash in the model's native code (a segmentation "
+        "fault) ends the server, with 'Fatal Python error' and the model call's stack in this log; "
+        "BATCH_WORKERS=1 or more runs the model in worker processes, where a crash ends only the "
+        "worker, which is replaced"
+    )
+    # Such a crash raises no Python exception and runs no logging: the fault handler, in C, is
+    # what can still write the signal and the stack of the call that caused it. (A host whose
+    # stderr is no file, such as a test's capture, keeps its own arrangements.)
+    with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+        faulthandler.enable(all_threads=False)
     runtime, facts = load_runtime(runtime_cls, path, settings)
     return InProcessExecutor(runtime, facts, settings.model_threads)

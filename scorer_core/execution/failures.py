@@ -12,6 +12,14 @@ Only a batch in which some request succeeded is charged: when every request fail
 model), there is nobody to protect, and errors go out at once. No answer waits longer than
 ``max_delay`` or past its own deadline. Nothing about who sent a request is remembered: the only
 state is when the next failure may be answered.
+
+A request that crashed a worker process is charged more: the pool lost that worker for as long as
+a replacement takes to load the model (seconds, and a core while it loads), so the charge is that
+start time, and it is charged even when nobody shared its batch, since the other workers' clients
+pay for the restart. ``max_delay`` does not bound that wait, only the request's deadline does: at
+two seconds, one client resending a crashing request would keep a worker restarting for good. The
+deadline also bounds how far crashes push the next failure's answer, so a burst of them delays no
+later failure by more than a request timeout.
 """
 
 from __future__ import annotations
@@ -36,12 +44,14 @@ class FailurePacer:
         self._clock = clock
         self._next = 0.0
 
-    def delay(self, cost: float, deadline: float | None) -> float:
-        """Seconds to hold the answer of a request that failed after costing others ``cost`` s."""
+    def delay(self, cost: float, deadline: float | None, *, capped: bool = True) -> float:
+        """Seconds to hold the answer of a request that failed after costing others ``cost`` s;
+        ``capped`` False for a crash, which only its deadline bounds (``max_delay`` if it has none)."""
         if cost <= 0 or self.share >= 1:
             return 0.0
         now = self._clock()
-        release = min(max(now, self._next) + cost / self.share, now + self.max_delay)
+        limit = deadline if not capped and deadline is not None else now + self.max_delay
+        release = min(max(now, self._next) + cost / self.share, limit)
         self._next = release
         if deadline is not None:
             release = min(release, deadline - _DEADLINE_MARGIN)

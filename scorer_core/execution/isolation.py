@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from scorer_core.errors import ScorerError, ScoringTimeout
+from scorer_core.errors import ModelError, ScorerError, ScoringTimeout
 from scorer_core.execution.batch import Batch
 from scorer_core.execution.scoring import ScoringResult, ScoringTask, run_task
 from scorer_core.runtime import Runtime
 
-__all__ = ["BatchReport", "Outcome", "Settle", "run_batch"]
+__all__ = ["BatchReport", "Outcome", "Settle", "WorkerCrash", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +42,25 @@ Outcome = ScoringResult | ScorerError
 Settle = Callable[[Sequence[tuple[int, Outcome]]], None]
 
 
+class WorkerCrash(ModelError):
+    """The request's model call killed the worker process it ran in (a crash in native code, the
+    OOM killer): it cost the pool a worker until a replacement has loaded the model, which the
+    batcher charges to it (``BatchReport.restart_seconds``)."""
+
+
 @dataclass(frozen=True)
 class BatchReport:
     """One outcome per task, the model time spent because the merged call failed, and each model
     call made, as (seconds, rows): measured where the model runs, and carried back with the
-    answers, so that the server's metrics lose no call when a worker dies later."""
+    answers, so that the server's metrics lose no call when a worker dies later.
+
+    ``restart_seconds``: the worker time lost to crashes caused by the tasks whose outcome is a
+    ``WorkerCrash`` (a worker start for each crash), to be charged to them."""
 
     outcomes: list[Outcome]
     isolation_seconds: float = 0.0
     calls: tuple[tuple[float, int], ...] = ()
+    restart_seconds: float = 0.0
 
 
 def run_batch(

@@ -24,6 +24,17 @@ def test_the_pacer_keeps_failures_within_their_share_and_its_bounds():
     assert FailurePacer(share=1, max_delay=2).delay(5.0, None) == 0.0
 
 
+def test_a_crash_is_paced_past_max_delay_but_never_past_its_deadline():
+    now = [100.0]
+    pacer = FailurePacer(share=0.05, max_delay=2.0, clock=lambda: now[0])
+    # A worker that takes 0.5 s to start, lost to a crash: the answer waits 0.5 / 0.05 s.
+    assert pacer.delay(0.5, deadline=160.0, capped=False) == pytest.approx(10.0)
+    assert pacer.delay(0.5, deadline=115.0, capped=False) == pytest.approx(14.95), "behind the first"
+    now[0] = 116.0  # the deadline also bounded the chain: a later failure does not wait behind 120
+    assert pacer.delay(0.01, None) == pytest.approx(0.2)
+    assert pacer.delay(5.0, None, capped=False) == pytest.approx(2.0), "no deadline: max_delay bounds it"
+
+
 def test_good_neighbours_are_answered_before_the_paced_failure(probe_model):
     model = probe_model(score_delay=0.02)
 

@@ -1,11 +1,12 @@
 """A configurable test runtime: a `.probe` JSON file says its schema and how it misbehaves.
 
 Used to drive every branch of the core over real HTTP: row-count mismatches, model errors,
-contributions, prediction intervals, slow loads, header echoes.
+contributions, prediction intervals, slow loads, header echoes, hangs and segfaults.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -71,6 +72,8 @@ class ProbeRuntime(Runtime):
         x = np.asarray(batch["x"], dtype=float)
         if "hang_on" in self.spec and np.any(x == self.spec["hang_on"]):
             time.sleep(600)  # a model that never answers this input
+        if "crash_on" in self.spec and np.any(x == self.spec["crash_on"]):
+            ctypes.string_at(0)  # a native library that segfaults on this input
         if behaviour == "raise" or np.any(x == 13):
             raise ValueError("the probe model exploded")
         if behaviour == "drop_row" or (behaviour == "drop_row_when_merged" and len(x) > 1):

@@ -1,8 +1,12 @@
 """WorkerPool: starts ``BATCH_WORKERS`` worker processes, feeds them batches, replaces dead ones.
 
 Each worker has its own Unix socket and carries one batch at a time. A worker that dies (a
-crashing native library, the OOM killer, ``kill -9``) fails only the batch it was scoring, with an
-error that says so, and is replaced in the background; the others keep serving.
+crashing native library, the OOM killer, ``kill -9``) is replaced in the background while the
+others keep serving. It fails only the request that killed it: when it was scoring a merged batch,
+the batch's unanswered requests are scored apart, each alone, so that only one that crashes a
+worker by itself gets the 500 (``WorkerCrash``); the batcher paces that answer by the restart it
+cost (``scorer_core.execution.failures``). A request alone can crash the worker it runs on, so
+those calls wait until another worker would be left serving: a crash then never takes the last one.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer_core.config.settings import Settings
-from scorer_core.errors import ConfigurationError, ModelError, ScoringTimeout
+from scorer_core.errors import ConfigurationError, ModelError, ScorerError, ScoringTimeout
 from scorer_core.execution.batch import Batch
 from scorer_core.execution.facts import ModelFacts
-from scorer_core.execution.isolation import BatchReport, Settle
+from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.workers.protocol import recv_message, send_message
 
@@ -42,6 +46,8 @@ WORKER_START_TIMEOUT = 600.0
 _RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: How often idle workers are checked for having died.
 _WATCH_SECONDS = 0.5
+#: A request with less time left than this is not scored apart after a crash: 504 at once.
+_TOO_LATE = 0.05
 
 
 @dataclass(eq=False)
@@ -67,6 +73,15 @@ class _Worker:
         return f"exit code {code}"
 
 
+class _Died(Exception):
+    """The worker carrying a batch died before it answered: which one, and how it ended."""
+
+    def __init__(self, pid: int, how: str) -> None:
+        super().__init__(pid, how)
+        self.pid = pid
+        self.how = how
+
+
 class WorkerPool:
     """``count`` worker processes serving one model: an ``Executor``.
 
@@ -86,6 +101,8 @@ class WorkerPool:
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._all: set[_Worker] = set()
         self._lock = threading.Lock()
+        #: Notified when a worker is registered or a replacement ends (see _wait_for_spare).
+        self._changed = threading.Condition(self._lock)
         self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scorer-ipc")
         self._closed = False
         #: Every process started, so that a shutdown during start-up leaves none behind.
@@ -95,6 +112,8 @@ class WorkerPool:
         #: Replacements under way, and whether one was given up after every attempt failed.
         self._replacing = 0
         self._gave_up = False
+        #: Seconds the last worker took from its start to ready: what a crash costs the pool.
+        self.start_seconds = 0.0
 
     @property
     def pids(self) -> list[int]:
@@ -109,6 +128,7 @@ class WorkerPool:
 
     def start(self) -> ModelFacts:
         """Start every worker (they load in parallel) and wait for all; the model's facts."""
+        started = time.monotonic()
         pending = [self._spawn() for _ in range(self.slots)]
         facts: ModelFacts | None = None
         try:
@@ -116,6 +136,7 @@ class WorkerPool:
                 worker, facts = self._handshake(listener, process)
                 worker.slot = slot
                 self._register(worker)
+            self.start_seconds = time.monotonic() - started
         except BaseException:
             for _, process in pending:
                 process.kill()
@@ -209,8 +230,9 @@ class WorkerPool:
         return _Worker(process, connection), payload
 
     def _register(self, worker: _Worker) -> None:
-        with self._lock:
+        with self._changed:
             self._all.add(worker)
+            self._changed.notify_all()
         self._idle.put(worker)
 
     def _take_live_worker(self, message: tuple[ScoringTask, list[int], list[float | None]]) -> _Worker:
@@ -232,6 +254,19 @@ class WorkerPool:
             self._replace(worker)
 
     def _call(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        known: dict[int, Outcome] = {}
+
+        def tell(pairs: Sequence[tuple[int, Outcome]]) -> None:
+            known.update(pairs)
+            settle(pairs)
+
+        try:
+            return self._send(tasks, tell)
+        except _Died as died:
+            return self._after_crash(tasks, known, settle, died)
+
+    def _send(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        """Score ``tasks`` merged on one worker; ``_Died`` if the worker dies before its report."""
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
         merged = batch.merged()
@@ -264,24 +299,98 @@ class WorkerPool:
                 raise ModelError("the server is shutting down", runtime=self.runtime) from exc
             how = worker.describe_exit()
             self._replace(worker)
-            raise ModelError(
-                f"worker process {worker.process.pid} died while scoring this request ({how}); it is being "
-                "replaced",
-                runtime=self.runtime,
-            ) from exc
+            raise _Died(worker.process.pid, how) from exc
         self._idle.put(worker)
         return message
+
+    def _after_crash(
+        self, tasks: Sequence[ScoringTask], known: dict[int, Outcome], settle: Settle, died: _Died
+    ) -> BatchReport:
+        """The outcomes of a batch whose worker died: those it answered first, and for the others,
+        each scored alone, so that only a request that crashes a worker by itself fails.
+
+        Each culprit is charged a worker start (``restart_seconds``) for every crash it is the
+        cause of: the merged call's, and its own alone. Nothing is remembered past this batch.
+        """
+        outcomes = dict(known)
+        suspects = [i for i in range(len(tasks)) if i not in known]
+        if len(suspects) == 1:  # the only request the worker was still scoring killed it
+            outcomes[suspects[0]] = self._crash(died, alone=False)
+            return BatchReport([outcomes[i] for i in range(len(tasks))], restart_seconds=self.start_seconds)
+        log.warning(
+            "Worker process %d died (%s) while scoring %d requests merged; scoring them apart",
+            died.pid,
+            died.how,
+            len(suspects),
+        )
+        crashes, calls = 1, list[tuple[float, int]]()
+        for index in suspects:
+            outcome: Outcome
+            try:
+                # A call takes at least as long as the fastest one so far: sent with less time
+                # left, it would only get its worker killed as hung.
+                report = self._alone(tasks[index], min((t for t, _ in calls), default=0.0))
+                outcome = report.outcomes[0]
+                calls.extend(report.calls)
+            except _Died as again:
+                crashes += 1
+                outcome = self._crash(again, alone=True)
+            except ScorerError as exc:  # its deadline passed, or the server is stopping
+                outcome = exc
+            outcomes[index] = outcome
+            if not isinstance(outcome, ModelError):  # answered now; failures are the batcher's to pace
+                settle([(index, outcome)])
+        culprits = sum(isinstance(o, WorkerCrash) for o in outcomes.values())
+        return BatchReport(
+            [outcomes[i] for i in range(len(tasks))],
+            isolation_seconds=sum(seconds for seconds, _ in calls),
+            calls=tuple(calls),
+            restart_seconds=crashes * self.start_seconds if culprits else 0.0,
+        )
+
+    def _alone(self, task: ScoringTask, takes: float) -> BatchReport:
+        """Score one request of a batch that crashed a worker, on a worker whose death would leave
+        another serving, if it has time left for a call that ``takes`` seconds."""
+        margin = _TOO_LATE + takes
+        if not self._wait_for_spare(None if task.deadline is None else task.deadline - margin):
+            raise ScoringTimeout(
+                "the request's time (SCORER_REQUEST_TIMEOUT) ran out while the requests merged with it "
+                "were scored apart, after one of them crashed the model's worker process; retry it"
+            )
+        return self._send([task], lambda pairs: None)  # a batch of one: its outcome is in the report
+
+    def _wait_for_spare(self, until: float | None) -> bool:
+        """Wait until a call that crashes its worker would leave another worker serving (or no more
+        workers are coming); False if ``until`` (``time.monotonic()``) passed first."""
+
+        def spare() -> bool:
+            live = sum(1 for w in self._all if w.process.poll() is None)
+            return self._closed or live >= 2 or (live == 1 and not self._replacing)
+
+        with self._changed:
+            if until is None:
+                return self._changed.wait_for(spare)
+            return until > time.monotonic() and self._changed.wait_for(spare, until - time.monotonic())
+
+    def _crash(self, died: _Died, *, alone: bool) -> WorkerCrash:
+        how = " on its own" if alone else ""
+        return WorkerCrash(
+            f"worker process {died.pid} died while scoring this request{how} ({died.how}); it is being "
+            "replaced",
+            runtime=self.runtime,
+        )
 
     async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, tasks, settle)
 
     def _replace(self, dead: _Worker) -> None:
-        with self._lock:
+        with self._changed:
             if dead.replaced:
                 return
             dead.replaced = True
             self._all.discard(dead)
             self._replacing += 1
+            self._changed.notify_all()
         dead.connection.close()
         log.error("Worker process %d died; starting a replacement", dead.process.pid)
         threading.Thread(
@@ -294,12 +403,14 @@ class WorkerPool:
                 if self._closed:
                     return
                 time.sleep(delay)
+                started = time.monotonic()
                 try:
                     worker, _ = self._handshake(*self._spawn())
                     worker.slot = slot
                 except (ModelError, OSError) as exc:
                     log.error("Replacement worker failed to start: %s", exc)
                     continue
+                self.start_seconds = time.monotonic() - started
                 self._register(worker)
                 with self._lock:
                     self.restarts += 1
@@ -308,8 +419,9 @@ class WorkerPool:
             self._gave_up = True
             log.critical("Gave up replacing a worker process; serving with fewer workers")
         finally:
-            with self._lock:
+            with self._changed:
                 self._replacing -= 1
+                self._changed.notify_all()
 
     def oldest_call_age(self) -> float:
         return 0.0  # a worker past its deadline is killed, never left stuck
@@ -321,9 +433,10 @@ class WorkerPool:
         """Stop every worker: close its socket (it exits), then terminate what is left."""
         self._closed = True
         self._idle.put(None)
-        with self._lock:
+        with self._changed:
             workers = list(self._all)
             self._all.clear()
+            self._changed.notify_all()
         for worker in workers:
             worker.connection.close()
         for worker in workers:

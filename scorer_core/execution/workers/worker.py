@@ -8,6 +8,7 @@ server closes the socket.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import socket
@@ -61,6 +62,9 @@ class _EarlyAnswers:
 
 def main() -> int:
     _exit_with_the_server()
+    # A crash in the model's native code ends this process with no Python exception; the fault
+    # handler writes the signal and the model call's stack to stderr, the server's log.
+    faulthandler.enable(all_threads=False)
     parser = argparse.ArgumentParser(prog="python -m scorer_core.execution.workers.worker")
     parser.add_argument("--socket", required=True)
     parser.add_argument("--model", required=True, type=Path)

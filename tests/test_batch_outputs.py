@@ -149,6 +149,20 @@ def test_an_unrelated_partial_file_is_never_touched(work):
     assert sorted(listing(work)) == ["in.csv", "m.probe", "out.csv", "out.csv.partial"]
 
 
+@pytest.mark.parametrize("planted", ["out.csv.partial", "out.csv", "out.csv.errors.jsonl"])
+def test_a_symlink_planted_where_the_job_writes_is_replaced_not_written_through(work, planted):
+    """Someone who can write in the output's directory cannot make the job overwrite another
+    file of the job's user by a link at a name the job writes."""
+    victim = work / "victim.txt"
+    victim.write_text("precious\n")
+    (work / "in.csv").write_text("x\n1\nabc\n")  # one row skipped: the side file is written
+    (work / planted).symlink_to(victim)
+    assert scorer_batch("m.probe", "in.csv", "out.csv", "--on-error", "skip").returncode == 0
+    assert victim.read_text() == "precious\n"
+    assert (work / "out.csv").read_text() == '"y"\n"2.0"\n'
+    assert not (work / "out.csv").is_symlink() and not (work / "out.csv.errors.jsonl").is_symlink()
+
+
 def test_a_stale_side_file_goes_with_the_output_it_described(work):
     (work / "out.csv.errors.jsonl").write_text('{"row": 0, "error": "from an earlier job"}\n')
     assert scorer_batch("m.probe", "in.csv", "out.csv", "--on-error", "skip").returncode == 0

@@ -196,6 +196,34 @@ def test_json_lines_a_row_cannot_be_made_of_are_skipped_alike(spark, model, tmp_
     ]
 
 
+def test_no_spelling_of_the_input_is_replaced_nor_a_partial_file_spark_did_not_write(spark, model, tmp_path):
+    scored = tmp_path / "scored.csv"  # a directory Spark wrote, that a later job can score again
+    first = BatchOptions(
+        model_path=model(), input=write_parts(tmp_path / "in", rows(4), 1), output=scored, keep_columns=("x", "city")
+    )
+    run_spark_job(settings(), first, session=spark)
+    before = sorted((p.name, p.read_bytes()) for p in scored.iterdir())
+    (tmp_path / "alias.csv").symlink_to(scored)
+    refusals = {
+        tmp_path / "alias.csv": "the output '{}' is the input",
+        scored / "inner.csv": "is inside the input directory",
+    }
+    for output, refusal in refusals.items():
+        with pytest.raises(ConfigurationError, match=refusal.format(tmp_path / "alias.csv")):
+            run_spark_job(
+                settings(), BatchOptions(model_path=model(), input=scored, output=output), session=spark
+            )
+        assert sorted((p.name, p.read_bytes()) for p in scored.iterdir()) == before
+    (tmp_path / "again.csv.partial").write_text("someone else's")
+    with pytest.raises(ConfigurationError, match="is a file this job did not write"):
+        run_spark_job(
+            settings(),
+            BatchOptions(model_path=model(), input=scored, output=tmp_path / "again.csv"),
+            session=spark,
+        )
+    assert (tmp_path / "again.csv.partial").read_text() == "someone else's"
+
+
 def test_jobs_in_one_session_each_get_their_own_columns(spark, model, tmp_path):
     """The model stays loaded in the executors between jobs; the id and kept columns do not."""
     source = write_parts(tmp_path / "in", rows(20), 2)

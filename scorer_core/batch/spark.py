@@ -42,6 +42,7 @@ from scorer_core.batch.job import (
     failure_line,
     load_model,
 )
+from scorer_core.batch.outputs import StagedFile, check_targets
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.wire.file_rows import BadRow, Chunk
@@ -102,8 +103,13 @@ def _run(spark: Any, settings: Settings, options: BatchOptions) -> BatchSummary:
     in_kind, out_kind = source.input_format(), output.output_format()
     if source.path.equals(output.path):
         raise ConfigurationError("the output would replace the input: choose another output")
+    partial, errors = output.sibling(".partial"), output.sibling(".errors.jsonl")
+    if source.is_local() and output.is_local():  # every other spelling, as the local engine checks
+        targets = {"output": output.local(output.path), "output's .partial": output.local(partial)}
+        if options.on_error == "skip":
+            targets["side file of skipped rows"] = output.local(errors)
+        check_targets(source.local(source.path), targets, files=False)
     output.check_replaceable(output.path)
-    partial = output.sibling(".partial")
     output.check_replaceable(partial, temporary=True)
     # Stable plans: the count of rows per partition (for row numbers) splits the input as the
     # scoring did; timestamps are written in UTC, whatever the driver's zone.
@@ -177,6 +183,10 @@ class _Files:
     def is_local(self) -> bool:
         return str(self.fs.getScheme()) == "file"
 
+    def local(self, path: Any) -> Path:
+        """A ``file:`` path as this machine names it."""
+        return Path(str(path.toUri().getPath()))
+
     def input_format(self) -> str:
         found = FORMATS.get(Path(self._name(self.path)).suffix.lower())
         if found is not None:
@@ -201,8 +211,16 @@ class _Files:
     def check_replaceable(self, path: Any, *, temporary: bool = False) -> None:
         """Only a file, an empty directory, or a directory Spark wrote (``_SUCCESS``; for our
         own ``.partial``, also a failed job's ``_temporary``) is ever replaced: a typo must not
-        delete someone's directory."""
-        if not self.fs.exists(path) or not self.fs.getFileStatus(path).isDirectory():
+        delete someone's directory. A file at ``.partial`` is someone else's: the job writes a
+        directory there."""
+        if not self.fs.exists(path):
+            return
+        if not self.fs.getFileStatus(path).isDirectory():
+            if temporary:
+                raise ConfigurationError(
+                    f"'{path.toString()}' is a file this job did not write; it is not replaced: "
+                    "choose another output"
+                )
             return
         names = {self._name(status.getPath()) for status in self.fs.listStatus(path)}
         if not names or "_SUCCESS" in names or (temporary and "_temporary" in names):
@@ -224,9 +242,10 @@ class _Files:
         """``<output>.errors.jsonl``: each listed skipped row's number and why; a file beside a
         local output, else a directory of one part that Spark writes."""
         errors = self.sibling(".errors.jsonl")
-        if self.is_local():
-            with open(str(errors.toUri().getPath()), "wb") as out:
-                out.writelines(failure_line(row, reason) for row, reason in numbered)
+        if self.is_local():  # staged as the local engine's: a link there is replaced, not followed
+            with StagedFile(self.local(errors)) as staged:
+                staged.handle.writelines(failure_line(row, reason) for row, reason in numbered)
+                staged.publish()
             return
         table = self._spark.createDataFrame(numbered, "row long, error string")
         table.coalesce(1).write.mode("overwrite").json(errors.toString())

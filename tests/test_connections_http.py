@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import plugin_env
-from tests.test_bodies_http import connect, read_all, request_bytes
+from tests.test_bodies_http import connect, read_all, read_response, request_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -35,17 +35,24 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
     return False
 
 
+def line_ends_until_closed(sock: socket.socket) -> float:
+    """Send a bare line end every 0.3 s (bytes that start no request) until the server closes the
+    connection, at most 20 times; the seconds that took."""
+    started = time.monotonic()
+    for _ in range(20):
+        sock.sendall(b"\r\n")
+        if closed_within(sock, 0.3):
+            break
+    return time.monotonic() - started
+
+
 def test_silent_connections_are_closed_after_the_idle_timeout(probe_server):
     with probe_server(env={"SCORER_IDLE_TIMEOUT": "1"}, record_headers=False) as target:
         silent = [connect(target) for _ in range(50)]
-        dribbling = connect(target)  # sends line ends, which start no request
+        dribbling = connect(target)
         started = time.monotonic()
         try:
-            for _ in range(20):
-                dribbling.sendall(b"\r\n")
-                if closed_within(dribbling, 0.3):
-                    break
-            dribbled = time.monotonic() - started
+            dribbled = line_ends_until_closed(dribbling)
             assert all(closed_within(sock, 10) for sock in silent), "a silent connection was held"
             waited = time.monotonic() - started
             assert target.get("/healthz").status == 200
@@ -54,6 +61,19 @@ def test_silent_connections_are_closed_after_the_idle_timeout(probe_server):
                 sock.close()
     assert 0.8 < dribbled < 4, f"line ends kept the connection open {dribbled:.1f} s"
     assert 0.8 < waited < 10, f"closed after {waited:.1f} s, not at the 1 s idle timeout"
+
+
+def test_a_kept_alive_connection_sending_line_ends_is_closed_after_the_idle_timeout(probe_server):
+    with probe_server(env={"SCORER_IDLE_TIMEOUT": "1"}, record_headers=False) as target:
+        sock = connect(target)
+        try:
+            sock.sendall(request_bytes())
+            assert read_response(sock, timeout=10).startswith(b"HTTP/1.1 200 ")
+            # uvicorn stopped its keep-alive timer at the first byte, and started none again.
+            dribbled = line_ends_until_closed(sock)
+        finally:
+            sock.close()
+    assert 0.8 < dribbled < 4, f"line ends kept the connection open {dribbled:.1f} s"
 
 
 def test_headers_dribbled_at_one_byte_a_second_are_cut_off_at_the_header_timeout(probe_server):

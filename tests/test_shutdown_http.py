@@ -142,6 +142,7 @@ def test_a_partial_request_head_does_not_hold_sigterm(probe_server):
             target.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             assert closed_within(partial, 15), "the partial request's connection was held"
+            partial.close()  # as a client does at the server's FIN
             assert target.process.wait(timeout=15) == 0
             took = time.monotonic() - started
         finally:

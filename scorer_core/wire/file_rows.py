@@ -18,7 +18,10 @@ again from there. A good file is read by pyarrow alone, as before.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
+import os
+import threading
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -118,7 +121,7 @@ def _fast(handle: IO[bytes], names: list[str], rows: int, at: _At) -> Generator[
     import pyarrow as pa
     import pyarrow.csv as pc
 
-    handle.seek(at.offset)
+    source = _Reads(handle.fileno(), at.offset)
     # Arrow's string arrays, sliced to chunks without copying: a cell becomes a Python string
     # only if the job reads it as one (wire.columns).
     pending: list[Any] = []
@@ -126,7 +129,7 @@ def _fast(handle: IO[bytes], names: list[str], rows: int, at: _At) -> Generator[
     failed = False
     try:
         reader = pc.open_csv(
-            handle,
+            source,
             read_options=pc.ReadOptions(block_size=BLOCK_BYTES, column_names=names),
             convert_options=pc.ConvertOptions(
                 column_types={name: pa.string() for name in names},
@@ -145,6 +148,8 @@ def _fast(handle: IO[bytes], names: list[str], rows: int, at: _At) -> Generator[
                 pending, held = rest.to_batches(), rest.num_rows
     except pa.ArrowInvalid:  # a row it cannot read, somewhere in the block after those it gave
         failed = True
+    finally:
+        source.stop()
     if held:
         yield names, [column.combine_chunks() for column in pa.Table.from_batches(pending).columns]
         done += held
@@ -186,6 +191,36 @@ def _careful(
 
 def _cells(count: int) -> str:
     return f"{count} cell{'' if count == 1 else 's'}"
+
+
+class _Reads(io.RawIOBase):
+    """The file as pyarrow reads it: at an offset of its own (``pread``), and cut off by
+    ``stop``. pyarrow reads ahead on a thread of its own, and once it has failed goes on reading
+    to the end of the file: that must neither move the handle the careful reader then reads,
+    nor read a descriptor that its owner has closed (and the process may have reused)."""
+
+    def __init__(self, fd: int, offset: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._offset = offset
+        self._lock = threading.Lock()
+        self._stopped = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self._lock:
+            if self._stopped:
+                return 0  # the end of the file, as far as pyarrow is concerned
+            count = os.preadv(self._fd, [buffer], self._offset)
+            self._offset += count
+            return count
+
+    def stop(self) -> None:
+        """No read after this returns (one under way is waited for)."""
+        with self._lock:
+            self._stopped = True
 
 
 class _Records:

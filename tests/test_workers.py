@@ -95,6 +95,20 @@ def test_worker_killed_while_idle_costs_no_request(probe_server):
         )
 
 
+def test_a_replacement_that_fails_to_load_is_tried_again(probe_server):
+    """A replacement whose model (or plugin) raises a configuration error at load is retried with
+    back-off like any failed start, so the slot comes back once the cause is fixed."""
+    with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False) as target:
+        spec_file = Path(next(a for a in target.process.args if str(a).endswith(".probe")))  # type: ignore[union-attr]
+        spec_file.write_text('{"configuration_error": "set PROBE_WEIGHTS"}')
+        (victim,) = children(target.process.pid)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "Replacement worker failed to start: set PROBE_WEIGHTS" in target.server_log())
+        spec_file.write_text("{}")
+        wait_for(lambda: target.get("/readyz").status == 200, timeout=60)
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).json()["score"] == [["4.0"]]
+
+
 def test_model_that_fails_to_load_in_a_worker_stops_the_server(probe_file):
     with (
         pytest.raises(RuntimeError) as excinfo,

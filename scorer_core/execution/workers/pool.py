@@ -407,7 +407,7 @@ class WorkerPool:
                 try:
                     worker, _ = self._handshake(*self._spawn())
                     worker.slot = slot
-                except (ModelError, OSError) as exc:
+                except Exception as exc:  # a plugin or the model that fails to load: tried again
                     log.error("Replacement worker failed to start: %s", exc)
                     continue
                 self.start_seconds = time.monotonic() - started

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import plugin_env
-from tests.test_bodies_http import connect, read_all, read_response, request_bytes
+from tests.test_bodies_http import ROW, connect, headers, read_all, read_response, request_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +163,36 @@ def test_1100_silent_sockets_leave_the_probes_reachable_at_a_1024_file_limit(pro
                 sock.close()
         assert shed >= 100, f"only {shed} of 1,100 silent sockets were closed"
         assert "longest idle" in target.server_log()
+
+
+def test_past_the_cap_with_every_connection_busy_a_new_one_is_answered_for_the_probes_only(probe_server):
+    env = {"SCORER_MAX_CONNECTIONS": "4", "SCORER_BODY_TIMEOUT": "60"}
+    stalled = headers(length=len(ROW))  # a request whose body never comes: busy, never idle
+    metrics = b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"
+    with probe_server(env=env, record_headers=False) as target:
+        busy = [connect(target) for _ in range(3)]
+        watcher = connect(target)
+        try:
+            for sock in busy:
+                sock.sendall(stalled)
+            deadline = time.monotonic() + 10
+            while True:
+                watcher.sendall(metrics)
+                if b"\nscorer_in_flight_requests 3.0" in read_response(watcher, timeout=10):
+                    break
+                assert time.monotonic() < deadline, "the stalled requests never reached the app"
+            # One packet: once its first request is answered, the stalled one after it was parsed.
+            watcher.sendall(metrics + stalled)
+            assert read_response(watcher, timeout=10).startswith(b"HTTP/1.1 200 ")
+            refused = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}, timeout=5)
+            assert refused.status == 503, refused
+            assert refused.headers["retry-after"] == "1" and "SCORER_MAX_CONNECTIONS=4" in refused.text
+            assert target.get("/healthz", timeout=5).status == 200
+            assert target.get("/readyz", timeout=5).status == 200
+        finally:
+            for sock in (*busy, watcher):
+                sock.close()
+        deadline = time.monotonic() + 10
+        while target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}, timeout=5).status != 200:
+            assert time.monotonic() < deadline, "scoring did not come back once the connections closed"
+            time.sleep(0.1)

@@ -225,9 +225,12 @@ def run_until_progress(
     seen: list[bytes] = []
     deadline = time.monotonic() + timeout
     while f"\r{rows_done} of about".encode() not in b"".join(seen):
-        assert time.monotonic() < deadline and job.poll() is None, b"".join(seen).decode(errors="replace")
-        if select.select([controller], [], [], 0.5)[0]:
-            seen.append(os.read(controller, 65536))
+        assert time.monotonic() < deadline, b"".join(seen).decode(errors="replace")
+        try:
+            if select.select([controller], [], [], 0.5)[0]:
+                seen.append(os.read(controller, 65536))
+        except OSError:  # the job has ended (the model may crash it right after the line)
+            raise AssertionError(b"".join(seen).decode(errors="replace")) from None
     return job, controller, seen
 
 
@@ -249,11 +252,14 @@ def finish(job: subprocess.Popen[bytes], controller: int, seen: list[bytes], tim
     return b"".join(seen).decode(errors="replace")
 
 
-def hanging_job(work: Path) -> tuple[subprocess.Popen[bytes], int, list[bytes], dict[str, bytes]]:
-    """A job (``--on-error skip``) that has read 3 rows, skipped one, and hangs in the model on
-    the 4th (the probe's ``hang_on``), with an unrelated ``out.csv.partial`` and an earlier
-    job's side file beside it; and every file as it was before the job started."""
-    (work / "m.probe").write_text(json.dumps({**SPEC, "hang_on": 99}))
+def stuck_job(
+    work: Path, **misbehaviour: float
+) -> tuple[subprocess.Popen[bytes], int, list[bytes], dict[str, bytes]]:
+    """A job (``--on-error skip``) that has read 3 rows, skipped one, and then meets the
+    probe model's ``misbehaviour`` on the 4th (``hang_on`` or ``crash_on``), with an unrelated
+    ``out.csv.partial`` and an earlier job's side file beside it; and every file as it was
+    before the job started."""
+    (work / "m.probe").write_text(json.dumps({**SPEC, **misbehaviour}))
     (work / "in.csv").write_text("x\n1\nabc\n3\n99\n5\n")
     (work / "out.csv.partial").write_text("someone else's\n")
     (work / "out.csv.errors.jsonl").write_text('{"row": 7, "error": "an earlier job\'s"}\n')
@@ -264,7 +270,7 @@ def hanging_job(work: Path) -> tuple[subprocess.Popen[bytes], int, list[bytes], 
 
 @pytest.mark.slow
 def test_sigterm_stops_the_job_and_leaves_nothing(work):
-    job, controller, seen, before = hanging_job(work)
+    job, controller, seen, before = stuck_job(work, hang_on=99)
     job.send_signal(signal.SIGTERM)
     said = finish(job, controller, seen)
     assert job.returncode == 128 + signal.SIGTERM, said
@@ -273,12 +279,16 @@ def test_sigterm_stops_the_job_and_leaves_nothing(work):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("death", [signal.SIGKILL, signal.SIGSEGV], ids=["killed", "crashed"])
-def test_a_job_that_dies_leaves_nothing(work, death):
-    """As the OOM killer or a model crashing in native code would end it: no clean-up runs, and
-    there is still nothing to find, since the output had no name yet."""
-    job, controller, seen, before = hanging_job(work)
-    job.send_signal(death)
+def test_a_job_killed_or_crashed_by_its_model_leaves_nothing(work):
+    """As the OOM killer would end it, or a model crashing in native code does: no clean-up
+    runs, and there is still nothing to find, since the output had no name yet."""
+    job, controller, seen, before = stuck_job(work, hang_on=99)
+    job.send_signal(signal.SIGKILL)
     finish(job, controller, seen)
-    assert job.returncode == -death
+    assert job.returncode == -signal.SIGKILL
+    assert listing(work) == before
+
+    job, controller, seen, before = stuck_job(work, crash_on=99)  # the probe model segfaults
+    said = finish(job, controller, seen)
+    assert job.returncode == -signal.SIGSEGV, said
     assert listing(work) == before

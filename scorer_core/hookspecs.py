@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from pluggy import HookimplMarker, HookspecMarker
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from scorer_core.configured import ConfiguredModel
     from scorer_core.demo import DemoModel
     from scorer_core.runtime import Runtime
@@ -21,6 +23,7 @@ __all__ = [
     "scorer_configured_models",
     "scorer_register_demo_models",
     "scorer_register_runtimes",
+    "scorer_resolve_model_uri",
     "scorer_wrap_runtime",
 ]
 
@@ -62,6 +65,28 @@ def scorer_configured_models() -> list[ConfiguredModel]:
     More than one configured model across plugins stops start-up, naming every source.
 
     :returns: a list of ``ConfiguredModel`` (usually empty or one).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def scorer_resolve_model_uri(uri: str) -> Path | None:
+    """Return a local file or directory holding the model ``uri`` names, or ``None`` when this
+    plugin does not know the URI's scheme.
+
+    A model path is not always on this machine: MLflow names models ``models:/NAME/VERSION``,
+    ``models:/NAME@ALIAS`` or ``runs:/RUN_ID/PATH``. The core calls this hook, in the server
+    process at start-up and before anything listens, for a model path that does not exist locally
+    and starts with a URI scheme (two or more characters, then a colon); the runtime is then chosen
+    for the returned path as for any other. Fetch the model here (downloads are start-up's to wait
+    for), and raise ``ConfigurationError`` with one line naming the URI and the cause when it is
+    this plugin's URI but cannot be fetched (an unreachable server, an unknown model). The
+    returned path must last as long as this process, worker processes load from it too; the
+    plugin removes what it fetched when the process exits. Two plugins resolving one URI stop
+    start-up, naming both.
+
+    :param uri: the model path as given (command line, ``MODEL_PATH``, a plugin's own variable).
+    :returns: a local path, or ``None``.
     """
     raise NotImplementedError
 

@@ -70,7 +70,7 @@ def test_installed_mlflow_plugin_is_found_through_its_entry_point():
     assert "mlflow-scorer" in loaded.runtimes
     info = {i.name: i for i in loaded.describe()}["mlflow"]
     assert info.distribution == "scorer-mlflow" and info.runtimes == ["mlflow-scorer"]
-    assert info.hooks == ["scorer_register_demo_models", "scorer_register_runtimes"]
+    assert info.hooks == ["scorer_register_demo_models", "scorer_register_runtimes", "scorer_resolve_model_uri"]
 
 
 def installed(monkeypatch, *modules: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -112,6 +113,29 @@ class Plugins:
             sources = "; ".join(f"{m.source} names '{m.path}' ({m.runtime})" for m in found)
             raise ConfigurationError(f"More than one model is configured: {sources}. Set only one")
         return found[0] if found else None
+
+    def resolve_model_uri(self, uri: str) -> Path | None:
+        """The local path a plugin fetched the model ``uri`` names to, or None when no plugin
+        knows it; two plugins answering is a configuration error."""
+        found: list[tuple[str, Path]] = []
+        for impl in self.manager.hook.scorer_resolve_model_uri.get_hookimpls():
+            # Called one by one, so that an answer names its plugin.
+            local = impl.function(**{name: uri for name in impl.argnames})
+            if local is None:
+                continue
+            if not isinstance(local, str | os.PathLike):
+                raise PluginLoadError(
+                    f'Plugin "{impl.plugin_name}" resolved \'{uri}\' to {local!r}, which is not a path',
+                    plugin=impl.plugin_name,
+                )
+            found.append((impl.plugin_name, Path(local)))
+        if len(found) > 1:
+            plugins = " and ".join(f'"{name}"' for name, _ in found)
+            raise ConfigurationError(
+                f"Model path '{uri}' is resolved by plugins {plugins}; "
+                "disable one with SCORER_DISABLE_PLUGINS"
+            )
+        return found[0][1] if found else None
 
     def select_runtime(self, path: Path | None, name: str | None) -> type[Runtime]:
         """The runtime named, or else the one whose ``can_load`` claims ``path``.

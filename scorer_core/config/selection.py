@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +18,8 @@ __all__ = ["build_demo", "resolve_model"]
 
 log = logging.getLogger(__name__)
 _DEMO_MARKER = ".scorer-demo-path"
+#: A URI's scheme, as plugins fetch them: two characters at least, so that ``C:`` stays a drive.
+_URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
@@ -60,7 +63,25 @@ def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
     else:
         path, runtime = settings.model_path.expanduser(), settings.runtime
     if not path.exists():
-        raise ConfigurationError(f"{source} '{path}' does not exist")
+        path = _fetched(path, source, plugins)
     if not os.access(path, os.R_OK):
         raise ConfigurationError(f"{source} '{path}' is not readable by this user")
     return path, plugins.select_runtime(path, runtime).name
+
+
+def _fetched(path: Path, source: str, plugins: Plugins) -> Path:
+    """The local copy a plugin fetched of the model a URI names (``models:/iris@champion``)."""
+    uri = str(path)
+    scheme = _URI_SCHEME.match(uri)
+    if scheme is None:
+        raise ConfigurationError(f"{source} '{path}' does not exist")
+    local = plugins.resolve_model_uri(uri)
+    if local is None:
+        raise ConfigurationError(
+            f"{source} '{uri}' does not exist, and no installed plugin fetches '{scheme.group(1)}:' URIs "
+            "(scorer-mlflow fetches models:/ and runs:/ from MLflow)"
+        )
+    if not local.exists():
+        raise ConfigurationError(f"{source} '{uri}' was fetched to '{local}', which does not exist")
+    log.info("%s '%s' fetched to '%s'", source, uri, local)
+    return local

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -28,15 +29,15 @@ REQUEST = (
 
 #: Keep-alive connections that each send a request, read its whole answer and send the next,
 #: until the server says ``Connection: close`` or the time is up. A request written that got no
-#: complete answer (a reset, or the connection ending) is counted as lost.
+#: complete answer (a reset, or the connection ending) is counted as lost. It prints ``connected``
+#: once every connection is open, then its stats at the end.
 CLIENTS = """
 import asyncio, json, sys, time
 host, port, connections, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 request = bytes.fromhex(sys.argv[5])
 stats = {"answered": 0, "closed_cleanly": 0, "lost": 0, "kinds": [], "unfinished": 0}
 
-async def connection():
-    reader, writer = await asyncio.open_connection(host, port)
+async def connection(reader, writer):
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -58,7 +59,9 @@ async def connection():
     stats["unfinished"] += 1
 
 async def main():
-    await asyncio.gather(*(connection() for _ in range(connections)))
+    opened = await asyncio.gather(*(asyncio.open_connection(host, port) for _ in range(connections)))
+    print("connected", flush=True)
+    await asyncio.gather(*(connection(reader, writer) for reader, writer in opened))
 
 asyncio.run(main())
 print(json.dumps(stats))
@@ -81,6 +84,10 @@ def test_sigterm_under_keep_alive_load_loses_no_request_in_ten_runs(probe_server
                 stdout=subprocess.PIPE,
                 text=True,
             )
+            # On a loaded machine the clients' interpreter can take longer to start than the
+            # stop below waits: their connections would be refused, and nothing tested.
+            assert select.select([clients.stdout], [], [], 60)[0], "the clients never connected"
+            assert clients.stdout.readline() == "connected\n"
             time.sleep(random.uniform(0.5, 1.0))
             target.process.send_signal(signal.SIGTERM)
             assert target.process.wait(timeout=30) == 0

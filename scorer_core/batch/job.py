@@ -18,6 +18,7 @@ refuse (a cell that does not parse, a row that is not UTF-8 or too long) stop th
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import sys
 import threading
@@ -265,7 +266,7 @@ class ChunkScorer:
             return self._score(fields, rows)
         except (InvalidRequest, ModelError) as exc:  # a row's fault; anything else stops the job
             if len(rows) == 1:
-                return ScoredChunk([], [], [(first_row, exc.detail)])
+                return ScoredChunk([], [], [(first_row, _row_reason(exc.detail))])
         # Some row failed: halves, down to the rows at fault (as the server isolates a bad request).
         middle = len(rows) // 2
         left = self._score_chunk(fields, rows[:middle], first_row)
@@ -292,6 +293,16 @@ class ChunkScorer:
         names, values = _contribution_columns(wire)
         kept = [rows.cells(i) for i in range(len(copied))]  # the copied columns come first
         return ScoredChunk([*copied, *names], [*kept, *map(list, zip(*values, strict=True))], [])
+
+
+#: A one-row request's own row number, which is always 0: in a job's message it would name a
+#: second row beside the file's.
+_ONE_ROW_REQUEST = re.compile(r"^(Invalid scoring request due to: )Row 0, ")
+
+
+def _row_reason(detail: str) -> str:
+    """Why a file's row failed, from the 400 or 500 its one-row request got."""
+    return _ONE_ROW_REQUEST.sub(r"\1", detail, count=1)
 
 
 @dataclass

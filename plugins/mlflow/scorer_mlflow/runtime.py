@@ -11,6 +11,7 @@ import numpy as np
 
 from scorer_core import (
     ConfigurationError,
+    DataType,
     Field,
     Frame,
     InvalidRequest,
@@ -80,6 +81,9 @@ class MlflowRuntime(Runtime):
         self._tensor_input = input_schema.is_tensor_spec()
         self._direct = direct_predict(self._pyfunc, input_schema)
         self._input_names = [f.name for f in inputs]
+        # Column-based signatures only: a tensor spec's integers are the model's own business.
+        integers = (DataType.INT32, DataType.INT64)
+        self._integer_inputs = [] if self._tensor_input else [f.name for f in inputs if f.data_type in integers]
         self._example = _saved_example(metadata, model_dir)
         outputs = self.declared_outputs(model_dir)
         self.schema = ModelSchema(inputs, outputs)
@@ -121,6 +125,7 @@ class MlflowRuntime(Runtime):
         """Whatever the pyfunc's ``predict`` returns for ``batch``; signature rejections are 400s."""
         from mlflow.exceptions import MlflowException
 
+        self._refuse_missing_integers(batch)
         model_input = self._model_input(batch)
         if self._direct is not None and self._direct.accepts(model_input):
             return self._direct.predict(model_input)
@@ -131,6 +136,23 @@ class MlflowRuntime(Runtime):
             if any(phrase in message for phrase in _ENFORCEMENT_MESSAGES):
                 raise InvalidRequest(f"the model's MLflow signature rejected the input: {message}") from exc
             raise
+
+    def _refuse_missing_integers(self, batch: Frame) -> None:
+        """A missing cell in an integer column is refused in our words, naming its row and field.
+
+        The core types such a column as floats with NaN, as pandas does, and MLflow's enforcement
+        then refuses the whole batch with some 900 characters that quote every row of it.
+        """
+        for name in self._integer_inputs:
+            column = batch[name]
+            if column.dtype.kind != "f":
+                continue
+            missing = np.flatnonzero(np.isnan(column))
+            if missing.size:
+                raise InvalidRequest(
+                    f"Row {int(missing[0])}, field '{name}': a value is required; the model's MLflow "
+                    f"signature types '{name}' as an integer, which cannot be missing"
+                )
 
     def score(self, batch: Frame) -> Outputs:
         return prediction_columns(self.predict(batch), self._output_names, self.name)

@@ -87,7 +87,7 @@ def test_pyfunc_model_reads_forwarded_headers_as_the_guide_shows(header_model):
         assert anonymous.json()["score"] == [[""]]
 
 
-def test_missing_value_in_an_integer_column_is_a_400_not_a_crash(tmp_path):
+def test_missing_value_in_an_integer_column_is_a_400_naming_row_field_and_type(tmp_path):
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import infer_signature
@@ -100,9 +100,13 @@ def test_missing_value_in_an_integer_column_is_a_400_not_a_crash(tmp_path):
         signature=infer_signature(example, np.array(["a", "b"])),
     )
     with start_server(path, env=ENV, record_headers=False) as target:
-        reply = target.post("/model/score", {"fields": ["n"], "rows": [["1"], [""]]})
-        assert reply.status == 400, reply
-        assert "signature rejected the input" in reply.json()["detail"]
+        for missing in ("", "NaN", None):
+            reply = target.post("/model/score", {"fields": ["n"], "rows": [["1"], ["7"], [missing]]})
+            assert reply.status == 400, reply
+            assert reply.json()["detail"] == (  # ours, not MLflow's 900 characters quoting every row
+                "Invalid scoring request due to: Row 2, field 'n': a value is required; the model's "
+                "MLflow signature types 'n' as an integer, which cannot be missing"
+            )
         assert target.post("/model/score", {"fields": ["n"], "rows": [["1"]]}).status == 200
 
 

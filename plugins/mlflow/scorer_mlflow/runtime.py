@@ -83,7 +83,8 @@ class MlflowRuntime(Runtime):
         self._input_names = [f.name for f in inputs]
         # Column-based signatures only: a tensor spec's integers are the model's own business.
         integers = (DataType.INT32, DataType.INT64)
-        self._integer_inputs = [] if self._tensor_input else [f.name for f in inputs if f.data_type in integers]
+        columns = [] if self._tensor_input else inputs
+        self._integer_inputs = [f.name for f in columns if f.data_type in integers]
         self._example = _saved_example(metadata, model_dir)
         outputs = self.declared_outputs(model_dir)
         self.schema = ModelSchema(inputs, outputs)

@@ -110,3 +110,13 @@ def test_the_native_decoder_is_built_at_install_not_tracked():
     assert "_rows.c" in tracked.stdout
     assert ".so" not in tracked.stdout
     assert "scorer_core/wire/*.so" in (ROOT / ".gitignore").read_text()
+
+
+def test_the_readme_says_which_install_brings_what_make_serve_does_not():
+    readme = (ROOT / "README.md").read_text()
+    serve_installs = re.search(r"^SERVE_PLUGINS := (.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1)
+    assert serve_installs.split() == ["plugins/mlflow"]
+    for line in readme.splitlines():
+        if ".venv/bin/serve run" in line:  # Ray Serve's CLI comes with integrations/ray
+            assert "make install-all" in line, line
+    assert "`make install-all`" in readme.split("## Serving your own model")[0], "the install section says it"

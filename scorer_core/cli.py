@@ -7,28 +7,20 @@ conformance suite adds ``scorer check`` that way), so the core never imports the
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib.metadata
 import json
 import logging
-import math
-import os
 import platform
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scorer_core import __version__
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import Plugins, load_plugins
 from scorer_core.config.settings import Settings, load_settings, removed_env_var_warnings
 from scorer_core.errors import ConfigurationError, ScorerError
-
-if TYPE_CHECKING:
-    import uvicorn
 
 __all__ = ["COMMANDS_ENTRY_POINT_GROUP", "configure_logging", "main", "serve"]
 
@@ -78,172 +70,43 @@ def _is_loopback(host: str) -> bool:
         return False  # a name: it may resolve anywhere
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The listening socket, bound before anything slow happens: a port in use is reported at
-    once, not after a model has spent minutes loading."""
-    # uvicorn's own rule: IPv6 when the host has a colon, else IPv4 (a name resolves to IPv4).
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except socket.gaierror as exc:
-        sock.close()
-        raise ConfigurationError(f"Cannot listen on host '{host}' (--host / SCORER_HOST): {exc}") from None
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigurationError(
-                f"Port {port} on {host} is already in use; choose another with --port or SCORER_PORT"
-            ) from None
-        raise ConfigurationError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
 def serve(settings: Settings) -> int:
     """Serve the configured model until SIGTERM/SIGINT; 0 after a clean stop, 1 if the model
     failed to load. Configuration errors are raised before the server starts listening."""
-    import uvicorn
-
-    from scorer_core.server.protocol import connection_limits, guarded_protocol
+    from scorer_core.server.hosting import (
+        GracefulServer,
+        bind_listener,
+        exit_past_lingering_threads,
+        uvicorn_config,
+    )
     from scorer_core.server.served import served_model
 
     _startup_warnings(settings)
     listener = bind_listener(settings.host, settings.port)
     try:
-        server: uvicorn.Server | None = None
+        server: GracefulServer | None = None
 
         def stop_on_load_failure() -> None:
             # Ends server.run() normally, so that we can exit 1 (a signal would end it as killed).
             if server is not None:
                 server.should_exit = True
 
-        tls = settings.tls()
+        settings.tls()  # a bad certificate or key is reported before the model is looked for
         served = served_model(settings, on_load_failure=stop_on_load_failure)
         app, host = served.app, served.host
+        server = GracefulServer(uvicorn_config(app, settings), listener, settings.shutdown_grace)
     except BaseException:
         listener.close()
         raise
     log.info("scorer-core %s serving '%s' with runtime '%s'", __version__, served.path, served.runtime)
-    server = _uvicorn_server(
-        listener,
-        uvicorn.Config(
-            app,
-            http=guarded_protocol(connection_limits(settings)),
-            log_level=settings.log_level,
-            log_config=None,  # configure_logging's handler and format, not uvicorn's
-            access_log=False,  # ours (SCORER_ACCESS_LOG) has the request id, rows and endpoint
-            timeout_graceful_shutdown=max(1, math.ceil(settings.shutdown_grace)),
-            ssl_certfile=tls[0] if tls else None,
-            ssl_keyfile=tls[1] if tls else None,
-        ),
-        settings.shutdown_grace,
-        scheme="https" if tls else "http",
-    )
     server.run(sockets=[listener])
     code = 0
-    if host.error is not None and not getattr(server, "signalled", False):
+    if host.error is not None and not server.signalled:
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
         code = 1
     call_age = host.executor.oldest_call_age() if host.ready else 0.0
-    _exit_past_lingering_threads(code, settings.shutdown_grace, call_age)
+    exit_past_lingering_threads(code, settings.shutdown_grace, call_age)
     return code
-
-
-def _lingering_threads() -> list[str]:
-    """The names of the threads Python would wait for at exit, this one aside."""
-    import threading
-
-    current = threading.current_thread()
-    return [t.name for t in threading.enumerate() if not t.daemon and t is not current and t.is_alive()]
-
-
-def _exit_past_lingering_threads(code: int, grace: float, call_age: float) -> None:
-    """End the process now, with ``code``, when Python's exit would wait for threads to end.
-
-    Python joins every non-daemon thread before it exits. A call stuck in the model never ends
-    (``call_age``: how long the oldest still running has run, 0 for none), nor may a thread a
-    model started and left (a flusher, a pool it never shut down): the server, already stopped
-    cleanly, would wait for the forced exit of ``_exit_after`` and report a failure. Only a
-    stuck call is one (status 1); a thread left running is named, and the stop is clean.
-    """
-    lingering = _lingering_threads()
-    if not lingering:
-        return
-    if call_age:
-        log.error(
-            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE): a model call is stuck "
-            "(running for %.0f s). Exiting now",
-            grace,
-            call_age,
-        )
-        code = 1
-    else:
-        log.warning("Not waiting for threads still running at exit: %s", ", ".join(map(repr, lingering)))
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _exit_after(grace: float) -> None:
-    """End the process ``grace`` seconds from now (plus a moment to drain), whatever runs then.
-
-    A model call stuck in a thread cannot be interrupted, nor can a model's ``close`` that never
-    returns: a server asked to stop would hang. This daemon timer makes the stop certain. It says
-    only what it knows, the threads still running: ``serve`` tells a stuck call once the server
-    has stopped.
-    """
-    import threading
-
-    def force() -> None:
-        log.error(
-            "Shutdown did not finish within %g s (SCORER_SHUTDOWN_GRACE) and 5 s more; threads still "
-            "running: %s. Exiting now",
-            grace,
-            ", ".join(map(repr, _lingering_threads())) or "none",
-        )
-        logging.shutdown()
-        os._exit(1)
-
-    timer = threading.Timer(grace + 5.0, force)
-    timer.daemon = True
-    timer.start()
-
-
-def _uvicorn_server(
-    listener: socket.socket, config: uvicorn.Config, grace: float, *, scheme: str = "http"
-) -> uvicorn.Server:
-    """uvicorn's server, except that a stop asked for by SIGTERM or Ctrl-C ends with status 0,
-    and that it says where it listens.
-
-    uvicorn re-raises the signal after its graceful shutdown, so the process ends as killed
-    (143) and ``make serve`` prints "Terminated", as if something had gone wrong. Given a socket,
-    it also prints no "running on" line; ``Listening on`` replaces it, once the socket accepts.
-    """
-    import uvicorn
-
-    class GracefulServer(uvicorn.Server):
-        #: Set when a signal asked the server to stop: a load it cut short is then no failure.
-        signalled = False
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if self.started:
-                host, port = listener.getsockname()[:2]
-                shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
-                log.info("Listening on %s://%s:%d (Press CTRL+C to quit)", scheme, shown, port)
-
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            super().handle_exit(sig, frame)
-            if not self.signalled:
-                _exit_after(grace)
-            self.signalled = True
-            captured = getattr(self, "_captured_signals", None)
-            if isinstance(captured, list):
-                captured.clear()
-
-    return GracefulServer(config)
 
 
 def _serve(args: argparse.Namespace) -> int:

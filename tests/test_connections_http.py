@@ -63,8 +63,8 @@ def test_silent_connections_are_closed_after_the_idle_timeout(probe_server):
     assert 0.8 < waited < 10, f"closed after {waited:.1f} s, not at the 1 s idle timeout"
 
 
-def test_a_kept_alive_connection_sending_line_ends_is_closed_after_the_idle_timeout(probe_server):
-    with probe_server(env={"SCORER_IDLE_TIMEOUT": "1"}, record_headers=False) as target:
+def test_a_kept_alive_connection_sending_line_ends_is_closed_after_the_keepalive_timeout(probe_server):
+    with probe_server(env={"SCORER_KEEPALIVE_TIMEOUT": "1"}, record_headers=False) as target:
         sock = connect(target)
         try:
             sock.sendall(request_bytes())
@@ -74,6 +74,42 @@ def test_a_kept_alive_connection_sending_line_ends_is_closed_after_the_idle_time
         finally:
             sock.close()
     assert 0.8 < dribbled < 4, f"line ends kept the connection open {dribbled:.1f} s"
+
+
+def test_a_kept_alive_connection_is_closed_at_the_keepalive_timeout_not_the_idle_one(probe_server):
+    env = {"SCORER_IDLE_TIMEOUT": "60", "SCORER_KEEPALIVE_TIMEOUT": "1"}
+    with probe_server(env=env, record_headers=False) as target:
+        sock = connect(target)
+        try:
+            sock.sendall(request_bytes())
+            assert read_response(sock, timeout=10).startswith(b"HTTP/1.1 200 ")
+            answered = time.monotonic()
+            closed = closed_within(sock, 20)
+            waited = time.monotonic() - answered
+        finally:
+            sock.close()
+    assert closed, "a kept-alive connection outlived SCORER_KEEPALIVE_TIMEOUT=1 by 20 s"
+    assert 0.8 < waited < 10, f"closed {waited:.1f} s after the answer, not at the 1 s keep-alive timeout"
+
+
+def test_a_kept_alive_connection_outlives_the_idle_timeout_which_bounds_first_requests_only(probe_server):
+    # A proxy keeps connections open past SCORER_IDLE_TIMEOUT; closing them then is its 502.
+    env = {"SCORER_IDLE_TIMEOUT": "1", "SCORER_KEEPALIVE_TIMEOUT": "60"}
+    with probe_server(env=env, record_headers=False) as target:
+        kept = connect(target)
+        try:
+            kept.sendall(request_bytes())
+            assert read_response(kept, timeout=10).startswith(b"HTTP/1.1 200 ")
+            silent = connect(target)
+            try:
+                assert closed_within(silent, 10), "a connection with no first request outlived the idle timeout"
+            finally:
+                silent.close()
+            assert not closed_within(kept, 1), "a kept-alive connection was closed at the idle timeout"
+            kept.sendall(request_bytes())
+            assert read_response(kept, timeout=10).startswith(b"HTTP/1.1 200 ")
+        finally:
+            kept.close()
 
 
 def test_headers_dribbled_at_one_byte_a_second_are_cut_off_at_the_header_timeout(probe_server):

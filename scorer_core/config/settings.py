@@ -159,8 +159,13 @@ class Settings(EnvSettings):
     closed, so headers dribbled a byte at a time cannot hold a connection."""
 
     idle_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_IDLE_TIMEOUT"))
-    """Seconds a connection may stay open with no request on it, before its first and between
-    requests (keep-alive); then it is closed, so silent sockets cannot pile up."""
+    """Seconds a new connection may stay open before its first request starts; then it is closed,
+    so silent sockets cannot pile up."""
+
+    keepalive_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_KEEPALIVE_TIMEOUT"))
+    """Seconds a kept-alive connection may wait, after an answer, for its next request to start;
+    then it is closed. Set it above a proxy's or load balancer's idle timeout, so that the proxy
+    closes first and never sends a request on a connection the server is closing (a 502)."""
 
     max_connections: int | None = Field(None, ge=1, validation_alias=_env("SCORER_MAX_CONNECTIONS"))
     """Open connections past which the longest idle ones are closed to make room (or, when none

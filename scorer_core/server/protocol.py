@@ -6,10 +6,11 @@
   never holds more than the cap plus one read.
 - **Deadlines before a request.** uvicorn times nothing before a connection's first request, and
   its keep-alive timer stops at any byte: a socket that sent nothing, or a head dribbled a byte a
-  second, was held for ever. Here a connection with no request under way is closed after
-  ``SCORER_IDLE_TIMEOUT`` (bytes that start no request, such as line ends, do not extend it), and
-  a request's line and headers must arrive within ``SCORER_HEADER_TIMEOUT`` of its first byte, or
-  it gets 408 and the connection is closed.
+  second, was held for ever. Here a new connection whose first request has not started within
+  ``SCORER_IDLE_TIMEOUT`` is closed, and so is a kept-alive one whose next request has not
+  started within ``SCORER_KEEPALIVE_TIMEOUT`` of the last answer (bytes that start no request,
+  such as line ends, extend neither); a request's line and headers must arrive within
+  ``SCORER_HEADER_TIMEOUT`` of its first byte, or it gets 408 and the connection is closed.
 - **A bound on connections.** Each connection holds a file descriptor. Once the open-file limit is
   reached, accepting fails, for the probes as for everyone else. So the soft limit is raised to
   the hard one at start, and past ``SCORER_MAX_CONNECTIONS`` (by default that limit less a
@@ -101,6 +102,7 @@ class ConnectionLimits:
     max_header_bytes: int
     header_timeout: float
     idle_timeout: float
+    keepalive_timeout: float
     max_connections: int
 
 
@@ -135,7 +137,13 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
             room,
         )
     log.info("Connections are capped at %d (SCORER_MAX_CONNECTIONS; open-file limit %d)", chosen, open_files)
-    return ConnectionLimits(settings.max_header_bytes, settings.header_timeout, settings.idle_timeout, chosen)
+    return ConnectionLimits(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout,
+        idle_timeout=settings.idle_timeout,
+        keepalive_timeout=settings.keepalive_timeout,
+        max_connections=chosen,
+    )
 
 
 class _FramedBody:
@@ -256,8 +264,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             # uvicorn arms its keep-alive timer after each answer; on_response_complete takes it
-            # over as the idle deadline, which saves a second timer per request.
-            self.timeout_keep_alive = limits.idle_timeout  # type: ignore[assignment]
+            # over as the deadline for the next request, which saves a second timer per request.
+            self.timeout_keep_alive = limits.keepalive_timeout  # type: ignore[assignment]
             self._header_bytes = 0
             self._awaiting_headers = True
             self._in_head = False
@@ -394,6 +402,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._idle_expired()
 
         def _wait_for_request(self) -> None:
+            """Arm the deadline for a new connection's first request."""
             connections.waiting(self)
             self._cancel_timer()
             self._timer = self.loop.call_later(limits.idle_timeout, self._idle_expired)

@@ -1,1 +1,0 @@
-"""The runnable suite: ``pytest --pyargs conformance.suite --scorer-model PATH``."""

@@ -1,1 +1,0 @@
-"""Alias package so that model code written for H2O's runtimes 2.0 imports unchanged."""

@@ -1,1 +1,0 @@
-"""Batch scoring of files and tables (``scorer batch``), with the HTTP API's own request code."""

@@ -1,5 +1,0 @@
-"""The wire (layer 2): H2O's MOJO REST contract, request cells to typed columns and back.
-
-Imports the plugin API and ``config``. Pure functions of bytes, schemas and columns: no model
-calls, no event loop.
-"""

@@ -1,0 +1,104 @@
+# The two commands of the README: `make serve` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+# The progress filter below pipes pip's output; a failed install must still fail the target.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo plugins/hydrogen_torch
+# What `make serve` needs for the demo model (an MLflow model): the core and one plugin. The rest
+# (torch, h2o, daimojo: about 2 GB) comes with `make install-all` or `make test`.
+SERVE_PLUGINS := plugins/mlflow
+# Integrations with other systems, each its own distribution; tests cover them all.
+INTEGRATIONS := integrations/ray
+# Tests also cover the Hydrogen Torch ONNX backend.
+TEST_PLUGINS := $(patsubst plugins/hydrogen_torch,plugins/hydrogen_torch[onnx],$(PLUGINS))
+# The CPU build of torch: an unpinned torch resolves to a multi-GB CUDA build.
+DEV_PINS := torch==2.13.0
+# Strict editable installs link the packages' files instead of adding import hooks (mypy cannot
+# follow those).
+PIP_INSTALL := $(BIN)/python -m pip install -q --disable-pip-version-check
+# pip's whole output goes to $(VENV)/pip.log; the terminal gets one line per package fetched, and
+# the log's end when pip fails.
+PIP_LOG := $(VENV)/pip.log
+PROGRESS := { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | sed -u 's/^/  /'
+pip_with_progress = $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off $(1) 2>&1 \
+	| tee $(PIP_LOG) | $(PROGRESS) || { echo "pip failed; the end of $(PIP_LOG):"; tail -n 40 $(PIP_LOG); exit 1; }
+EDITABLE := --config-settings editable_mode=strict
+
+# An install is redone only when something it reads has changed: a project's pyproject.toml, the
+# native decoder's source, this Makefile, or the set of module files (strict editable installs
+# link each module, so a new or removed one needs a reinstall; an edited one does not).
+STAMP_SERVE := $(VENV)/.installed-serve
+STAMP_ALL := $(VENV)/.installed-all
+STAMP_TEST := $(VENV)/.installed-test
+MODULE_LIST := $(VENV)/.module-list
+INSTALL_INPUTS := Makefile pyproject.toml scorer_core/wire/_rows.c $(MODULE_LIST) \
+	$(addsuffix /pyproject.toml,$(PLUGINS) $(INTEGRATIONS))
+
+.PHONY: serve test test-fast install install-all install-test bench FORCE
+
+$(BIN)/python:
+	@echo "Creating $(VENV) ..."
+	$(PYTHON) -m venv $(VENV)
+	$(PIP_INSTALL) --upgrade pip
+
+# Rewritten only when the list differs, so that its time changes only then (the kernel's filechk idiom).
+$(MODULE_LIST): FORCE | $(BIN)/python
+	@find scorer_core h2o_scorer_core conformance $(PLUGINS) $(INTEGRATIONS) \
+	  \( -name tests -o -name build -o -name '*.egg-info' -o -name __pycache__ \) -prune \
+	  -o \( -name '*.py' -o -name '*.pyi' \) -print | LC_ALL=C sort > $@.new
+	@cmp -s $@.new $@ && rm $@.new || mv $@.new $@
+
+# The conformance extra (pytest) too, so that `scorer check` works after `make serve`.
+install: $(STAMP_SERVE)
+$(STAMP_SERVE): $(INSTALL_INPUTS)
+	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about a minute the first time) ..."
+	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
+	@touch $@
+
+# Every plugin and integration, for serving H2O-3 MOJOs, Driverless AI pipelines, Hydrogen Torch
+# models or Ray Serve replicas.
+install-all: $(STAMP_ALL)
+$(STAMP_ALL): $(INSTALL_INPUTS)
+	@echo "Installing scorer-core, every plugin and integration into $(VENV) (several minutes the first time) ..."
+	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS) $(INTEGRATIONS)) $(DEV_PINS))
+	@touch $@ $(STAMP_SERVE)
+
+# h2o-mlops-scoring-client (H2O's older client, which the auth tests drive too) pins pandas<2,
+# which nothing else here can use; its code runs on current pandas, so it goes in without its pins.
+SCORING_CLIENT := h2o-mlops-scoring-client==0.2.1b1
+
+# (A variable, as the commas would split call's arguments.)
+TEST_CORE := -e '.[conformance,test,spark]'
+# kubectl renders the kustomize base in tests/test_deploy.py (Debian's kubernetes-client when absent).
+install-test: $(STAMP_TEST)
+$(STAMP_TEST): $(INSTALL_INPUTS)
+	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) ..."
+	@$(call pip_with_progress,$(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS))
+	$(PIP_INSTALL) --no-deps $(SCORING_CLIENT)
+	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
+	@touch $@ $(STAMP_ALL) $(STAMP_SERVE)
+
+serve: install
+	$(BIN)/scorer serve --port $(PORT)
+
+test: install-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+# The tests that start no server process and train no model: a quick loop while changing code.
+test-fast: install-test
+	$(BIN)/python -m pytest -m "not slow" -q
+
+# The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours).
+MLSERVER_VENV := bench/.venv-mlserver
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	test -x $(MLSERVER_VENV)/bin/mlserver || ($(PYTHON) -m venv $(MLSERVER_VENV) && \
+	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
+	    "mlflow==$$($(BIN)/python -c 'import mlflow; print(mlflow.__version__)')" \
+	    "scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')")
+	$(BIN)/python bench/run.py

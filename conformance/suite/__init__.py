@@ -1,0 +1,1 @@
+"""The runnable suite: ``pytest --pyargs conformance.suite --scorer-model PATH``."""

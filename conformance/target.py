@@ -1,0 +1,146 @@
+"""The server a conformance run talks to: one it starts from a model path, or one already running."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conformance._http import Reply, request
+from conformance.recording import HEADER_LOG_ENV
+
+__all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server", "wait_ready"]
+
+#: What a suite-started server forwards: two real headers plus two tracing headers that the
+#: runtime must drop even though they are configured.
+CONFORMANCE_FORWARD_HEADERS = "Authorization,X-Tenant-Id,traceparent,X-Request-Id"
+
+RECORDING_PLUGIN = "conformance.recording"
+
+
+@dataclass
+class ScorerTarget:
+    """A running server. ``header_log`` is set when the suite started it with header recording."""
+
+    base_url: str
+    header_log: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    log_file: Path | None = None
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return request(self.base_url, "GET", path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> Reply:
+        return request(self.base_url, "POST", path, body, **kwargs)
+
+    def server_log(self) -> str:
+        """What the server printed so far (when the suite started it)."""
+        return self.log_file.read_text(errors="replace") if self.log_file else ""
+
+    def seen_headers(self) -> list[dict[str, Any]]:
+        """Each model call so far: operation, rows and ``request_headers`` as model code saw them."""
+        if self.header_log is None or not self.header_log.exists():
+            return []
+        return [json.loads(line) for line in self.header_log.read_text().splitlines() if line]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def start_server(
+    model_path: str | os.PathLike[str] | None,
+    *,
+    runtime: str | None = None,
+    env: dict[str, str] | None = None,
+    startup_timeout: float = 180.0,
+    record_headers: bool = True,
+) -> Iterator[ScorerTarget]:
+    """Start a scorer on a free port; yield it once ``/readyz`` says Ready.
+
+    With ``record_headers`` (the default) it is the production server with each model call's
+    ``request_headers`` written to ``target.header_log``; without, it is plain ``scorer serve``.
+    A ``model_path`` of ``None`` serves the demo model (or ``MODEL_PATH`` from ``env``).
+    """
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="scorer-conformance-") as tmp:
+        header_log = Path(tmp) / "headers.jsonl"
+        log_file = Path(tmp) / "server.log"
+        child_env = {**os.environ, **(env or {})}
+        if record_headers:
+            child_env.setdefault("H2O_SCORER_FORWARD_HEADERS", CONFORMANCE_FORWARD_HEADERS)
+            child_env[HEADER_LOG_ENV] = str(header_log)
+            extra = child_env.get("SCORER_EXTRA_PLUGINS", "")
+            child_env["SCORER_EXTRA_PLUGINS"] = f"{extra},{RECORDING_PLUGIN}" if extra else RECORDING_PLUGIN
+        command = [sys.executable, "-m", "scorer_core.cli", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
+        if model_path is not None:
+            command.append(str(model_path))
+        if runtime:
+            command += ["--runtime", runtime]
+        with open(log_file, "wb") as log:
+            process = subprocess.Popen(command, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+        target = ScorerTarget(
+            f"http://127.0.0.1:{port}", header_log if record_headers else None, process, log_file
+        )
+        try:
+            _wait_ready(target, process, log_file, startup_timeout)
+            yield target
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(
+    target: ScorerTarget, process: subprocess.Popen[bytes], log_file: Path, timeout: float
+) -> None:
+    wait_ready(target.base_url, timeout, process=process, log=lambda: log_file.read_text(errors="replace"))
+
+
+def wait_ready(
+    base_url: str,
+    timeout: float,
+    *,
+    process: subprocess.Popen[Any] | None = None,
+    log: Callable[[], str] | None = None,
+    path: str = "/readyz",
+) -> None:
+    """Return once ``GET /readyz`` (or ``path``, for another server) answers 200; raise
+    RuntimeError, with the end of the server's ``log`` when given, if ``process`` exits first or
+    ``timeout`` seconds pass.
+
+    Every test, benchmark and integration that starts a server waits through this, so that none
+    goes on against a server that never became ready.
+    """
+    deadline = time.monotonic() + timeout
+
+    def tail() -> str:
+        return (":\n" + log()[-4000:]) if log is not None else ""
+
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            code = process.returncode
+            raise RuntimeError(f"the scorer exited with code {code} before it was ready{tail()}")
+        try:
+            if request(base_url, "GET", path, timeout=2).status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the scorer at {base_url} was not ready after {timeout:.0f} s{tail()}")

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# What a scorer_core image installs, in one place: the Dockerfile runs it, and so does CI
+# (tests/test_deploy.py), in a fresh venv, so that an image that cannot be built here is at least
+# built from steps that are tested.
+#
+# usage: install.sh SOURCE_DIR RUNTIME
+#   SOURCE_DIR  a checkout of this repository
+#   RUNTIME     mlflow | h2o3 | dai | hydrogen-torch | all
+# Installs into the Python that runs it (the image's venv). Non-editable, no pip cache. Building
+# scorer-core compiles its C extension: gcc and Python's headers must be present (the builder
+# stage has them; the runtime stage does not need them).
+set -euo pipefail
+
+if [ $# -ne 2 ]; then
+  echo "usage: $0 SOURCE_DIR mlflow|h2o3|dai|hydrogen-torch|all" >&2
+  exit 2
+fi
+src=$1
+runtime=$2
+# The CPU wheel, as in the Makefile; a GPU image passes TORCH_SPEC with its CUDA build's index.
+torch_spec=${TORCH_SPEC:-torch==2.13.0}
+
+case "$runtime" in
+  mlflow) extra=("$src/plugins/mlflow") ;;
+  h2o3) extra=("$src/plugins/h2o3_mojo") ;;
+  dai) extra=("$src/plugins/dai_mojo") ;;
+  hydrogen-torch) extra=("$src/plugins/mlflow" "$src/plugins/hydrogen_torch" "$torch_spec") ;;
+  all) extra=("$src/plugins/mlflow" "$src/plugins/h2o3_mojo" "$src/plugins/dai_mojo" "$src/plugins/hydrogen_torch" "$torch_spec") ;;
+  *)
+    echo "install.sh: unknown runtime '$runtime'; expected mlflow, h2o3, dai, hydrogen-torch or all" >&2
+    exit 2
+    ;;
+esac
+
+python -m pip install --no-cache-dir --disable-pip-version-check -q "$src" "${extra[@]}"
+# Fail the build, not the first request, when something is missing.
+scorer plugins > /dev/null

@@ -1,0 +1,87 @@
+"""Which model to serve and with which runtime: the command line, ``MODEL_PATH``, a plugin's own
+variable (``SCORER_MOJO_PATH``), or else the demo model, built once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from scorer_core.config.plugins import Plugins
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ConfigurationError
+
+__all__ = ["build_demo", "resolve_model"]
+
+log = logging.getLogger(__name__)
+_DEMO_MARKER = ".scorer-demo-path"
+#: A URI's scheme, as plugins fetch them: two characters at least, so that ``C:`` stays a drive.
+_URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
+    """Build (once) and return the demo model named by ``SCORER_DEMO_MODEL``, with its runtime."""
+    demos = plugins.demo_models()
+    demo = demos.get(settings.demo_model)
+    if demo is None:
+        available = ", ".join(sorted(demos)) or "none (install scorer-mlflow for the iris demo)"
+        raise ConfigurationError(
+            f"No model path given and no demo model named '{settings.demo_model}'; "
+            f"available demo models: {available}. Pass a model path or set MODEL_PATH"
+        )
+    target = settings.demo_dir / demo.name
+    marker = target / _DEMO_MARKER
+    if not marker.is_file():
+        log.info("Building the '%s' demo model under %s (once): %s", demo.name, target, demo.description)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{demo.name}-", dir=target.parent))
+        try:
+            built = demo.build(staging)
+            relative = built.relative_to(staging)
+            (staging / _DEMO_MARKER).write_text(str(relative))
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target / marker.read_text().strip(), demo.runtime
+
+
+def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
+    """The model path to serve and the runtime to load it with; errors say how to fix them."""
+    source = "Model path"
+    runtime: str | None
+    if settings.model_path is None:
+        configured = plugins.configured_model()
+        if configured is None:
+            path, runtime_name = build_demo(settings, plugins)
+            return path, settings.runtime or runtime_name
+        path, source = configured.path.expanduser(), configured.source
+        runtime = settings.runtime or configured.runtime
+    else:
+        path, runtime = settings.model_path.expanduser(), settings.runtime
+    if not path.exists():
+        path = _fetched(path, source, plugins)
+    if not os.access(path, os.R_OK):
+        raise ConfigurationError(f"{source} '{path}' is not readable by this user")
+    return path, plugins.select_runtime(path, runtime).name
+
+
+def _fetched(path: Path, source: str, plugins: Plugins) -> Path:
+    """The local copy a plugin fetched of the model a URI names (``models:/iris@champion``)."""
+    uri = str(path)
+    scheme = _URI_SCHEME.match(uri)
+    if scheme is None:
+        raise ConfigurationError(f"{source} '{path}' does not exist")
+    local = plugins.resolve_model_uri(uri)
+    if local is None:
+        raise ConfigurationError(
+            f"{source} '{uri}' does not exist, and no installed plugin fetches '{scheme.group(1)}:' URIs "
+            "(scorer-mlflow fetches models:/ and runs:/ from MLflow)"
+        )
+    if not local.exists():
+        raise ConfigurationError(f"{source} '{uri}' was fetched to '{local}', which does not exist")
+    log.info("%s '%s' fetched to '%s'", source, uri, local)
+    return local

@@ -1,0 +1,306 @@
+"""Runtime configuration: one documented field per environment variable, validated at start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from scorer_core.config.credentials import Credentials
+from scorer_core.config.forwarding import HeaderForwarding
+from scorer_core.config.logs import LOG_FORMATS
+from scorer_core.config.shapley import SHAPLEY_CHOICES
+from scorer_core.envsettings import EnvSettings
+from scorer_core.errors import ConfigurationError
+
+__all__ = ["CLI_FLAGS", "REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
+
+log = logging.getLogger(__name__)
+
+#: Variables H2O's runtimes 1.x read and 2.0 removed, with what replaces each.
+REMOVED_ENV_VARS = {
+    "H2O_SCORER_WORKERS": "use SCORING_CONCURRENCY and BATCH_WORKERS instead",
+    "H2O_SCORER_AUTHORIZATION_HEADER": (
+        "use H2O_SCORER_FORWARD_HEADERS instead (e.g. H2O_SCORER_FORWARD_HEADERS=Authorization)"
+    ),
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(EnvSettings):
+    """Everything an operator can set. Each field's aliases are the environment variables read.
+
+    Unlike plugin settings, an empty variable is a value here: H2O's Java scorer refuses an
+    empty ``SHAPLEY_TYPES_ENABLED``, and so does this one.
+    """
+
+    model_config = SettingsConfigDict(**{**EnvSettings.model_config, "env_ignore_empty": False})
+
+    model_path: Path | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
+    """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it."""
+
+    runtime: str | None = Field(None, validation_alias=_env("SCORER_RUNTIME"))
+    """Runtime to load the model with (e.g. ``mlflow-scorer``); detected from the path when unset."""
+
+    host: str = Field("127.0.0.1", validation_alias=_env("SCORER_HOST"))
+    """Interface to listen on. Set ``0.0.0.0`` in a container."""
+
+    port: int = Field(8080, ge=0, le=65535, validation_alias=_env("SCORER_PORT"))
+    """TCP port to listen on (H2O's scorers use 8080)."""
+
+    model_id: str | None = Field(None, validation_alias=_env("MODEL_ID"))
+    """Overrides the id ``/model/id`` and every response's ``id`` report."""
+
+    forward_headers: str = Field("", validation_alias=_env("H2O_SCORER_FORWARD_HEADERS"))
+    """Comma-separated HTTP header names passed to model code through ``request_headers``.
+    Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""
+
+    scoring_concurrency: int = Field(256, ge=1, validation_alias=_env("SCORING_CONCURRENCY"))
+    """Requests being scored at once (batched together where they can be); more wait in a queue."""
+
+    queue_size: int = Field(1024, ge=0, validation_alias=_env("SCORER_QUEUE_SIZE"))
+    """Requests that may wait for a scoring slot; beyond it they get 503 with Retry-After."""
+
+    queue_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_QUEUE_TIMEOUT"))
+    """Seconds a request may wait in the queue before it gets 503 with Retry-After."""
+
+    request_timeout: float = Field(60.0, gt=0, validation_alias=_env("SCORER_REQUEST_TIMEOUT"))
+    """Seconds a request may take to be scored once admitted before it gets 504."""
+
+    stuck_call_margin: float = Field(30.0, gt=0, validation_alias=_env("SCORER_STUCK_CALL_MARGIN"))
+    """Seconds past SCORER_REQUEST_TIMEOUT after which a model call in the server process counts
+    as stuck: /healthz and /readyz then fail, so an orchestrator restarts the server (a thread
+    cannot be killed; a worker process past its deadline is killed and replaced instead)."""
+
+    shutdown_grace: float = Field(30.0, gt=0, validation_alias=_env("SCORER_SHUTDOWN_GRACE"))
+    """Seconds a SIGTERM or Ctrl-C waits for requests in flight; then the process exits, whatever a
+    model call is doing."""
+
+    batch_workers: int | None = Field(None, ge=0, validation_alias=_env("BATCH_WORKERS"))
+    """Worker processes that run the model, each with its own copy; 0 runs it in the server process.
+    Unset: the runtime's measured preference (``Runtime.preferred_batch_workers``)."""
+
+    model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
+    """Model calls running at once in the server process when BATCH_WORKERS=0."""
+
+    batch_max_rows: int = Field(4096, ge=1, validation_alias=_env("SCORER_BATCH_MAX_ROWS"))
+    """Most rows merged into one model call (a larger single request still goes whole)."""
+
+    batch_max_wait_ms: float = Field(0.0, ge=0, validation_alias=_env("SCORER_BATCH_MAX_WAIT_MS"))
+    """Milliseconds a partial batch may wait to grow; 0 sends as soon as a model slot is free."""
+
+    failure_share: float = Field(0.05, gt=0, le=1, validation_alias=_env("SCORER_FAILURE_SHARE"))
+    """Most of the model's time that isolating failed requests may take from the requests merged
+    with them: past it, the failed requests' error answers are paced (1 turns pacing off)."""
+
+    failure_max_delay: float = Field(2.0, ge=0, validation_alias=_env("SCORER_FAILURE_MAX_DELAY"))
+    """Most seconds a failed request's error answer is held by that pacing."""
+
+    shapley_enable: str | None = Field(None, validation_alias=_env("SHAPLEY_ENABLE"))
+    """``true`` enables every Shapley contribution type the model supports."""
+
+    shapley_types_enabled: str | None = Field(None, validation_alias=_env("SHAPLEY_TYPES_ENABLED"))
+    """One of ALL, ORIGINAL, TRANSFORMED, NONE: the Shapley types enabled when SHAPLEY_ENABLE is not true."""
+
+    log_level: str = Field("info", validation_alias=_env("SCORER_LOG_LEVEL"))
+    """Log level: debug, info, warning, error."""
+
+    log_format: str = Field("text", validation_alias=_env("SCORER_LOG_FORMAT"))
+    """``text``, or ``json``: one JSON object per line, with the request id and access fields."""
+
+    access_log: bool | None = Field(None, validation_alias=_env("SCORER_ACCESS_LOG"))
+    """``true``: one line per request (method, path, status, duration, rows, request id). Unset:
+    on at the debug level only."""
+
+    disable_plugins: str = Field("", validation_alias=_env("SCORER_DISABLE_PLUGINS"))
+    """Comma-separated plugin names (entry-point names, e.g. ``dai_mojo``) not to load."""
+
+    load_plugins: str = Field("", validation_alias=_env("SCORER_LOAD_PLUGINS"))
+    """Comma-separated plugin names to load; when set, no other installed plugin is loaded."""
+
+    extra_plugins: str = Field("", validation_alias=_env("SCORER_EXTRA_PLUGINS"))
+    """Comma-separated importable module names registered as plugins without an entry point
+    (for developing a plugin before packaging it)."""
+
+    trace_plugins: bool = Field(False, validation_alias=_env("SCORER_TRACE_PLUGINS"))
+    """``1`` logs every hook call with its arguments and results."""
+
+    demo_model: str = Field("iris", validation_alias=_env("SCORER_DEMO_MODEL"))
+    """Demo model served when no model path is given."""
+
+    demo_dir: Path = Field(
+        Path.home() / ".cache" / "scorer-core" / "demo",
+        validation_alias=_env("SCORER_DEMO_DIR"),
+    )
+    """Where demo models are built (once) and cached."""
+
+    max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias=_env("SCORER_MAX_REQUEST_BYTES")
+    )
+    """Largest request body accepted; larger ones get 413, as soon as the limit is passed."""
+
+    max_header_bytes: int = Field(64 * 1024, ge=1024, validation_alias=_env("SCORER_MAX_HEADER_BYTES"))
+    """Most bytes a request's line and headers may take; more gets 431 and the connection closes."""
+
+    body_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_BODY_TIMEOUT"))
+    """Seconds a client may take to send a request's body; slower ones get 408 and are closed.
+    The body is read before the request takes a scoring slot, so stalled uploads hold none."""
+
+    header_timeout: float = Field(10.0, gt=0, validation_alias=_env("SCORER_HEADER_TIMEOUT"))
+    """Seconds from a request's first byte to the end of its headers; slower ones get 408 and are
+    closed, so headers dribbled a byte at a time cannot hold a connection."""
+
+    idle_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_IDLE_TIMEOUT"))
+    """Seconds a new connection may stay open before its first request starts; then it is closed,
+    so silent sockets cannot pile up."""
+
+    keepalive_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_KEEPALIVE_TIMEOUT"))
+    """Seconds a kept-alive connection may wait, after an answer, for its next request to start;
+    then it is closed. Set it above a proxy's or load balancer's idle timeout, so that the proxy
+    closes first and never sends a request on a connection the server is closing (a 502)."""
+
+    max_connections: int | None = Field(None, ge=1, validation_alias=_env("SCORER_MAX_CONNECTIONS"))
+    """Open connections past which the longest idle ones are closed to make room (or, when none
+    is idle, new ones answer 503 to all but /healthz and /readyz). Unset: the open-file limit
+    less a reserve, so the probes always find a file descriptor."""
+
+    passphrase: SecretStr | None = Field(None, validation_alias=_env("SCORER_PASSPHRASE"))
+    """The deployment's passphrase, in plaintext: ``/model/*`` then needs
+    ``Authorization: Bearer <passphrase>``, as H2O's clients send it (docs/security.md)."""
+
+    passphrase_hash: SecretStr | None = Field(None, validation_alias=_env("SCORER_PASSPHRASE_HASH"))
+    """The passphrase as a bcrypt hash (``$2b$...``) or a PBKDF2 hash
+    (``pbkdf2:<hashFunc>:<iterations>$<salt>$<hash>``, salt and hash in base64)."""
+
+    oidc_issuer: str | None = Field(None, validation_alias=_env("SCORER_OIDC_ISSUER"))
+    """The ``iss`` an OIDC bearer token must carry; with SCORER_OIDC_AUDIENCE and SCORER_OIDC_JWKS."""
+
+    oidc_audience: str | None = Field(None, validation_alias=_env("SCORER_OIDC_AUDIENCE"))
+    """The ``aud`` an OIDC bearer token must carry."""
+
+    oidc_jwks: str | None = Field(None, validation_alias=_env("SCORER_OIDC_JWKS"))
+    """The issuer's signing keys: a JWKS file (read at start) or an https URL (fetched when first
+    needed, refreshed when a token names an unknown key, at most once a minute)."""
+
+    file_scoring_dir: Path | None = Field(None, validation_alias=_env("SCORER_FILE_SCORING_DIR"))
+    """A directory whose files ``GET /model/score?file=NAME`` may score (a path relative to it;
+    nothing outside it, symlinks included). Unset: that request answers 501."""
+
+    file_max_rows: int = Field(1_000_000, ge=1, validation_alias=_env("SCORER_FILE_MAX_ROWS"))
+    """Most rows a file scored by ``GET /model/score?file=`` may hold; more gets 413. A few KiB of
+    Parquet can hold millions of rows, so its size on disk bounds nothing."""
+
+    file_max_decoded_bytes: int | None = Field(
+        None, ge=1024, validation_alias=_env("SCORER_FILE_MAX_DECODED_BYTES")
+    )
+    """Most bytes a scored file's rows may decode to, counted as the body a POST of them would
+    send; more gets 413. Unset: SCORER_MAX_REQUEST_BYTES, so a file is scored when its rows could
+    be posted."""
+
+    tracing: str = Field("off", validation_alias=_env("SCORER_TRACING"))
+    """``off``; ``otlp``: OpenTelemetry spans of /model/* requests exported with OTLP (the
+    ``OTEL_EXPORTER_OTLP_*`` variables); ``on``: spans to the process's own tracer provider."""
+
+    tls_cert: Path | None = Field(None, validation_alias=_env("SCORER_TLS_CERT"))
+    """PEM certificate chain to serve HTTPS with; with SCORER_TLS_KEY. Unset: plain HTTP."""
+
+    tls_key: Path | None = Field(None, validation_alias=_env("SCORER_TLS_KEY"))
+    """PEM private key of SCORER_TLS_CERT (unencrypted; mount it as a secret)."""
+
+    metrics_auth: bool = Field(False, validation_alias=_env("SCORER_METRICS_AUTH"))
+    """``true``: ``/metrics`` needs the same credential as ``/model/*`` (it is open by default, as
+    Prometheus scrapers usually carry none)."""
+
+    @field_validator("shapley_types_enabled")
+    @classmethod
+    def _known_shapley_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
+            raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
+        return value
+
+    @field_validator("tracing")
+    @classmethod
+    def _known_tracing(cls, value: str) -> str:
+        if value.lower() not in ("off", "on", "otlp"):
+            raise ValueError(f"expected off, on or otlp, got {value!r}")
+        return value.lower()
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_log_format(cls, value: str) -> str:
+        if value.lower() not in LOG_FORMATS:
+            raise ValueError(f"expected text or json, got {value!r}")
+        return value.lower()
+
+    @property
+    def access_logging(self) -> bool:
+        """Whether each request gets an access log line."""
+        return self.access_log if self.access_log is not None else self.log_level in ("debug", "trace")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ValueError(f"expected debug, info, warning or error, got {value!r}")
+        return value.lower()
+
+    @property
+    def file_decoded_bytes(self) -> int:
+        """SCORER_FILE_MAX_DECODED_BYTES, or SCORER_MAX_REQUEST_BYTES where it is unset."""
+        return self.file_max_decoded_bytes or self.max_request_bytes
+
+    @property
+    def header_forwarding(self) -> HeaderForwarding:
+        return HeaderForwarding.parse(self.forward_headers)
+
+    def tls(self) -> tuple[str, str] | None:
+        """(certificate, key) to serve HTTPS with, checked by loading them; None for plain HTTP."""
+        if self.tls_cert is None and self.tls_key is None:
+            return None
+        if self.tls_cert is None or self.tls_key is None:
+            given, missing = ("SCORER_TLS_CERT", "SCORER_TLS_KEY")[:: 1 if self.tls_key is None else -1]
+            raise ConfigurationError(f"{given} is set but {missing} is not; HTTPS needs both")
+        from scorer_core.config.tls import check_tls  # ssl is imported only where HTTPS is asked for
+
+        return check_tls(self.tls_cert, self.tls_key)
+
+    def credentials(self) -> Credentials | None:
+        """What ``/model/*`` requests must carry, or None when the deployment is open; a
+        ``ConfigurationError`` naming the mistake in a bad setting."""
+        return Credentials.from_settings(
+            self.passphrase.get_secret_value() if self.passphrase is not None else None,
+            self.passphrase_hash.get_secret_value() if self.passphrase_hash is not None else None,
+            self.oidc_issuer,
+            self.oidc_audience,
+            self.oidc_jwks,
+        )
+
+
+#: Fields the ``scorer`` command line can set, and the flag that sets each.
+CLI_FLAGS = {"runtime": "--runtime", "host": "--host", "port": "--port"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with command-line ``overrides`` (``None`` values ignored).
+
+    Raises ``ConfigurationError`` naming the variable, or the flag the user typed, and the value.
+    """
+    return Settings.load(CLI_FLAGS, **overrides)
+
+
+def removed_env_var_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One message per removed H2O variable that is set, naming its replacement."""
+    env = os.environ if environ is None else environ
+    return [
+        f"{name} is set but no longer used (removed in H2O scoring runtimes 2.0); {hint}"
+        for name, hint in REMOVED_ENV_VARS.items()
+        if name in env
+    ]

@@ -1,0 +1,453 @@
+"""WorkerPool: starts ``BATCH_WORKERS`` worker processes, feeds them batches, replaces dead ones.
+
+Each worker has its own Unix socket and carries one batch at a time. A worker that dies (a
+crashing native library, the OOM killer, ``kill -9``) is replaced in the background while the
+others keep serving. It fails only the request that killed it: when it was scoring a merged batch,
+the batch's unanswered requests are scored apart, each alone, so that only one that crashes a
+worker by itself gets the 500 (``WorkerCrash``); the batcher paces that answer by the restart it
+cost (``scorer_core.execution.failures``). A request alone can crash the worker it runs on, so
+those calls wait until another worker would be left serving: a crash then never takes the last one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ConfigurationError, ModelError, ScorerError, ScoringTimeout
+from scorer_core.execution.batch import Batch
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
+from scorer_core.execution.scoring import ScoringTask
+from scorer_core.execution.workers.protocol import recv_message, send_message
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a worker may take to load the model and say hello.
+WORKER_START_TIMEOUT = 600.0
+_RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+#: How often idle workers are checked for having died.
+_WATCH_SECONDS = 0.5
+#: A request with less time left than this is not scored apart after a crash: 504 at once.
+_TOO_LATE = 0.05
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: subprocess.Popen[bytes]
+    connection: socket.socket
+    #: Which of the pool's ``count`` places it fills; a replacement takes its predecessor's.
+    slot: int = 0
+    #: Set once its death has been handled, so that it is replaced once, whoever sees it first.
+    replaced: bool = False
+
+    def describe_exit(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+class _Died(Exception):
+    """The worker carrying a batch died before it answered: which one, and how it ended."""
+
+    def __init__(self, pid: int, how: str) -> None:
+        super().__init__(pid, how)
+        self.pid = pid
+        self.how = how
+
+
+class WorkerPool:
+    """``count`` worker processes serving one model: an ``Executor``.
+
+    Each worker loads the plugins and the model itself, as the server would (so plugins that wrap
+    the runtime apply there too), and sends back the model's facts.
+    """
+
+    facts: ModelFacts
+
+    def __init__(self, settings: Settings, model_path: Path, runtime: str, count: int) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.runtime = runtime
+        self.slots = count
+        self._dir = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
+        self._ids = itertools.count()
+        self._idle: queue.Queue[_Worker | None] = queue.Queue()
+        self._all: set[_Worker] = set()
+        self._lock = threading.Lock()
+        #: Notified when a worker is registered or a replacement ends (see _wait_for_spare).
+        self._changed = threading.Condition(self._lock)
+        self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scorer-ipc")
+        self._closed = False
+        #: Every process started, so that a shutdown during start-up leaves none behind.
+        self._spawned: list[subprocess.Popen[bytes]] = []
+        #: Workers replaced (after one died or was killed) and ready again.
+        self.restarts = 0
+        #: Replacements under way, and whether one was given up after every attempt failed.
+        self._replacing = 0
+        self._gave_up = False
+        #: Seconds the last worker took from its start to ready: what a crash costs the pool.
+        self.start_seconds = 0.0
+
+    @property
+    def pids(self) -> list[int]:
+        with self._lock:
+            return sorted(w.process.pid for w in self._all)
+
+    @property
+    def workers(self) -> list[tuple[int, int]]:
+        """(slot, pid) of each registered worker process, alive or not yet found dead."""
+        with self._lock:
+            return sorted((w.slot, w.process.pid) for w in self._all)
+
+    def start(self) -> ModelFacts:
+        """Start every worker (they load in parallel) and wait for all; the model's facts."""
+        started = time.monotonic()
+        pending = [self._spawn() for _ in range(self.slots)]
+        facts: ModelFacts | None = None
+        try:
+            for slot, (listener, process) in enumerate(pending):
+                worker, facts = self._handshake(listener, process)
+                worker.slot = slot
+                self._register(worker)
+            self.start_seconds = time.monotonic() - started
+        except BaseException:
+            for _, process in pending:
+                process.kill()
+            self._shutdown()
+            raise
+        assert facts is not None
+        self.facts = facts
+        log.info("%d worker processes ready: pids %s", self.slots, self.pids)
+        threading.Thread(target=self._watch, name="scorer-worker-watch", daemon=True).start()
+        return facts
+
+    def _watch(self) -> None:
+        """Replace a worker that died while idle as soon as it dies, not when the next batch finds
+        it: until then the pool is a slot short, and readiness must know."""
+        while not self._closed:
+            time.sleep(_WATCH_SECONDS)
+            with self._lock:
+                dead = [w for w in self._all if w.process.poll() is not None]
+            for worker in dead:
+                log.error("Worker process %d died (%s)", worker.process.pid, worker.describe_exit())
+                self._replace(worker)
+
+    def unavailable(self) -> str | None:
+        with self._lock:
+            live = sum(1 for w in self._all if w.process.poll() is None)
+            replacing = self._replacing
+        if live or self._closed:
+            return None
+        if self._gave_up and not replacing:
+            return "no worker process is alive, and replacing them failed"
+        return f"no worker process can take work ({replacing} of {self.slots} being replaced)"
+
+    def broken(self) -> str | None:
+        with self._lock:
+            live = any(w.process.poll() is None for w in self._all)
+            replacing = self._replacing
+        if not live and not replacing and self._gave_up and not self._closed:
+            return "every worker process died and starting replacements failed; restart the server"
+        return None
+
+    def _spawn(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        path = self._dir / f"worker-{next(self._ids)}.sock"
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(path))
+        listener.listen(1)
+        command = [
+            sys.executable, "-m", "scorer_core.execution.workers.worker",
+            "--socket", str(path), "--model", str(self.model_path), "--runtime", self.runtime,
+        ]  # fmt: skip
+        # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where a
+        # stray module could shadow a library or a plugin in workers only.
+        process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+        self._spawned.append(process)
+        return listener, process
+
+    def _handshake(
+        self, listener: socket.socket, process: subprocess.Popen[bytes]
+    ) -> tuple[_Worker, ModelFacts]:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        listener.settimeout(0.5)
+        try:
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                    break
+                except TimeoutError:
+                    if process.poll() is not None:
+                        raise ModelError(
+                            f"worker process {process.pid} exited with code {process.returncode} before it "
+                            "connected",
+                            runtime=self.runtime,
+                        ) from None
+                    if time.monotonic() > deadline:
+                        raise ModelError(
+                            "a worker process did not start in time", runtime=self.runtime
+                        ) from None
+        finally:
+            listener.close()
+        connection.settimeout(None)
+        try:
+            status, payload = recv_message(connection)
+        except ConnectionError:
+            raise ModelError(
+                f"worker process {process.pid} died while loading the model", runtime=self.runtime
+            ) from None
+        if status != "ready":
+            process.wait(timeout=30)
+            if isinstance(payload, ConfigurationError):
+                raise payload  # as the model would have said it in this process
+            raise ModelError(f"a worker process failed to load the model: {payload}", runtime=self.runtime)
+        return _Worker(process, connection), payload
+
+    def _register(self, worker: _Worker) -> None:
+        with self._changed:
+            self._all.add(worker)
+            self._changed.notify_all()
+        self._idle.put(worker)
+
+    def _take_live_worker(self, message: tuple[ScoringTask, list[int], list[float | None]]) -> _Worker:
+        """An idle worker that accepted the batch; workers found dead before that are replaced."""
+        while True:
+            worker = self._idle.get()
+            if worker is None:
+                self._idle.put(None)  # let the other waiting threads see the pool is closing
+                raise ModelError("the server is shutting down", runtime=self.runtime)
+            if worker.process.poll() is None:
+                try:
+                    send_message(worker.connection, message)
+                    return worker
+                except OSError:
+                    pass  # it died while idle: this batch was never in flight there
+            if not worker.replaced:  # else the watch has seen it first
+                how = worker.describe_exit()
+                log.error("Worker process %d died while idle (%s)", worker.process.pid, how)
+            self._replace(worker)
+
+    def _call(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        known: dict[int, Outcome] = {}
+
+        def tell(pairs: Sequence[tuple[int, Outcome]]) -> None:
+            known.update(pairs)
+            settle(pairs)
+
+        try:
+            return self._send(tasks, tell)
+        except _Died as died:
+            return self._after_crash(tasks, known, settle, died)
+
+    def _send(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        """Score ``tasks`` merged on one worker; ``_Died`` if the worker dies before its report."""
+        # One merged frame per batch: pickling one array per column, not one per column per request.
+        batch = Batch(tuple(tasks))
+        merged = batch.merged()
+        worker = self._take_live_worker((merged, batch.offsets, batch.deadlines))
+        # No request of this batch can use an answer later than its latest deadline, so a worker
+        # still busy then is hung: it is killed and replaced, and the slot serves the next batch.
+        kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout
+        try:
+            while True:
+                worker.connection.settimeout(max(kill_at - time.monotonic(), 0.001))
+                message = recv_message(worker.connection)
+                if isinstance(message, BatchReport):
+                    break
+                settle(message[1])  # ("settled", pairs): answers known before the batch is done
+        except TimeoutError as exc:
+            log.error(
+                "Worker process %d did not answer within %g s (SCORER_REQUEST_TIMEOUT); killing it",
+                worker.process.pid,
+                self.settings.request_timeout,
+            )
+            worker.process.kill()
+            self._replace(worker)
+            raise ScoringTimeout(
+                f"the model call took longer than {self.settings.request_timeout:g} s "
+                f"(SCORER_REQUEST_TIMEOUT); worker process {worker.process.pid} was killed and is being "
+                "replaced"
+            ) from exc
+        except (ConnectionError, OSError) as exc:
+            if self._closed:
+                raise ModelError("the server is shutting down", runtime=self.runtime) from exc
+            how = worker.describe_exit()
+            self._replace(worker)
+            raise _Died(worker.process.pid, how) from exc
+        self._idle.put(worker)
+        return message
+
+    def _after_crash(
+        self, tasks: Sequence[ScoringTask], known: dict[int, Outcome], settle: Settle, died: _Died
+    ) -> BatchReport:
+        """The outcomes of a batch whose worker died: those it answered first, and for the others,
+        each scored alone, so that only a request that crashes a worker by itself fails.
+
+        Each culprit is charged a worker start (``restart_seconds``) for every crash it is the
+        cause of: the merged call's, and its own alone. Nothing is remembered past this batch.
+        """
+        outcomes = dict(known)
+        suspects = [i for i in range(len(tasks)) if i not in known]
+        if len(suspects) == 1:  # the only request the worker was still scoring killed it
+            outcomes[suspects[0]] = self._crash(died, alone=False)
+            return BatchReport([outcomes[i] for i in range(len(tasks))], restart_seconds=self.start_seconds)
+        log.warning(
+            "Worker process %d died (%s) while scoring %d requests merged; scoring them apart",
+            died.pid,
+            died.how,
+            len(suspects),
+        )
+        crashes, calls = 1, list[tuple[float, int]]()
+        for index in suspects:
+            outcome: Outcome
+            try:
+                # A call takes at least as long as the fastest one so far: sent with less time
+                # left, it would only get its worker killed as hung.
+                report = self._alone(tasks[index], min((t for t, _ in calls), default=0.0))
+                outcome = report.outcomes[0]
+                calls.extend(report.calls)
+            except _Died as again:
+                crashes += 1
+                outcome = self._crash(again, alone=True)
+            except ScorerError as exc:  # its deadline passed, or the server is stopping
+                outcome = exc
+            outcomes[index] = outcome
+            if not isinstance(outcome, ModelError):  # answered now; failures are the batcher's to pace
+                settle([(index, outcome)])
+        culprits = sum(isinstance(o, WorkerCrash) for o in outcomes.values())
+        return BatchReport(
+            [outcomes[i] for i in range(len(tasks))],
+            isolation_seconds=sum(seconds for seconds, _ in calls),
+            calls=tuple(calls),
+            restart_seconds=crashes * self.start_seconds if culprits else 0.0,
+        )
+
+    def _alone(self, task: ScoringTask, takes: float) -> BatchReport:
+        """Score one request of a batch that crashed a worker, on a worker whose death would leave
+        another serving, if it has time left for a call that ``takes`` seconds."""
+        margin = _TOO_LATE + takes
+        if not self._wait_for_spare(None if task.deadline is None else task.deadline - margin):
+            raise ScoringTimeout(
+                "the request's time (SCORER_REQUEST_TIMEOUT) ran out while the requests merged with it "
+                "were scored apart, after one of them crashed the model's worker process; retry it"
+            )
+        return self._send([task], lambda pairs: None)  # a batch of one: its outcome is in the report
+
+    def _wait_for_spare(self, until: float | None) -> bool:
+        """Wait until a call that crashes its worker would leave another worker serving (or no more
+        workers are coming); False if ``until`` (``time.monotonic()``) passed first."""
+
+        def spare() -> bool:
+            live = sum(1 for w in self._all if w.process.poll() is None)
+            return self._closed or live >= 2 or (live == 1 and not self._replacing)
+
+        with self._changed:
+            if until is None:
+                return self._changed.wait_for(spare)
+            return until > time.monotonic() and self._changed.wait_for(spare, until - time.monotonic())
+
+    def _crash(self, died: _Died, *, alone: bool) -> WorkerCrash:
+        how = " on its own" if alone else ""
+        return WorkerCrash(
+            f"worker process {died.pid} died while scoring this request{how} ({died.how}); it is being "
+            "replaced",
+            runtime=self.runtime,
+        )
+
+    async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, self._call, tasks, settle)
+
+    def _replace(self, dead: _Worker) -> None:
+        with self._changed:
+            if dead.replaced:
+                return
+            dead.replaced = True
+            self._all.discard(dead)
+            self._replacing += 1
+            self._changed.notify_all()
+        dead.connection.close()
+        log.error("Worker process %d died; starting a replacement", dead.process.pid)
+        threading.Thread(
+            target=self._restart, args=(dead.slot,), name="scorer-worker-restart", daemon=True
+        ).start()
+
+    def _restart(self, slot: int) -> None:
+        try:
+            for delay in (0.0, *_RESTART_BACKOFF):
+                if self._closed:
+                    return
+                time.sleep(delay)
+                started = time.monotonic()
+                try:
+                    worker, _ = self._handshake(*self._spawn())
+                    worker.slot = slot
+                except Exception as exc:  # a plugin or the model that fails to load: tried again
+                    log.error("Replacement worker failed to start: %s", exc)
+                    continue
+                self.start_seconds = time.monotonic() - started
+                self._register(worker)
+                with self._lock:
+                    self.restarts += 1
+                log.info("Replacement worker process %d ready", worker.process.pid)
+                return
+            self._gave_up = True
+            log.critical("Gave up replacing a worker process; serving with fewer workers")
+        finally:
+            with self._changed:
+                self._replacing -= 1
+                self._changed.notify_all()
+
+    def oldest_call_age(self) -> float:
+        return 0.0  # a worker past its deadline is killed, never left stuck
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        """Stop every worker: close its socket (it exits), then terminate what is left."""
+        self._closed = True
+        self._idle.put(None)
+        with self._changed:
+            workers = list(self._all)
+            self._all.clear()
+            self._changed.notify_all()
+        for worker in workers:
+            worker.connection.close()
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        for process in self._spawned:  # still loading, or replacements under way: not waited for
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -1,0 +1,302 @@
+"""The app: built from route tables (the probes here, H2O's in ``h2o_routes``) and two small
+endpoint classes over one ``DataPlane``, with the routes served outside FastAPI listed in
+``OUTSIDE_FRAMEWORK``."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import inspect
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
+
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ConfigurationError, ModelError, ScorerError
+from scorer_core.server.auth import Authenticator
+from scorer_core.server.front import DOCS_ASSETS, Endpoint, ScorerApp
+from scorer_core.server.h2o_routes import ROUTES, H2OEndpoints, Route, json_response
+from scorer_core.server.host import ModelHost
+from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
+from scorer_core.server.tracing import Tracing
+from scorer_core.service.plane import DataPlane, Observers
+from scorer_core.wire.contract import ContributionRequest, ScoreRequest
+
+__all__ = ["DOCS_ASSETS", "OUTSIDE_FRAMEWORK", "Endpoints", "create_app"]
+
+log = logging.getLogger(__name__)
+
+TITLE = "scorer_core scoring API"
+
+
+#: FastAPI (0.16x) makes OpenTelemetry spans and metrics of its own whenever a tracer provider is
+#: set: for the probes too, and beside ours for the paths it serves. Ours (server/tracing.py)
+#: cover every /model/* path alike, hot or not, and SCORER_TRACING=off means none at all.
+_NO_FRAMEWORK_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI).parameters
+    else {}
+)
+
+
+def _freeze_loaded_objects() -> None:
+    """Exempt everything loaded so far (modules, the framework, the model) from collection.
+
+    They live as long as the server, yet every full collection walked them all: 40 ms with the
+    GIL held in a server with the model loaded, several times while a large request was parsed.
+    Frozen, a full collection only walks what requests made since.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _swagger_ui_files() -> str:
+    import fastapi_offline
+
+    directory = Path(fastapi_offline.__file__).parent / "static"
+    if not (directory / "swagger-ui-bundle.js").is_file():
+        raise ConfigurationError(f"fastapi-offline has no Swagger UI files in {directory}; reinstall it")
+    return str(directory)
+
+
+def _error_response(exc: ScorerError) -> Response:
+    response = json_response({"detail": exc.detail}, exc.status_code)
+    response.headers.update(exc.response_headers())
+    return response
+
+
+def _described(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI description, with the request bodies' schemas (the scoring POSTs read their
+    own bodies, so FastAPI cannot find them from the endpoints' parameters)."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _, defs = models_json_schema(
+            [(ScoreRequest, "validation"), (ContributionRequest, "validation")],
+            ref_template="#/components/schemas/{model}",
+        )
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in defs.get("$defs", {}).items():
+            schemas.setdefault(name, schema)
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def _authenticator(settings: Settings) -> Authenticator | None:
+    """The credential gate of ``/model/*``; ``ConfigurationError`` on a bad credential setting."""
+    credentials = settings.credentials()
+    if credentials is None:
+        log.info(
+            "No credential is configured (SCORER_PASSPHRASE, SCORER_PASSPHRASE_HASH, SCORER_OIDC_*): "
+            "every /model/* endpoint is open"
+        )
+        return None
+    log.info("Every /model/* endpoint needs %s", credentials.describe())
+    if any(name.lower() == "authorization" for name in settings.header_forwarding.names):
+        log.warning(
+            "H2O_SCORER_FORWARD_HEADERS forwards Authorization while a credential is configured: "
+            "model code will see every client's passphrase or token"
+        )
+    return Authenticator(credentials)
+
+
+class Endpoints:
+    """The app's own endpoints (probes, metrics, docs), its lifespan and its error handlers, over
+    one model host; the H2O routes are ``H2OEndpoints``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        host: ModelHost,
+        plane: DataPlane,
+        metrics: ScorerMetrics,
+        auth: Authenticator | None,
+        on_load_failure: Callable[[], None] | None,
+    ) -> None:
+        self._settings = settings
+        self._host = host
+        self._plane = plane
+        self._metrics = metrics
+        self._auth = auth
+        self._on_load_failure = on_load_failure
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        if not self._host.loaded.is_set():
+            threading.Thread(target=self._load_in_background, name="model-loader", daemon=True).start()
+        yield
+        await self._plane.close()
+        await self._host.close()
+        if self._auth is not None:
+            self._auth.close()
+
+    def _load_in_background(self) -> None:
+        try:
+            self._host.load()
+            _freeze_loaded_objects()
+        except BaseException as exc:
+            if isinstance(exc, ConfigurationError):
+                # The operator's to fix, and the message says how: a traceback would bury it.
+                log.error("Model failed to load; the server will stop: %s", exc)
+            else:
+                log.exception("Model failed to load; the server will stop")
+            if self._on_load_failure is not None:
+                self._on_load_failure()
+
+    async def docs(self) -> HTMLResponse:
+        # Relative URLs: under a deployment prefix (/<id>/docs) an ingress forwards /<id>/... only.
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{TITLE} - Swagger UI",
+            swagger_js_url=f"{DOCS_ASSETS[1:]}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS[1:]}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS[1:]}/favicon.png",
+        )
+
+    def stuck(self) -> str | None:
+        """Why the model cannot serve any more, so that only a restart helps: a call past its
+        deadline by the stuck margin, or worker processes that could not be replaced."""
+        host = self._host
+        if not host.ready:
+            return None
+        executor = host.executor
+        age = executor.oldest_call_age()
+        limit = self._settings.request_timeout + self._settings.stuck_call_margin
+        if age > limit:
+            return (
+                f"a model call has run for {age:.0f} s, past SCORER_REQUEST_TIMEOUT plus "
+                f"SCORER_STUCK_CALL_MARGIN ({limit:g} s); restart the server"
+            )
+        return executor.broken()
+
+    async def healthz(self) -> Response:
+        """Liveness: 200 ``OK`` while the process serves HTTP (the model may still be loading, or
+        a worker restarting); 500 only when a restart would help: a model call in this process is
+        stuck, or dead workers could not be replaced."""
+        problem = self.stuck()
+        if problem is not None:
+            return PlainTextResponse(f"Not healthy: {problem}", status_code=500)
+        return PlainTextResponse("OK")
+
+    async def readyz(self) -> Response:
+        """Readiness: 200 ``Ready`` once the model has loaded and a model call can be taken; 500
+        ``Not ready`` before, while every worker process is dead or restarting, or while a model
+        call is stuck."""
+        if not self._host.ready:
+            return PlainTextResponse("Not ready", status_code=500)
+        problem = self.stuck() or self._host.executor.unavailable()
+        if problem is not None:
+            return PlainTextResponse(f"Not ready: {problem}", status_code=500)
+        return PlainTextResponse("Ready")
+
+    async def prometheus_metrics(self) -> Response:
+        """Prometheus metrics (docs/metrics.md); open unless SCORER_METRICS_AUTH is true."""
+        return Response(self._metrics.render(), media_type=CONTENT_TYPE)
+
+    async def scorer_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ScorerError)
+        self._metrics.rejected(exc)
+        if isinstance(exc, ModelError):
+            log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
+        return _error_response(exc)
+
+    async def unexpected_error(self, request: Request, exc: Exception) -> Response:
+        log.exception("%s %s failed unexpectedly", request.method, request.url.path)
+        return json_response({"detail": f"Failed scoring request due to: {type(exc).__name__}: {exc}"}, 500)
+
+    async def on_error(self, request: Request, exc: Exception) -> Response:
+        """The handler FastAPI would pick, for the routes served outside it."""
+        if isinstance(exc, ScorerError):
+            return await self.scorer_error(request, exc)
+        return await self.unexpected_error(request, exc)
+
+
+_PROBE = {"response_class": PlainTextResponse, "tags": ["health"]}
+#: The app's own routes, registered before H2O's (``h2o_routes.ROUTES``).
+OWN_ROUTES = (
+    Route("GET", "/docs", "docs", {"include_in_schema": False}),
+    Route("GET", "/healthz", "healthz", {**_PROBE, "responses": {500: {}}}),
+    Route("GET", "/readyz", "readyz", {**_PROBE, "responses": {500: {}}}),
+    Route("GET", "/metrics", "prometheus_metrics", _PROBE),
+)
+
+#: The routes ``front.ScorerApp`` serves itself, outside FastAPI, for speed: under single-row
+#: load FastAPI's stack around a request took about 60% of the server's time (front.py). What
+#: that means: FastAPI middleware, dependencies and exception handlers never run on these; their
+#: errors go to ``Endpoints.on_error``, the handlers FastAPI would pick. They are declared to
+#: FastAPI too, for the OpenAPI description only. Keep this list to what that speed is worth.
+OUTSIDE_FRAMEWORK = (("POST", "/model/score"), ("POST", "/model/contribution"))
+
+
+def create_app(
+    settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None
+) -> ScorerApp:
+    """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up.
+
+    A bad credential setting raises ``ConfigurationError`` here, before anything listens."""
+    metrics = ScorerMetrics()
+    tracing = Tracing.from_mode(settings.tracing)
+    metrics.watch(
+        model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
+        worker_restarts=lambda: getattr(host.executor, "restarts", 0) if host.ready else 0,
+        workers=lambda: getattr(host.executor, "workers", []) if host.ready else [],
+    )
+    auth = _authenticator(settings)
+
+    def admitted(queued: float, admitted_at: float) -> None:
+        metrics.admission_wait(admitted_at - queued)
+        if tracing is not None:
+            tracing.span_between("scorer.admission", queued, admitted_at)
+
+    observers = Observers(
+        admission=admitted,
+        batches=[o.batch for o in (metrics, tracing) if o is not None],
+        trace=tracing.current if tracing is not None else None,
+    )
+    plane = DataPlane(lambda: host.executor, settings, observers)
+    endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure)
+    app = FastAPI(
+        title=TITLE,
+        version="1.2.0",
+        description="H2O MOJO REST scoring API (v1.2.0-openapi3), served by scorer_core.",
+        lifespan=endpoints.lifespan,
+        docs_url=None,
+        redoc_url=None,
+        **_NO_FRAMEWORK_TELEMETRY,
+    )
+    # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
+    app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
+    outside: dict[str, Endpoint] = {}
+    for owner, routes in ((endpoints, OWN_ROUTES), (H2OEndpoints(settings, plane), ROUTES)):
+        for route in routes:
+            endpoint = getattr(owner, route.endpoint)
+            app.add_api_route(route.path, endpoint, methods=[route.method], **route.options)
+            if (route.method, route.path) in OUTSIDE_FRAMEWORK:
+                outside[route.path] = endpoint
+    # front.ScorerApp takes only POSTs outside the framework, by path.
+    assert sorted(outside) == sorted(path for method, path in OUTSIDE_FRAMEWORK if method == "POST")
+    app.add_exception_handler(ScorerError, endpoints.scorer_error)
+    app.add_exception_handler(Exception, endpoints.unexpected_error)
+    app.openapi = functools.partial(_described, app)  # type: ignore[method-assign]
+    return ScorerApp(
+        app,
+        outside,
+        endpoints.on_error,
+        auth,
+        metrics,
+        protect_metrics=settings.metrics_auth,
+        access_log=settings.access_logging,
+        tracing=tracing,
+        stuck=endpoints.stuck,
+    )

@@ -1,0 +1,84 @@
+"""A scoring POST's body: its declared type checked, then read within its size and time limits.
+
+HTTP's part of a request only; what the body means is checked in ``service/tasks.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+
+from scorer_core.errors import InvalidRequest
+
+__all__ = ["BodyTimeout", "BodyTooLarge", "UnsupportedMediaType", "check_content_type", "read_body"]
+
+
+#: Media types a scoring POST may declare. A missing Content-Type is accepted, as H2O's clients
+#: have not always sent one; any other type is refused with 415 before the body is read.
+_JSON_TYPES = ("application/json",)
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Raise ``UnsupportedMediaType`` (415) unless the body is declared JSON or not declared."""
+    if content_type is None or not content_type.strip():
+        return
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in _JSON_TYPES or (media_type.startswith("application/") and media_type.endswith("+json")):
+        return
+    raise UnsupportedMediaType(
+        f"Content-Type '{media_type}' is not supported; send the body as application/json"
+    )
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """415: the body is declared as something other than JSON (a form, a file)."""
+
+    status_code = 415
+
+
+class BodyTooLarge(InvalidRequest):
+    """413: the body is larger than ``SCORER_MAX_REQUEST_BYTES``; the connection is closed."""
+
+    status_code = 413
+    close_connection = True
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body is larger than {limit} bytes (SCORER_MAX_REQUEST_BYTES)")
+
+
+class BodyTimeout(InvalidRequest):
+    """408: the body did not arrive within ``SCORER_BODY_TIMEOUT``; the connection is closed."""
+
+    status_code = 408
+    close_connection = True
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(
+            f"the request body did not arrive within {timeout:g} s (SCORER_BODY_TIMEOUT); send it faster"
+        )
+
+
+async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, read as it streams in: 413 as soon as it passes ``limit`` bytes (never
+    buffered whole first, chunked or not), 408 when it takes longer than ``timeout``, 400 when
+    empty."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    try:
+        body = await asyncio.wait_for(_read_within(request, limit), timeout)
+    except TimeoutError:
+        raise BodyTimeout(timeout) from None
+    if not body:
+        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
+    return body
+
+
+async def _read_within(request: Request, limit: int) -> bytes:
+    received = bytearray()
+    async for chunk in request.stream():
+        received += chunk
+        if len(received) > limit:
+            raise BodyTooLarge(limit)
+    return bytes(received)

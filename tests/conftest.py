@@ -1,0 +1,74 @@
+"""Shared fixtures: real servers on free ports, serving test runtimes from tests/plugins/."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import ScorerTarget, start_server
+
+PLUGINS_DIR = Path(__file__).parent / "plugins"
+#: Every plugin installed in this environment: core tests switch them all off and load only theirs.
+INSTALLED_PLUGINS = ",".join(
+    sorted(ep.name for ep in importlib.metadata.entry_points(group="scorer_core.plugins"))
+)
+
+
+def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str]:
+    """Environment for a server process that loads test plugins and no installed ones."""
+    path = os.pathsep.join(p for p in (str(PLUGINS_DIR), os.environ.get("PYTHONPATH", "")) if p)
+    return {
+        "PYTHONPATH": path,
+        "SCORER_EXTRA_PLUGINS": extra_plugins,
+        "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS,
+        **env,
+    }
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``predicate`` until it is true: tests wait on the event itself, never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout:g} s"
+        time.sleep(0.02)
+
+
+def model_calls(target: ScorerTarget) -> int:
+    """Model calls that have started so far (the recording plugin logs each as it begins)."""
+    return len(target.seen_headers())
+
+
+@pytest.fixture
+def probe_file(tmp_path: Path) -> Callable[..., Path]:
+    """Write a `.probe` model spec (see tests/plugins/probe_plugin.py) and return its path."""
+
+    def write(**spec: Any) -> Path:
+        path = tmp_path / f"model-{len(list(tmp_path.glob('*.probe')))}.probe"
+        path.write_text(json.dumps(spec))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def probe_server(probe_file: Callable[..., Path]) -> Callable[..., AbstractContextManager[ScorerTarget]]:
+    """Start a real server for a probe model: ``with probe_server(spec..., env={...}) as target``."""
+
+    @contextmanager
+    def run(
+        env: dict[str, str] | None = None, record_headers: bool = True, **spec: Any
+    ) -> Iterator[ScorerTarget]:
+        with start_server(
+            probe_file(**spec), env=plugin_env(**(env or {})), record_headers=record_headers
+        ) as target:
+            yield target
+
+    return run

@@ -1,0 +1,62 @@
+"""What a client or an operator is told, over real HTTP: each message says what went wrong in
+words they can act on, and quotes no more of what the client sent than it needs to."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+
+import pytest
+
+from conformance import ScorerTarget, start_server
+from tests.conftest import plugin_env
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "Invalid scoring request due to: "
+
+
+def test_a_huge_bad_cell_is_quoted_by_its_start_and_a_short_one_whole(probe_server):
+    with probe_server(record_headers=False) as target:
+        short = target.post("/model/score", {"fields": ["x"], "rows": [["1"], ["abc"]]})
+        assert short.status == 400
+        assert short.json()["detail"] == f"{PREFIX}Row 1, field 'x': cannot parse 'abc' as Float64"
+        huge = target.post("/model/score", {"fields": ["x"], "rows": [["1"], ["z" * 5_000_000]]}, timeout=60)
+        assert huge.status == 400, huge.text[:300]
+        assert huge.json()["detail"] == (
+            f"{PREFIX}Row 1, field 'x': cannot parse '{'z' * 99}...(5000000 characters) as Float64"
+        )
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).json()["score"] == [["4.0"]]
+
+
+def rogue(tmp_path, **spec) -> AbstractContextManager[ScorerTarget]:
+    """A server for a model of tests/plugins/rogue_plugin.py."""
+    model = tmp_path / "model.rogue"
+    model.write_text(json.dumps(spec))
+    return start_server(model, env=plugin_env("rogue_plugin"), record_headers=False)
+
+
+def test_a_dict_where_a_column_should_be_is_named_as_such(tmp_path):
+    with rogue(tmp_path, rogue="nested") as target:
+        reply = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
+    assert reply.status == 500
+    assert reply.json()["detail"] == (
+        "Failed scoring request due to: Runtime 'rogue-scorer' returned a dict as column 'y' for "
+        "scoring; expected a sequence of 1 values, one per row"
+    )
+
+
+def test_dict_cells_are_answered_as_json_whether_a_model_or_the_client_made_them(tmp_path, probe_server):
+    with rogue(tmp_path, rogue="dict_cells", outputs=[["y", "Str"]]) as target:
+        reply = target.post("/model/score", {"fields": ["x"], "rows": [["2"], ["3"]]})
+    assert reply.status == 200, reply.text
+    assert reply.json()["score"] == [['{"nested":[1,2,3]}'], ['{"nested":[1,2,3]}']]
+    copied = {
+        "fields": ["x", "extra"],
+        "rows": [["2", {"nested": [1, 2, 3]}], ["3", ["a", None]]],
+        "includeFieldsInOutput": ["extra"],
+    }
+    with probe_server(record_headers=False) as target:
+        reply = target.post("/model/score", copied)
+    assert reply.status == 200, reply.text
+    assert reply.json()["score"] == [['{"nested":[1,2,3]}', "4.0"], ['["a",null]', "6.0"]]

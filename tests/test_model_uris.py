@@ -1,0 +1,107 @@
+"""A model path that is a URI (``models:/iris@champion``) is fetched by the plugin that knows its
+scheme, before the runtime is chosen; the core itself knows no scheme."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from scorer_core import ConfigurationError, PluginLoadError, hookimpl
+from scorer_core.config.plugins import load_plugins
+from scorer_core.config.selection import resolve_model
+from scorer_core.config.settings import load_settings
+from tests.conftest import INSTALLED_PLUGINS, PLUGINS_DIR
+
+
+def uri_plugin(name: str, scheme: str, models: dict[str, Path], calls: list[str]) -> ModuleType:
+    """A plugin fetching ``<scheme>:NAME`` from ``models``, recording every URI it is asked about."""
+    module = ModuleType(name)
+
+    def scorer_resolve_model_uri(uri: str) -> Path | None:
+        calls.append(uri)
+        if not uri.startswith(f"{scheme}:"):
+            return None
+        model = models.get(uri.removeprefix(f"{scheme}:"))
+        if model is None:
+            raise ConfigurationError(f"Cannot fetch '{uri}': no such model")
+        return model
+
+    module.scorer_resolve_model_uri = hookimpl(scorer_resolve_model_uri)  # type: ignore[attr-defined]
+    return module
+
+
+@pytest.fixture
+def probe_model(tmp_path, monkeypatch) -> Path:
+    monkeypatch.syspath_prepend(str(PLUGINS_DIR))
+    for name in ("SCORER_EXTRA_PLUGINS", "SCORER_DISABLE_PLUGINS", "SCORER_LOAD_PLUGINS", "MODEL_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    path = tmp_path / "fetched" / "m.probe"
+    path.parent.mkdir()
+    path.write_text("{}")
+    return path
+
+
+def resolve(model_path: str, *plugins: ModuleType, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    for plugin in plugins:
+        monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
+    extra = ",".join(["probe_plugin", *(p.__name__ for p in plugins)])
+    settings = load_settings(model_path=model_path, extra_plugins=extra, disable_plugins=INSTALLED_PLUGINS)
+    return resolve_model(settings, load_plugins(settings))
+
+
+def test_hook_scorer_resolve_model_uri(probe_model, monkeypatch):
+    calls: list[str] = []
+    plugin = uri_plugin("store_plugin", "store", {"iris@champion": probe_model}, calls)
+    assert resolve("store:iris@champion", plugin, monkeypatch=monkeypatch) == (probe_model, "probe-scorer")
+    assert calls == ["store:iris@champion"]
+
+
+def test_a_plugins_error_about_its_own_uri_stops_start_up_as_it_words_it(probe_model, monkeypatch):
+    plugin = uri_plugin("store_plugin", "store", {}, [])
+    with pytest.raises(ConfigurationError, match=r"^Cannot fetch 'store:nope/1': no such model$"):
+        resolve("store:nope/1", plugin, monkeypatch=monkeypatch)
+
+
+def test_a_uri_no_plugin_fetches_says_so(probe_model, monkeypatch):
+    calls: list[str] = []
+    plugin = uri_plugin("store_plugin", "store", {}, calls)
+    with pytest.raises(ConfigurationError) as error:
+        resolve("models:/iris/1", plugin, monkeypatch=monkeypatch)
+    assert str(error.value) == (
+        "Model path 'models:/iris/1' does not exist, and no installed plugin fetches 'models:' URIs "
+        "(scorer-mlflow fetches models:/ and runs:/ from MLflow)"
+    )
+    assert calls == ["models:/iris/1"]
+
+
+def test_local_paths_are_never_offered_to_plugins(probe_model, tmp_path, monkeypatch):
+    calls: list[str] = []
+    plugin = uri_plugin("store_plugin", "store", {}, calls)
+    missing = tmp_path / "store:missing.probe"  # a colon inside a path is no scheme
+    with pytest.raises(ConfigurationError, match=r"^Model path '.*store:missing.probe' does not exist$"):
+        resolve(str(missing), plugin, monkeypatch=monkeypatch)
+    with pytest.raises(ConfigurationError, match=r"^Model path 'C:model.probe' does not exist$"):
+        resolve("C:model.probe", plugin, monkeypatch=monkeypatch)  # a drive letter, not a scheme
+    assert resolve(str(probe_model), plugin, monkeypatch=monkeypatch) == (probe_model, "probe-scorer")
+    assert calls == []
+
+
+def test_two_plugins_fetching_one_uri_stop_start_up_naming_both(probe_model, monkeypatch):
+    first = uri_plugin("store_plugin", "store", {"m": probe_model}, [])
+    second = uri_plugin("other_store_plugin", "store", {"m": probe_model}, [])
+    with pytest.raises(ConfigurationError) as error:
+        resolve("store:m", first, second, monkeypatch=monkeypatch)
+    message = str(error.value)
+    assert message.startswith("Model path 'store:m' is resolved by plugins ")
+    assert '"store_plugin"' in message and '"other_store_plugin"' in message
+    assert message.endswith("disable one with SCORER_DISABLE_PLUGINS")
+
+
+def test_an_answer_that_is_not_a_path_names_the_plugin(probe_model, monkeypatch):
+    plugin = ModuleType("numbers_plugin")
+    plugin.scorer_resolve_model_uri = hookimpl(lambda uri: 42)  # type: ignore[attr-defined]
+    with pytest.raises(PluginLoadError, match=r"^Plugin \"numbers_plugin\" resolved 'store:m' to 42, which is not a path$"):
+        resolve("store:m", plugin, monkeypatch=monkeypatch)

@@ -1,0 +1,216 @@
+"""BATCH_WORKERS > 0: worker processes over Unix-socket IPC, with crashes and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import conformance
+from conformance import start_server
+from tests.conftest import plugin_env
+
+pytestmark = pytest.mark.slow
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def test_workers_score_and_merge_requests(probe_server):
+    spec = {"outputs": [["y", "Float64"], ["batch_rows", "Int64"]], "score_delay": 0.02}
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False, **spec) as target:
+        assert len(children(target.process.pid)) == 2
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(32) as pool:
+            replies = list(
+                pool.map(
+                    lambda i: target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}),
+                    range(20, 120),
+                )
+            )
+    assert all(r.status == 200 for r in replies)
+    assert [float(r.json()["score"][0][0]) for r in replies] == [2.0 * i for i in range(20, 120)]
+    assert max(int(r.json()["score"][0][1]) for r in replies) > 1
+
+
+def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
+    # Share 1: the answer at once, not held by the restart it cost (tests/test_worker_crashes_http.py).
+    env = {"BATCH_WORKERS": "1", "SCORER_FAILURE_SHARE": "1"}
+    with probe_server(env=env, record_headers=False, score_delay=2.0) as target:
+        (worker,) = children(target.process.pid)
+        result = {}
+        client = threading.Thread(
+            target=lambda: result.setdefault(
+                "reply", target.post("/model/score", {"fields": ["x"], "rows": [["1"]]})
+            )
+        )
+        client.start()
+        time.sleep(0.5)
+        os.kill(worker, signal.SIGKILL)
+        client.join(timeout=30)
+        reply = result["reply"]
+        assert reply.status == 500
+        assert (
+            f"worker process {worker} died while scoring this request (killed by signal SIGKILL)"
+            in reply.json()["detail"]
+        )
+        wait_for(lambda: len(children(target.process.pid)) == 1 and children(target.process.pid) != [worker])
+        again = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
+        assert again.status == 200 and again.json()["score"] == [["4.0"]]
+
+
+def test_worker_killed_while_idle_costs_no_request(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        victim = children(target.process.pid)[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(0.2)
+        replies = [target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}) for i in range(20, 30)]
+        assert [r.status for r in replies] == [200] * 10
+        wait_for(
+            lambda: len(children(target.process.pid)) == 2 and victim not in children(target.process.pid)
+        )
+
+
+def test_a_replacement_that_fails_to_load_is_tried_again(probe_server):
+    """A replacement whose model (or plugin) raises a configuration error at load is retried with
+    back-off like any failed start, so the slot comes back once the cause is fixed."""
+    with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False) as target:
+        spec_file = Path(next(a for a in target.process.args if str(a).endswith(".probe")))  # type: ignore[union-attr]
+        spec_file.write_text('{"configuration_error": "set PROBE_WEIGHTS"}')
+        (victim,) = children(target.process.pid)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: "Replacement worker failed to start: set PROBE_WEIGHTS" in target.server_log())
+        spec_file.write_text("{}")
+        wait_for(lambda: target.get("/readyz").status == 200, timeout=60)
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).json()["score"] == [["4.0"]]
+
+
+def test_model_that_fails_to_load_in_a_worker_stops_the_server(probe_file):
+    with (
+        pytest.raises(RuntimeError) as excinfo,
+        start_server(
+            probe_file(load_error="no weights"), env=plugin_env(BATCH_WORKERS="2"), record_headers=False
+        ),
+    ):
+        pass
+    assert "exited with code 1" in str(excinfo.value)
+    assert "a worker process failed to load the model" in str(excinfo.value) and "no weights" in str(
+        excinfo.value
+    )
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_configuration_error_at_load_reads_the_same_with_or_without_workers(probe_file, workers):
+    import subprocess
+    import sys
+
+    model = probe_file(configuration_error="set PROBE_WEIGHTS to the weights file")
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer_core.cli", "serve", "--port", "0", str(model)],
+        env={**os.environ, **plugin_env(BATCH_WORKERS=workers)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        "scorer: error: the model failed to load: set PROBE_WEIGHTS to the weights file"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_shutdown_leaves_no_worker_behind(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        workers = children(target.process.pid)
+        assert len(workers) == 2
+    for pid in workers:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]
+        )
+
+
+class TestWorkerModeConformance(conformance.RuntimeSuite):
+    """The whole contract, header forwarding included, with the model in two worker processes."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def scorer_target(cls, tmp_path_factory):
+        model = tmp_path_factory.mktemp("workers") / "model.probe"
+        model.write_text("{}")
+        with start_server(model, env=plugin_env(BATCH_WORKERS="2")) as target:
+            yield target
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, tmp_path):
+    model = probe_file(load_delay=30)
+    env = {**os.environ, **plugin_env(BATCH_WORKERS="1"), "TMPDIR": str(tmp_path)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "scorer_core.cli", "serve", "--port", "0", str(model)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not children_of(server.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        workers = children_of(server.pid)
+        assert workers, "no worker process started"
+        time.sleep(1)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=20) == 0
+    finally:
+        server.kill()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in workers), "a worker outlived the server"
+    assert not list(tmp_path.glob("scorer-workers-*")), "the workers' socket directory was left behind"

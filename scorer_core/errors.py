@@ -141,9 +141,10 @@ class Overloaded(ScorerError):
 
     status_code = 503
 
-    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+    def __init__(self, message: str, *, retry_after: int = 1, status_code: int = 503) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status_code = status_code  # 429 when the operator chose it (SCORER_REJECT_STATUS)
 
 
 class ScoringTimeout(ScorerError):

@@ -93,3 +93,37 @@ def test_sigterm_finishes_in_flight_requests_then_exits(probe_server):
         target.process.wait(timeout=30)
         with pytest.raises(OSError):
             target.get("/readyz", timeout=2)
+
+
+def test_reject_status_429_answers_refusals_with_429_and_the_same_retry_after(probe_server):
+    env = {
+        "SCORING_CONCURRENCY": "1", "SCORER_QUEUE_SIZE": "0", "SCORER_QUEUE_TIMEOUT": "7",
+        "SCORER_REJECT_STATUS": "429",
+    }  # fmt: skip
+    with probe_server(env=env, score_delay=1.0) as target:
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(target.post, "/model/score", {"fields": ["x"], "rows": [["1"]]})
+            wait_for(lambda: model_calls(target) == 1, what="the first request in the model")
+            refused = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
+            assert busy.result().status == 200
+        assert refused.status == 429, refused
+        assert refused.headers["retry-after"] == "7"
+        assert "SCORING_CONCURRENCY" in refused.json()["detail"]
+        metrics = target.get("/metrics").text
+        assert 'scorer_rejected_requests_total{reason="overloaded"} 1.0' in metrics
+        assert 'reason="too_many_auth_checks"} 1.0' not in metrics
+
+
+def test_reject_status_takes_429_or_503_only(probe_file):
+    import subprocess
+    import sys
+
+    from tests.conftest import plugin_env
+
+    result = subprocess.run(
+        [sys.executable, "-m", "scorer_core.cli", "serve", str(probe_file()), "--port", "0"],
+        env={**__import__("os").environ, **plugin_env(SCORER_REJECT_STATUS="418")},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "SCORER_REJECT_STATUS='418'" in result.stderr and "expected 429 or 503" in result.stderr

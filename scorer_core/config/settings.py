@@ -72,6 +72,10 @@ class Settings(EnvSettings):
     queue_timeout: float = Field(5.0, gt=0, validation_alias=_env("SCORER_QUEUE_TIMEOUT"))
     """Seconds a request may wait in the queue before it gets 503 with Retry-After."""
 
+    reject_status: int = Field(503, validation_alias=_env("SCORER_REJECT_STATUS"))
+    """The status of an admission refusal (queue full, or waited too long): 503, or 429, which
+    load balancers and SLOs do not count as the server's failure. Retry-After either way."""
+
     request_timeout: float = Field(60.0, gt=0, validation_alias=_env("SCORER_REQUEST_TIMEOUT"))
     """Seconds a request may take to be scored once admitted before it gets 504."""
 
@@ -224,6 +228,13 @@ class Settings(EnvSettings):
     def _known_shapley_type(cls, value: str | None) -> str | None:
         if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
             raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
+        return value
+
+    @field_validator("reject_status")
+    @classmethod
+    def _known_reject_status(cls, value: int) -> int:
+        if value not in (429, 503):
+            raise ValueError(f"expected 429 or 503, got {value!r}")
         return value
 
     @field_validator("tracing")

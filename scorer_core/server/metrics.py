@@ -80,11 +80,11 @@ def endpoint_of(path: str) -> str:
 
 def rejection_reason(error: ScorerError) -> str | None:
     """Why a request was turned away before or instead of scoring; None for model failures."""
+    if isinstance(error, Overloaded):  # first: its status may be 429 (SCORER_REJECT_STATUS)
+        return "overloaded"
     by_status = _REASONS_BY_STATUS.get(error.status_code)
     if by_status is not None:  # before the classes: the body errors are InvalidRequests too
         return by_status
-    if isinstance(error, Overloaded):
-        return "overloaded"
     if isinstance(error, NotReady):
         return "not_ready"
     if isinstance(error, ScoringTimeout):

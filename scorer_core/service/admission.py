@@ -21,14 +21,17 @@ __all__ = ["Admission"]
 class Admission:
     """Lets ``concurrency`` requests through at once; ``queue_size`` more may wait ``queue_timeout`` s.
 
-    A request that finds the queue full, or waits too long, gets ``Overloaded`` (503 with
-    Retry-After), which H2O's scoring client retries.
+    A request that finds the queue full, or waits too long, gets ``Overloaded`` (503, or
+    ``reject_status``, with Retry-After), which H2O's scoring client retries.
     """
 
-    def __init__(self, concurrency: int, queue_size: int, queue_timeout: float) -> None:
+    def __init__(
+        self, concurrency: int, queue_size: int, queue_timeout: float, reject_status: int = 503
+    ) -> None:
         self.concurrency = concurrency
         self.queue_size = queue_size
         self.queue_timeout = queue_timeout
+        self.reject_status = reject_status
         self.in_flight = 0
         self.waiting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -47,6 +50,7 @@ class Admission:
             f"the server is at capacity ({self.concurrency} requests in flight, SCORING_CONCURRENCY; "
             f"{self.waiting} waiting, SCORER_QUEUE_SIZE); retry later",
             retry_after=self.retry_after,
+            status_code=self.reject_status,
         )
 
     @asynccontextmanager
@@ -87,6 +91,7 @@ class Admission:
                     f"no scoring slot became free within {self.queue_timeout:g} s (SCORER_QUEUE_TIMEOUT); "
                     "retry later",
                     retry_after=self.retry_after,
+                    status_code=self.reject_status,
                 )
             )
 

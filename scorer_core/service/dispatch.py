@@ -55,7 +55,9 @@ class Dispatcher:
             pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),
             observe=observe if observers else None,
         )
-        self.admission = Admission(settings.scoring_concurrency, settings.queue_size, settings.queue_timeout)
+        self.admission = Admission(
+            settings.scoring_concurrency, settings.queue_size, settings.queue_timeout, settings.reject_status
+        )
         self.request_timeout = settings.request_timeout
 
     def deadline(self) -> float:

@@ -24,13 +24,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from scorer_core.server.connections import guarded_protocol
 from scorer_core.server.hosting import GracefulServer
-from scorer_core.server.protocol import guarded_protocol
 
 SEE = "see 'What we rely on in our dependencies' in docs/architecture.md"
 UVICORN = importlib.metadata.version("uvicorn")
 
-#: HttpToolsProtocol's methods that server/protocol.py overrides, and those it calls.
+#: HttpToolsProtocol's methods that server/connections.py overrides, and those it calls.
 OVERRIDDEN = (
     "__init__",
     "connection_made",
@@ -45,7 +45,7 @@ OVERRIDDEN = (
     "timeout_keep_alive_handler",
 )
 CALLED = ("_unset_keepalive_if_required",)
-#: HttpToolsProtocol's instance state that server/protocol.py reads or writes.
+#: HttpToolsProtocol's instance state that server/connections.py reads or writes.
 PROTOCOL_STATE = (
     "app",
     "connections",
@@ -58,7 +58,7 @@ PROTOCOL_STATE = (
     "timeout_keep_alive_task",
     "transport",
 )
-#: RequestResponseCycle's state that server/protocol.py reads or writes.
+#: RequestResponseCycle's state that server/connections.py reads or writes.
 CYCLE_STATE = ("keep_alive", "more_body", "response_complete", "message_event")
 
 
@@ -69,7 +69,7 @@ async def _app(scope: object, receive: object, send: object) -> None:
 def test_uvicorns_http_protocol_has_every_member_the_guarded_protocol_relies_on():
     for name in OVERRIDDEN + CALLED:
         assert callable(getattr(HttpToolsProtocol, name, None)), (
-            f"uvicorn {UVICORN} changed HttpToolsProtocol.{name}, which server/protocol.py "
+            f"uvicorn {UVICORN} changed HttpToolsProtocol.{name}, which server/connections.py "
             f"overrides or calls; {SEE}"
         )
     config = uvicorn.Config(_app, log_config=None)
@@ -81,27 +81,27 @@ def test_uvicorns_http_protocol_has_every_member_the_guarded_protocol_relies_on(
         loop.close()
     for name in PROTOCOL_STATE:
         assert hasattr(made, name), (
-            f"uvicorn {UVICORN} changed HttpToolsProtocol.{name}, which server/protocol.py reads; {SEE}"
+            f"uvicorn {UVICORN} changed HttpToolsProtocol.{name}, which server/connections.py reads; {SEE}"
         )
     from uvicorn.protocols.http.flow_control import FlowControl  # made.flow is set once connected
 
     assert callable(getattr(FlowControl, "pause_reading", None)), (
-        f"uvicorn {UVICORN} changed FlowControl.pause_reading, which server/protocol.py calls; {SEE}"
+        f"uvicorn {UVICORN} changed FlowControl.pause_reading, which server/connections.py calls; {SEE}"
     )
     cycle_init = inspect.getsource(RequestResponseCycle.__init__)
     for name in CYCLE_STATE:
         assert re.search(rf"self\.{name}\b[^=\n]*=", cycle_init), (
-            f"uvicorn {UVICORN} changed RequestResponseCycle.{name}, which server/protocol.py reads; {SEE}"
+            f"uvicorn {UVICORN} changed RequestResponseCycle.{name}, which server/connections.py reads; {SEE}"
         )
     assert callable(getattr(RequestResponseCycle, "receive", None)), (
-        f"uvicorn {UVICORN} changed RequestResponseCycle.receive, which server/protocol.py wraps; {SEE}"
+        f"uvicorn {UVICORN} changed RequestResponseCycle.receive, which server/connections.py wraps; {SEE}"
     )
 
 
 def test_the_guarded_protocol_overrides_only_members_uvicorn_has():
     """A method added to the guarded protocol that uvicorn never calls would be dead code; one
     that overrides a member must be listed above, so that its check runs."""
-    from scorer_core.server.protocol import ConnectionLimits
+    from scorer_core.server.connections import ConnectionLimits
 
     guarded = guarded_protocol(ConnectionLimits(1024, 1.0, 1.0, 1.0, 10))
     own = {name for name in vars(guarded) if callable(vars(guarded)[name]) and not name.startswith("_")}

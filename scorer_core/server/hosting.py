@@ -5,7 +5,7 @@ tests reach the same pieces:
 
 - ``bind_listener``: the socket, bound before anything slow happens.
 - ``uvicorn_config``: uvicorn's settings from ours, with the guarded HTTP/1.1 protocol
-  (``server/protocol.py``).
+  (``server/connections.py``).
 - ``GracefulServer``: uvicorn's server, except that a stop asked for by a signal ends the process
   with status 0, is certain to end it (a forced exit past ``SCORER_SHUTDOWN_GRACE``), and that it
   says where it listens.
@@ -34,7 +34,7 @@ import uvicorn
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.server.protocol import connection_limits, guarded_protocol
+from scorer_core.server.connections import connection_limits, guarded_protocol
 
 __all__ = [
     "GracefulServer",

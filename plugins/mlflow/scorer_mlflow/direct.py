@@ -60,19 +60,28 @@ def direct_predict(pyfunc: PyFuncModel, input_schema: Schema) -> DirectPredict |
     """The shortcut for ``pyfunc``, or None when enforcement may do more than check dtypes."""
     if os.environ.get(ENFORCE_EVERY_CALL_ENV, "").strip().lower() in ("1", "true", "yes"):
         return None
-    from mlflow.sklearn import _SklearnModelWrapper
-
+    # MLflow's private members: an MLflow that renamed any of them gets no shortcut (enforcement on
+    # every call, MLflow's own behaviour), never a load failure. tests/test_direct_predict.py fails
+    # loudly, naming the member, when the pinned MLflow changes shape.
+    try:
+        from mlflow.sklearn import _SklearnModelWrapper
+    except ImportError:
+        return None
     metadata: Any = pyfunc.metadata  # MLflow leaves these methods untyped
-    wrapper: Any = pyfunc._model_impl
+    wrapper: Any = getattr(pyfunc, "_model_impl", None)
+    from_type_hint = getattr(metadata, "_is_signature_from_type_hint", None)
+    hint_from_example = getattr(metadata, "_is_type_hint_from_example", None)
     if (
         pyfunc.loader_module != "mlflow.sklearn"
         or type(wrapper) is not _SklearnModelWrapper
+        or from_type_hint is None
+        or hint_from_example is None
         # The flavor's pyfunc_predict_fn may name predict_proba and the like; only predict is the
         # wrapper's own pass-through.
         or getattr(pyfunc, "_predict_fn", None) != wrapper.predict
         or metadata.get_params_schema() is not None
-        or metadata._is_signature_from_type_hint()
-        or metadata._is_type_hint_from_example()
+        or from_type_hint()
+        or hint_from_example()
         or input_schema.is_tensor_spec()
         or not input_schema.has_input_names()
     ):

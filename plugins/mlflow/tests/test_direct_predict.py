@@ -131,7 +131,7 @@ def test_the_shortcut_answers_as_pyfunc_on_the_benchmark_set(name, bench_models,
 
 
 @pytest.mark.slow
-def test_a_batch_enforcement_would_change_goes_through_pyfunc(bench_models, tmp_path):
+def test_a_batch_the_shortcut_does_not_accept_is_not_scored_by_it(bench_models, tmp_path):
     built = bench_models.MODELS["mixed"](tmp_path)
     runtime = MlflowRuntime()
     runtime.load(built.path)
@@ -140,8 +140,55 @@ def test_a_batch_enforcement_would_change_goes_through_pyfunc(bench_models, tmp_
     cells[1][age] = ""  # a missing integer: float64 with NaN, which MLflow's enforcement refuses
     frame = build_frame(list(built.frame.columns), cells, list(runtime.schema.inputs))
     assert not runtime._direct.accepts(runtime._model_input(frame))
-    with pytest.raises(InvalidRequest, match="signature rejected the input"):
+    # Refused before either path, in the runtime's words (MLflow's enforcement would refuse it too).
+    with pytest.raises(InvalidRequest, match="Row 1, field 'age': a value is required"):
         runtime.score(frame)
+
+
+def test_the_mlflow_members_the_shortcut_reads_still_exist(iris_classifier):
+    """MLflow's private members that direct.py reads: if a new MLflow renames one, the shortcut
+    silently turns off (enforcement on every call); this test says which member went."""
+    import mlflow.pyfunc
+    import mlflow.sklearn
+
+    assert hasattr(mlflow.sklearn, "_SklearnModelWrapper"), "mlflow.sklearn._SklearnModelWrapper is gone"
+    loaded = mlflow.pyfunc.load_model(str(iris_classifier.path))
+    for owner, name in [
+        (loaded, "_model_impl"), (loaded, "_predict_fn"),
+        (loaded.metadata, "_is_signature_from_type_hint"), (loaded.metadata, "_is_type_hint_from_example"),
+    ]:  # fmt: skip
+        assert hasattr(owner, name), f"MLflow's {type(owner).__name__}.{name} is gone: see scorer_mlflow/direct.py"
+    assert direct_predict(loaded, loaded.metadata.get_input_schema()) is not None
+
+
+@pytest.mark.parametrize("gone", ["_model_impl", "_is_signature_from_type_hint", "_is_type_hint_from_example"])
+def test_an_mlflow_without_those_members_gets_no_shortcut_rather_than_an_error(iris_classifier, gone):
+    import types
+
+    import mlflow.pyfunc
+
+    loaded = mlflow.pyfunc.load_model(str(iris_classifier.path))
+
+    class Without:
+        """``inner`` as a future MLflow that renamed ``gone`` would show it."""
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def __getattr__(self, name):
+            if name == gone:
+                raise AttributeError(name)
+            return getattr(self._inner, name)
+
+    pyfunc = types.SimpleNamespace(
+        loader_module=loaded.loader_module, metadata=Without(loaded.metadata), _predict_fn=loaded._predict_fn
+    )
+    if gone == "_model_impl":
+        pyfunc.metadata = loaded.metadata
+    else:
+        pyfunc._model_impl = loaded._model_impl
+    assert direct_predict(loaded, loaded.metadata.get_input_schema()) is not None  # as shipped
+    assert direct_predict(pyfunc, loaded.metadata.get_input_schema()) is None
 
 
 @pytest.mark.slow

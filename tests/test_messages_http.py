@@ -29,6 +29,27 @@ def test_a_huge_bad_cell_is_quoted_by_its_start_and_a_short_one_whole(probe_serv
         assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).json()["score"] == [["4.0"]]
 
 
+def test_client_sent_names_are_listed_up_to_ten_each_cut_as_a_cell_is(probe_server):
+    with probe_server(record_headers=False) as target:
+        few = target.post("/model/score", {"fields": ["x", "x"], "rows": [["1", "1"]]})
+        assert few.json()["detail"] == f"{PREFIX}duplicate fields: 'x'"
+        long_name = "n" * 1_000_000
+        names = [long_name, long_name, *(f"d{i}" for i in range(30) for _ in range(2))]
+        many = target.post("/model/score", {"fields": ["x", *names], "rows": [["1"] * (1 + len(names))]}, timeout=60)
+        assert many.status == 400
+        detail = many.json()["detail"]
+        assert detail.startswith(f"{PREFIX}duplicate fields: 'd0', 'd1', ") and detail.endswith(" and 21 more")
+        assert len(detail) < 1_000
+        unknown = target.post(
+            "/model/score",
+            {"fields": ["x"], "rows": [["1"]], "includeFieldsInOutput": [long_name]},
+            timeout=60,
+        )
+        assert unknown.status == 400
+        assert f"'{'n' * 99}...(1000000 characters)" in unknown.json()["detail"]
+        assert len(unknown.json()["detail"]) < 1_000
+
+
 def rogue(tmp_path, **spec) -> AbstractContextManager[ScorerTarget]:
     """A server for a model of tests/plugins/rogue_plugin.py."""
     model = tmp_path / "model.rogue"

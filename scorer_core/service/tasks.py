@@ -15,7 +15,7 @@ from scorer_core.errors import InvalidRequest
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.frame import Frame
 from scorer_core.schema import Field, ShapleyType
-from scorer_core.wire.cells import build_frame
+from scorer_core.wire.cells import build_frame, echoed
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
 __all__ = ["PreparedRequest", "prepare_contribution", "prepare_score"]
@@ -39,7 +39,7 @@ def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: 
     seen: set[str] = set()
     duplicates = sorted({f for f in fields if f in seen or seen.add(f)})  # type: ignore[func-returns-value]
     if duplicates:
-        raise InvalidRequest(f"duplicate fields: {', '.join(repr(d) for d in duplicates)}")
+        raise InvalidRequest(f"duplicate fields: {_listed(duplicates)}")
     missing = [spec.name for spec in inputs if spec.name not in seen]
     if missing:
         raise InvalidRequest(f"missing fields required by the model: {', '.join(repr(m) for m in missing)}")
@@ -65,7 +65,7 @@ def prepare_score(request: ScoreRequest, facts: ModelFacts, frame: Frame | None 
     unknown = sorted(name for name in include if name not in fields and name != id_field)
     if unknown:
         raise InvalidRequest(
-            f"includeFieldsInOutput names fields not in 'fields': {', '.join(map(repr, unknown))}"
+            f"includeFieldsInOutput names fields not in 'fields': {_listed(unknown)}"
             " (only the idField may be absent, and then it is generated)"
         )
     generated_id = id_field if id_field and id_field in include and id_field not in fields else None
@@ -110,3 +110,14 @@ def prepare_contribution(request: ContributionRequest, facts: ModelFacts) -> Pre
         intervals=False,
         field_names_in_output=True,
     )
+
+
+#: Names a 400 lists at most: the rest are counted, so that a body of a million bad names does
+#: not come back (and into the log) whole.
+LISTED_NAMES = 10
+
+
+def _listed(names: Sequence[str]) -> str:
+    """Client-sent names as an error text lists them: each quoted (and cut) as a cell is."""
+    shown = ", ".join(echoed(name) for name in names[:LISTED_NAMES])
+    return shown if len(names) <= LISTED_NAMES else f"{shown} and {len(names) - LISTED_NAMES:,} more"

@@ -12,6 +12,7 @@ those calls wait until another worker would be left serving: a crash then never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -35,7 +36,17 @@ from scorer_core.execution.batch import Batch
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
 from scorer_core.execution.scoring import ScoringTask
-from scorer_core.execution.workers.protocol import recv_message, send_message
+from scorer_core.execution.workers.messages import (
+    Failed,
+    Load,
+    Ready,
+    Score,
+    Settled,
+    Stop,
+    UnexpectedMessage,
+    receive_from_worker,
+    send,
+)
 
 __all__ = ["WorkerPool"]
 
@@ -182,10 +193,7 @@ class WorkerPool:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(path))
         listener.listen(1)
-        command = [
-            sys.executable, "-m", "scorer_core.execution.workers.worker",
-            "--socket", str(path), "--model", str(self.model_path), "--runtime", self.runtime,
-        ]  # fmt: skip
+        command = [sys.executable, "-m", "scorer_core.execution.workers.worker", "--socket", str(path)]
         # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where a
         # stray module could shadow a library or a plugin in workers only.
         process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
@@ -217,17 +225,26 @@ class WorkerPool:
             listener.close()
         connection.settimeout(None)
         try:
-            status, payload = recv_message(connection)
-        except ConnectionError:
+            send(connection, Load(self.settings, self.model_path, self.runtime))
+            hello = receive_from_worker(connection)
+        except OSError:
             raise ModelError(
                 f"worker process {process.pid} died while loading the model", runtime=self.runtime
             ) from None
-        if status != "ready":
+        if isinstance(hello, Failed):
             process.wait(timeout=30)
-            if isinstance(payload, ConfigurationError):
-                raise payload  # as the model would have said it in this process
-            raise ModelError(f"a worker process failed to load the model: {payload}", runtime=self.runtime)
-        return _Worker(process, connection), payload
+            if isinstance(hello.error, ConfigurationError):
+                raise hello.error  # as the model would have said it in this process
+            raise ModelError(
+                f"a worker process failed to load the model: {hello.error}", runtime=self.runtime
+            )
+        if not isinstance(hello, Ready):
+            process.kill()
+            raise ModelError(
+                f"worker process {process.pid} sent {type(hello).__name__} instead of saying it was ready",
+                runtime=self.runtime,
+            )
+        return _Worker(process, connection), hello.facts
 
     def _register(self, worker: _Worker) -> None:
         with self._changed:
@@ -235,7 +252,7 @@ class WorkerPool:
             self._changed.notify_all()
         self._idle.put(worker)
 
-    def _take_live_worker(self, message: tuple[ScoringTask, list[int], list[float | None]]) -> _Worker:
+    def _take_live_worker(self, message: Score) -> _Worker:
         """An idle worker that accepted the batch; workers found dead before that are replaced."""
         while True:
             worker = self._idle.get()
@@ -244,7 +261,7 @@ class WorkerPool:
                 raise ModelError("the server is shutting down", runtime=self.runtime)
             if worker.process.poll() is None:
                 try:
-                    send_message(worker.connection, message)
+                    send(worker.connection, message)
                     return worker
                 except OSError:
                     pass  # it died while idle: this batch was never in flight there
@@ -270,17 +287,20 @@ class WorkerPool:
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
         merged = batch.merged()
-        worker = self._take_live_worker((merged, batch.offsets, batch.deadlines))
+        worker = self._take_live_worker(Score(merged, batch.offsets, batch.deadlines))
         # No request of this batch can use an answer later than its latest deadline, so a worker
         # still busy then is hung: it is killed and replaced, and the slot serves the next batch.
         kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout
         try:
             while True:
                 worker.connection.settimeout(max(kill_at - time.monotonic(), 0.001))
-                message = recv_message(worker.connection)
+                message = receive_from_worker(worker.connection)
                 if isinstance(message, BatchReport):
                     break
-                settle(message[1])  # ("settled", pairs): answers known before the batch is done
+                if not isinstance(message, Settled):
+                    worker.process.kill()  # out of turn: nothing it says can be trusted now
+                    raise UnexpectedMessage(f"worker sent {type(message).__name__} while scoring")
+                settle(message.pairs)  # answers known before the batch is done
         except TimeoutError as exc:
             log.error(
                 "Worker process %d did not answer within %g s (SCORER_REQUEST_TIMEOUT); killing it",
@@ -438,6 +458,8 @@ class WorkerPool:
             self._all.clear()
             self._changed.notify_all()
         for worker in workers:
+            with contextlib.suppress(OSError):  # one that died meanwhile needs no telling
+                send(worker.connection, Stop())
             worker.connection.close()
         for worker in workers:
             try:

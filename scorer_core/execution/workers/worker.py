@@ -1,8 +1,9 @@
 """``python -m scorer_core.execution.workers.worker``: one worker process, started by ``WorkerPool``.
 
-It loads the model, says hello with the model's facts (or why it failed), then scores each batch
-it receives with ``run_batch``, telling the server of answers as soon as they are known, until the
-server closes the socket.
+It loads the model under the server's own settings (sent in ``Load``, not read again from the
+environment, so that settings an embedder passed in code hold here too), says hello with the
+model's facts (or why it failed), then scores each batch it receives with ``run_batch``, telling
+the server of answers as soon as they are known, until the server says ``Stop`` or closes the socket.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import load_plugins
-from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.batch import Batch
 from scorer_core.execution.executors import load_runtime
 from scorer_core.execution.isolation import Outcome, run_batch
-from scorer_core.execution.workers.protocol import recv_message, send_message
+from scorer_core.execution.workers.messages import (
+    Failed,
+    Load,
+    Ready,
+    Score,
+    Settled,
+    UnexpectedMessage,
+    receive_from_server,
+    send,
+)
 
 log = logging.getLogger("scorer_core.worker")
 
@@ -56,7 +64,7 @@ class _EarlyAnswers:
 
     def __call__(self, pairs: Sequence[tuple[int, Outcome]]) -> None:
         if self.held is not None:
-            send_message(self.sock, ("settled", self.held))
+            send(self.sock, Settled(self.held))
         self.held = list(pairs)
 
 
@@ -67,34 +75,34 @@ def main() -> int:
     faulthandler.enable(all_threads=False)
     parser = argparse.ArgumentParser(prog="python -m scorer_core.execution.workers.worker")
     parser.add_argument("--socket", required=True)
-    parser.add_argument("--model", required=True, type=Path)
-    parser.add_argument("--runtime", required=True)
     args = parser.parse_args()
-    settings = load_settings(model_path=args.model, runtime=args.runtime)
-    configure_logging(settings.log_level, settings.log_format)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(args.socket)
+    load = receive_from_server(sock)
+    if not isinstance(load, Load):
+        raise UnexpectedMessage(f"a worker expected Load first, not {type(load).__name__}")
+    settings = load.settings
+    configure_logging(settings.log_level, settings.log_format)
     try:
         plugins = load_plugins(settings)
-        runtime_cls = plugins.runtime_to_load(args.model, args.runtime)
-        runtime, facts = load_runtime(runtime_cls, args.model, settings)
+        runtime_cls = plugins.runtime_to_load(load.model_path, load.runtime)
+        runtime, facts = load_runtime(runtime_cls, load.model_path, settings)
     except ConfigurationError as exc:
-        send_message(sock, ("failed", exc))  # the operator's to fix: passed on as it is
+        send(sock, Failed(exc))  # the operator's to fix: passed on as it is
         return 1
     except Exception as exc:
-        send_message(sock, ("failed", str(exc)))
+        send(sock, Failed(str(exc)))
         return 1
-    send_message(sock, ("ready", facts))
+    send(sock, Ready(facts))
     while True:
         try:
-            message = recv_message(sock)
+            message = receive_from_server(sock)
         except ConnectionError:
             return 0
-        if message is None:
+        if not isinstance(message, Score):  # Stop
             return 0
-        merged, offsets, deadlines = message
-        tasks = Batch.from_merged(merged, offsets, deadlines).tasks
-        send_message(sock, run_batch(runtime, tasks, merged=merged, settle=_EarlyAnswers(sock)))
+        tasks = Batch.from_merged(message.merged, message.offsets, message.deadlines).tasks
+        send(sock, run_batch(runtime, tasks, merged=message.merged, settle=_EarlyAnswers(sock)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Pickle carries numpy columns as raw buffers and keeps exceptions and frames typed, with no schema
 to maintain on both sides; both ends are the same code base and trust each other, since the worker
-is a child process the server started. ``bench/ipc.py`` measures the cost.
+is a child process the server started. What the frames carry is typed in ``messages``;
+``bench/ipc.py`` measures the encoding's cost.
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import pickle
 import socket
 import struct
-from typing import Any
 
-__all__ = ["recv_message", "send_message"]
+__all__ = ["recv_frame", "send_frame"]
 
 _LENGTH = struct.Struct("!Q")
 
 
-def send_message(sock: socket.socket, message: Any) -> None:
+def send_frame(sock: socket.socket, message: object) -> None:
     payload = pickle.dumps(message, protocol=5)
     sock.sendall(_LENGTH.pack(len(payload)))
     sock.sendall(payload)
@@ -35,6 +35,6 @@ def _recv_exact(sock: socket.socket, size: int) -> bytearray:
     return buffer
 
 
-def recv_message(sock: socket.socket) -> Any:
+def recv_frame(sock: socket.socket) -> object:
     (size,) = _LENGTH.unpack(_recv_exact(sock, _LENGTH.size))
     return pickle.loads(_recv_exact(sock, size))

@@ -116,7 +116,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from scorer_core.batch.job import (
+    from scorer_core.jobs.job import (
         BatchFailed,
         BatchOptions,
         print_progress,
@@ -150,7 +150,7 @@ def _batch(args: argparse.Namespace) -> int:
     try:
         with stopped_by_signals():  # SIGTERM, SIGHUP: the job's clean-up runs, as for Ctrl-C
             if spark:
-                from scorer_core.batch.spark import SparkOptions, run_spark_job
+                from scorer_core.jobs.spark import SparkOptions, run_spark_job
 
                 where = SparkOptions(args.spark_master, _spark_conf(args.spark_conf))
                 summary = run_spark_job(settings, options, where)

@@ -2,10 +2,11 @@
 
 Layers, lowest first: the plugin API (the modules at the top of ``scorer_core``), ``config``,
 ``wire``, ``execution``, ``service`` (the protocol-free scoring path), ``server`` (HTTP),
-``batch`` (which scores files through the service, never the server), and ``cli``. A module may
-import its own layer and the ones below, never one above; no module imports the conformance
-suite or a plugin; and there are no import cycles, ``TYPE_CHECKING`` and function-level imports
-included. The service imports no web framework, checked in a fresh interpreter.
+``jobs`` (``scorer batch``: files scored through the service, never the server), and ``cli``. A
+module may import its own layer and the ones below, never one above; no module imports the
+conformance suite or a plugin; and there are no import cycles, ``TYPE_CHECKING`` and
+function-level imports included. The service and the file jobs import no web framework, checked
+in a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import pytest
 import scorer_core
 
 CORE = Path(scorer_core.__file__).parent
-LAYERS = ["api", "config", "wire", "execution", "service", "server", "batch", "cli"]
-#: Layers that sit beside one above them, not on it: batch jobs score through the service alone.
-BESIDE = {"batch": {"server"}}
+LAYERS = ["api", "config", "wire", "execution", "service", "server", "jobs", "cli"]
+#: Layers that sit beside one above them, not on it: file jobs score through the service alone.
+BESIDE = {"jobs": {"server"}}
 #: What the top of the package holds: the plugin API, and nothing else but the CLI.
 API_MODULES = {
     "__init__",
@@ -115,7 +116,7 @@ def test_no_module_imports_a_layer_above_its_own(module):
 
 
 @pytest.mark.parametrize("module", sorted(m for m in SOURCES if layer_of(m) in BESIDE))
-def test_batch_jobs_import_the_service_never_the_server(module):
+def test_file_jobs_import_the_service_never_the_server(module):
     barred = sorted(i for i in GRAPH[module] if layer_of(i) in BESIDE[layer_of(module)])
     assert not barred, f"{module} ({layer_of(module)}) imports {barred}"
 
@@ -123,14 +124,14 @@ def test_batch_jobs_import_the_service_never_the_server(module):
 WEB_FRAMEWORKS = ["starlette", "fastapi", "uvicorn"]
 
 
-def test_the_service_and_the_batch_jobs_import_no_web_framework():
-    # A Spark executor imports batch.job; a second protocol's front imports the service. Neither
+def test_the_service_and_the_file_jobs_import_no_web_framework():
+    # A Spark executor imports jobs.job; a second protocol's front imports the service. Neither
     # may pay for (or depend on) the HTTP stack.
     service = sorted(m for m in SOURCES if layer_of(m) == "service")
-    batch = ["scorer_core.batch.job", "scorer_core.batch.spark"]
+    jobs = ["scorer_core.jobs.job", "scorer_core.jobs.spark"]
     code = (
         "import importlib, json, sys\n"
-        f"for name in {[*service, *batch]!r}: importlib.import_module(name)\n"
+        f"for name in {[*service, *jobs]!r}: importlib.import_module(name)\n"
         f"print(json.dumps([m for m in {WEB_FRAMEWORKS!r} if m in sys.modules]))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

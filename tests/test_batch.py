@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scorer_core.batch.job import BatchFailed, BatchOptions, run_batch_job
 from scorer_core.config.settings import load_settings
+from scorer_core.jobs.job import BatchFailed, BatchOptions, run_batch_job
 from scorer_core.schema import ShapleyType
 from scorer_core.wire.tables import read_chunks
 from tests.conftest import plugin_env
@@ -196,7 +196,7 @@ def test_the_command_line(model, tmp_path):
 
 
 def test_the_progress_line_says_how_much_is_left(tmp_path):
-    from scorer_core.batch.job import BatchSummary, progress_line
+    from scorer_core.jobs.job import BatchSummary, progress_line
     from scorer_core.wire.tables import estimate_rows
 
     csv_in = write_csv(tmp_path / "in.csv", ROWS * 500)

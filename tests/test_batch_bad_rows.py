@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scorer_core.batch.job import BatchOptions, run_batch_job
 from scorer_core.config.settings import load_settings
+from scorer_core.jobs.job import BatchOptions, run_batch_job
 from scorer_core.wire.file_rows import BLOCK_BYTES, MAX_ROW_BYTES
 from tests.conftest import plugin_env
 

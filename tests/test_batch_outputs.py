@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from scorer_core.batch.job import BatchOptions, run_batch_job
-from scorer_core.batch.outputs import StagedFile
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
+from scorer_core.jobs.job import BatchOptions, run_batch_job
+from scorer_core.jobs.outputs import StagedFile
 from tests.conftest import plugin_env
 
 SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}

@@ -15,10 +15,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scorer_core.batch.job import BatchFailed, BatchOptions, run_batch_job
-from scorer_core.batch.spark import run_spark_job
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
+from scorer_core.jobs.job import BatchFailed, BatchOptions, run_batch_job
+from scorer_core.jobs.spark import run_spark_job
 from scorer_core.schema import ShapleyType
 from scorer_core.wire.tables import read_whole
 from tests.conftest import plugin_env
@@ -325,7 +325,7 @@ def test_a_missing_model_input_stops_the_job_on_both_engines(spark, model, tmp_p
 
 
 def test_skipped_rows_listed_are_capped_but_all_counted(spark, model, tmp_path, monkeypatch):
-    import scorer_core.batch.spark as engine
+    import scorer_core.jobs.spark as engine
 
     monkeypatch.setattr(engine, "MAX_LISTED_FAILURES", 3)
     table = [{**r, "x": "abc"} for r in rows(20)]

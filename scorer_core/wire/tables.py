@@ -388,7 +388,7 @@ class TableWriter(Protocol):
 
 def open_writer(sink: BinaryIO, kind: str) -> TableWriter:
     """A writer of string columns to ``sink``, an open file, in ``kind``: the caller decides
-    where it lies and under which name it appears (``batch.outputs``), and closes it."""
+    where it lies and under which name it appears (``jobs.outputs``), and closes it."""
     writers: dict[str, Callable[[BinaryIO], TableWriter]] = {
         "csv": _csv_writer,
         "parquet": _parquet_writer,

@@ -7,7 +7,7 @@ check), ``run_task`` (the runtime, with its row-count check) and ``score_body`` 
 cells): the functions ``POST /model/score`` calls. Memory holds one chunk of input and its
 answer at a time (``--batch-rows``, default 10,000) plus the model.
 
-The output never replaces the input, however either is spelt (``batch.outputs``), and is
+The output never replaces the input, however either is spelt (``jobs.outputs``), and is
 written under no name until the job has succeeded, so a job that fails, is stopped or dies
 leaves nothing, and never a file under the final name. Rows the model, the typing or the reader
 refuse (a cell that does not parse, a row that is not UTF-8 or too long) stop the job
@@ -32,7 +32,6 @@ from typing import Any
 
 import orjson
 
-from scorer_core.batch.outputs import StagedFile, check_targets
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, InvalidRequest, ModelError, ScorerError
@@ -40,6 +39,7 @@ from scorer_core.execution.executors import load_runtime
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask, run_task
 from scorer_core.headers import ForwardedHeaders
+from scorer_core.jobs.outputs import StagedFile, check_targets
 from scorer_core.runtime import Runtime
 from scorer_core.schema import ShapleyType
 from scorer_core.service.answers import contribution_body, score_body

@@ -33,7 +33,9 @@ from functools import reduce
 from pathlib import Path
 from typing import Any
 
-from scorer_core.batch.job import (
+from scorer_core.config.settings import Settings
+from scorer_core.errors import ConfigurationError
+from scorer_core.jobs.job import (
     BatchFailed,
     BatchOptions,
     BatchSummary,
@@ -42,9 +44,7 @@ from scorer_core.batch.job import (
     failure_line,
     load_model,
 )
-from scorer_core.batch.outputs import StagedFile, check_targets
-from scorer_core.config.settings import Settings
-from scorer_core.errors import ConfigurationError
+from scorer_core.jobs.outputs import StagedFile, check_targets
 from scorer_core.wire.file_rows import BadRow, Chunk
 from scorer_core.wire.tables import FORMATS, json_fields, json_lines, part_formats
 

@@ -51,8 +51,10 @@ def test_not_ready_while_the_only_worker_is_replaced_and_alive_throughout(probe_
 
 def test_unhealthy_once_dead_workers_cannot_be_replaced(probe_server, probe_file):
     """The model's file breaks after start, then the worker dies: every replacement fails to load
-    (about 50 s of back-off), and only then does /healthz ask for a restart."""
-    with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False, **SPEC) as target:
+    (a short back-off here: SCORER_WORKER_RESTART_BACKOFF), and only then does /healthz ask for a
+    restart."""
+    env = {"BATCH_WORKERS": "1", "SCORER_WORKER_RESTART_BACKOFF": "0.2,0.2,0.2"}
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
         spec_file = next(arg for arg in target.process.args if str(arg).endswith(".probe"))  # type: ignore[union-attr]
         with open(spec_file, "w") as out:
             json.dump({"load_error": "the model file is gone"}, out)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scorer_core.config.settings import Settings
+from scorer_core.config.settings import Settings, load_settings
+from scorer_core.errors import ConfigurationError
 from scorer_core.execution.workers.pool import WorkerPool
 from tests.conftest import INSTALLED_PLUGINS, plugin_env, wait_for
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
@@ -35,6 +34,7 @@ def start_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Worker
         pool._shutdown()
 
 
+@pytest.mark.slow
 def test_a_worker_loads_the_model_under_the_settings_the_server_was_given_in_code(
     start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -47,3 +47,33 @@ def test_a_worker_loads_the_model_under_the_settings_the_server_was_given_in_cod
     assert pool.facts.model_id == "from-code"
     assert pool.facts.shapley.enabled == frozenset()
 
+
+@pytest.mark.slow
+def test_restarts_leave_the_pool_no_record_of_dead_processes(
+    start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path]
+) -> None:
+    pool = start_pool(probe_file(), count=2)
+    for restarts in range(1, 5):
+        victim = pool.pids[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: pool.restarts == restarts, timeout=60, what=f"restart {restarts}")  # noqa: B023
+        assert victim not in pool.pids
+    assert len(pool.workers) == 2
+    assert len(pool._spawned) <= 2, "one entry per restart: the pool's memory grows for its lifetime"
+
+
+def test_the_restart_backoff_is_read_as_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().restart_backoff == (1.0, 2.0, 5.0, 10.0, 30.0)
+    monkeypatch.setenv("SCORER_WORKER_RESTART_BACKOFF", "0.5, 2")
+    assert load_settings().restart_backoff == (0.5, 2.0)
+    monkeypatch.setenv("SCORER_WORKER_RESTART_BACKOFF", "")
+    assert load_settings().restart_backoff == ()
+
+
+@pytest.mark.parametrize("value", ["1,x", "-1", "nan", "inf", "1,,2"])
+def test_a_bad_restart_backoff_is_refused_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SCORER_WORKER_RESTART_BACKOFF", value)
+    with pytest.raises(ConfigurationError, match=f"SCORER_WORKER_RESTART_BACKOFF='{value}'.*seconds"):
+        load_settings()

@@ -35,6 +35,17 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+def _seconds_list(value: str) -> tuple[float, ...]:
+    """Comma-separated seconds, each finite and not negative; empty means none."""
+    try:
+        seconds = tuple(float(part) for part in value.split(",")) if value.strip() else ()
+    except ValueError:
+        seconds = (-1.0,)
+    if not all(0 <= s < float("inf") for s in seconds):
+        raise ValueError(f"expected seconds separated by commas (e.g. 1,2,5,10,30), got {value!r}")
+    return seconds
+
+
 class Settings(EnvSettings):
     """Everything an operator can set. Each field's aliases are the environment variables read.
 
@@ -91,6 +102,10 @@ class Settings(EnvSettings):
     batch_workers: int | None = Field(None, ge=0, validation_alias=_env("BATCH_WORKERS"))
     """Worker processes that run the model, each with its own copy; 0 runs it in the server process.
     Unset: the runtime's measured preference (``Runtime.preferred_batch_workers``)."""
+
+    worker_restart_backoff: str = Field("1,2,5,10,30", validation_alias=_env("SCORER_WORKER_RESTART_BACKOFF"))
+    """Seconds to wait before each further try at starting a replacement worker process, comma
+    separated: after the first try fails and every wait is spent, the pool gives up on it."""
 
     model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
     """Model calls running at once in the server process when BATCH_WORKERS=0."""
@@ -229,6 +244,17 @@ class Settings(EnvSettings):
         if value is not None and value not in SHAPLEY_CHOICES:  # exact, as H2O's Java valueOf
             raise ValueError(f"expected one of {', '.join(SHAPLEY_CHOICES)}, got {value!r}")
         return value
+
+    @field_validator("worker_restart_backoff")
+    @classmethod
+    def _known_backoff(cls, value: str) -> str:
+        _seconds_list(value)
+        return value
+
+    @property
+    def restart_backoff(self) -> tuple[float, ...]:
+        """SCORER_WORKER_RESTART_BACKOFF as seconds."""
+        return _seconds_list(self.worker_restart_backoff)
 
     @field_validator("reject_status")
     @classmethod

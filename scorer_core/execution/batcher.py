@@ -1,7 +1,7 @@
-"""The asyncio side of batching: a queue of pending tasks drained by one loop per model slot.
+"""The asyncio side of batching: a queue of pending tasks drained by one loop per concurrent model call.
 
-Batches form by themselves under load: a slot takes the oldest pending task and every other
-pending task with the same batch key (up to ``max_rows`` rows), so while all slots are busy,
+Batches form by themselves under load: a loop takes the oldest pending task and every other
+pending task with the same batch key (up to ``max_rows`` rows), so while all loops are busy,
 arriving requests pile up and go together in the next call. At low load a request goes at once,
 alone; ``max_wait`` (default 0) can hold a partial batch a little longer to grow it.
 """
@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Runs one batch's tasks (one model call, or several on failure): tells ``Settle`` of outcomes as
 #: they are known, from any thread, and reports one outcome per task at the end.
 Execute = Callable[[Sequence[ScoringTask], Settle], Awaitable[BatchReport]]
-#: Told of each batch once its report is in: its tasks, each one's wait for a slot (seconds), the
+#: Told of each batch once its report is in: its tasks, each one's wait in the queue (seconds), the
 #: report, and when the batch was sent (``time.perf_counter()``).
 Observe = Callable[[Sequence[ScoringTask], list[float], BatchReport, float], None]
 
@@ -49,7 +49,8 @@ class _Pending:
 class Batcher:
     """Merges concurrent tasks with equal batch keys into calls of ``execute``.
 
-    ``slots`` loops run at once, one per model slot (thread or worker process); each awaits
+    ``concurrency`` loops run at once, one per model call that can run at once (a thread or a worker
+    process, as the executor says); each awaits
     ``execute`` for its batch. Queues are created inside the running loop on first use.
     """
 
@@ -57,18 +58,18 @@ class Batcher:
         self,
         execute: Execute,
         *,
-        slots: int,
+        concurrency: int,
         max_rows: int,
         max_wait: float = 0.0,
         pacer: FailurePacer | None = None,
         observe: Observe | None = None,
     ) -> None:
-        if slots < 1 or max_rows < 1 or max_wait < 0:
-            raise ValueError("slots and max_rows must be positive and max_wait not negative")
+        if concurrency < 1 or max_rows < 1 or max_wait < 0:
+            raise ValueError("concurrency and max_rows must be positive and max_wait not negative")
         self._execute = execute
         self._pacer = pacer
         self._observe = observe
-        self.slots = slots
+        self.concurrency = concurrency
         self.max_rows = max_rows
         self.max_wait = max_wait
         self._pending: deque[_Pending] = deque()
@@ -82,7 +83,7 @@ class Batcher:
         if self._wakeup is None:
             self._wakeup = asyncio.Condition()
             self._loops = [
-                asyncio.create_task(self._drain(), name=f"batcher-slot-{i}") for i in range(self.slots)
+                asyncio.create_task(self._drain(), name=f"batcher-loop-{i}") for i in range(self.concurrency)
             ]
         return self._wakeup
 

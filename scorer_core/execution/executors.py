@@ -38,7 +38,17 @@ class Executor(Protocol):
     #: What the server needs to know about the model.
     facts: ModelFacts
     #: Model calls that can run at once; the batcher keeps this many batches in flight.
-    slots: int
+    concurrency: int
+
+    @property
+    def restarts(self) -> int:
+        """Worker processes replaced after one died or was killed (0 where none run)."""
+        ...
+
+    @property
+    def workers(self) -> list[tuple[int, int]]:
+        """(index, pid) of each worker process, the index kept by its replacements ([] where none)."""
+        ...
 
     async def __call__(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         """Score ``tasks`` (merged into one call where they can be); one outcome per task, and
@@ -111,10 +121,18 @@ class InProcessExecutor:
     def __init__(self, runtime: Runtime, facts: ModelFacts, threads: int) -> None:
         self._runtime = runtime
         self.facts = facts
-        self.slots = threads if runtime.thread_safe else 1
-        self._pool = ThreadPoolExecutor(max_workers=self.slots, thread_name_prefix="scorer-model")
+        self.concurrency = threads if runtime.thread_safe else 1
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="scorer-model")
         #: When each model call now running started (time.monotonic()), by call.
         self._started: dict[int, float] = {}
+
+    @property
+    def restarts(self) -> int:
+        return 0  # a crash here ends the server: nothing is restarted
+
+    @property
+    def workers(self) -> list[tuple[int, int]]:
+        return []
 
     def _run(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
         key = id(tasks)

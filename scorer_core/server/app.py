@@ -249,8 +249,8 @@ def create_app(
     tracing = Tracing.from_mode(settings.tracing)
     metrics.watch(
         model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
-        worker_restarts=lambda: getattr(host.executor, "restarts", 0) if host.ready else 0,
-        workers=lambda: getattr(host.executor, "workers", []) if host.ready else [],
+        worker_restarts=lambda: host.executor.restarts if host.ready else 0,
+        workers=lambda: host.executor.workers if host.ready else [],
     )
     auth = _authenticator(settings)
 

@@ -49,7 +49,7 @@ class Dispatcher:
 
         self.batcher = Batcher(
             executor,
-            slots=executor.slots,
+            concurrency=executor.concurrency,
             max_rows=settings.batch_max_rows,
             max_wait=settings.batch_max_wait_ms / 1000,
             pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),

@@ -17,7 +17,7 @@ def test_concurrent_tasks_share_model_calls(probe_model):
     model = probe_model(score_delay=0.02, outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(in_process(model, 1), slots=1, max_rows=1000)
+        batcher = Batcher(in_process(model, 1), concurrency=1, max_rows=1000)
         results = await asyncio.gather(*(batcher.submit(task([i])) for i in range(20, 40)))
         await batcher.close()
         return batcher, results
@@ -32,7 +32,7 @@ def test_max_rows_bounds_a_merged_call(probe_model):
     model = probe_model(score_delay=0.01, outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(in_process(model, 1), slots=1, max_rows=4)
+        batcher = Batcher(in_process(model, 1), concurrency=1, max_rows=4)
         results = await asyncio.gather(*(batcher.submit(task([i, i])) for i in range(10)))
         await batcher.close()
         return results
@@ -44,7 +44,7 @@ def test_max_wait_grows_a_partial_batch(probe_model):
     model = probe_model(outputs=[["y", "Float64"], ["batch_rows", "Int64"]])
 
     async def main():
-        batcher = Batcher(in_process(model, 1), slots=1, max_rows=3, max_wait=0.5)
+        batcher = Batcher(in_process(model, 1), concurrency=1, max_rows=3, max_wait=0.5)
         first = asyncio.ensure_future(batcher.submit(task([1])))
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(batcher.submit(task([2, 3])))
@@ -65,7 +65,7 @@ def test_a_failing_executor_fails_only_its_batch(probe_model):
         return BatchReport([run_task(probe_model(), t) for t in tasks])
 
     async def main():
-        batcher = Batcher(flaky, slots=1, max_rows=100)
+        batcher = Batcher(flaky, concurrency=1, max_rows=100)
         first = await asyncio.gather(batcher.submit(task([1])), return_exceptions=True)
         second = await batcher.submit(task([2]))
         await batcher.close()
@@ -87,8 +87,8 @@ requests = st.lists(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(requests=requests, max_rows=st.integers(1, 20), slots=st.integers(1, 3))
-def test_any_mix_of_requests_gets_what_scoring_each_alone_gets(probe_model, requests, max_rows, slots):
+@given(requests=requests, max_rows=st.integers(1, 20), concurrency=st.integers(1, 3))
+def test_any_mix_of_requests_gets_what_scoring_each_alone_gets(probe_model, requests, max_rows, concurrency):
     """Sizes, header values and failing rows (x = 13) mixed at random and submitted at once."""
     model = probe_model(outputs=[["y", "Float64"], ["auth", "Str"]])
     tasks = [task(xs, auth) for xs, auth in requests]
@@ -101,7 +101,7 @@ def test_any_mix_of_requests_gets_what_scoring_each_alone_gets(probe_model, requ
             return ("error", str(exc))
 
     async def together():
-        batcher = Batcher(in_process(model, slots), slots=slots, max_rows=max_rows)
+        batcher = Batcher(in_process(model, concurrency), concurrency=concurrency, max_rows=max_rows)
         outcomes = await asyncio.gather(*(batcher.submit(t) for t in tasks), return_exceptions=True)
         await batcher.close()
         return [

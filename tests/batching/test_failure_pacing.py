@@ -40,7 +40,7 @@ def test_good_neighbours_are_answered_before_the_paced_failure(probe_model):
 
     async def main():
         pacer = FailurePacer(share=0.05, max_delay=1.0)
-        batcher = Batcher(in_process(model, 1), slots=1, max_rows=100, pacer=pacer)
+        batcher = Batcher(in_process(model, 1), concurrency=1, max_rows=100, pacer=pacer)
         blocker = asyncio.ensure_future(batcher.submit(task([1])))  # the others batch behind it
         await asyncio.sleep(0.005)
         done: dict[str, float] = {}
@@ -71,11 +71,13 @@ def test_when_every_request_fails_nobody_waits(probe_model):
     model = probe_model(score_delay=0.01)
 
     async def main():
-        batcher = Batcher(in_process(model, 1), slots=1, max_rows=100, pacer=FailurePacer(0.01, 5.0))
+        batcher = Batcher(in_process(model, 1), concurrency=1, max_rows=100, pacer=FailurePacer(0.01, 5.0))
         blocker = asyncio.ensure_future(batcher.submit(task([1])))
         await asyncio.sleep(0.005)
         started = time.monotonic()
-        outcomes = await asyncio.gather(*(batcher.submit(task([13])) for _ in range(4)), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(batcher.submit(task([13])) for _ in range(4)), return_exceptions=True
+        )
         elapsed = time.monotonic() - started
         await blocker
         await batcher.close()

@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a worker may take to load the model and say hello.
 WORKER_START_TIMEOUT = 600.0
-_RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 #: How often idle workers are checked for having died.
 _WATCH_SECONDS = 0.5
 #: A request with less time left than this is not scored apart after a crash: 504 at once.
@@ -65,8 +64,9 @@ _TOO_LATE = 0.05
 class _Worker:
     process: subprocess.Popen[bytes]
     connection: socket.socket
-    #: Which of the pool's ``count`` places it fills; a replacement takes its predecessor's.
-    slot: int = 0
+    #: Its index among the pool's ``count`` workers; a replacement takes its predecessor's, so
+    #: that per-worker metrics keep their series across restarts.
+    index: int = 0
     #: Set once its death has been handled, so that it is replaced once, whoever sees it first.
     replaced: bool = False
 
@@ -98,6 +98,9 @@ class WorkerPool:
 
     Each worker loads the plugins and the model itself, as the server would (so plugins that wrap
     the runtime apply there too), and sends back the model's facts.
+
+    The fields below the lock are shared by the event loop, the IPC threads, the watch thread and
+    the restart threads: each is read and written under it.
     """
 
     facts: ModelFacts
@@ -106,7 +109,7 @@ class WorkerPool:
         self.settings = settings
         self.model_path = model_path
         self.runtime = runtime
-        self.slots = count
+        self.concurrency = count
         self._dir = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
         self._ids = itertools.count()
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
@@ -116,10 +119,11 @@ class WorkerPool:
         self._changed = threading.Condition(self._lock)
         self._threads = ThreadPoolExecutor(max_workers=count, thread_name_prefix="scorer-ipc")
         self._closed = False
-        #: Every process started, so that a shutdown during start-up leaves none behind.
-        self._spawned: list[subprocess.Popen[bytes]] = []
+        #: Processes started and not yet registered or given up on, so that a shutdown during
+        #: start-up or a replacement leaves none behind; bounded by ``count``, whatever the restarts.
+        self._spawned: set[subprocess.Popen[bytes]] = set()
         #: Workers replaced (after one died or was killed) and ready again.
-        self.restarts = 0
+        self._restarts = 0
         #: Replacements under way, and whether one was given up after every attempt failed.
         self._replacing = 0
         self._gave_up = False
@@ -133,21 +137,32 @@ class WorkerPool:
 
     @property
     def workers(self) -> list[tuple[int, int]]:
-        """(slot, pid) of each registered worker process, alive or not yet found dead."""
+        """(index, pid) of each registered worker process, alive or not yet found dead."""
         with self._lock:
-            return sorted((w.slot, w.process.pid) for w in self._all)
+            return sorted((w.index, w.process.pid) for w in self._all)
+
+    @property
+    def restarts(self) -> int:
+        with self._lock:
+            return self._restarts
+
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed
 
     def start(self) -> ModelFacts:
         """Start every worker (they load in parallel) and wait for all; the model's facts."""
         started = time.monotonic()
-        pending = [self._spawn() for _ in range(self.slots)]
+        pending = [self._spawn() for _ in range(self.concurrency)]
         facts: ModelFacts | None = None
         try:
-            for slot, (listener, process) in enumerate(pending):
+            for index, (listener, process) in enumerate(pending):
                 worker, facts = self._handshake(listener, process)
-                worker.slot = slot
+                worker.index = index
                 self._register(worker)
-            self.start_seconds = time.monotonic() - started
+            with self._lock:
+                self.start_seconds = time.monotonic() - started
         except BaseException:
             for _, process in pending:
                 process.kill()
@@ -155,14 +170,14 @@ class WorkerPool:
             raise
         assert facts is not None
         self.facts = facts
-        log.info("%d worker processes ready: pids %s", self.slots, self.pids)
+        log.info("%d worker processes ready: pids %s", self.concurrency, self.pids)
         threading.Thread(target=self._watch, name="scorer-worker-watch", daemon=True).start()
         return facts
 
     def _watch(self) -> None:
         """Replace a worker that died while idle as soon as it dies, not when the next batch finds
-        it: until then the pool is a slot short, and readiness must know."""
-        while not self._closed:
+        it: until then the pool is a worker short, and readiness must know."""
+        while not self.closed:
             time.sleep(_WATCH_SECONDS)
             with self._lock:
                 dead = [w for w in self._all if w.process.poll() is not None]
@@ -173,18 +188,18 @@ class WorkerPool:
     def unavailable(self) -> str | None:
         with self._lock:
             live = sum(1 for w in self._all if w.process.poll() is None)
-            replacing = self._replacing
-        if live or self._closed:
+            replacing, gave_up, closed = self._replacing, self._gave_up, self._closed
+        if live or closed:
             return None
-        if self._gave_up and not replacing:
+        if gave_up and not replacing:
             return "no worker process is alive, and replacing them failed"
-        return f"no worker process can take work ({replacing} of {self.slots} being replaced)"
+        return f"no worker process can take work ({replacing} of {self.concurrency} being replaced)"
 
     def broken(self) -> str | None:
         with self._lock:
             live = any(w.process.poll() is None for w in self._all)
-            replacing = self._replacing
-        if not live and not replacing and self._gave_up and not self._closed:
+            replacing, gave_up, closed = self._replacing, self._gave_up, self._closed
+        if not live and not replacing and gave_up and not closed:
             return "every worker process died and starting replacements failed; restart the server"
         return None
 
@@ -197,12 +212,25 @@ class WorkerPool:
         # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where a
         # stray module could shadow a library or a plugin in workers only.
         process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
-        self._spawned.append(process)
+        with self._lock:
+            self._spawned.add(process)
         return listener, process
 
     def _handshake(
         self, listener: socket.socket, process: subprocess.Popen[bytes]
     ) -> tuple[_Worker, ModelFacts]:
+        """Send the worker what to load and wait for its hello; a worker that fails is ended and
+        forgotten, so that failed replacements leave nothing behind."""
+        try:
+            return self._hello(listener, process)
+        except BaseException:
+            process.kill()
+            process.wait()
+            with self._lock:
+                self._spawned.discard(process)
+            raise
+
+    def _hello(self, listener: socket.socket, process: subprocess.Popen[bytes]) -> tuple[_Worker, ModelFacts]:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         listener.settimeout(0.5)
         try:
@@ -248,6 +276,7 @@ class WorkerPool:
 
     def _register(self, worker: _Worker) -> None:
         with self._changed:
+            self._spawned.discard(worker.process)
             self._all.add(worker)
             self._changed.notify_all()
         self._idle.put(worker)
@@ -289,7 +318,7 @@ class WorkerPool:
         merged = batch.merged()
         worker = self._take_live_worker(Score(merged, batch.offsets, batch.deadlines))
         # No request of this batch can use an answer later than its latest deadline, so a worker
-        # still busy then is hung: it is killed and replaced, and the slot serves the next batch.
+        # still busy then is hung: it is killed and replaced, and its replacement the next batch.
         kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout
         try:
             while True:
@@ -315,7 +344,7 @@ class WorkerPool:
                 "replaced"
             ) from exc
         except (ConnectionError, OSError) as exc:
-            if self._closed:
+            if self.closed:
                 raise ModelError("the server is shutting down", runtime=self.runtime) from exc
             how = worker.describe_exit()
             self._replace(worker)
@@ -333,10 +362,12 @@ class WorkerPool:
         cause of: the merged call's, and its own alone. Nothing is remembered past this batch.
         """
         outcomes = dict(known)
+        with self._lock:
+            start_seconds = self.start_seconds
         suspects = [i for i in range(len(tasks)) if i not in known]
         if len(suspects) == 1:  # the only request the worker was still scoring killed it
             outcomes[suspects[0]] = self._crash(died, alone=False)
-            return BatchReport([outcomes[i] for i in range(len(tasks))], restart_seconds=self.start_seconds)
+            return BatchReport([outcomes[i] for i in range(len(tasks))], restart_seconds=start_seconds)
         log.warning(
             "Worker process %d died (%s) while scoring %d requests merged; scoring them apart",
             died.pid,
@@ -365,7 +396,7 @@ class WorkerPool:
             [outcomes[i] for i in range(len(tasks))],
             isolation_seconds=sum(seconds for seconds, _ in calls),
             calls=tuple(calls),
-            restart_seconds=crashes * self.start_seconds if culprits else 0.0,
+            restart_seconds=crashes * start_seconds if culprits else 0.0,
         )
 
     def _alone(self, task: ScoringTask, takes: float) -> BatchReport:
@@ -414,29 +445,31 @@ class WorkerPool:
         dead.connection.close()
         log.error("Worker process %d died; starting a replacement", dead.process.pid)
         threading.Thread(
-            target=self._restart, args=(dead.slot,), name="scorer-worker-restart", daemon=True
+            target=self._restart, args=(dead.index,), name="scorer-worker-restart", daemon=True
         ).start()
 
-    def _restart(self, slot: int) -> None:
+    def _restart(self, index: int) -> None:
         try:
-            for delay in (0.0, *_RESTART_BACKOFF):
-                if self._closed:
+            for delay in (0.0, *self.settings.restart_backoff):
+                if self.closed:
                     return
                 time.sleep(delay)
                 started = time.monotonic()
                 try:
                     worker, _ = self._handshake(*self._spawn())
-                    worker.slot = slot
+                    worker.index = index
                 except Exception as exc:  # a plugin or the model that fails to load: tried again
                     log.error("Replacement worker failed to start: %s", exc)
                     continue
-                self.start_seconds = time.monotonic() - started
+                with self._lock:
+                    self.start_seconds = time.monotonic() - started
                 self._register(worker)
                 with self._lock:
-                    self.restarts += 1
+                    self._restarts += 1
                 log.info("Replacement worker process %d ready", worker.process.pid)
                 return
-            self._gave_up = True
+            with self._lock:
+                self._gave_up = True
             log.critical("Gave up replacing a worker process; serving with fewer workers")
         finally:
             with self._changed:
@@ -451,12 +484,13 @@ class WorkerPool:
 
     def _shutdown(self) -> None:
         """Stop every worker: close its socket (it exits), then terminate what is left."""
-        self._closed = True
-        self._idle.put(None)
         with self._changed:
+            self._closed = True
             workers = list(self._all)
             self._all.clear()
             self._changed.notify_all()
+            loading = list(self._spawned)
+        self._idle.put(None)
         for worker in workers:
             with contextlib.suppress(OSError):  # one that died meanwhile needs no telling
                 send(worker.connection, Stop())
@@ -467,7 +501,7 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
-        for process in self._spawned:  # still loading, or replacements under way: not waited for
+        for process in loading:  # still loading, or replacements under way: not waited for
             if process.poll() is None:
                 process.kill()
                 process.wait()

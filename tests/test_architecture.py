@@ -1,12 +1,12 @@
 """The layering rule of docs/architecture.md, read from the source: every import, wherever it is.
 
 Layers, lowest first: the plugin API (the modules at the top of ``scorer_core``), ``config``,
-``wire``, ``execution``, ``service`` (the protocol-free scoring path), ``server`` (HTTP),
-``jobs`` (``scorer batch``: files scored through the service, never the server), and ``cli``. A
-module may import its own layer and the ones below, never one above; no module imports the
-conformance suite or a plugin; and there are no import cycles, ``TYPE_CHECKING`` and
-function-level imports included. The service and the file jobs import no web framework, checked
-in a fresh interpreter.
+``wire``, ``execution``, ``service`` (the protocol-free scoring path), ``tables`` (files read and
+written), ``server`` (HTTP), ``jobs`` (``scorer batch``: files scored through the service, never
+the server), and ``cli``. A module may import its own layer and the ones below, never one above;
+no module imports the conformance suite or a plugin; and there are no import cycles,
+``TYPE_CHECKING`` and function-level imports included. The service and the file jobs import no
+web framework, checked in a fresh interpreter; the wire opens no file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 import scorer_core
 
 CORE = Path(scorer_core.__file__).parent
-LAYERS = ["api", "config", "wire", "execution", "service", "server", "jobs", "cli"]
+LAYERS = ["api", "config", "wire", "execution", "service", "tables", "server", "jobs", "cli"]
 #: Layers that sit beside one above them, not on it: file jobs score through the service alone.
 BESIDE = {"jobs": {"server"}}
 #: What the top of the package holds: the plugin API, and nothing else but the CLI.
@@ -137,6 +137,25 @@ def test_the_service_and_the_file_jobs_import_no_web_framework():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "scorer_core.service.plane" in service
     assert json.loads(result.stdout) == []
+
+
+#: What opens a file or reads a descriptor: ``tables``' work, never the wire's.
+FILE_MODULES = {"pathlib", "io", "os", "shutil", "tempfile", "pyarrow.csv", "pyarrow.parquet", "pyarrow.json"}
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if layer_of(m) == "wire"))
+def test_the_wire_opens_no_files(module):
+    # docs/architecture.md calls the wire pure functions of bytes; files are read in tables/.
+    tree = ast.parse(SOURCES[module].read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    opens = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
+    ]
+    assert not imported & FILE_MODULES, f"{module} imports {sorted(imported & FILE_MODULES)}"
+    assert not opens, f"{module} calls open() on lines {opens}"
 
 
 @pytest.mark.parametrize("module", sorted(SOURCES))

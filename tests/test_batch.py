@@ -18,7 +18,7 @@ import pytest
 from scorer_core.config.settings import load_settings
 from scorer_core.jobs.job import BatchFailed, BatchOptions, run_batch_job
 from scorer_core.schema import ShapleyType
-from scorer_core.wire.tables import read_chunks
+from scorer_core.tables.files import read_chunks
 from tests.conftest import plugin_env
 
 SPEC = {
@@ -197,7 +197,7 @@ def test_the_command_line(model, tmp_path):
 
 def test_the_progress_line_says_how_much_is_left(tmp_path):
     from scorer_core.jobs.job import BatchSummary, progress_line
-    from scorer_core.wire.tables import estimate_rows
+    from scorer_core.tables.files import estimate_rows
 
     csv_in = write_csv(tmp_path / "in.csv", ROWS * 500)
     estimated, exact = estimate_rows(csv_in)

@@ -17,7 +17,7 @@ import pytest
 
 from scorer_core.config.settings import load_settings
 from scorer_core.jobs.job import BatchOptions, run_batch_job
-from scorer_core.wire.file_rows import BLOCK_BYTES, MAX_ROW_BYTES
+from scorer_core.tables.rows import BLOCK_BYTES, MAX_ROW_BYTES
 from tests.conftest import plugin_env
 
 SPEC = {"inputs": [["x", "Float64"], ["s", "Str"]], "outputs": [["y", "Float64"]]}

@@ -20,7 +20,7 @@ from scorer_core.errors import ConfigurationError
 from scorer_core.jobs.job import BatchFailed, BatchOptions, run_batch_job
 from scorer_core.jobs.spark import run_spark_job
 from scorer_core.schema import ShapleyType
-from scorer_core.wire.tables import read_whole
+from scorer_core.tables.files import read_whole
 from tests.conftest import plugin_env
 
 pyspark = pytest.importorskip("pyspark")  # the [spark] extra; `make install-test` installs it

@@ -1,4 +1,4 @@
-"""server/files.py and wire/tables.read_table on a real file system: a client-named file opened
+"""server/files.py and tables/files.read_table on a real file system: a client-named file opened
 once, beneath the scoring directory, and read within limits and the request's deadline."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 
 from scorer_core.errors import InvalidRequest, ScorerError
 from scorer_core.server.files import ClientFile, open_client_file
+from scorer_core.tables.files import FileTooLarge, ReadLimits, read_table
 from scorer_core.wire.deadline import DeadlinePassed, working_until
-from scorer_core.wire.tables import FileTooLarge, ReadLimits, read_table
 
 
 @pytest.fixture

@@ -44,10 +44,10 @@ from scorer_core.runtime import Runtime
 from scorer_core.schema import ShapleyType
 from scorer_core.service.answers import contribution_body, score_body
 from scorer_core.service.tasks import prepare_contribution, prepare_score
+from scorer_core.tables.files import TableWriter, estimate_rows, format_of, open_writer, read_rows
+from scorer_core.tables.rows import BadRow, Chunk
 from scorer_core.wire.columns import Column, ColumnRows, frame_of_columns
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
-from scorer_core.wire.file_rows import BadRow, Chunk
-from scorer_core.wire.tables import TableWriter, estimate_rows, format_of, open_writer, read_rows
 
 __all__ = [
     "BatchFailed",

@@ -45,8 +45,8 @@ from scorer_core.jobs.job import (
     load_model,
 )
 from scorer_core.jobs.outputs import StagedFile, check_targets
-from scorer_core.wire.file_rows import BadRow, Chunk
-from scorer_core.wire.tables import FORMATS, json_fields, json_lines, part_formats
+from scorer_core.tables.files import FORMATS, json_fields, json_lines, part_formats
+from scorer_core.tables.rows import BadRow, Chunk
 
 __all__ = ["MAX_LISTED_FAILURES", "SparkOptions", "run_spark_job"]
 

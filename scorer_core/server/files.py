@@ -24,8 +24,8 @@ from types import TracebackType
 from typing import BinaryIO
 
 from scorer_core.errors import InvalidRequest, ScorerError
+from scorer_core.tables.files import SERVED_FORMATS, FileTooLarge
 from scorer_core.wire.deadline import DeadlinePassed
-from scorer_core.wire.tables import SERVED_FORMATS, FileTooLarge
 
 __all__ = ["ClientFile", "open_client_file"]
 

@@ -26,6 +26,7 @@ from scorer_core.server.requests import check_content_type, read_body
 from scorer_core.service.answers import contribution_body, encode, score_body
 from scorer_core.service.plane import DataPlane
 from scorer_core.service.tasks import PreparedRequest, prepare_contribution, prepare_score
+from scorer_core.tables.files import ReadLimits, read_table
 from scorer_core.wire.collector import release
 from scorer_core.wire.contract import (
     ContributionRequest,
@@ -37,7 +38,6 @@ from scorer_core.wire.contract import (
     parse_request,
 )
 from scorer_core.wire.fastpath import numeric_frame
-from scorer_core.wire.tables import ReadLimits, read_table
 
 __all__ = ["OFF_LOOP_BYTES", "ROUTES", "H2OEndpoints", "Route", "json_response"]
 

@@ -2,7 +2,7 @@
 directory of parts, so that ``scorer batch`` holds one chunk at a time whatever the file's size.
 
 Every cell is read as the contract's string, since the HTTP API types string cells and batch
-scoring must type them the same way (``server/requests.prepare_score``): CSV cells as written,
+scoring must type them the same way (``service/tasks.prepare_score``): CSV cells as written,
 Parquet and JSON values written as a client would send them (``None`` as the empty cell, floats
 with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's answer: strings.
 """
@@ -20,9 +20,9 @@ from typing import IO, Any, BinaryIO, Protocol
 import orjson
 
 from scorer_core.errors import ConfigurationError, InvalidRequest
+from scorer_core.tables.rows import MAX_ROW_BYTES, BadRow, Chunk, bounded_lines, csv_rows, too_long
 from scorer_core.wire.columns import Column, cell_of, cells
 from scorer_core.wire.deadline import checkpoint
-from scorer_core.wire.file_rows import MAX_ROW_BYTES, BadRow, Chunk, bounded_lines, csv_rows, too_long
 
 __all__ = [
     "FORMATS",
@@ -88,7 +88,7 @@ def _parts(directory: Path) -> list[Path]:
 
 def read_rows(path: Path, rows: int) -> Iterator[Chunk | BadRow]:
     """(field names, columns of string cells) in chunks of at most ``rows`` rows, and in the
-    place of each row that cannot be read (``wire.file_rows``), a ``BadRow`` naming it: a batch
+    place of each row that cannot be read (``tables.rows``), a ``BadRow`` naming it: a batch
     job fails or skips it as it does a row the model refuses."""
     kind = format_of(path, what="input")
     readers: dict[str, Callable[[Path, int], Iterator[Chunk | BadRow]]] = {

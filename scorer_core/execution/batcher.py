@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from scorer_core.errors import ModelError, ScorerError
-from scorer_core.execution.batch import BatchKey, batch_key
 from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
+from scorer_core.execution.merging import BatchKey, batch_key
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 
 __all__ = ["Batcher", "Execute", "Observe"]

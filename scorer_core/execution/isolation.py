@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from scorer_core.errors import ModelError, ScorerError, ScoringTimeout
-from scorer_core.execution.batch import Batch
+from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringResult, ScoringTask, run_task
 from scorer_core.runtime import Runtime
 

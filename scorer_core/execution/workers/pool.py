@@ -32,9 +32,9 @@ from pathlib import Path
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError, ScoringTimeout
-from scorer_core.execution.batch import Batch
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
+from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.workers.messages import (
     Failed,

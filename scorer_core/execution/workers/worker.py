@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from scorer_core.config.logs import configure_logging
 from scorer_core.config.plugins import load_plugins
 from scorer_core.errors import ConfigurationError
-from scorer_core.execution.batch import Batch
 from scorer_core.execution.executors import load_runtime
 from scorer_core.execution.isolation import Outcome, run_batch
+from scorer_core.execution.merging import Batch
 from scorer_core.execution.workers.messages import (
     Failed,
     Load,

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from scorer_core.errors import ModelError, RowCountMismatch
-from scorer_core.execution.batch import Batch, batch_key
 from scorer_core.execution.isolation import run_batch
+from scorer_core.execution.merging import Batch, batch_key
 from scorer_core.execution.scoring import run_task
 from scorer_core.schema import ShapleyType
 from tests.batching.conftest import task

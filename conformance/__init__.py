@@ -2,15 +2,12 @@
 
 In a plugin's tests::
 
-    import pytest
     import conformance
 
     class TestMyRuntime(conformance.RuntimeSuite):
-        @pytest.fixture(scope="class")
-        @classmethod
-        def scorer_target(cls, my_model_path):
-            with conformance.start_server(my_model_path, runtime="my-scorer") as target:
-                yield target
+        scorer_target = conformance.served("model.my", runtime="my-scorer", env={...})
+
+A model that a fixture builds: ``conformance.served(lambda fixture: fixture("my_model").path)``.
 
 Or from a shell: ``scorer check MODEL_PATH`` (or ``scorer check --url http://host:port``).
 """
@@ -29,6 +26,7 @@ if TYPE_CHECKING:
         HeaderChecks,
         RowCountChecks,
         RuntimeSuite,
+        served,
     )
     from conformance.target import CONFORMANCE_FORWARD_HEADERS, ScorerTarget, start_server, wait_ready
 
@@ -42,6 +40,7 @@ __all__ = [
     "RowCountChecks",
     "RuntimeSuite",
     "ScorerTarget",
+    "served",
     "start_server",
     "wait_ready",
 ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +26,7 @@ from conformance.shapes import (
     interval_bound_names,
     score_output_names,
 )
-from conformance.target import ScorerTarget
+from conformance.target import ScorerTarget, start_server
 
 __all__ = [
     "CapabilityChecks",
@@ -35,8 +37,13 @@ __all__ = [
     "RowCountChecks",
     "RuntimeSuite",
     "cells_match",
+    "served",
     "vary_rows",
 ]
+
+#: What ``served`` starts: a model path, or a function that builds one from other fixtures (it is
+#: given ``request.getfixturevalue``), for models that a session fixture trains or writes.
+ModelSource = str | os.PathLike[str] | Callable[[Callable[[str], Any]], "str | os.PathLike[str]"]
 
 _NUMERIC = ("Int32", "Int64", "Float32", "Float64")
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -580,3 +587,26 @@ class HeaderChecks:
 
 class RuntimeSuite(ContractChecks, RowCountChecks, FieldChecks, ErrorChecks, CapabilityChecks, HeaderChecks):
     """Every conformance check. Subclass it and provide a ``scorer_target`` fixture."""
+
+
+def served(
+    model: ModelSource, *, env: dict[str, str] | None = None, runtime: str | None = None
+) -> Any:
+    """A class-scoped ``scorer_target`` fixture: one server for ``model`` shared by a suite's checks.
+
+    Every suite needs the same fixture, and a hand-written one is easy to get subtly wrong (a
+    function scope starts a server per check), so a subclass names only what differs::
+
+        class TestMyRuntime(conformance.RuntimeSuite):
+            scorer_target = conformance.served(lambda fixture: fixture("my_model").path, env={...})
+    """
+
+    def scorer_target(cls: type, request: pytest.FixtureRequest) -> Iterator[ScorerTarget]:
+        path = model(request.getfixturevalue) if callable(model) else model
+        with start_server(path, env=env, runtime=runtime) as target:
+            yield target
+
+    # A class method, as pytest wants for a class-scoped fixture that lives in a class (its
+    # stubs type a fixture as a plain callable, which a classmethod object is not to mypy).
+    as_method: Any = classmethod(scorer_target)
+    return pytest.fixture(scope="class")(as_method)

@@ -12,15 +12,10 @@ pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.slow
 
 SUITE_TEMPLATE = """
-import pytest
 import conformance
 
 class TestProbe(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls):
-        with conformance.start_server({model!r}, env={env!r}) as target:
-            yield target
+    scorer_target = conformance.served({model!r}, env={env!r})
 """
 
 
@@ -28,7 +23,9 @@ def run_suite(pytester: pytest.Pytester, tmp_path, spec: dict) -> pytest.RunResu
     model = tmp_path / "model.probe"
     model.write_text(json.dumps(spec))
     pytester.makepyfile(test_probe=SUITE_TEMPLATE.format(model=str(model), env=plugin_env()))
-    return pytester.runpytest("-p", "no:cacheprovider", "-q")
+    # As a plugin's own suite would, with pytest's deprecations as errors (a class-scoped fixture
+    # must be a class method, or pytest 10 refuses it).
+    return pytester.runpytest("-p", "no:cacheprovider", "-q", "-W", "error::pytest.PytestDeprecationWarning")
 
 
 def suite_checks() -> int:

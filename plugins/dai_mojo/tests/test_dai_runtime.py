@@ -403,27 +403,17 @@ def test_a_directory_without_pipeline_mojo_is_not_detected(tmp_path):
 
 
 class TestRegressionConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, pipelines):
-        with start_server(pipelines["regression"], env=SHAPLEY_ON) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("pipelines")["regression"], env=SHAPLEY_ON)
 
 
 class TestMulticlassConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, pipelines):
-        with start_server(pipelines["multiclass"], env=SHAPLEY_ON) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("pipelines")["multiclass"], env=SHAPLEY_ON)
 
 
 class TestBinomialInAWorkerProcess(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, pipelines):
-        with start_server(pipelines["binomial"], env={**SHAPLEY_ON, "BATCH_WORKERS": "1"}) as target:
-            yield target
+    scorer_target = conformance.served(
+        lambda fixture: fixture("pipelines")["binomial"], env={**SHAPLEY_ON, "BATCH_WORKERS": "1"}
+    )
 
 
 @pytest.mark.parametrize(

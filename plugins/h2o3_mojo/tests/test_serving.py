@@ -20,42 +20,27 @@ ONLY_THIS_PLUGIN = {"SCORER_LOAD_PLUGINS": "h2o3_mojo"}
 
 
 class TestGbmBinomialConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls):
-        with start_server(
-            MOJOS / "gbm_binomial.zip", env={**ONLY_THIS_PLUGIN, "SHAPLEY_ENABLE": "true"}
-        ) as target:
-            yield target
+    scorer_target = conformance.served(
+        MOJOS / "gbm_binomial.zip", env={**ONLY_THIS_PLUGIN, "SHAPLEY_ENABLE": "true"}
+    )
 
 
 class TestXgboostRegressionConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls):
-        env = {**ONLY_THIS_PLUGIN, "SHAPLEY_TYPES_ENABLED": "ALL"}
-        with start_server(MOJOS / "xgboost_regression.zip", env=env) as target:
-            yield target
+    scorer_target = conformance.served(
+        MOJOS / "xgboost_regression.zip", env={**ONLY_THIS_PLUGIN, "SHAPLEY_TYPES_ENABLED": "ALL"}
+    )
 
 
 class TestKMeansConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls):
-        with start_server(MOJOS / "kmeans.zip", env=ONLY_THIS_PLUGIN) as target:
-            yield target
+    scorer_target = conformance.served(MOJOS / "kmeans.zip", env=ONLY_THIS_PLUGIN)
 
 
 class TestGlmMultinomialInAWorkerProcess(conformance.RuntimeSuite):
     """One JVM per worker process: the contract still holds."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls):
-        with start_server(
-            MOJOS / "glm_multinomial.zip", env={**ONLY_THIS_PLUGIN, "BATCH_WORKERS": "1"}
-        ) as target:
-            yield target
+    scorer_target = conformance.served(
+        MOJOS / "glm_multinomial.zip", env={**ONLY_THIS_PLUGIN, "BATCH_WORKERS": "1"}
+    )
 
 
 @pytest.fixture(scope="module")

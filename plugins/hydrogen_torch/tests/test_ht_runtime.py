@@ -238,16 +238,10 @@ class Float32Suite(conformance.RuntimeSuite):
 
 
 class TestTextClassifierConformance(Float32Suite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, text_model):
-        with start_server(text_model.path, env=SERVER_ENV) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("text_model").path, env=SERVER_ENV)
 
 
 class TestImageClassifierInAWorkerProcess(Float32Suite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, image_model):
-        with start_server(image_model.path, env={**SERVER_ENV, "BATCH_WORKERS": "1"}) as target:
-            yield target
+    scorer_target = conformance.served(
+        lambda fixture: fixture("image_model").path, env={**SERVER_ENV, "BATCH_WORKERS": "1"}
+    )

@@ -129,34 +129,20 @@ def test_demo_model_serves_the_readme_request(tmp_path):
 
 
 class TestClassifierConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, iris_classifier):
-        with start_server(iris_classifier.path, env=ENV) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("iris_classifier").path, env=ENV)
 
 
 class TestRegressorConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, diabetes_regressor):
-        with start_server(diabetes_regressor.path, env=ENV) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("diabetes_regressor").path, env=ENV)
 
 
 class TestHeaderModelConformance(conformance.RuntimeSuite):
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, header_model):
-        with start_server(header_model.path, env=ENV) as target:
-            yield target
+    scorer_target = conformance.served(lambda fixture: fixture("header_model").path, env=ENV)
 
 
 class TestClassifierInWorkerProcesses(conformance.RuntimeSuite):
     """The real MLflow model in two worker processes: the contract, headers included, still holds."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, iris_classifier):
-        with start_server(iris_classifier.path, env={**ENV, "BATCH_WORKERS": "2"}) as target:
-            yield target
+    scorer_target = conformance.served(
+        lambda fixture: fixture("iris_classifier").path, env={**ENV, "BATCH_WORKERS": "2"}
+    )

@@ -25,7 +25,8 @@ from tests.conftest import plugin_env
 
 pyspark = pytest.importorskip("pyspark")  # the [spark] extra; `make install-test` installs it
 
-pytestmark = pytest.mark.slow
+# serial: a local Spark JVM for the module (GBs); beside other tests it would starve a small machine.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SPEC = {
     "inputs": [["x", "Float64"], ["city", "Str"]],

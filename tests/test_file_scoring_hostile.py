@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-pytestmark = pytest.mark.slow
+# serial: peak-memory bounds, which other processes on the machine must not disturb.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}
 MARKER = "OUTSIDE-7f3a"  # the outside file's content: no answer may ever show it

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# serial: a throughput ratio beside crashing workers, meaningless beside other tests' load.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 POISON = 666.0
 SPEC = {"outputs": [["y", "Float64"], ["batch_rows", "Int64"]], "crash_on": POISON}

@@ -25,7 +25,8 @@ ray = pytest.importorskip("ray")  # the scorer-ray distribution's dependency; ma
 serve = pytest.importorskip("ray.serve")
 import scorer_ray  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# serial: a local Ray cluster for the module, which test_serve_cli.py's must not meet.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 PROBE = {
     "inputs": [["x", "Float64"]],

@@ -20,7 +20,8 @@ from tests.conftest import plugin_env
 
 pytest.importorskip("ray.serve")
 
-pytestmark = pytest.mark.slow
+# serial: `serve run` listens on Serve's fixed port, 127.0.0.1:8000.
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 SERVE = str(Path(sys.executable).with_name("serve"))
 

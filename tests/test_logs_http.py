@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import pytest
 
 from conformance import start_server
 from conformance.target import free_port
-from tests.conftest import plugin_env
+from tests.conftest import plugin_env, wait_for
 from tests.test_cli import scorer
 
 pytestmark = pytest.mark.slow
@@ -21,9 +20,26 @@ SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}
 ROWS = {"fields": ["x"], "rows": [["1"], ["2"], ["3"]]}
 
 
-def lines_of(target) -> list[dict]:
-    time.sleep(0.3)  # the access line is written as the answer completes
-    return [json.loads(line) for line in target.server_log().splitlines() if line.strip()]
+def model_access_lines(target) -> list[str]:
+    """Access lines for /model/ paths (the start-up's /readyz polls have theirs too)."""
+    return [ln for ln in target.server_log().splitlines() if "scorer_core.access" in ln and "/model/" in ln]
+
+
+def logged_after(target, access: int) -> str:
+    """The server's log once it holds ``access`` /model/ access lines (each written as its answer completes)."""
+    wait_for(lambda: len(model_access_lines(target)) >= access, what=f"{access} access log lines")
+    return target.server_log()
+
+
+def log_of_stopped(target) -> str:
+    """Stop the server, then read its log: a line not there now was never going to be written."""
+    target.process.terminate()
+    target.process.wait(timeout=30)
+    return target.server_log()
+
+
+def lines_of(target, access: int) -> list[dict]:
+    return [json.loads(line) for line in logged_after(target, access).splitlines() if line.strip()]
 
 
 def test_json_logs_are_one_object_per_line_with_the_request_id(probe_server):
@@ -37,7 +53,7 @@ def test_json_logs_are_one_object_per_line_with_the_request_id(probe_server):
             "/model/score", {"fields": ["x"], "rows": [["13"]]}, headers={"X-Request-Id": "req-13"}
         )
         assert failed.status == 500
-        entries = lines_of(target)  # every line parses, or this fails
+        entries = lines_of(target, access=3)  # every line parses, or this fails
     assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
     access = {e["request_id"]: e for e in entries if e["logger"] == "scorer_core.access"}
     assert access["req-0042"] | {"duration_ms": 0, "client": ""} == {
@@ -69,12 +85,10 @@ def test_the_access_log_is_off_at_info_and_plain_text_when_asked_for(probe_serve
     with probe_server(record_headers=False, **SPEC) as target:
         assert target.post("/model/score", ROWS).status == 200
         assert "x-request-id" not in target.post("/model/score", ROWS).headers
-        time.sleep(0.3)
-        assert "/model/score" not in target.server_log()
+        assert "/model/score" not in log_of_stopped(target)
     with probe_server(env={"SCORER_ACCESS_LOG": "true"}, record_headers=False, **SPEC) as target:
         assert target.post("/model/score", ROWS, headers={"X-Request-Id": "r-1"}).status == 200
-        time.sleep(0.3)
-        (line,) = [ln for ln in target.server_log().splitlines() if "scorer_core.access: POST" in ln]
+        (line,) = [ln for ln in logged_after(target, 1).splitlines() if "scorer_core.access: POST" in ln]
         assert re.search(r"INFO scorer_core\.access: POST /model/score 200 [\d.]+ ms rows=3$", line), line
 
 
@@ -82,8 +96,7 @@ def test_a_path_cannot_forge_an_access_log_line(probe_server):
     forged = "/model/x%0a2026-12-02%2000:00:00,000%20INFO%20scorer_core.access:%20POST%20/model/score%20200"
     with probe_server(env={"SCORER_ACCESS_LOG": "true"}, record_headers=False, **SPEC) as target:
         assert target.get(forged).status == 404
-        time.sleep(0.3)
-        lines = [ln for ln in target.server_log().splitlines() if "scorer_core.access: " in ln]
+        lines = [ln for ln in logged_after(target, 1).splitlines() if "scorer_core.access: " in ln]
     assert not any(ln.startswith("2026-12-02 00:00:00,000") for ln in lines)
     assert any("GET /model/x%0A2026-12-02%2000:00:00,000%20INFO" in ln for ln in lines)
 

@@ -12,11 +12,17 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.test_metrics_http import scrape, value
 
 pytestmark = pytest.mark.slow
 
 ROW = b'{"fields": ["x"], "rows": [["2"]]}'
+
+
+def in_flight(target) -> float:
+    """Scoring requests the server holds now, their bodies still being read included."""
+    return value(scrape(target), "scorer_in_flight_requests")
 
 
 def connect(target) -> socket.socket:
@@ -74,7 +80,7 @@ def test_stalled_bodies_hold_no_scoring_slot_and_get_408(probe_server):
                 sock = connect(target)
                 sock.sendall(headers(length=len(ROW)) + ROW[:10])  # then nothing more
                 stalled.append(sock)
-            time.sleep(0.3)
+            wait_for(lambda: in_flight(target) == 96, 30, "all 96 stalled bodies being read")
             started = time.monotonic()
             reply = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}, timeout=5)
             assert reply.status == 200, reply.text
@@ -210,10 +216,11 @@ def test_two_valid_pipelined_requests_then_a_malformed_one_are_all_answered_in_o
 
 def test_a_client_that_disconnects_mid_body_is_counted_as_a_disconnect_not_a_500(probe_server):
     with probe_server(record_headers=False) as target:
-        for _ in range(3):
-            sock = connect(target)
+        gone = [connect(target) for _ in range(3)]
+        for sock in gone:
             sock.sendall(headers(length=1000) + ROW[:10])
-            time.sleep(0.1)
+        wait_for(lambda: in_flight(target) == 3, 30, "the three bodies being read")
+        for sock in gone:
             sock.close()
         deadline = time.monotonic() + 10
         samples = scrape(target)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conformance import start_server
-from tests.conftest import plugin_env
+from tests.conftest import model_calls, plugin_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -59,11 +59,11 @@ def test_a_stuck_in_process_call_fails_the_health_probes(probe_server):
 
 def test_sigterm_exits_within_the_grace_period_whatever_the_model_does(probe_server):
     env = {"SCORER_REQUEST_TIMEOUT": "60", "SCORER_SHUTDOWN_GRACE": "1"}
-    with probe_server(env=env, record_headers=False, hang_on=99) as target:
+    with probe_server(env=env, hang_on=99) as target:  # recording each call as it starts
         import threading
 
         threading.Thread(target=lambda: target.post("/model/score", HANG, timeout=60), daemon=True).start()
-        time.sleep(0.5)
+        wait_for(lambda: model_calls(target) == 1, 30, "the hanging call to start")
         started = time.monotonic()
         target.process.send_signal(signal.SIGTERM)
         code = target.process.wait(timeout=30)

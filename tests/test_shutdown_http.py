@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from tests.conftest import wait_for
 from tests.test_connections_http import closed_within
 
 pytestmark = pytest.mark.slow
@@ -98,6 +99,14 @@ def test_sigterm_under_keep_alive_load_loses_no_request_in_ten_runs(probe_server
             assert stats["answered"] > connections, f"run {run}: too little load to test anything: {stats}"
 
 
+def refuses_connections(target) -> bool:
+    try:
+        socket.create_connection(_address(target), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def _answer(sock: socket.socket) -> bytes:
     sock.settimeout(10)
     data = b""
@@ -121,7 +130,9 @@ def test_a_request_on_an_idle_connection_just_after_sigterm_is_answered_with_con
             sock.sendall(REQUEST)
             assert _answer(sock).startswith(b"HTTP/1.1 200")
         target.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        # The stop has begun once the listener is closed: uvicorn then, at once, tells every
+        # open connection to drain.
+        wait_for(lambda: refuses_connections(target), 15, "the listener closing at SIGTERM")
         # uvicorn alone closed both at once: this request met a reset.
         busy.sendall(REQUEST)
         head = _answer(busy)

@@ -14,7 +14,7 @@ import pytest
 
 import conformance
 from conformance import start_server
-from tests.conftest import plugin_env
+from tests.conftest import model_calls, plugin_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -30,13 +30,6 @@ def children(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(stat.parent.name))
     return sorted(found)
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def test_workers_score_and_merge_requests(probe_server):
@@ -60,7 +53,7 @@ def test_workers_score_and_merge_requests(probe_server):
 def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
     # Share 1: the answer at once, not held by the restart it cost (tests/test_worker_crashes_http.py).
     env = {"BATCH_WORKERS": "1", "SCORER_FAILURE_SHARE": "1"}
-    with probe_server(env=env, record_headers=False, score_delay=2.0) as target:
+    with probe_server(env=env, score_delay=2.0) as target:  # recording each call as it starts
         (worker,) = children(target.process.pid)
         result = {}
         client = threading.Thread(
@@ -69,7 +62,7 @@ def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
             )
         )
         client.start()
-        time.sleep(0.5)
+        wait_for(lambda: model_calls(target) == 1, what="the worker scoring the request")
         os.kill(worker, signal.SIGKILL)
         client.join(timeout=30)
         reply = result["reply"]
@@ -87,7 +80,8 @@ def test_worker_killed_while_idle_costs_no_request(probe_server):
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
         victim = children(target.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
-        time.sleep(0.2)
+        # Dead once it is not listed (a zombie is not): the requests come after the death.
+        wait_for(lambda: victim not in children(target.process.pid), what="the worker dead")
         replies = [target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}) for i in range(20, 30)]
         assert [r.status for r in replies] == [200] * 10
         wait_for(
@@ -154,16 +148,16 @@ def test_shutdown_leaves_no_worker_behind(probe_server):
         )
 
 
+def _empty_probe(fixture) -> Path:
+    model = fixture("tmp_path_factory").mktemp("workers") / "model.probe"
+    model.write_text("{}")
+    return model
+
+
 class TestWorkerModeConformance(conformance.RuntimeSuite):
     """The whole contract, header forwarding included, with the model in two worker processes."""
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def scorer_target(cls, tmp_path_factory):
-        model = tmp_path_factory.mktemp("workers") / "model.probe"
-        model.write_text("{}")
-        with start_server(model, env=plugin_env(BATCH_WORKERS="2")) as target:
-            yield target
+    scorer_target = conformance.served(_empty_probe, env=plugin_env(BATCH_WORKERS="2"))
 
 
 def children_of(pid: int) -> list[int]:

@@ -264,3 +264,24 @@ def test_malformed_chunked_bodies_get_400_at_once(probe_server):
             MALFORMED_CHUNKED
         )
         assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).status == 200
+
+
+def test_a_head_whose_end_is_split_across_two_reads_is_not_taken_for_a_huge_one(probe_server):
+    """'\\r\\n\\r' at the end of one read and '\\n' plus a large body in the next: the body is not
+    header bytes (it was counted as such, and a valid request got 431)."""
+    rows = b", ".join([b'["1.5"]'] * 20_000)  # about 180 KiB of body, past the 16 KiB header cap
+    body = b'{"fields": ["x"], "rows": [' + rows + b"]}"
+    with probe_server(env={"SCORER_MAX_HEADER_BYTES": "16384"}, record_headers=False) as target:
+        head = request_bytes(b"Connection: close\r\n", body)[: -len(body)]
+        assert head.endswith(b"\r\n\r\n")
+        for split in (1, 2, 3):  # the four-byte end cut after its first, second or third byte
+            sock = connect(target)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                sock.sendall(head[: len(head) - 4 + split])
+                time.sleep(0.2)  # let the server read the first part on its own
+                sock.sendall(head[len(head) - 4 + split :] + body)
+                answer = read_all(sock, timeout=30)
+            finally:
+                sock.close()
+            assert answer.startswith(b"HTTP/1.1 200 "), (split, answer[:200])

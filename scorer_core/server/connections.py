@@ -267,6 +267,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             # over as the deadline for the next request, which saves a second timer per request.
             self.timeout_keep_alive = limits.keepalive_timeout  # type: ignore[assignment]
             self._header_bytes = 0
+            #: The last bytes of the previous read, so that a head's end split across two reads
+            #: is still found (else a large body behind it would count as header bytes: a 431).
+            self._head_tail = b""
             self._awaiting_headers = True
             self._in_head = False
             self._timer: asyncio.TimerHandle | None = None
@@ -293,8 +296,10 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             if self._deferred_400 is not None or self._discarding:
                 return  # nothing after a malformed or refused request is read
             if self._awaiting_headers:
-                end = data.find(_HEADERS_END)
-                self._header_bytes += len(data) if end < 0 else end
+                window = self._head_tail + data
+                end = window.find(_HEADERS_END)
+                self._header_bytes += len(data) if end < 0 else max(0, end - len(self._head_tail))
+                self._head_tail = window[-(len(_HEADERS_END) - 1) :] if end < 0 else b""
                 if self._header_bytes > max_header_bytes:
                     self._refuse(
                         431,
@@ -350,9 +355,9 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
             self._close_lingering()
 
         def on_message_begin(self) -> None:
+            # The bytes counted are kept: this read, which starts the head, counts towards it.
             self._cancel_timer()
             self._in_head = True
-            self._header_bytes = 0
             self._awaiting_headers = True
             super().on_message_begin()
 
@@ -377,6 +382,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
         def on_message_complete(self) -> None:
             self._awaiting_headers = True
             self._header_bytes = 0
+            self._head_tail = b""
             super().on_message_complete()
 
         def on_response_complete(self) -> None:

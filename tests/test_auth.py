@@ -630,3 +630,70 @@ def test_a_jwks_url_whose_certificate_is_not_trusted_is_not_fetched(tmp_path, ke
         assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
     finally:
         server.close()
+
+
+class Redirector:
+    """An HTTP server on loopback answering every GET with a 302 to ``location``."""
+
+    def __init__(self, location: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("target", ["ftp", "file"])
+def test_a_jwks_redirect_away_from_http_is_refused_without_being_followed(target, keys):
+    """urllib's default opener followed a redirect to ftp:// (its FTP handler opens sockets the
+    fetch's deadline never sees); only http and https redirects are followed now."""
+    import socket
+    import urllib.error
+
+    from scorer_core.server.fetch import fetch
+
+    listener = socket.create_server(("127.0.0.1", 0))  # where an FTP client would connect
+    listener.settimeout(0.5)
+    location = {
+        "ftp": f"ftp://127.0.0.1:{listener.getsockname()[1]}/jwks.json",
+        "file": "file:///etc/passwd",
+    }[target]
+    redirector = Redirector(location)
+    try:
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            fetch(redirector.url, 5.0, 1 << 20)
+        assert time.monotonic() - started < 5  # refused at once, not at a deadline
+        assert refused.value.code == 302
+        assert re.search(
+            r"only http and https redirects are followed|Redirection to url .* is not allowed",
+            str(refused.value),
+        ), refused.value
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nothing connected to the redirect's target
+    finally:
+        redirector.close()
+        listener.close()
+
+
+def test_a_jwks_redirect_to_http_is_still_followed(keys):
+    server = JwksServer(jwks(keys, "k1"))
+    redirector = Redirector(server.url)
+    try:
+        check(oidc_auth(redirector.url), token(keys))
+        assert server.fetches == 1
+    finally:
+        redirector.close()
+        server.close()

@@ -8,7 +8,9 @@ TLS handshake, a proxy tunnel, the status line, the headers or the body. Name re
 system resolver's and is not covered.
 
 urllib is kept, rather than a bare ``http.client`` connection, so that the proxy settings of the
-environment (``HTTPS_PROXY``, ``NO_PROXY``) keep applying as they did.
+environment (``HTTPS_PROXY``, ``NO_PROXY``) keep applying as they did. Its opener is built with HTTP
+and HTTPS alone, redirects included: ``build_opener``'s default FTP, file and data handlers open
+sockets and files the watchdog never sees, and its redirect handler follows ``ftp://``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import contextlib
 import http.client
 import socket
 import threading
+import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -30,7 +34,7 @@ class FetchTimeout(TimeoutError):
 def fetch(url: str, seconds: float, max_bytes: int) -> bytes:
     """The body of ``GET url`` (at most ``max_bytes`` of it), or an exception, within ``seconds``."""
     watchdog = _Watchdog(seconds)
-    opener = urllib.request.build_opener(_HTTPHandler(watchdog), _HTTPSHandler(watchdog))
+    opener = _opener(watchdog)
     try:
         with opener.open(url, timeout=seconds) as reply:
             body: bytes = reply.read(max_bytes)
@@ -43,6 +47,43 @@ def fetch(url: str, seconds: float, max_bytes: int) -> bytes:
     if watchdog.expired:  # shut just as the last read returned: the body may be cut short
         raise FetchTimeout(f"no complete answer within {seconds:g} s")
     return body
+
+
+def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    """urllib's opener with only the handlers an HTTP(S) GET needs, every connection watched."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),  # the environment's proxies, as urlopen uses them
+        urllib.request.UnknownHandler(),  # any other scheme: "unknown url type", not opened
+        _HTTPHandler(watchdog),
+        _HTTPSHandler(watchdog),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _HTTPRedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+class _HTTPRedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Follows redirects to ``http`` and ``https`` URLs only; anything else is refused by name."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        scheme = urllib.parse.urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            # http_error_302 has made newurl absolute already, so it has a scheme.
+            reason = f"redirected to a {scheme}: URL; only http and https redirects are followed"
+            fp.close()  # the redirect's own body, unread, as urllib's handler does once it is followed
+            raise urllib.error.HTTPError(req.full_url, code, reason, headers, None)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
 class _Watchdog:

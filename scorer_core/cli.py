@@ -1,6 +1,7 @@
-"""The ``scorer`` command: ``serve`` a model, list ``plugins``, and commands that packages add.
+"""The ``scorer`` command: ``serve`` a model, score files in a ``batch``, list ``plugins``, and
+commands that packages add.
 
-Commands beyond these two come from the entry-point group ``scorer_core.commands`` (the
+Commands beyond these three come from the entry-point group ``scorer_core.commands`` (the
 conformance suite adds ``scorer check`` that way), so the core never imports them.
 """
 

@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from conformance import ScorerTarget, start_server
-from tests.conftest import plugin_env
+from tests.conftest import model_calls, plugin_env
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +81,34 @@ def test_dict_cells_are_answered_as_json_whether_a_model_or_the_client_made_them
         reply = target.post("/model/score", copied)
     assert reply.status == 200, reply.text
     assert reply.json()["score"] == [['{"nested":[1,2,3]}', "4.0"], ['["a",null]', "6.0"]]
+
+
+def test_a_copied_cell_nested_too_deep_to_write_back_is_a_400_before_the_model_runs(probe_server):
+    """orjson reads 1,024 levels but writes 254: such a cell, copied, answered 500 after the model
+    had run, with an ERROR traceback. Small bodies and large ones (parsed in pieces) alike."""
+    deep = "[" * 300 + "]" * 300
+    small = f'{{"fields": ["x", "e"], "rows": [["1", {deep}]], "includeFieldsInOutput": ["e"]}}'
+    large = (
+        '{"fields": ["x", "e"], "rows": ['
+        + '["1", "a"], ' * 40_000
+        + f'["1", {deep}]], "includeFieldsInOutput": ["e"]}}'
+    )
+    assert len(large) > 256 * 1024
+    with probe_server() as target:
+        replies = [target.post("/model/score", raw=body.encode(), timeout=60) for body in (small, large)]
+        calls = model_calls(target)
+        # Not copied, the same cell is no trouble; 254 levels can be written back.
+        ignored = target.post("/model/score", raw=small.replace('"e"]}', '"x"]}').encode())
+        fits = "[" * 254 + "]" * 254
+        copied = target.post("/model/score", raw=small.replace(deep, fits).encode())
+        log = target.server_log()
+    for reply, row in zip(replies, (0, 40_000), strict=True):
+        assert reply.status == 400, reply.text[:300]
+        assert reply.json()["detail"] == (
+            f"{PREFIX}row {row} (zero-indexed), field 'e': the cell nests deeper than 254 levels, too deep "
+            "to copy to the output (includeFieldsInOutput)"
+        )
+    assert calls == 0, "the model ran for a request that could not be answered"
+    assert ignored.status == 200 and ignored.json()["score"] == [["1", "2.0"]], ignored.text[:300]
+    assert copied.status == 200 and copied.json()["score"] == [[fits, "2.0"]], copied.text[:300]
+    assert "Traceback" not in log and "Recursion limit" not in log

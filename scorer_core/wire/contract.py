@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import DataType, ShapleyType
+from scorer_core.wire.cells import echoed
 from scorer_core.wire.rows_array import PARSE_CHUNK_BYTES, parse_pieces, split_rows
 
 __all__ = [
@@ -34,6 +35,9 @@ __all__ = [
 
 #: A request cell: a string per the contract; H2O's Java scorer also accepts numbers and null.
 Cell = Union[str, bool, int, float, None]  # noqa: UP007 - pydantic reads the union order
+#: The deepest a copied cell may nest: it is written back as JSON (``service.answers``), and orjson
+#: writes 254 levels while it reads 1024, so a deeper one would fail once the model had run.
+MAX_COPIED_DEPTH = 254
 _CONFIG = ConfigDict(extra="ignore", populate_by_name=True)
 
 
@@ -182,7 +186,32 @@ def parse_request(model: type[ScoreRequest] | type[ContributionRequest], body: b
         raise InvalidRequest(_describe(exc)) from None
     if isinstance(rows, list):
         request.rows = rows
+    if isinstance(request, ScoreRequest):
+        _check_copied_cells(request)
     return request
+
+
+def _check_copied_cells(request: ScoreRequest) -> None:
+    """A 400 for a nested cell in a field copied to the output (``includeFieldsInOutput``) that
+    could not be written back, naming its row and field, before the model is called. Only the
+    copied fields: a nested cell is refused anyway in a field the model reads, and ignored in
+    one it neither reads nor copies."""
+    include = set(request.includeFieldsInOutput or ())
+    copied = [(i, name) for i, name in enumerate(request.fields) if name in include]
+    if not copied:
+        return
+    for index, row in enumerate(request.rows):
+        for position, name in copied:
+            # Typed as the contract's cells, but the parse leaves nested ones in (``parse_request``).
+            cell: Any = row[position] if position < len(row) else None  # a short row: 400 in service.tasks
+            if isinstance(cell, (list, dict)):
+                try:
+                    orjson.dumps(cell)
+                except orjson.JSONEncodeError:
+                    raise InvalidRequest(
+                        f"row {index} (zero-indexed), field {echoed(name)}: the cell nests deeper than "
+                        f"{MAX_COPIED_DEPTH} levels, too deep to copy to the output (includeFieldsInOutput)"
+                    ) from None
 
 
 def _parse_in_pieces(body: bytes) -> tuple[dict[str, Any], list[Any]] | None:

@@ -285,6 +285,13 @@ def test_bad_rows_are_numbered_as_the_local_engine_numbers_them(spark, model, tm
     assert [e["row"] for e in errors] == [5, 33]
     assert "exploded" in errors[1]["error"]
     assert sorted(r[0] for r in read_whole_dir(out)[1]) == sorted(r["id"] for i, r in enumerate(table) if i not in (5, 33))
+    # A later job that skips nothing leaves no side file of the earlier one, as the local engine.
+    clean = write_parts(tmp_path / "clean", rows(6), 2)
+    summary = run_spark_job(
+        settings(), BatchOptions(model_path=path, input=clean, output=out, on_error="skip"), session=spark
+    )
+    assert summary.rows_skipped == 0
+    assert not (tmp_path / "out.csv.errors.jsonl").exists(), "an earlier job's side file beside the new output"
 
 
 def test_a_directory_spark_did_not_write_is_never_replaced(spark, model, tmp_path):

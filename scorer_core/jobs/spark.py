@@ -143,6 +143,8 @@ def _run(spark: Any, settings: Settings, options: BatchOptions) -> BatchSummary:
         offsets = _offsets_of(counts.partitions.value)
         numbered = sorted((offsets[p] + k, reason) for p, k, reason in counts.failures.value)
         output.write_failures(numbered)
+    elif options.on_error == "skip":
+        output.delete(errors)  # an earlier job's, about an output now replaced (as the local engine)
     output.check_replaceable(output.path)  # again: the job may have run for hours
     output.delete(output.path)
     output.rename(partial, output.path)

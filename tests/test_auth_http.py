@@ -186,6 +186,30 @@ def test_a_jwks_url_that_dribbles_costs_the_first_token_request_5_s_not_minutes(
         dribbler.close()
 
 
+def test_a_jwt_shaped_passphrase_passes_while_the_jwks_url_is_unreachable(probe_server):
+    """With OIDC and a passphrase configured, a credential that parses as a JWT is tried as a token
+    first; keys that could not be fetched answered 503 and the passphrase was never checked. (A
+    passphrase such as ``a.b.c``, whose header is no JWT's, was refused as a token and then checked
+    as a passphrase already: the passphrase must look like a token for the keys to be needed.)"""
+    keys = make_keys()
+    passphrase = token(keys)  # a token of some other issuer, kept as the deployment's passphrase
+    unreachable = f"http://127.0.0.1:{free_port()}/jwks"  # nothing listens there
+    env = {
+        "SCORER_PASSPHRASE": passphrase,
+        "SCORER_OIDC_ISSUER": ISSUER,
+        "SCORER_OIDC_AUDIENCE": AUDIENCE,
+        "SCORER_OIDC_JWKS": unreachable,
+    }
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
+        for _ in range(2):  # the first request fetches and fails; the second finds no keys known
+            assert target.post("/model/score", BODY, headers=bearer(passphrase), timeout=30).status == 200
+        assert target.post("/model/score", BODY, headers=bearer("a.b.c"), timeout=30).status == 401
+        # Another token may be one the keys would accept: still 503 (retry), not 401.
+        refused = target.post("/model/score", BODY, headers=bearer(token(keys, "k2")), timeout=30)
+        assert refused.status == 503, refused
+        assert "OIDC signing keys could not be fetched" in refused.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

@@ -124,12 +124,16 @@ class Authenticator:
         """Return if the request may proceed; raise ``Unauthorized`` (or 429, 503) if not.
         ``client``: the peer's address, which bounds how many slow checks it may have waiting."""
         credential = bearer_credential(authorization)
-        token_problem: Unauthorized | None = None
+        token_problem: ScorerError | None = None
         if self._keys is not None and credential.count(b".") == 2:
             try:
                 await self._keys.verify(credential.decode("ascii", "replace"))
                 return
-            except Unauthorized as exc:
+            except (Unauthorized, NotReady) as exc:
+                # A passphrase may parse as a token too: keys that cannot be fetched (503) must not
+                # keep it from being checked. Its refusal still reports the token's problem.
+                if self.credentials.passphrase is None:
+                    raise
                 token_problem = exc
         if self.credentials.passphrase is not None:
             if await self._passphrase_matches(credential, client):

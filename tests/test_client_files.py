@@ -3,6 +3,7 @@ once, beneath the scoring directory, and read within limits and the request's de
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -11,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scorer_core.errors import InvalidRequest, ScorerError
-from scorer_core.server.files import ClientFile, open_client_file
+from scorer_core.server.files import ClientFile, _refusal, open_client_file
 from scorer_core.tables.files import FileTooLarge, ReadLimits, read_table
 from scorer_core.wire.deadline import DeadlinePassed, working_until
 
@@ -81,6 +82,24 @@ def test_names_that_leave_or_name_no_regular_file_are_refused(root, name, messag
     assert message in refused.value.message
     assert str(root) not in refused.value.message and "SECRET" not in refused.value.message
     assert time.monotonic() - started < 5, "a FIFO is refused at once, never waited on"
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (errno.ENXIO, "is not a regular file"),  # a Unix socket (over HTTP: test_file_scoring_http)
+        (errno.ENODEV, "is not a regular file"),  # a device node without its driver
+        (errno.EISDIR, "is not a regular file"),
+        (errno.ELOOP, "changed while it was being opened"),  # a link at open(), gone at readlink()
+        (errno.EWOULDBLOCK, "it is in use"),  # a lease held by someone writing in the directory
+    ],
+)
+def test_an_open_that_fails_for_what_lies_in_the_directory_is_the_clients_400(code, message):
+    """The errors open() gives for what someone put in the directory, which answered 500. Each
+    is a race or a device that a file system test cannot make at will, so the mapping is checked."""
+    refused = _refusal(OSError(code, os.strerror(code), "/srv/private/x.csv"), "x.csv")
+    assert isinstance(refused, InvalidRequest) and refused.status_code == 400
+    assert message in refused.message and "private" not in refused.message
 
 
 def test_a_missing_directory_is_the_servers_fault_and_its_path_stays_unsaid(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -24,6 +25,14 @@ def scoring_dir(tmp_path):
     (root / "doc.json").write_text('[{"x": 1}]')  # a JSON document, not JSON Lines
     (root / "broken.jsonl").write_text('{"x": 1}\n[2]\n')
     (root / "ragged.csv").write_text("x,y\n1,2\n3\n")
+    # A Unix socket: open() fails with ENXIO. Bound through /proc, since a socket's path is at most
+    # 108 bytes and tmp_path's may be longer; the socket file stays once the socket is closed.
+    directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(f"/proc/self/fd/{directory}/socket.csv")
+    finally:
+        os.close(directory)
     return root
 
 
@@ -53,6 +62,7 @@ def test_a_file_in_the_directory_is_scored_as_its_rows_would_be_when_posted(prob
         ("big.csv", 413, "larger than SCORER_MAX_REQUEST_BYTES"),
         ("", 400, "give the file to score"),
         ("doc.json", 400, "unknown format"),
+        ("socket.csv", 400, "file 'socket.csv' is not a regular file in SCORER_FILE_SCORING_DIR"),
         # The client's file at fault: a 400 naming the file, never where the server keeps it.
         ("broken.jsonl", 400, "file 'broken.jsonl' cannot be read: line 2 is not a JSON object"),
         ("ragged.csv", 400, "file 'ragged.csv' cannot be read: "),

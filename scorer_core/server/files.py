@@ -37,6 +37,10 @@ MAX_LINKS = 40
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
+#: What ``open()`` says of something in the directory that is no file to read: a Unix socket
+#: (ENXIO), a device without its driver (ENXIO, ENODEV), a directory (EISDIR). Whoever put it
+#: there is at fault, not the server: a 400, as a FIFO gets.
+_NOT_A_FILE = frozenset({errno.ENXIO, errno.ENODEV, errno.EISDIR, errno.EOPNOTSUPP})
 
 
 class ClientFile:
@@ -177,5 +181,11 @@ def _refusal(exc: OSError, name: str) -> ScorerError:
         return InvalidRequest("file name is too long (a part of it is over 255 bytes)")
     if exc.errno in (errno.EACCES, errno.EPERM):
         return InvalidRequest(f"file {name!r} cannot be opened: permission denied")
+    if exc.errno in _NOT_A_FILE:
+        return InvalidRequest(f"file {name!r} is not a regular file in {SETTING}")
+    if exc.errno == errno.ELOOP:  # a link when opened (O_NOFOLLOW), none by the time it was read
+        return InvalidRequest(f"file {name!r} changed while it was being opened; try again")
+    if exc.errno == errno.EWOULDBLOCK:  # O_NONBLOCK against a lease someone in the directory holds
+        return InvalidRequest(f"file {name!r} cannot be opened: it is in use; try again")
     # The server's own trouble (I/O, descriptors run out): a 500, still without its paths.
     return ScorerError(f"file {name!r} cannot be opened: {os.strerror(exc.errno or errno.EIO)}")

@@ -9,6 +9,7 @@ can take work. In the server process, a crash ends the server, and its log says 
 from __future__ import annotations
 
 import http.client
+import json
 import re
 import threading
 import time
@@ -16,8 +17,11 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import wait_for
 
 # serial: a throughput ratio beside crashing workers, meaningless beside other tests' load.
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -74,6 +78,35 @@ def test_requests_merged_with_a_crashing_one_are_answered_and_only_it_fails(prob
     if workers == "2":
         # Requests scored apart wait for a spare worker, so their crash never takes the last one.
         assert set(ready) == {200}, ready
+
+
+def test_a_batch_whose_time_ran_out_waiting_for_a_replacement_is_not_sent_to_it(probe_server):
+    """One worker, and a replacement that loads for longer than the request timeout: the requests
+    sent meanwhile get 504, and the fresh worker is not killed as hung for time that ran out before
+    it received their batch (it was, 1 ms after, and its replacement the same way, for good)."""
+    env = {"BATCH_WORKERS": "1", "SCORER_REQUEST_TIMEOUT": "1", "SCORER_FAILURE_SHARE": "1"}
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
+        spec_file = Path(next(a for a in target.process.args if str(a).endswith(".probe")))  # type: ignore[union-attr]
+        spec_file.write_text(json.dumps({**SPEC, "load_delay": 4}))  # the next load only
+        assert target.post("/model/score", body(POISON), timeout=30).status == 500
+        # Large, so that the worker cannot unpickle the batch and answer that its time ran out
+        # within 1 ms, as it could a small one.
+        rows = {"fields": ["x"], "rows": [[str(x)] for x in range(100_000)]}
+        waited = [target.post("/model/score", rows, timeout=30) for _ in range(2)]
+        assert [r.status for r in waited] == [504, 504], [r.text for r in waited]
+        assert all("SCORER_REQUEST_TIMEOUT" in r.json()["detail"] for r in waited)
+
+        def replaced(log: str) -> int:
+            return len(re.findall(r"Replacement worker process \d+ ready", log))
+
+        wait_for(lambda: replaced(target.server_log()) == 1, timeout=60, what="the replacement ready")
+        reply = target.post("/model/score", body(3), timeout=30)
+        assert reply.status == 200, reply.text
+        assert float(reply.json()["score"][0][0]) == 6.0
+        log = target.server_log()
+    assert "did not answer within" not in log
+    assert log.count("starting a replacement") == 1, "the fresh worker was killed and replaced again"
+    assert replaced(log) == 1
 
 
 def good_load(target, clients: int, seconds: float) -> Counter[int]:

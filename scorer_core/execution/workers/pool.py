@@ -281,10 +281,22 @@ class WorkerPool:
             self._changed.notify_all()
         self._idle.put(worker)
 
-    def _take_live_worker(self, message: Score) -> _Worker:
-        """An idle worker that accepted the batch; workers found dead before that are replaced."""
+    def _take_live_worker(self, message: Score, until: float | None) -> _Worker:
+        """An idle worker that accepted the batch; workers found dead before that are replaced.
+
+        ``ScoringTimeout``, with the batch sent nowhere, once less than ``_TOO_LATE`` is left before
+        ``until`` (``time.monotonic()``): a worker given a batch whose time ran out while it waited
+        (for a replacement to load, or a busy spare) would be killed as hung for time it never had.
+        """
         while True:
-            worker = self._idle.get()
+            wait = None if until is None else max(until - _TOO_LATE - time.monotonic(), 0.0)
+            try:
+                worker = self._idle.get(timeout=wait)
+            except queue.Empty:
+                raise ScoringTimeout(
+                    f"the request was not scored within {self.settings.request_timeout:g} s "
+                    "(SCORER_REQUEST_TIMEOUT): no worker process was free in time"
+                ) from None
             if worker is None:
                 self._idle.put(None)  # let the other waiting threads see the pool is closing
                 raise ModelError("the server is shutting down", runtime=self.runtime)
@@ -316,7 +328,7 @@ class WorkerPool:
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
         merged = batch.merged()
-        worker = self._take_live_worker(Score(merged, batch.offsets, batch.deadlines))
+        worker = self._take_live_worker(Score(merged, batch.offsets, batch.deadlines), merged.deadline)
         # No request of this batch can use an answer later than its latest deadline, so a worker
         # still busy then is hung: it is killed and replaced, and its replacement the next batch.
         kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout

@@ -187,3 +187,22 @@ def test_a_json_lines_value_too_deep_to_be_a_cell_is_the_clients_400(root):
     with pytest.raises(InvalidRequest, match=r"file 'deep\.jsonl' cannot be read") as refused:
         read(open_client_file(root, "deep.jsonl", 1 << 20))
     assert refused.value.status_code == 400
+
+
+@pytest.mark.parametrize("name", ["rows.csv", "more.jsonl", "data.parquet"])
+@pytest.mark.parametrize("growth", ["rows", "sparse"])
+def test_a_file_grown_after_it_was_opened_is_read_as_it_was_checked(root, name, growth):
+    """The size is checked at open(); a writer in the directory then grew the open file, and
+    every byte it added was read: past SCORER_MAX_REQUEST_BYTES, gigabytes of sparse NULs."""
+    (root / "more.jsonl").write_text('{"x": 1}\n{"x": 2}\n')
+    before = read(open_client_file(root, name, 1 << 20))
+    opened = open_client_file(root, name, 1 << 20)
+    with open(root / name, "ab") as grower:
+        if growth == "rows":  # whole rows, each as the format writes one
+            row = {"rows.csv": b"7\n", "more.jsonl": b'{"x": 7}\n', "data.parquet": b"PAR1"}[name]
+            grower.write(row * 50_000)
+        else:
+            grower.truncate(8 << 30)  # 8 GiB more, of no disk
+    started = time.monotonic()
+    assert read(opened) == before
+    assert time.monotonic() - started < 5, "the growth was read"

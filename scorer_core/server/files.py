@@ -14,6 +14,7 @@ file by ``fstat`` of that descriptor, which is the only thing read afterwards.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import stat
 import threading
@@ -21,10 +22,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import PurePosixPath
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from scorer_core.errors import InvalidRequest, ScorerError
 from scorer_core.tables.files import SERVED_FORMATS, FileTooLarge
+from scorer_core.tables.rows import CappedFile
 from scorer_core.wire.deadline import DeadlinePassed
 
 __all__ = ["ClientFile", "open_client_file"]
@@ -53,20 +55,22 @@ class ClientFile:
     when no thread ever started.
     """
 
-    def __init__(self, fd: int, name: str, kind: str) -> None:
+    def __init__(self, fd: int, name: str, kind: str, size: int) -> None:
         self.name = name
         self.kind = kind
+        self.size = size
         self._fd = fd
         self._claim = threading.Lock()
 
     @contextmanager
     def reading(self) -> Iterator[BinaryIO]:
-        """The file, to read from start to end; closed when done. ``DeadlinePassed`` when the
-        request has already been answered and closed it."""
+        """The file, to read from start to end, as it was when its size was checked: grown
+        since, it still ends there (``CappedFile``); closed when done. ``DeadlinePassed`` when
+        the request has already been answered and closed it."""
         if not self._claim.acquire(blocking=False):
             raise DeadlinePassed
-        with os.fdopen(self._fd, "rb") as handle:
-            yield handle
+        with io.BufferedReader(CappedFile(self._fd, self.size)) as handle:
+            yield cast(BinaryIO, handle)
 
     def close(self) -> None:
         """Close the file unless a thread has claimed it to read (that thread closes it)."""
@@ -107,7 +111,7 @@ def open_client_file(directory: os.PathLike[str] | str, name: str, max_bytes: in
     except BaseException:
         os.close(fd)
         raise
-    return ClientFile(fd, name, kind)
+    return ClientFile(fd, name, kind, info.st_size)
 
 
 def _check_name(name: str) -> None:

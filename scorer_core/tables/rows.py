@@ -18,6 +18,7 @@ again from there. A good file is read by pyarrow alone, as before.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import itertools
 import os
@@ -29,7 +30,7 @@ from typing import IO, Any
 from scorer_core.errors import ConfigurationError
 from scorer_core.wire.columns import Column
 
-__all__ = ["MAX_ROW_BYTES", "BadRow", "Chunk", "bounded_lines", "csv_rows", "too_long"]
+__all__ = ["MAX_ROW_BYTES", "BadRow", "CappedFile", "Chunk", "bounded_lines", "csv_rows", "too_long"]
 
 #: The most bytes one row may take in a file: a CSV record or a JSON line, its line end included.
 #: pyarrow's CSV reader never read a longer one (it is its block), so no file that was read
@@ -121,7 +122,7 @@ def _fast(handle: IO[bytes], names: list[str], rows: int, at: _At) -> Generator[
     import pyarrow as pa
     import pyarrow.csv as pc
 
-    source = _Reads(handle.fileno(), at.offset)
+    source = _Reads(handle.fileno(), at.offset, _end_of(handle))
     # Arrow's string arrays, sliced to chunks without copying: a cell becomes a Python string
     # only if the job reads it as one (wire.columns).
     pending: list[Any] = []
@@ -193,16 +194,75 @@ def _cells(count: int) -> str:
     return f"{count} cell{'' if count == 1 else 's'}"
 
 
-class _Reads(io.RawIOBase):
-    """The file as pyarrow reads it: at an offset of its own (``pread``), and cut off by
-    ``stop``. pyarrow reads ahead on a thread of its own, and once it has failed goes on reading
-    to the end of the file: that must neither move the handle the careful reader then reads,
-    nor read a descriptor that its owner has closed (and the process may have reused)."""
+class CappedFile(io.RawIOBase):
+    """An open descriptor read as a file of its first ``end`` bytes (the size it had when it was
+    checked), closed with it. Someone who can write to the file can grow it after the check,
+    even by gigabytes of sparse NULs at no cost to them: what is read must be what was checked.
+    Reads are ``pread``s at an offset of its own, and only this object moves it."""
 
-    def __init__(self, fd: int, offset: int) -> None:
+    def __init__(self, fd: int, end: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self.end = end
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Any) -> int:
+        count = _pread(self._fd, buffer, self._offset, self.end)
+        self._offset += count
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._offset, io.SEEK_END: self.end}[whence]
+        if base + offset < 0:
+            raise OSError(errno.EINVAL, "negative seek position")
+        self._offset = base + offset
+        return self._offset
+
+    def tell(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+def _pread(fd: int, buffer: Any, offset: int, end: int | None) -> int:
+    """``pread`` into ``buffer`` at ``offset``, never past ``end`` (when it is known)."""
+    if end is not None:
+        buffer = memoryview(buffer).cast("B")[: max(0, end - offset)]
+        if not len(buffer):
+            return 0
+    return os.preadv(fd, [buffer], offset)
+
+
+def _end_of(handle: IO[bytes]) -> int | None:
+    """Where reads of ``handle``'s descriptor must stop: a ``CappedFile``'s end (buffered or
+    not), else the file's own."""
+    raw = getattr(handle, "raw", handle)
+    return raw.end if isinstance(raw, CappedFile) else None
+
+
+class _Reads(io.RawIOBase):
+    """The file as pyarrow reads it: at an offset of its own (``pread``), not past ``end``, and
+    cut off by ``stop``. pyarrow reads ahead on a thread of its own, and once it has failed goes
+    on reading to the end of the file: that must neither move the handle the careful reader then
+    reads, nor read a descriptor that its owner has closed (and the process may have reused)."""
+
+    def __init__(self, fd: int, offset: int, end: int | None = None) -> None:
         super().__init__()
         self._fd = fd
         self._offset = offset
+        self._end = end
         self._lock = threading.Lock()
         self._stopped = False
 
@@ -213,7 +273,7 @@ class _Reads(io.RawIOBase):
         with self._lock:
             if self._stopped:
                 return 0  # the end of the file, as far as pyarrow is concerned
-            count = os.preadv(self._fd, [buffer], self._offset)
+            count = _pread(self._fd, buffer, self._offset, self._end)
             self._offset += count
             return count
 

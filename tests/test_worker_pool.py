@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +34,20 @@ def start_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Worker
     yield start
     for pool in pools:
         pool._shutdown()
+
+
+def pool_processes(pool: WorkerPool) -> set[int]:
+    """Live processes started for ``pool``: those whose command line names its socket folder."""
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(pool._dir).encode() in command and state != "Z":
+            found.add(int(entry.name))
+    return found
 
 
 @pytest.mark.slow
@@ -77,3 +93,32 @@ def test_a_bad_restart_backoff_is_refused_naming_the_variable(
     monkeypatch.setenv("SCORER_WORKER_RESTART_BACKOFF", value)
     with pytest.raises(ConfigurationError, match=f"SCORER_WORKER_RESTART_BACKOFF='{value}'.*seconds"):
         load_settings()
+
+
+@pytest.mark.slow
+def test_no_worker_is_started_after_the_pool_closed_during_a_restart_back_off(
+    start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replacement's first try fails, and the pool closes during the back-off before the next;
+    the closing is held up by a stopped worker meanwhile, as by one finishing a long call, so the
+    socket folder is still there when the back-off ends."""
+    model = probe_file()
+    pool = start_pool(model, count=2, worker_restart_backoff="1")
+    victim, stuck = pool.pids
+    model.write_text('{"load_error": "the weights are being copied"}')
+    caplog.set_level(logging.ERROR, logger="scorer_core.execution.workers.pool")
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "Replacement worker failed to start" in caplog.text, timeout=60, what="a failed try")
+    model.write_text("{}")
+    os.kill(stuck, signal.SIGSTOP)  # it cannot read Stop: the closing waits 10 s for it, then kills it
+    closing = threading.Thread(target=pool._shutdown)
+    closing.start()
+    try:
+        closing.join(timeout=60)
+        assert not closing.is_alive()
+        assert pool.pids == [], "a worker was registered after the pool closed"
+        assert pool_processes(pool) == set(), "a worker process outlived the pool"
+        assert "Replacement worker process" not in caplog.text
+    finally:
+        for pid in pool_processes(pool):
+            os.kill(pid, signal.SIGKILL)

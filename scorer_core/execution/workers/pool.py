@@ -160,7 +160,8 @@ class WorkerPool:
             for index, (listener, process) in enumerate(pending):
                 worker, facts = self._handshake(listener, process)
                 worker.index = index
-                self._register(worker)
+                if not self._register(worker):
+                    raise ModelError("the server is shutting down", runtime=self.runtime)
             with self._lock:
                 self.start_seconds = time.monotonic() - started
         except BaseException:
@@ -274,12 +275,23 @@ class WorkerPool:
             )
         return _Worker(process, connection), hello.facts
 
-    def _register(self, worker: _Worker) -> None:
+    def _register(self, worker: _Worker) -> bool:
+        """Make ``worker`` take batches; False, and the worker ended, once the pool has closed: the
+        closing has already stopped the workers it knew of, and would never stop this one."""
         with self._changed:
             self._spawned.discard(worker.process)
-            self._all.add(worker)
-            self._changed.notify_all()
+            closed = self._closed
+            if closed:
+                worker.process.kill()
+            else:
+                self._all.add(worker)
+                self._changed.notify_all()
+        if closed:
+            worker.connection.close()
+            worker.process.wait()
+            return False
         self._idle.put(worker)
+        return True
 
     def _take_live_worker(self, message: Score, until: float | None) -> _Worker:
         """An idle worker that accepted the batch; workers found dead before that are replaced.
@@ -463,9 +475,9 @@ class WorkerPool:
     def _restart(self, index: int) -> None:
         try:
             for delay in (0.0, *self.settings.restart_backoff):
-                if self.closed:
-                    return
-                time.sleep(delay)
+                with self._changed:  # the back-off ends early, and the restart with it, at a close
+                    if self._changed.wait_for(lambda: self._closed, delay):
+                        return
                 started = time.monotonic()
                 try:
                     worker, _ = self._handshake(*self._spawn())
@@ -475,7 +487,8 @@ class WorkerPool:
                     continue
                 with self._lock:
                     self.start_seconds = time.monotonic() - started
-                self._register(worker)
+                if not self._register(worker):
+                    return
                 with self._lock:
                     self._restarts += 1
                 log.info("Replacement worker process %d ready", worker.process.pid)

@@ -205,8 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve a model over HTTP (the bundled demo if no path)")
     serve.add_argument(
         "model_path",
-        nargs="?",
-        type=Path,
+        nargs="?",  # a string, as typed: Path would turn a URI's s3://bucket into s3:/bucket
         help="model file or directory (default: MODEL_PATH, else the demo model)",
     )
     serve.add_argument("--runtime", help="runtime name; detected from the model path when omitted")

@@ -85,7 +85,9 @@ def scorer_resolve_model_uri(uri: str) -> Path | None:
     plugin removes what it fetched when the process exits. Two plugins resolving one URI stop
     start-up, naming both.
 
-    :param uri: the model path as given (command line, ``MODEL_PATH``, a plugin's own variable).
+    :param uri: the model path as given on the command line or in ``MODEL_PATH``, character for
+        character (``s3://bucket/key`` keeps its two slashes); a plugin's configured model's
+        ``path`` as ``str`` gives it.
     :returns: a local path, or ``None``.
     """
     raise NotImplementedError

@@ -13,7 +13,8 @@ from scorer_core import ConfigurationError, PluginLoadError, hookimpl
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.selection import resolve_model
 from scorer_core.config.settings import load_settings
-from tests.conftest import INSTALLED_PLUGINS, PLUGINS_DIR
+from tests.conftest import INSTALLED_PLUGINS, PLUGINS_DIR, plugin_env
+from tests.test_cli import scorer
 
 
 def uri_plugin(name: str, scheme: str, models: dict[str, Path], calls: list[str]) -> ModuleType:
@@ -44,7 +45,9 @@ def probe_model(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def resolve(model_path: str, *plugins: ModuleType, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+def resolve(
+    model_path: str | None, *plugins: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, str]:
     for plugin in plugins:
         monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
     extra = ",".join(["probe_plugin", *(p.__name__ for p in plugins)])
@@ -103,5 +106,33 @@ def test_two_plugins_fetching_one_uri_stop_start_up_naming_both(probe_model, mon
 def test_an_answer_that_is_not_a_path_names_the_plugin(probe_model, monkeypatch):
     plugin = ModuleType("numbers_plugin")
     plugin.scorer_resolve_model_uri = hookimpl(lambda uri: 42)  # type: ignore[attr-defined]
-    with pytest.raises(PluginLoadError, match=r"^Plugin \"numbers_plugin\" resolved 'store:m' to 42, which is not a path$"):
+    with pytest.raises(
+        PluginLoadError, match=r"^Plugin \"numbers_plugin\" resolved 'store:m' to 42, which is not a path$"
+    ):
         resolve("store:m", plugin, monkeypatch=monkeypatch)
+
+
+@pytest.mark.parametrize("given", ["setting", "MODEL_PATH"])
+def test_a_uri_reaches_the_hook_exactly_as_given(probe_model, monkeypatch, given):
+    """The model path was a Path before the hook saw it, so ``s3://bucket/key`` arrived as
+    ``s3:/bucket/key``, against the hook's promise of the path as given."""
+    calls: list[str] = []
+    plugin = uri_plugin("s3_plugin", "s3", {"//bucket/key": probe_model}, calls)
+    if given == "MODEL_PATH":
+        monkeypatch.setenv("MODEL_PATH", "s3://bucket/key")
+        assert resolve(None, plugin, monkeypatch=monkeypatch) == (probe_model, "probe-scorer")
+    else:
+        assert resolve("s3://bucket/key", plugin, monkeypatch=monkeypatch) == (probe_model, "probe-scorer")
+    assert calls == ["s3://bucket/key"]
+
+
+@pytest.mark.slow
+def test_scorer_serve_passes_a_uri_to_the_hook_exactly_as_typed(tmp_path):
+    result = scorer(
+        "serve", "s3://bucket/models/missing", "--port", "0",
+        env=plugin_env("probe_plugin,store_plugin", STORE_PLUGIN_SOURCE=str(tmp_path)),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == (
+        "scorer: error: Cannot fetch 's3://bucket/models/missing': no such model in the store"
+    )

@@ -58,20 +58,22 @@ def resolve_model(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
         if configured is None:
             path, runtime_name = build_demo(settings, plugins)
             return path, settings.runtime or runtime_name
-        path, source = configured.path.expanduser(), configured.source
+        given, source = str(configured.path), configured.source
         runtime = settings.runtime or configured.runtime
     else:
-        path, runtime = settings.model_path.expanduser(), settings.runtime
+        given, runtime = settings.model_path, settings.runtime
+    path = Path(given).expanduser()
     if not path.exists():
-        path = _fetched(path, source, plugins)
+        path = _fetched(given, path, source, plugins)
     if not os.access(path, os.R_OK):
         raise ConfigurationError(f"{source} '{path}' is not readable by this user")
     return path, plugins.select_runtime(path, runtime).name
 
 
-def _fetched(path: Path, source: str, plugins: Plugins) -> Path:
-    """The local copy a plugin fetched of the model a URI names (``models:/iris@champion``)."""
-    uri = str(path)
+def _fetched(uri: str, path: Path, source: str, plugins: Plugins) -> Path:
+    """The local copy a plugin fetched of the model a URI names (``models:/iris@champion``).
+    ``uri`` is the text as given, which plugins receive: ``path``, made of it, has lost the second
+    slash of ``s3://bucket/key``."""
     scheme = _URI_SCHEME.match(uri)
     if scheme is None:
         raise ConfigurationError(f"{source} '{path}' does not exist")

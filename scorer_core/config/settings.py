@@ -55,8 +55,9 @@ class Settings(EnvSettings):
 
     model_config = SettingsConfigDict(**{**EnvSettings.model_config, "env_ignore_empty": False})
 
-    model_path: Path | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
-    """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it."""
+    model_path: str | None = Field(None, validation_alias=_env("SCORER_MODEL_PATH", "MODEL_PATH"))
+    """Model to serve when ``scorer serve`` is given no path. ``MODEL_PATH`` is H2O's name for it.
+    Kept as given, not as a ``Path``: a URI a plugin fetches (``s3://bucket/key``) would lose a slash."""
 
     runtime: str | None = Field(None, validation_alias=_env("SCORER_RUNTIME"))
     """Runtime to load the model with (e.g. ``mlflow-scorer``); detected from the path when unset."""
@@ -237,6 +238,11 @@ class Settings(EnvSettings):
     metrics_auth: bool = Field(False, validation_alias=_env("SCORER_METRICS_AUTH"))
     """``true``: ``/metrics`` needs the same credential as ``/model/*`` (it is open by default, as
     Prometheus scrapers usually carry none)."""
+
+    @field_validator("model_path", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value  # callers may pass a Path
 
     @field_validator("shapley_types_enabled")
     @classmethod

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+from tests.conftest import model_calls, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +108,27 @@ def test_client_mistakes_are_4xx_naming_only_what_the_client_sent(probe_server, 
         assert reply.status == 400, reply
         assert message in reply.json()["detail"]
         assert str(scoring_dir) not in reply.text and "fsdir" not in reply.text
+
+
+def test_under_overload_a_file_is_refused_before_it_is_opened(probe_server, scoring_dir):
+    """A refusal costs no walk of the directory: a name that does not exist gets the overload
+    answer, not its 400, while the one slot is busy. It got the 400: the file was opened first."""
+    env = {
+        "SCORER_FILE_SCORING_DIR": str(scoring_dir),
+        "SCORING_CONCURRENCY": "1",
+        "SCORER_QUEUE_SIZE": "0",
+        "SCORER_QUEUE_TIMEOUT": "7",
+    }
+    with probe_server(env=env, score_delay=3.0, **SPEC) as target:
+        with ThreadPoolExecutor(1) as pool:
+            busy = pool.submit(target.post, "/model/score", {"fields": ["x"], "rows": [["1"]]}, timeout=60)
+            wait_for(lambda: model_calls(target) == 1, what="the first request in the model")
+            refused = [target.get(f"/model/score?file={name}") for name in ("gone.csv", "rows.csv")]
+            assert busy.result().status == 200
+        missing = target.get("/model/score?file=gone.csv")
+        scored = target.get("/model/score?file=rows.csv")
+    for reply in refused:
+        assert reply.status == 503, reply
+        assert reply.headers["retry-after"] == "7" and "SCORING_CONCURRENCY" in reply.json()["detail"]
+    assert missing.status == 400 and "does not exist" in missing.json()["detail"], missing
+    assert scored.status == 200 and len(scored.json()["score"]) == 3, scored

@@ -8,8 +8,10 @@ with any other protocol's front. ``ROUTES`` is the table ``create_app`` builds t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -152,9 +154,11 @@ class H2OEndpoints:
         if not file:
             raise InvalidRequest("give the file to score: GET /model/score?file=NAME")
         limits = ReadLimits(settings.file_max_rows, settings.file_decoded_bytes)
+        self._plane.check_capacity()  # a refusal under overload costs no walk of the directory
         # Opened once, here, and only that descriptor read: a path checked now and opened later
         # could name another file by then (server/files.py).
-        with open_client_file(settings.file_scoring_dir, file, settings.max_request_bytes) as source:
+        directory = settings.file_scoring_dir
+        with await _open_off_loop(directory, file, settings.max_request_bytes) as source:
             return await self._score_opened_file(request, source, limits)
 
     async def media_score(self) -> Response:
@@ -205,6 +209,23 @@ class H2OEndpoints:
                 rows=_rows_of(request),
             )
         return Response(payload, media_type=_JSON)
+
+
+async def _open_off_loop(directory: Path, name: str, max_bytes: int) -> ClientFile:
+    """``open_client_file`` in a thread, so that a slow file system never stalls the event loop.
+    A request cancelled meanwhile (its client gone) never receives the file: the thread's result
+    is closed when it comes, so no descriptor is left open."""
+    opening = asyncio.ensure_future(asyncio.to_thread(open_client_file, directory, name, max_bytes))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(opening: asyncio.Future[ClientFile]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 def _rows_of(request: Request) -> Callable[[int], None]:

@@ -70,7 +70,7 @@ def scorer_configured_models() -> list[ConfiguredModel]:
 
 
 @hookspec
-def scorer_resolve_model_uri(uri: str) -> Path | None:
+def scorer_resolve_model_uri(uri: str, directory: Path) -> Path | None:
     """Return a local file or directory holding the model ``uri`` names, or ``None`` when this
     plugin does not know the URI's scheme.
 
@@ -80,14 +80,17 @@ def scorer_resolve_model_uri(uri: str) -> Path | None:
     and starts with a URI scheme (two or more characters, then a colon); the runtime is then chosen
     for the returned path as for any other. Fetch the model here (downloads are start-up's to wait
     for), and raise ``ConfigurationError`` with one line naming the URI and the cause when it is
-    this plugin's URI but cannot be fetched (an unreachable server, an unknown model). The
-    returned path must last as long as this process, worker processes load from it too; the
-    plugin removes what it fetched when the process exits. Two plugins resolving one URI stop
+    this plugin's URI but cannot be fetched (an unreachable server, an unknown model). Fetch into
+    ``directory``: the core made it, empty, for this URI, and removes it when the process ends,
+    short of being killed (an exit past threads a model left running skips ``atexit``, so a plugin's own
+    clean-up there would leave a full copy behind on most stops). The returned path must last as
+    long as this process, worker processes load from it too. Two plugins resolving one URI stop
     start-up, naming both.
 
     :param uri: the model path as given on the command line or in ``MODEL_PATH``, character for
         character (``s3://bucket/key`` keeps its two slashes); a plugin's configured model's
         ``path`` as ``str`` gives it.
+    :param directory: an empty directory for the fetched copy, removed by the core at exit.
     :returns: a local path, or ``None``.
     """
     raise NotImplementedError

@@ -3,12 +3,16 @@ scheme, before the runtime is chosen; the core itself knows no scheme."""
 
 from __future__ import annotations
 
+import json
+import re
+import signal
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from conformance import start_server
 from scorer_core import ConfigurationError, PluginLoadError, hookimpl
 from scorer_core.config.plugins import load_plugins
 from scorer_core.config.selection import resolve_model
@@ -136,3 +140,23 @@ def test_scorer_serve_passes_a_uri_to_the_hook_exactly_as_typed(tmp_path):
     assert result.stderr.strip() == (
         "scorer: error: Cannot fetch 's3://bucket/models/missing': no such model in the store"
     )
+
+
+@pytest.mark.slow
+def test_a_fetched_copy_is_removed_when_a_thread_the_model_left_makes_the_stop_skip_atexit(tmp_path):
+    """A model that leaves a non-daemon thread ends the server through os._exit, which skips
+    atexit, where the fetched copy was removed: every such stop left a full copy behind."""
+    (tmp_path / "model.rogue").write_text(json.dumps({"rogue": "leave_thread"}))
+    env = plugin_env("rogue_plugin,store_plugin", STORE_PLUGIN_SOURCE=str(tmp_path))
+    with start_server("store:model.rogue", env=env, record_headers=False) as target:
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}).status == 200  # the thread
+        fetched = re.search(r"Model path 'store:model.rogue' fetched to '([^']+)'", target.server_log())
+        assert fetched, target.server_log()[-3000:]
+        local = Path(fetched.group(1))
+        assert local.is_file()
+        target.process.send_signal(signal.SIGTERM)
+        code = target.process.wait(timeout=60)
+        log = target.server_log()
+    assert code == 0, log
+    assert "'rogue-flusher'" in log, "the stop went past the thread the model left, through os._exit"
+    assert not local.exists() and not local.parent.parent.exists(), f"{local} outlived the server"

@@ -114,13 +114,14 @@ class Plugins:
             raise ConfigurationError(f"More than one model is configured: {sources}. Set only one")
         return found[0] if found else None
 
-    def resolve_model_uri(self, uri: str) -> Path | None:
-        """The local path a plugin fetched the model ``uri`` names to, or None when no plugin
-        knows it; two plugins answering is a configuration error."""
+    def resolve_model_uri(self, uri: str, directory: Path) -> Path | None:
+        """The local path a plugin fetched the model ``uri`` names to (into ``directory``), or None
+        when no plugin knows it; two plugins answering is a configuration error."""
         found: list[tuple[str, Path]] = []
+        arguments: dict[str, Any] = {"uri": uri, "directory": directory}
         for impl in self.manager.hook.scorer_resolve_model_uri.get_hookimpls():
             # Called one by one, so that an answer names its plugin.
-            local = impl.function(**{name: uri for name in impl.argnames})
+            local = impl.function(**{name: arguments[name] for name in impl.argnames})
             if local is None:
                 continue
             if not isinstance(local, str | os.PathLike):

@@ -3,6 +3,7 @@ variable (``SCORER_MOJO_PATH``), or else the demo model, built once."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
@@ -14,12 +15,14 @@ from scorer_core.config.plugins import Plugins
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
 
-__all__ = ["build_demo", "resolve_model"]
+__all__ = ["build_demo", "remove_fetched_models", "resolve_model"]
 
 log = logging.getLogger(__name__)
 _DEMO_MARKER = ".scorer-demo-path"
 #: A URI's scheme, as plugins fetch them: two characters at least, so that ``C:`` stays a drive.
 _URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+#: The directories plugins fetched models into, each with the process that made it.
+_fetch_directories: list[tuple[Path, int]] = []
 
 
 def build_demo(settings: Settings, plugins: Plugins) -> tuple[Path, str]:
@@ -77,13 +80,43 @@ def _fetched(uri: str, path: Path, source: str, plugins: Plugins) -> Path:
     scheme = _URI_SCHEME.match(uri)
     if scheme is None:
         raise ConfigurationError(f"{source} '{path}' does not exist")
-    local = plugins.resolve_model_uri(uri)
-    if local is None:
-        raise ConfigurationError(
-            f"{source} '{uri}' does not exist, and no installed plugin fetches '{scheme.group(1)}:' URIs "
-            "(scorer-mlflow fetches models:/ and runs:/ from MLflow)"
-        )
+    directory = _fetch_directory()
+    try:
+        local = plugins.resolve_model_uri(uri, directory)
+        if local is None:
+            raise ConfigurationError(
+                f"{source} '{uri}' does not exist, and no installed plugin fetches '{scheme.group(1)}:' "
+                "URIs (scorer-mlflow fetches models:/ and runs:/ from MLflow)"
+            )
+    except BaseException:
+        _remove((directory, os.getpid()))
+        raise
     if not local.exists():
         raise ConfigurationError(f"{source} '{uri}' was fetched to '{local}', which does not exist")
     log.info("%s '%s' fetched to '%s'", source, uri, local)
     return local
+
+
+def _fetch_directory() -> Path:
+    """An empty directory for a plugin to fetch a model into, removed at exit by this process."""
+    if not _fetch_directories:
+        atexit.register(remove_fetched_models)
+    directory = Path(tempfile.mkdtemp(prefix="scorer-fetched-"))
+    _fetch_directories.append((directory, os.getpid()))
+    return directory
+
+
+def remove_fetched_models() -> None:
+    """Remove the directories plugins fetched models into, at exit: ``atexit`` calls it, and so
+    must any exit that skips ``atexit`` (``os._exit``), or each stop leaves a full copy behind,
+    and a crash-looping container fills its ``/tmp``."""
+    while _fetch_directories:
+        _remove(_fetch_directories[-1])
+
+
+def _remove(fetched: tuple[Path, int]) -> None:
+    if fetched in _fetch_directories:
+        _fetch_directories.remove(fetched)
+    directory, owner = fetched
+    if os.getpid() == owner:  # a forked child inherits the list, not the directory
+        shutil.rmtree(directory, ignore_errors=True)

@@ -32,6 +32,7 @@ from typing import Any
 
 import uvicorn
 
+from scorer_core.config.selection import remove_fetched_models
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.server.connections import connection_limits, guarded_protocol
@@ -164,6 +165,7 @@ def exit_past_lingering_threads(code: int, grace: float, call_age: float) -> Non
         code = 1
     else:
         log.warning("Not waiting for threads still running at exit: %s", ", ".join(map(repr, lingering)))
+    remove_fetched_models()  # os._exit skips atexit
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -187,6 +189,7 @@ def _exit_after(grace: float) -> None:
             _FORCED_EXIT_MARGIN_SECONDS,
             ", ".join(map(repr, lingering_threads())) or "none",
         )
+        remove_fetched_models()  # os._exit skips atexit
         logging.shutdown()
         os._exit(1)
 

@@ -1,6 +1,6 @@
 """A plugin fetching models a URI names, as a registry plugin does (``scorer-mlflow``'s
 ``models:/``): ``store:NAME`` and ``s3://BUCKET/NAME`` are copies of the file ``NAME`` from the
-directory ``STORE_PLUGIN_SOURCE`` names, made into a temporary directory at start-up.
+directory ``STORE_PLUGIN_SOURCE`` names, made into the directory the core gives the hook.
 
 An unknown ``NAME`` is a ``ConfigurationError`` that quotes the URI exactly as the hook received
 it, so that tests see what the core passed.
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from scorer_core import ConfigurationError, hookimpl
@@ -19,7 +18,7 @@ SCHEMES = ("store:", "s3://")
 
 
 @hookimpl
-def scorer_resolve_model_uri(uri: str) -> Path | None:
+def scorer_resolve_model_uri(uri: str, directory: Path) -> Path | None:
     scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
     if scheme is None:
         return None
@@ -27,6 +26,7 @@ def scorer_resolve_model_uri(uri: str) -> Path | None:
     source = Path(os.environ.get("STORE_PLUGIN_SOURCE", "/nonexistent")) / name
     if not name or not source.is_file():
         raise ConfigurationError(f"Cannot fetch {uri!r}: no such model in the store")
-    local = Path(tempfile.mkdtemp(prefix="scorer-store-")) / name
+    local = directory / "model" / name  # a copy in a folder of its own, as MLflow's client makes
+    local.parent.mkdir()
     shutil.copyfile(source, local)
     return local

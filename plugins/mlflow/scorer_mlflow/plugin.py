@@ -22,5 +22,5 @@ def scorer_register_demo_models() -> list[DemoModel]:
 
 
 @hookimpl
-def scorer_resolve_model_uri(uri: str) -> Path | None:
-    return fetch_model(uri)
+def scorer_resolve_model_uri(uri: str, directory: Path) -> Path | None:
+    return fetch_model(uri, directory)

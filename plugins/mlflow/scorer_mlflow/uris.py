@@ -2,10 +2,10 @@
 
 ``scorer serve models:/iris@champion`` serves what the registry names now: MLflow's own client
 (``mlflow.artifacts.download_artifacts``) resolves the name, version or alias against
-``MLFLOW_TRACKING_URI`` and downloads the model, before the server listens, into a temporary
-directory that this process removes when it exits. Anything that stops it (no tracking URI, an
-unreachable server, an unknown model, version, alias or run) is one line naming the URI and the
-server, and start-up ends there.
+``MLFLOW_TRACKING_URI`` and downloads the model, before the server listens, into the directory
+the core gives the hook, which the core removes when the process exits. Anything that stops it
+(no tracking URI, an unreachable server, an unknown model, version, alias or run) is one line
+naming the URI and the server, and start-up ends there.
 
 MLflow retries a failed request 7 times with a doubling backoff, about four minutes against a
 server that refuses connections; unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` or
@@ -14,12 +14,9 @@ server that refuses connections; unless ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` or
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,9 +32,10 @@ FETCH_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_T
 _TRACKING_URI = "MLFLOW_TRACKING_URI"
 
 
-def fetch_model(uri: str) -> Path | None:
-    """The local copy of the model ``uri`` names, or None when it is not a ``models:`` or
-    ``runs:`` URI; ``ConfigurationError`` in one line when it cannot be fetched."""
+def fetch_model(uri: str, target: Path) -> Path | None:
+    """The local copy, under the empty directory ``target``, of the model ``uri`` names, or None
+    when it is not a ``models:`` or ``runs:`` URI; ``ConfigurationError`` in one line when it
+    cannot be fetched. ``target`` is the caller's to remove (the core's, for the hook)."""
     scheme, colon, _ = uri.partition(":")
     if not colon or scheme not in URI_SCHEMES:
         return None
@@ -49,13 +47,10 @@ def fetch_model(uri: str) -> Path | None:
         )
     import mlflow.artifacts
 
-    target = Path(tempfile.mkdtemp(prefix="scorer-mlflow-"))
-    atexit.register(_remove, target, os.getpid())
     try:
         with _fetch_defaults():
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
     except Exception as exc:
-        _remove(target, os.getpid())
         raise ConfigurationError(
             f"Cannot fetch '{uri}' from the MLflow tracking server {_without_credentials(tracking)} "
             f"({_TRACKING_URI}): {_reason(exc)}"
@@ -98,8 +93,3 @@ def _reason(exc: Exception) -> str:
 def _without_credentials(text: str) -> str:
     """``text`` with any ``user:password@`` of a URL hidden, as a tracking URI may carry one."""
     return re.sub(r"//[^/@\s]+@", "//***@", text)
-
-
-def _remove(directory: Path, owner: int) -> None:
-    if os.getpid() == owner:  # a forked child inherits atexit, not the directory
-        shutil.rmtree(directory, ignore_errors=True)

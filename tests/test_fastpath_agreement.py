@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scorer_core.server.app as app_module
+import scorer_core.server.h2o_routes as routes_module
 from scorer_core.config.settings import load_settings
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
 from scorer_core.server.app import create_app
@@ -64,12 +64,12 @@ def both_paths(app, body: bytes) -> tuple[tuple[int, Any], tuple[int, Any]]:
     async def main() -> tuple[tuple[int, Any], tuple[int, Any]]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app()), base_url="http://s") as client:
             served = await post(client)
-            original = app_module.numeric_frame
-            app_module.numeric_frame = lambda body, schema: None
+            original = routes_module.numeric_frame
+            routes_module.numeric_frame = lambda body, schema: None
             try:
                 general = await post(client)
             finally:
-                app_module.numeric_frame = original
+                routes_module.numeric_frame = original
             return served, general
 
     return asyncio.run(main())

@@ -85,11 +85,13 @@ serve: install
 	$(BIN)/scorer serve --port $(PORT)
 
 # Most tests wait on server subprocesses rather than compute, so more workers than cores pay off:
-# on a 2-core machine 3 measured twice as fast as serial (4 no faster). Tests that bound time,
-# memory or load, or hold a fixed port, are marked `serial` and run alone afterwards. Each phase
-# prints its own closing line; a failed first phase fails the target without running the second.
+# on a 2-core machine 3 measured twice as fast as serial (4 no faster). loadscope sends a module's
+# functions, or a class's methods, to one worker, so that a module- or class-scoped server (each
+# conformance suite's, the MLflow tracking server) starts once, not once per worker. Tests that
+# bound time, memory or load, or hold a fixed port, are marked `serial` and run alone afterwards.
+# Each phase prints its own closing line; a failed first phase fails the target at once.
 TEST_WORKERS ?= 3
-PARALLEL := -n $(TEST_WORKERS) --dist loadgroup
+PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from scorer_core.config.settings import Settings, load_settings
@@ -102,7 +101,7 @@ def build(args: Mapping[str, Any]) -> Any:
 def _settings(model_path: str | None, runtime: str | None) -> Settings:
     overrides: dict[str, Any] = {}
     if model_path is not None:
-        overrides["model_path"] = Path(model_path)
+        overrides["model_path"] = model_path  # as given: a URI (s3://...) stays one
     if runtime is not None:
         overrides["runtime"] = runtime
     return load_settings(**overrides)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import logging
 import os
 import signal
+import socket
+import subprocess
+import sys
+import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,7 +20,10 @@ import pytest
 
 from scorer_core.config.settings import Settings, load_settings
 from scorer_core.errors import ConfigurationError
-from scorer_core.execution.workers.pool import WorkerPool
+from scorer_core.execution.isolation import BatchReport
+from scorer_core.execution.scoring import ScoringResult
+from scorer_core.execution.workers.pool import WorkerPool, has_exited
+from tests.batching.conftest import task
 from tests.conftest import INSTALLED_PLUGINS, plugin_env, wait_for
 
 
@@ -123,3 +133,59 @@ def test_no_worker_is_started_after_the_pool_closed_during_a_restart_back_off(
     finally:
         for pid in pool_processes(pool):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_process_is_seen_to_have_exited_while_another_thread_holds_its_wait_lock() -> None:
+    """``Popen.poll()`` answers None, as for a live process, while another thread holds the
+    ``Popen``'s wait lock, as the pool's watch thread does every half second: the pool asks the
+    kernel instead, and leaves the exit status for ``wait``."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # until it has exited; not reaped
+        with process._waitpid_lock:  # type: ignore[attr-defined]
+            assert process.poll() is None, "CPython's poll() no longer answers None here"
+            assert has_exited(process)
+        assert process.wait(timeout=30) == 0, "the exit status was taken from wait()"
+        assert has_exited(process)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def unread_bytes(connection: socket.socket) -> int:
+    """Bytes sent on a Unix socket that its peer has not read yet (``SIOCOUTQ``)."""
+    queued = fcntl.ioctl(connection, termios.TIOCOUTQ, b"\0\0\0\0")
+    return int.from_bytes(queued, sys.byteorder, signed=True)
+
+
+@pytest.mark.slow
+def test_a_batch_left_unread_by_a_worker_that_died_is_scored_on_another(
+    start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path]
+) -> None:
+    """A killed worker's socket takes a batch until its last thread has exited, though /proc shows
+    it a zombie already: the batch never reached the model, so it is scored on another worker, not
+    answered as a crash of its request. A stopped worker holds the batch unread as long as needed."""
+    pool = start_pool(probe_file(), count=2)
+    first = next(w for w in pool._all if w.index == 0)  # the first one idle, so the first one sent to
+    os.kill(first.process.pid, signal.SIGSTOP)
+    result: dict[str, BatchReport] = {}
+
+    def call() -> None:
+        one = task([2.0], deadline=time.monotonic() + 60)
+        result["report"] = asyncio.run(pool([one], lambda pairs: None))
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        wait_for(lambda: unread_bytes(first.connection) > 0, what="the batch sent to the stopped worker")
+        os.kill(first.process.pid, signal.SIGKILL)
+        caller.join(timeout=60)
+        assert not caller.is_alive(), "the batch was not answered"
+    finally:
+        first.process.kill()  # a no-op once it has been waited for
+        caller.join(timeout=60)
+    (outcome,) = result["report"].outcomes
+    assert isinstance(outcome, ScoringResult), f"the batch failed: {outcome!r}"
+    assert outcome.outputs is not None
+    assert outcome.outputs["y"].tolist() == [4.0]
+    wait_for(lambda: pool.restarts == 1, timeout=60, what="the dead worker replaced")

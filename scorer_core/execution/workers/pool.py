@@ -60,6 +60,23 @@ _WATCH_SECONDS = 0.5
 _TOO_LATE = 0.05
 
 
+def has_exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process`` has ended, without reaping it.
+
+    Not ``Popen.poll()``: that answers None, as for a live process, whenever another thread holds
+    the ``Popen``'s wait lock (CPython's ``_internal_poll``), and the watch thread, readiness and
+    the IPC threads all ask about the same workers at once. ``waitid`` with ``WNOWAIT`` asks the
+    kernel and leaves the exit status for ``Popen.wait`` to collect. A process is waitable only
+    once its last thread has exited, so its socket is closed by then.
+    """
+    if process.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped meanwhile, by Popen's own wait in another thread
+        return True
+
+
 @dataclass(eq=False)
 class _Worker:
     process: subprocess.Popen[bytes]
@@ -69,6 +86,12 @@ class _Worker:
     index: int = 0
     #: Set once its death has been handled, so that it is replaced once, whoever sees it first.
     replaced: bool = False
+    #: Taken off the idle queue by a batch: its death is that batch's to handle, and its socket
+    #: that batch's to use; the watch leaves it alone.
+    busy: bool = False
+
+    def exited(self) -> bool:
+        return has_exited(self.process)
 
     def describe_exit(self) -> str:
         try:
@@ -82,6 +105,10 @@ class _Worker:
             except ValueError:
                 return f"killed by signal {-code}"
         return f"exit code {code}"
+
+
+class _Unread(Exception):
+    """The worker died with the batch unread in its socket: the batch was never in flight there."""
 
 
 class _Died(Exception):
@@ -181,14 +208,14 @@ class WorkerPool:
         while not self.closed:
             time.sleep(_WATCH_SECONDS)
             with self._lock:
-                dead = [w for w in self._all if w.process.poll() is not None]
+                dead = [w for w in self._all if not w.busy and w.exited()]
             for worker in dead:
                 log.error("Worker process %d died (%s)", worker.process.pid, worker.describe_exit())
                 self._replace(worker)
 
     def unavailable(self) -> str | None:
         with self._lock:
-            live = sum(1 for w in self._all if w.process.poll() is None)
+            live = sum(1 for w in self._all if not w.exited())
             replacing, gave_up, closed = self._replacing, self._gave_up, self._closed
         if live or closed:
             return None
@@ -198,7 +225,7 @@ class WorkerPool:
 
     def broken(self) -> str | None:
         with self._lock:
-            live = any(w.process.poll() is None for w in self._all)
+            live = any(not w.exited() for w in self._all)
             replacing, gave_up, closed = self._replacing, self._gave_up, self._closed
         if not live and not replacing and gave_up and not closed:
             return "every worker process died and starting replacements failed; restart the server"
@@ -312,7 +339,9 @@ class WorkerPool:
             if worker is None:
                 self._idle.put(None)  # let the other waiting threads see the pool is closing
                 raise ModelError("the server is shutting down", runtime=self.runtime)
-            if worker.process.poll() is None:
+            with self._lock:  # from now on its death is this batch's to handle, not the watch's
+                worker.busy = True
+            if not worker.exited():
                 try:
                     send(worker.connection, message)
                     return worker
@@ -336,14 +365,29 @@ class WorkerPool:
             return self._after_crash(tasks, known, settle, died)
 
     def _send(self, tasks: Sequence[ScoringTask], settle: Settle) -> BatchReport:
-        """Score ``tasks`` merged on one worker; ``_Died`` if the worker dies before its report."""
+        """Score ``tasks`` merged on one worker; ``_Died`` if the worker dies before its report.
+
+        A worker that died with the batch still unread passes it on to the next live one: it was
+        never in flight there, so it is no crash of its requests.
+        """
         # One merged frame per batch: pickling one array per column, not one per column per request.
         batch = Batch(tuple(tasks))
         merged = batch.merged()
-        worker = self._take_live_worker(Score(merged, batch.offsets, batch.deadlines), merged.deadline)
+        message = Score(merged, batch.offsets, batch.deadlines)
         # No request of this batch can use an answer later than its latest deadline, so a worker
         # still busy then is hung: it is killed and replaced, and its replacement the next batch.
         kill_at = merged.deadline or time.monotonic() + self.settings.request_timeout
+        while True:
+            worker = self._take_live_worker(message, merged.deadline)
+            try:
+                return self._collect(worker, settle, kill_at)
+            except _Unread:
+                continue
+
+    def _collect(self, worker: _Worker, settle: Settle, kill_at: float) -> BatchReport:
+        """The report of the batch just sent to ``worker``; ``_Unread`` if it died before reading
+        the batch, ``_Died`` if after."""
+        heard = False
         try:
             while True:
                 worker.connection.settimeout(max(kill_at - time.monotonic(), 0.001))
@@ -353,6 +397,7 @@ class WorkerPool:
                 if not isinstance(message, Settled):
                     worker.process.kill()  # out of turn: nothing it says can be trusted now
                     raise UnexpectedMessage(f"worker sent {type(message).__name__} while scoring")
+                heard = True
                 settle(message.pairs)  # answers known before the batch is done
         except TimeoutError as exc:
             log.error(
@@ -371,10 +416,27 @@ class WorkerPool:
             if self.closed:
                 raise ModelError("the server is shutting down", runtime=self.runtime) from exc
             how = worker.describe_exit()
+            # A SIGKILL ends a process thread by thread: its socket takes a batch until the last
+            # one has gone (though /proc shows it a zombie already). Linux then resets the
+            # connection, since the batch was left unread: the worker never began scoring it.
+            unread = isinstance(exc, ConnectionResetError) and not heard
+            if unread:
+                log.error(
+                    "Worker process %d died (%s) before it read its batch; sending the batch to another",
+                    worker.process.pid,
+                    how,
+                )
             self._replace(worker)
+            if unread:
+                raise _Unread from exc
             raise _Died(worker.process.pid, how) from exc
-        self._idle.put(worker)
+        self._idle_again(worker)
         return message
+
+    def _idle_again(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.busy = False
+        self._idle.put(worker)
 
     def _after_crash(
         self, tasks: Sequence[ScoringTask], known: dict[int, Outcome], settle: Settle, died: _Died
@@ -439,7 +501,7 @@ class WorkerPool:
         workers are coming); False if ``until`` (``time.monotonic()``) passed first."""
 
         def spare() -> bool:
-            live = sum(1 for w in self._all if w.process.poll() is None)
+            live = sum(1 for w in self._all if not w.exited())
             return self._closed or live >= 2 or (live == 1 and not self._replacing)
 
         with self._changed:

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -197,7 +199,16 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, tmp_path):
+@pytest.fixture
+def short_tmp_path() -> Iterator[Path]:
+    """A directory of its own under /tmp: the pool's Unix sockets go in TMPDIR, and a socket's
+    path must fit in 107 bytes, which a pytest-xdist worker's tmp_path (one level deeper) does not."""
+    with tempfile.TemporaryDirectory(prefix="scorer-test-", dir="/tmp") as path:
+        yield Path(path)
+
+
+def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, short_tmp_path):
+    tmp_path = short_tmp_path
     model = probe_file(load_delay=30)
     env = {**os.environ, **plugin_env(BATCH_WORKERS="1"), "TMPDIR": str(tmp_path)}
     server = subprocess.Popen(

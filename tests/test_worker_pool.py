@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -189,3 +190,30 @@ def test_a_batch_left_unread_by_a_worker_that_died_is_scored_on_another(
     assert outcome.outputs is not None
     assert outcome.outputs["y"].tolist() == [4.0]
     wait_for(lambda: pool.restarts == 1, timeout=60, what="the dead worker replaced")
+
+
+def open_sockets() -> set[int]:
+    """This process's file descriptors that are sockets."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own descriptor, closed once listed
+            if os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                found.add(int(fd))
+    return found
+
+
+@pytest.mark.slow
+def test_failed_replacements_leave_no_socket_open(
+    start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failed try used to leave the accepted connection open (until the collector found it)."""
+    model = probe_file()
+    pool = start_pool(model, count=1, worker_restart_backoff="0.01, 0.01, 0.01, 0.01")
+    before = open_sockets()
+    model.write_text('{"load_error": "the weights are being copied"}')
+    (victim,) = pool.pids
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "Gave up replacing" in caplog.text, timeout=120, what="every replacement failed")
+    assert caplog.text.count("Replacement worker failed to start") == 5
+    after = open_sockets()  # the dead worker's connection closed, and nothing opened since
+    assert len(after) < len(before), f"failed replacements left sockets open: {sorted(after - before)}"

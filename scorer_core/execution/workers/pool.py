@@ -181,9 +181,11 @@ class WorkerPool:
     def start(self) -> ModelFacts:
         """Start every worker (they load in parallel) and wait for all; the model's facts."""
         started = time.monotonic()
-        pending = [self._spawn() for _ in range(self.concurrency)]
+        pending: list[tuple[socket.socket, subprocess.Popen[bytes]]] = []
         facts: ModelFacts | None = None
         try:
+            for _ in range(self.concurrency):
+                pending.append(self._spawn())
             for index, (listener, process) in enumerate(pending):
                 worker, facts = self._handshake(listener, process)
                 worker.index = index
@@ -192,7 +194,8 @@ class WorkerPool:
             with self._lock:
                 self.start_seconds = time.monotonic() - started
         except BaseException:
-            for _, process in pending:
+            for listener, process in pending:
+                listener.close()  # those not handshaken yet; closing twice does nothing
                 process.kill()
             self._shutdown()
             raise
@@ -234,12 +237,16 @@ class WorkerPool:
     def _spawn(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
         path = self._dir / f"worker-{next(self._ids)}.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        listener.bind(str(path))
-        listener.listen(1)
         command = [sys.executable, "-m", "scorer_core.execution.workers.worker", "--socket", str(path)]
-        # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where a
-        # stray module could shadow a library or a plugin in workers only.
-        process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+        try:
+            listener.bind(str(path))
+            listener.listen(1)
+            # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where
+            # a stray module could shadow a library or a plugin in workers only.
+            process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+        except BaseException:
+            listener.close()
+            raise
         with self._lock:
             self._spawned.add(process)
         return listener, process
@@ -279,6 +286,16 @@ class WorkerPool:
                         ) from None
         finally:
             listener.close()
+        try:
+            return self._greet(connection, process)
+        except BaseException:
+            connection.close()  # the worker is ended, and only a registered one keeps its socket
+            raise
+
+    def _greet(
+        self, connection: socket.socket, process: subprocess.Popen[bytes]
+    ) -> tuple[_Worker, ModelFacts]:
+        """Tell the worker connected on ``connection`` what to load; its facts once it has."""
         connection.settimeout(None)
         try:
             send(connection, Load(self.settings, self.model_path, self.runtime))

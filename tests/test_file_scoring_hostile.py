@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -105,7 +106,7 @@ def cpu_seconds(pid: int) -> float:
 
 def parquet_of(path: Path, rows: int, value: str) -> None:
     """``rows`` rows whose cell ``x`` is ``value``, dictionary-encoded: a few KiB on disk."""
-    column = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), pa.array([value]))
+    column = pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value]))
     pq.write_table(pa.table({"x": column}), path, compression="zstd")
 
 
@@ -210,11 +211,15 @@ def test_decoded_size_and_rows_are_bounded_by_their_settings(probe_server, scori
 
 
 def test_a_file_read_past_its_deadline_stops_being_read(probe_server, scoring_dir):
-    parquet_of(scoring_dir / "slow.parquet", 4_000_000, "1.5")  # allowed, but slow to read whole
+    # Allowed, but far from readable whole within the deadline even on a fast machine: read
+    # whole, its rows take about 2 GiB as Python strings; 4,000,000 rows were read whole within
+    # 1 s here (403 MiB), which is no test of the deadline.
+    parquet_of(scoring_dir / "slow.parquet", 20_000_000, "1.5")
     env = {
         "SCORER_FILE_SCORING_DIR": str(scoring_dir),
-        "SCORER_FILE_MAX_ROWS": "5000000",
-        "SCORER_REQUEST_TIMEOUT": "1",
+        "SCORER_FILE_MAX_ROWS": "25000000",
+        "SCORER_FILE_MAX_DECODED_BYTES": "1000000000",
+        "SCORER_REQUEST_TIMEOUT": "0.3",
     }
     with probe_server(env=env, record_headers=False, **SPEC) as target:
         pid = target.process.pid
@@ -228,4 +233,4 @@ def test_a_file_read_past_its_deadline_stops_being_read(probe_server, scoring_di
         assert target.get("/model/score?file=rows.csv").status == 200
     assert reply.status == 504 and "SCORER_REQUEST_TIMEOUT" in reply.json()["detail"], reply
     assert busy < 0.5, f"the server still worked {busy:.1f} s of CPU in 2 s after answering 504"
-    assert grown < 400 * 1024, f"the peak memory grew by {grown // 1024} MiB"
+    assert grown < 800 * 1024, f"the peak memory grew by {grown // 1024} MiB"

@@ -255,214 +255,220 @@ def _probes_only(app: App, limit: int) -> App:
     return serve
 
 
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol with this server's guards (header bytes, timeouts, the
+    connection cap, pipelining and lingering closes); ``guarded_protocol`` gives each server a
+    subclass holding its limits and its registry of connections."""
+
+    _limits: ConnectionLimits
+    _registry: _Connections
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn arms its keep-alive timer after each answer; on_response_complete takes it
+        # over as the deadline for the next request, which saves a second timer per request.
+        self.timeout_keep_alive = self._limits.keepalive_timeout  # type: ignore[assignment]
+        self._header_bytes = 0
+        #: The last bytes of the previous read, so that a head's end split across two reads
+        #: is still found (else a large body behind it would count as header bytes: a 431).
+        self._head_tail = b""
+        self._awaiting_headers = True
+        self._in_head = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._framed: _FramedBody | None = None
+        self._deferred_400: str | None = None
+        self._discarding = False
+        self._draining = False
+        self._drain_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if not self._registry.make_room(len(self.connections)):
+            self.app = _probes_only(self.app, self._limits.max_connections)
+        self._wait_for_request()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+        self._registry.gone(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._deferred_400 is not None or self._discarding:
+            return  # nothing after a malformed or refused request is read
+        if self._awaiting_headers:
+            window = self._head_tail + data
+            end = window.find(_HEADERS_END)
+            self._header_bytes += len(data) if end < 0 else max(0, end - len(self._head_tail))
+            self._head_tail = window[-(len(_HEADERS_END) - 1) :] if end < 0 else b""
+            if self._header_bytes > self._limits.max_header_bytes:
+                self._refuse(
+                    431,
+                    f"Request header fields are larger than {self._limits.max_header_bytes} bytes "
+                    "(SCORER_MAX_HEADER_BYTES)",
+                )
+                return
+        super().data_received(data)
+        # Armed here, not at the head's first byte, so that a head arriving whole (nearly
+        # every one) never starts a timer.
+        settled = self._discarding or self._deferred_400 is not None or self.transport.is_closing()
+        if self._in_head and self._timer is None and not settled:
+            self._timer = self.loop.call_later(self._limits.header_timeout, self._head_expired)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn calls this on a parse error.
+        cycle = self.cycle
+        if cycle is not None and cycle.more_body and not cycle.response_complete:
+            self._body_malformed()
+            return
+        # If requests before the malformed one are still being answered, they are answered first.
+        in_flight = cycle is not None and not cycle.response_complete
+        if in_flight or self.pipeline:
+            self._deferred_400 = msg
+            self._cancel_timer()
+            self.flow.pause_reading()
+            return
+        super().send_400_response(msg)
+
+    def _body_malformed(self) -> None:
+        """The body being read breaks its framing (only a chunked body can): its request is
+        answered by the app, through ``MalformedBody``, and the connection closes after it."""
+        self.cycle.keep_alive = False
+        self._discarding = True  # read on, so that closing sends a FIN rather than a reset
+        framed = self._framed
+        if framed is not None:
+            framed.broken = True
+            self.cycle.message_event.set()
+
+    def shutdown(self) -> None:
+        # Called by uvicorn once the listener is closed, for every open connection.
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # the answer says Connection: close
+            return
+        self._draining = True
+        self._unset_keepalive_if_required()
+        self._drain_timer = self.loop.call_later(_IDLE_DRAIN_SECONDS, self._close_idle)
+
+    def _close_idle(self) -> None:
+        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+            return  # a request came and is answered with Connection: close
+        # Idle, or a head still arriving: a request not whole by now is not waited for.
+        self._close_lingering()
+
+    def on_message_begin(self) -> None:
+        # The bytes counted are kept: this read, which starts the head, counts towards it.
+        self._cancel_timer()
+        self._in_head = True
+        self._awaiting_headers = True
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_headers = False
+        self._in_head = False
+        self._cancel_timer()
+        self._registry.busy(self)
+        previous = self.cycle
+        super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is previous:
+            return  # an upgrade: the connection is no longer HTTP/1.1's
+        if self._draining:
+            cycle.keep_alive = False
+        if _has_transfer_encoding(self.headers):
+            self._framed = _FramedBody(cycle.receive)
+            cycle.receive = self._framed  # type: ignore[method-assign]
+        else:
+            self._framed = None
+
+    def on_message_complete(self) -> None:
+        self._awaiting_headers = True
+        self._header_bytes = 0
+        self._head_tail = b""
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if self._deferred_400 is not None:
+            if not self.pipeline and (self.cycle is None or self.cycle.response_complete):
+                super().send_400_response(self._deferred_400)
+            return
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            return  # the next request is under way
+        self._registry.waiting(self)
+        if self._in_head:  # the next head has begun: its own deadline runs
+            self._unset_keepalive_if_required()
+            return
+        # uvicorn's keep-alive timer, just armed, is taken out of its hands: uvicorn stops it
+        # at any byte, even one that starts no request; here only a request's start does.
+        self._cancel_timer()
+        self._timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
+
+    def timeout_keep_alive_handler(self) -> None:
+        self._idle_expired()
+
+    def _wait_for_request(self) -> None:
+        """Arm the deadline for a new connection's first request."""
+        self._registry.waiting(self)
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self._limits.idle_timeout, self._idle_expired)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_expired(self) -> None:
+        self._timer = None
+        if not self._in_head and (self.cycle is None or self.cycle.response_complete):
+            self._close_lingering()
+
+    def _head_expired(self) -> None:
+        self._timer = None
+        if not self._in_head or self._deferred_400 is not None:
+            return
+        if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
+            # The head follows a request still being answered, whose answer ends the connection.
+            self.cycle.keep_alive = False
+            self._discarding = True
+            return
+        self._refuse(
+            408,
+            f"The request line and headers did not arrive within {self._limits.header_timeout:g} s "
+            "(SCORER_HEADER_TIMEOUT)",
+        )
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` before a request has reached the app, and close."""
+        body = message.encode("ascii")
+        phrase = http.HTTPStatus(status).phrase.encode("ascii")
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase) + b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        # The client may still be sending, and closing at once would answer its bytes with a
+        # reset that destroys the answer before it is read.
+        self._awaiting_headers = False
+        self._in_head = False
+        self._close_lingering()
+
+    def _close_lingering(self) -> None:
+        """Close as nginx does: send FIN, discard what still arrives, close when the client
+        does (``eof_received``) or after a bound, so nothing the client sent causes a reset."""
+        self._cancel_timer()
+        self._discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+        # Closing a TLS transport waits for the client's close_notify, up to asyncio's 30 s
+        # ssl_shutdown_timeout: a client that never answers would hold the stop that long.
+        self.loop.call_later(_LINGER_SECONDS + _TLS_CLOSE_SECONDS, self.transport.abort)
+
+
 def guarded_protocol(limits: ConnectionLimits) -> type[HttpToolsProtocol]:
     """The protocol class uvicorn builds per connection, with this server's limits."""
-    max_header_bytes = limits.max_header_bytes
-    connections = _Connections(limits.max_connections)
-
-    class GuardedHttpToolsProtocol(HttpToolsProtocol):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            # uvicorn arms its keep-alive timer after each answer; on_response_complete takes it
-            # over as the deadline for the next request, which saves a second timer per request.
-            self.timeout_keep_alive = limits.keepalive_timeout  # type: ignore[assignment]
-            self._header_bytes = 0
-            #: The last bytes of the previous read, so that a head's end split across two reads
-            #: is still found (else a large body behind it would count as header bytes: a 431).
-            self._head_tail = b""
-            self._awaiting_headers = True
-            self._in_head = False
-            self._timer: asyncio.TimerHandle | None = None
-            self._framed: _FramedBody | None = None
-            self._deferred_400: str | None = None
-            self._discarding = False
-            self._draining = False
-            self._drain_timer: asyncio.TimerHandle | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            if not connections.make_room(len(self.connections)):
-                self.app = _probes_only(self.app, limits.max_connections)
-            self._wait_for_request()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_timer()
-            if self._drain_timer is not None:
-                self._drain_timer.cancel()
-            connections.gone(self)
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            if self._deferred_400 is not None or self._discarding:
-                return  # nothing after a malformed or refused request is read
-            if self._awaiting_headers:
-                window = self._head_tail + data
-                end = window.find(_HEADERS_END)
-                self._header_bytes += len(data) if end < 0 else max(0, end - len(self._head_tail))
-                self._head_tail = window[-(len(_HEADERS_END) - 1) :] if end < 0 else b""
-                if self._header_bytes > max_header_bytes:
-                    self._refuse(
-                        431,
-                        f"Request header fields are larger than {max_header_bytes} bytes "
-                        "(SCORER_MAX_HEADER_BYTES)",
-                    )
-                    return
-            super().data_received(data)
-            # Armed here, not at the head's first byte, so that a head arriving whole (nearly
-            # every one) never starts a timer.
-            settled = self._discarding or self._deferred_400 is not None or self.transport.is_closing()
-            if self._in_head and self._timer is None and not settled:
-                self._timer = self.loop.call_later(limits.header_timeout, self._head_expired)
-
-        def send_400_response(self, msg: str) -> None:
-            # uvicorn calls this on a parse error.
-            cycle = self.cycle
-            if cycle is not None and cycle.more_body and not cycle.response_complete:
-                self._body_malformed()
-                return
-            # If requests before the malformed one are still being answered, they are answered first.
-            in_flight = cycle is not None and not cycle.response_complete
-            if in_flight or self.pipeline:
-                self._deferred_400 = msg
-                self._cancel_timer()
-                self.flow.pause_reading()
-                return
-            super().send_400_response(msg)
-
-        def _body_malformed(self) -> None:
-            """The body being read breaks its framing (only a chunked body can): its request is
-            answered by the app, through ``MalformedBody``, and the connection closes after it."""
-            self.cycle.keep_alive = False
-            self._discarding = True  # read on, so that closing sends a FIN rather than a reset
-            framed = self._framed
-            if framed is not None:
-                framed.broken = True
-                self.cycle.message_event.set()
-
-        def shutdown(self) -> None:
-            # Called by uvicorn once the listener is closed, for every open connection.
-            if self.cycle is not None and not self.cycle.response_complete:
-                self.cycle.keep_alive = False  # the answer says Connection: close
-                return
-            self._draining = True
-            self._unset_keepalive_if_required()
-            self._drain_timer = self.loop.call_later(_IDLE_DRAIN_SECONDS, self._close_idle)
-
-        def _close_idle(self) -> None:
-            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
-                return  # a request came and is answered with Connection: close
-            # Idle, or a head still arriving: a request not whole by now is not waited for.
-            self._close_lingering()
-
-        def on_message_begin(self) -> None:
-            # The bytes counted are kept: this read, which starts the head, counts towards it.
-            self._cancel_timer()
-            self._in_head = True
-            self._awaiting_headers = True
-            super().on_message_begin()
-
-        def on_headers_complete(self) -> None:
-            self._awaiting_headers = False
-            self._in_head = False
-            self._cancel_timer()
-            connections.busy(self)
-            previous = self.cycle
-            super().on_headers_complete()
-            cycle = self.cycle
-            if cycle is previous:
-                return  # an upgrade: the connection is no longer HTTP/1.1's
-            if self._draining:
-                cycle.keep_alive = False
-            if _has_transfer_encoding(self.headers):
-                self._framed = _FramedBody(cycle.receive)
-                cycle.receive = self._framed  # type: ignore[method-assign]
-            else:
-                self._framed = None
-
-        def on_message_complete(self) -> None:
-            self._awaiting_headers = True
-            self._header_bytes = 0
-            self._head_tail = b""
-            super().on_message_complete()
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            if self.transport.is_closing():
-                return
-            if self._deferred_400 is not None:
-                if not self.pipeline and (self.cycle is None or self.cycle.response_complete):
-                    super().send_400_response(self._deferred_400)
-                return
-            if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
-                return  # the next request is under way
-            connections.waiting(self)
-            if self._in_head:  # the next head has begun: its own deadline runs
-                self._unset_keepalive_if_required()
-                return
-            # uvicorn's keep-alive timer, just armed, is taken out of its hands: uvicorn stops it
-            # at any byte, even one that starts no request; here only a request's start does.
-            self._cancel_timer()
-            self._timer, self.timeout_keep_alive_task = self.timeout_keep_alive_task, None
-
-        def timeout_keep_alive_handler(self) -> None:
-            self._idle_expired()
-
-        def _wait_for_request(self) -> None:
-            """Arm the deadline for a new connection's first request."""
-            connections.waiting(self)
-            self._cancel_timer()
-            self._timer = self.loop.call_later(limits.idle_timeout, self._idle_expired)
-
-        def _cancel_timer(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-
-        def _idle_expired(self) -> None:
-            self._timer = None
-            if not self._in_head and (self.cycle is None or self.cycle.response_complete):
-                self._close_lingering()
-
-        def _head_expired(self) -> None:
-            self._timer = None
-            if not self._in_head or self._deferred_400 is not None:
-                return
-            if self.pipeline or (self.cycle is not None and not self.cycle.response_complete):
-                # The head follows a request still being answered, whose answer ends the connection.
-                self.cycle.keep_alive = False
-                self._discarding = True
-                return
-            self._refuse(
-                408,
-                f"The request line and headers did not arrive within {limits.header_timeout:g} s "
-                "(SCORER_HEADER_TIMEOUT)",
-            )
-
-        def _refuse(self, status: int, message: str) -> None:
-            """Answer ``status`` before a request has reached the app, and close."""
-            body = message.encode("ascii")
-            phrase = http.HTTPStatus(status).phrase.encode("ascii")
-            self.transport.write(
-                b"HTTP/1.1 %d %s\r\n" % (status, phrase) + b"content-type: text/plain; charset=utf-8\r\n"
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n"
-                b"connection: close\r\n\r\n" + body
-            )
-            # The client may still be sending, and closing at once would answer its bytes with a
-            # reset that destroys the answer before it is read.
-            self._awaiting_headers = False
-            self._in_head = False
-            self._close_lingering()
-
-        def _close_lingering(self) -> None:
-            """Close as nginx does: send FIN, discard what still arrives, close when the client
-            does (``eof_received``) or after a bound, so nothing the client sent causes a reset."""
-            self._cancel_timer()
-            self._discarding = True
-            if self.transport.can_write_eof():
-                self.transport.write_eof()
-            self.loop.call_later(_LINGER_SECONDS, self.transport.close)
-            # Closing a TLS transport waits for the client's close_notify, up to asyncio's 30 s
-            # ssl_shutdown_timeout: a client that never answers would hold the stop that long.
-            self.loop.call_later(_LINGER_SECONDS + _TLS_CLOSE_SECONDS, self.transport.abort)
-
-    return GuardedHttpToolsProtocol
+    attributes = {"_limits": limits, "_registry": _Connections(limits.max_connections)}
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), attributes)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -31,6 +33,24 @@ def plugin_env(extra_plugins: str = "probe_plugin", **env: str) -> dict[str, str
         "SCORER_DISABLE_PLUGINS": INSTALLED_PLUGINS,
         **env,
     }
+
+
+def scorer_batch(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``scorer batch ARGS`` in a child process that loads the test plugins only."""
+    command = [sys.executable, "-m", "scorer_core.cli", "batch", *map(str, args)]
+    return subprocess.run(
+        command, env={**os.environ, **plugin_env()}, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def probe_model_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any]) -> Path:
+    """A probe model file of ``spec`` that this process can load too (batch jobs run in it)."""
+    for name, value in plugin_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.syspath_prepend(plugin_env()["PYTHONPATH"].split(os.pathsep)[0])
+    path = tmp_path / "m.probe"
+    path.write_text(json.dumps(spec))
+    return path
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:

@@ -19,7 +19,7 @@ from scorer_core.config.settings import load_settings
 from scorer_core.jobs.job import BatchFailed, BatchOptions, run_batch_job
 from scorer_core.schema import ShapleyType
 from scorer_core.tables.files import read_chunks
-from tests.conftest import plugin_env
+from tests.conftest import plugin_env, probe_model_in_process
 
 SPEC = {
     "inputs": [["x", "Float64"], ["city", "Str"]],
@@ -36,12 +36,7 @@ ROWS = [
 
 @pytest.fixture
 def model(tmp_path, monkeypatch):
-    for name, value in plugin_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(plugin_env()["PYTHONPATH"].split(os.pathsep)[0])
-    path = tmp_path / "m.probe"
-    path.write_text(json.dumps(SPEC))
-    return path
+    return probe_model_in_process(tmp_path, monkeypatch, SPEC)
 
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:

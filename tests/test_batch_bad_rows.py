@@ -6,9 +6,6 @@ and with ``--on-error skip`` the row goes to the side file and every other row i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,26 +15,14 @@ import pytest
 from scorer_core.config.settings import load_settings
 from scorer_core.jobs.job import BatchOptions, run_batch_job
 from scorer_core.tables.rows import BLOCK_BYTES, MAX_ROW_BYTES
-from tests.conftest import plugin_env
+from tests.conftest import probe_model_in_process, scorer_batch
 
 SPEC = {"inputs": [["x", "Float64"], ["s", "Str"]], "outputs": [["y", "Float64"]]}
 
 
-def scorer_batch(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "scorer_core.cli", "batch", *map(str, args)]
-    return subprocess.run(
-        command, env={**os.environ, **plugin_env()}, capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.fixture
 def model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name, value in plugin_env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.syspath_prepend(plugin_env()["PYTHONPATH"].split(os.pathsep)[0])
-    path = tmp_path / "m.probe"
-    path.write_text(json.dumps(SPEC))
-    return path
+    return probe_model_in_process(tmp_path, monkeypatch, SPEC)
 
 
 def read_ys(path: Path) -> list[str]:

@@ -24,17 +24,10 @@ from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.jobs.job import BatchOptions, run_batch_job
 from scorer_core.jobs.outputs import StagedFile
-from tests.conftest import plugin_env
+from tests.conftest import plugin_env, scorer_batch
 
 SPEC = {"inputs": [["x", "Float64"]], "outputs": [["y", "Float64"]]}
 CSV = "x\n1\n2\n3\n"
-
-
-def scorer_batch(*args: object, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "scorer_core.cli", "batch", *map(str, args)]
-    return subprocess.run(
-        command, env={**os.environ, **plugin_env()}, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture

@@ -34,11 +34,13 @@ from scorer_core.server.auth import (
     Authenticator,
     TooManyChecks,
     Unauthorized,
+    Verified,
     bearer_credential,
 )
 
 ISSUER = "https://issuer.test/realms/mlops"
 AUDIENCE = "scorer"
+PASSPHRASE = Verified("passphrase")
 
 
 def pbkdf2_hash(
@@ -179,9 +181,10 @@ def counting(iterations: int) -> CountingPassphrase:
 def test_a_slow_hash_is_paid_once_per_credential_not_per_request():
     async def main() -> None:
         auth = Authenticator(Credentials(counting(200_000)))
-        await asyncio.gather(*(auth.check([b"Bearer right"]) for _ in range(20)))
+        shared = await asyncio.gather(*(auth.check([b"Bearer right"]) for _ in range(20)))
+        assert shared == [PASSPHRASE] * 20
         for _ in range(20):
-            await auth.check([b"Bearer right"])
+            assert await auth.check([b"Bearer right"]) == PASSPHRASE
         assert CountingPassphrase.calls == 1
         for _ in range(5):
             with pytest.raises(Unauthorized, match="the passphrase is wrong"):
@@ -202,7 +205,7 @@ def test_a_slow_hash_does_not_block_the_event_loop():
             await asyncio.sleep(0.01)
             ticks += 1
         took = time.monotonic() - started
-        await checking
+        assert await checking == PASSPHRASE
         # The loop ran all along: it ticked about every 10 ms while the hash took its time.
         assert took > 0.2, "the check was too fast to tell; raise the iterations"
         assert ticks >= took / 0.05
@@ -214,7 +217,7 @@ def test_a_slow_hash_does_not_block_the_event_loop():
 def test_the_plaintext_passphrase_is_compared_without_a_thread():
     async def main() -> None:
         auth = Authenticator(Credentials(PlainPassphrase(b"right")))
-        await auth.check([b"Bearer right"])
+        assert await auth.check([b"Bearer right"]) == PASSPHRASE
         with pytest.raises(Unauthorized):
             await auth.check([b"Bearer righ"])
         assert auth._checker is None
@@ -269,12 +272,54 @@ def oidc_auth(jwks_source: str) -> Authenticator:
     return Authenticator(found)
 
 
-def check(auth: Authenticator, credential: str) -> None:
-    asyncio.run(auth.check([f"Bearer {credential}".encode()]))
+def check(auth: Authenticator, credential: str) -> Verified:
+    return asyncio.run(auth.check([f"Bearer {credential}".encode()]))
 
 
-def test_a_token_signed_by_the_issuers_key_passes(jwks_file, keys):
-    check(oidc_auth(str(jwks_file)), token(keys))
+def assert_passed_as(verified: Verified, subject: str, *, expires: int | None = None) -> None:
+    """``verified`` is a token's, with the claims ``token`` minted for ``subject``: the issuer and
+    audience configured, and the expiry given (or one within the five minutes ``token`` gives)."""
+    assert verified.kind == "token", verified
+    claims = verified.token
+    assert claims is not None
+    assert claims.subject == subject and claims.claims["sub"] == subject
+    assert claims.issuer == ISSUER
+    assert claims.audience == (AUDIENCE,)
+    if expires is None:
+        assert time.time() < claims.expires <= time.time() + 300
+    else:
+        assert claims.expires == expires
+
+
+def test_a_token_signed_by_the_issuers_key_passes_with_its_claims(jwks_file, keys):
+    exp = int(time.time()) + 120
+    verified = check(oidc_auth(str(jwks_file)), token(keys, sub="carol", exp=exp, scope="score"))
+    assert_passed_as(verified, "carol", expires=exp)
+    assert verified.token is not None and verified.token.claims["scope"] == "score"
+
+
+def test_each_token_checked_at_once_gets_its_own_claims(jwks_file, keys):
+    auth = oidc_auth(str(jwks_file))
+    subjects = [f"client-{i}" for i in range(8)]
+
+    async def main() -> list[Verified]:
+        return await asyncio.gather(
+            *(auth.check([f"Bearer {token(keys, sub=s)}".encode()]) for s in subjects)
+        )
+
+    for verified, subject in zip(asyncio.run(main()), subjects, strict=True):
+        assert_passed_as(verified, subject)
+
+
+def test_a_token_for_several_audiences_passes_naming_them_all(jwks_file, keys):
+    verified = check(oidc_auth(str(jwks_file)), token(keys, aud=["billing", AUDIENCE]))
+    assert verified.token is not None and verified.token.audience == ("billing", AUDIENCE)
+
+
+def test_a_token_without_a_subject_passes_with_none(jwks_file, keys):
+    verified = check(oidc_auth(str(jwks_file)), token(keys, sub=None))
+    assert verified.kind == "token" and verified.token is not None
+    assert verified.token.subject is None and "sub" not in verified.token.claims
 
 
 def _tampered(keys) -> str:
@@ -333,7 +378,8 @@ def test_bad_tokens_are_refused_with_their_reason(jwks_file, keys, make, reason)
 
 
 def test_a_token_within_the_clock_leeway_still_passes(jwks_file, keys):
-    check(oidc_auth(str(jwks_file)), token(keys, exp=int(time.time()) - 5))
+    exp = int(time.time()) - 5
+    assert_passed_as(check(oidc_auth(str(jwks_file)), token(keys, sub="late", exp=exp)), "late", expires=exp)
 
 
 def test_either_the_passphrase_or_a_token_passes_when_both_are_configured(jwks_file, keys):
@@ -342,8 +388,8 @@ def test_either_the_passphrase_or_a_token_passes_when_both_are_configured(jwks_f
     )
     assert found is not None
     auth = Authenticator(found)
-    check(auth, "right")
-    check(auth, token(keys))
+    assert check(auth, "right") == PASSPHRASE
+    assert_passed_as(check(auth, token(keys, sub="dave")), "dave")
     with pytest.raises(Unauthorized, match="the token has expired"):
         check(auth, token(keys, exp=int(time.time()) - 120))
     with pytest.raises(Unauthorized, match="the passphrase is wrong"):
@@ -413,12 +459,13 @@ def test_a_jwks_url_is_fetched_once_and_refetched_for_a_rotated_key(keys):
 
         async def main() -> None:
             for _ in range(5):
-                await auth.check([f"Bearer {token(keys)}".encode()])
+                assert_passed_as(await auth.check([f"Bearer {token(keys)}".encode()]), "alice")
             assert server.fetches == 1
             # The issuer rotates to k2: the first token naming k2 refetches (once a minute at most).
             server.document = jwks(keys, "k1", "k2")
             auth._keys._fetched_at = time.monotonic() - 61  # type: ignore[union-attr]
-            await auth.check([f"Bearer {token(keys, 'k2')}".encode()])
+            rotated = await auth.check([f"Bearer {token(keys, 'k2', sub='after-rotation')}".encode()])
+            assert_passed_as(rotated, "after-rotation")
             assert server.fetches == 2
             # Forged key ids do not make it fetch again within the minute.
             for _ in range(5):
@@ -442,7 +489,7 @@ def test_a_flood_of_wrong_passphrases_from_one_client_does_not_lock_out_another(
             *flood, auth.check([b"Bearer right"], "10.0.0.7"), return_exceptions=True
         )
         *flooded, right = outcomes
-        assert right is None, right
+        assert right == PASSPHRASE, right
         assert {type(o).__name__ for o in flooded} == {"Unauthorized", "TooManyChecks"}
         assert sum(type(o).__name__ == "Unauthorized" for o in flooded) == MAX_PENDING_CHECKS_PER_CLIENT
         refused = next(o for o in flooded if isinstance(o, TooManyChecks))
@@ -456,7 +503,7 @@ def test_the_plaintext_passphrase_loses_a_trailing_newline_from_a_secret_file(mo
     monkeypatch.setenv("SCORER_PASSPHRASE", "secretpw\n")
     found = load_settings().credentials()
     assert found is not None
-    asyncio.run(Authenticator(found).check([b"Bearer secretpw"]))
+    assert asyncio.run(Authenticator(found).check([b"Bearer secretpw"])) == PASSPHRASE
 
 
 @pytest.mark.parametrize(
@@ -496,7 +543,8 @@ def test_a_token_whose_algorithm_family_does_not_fit_its_key_is_a_401_not_a_500(
     )
     with pytest.raises(Unauthorized, match="does not match its key"):
         check(oidc_auth(str(path)), forged)
-    check(oidc_auth(str(path)), token(keys, algorithm="PS256"))  # RSA-PSS with an RSA key is fine
+    rsa_pss = check(oidc_auth(str(path)), token(keys, algorithm="PS256", sub="pss"))  # an RSA key: fine
+    assert_passed_as(rsa_pss, "pss")
 
 
 def test_a_key_the_issuer_removed_stops_being_trusted_after_the_keys_lifetime(keys):
@@ -505,13 +553,14 @@ def test_a_key_the_issuer_removed_stops_being_trusted_after_the_keys_lifetime(ke
         auth = oidc_auth(server.url)
 
         async def main() -> None:
-            await auth.check([f"Bearer {token(keys, 'k1')}".encode()])
+            assert_passed_as(await auth.check([f"Bearer {token(keys, 'k1')}".encode()]), "alice")
             server.document = jwks(keys, "k2")  # k1 revoked
-            await auth.check([f"Bearer {token(keys, 'k1')}".encode()])  # within the hour: cached
+            cached = await auth.check([f"Bearer {token(keys, 'k1', sub='cached')}".encode()])
+            assert_passed_as(cached, "cached")  # within the hour, k1 is still known
             auth._keys._fetched_at -= 3601  # type: ignore[union-attr]
             with pytest.raises(Unauthorized, match="does not know"):
                 await auth.check([f"Bearer {token(keys, 'k1')}".encode()])
-            await auth.check([f"Bearer {token(keys, 'k2')}".encode()])
+            assert_passed_as(await auth.check([f"Bearer {token(keys, 'k2', sub='k2')}".encode()]), "k2")
             assert server.fetches == 2
 
         asyncio.run(main())
@@ -580,8 +629,8 @@ def test_a_jwks_of_two_keys_without_distinct_kids_accepts_tokens_signed_by_eithe
     path.write_text(json.dumps(document))
     try:
         auth = oidc_auth(server.url if server else str(path))
-        check(auth, token(keys, "k1", header=header))
-        check(auth, token(keys, "k2", header=header))
+        assert_passed_as(check(auth, token(keys, "k1", header=header, sub="by-k1")), "by-k1")
+        assert_passed_as(check(auth, token(keys, "k2", header=header, sub="by-k2")), "by-k2")
         with pytest.raises(Unauthorized, match="signature is not valid"):
             check(auth, token(keys, "stranger", header=header))
         with pytest.raises(Unauthorized, match="the token has expired"):  # its claims are still checked
@@ -599,7 +648,7 @@ def test_the_lane_for_new_passphrases_is_short_and_a_verified_one_never_enters_i
 
     async def main() -> None:
         auth = Authenticator(Credentials(counting(500_000)))
-        await auth.check([b"Bearer right"], "10.0.0.7")
+        assert await auth.check([b"Bearer right"], "10.0.0.7") == PASSPHRASE
         filling = [
             asyncio.ensure_future(auth.check([f"Bearer wrong-{i}".encode()], f"10.1.0.{i}"))
             for i in range(MAX_PENDING_CHECKS)
@@ -608,7 +657,7 @@ def test_the_lane_for_new_passphrases_is_short_and_a_verified_one_never_enters_i
         with pytest.raises(Overloaded) as refused:
             await auth.check([b"Bearer also-wrong"], "10.2.0.1")
         assert refused.value.status_code == 503 and refused.value.retry_after == 1
-        await auth.check([b"Bearer right"], "10.0.0.8")
+        assert await auth.check([b"Bearer right"], "10.0.0.8") == PASSPHRASE
         # Both were answered while the lane's hashes still ran: neither waited for them.
         assert not any(task.done() for task in filling)
         outcomes = await asyncio.gather(*filling, return_exceptions=True)
@@ -692,7 +741,7 @@ def test_a_jwks_redirect_to_http_is_still_followed(keys):
     server = JwksServer(jwks(keys, "k1"))
     redirector = Redirector(server.url)
     try:
-        check(oidc_auth(redirector.url), token(keys))
+        assert_passed_as(check(oidc_auth(redirector.url), token(keys, sub="redirected")), "redirected")
         assert server.fetches == 1
     finally:
         redirector.close()

@@ -19,6 +19,9 @@ Why it is built this way:
   a URL, at most once a minute, so that rotated keys are found and forged ids cost nothing.
 - Nothing here logs or echoes a credential: the 401's detail says only what kind of failure it
   was.
+- A check that passes returns what it verified (``Verified``: the kind of credential, and a
+  token's verified claims), so that callers and tests can see which credential let a request in,
+  not merely that something did.
 """
 
 from __future__ import annotations
@@ -33,15 +36,25 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Literal
 
 from scorer_core.config.credentials import Credentials, OidcSettings
 from scorer_core.errors import NotReady, Overloaded, ScorerError
 from scorer_core.server.fetch import fetch
 
-__all__ = ["JWT_ALGORITHMS", "LEEWAY_SECONDS", "Authenticator", "Unauthorized", "bearer_credential"]
+__all__ = [
+    "JWT_ALGORITHMS",
+    "LEEWAY_SECONDS",
+    "Authenticator",
+    "TokenClaims",
+    "Unauthorized",
+    "Verified",
+    "bearer_credential",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +104,49 @@ class Unauthorized(ScorerError):
         self.headers = {"WWW-Authenticate": 'Bearer error="invalid_token"' if invalid else "Bearer"}
 
 
+@dataclass(frozen=True)
+class TokenClaims:
+    """The claims of an OIDC token that passed, every one of them checked by PyJWT first: the
+    signature, ``iss`` (the configured issuer), ``aud`` (includes the configured audience), ``exp``
+    and, when present, ``nbf``. ``claims`` holds them all, as the token carried them."""
+
+    issuer: str
+    #: ``aud`` as a tuple: a token may name one audience or several.
+    audience: tuple[str, ...]
+    #: ``exp``, in seconds since the epoch, read as PyJWT read it to check it.
+    expires: int
+    #: ``sub``, the identity the token was issued for; None when the token names none.
+    subject: str | None
+    claims: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, claims: dict[str, Any]) -> TokenClaims:
+        """The claims ``jwt.decode`` returned, which required ``iss``, ``aud`` and ``exp``."""
+        audience = claims["aud"]
+        subject = claims.get("sub")
+        return cls(
+            issuer=claims["iss"],
+            audience=(audience,) if isinstance(audience, str) else tuple(audience),
+            expires=int(claims["exp"]),
+            # PyJWT 2.10 and later refuse a ``sub`` that is not a string; earlier ones pass it
+            # unchecked, and such a value names no subject.
+            subject=subject if isinstance(subject, str) else None,
+            claims=MappingProxyType(dict(claims)),
+        )
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What let a request in: the deployment's passphrase, or an OIDC token and its claims."""
+
+    kind: Literal["passphrase", "token"]
+    #: The token's verified claims; None for a passphrase.
+    token: TokenClaims | None = None
+
+
+_PASSPHRASE = Verified("passphrase")
+
+
 def bearer_credential(values: list[bytes]) -> bytes:
     """The credential of a request's ``Authorization`` header values, or ``Unauthorized``."""
     if not values:
@@ -120,15 +176,16 @@ class Authenticator:
         self._checker: ThreadPoolExecutor | None = None
         self._keys = _Keys(credentials.oidc) if credentials.oidc is not None else None
 
-    async def check(self, authorization: list[bytes], client: str | None = None) -> None:
-        """Return if the request may proceed; raise ``Unauthorized`` (or 429, 503) if not.
-        ``client``: the peer's address, which bounds how many slow checks it may have waiting."""
+    async def check(self, authorization: list[bytes], client: str | None = None) -> Verified:
+        """What the request's credential was verified as, if it may proceed; raise
+        ``Unauthorized`` (or 429, 503) if not. ``client``: the peer's address, which bounds how
+        many slow checks it may have waiting."""
         credential = bearer_credential(authorization)
         token_problem: ScorerError | None = None
         if self._keys is not None and credential.count(b".") == 2:
             try:
-                await self._keys.verify(credential.decode("ascii", "replace"))
-                return
+                claims = await self._keys.verify(credential.decode("ascii", "replace"))
+                return Verified("token", TokenClaims.of(claims))
             except (Unauthorized, NotReady) as exc:
                 # A passphrase may parse as a token too: keys that cannot be fetched (503) must not
                 # keep it from being checked. Its refusal still reports the token's problem.
@@ -137,7 +194,7 @@ class Authenticator:
                 token_problem = exc
         if self.credentials.passphrase is not None:
             if await self._passphrase_matches(credential, client):
-                return
+                return _PASSPHRASE
             raise token_problem or Unauthorized("the passphrase is wrong")
         raise token_problem or Unauthorized("the credential is not a JWT")
 

@@ -85,10 +85,11 @@ serve: install
 	$(BIN)/scorer serve --port $(PORT)
 
 # Most tests wait on server subprocesses rather than compute, so more workers than cores pay off:
-# on a 2-core machine 3 measured twice as fast as serial (4 no faster). loadscope sends a module's
-# functions, or a class's methods, to one worker, so that a module- or class-scoped server (each
-# conformance suite's, the MLflow tracking server) starts once, not once per worker. Tests that
-# bound time, memory or load, or hold a fixed port, are marked `serial` and run alone afterwards.
+# on a 2-core machine 3 measured twice as fast as serial (4 no faster). loadscope with the root
+# conftest.py's groups sends a module's functions, or a class's methods, to one worker, so that a
+# module- or class-scoped server (each conformance suite's, the MLflow tracking server) starts
+# once, not once per worker; the two Ray modules share a group, and the long groups go first.
+# Tests that bound time, memory or load are marked `serial` and run alone afterwards.
 # Each phase prints its own closing line; a failed first phase fails the target at once.
 TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadscope

@@ -25,8 +25,9 @@ from tests.conftest import plugin_env
 
 pyspark = pytest.importorskip("pyspark")  # the [spark] extra; `make install-test` installs it
 
-# serial: a local Spark JVM for the module (GBs); beside other tests it would starve a small machine.
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# In the parallel phase, sent first (the root conftest.py's SHARED_GROUPS): the module's local
+# Spark session is the suite's longest fixture, and its tests bound no time.
+pytestmark = pytest.mark.slow
 
 SPEC = {
     "inputs": [["x", "Float64"], ["city", "Str"]],

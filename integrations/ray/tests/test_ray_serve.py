@@ -25,8 +25,9 @@ ray = pytest.importorskip("ray")  # the scorer-ray distribution's dependency; ma
 serve = pytest.importorskip("ray.serve")
 import scorer_ray  # noqa: E402
 
-# serial: a local Ray cluster for the module, which test_serve_cli.py's must not meet.
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# One xdist group with test_serve_cli.py (the root conftest.py's SHARED_GROUPS): each starts a
+# local Ray cluster, and two must not meet.
+pytestmark = pytest.mark.slow
 
 PROBE = {
     "inputs": [["x", "Float64"]],

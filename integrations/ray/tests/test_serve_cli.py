@@ -20,8 +20,10 @@ from tests.conftest import plugin_env
 
 pytest.importorskip("ray.serve")
 
-# serial: `serve run` listens on Serve's fixed port, 127.0.0.1:8000.
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+# One xdist group with test_ray_serve.py (the root conftest.py's SHARED_GROUPS): `serve run`
+# listens on Serve's fixed port, 127.0.0.1:8000, and starts a local Ray cluster, which the other
+# module's must not meet.
+pytestmark = pytest.mark.slow
 
 SERVE = str(Path(sys.executable).with_name("serve"))
 

@@ -1,0 +1,59 @@
+"""How ``make test`` shares the suite between pytest-xdist's workers (``--dist loadscope``).
+
+Each test goes to the worker of its *group*, and a group runs on one worker from start to end, so
+that a module- or class-scoped server starts once, not once per worker:
+
+- by default a test's group is its module (its class, for methods), as xdist's ``loadscope``
+  groups them;
+- the modules in ``SHARED_GROUPS`` share a group: both Ray Serve modules start a local Ray
+  cluster (and ``serve run`` listens on Serve's fixed port 8000), and two must never overlap.
+
+The groups listed there are the suite's longest (a Spark session, Ray clusters), so they are sent
+first: a long group picked up last would leave the other workers idle at the end.
+
+xdist's own ``loadgroup`` (``xdist_group`` marks) would say this with marks, but xdist 3.8 names
+a test's group by rewriting ``item._nodeid``, which pytest 9.2 no longer reads: every test became
+a group of its own. This scheduler names groups from node ids, which both versions agree on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+#: Modules whose tests run on one worker, one module after the other, keyed by module path.
+SHARED_GROUPS = {
+    "tests/test_batch_spark.py": "spark-session",
+    "integrations/ray/tests/test_ray_serve.py": "ray-cluster",
+    "integrations/ray/tests/test_serve_cli.py": "ray-cluster",
+}
+
+
+def group_of(nodeid: str) -> str:
+    """A test's group: its module's shared group, else its module or class (loadscope's rule)."""
+    module = nodeid.split("::", 1)[0]
+    return SHARED_GROUPS.get(module) or nodeid.split("[", 1)[0].rsplit("::", 1)[0]
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """loadscope's scheduler, with ``group_of`` as its scope."""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        # The one method xdist's own schedulers (loadfile, loadgroup) override to choose scopes;
+        # tests/test_dependency_shapes.py fails by name if it goes away.
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The shared groups first: loadscope hands out groups in collection order."""
+    if not hasattr(config, "workerinput"):  # xdist's documented mark of a worker process
+        return
+    first = {nodeid for nodeid in (i.nodeid for i in items) if nodeid.split("::", 1)[0] in SHARED_GROUPS}
+    items.sort(key=lambda item: item.nodeid not in first)  # stable: each group keeps its order

@@ -53,6 +53,18 @@ def probe_model_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec
     return path
 
 
+def deep_directory(parent: Path, length: int = 150) -> Path:
+    """A new directory under ``parent`` whose path is ``length`` bytes long: deep enough that a Unix
+    socket's path in it cannot fit the kernel's 107 bytes."""
+    path = parent
+    while len(os.fsencode(path)) < length:
+        left = length - len(os.fsencode(path)) - 1  # one byte for the separator
+        path = path / ("d" * min(max(left, 1), 64))
+    path.mkdir(parents=True)
+    assert len(os.fsencode(path)) == length, path
+    return path
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> None:
     """Poll ``predicate`` until it is true: tests wait on the event itself, never a fixed sleep."""
     deadline = time.monotonic() + timeout

@@ -7,10 +7,12 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import termios
 import threading
 import time
@@ -23,9 +25,9 @@ from scorer_core.config.settings import Settings, load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult
-from scorer_core.execution.workers.pool import WorkerPool, has_exited
+from scorer_core.execution.workers.pool import WorkerPool, has_exited, socket_directory
 from tests.batching.conftest import task
-from tests.conftest import INSTALLED_PLUGINS, plugin_env, wait_for
+from tests.conftest import INSTALLED_PLUGINS, deep_directory, plugin_env, wait_for
 
 
 @pytest.fixture
@@ -217,3 +219,41 @@ def test_failed_replacements_leave_no_socket_open(
     assert caplog.text.count("Replacement worker failed to start") == 5
     after = open_sockets()  # the dead worker's connection closed, and nothing opened since
     assert len(after) < len(before), f"failed replacements left sockets open: {sorted(after - before)}"
+
+
+def test_the_sockets_go_in_a_private_directory_under_tmp_when_tmpdir_is_too_deep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = deep_directory(tmp_path, 150)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # what TMPDIR sets, read once per process
+    directory = socket_directory()
+    try:
+        assert directory.parent == Path("/tmp")
+        assert directory.stat().st_mode & 0o777 == 0o700
+        assert list(deep.iterdir()) == [], "a directory was left in the deep TMPDIR"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(str(directory / f"worker-{2**64}.sock"))  # the longest name a worker gets
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_a_tmpdir_that_fits_the_sockets_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    shallow = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        monkeypatch.setattr(tempfile, "tempdir", str(shallow))
+        assert socket_directory().parent == shallow
+    finally:
+        shutil.rmtree(shallow)
+
+
+@pytest.mark.parametrize("fallback", ["deep", "missing"])
+def test_no_short_directory_for_the_sockets_is_a_configuration_error_naming_tmpdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallback: str
+) -> None:
+    deep = deep_directory(tmp_path, 150)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    where = str(deep if fallback == "deep" else tmp_path / "missing")
+    reason = "is too deep as well" if fallback == "deep" else "no directory could be made under"
+    with pytest.raises(ConfigurationError, match=f"at most 107 bytes.*{reason}.*Set TMPDIR to a shorter"):
+        socket_directory(fallback=where)
+    assert list(deep.iterdir()) == []

@@ -16,7 +16,7 @@ import pytest
 
 import conformance
 from conformance import start_server
-from tests.conftest import model_calls, plugin_env, wait_for
+from tests.conftest import deep_directory, model_calls, plugin_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -229,3 +229,22 @@ def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, sho
         time.sleep(0.2)
     assert not any(alive(pid) for pid in workers), "a worker outlived the server"
     assert not list(tmp_path.glob("scorer-workers-*")), "the workers' socket directory was left behind"
+
+
+def test_workers_start_and_score_under_a_tmpdir_too_deep_for_their_sockets(probe_server, tmp_path):
+    """A Unix socket's path holds at most 107 bytes: under a 150-byte TMPDIR, binding the workers'
+    sockets failed ("AF_UNIX path too long") and the server never started. They now go in a private
+    directory under /tmp, removed when the server stops."""
+    deep = deep_directory(tmp_path, 150)
+    with probe_server(env={"BATCH_WORKERS": "1", "TMPDIR": str(deep)}, record_headers=False) as target:
+        (worker,) = children(target.process.pid)
+        command = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
+        socket_path = Path(os.fsdecode(command[command.index(b"--socket") + 1]))
+        reply = target.post("/model/score", {"fields": ["x"], "rows": [["21"]]})
+        assert reply.status == 200, reply.text
+        assert reply.json()["score"] == [["42.0"]]
+        assert socket_path.parent.parent == Path("/tmp") and len(os.fsencode(socket_path)) <= 107
+        assert socket_path.parent.stat().st_mode & 0o777 == 0o700
+        assert list(deep.iterdir()) == [], "the deep TMPDIR was left a socket directory"
+    assert target.process.returncode == 0
+    assert not socket_path.parent.exists(), "the sockets' directory under /tmp outlived the server"

@@ -48,7 +48,7 @@ from scorer_core.execution.workers.messages import (
     send,
 )
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "socket_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,45 @@ WORKER_START_TIMEOUT = 600.0
 _WATCH_SECONDS = 0.5
 #: A request with less time left than this is not scored apart after a crash: 504 at once.
 _TOO_LATE = 0.05
+#: The longest path a Unix socket can be bound at: Linux's ``sun_path`` holds 108 bytes, with a NUL.
+SOCKET_PATH_MAX = 107
+#: The longest name a worker's socket can have in its directory (ids count up with each restart).
+_LONGEST_SOCKET_NAME = f"worker-{2**64}.sock"
+#: Where the sockets go when the temporary directory is too deep for them.
+SHORT_SOCKET_PARENT = "/tmp"
+
+
+def socket_directory(fallback: str = SHORT_SOCKET_PARENT) -> Path:
+    """A new private directory (mode 0700) for the workers' sockets, in the temporary directory
+    (``TMPDIR``), or in ``fallback`` when a socket's path there would be too long to bind.
+
+    A deep ``TMPDIR`` (a CI job's work tree, a container's volume) made every worker start fail with
+    "AF_UNIX path too long", which says nothing about the setting to blame. A
+    ``ConfigurationError`` says it, when not even ``fallback`` can hold the sockets.
+    """
+    preferred = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
+    if _fits_sockets(preferred):
+        return preferred
+    preferred.rmdir()
+    try:
+        short = Path(tempfile.mkdtemp(prefix="scorer-workers-", dir=fallback))
+    except OSError as exc:
+        problem = f"no directory could be made under {fallback} ({exc.strerror or exc})"
+    else:
+        if _fits_sockets(short):
+            log.info("TMPDIR is too deep for the workers' sockets; they are in %s", short)
+            return short
+        short.rmdir()
+        problem = f"{fallback} is too deep as well"
+    raise ConfigurationError(
+        f"The worker processes' Unix sockets need a path of at most {SOCKET_PATH_MAX} bytes, and the "
+        f"temporary directory {preferred.parent} is too deep for them; {problem}. Set TMPDIR to a "
+        "shorter directory"
+    )
+
+
+def _fits_sockets(directory: Path) -> bool:
+    return len(os.fsencode(directory / _LONGEST_SOCKET_NAME)) <= SOCKET_PATH_MAX
 
 
 def has_exited(process: subprocess.Popen[bytes]) -> bool:
@@ -137,7 +176,7 @@ class WorkerPool:
         self.model_path = model_path
         self.runtime = runtime
         self.concurrency = count
-        self._dir = Path(tempfile.mkdtemp(prefix="scorer-workers-"))
+        self._dir = socket_directory()
         self._ids = itertools.count()
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._all: set[_Worker] = set()

@@ -86,6 +86,12 @@ def cut_into_pieces_of(chunk: int) -> Iterator[None]:
 
 
 def outcome(model: type[ScoreRequest] | type[ContributionRequest], body: bytes) -> Any:
+    """The parse's result or its 400, as text: a ``NaN`` cell (which the parser accepts) is not
+    equal to itself, so two equal parses compare by their reprs, which also tell -0.0 from 0.0."""
+    return repr(_outcome(model, body))
+
+
+def _outcome(model: type[ScoreRequest] | type[ContributionRequest], body: bytes) -> Any:
     try:
         request = parse_request(model, body)
     except InvalidRequest as exc:

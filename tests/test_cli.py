@@ -40,6 +40,7 @@ def test_serve_missing_path_is_a_clear_error(tmp_path):
     assert result.stderr.strip() == f"scorer: error: Model path '{tmp_path / 'nope.probe'}' does not exist"
 
 
+@pytest.mark.slow
 def test_serve_uses_a_plugin_configured_path_and_names_its_variable(tmp_path):
     missing = tmp_path / "gone.probe"
     result = scorer("serve", env=plugin_env(PROBE_MODEL_PATH=str(missing)))
@@ -65,6 +66,7 @@ def test_serve_bad_setting_is_a_clear_error(tmp_path):
     assert "SCORING_CONCURRENCY='many'" in result.stderr
 
 
+@pytest.mark.slow
 def test_serve_without_a_path_builds_and_serves_the_demo_once(tmp_path):
     env = plugin_env(SCORER_DEMO_MODEL="probe", SCORER_DEMO_DIR=str(tmp_path / "demo"))
     for first in (True, False):
@@ -154,6 +156,7 @@ def test_a_port_in_use_is_reported_before_the_model_loads(probe_file):
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.slow
 def test_a_stop_signal_ends_serve_with_status_0(probe_file, stop):
     with start_server(probe_file(), env=plugin_env(), record_headers=False) as target:
         assert target.post("/model/score", {"fields": ["x"], "rows": [["1"]]}).status == 200

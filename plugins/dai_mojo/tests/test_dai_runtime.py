@@ -402,14 +402,17 @@ def test_a_directory_without_pipeline_mojo_is_not_detected(tmp_path):
 # --- the contract ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 class TestRegressionConformance(conformance.RuntimeSuite):
     scorer_target = conformance.served(lambda fixture: fixture("pipelines")["regression"], env=SHAPLEY_ON)
 
 
+@pytest.mark.slow
 class TestMulticlassConformance(conformance.RuntimeSuite):
     scorer_target = conformance.served(lambda fixture: fixture("pipelines")["multiclass"], env=SHAPLEY_ON)
 
 
+@pytest.mark.slow
 class TestBinomialInAWorkerProcess(conformance.RuntimeSuite):
     scorer_target = conformance.served(
         lambda fixture: fixture("pipelines")["binomial"], env={**SHAPLEY_ON, "BATCH_WORKERS": "1"}

@@ -237,10 +237,12 @@ class Float32Suite(conformance.RuntimeSuite):
         return 1e-6
 
 
+@pytest.mark.slow
 class TestTextClassifierConformance(Float32Suite):
     scorer_target = conformance.served(lambda fixture: fixture("text_model").path, env=SERVER_ENV)
 
 
+@pytest.mark.slow
 class TestImageClassifierInAWorkerProcess(Float32Suite):
     scorer_target = conformance.served(
         lambda fixture: fixture("image_model").path, env={**SERVER_ENV, "BATCH_WORKERS": "1"}

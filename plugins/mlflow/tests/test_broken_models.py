@@ -10,6 +10,9 @@ import sys
 import pytest
 import yaml
 
+# Each test starts `scorer serve`, which loads MLflow (seconds) before it refuses the model.
+pytestmark = pytest.mark.slow
+
 ENV = {**os.environ, "SCORER_LOAD_PLUGINS": "mlflow"}
 
 

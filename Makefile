@@ -103,12 +103,24 @@ test: install-test
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow" -q $(PARALLEL)
 
-# The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours).
+# The benchmark set (bench/models.py) serves H2O-3 MOJOs and Hydrogen Torch models too, so every
+# plugin, and the `bench` extra (LightGBM, for its LightGBM model) over them.
+STAMP_BENCH := $(VENV)/.installed-bench
+$(STAMP_BENCH): $(INSTALL_INPUTS) | install-all
+	@echo "Installing the benchmark's dependencies (the bench extra) into $(VENV) ..."
+	@$(call pip_with_progress,$(EDITABLE) -e '.[bench]')
+	@touch $@
+
+# The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours),
+# with our versions of the libraries that load the set's models. The venv is checked by importing
+# them, so that one made before a library joined the list gets it.
 MLSERVER_VENV := bench/.venv-mlserver
-bench: install
+version_of = $$($(BIN)/python -c 'import $(1); print($(1).__version__)')
+bench: install-all $(STAMP_BENCH)
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	test -x $(MLSERVER_VENV)/bin/mlserver || ($(PYTHON) -m venv $(MLSERVER_VENV) && \
+	$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow, lightgbm' 2>/dev/null || \
+	  ($(PYTHON) -m venv $(MLSERVER_VENV) && \
 	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
-	    "mlflow==$$($(BIN)/python -c 'import mlflow; print(mlflow.__version__)')" \
-	    "scikit-learn==$$($(BIN)/python -c 'import sklearn; print(sklearn.__version__)')")
+	    "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)" \
+	    "lightgbm==$(call version_of,lightgbm)")
 	$(BIN)/python bench/run.py

@@ -9,6 +9,13 @@ of the first ones, which every server must return before it is measured.
   GradientBoosting model on which the performance issue measured MLServer.
 - ``mixed``: one-hot city (a string), an integer age and a float income, into a
   LogisticRegression: string cells, integer cells and a ColumnTransformer.
+- ``credit``: four categorical strings (4 to 12 levels), two integers and eight floats, one-hot
+  encoded into a HistGradientBoostingClassifier: the shape on which the mixed-model performance
+  issue measured MLServer.
+- ``churn``: five categorical strings, two integers and four floats; a TargetEncoder on the
+  strings and a StandardScaler on the numbers into a LogisticRegression.
+- ``lightgbm``: an LGBMClassifier on twelve floats and two integers, saved with LightGBM's own
+  MLflow flavor (its pyfunc answers labels, as ``LGBMClassifier.predict`` does).
 - ``h2o3-gbm``: the H2O-3 GBM MOJO of the plugin's fixtures (two numbers, two categoricals, one
   integer-valued number, missing cells). Neither peer serves MOJOs, so only ours and the
   ceiling run; "in-process" is the plugin's own batch call, ``H2O3MojoRuntime.score``.
@@ -55,12 +62,14 @@ class Built:
         return lambda: model.predict(frame)
 
 
-def _save(estimator: Any, train: pd.DataFrame, directory: Path) -> Path:
-    import mlflow.sklearn
+def _save(estimator: Any, train: pd.DataFrame, directory: Path, flavor: str = "sklearn") -> Path:
+    """Saved with ``mlflow.<flavor>`` and a signature, which types the servers' string cells."""
+    import importlib
+
     from mlflow.models import infer_signature
 
     path = directory / "model"
-    mlflow.sklearn.save_model(
+    importlib.import_module(f"mlflow.{flavor}").save_model(
         estimator,
         str(path),
         signature=infer_signature(train, estimator.predict(train)),
@@ -120,6 +129,153 @@ def mixed(directory: Path) -> Built:
     ).fit(train, target)
     frame = train.iloc[rng.integers(0, n, ROWS)].reset_index(drop=True)
     return Built(_save(model, train, directory), frame, model)
+
+
+def _categorical(
+    rng: np.random.Generator, n: int, levels: dict[str, list[str]]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """String columns drawn uniformly from ``levels``, and the sum of a random effect (standard
+    normal) of each row's level in each column: a target built on it depends on every column, so a
+    server that mangled string cells would answer visibly wrong predictions."""
+    columns, effect = {}, np.zeros(n)
+    for name, values in levels.items():
+        codes = rng.integers(0, len(values), n)
+        columns[name] = np.array(values)[codes]
+        effect += rng.normal(0.0, 1.0, len(values))[codes]
+    return pd.DataFrame(columns), effect
+
+
+def _labels(rng: np.random.Generator, score: np.ndarray, positive: float) -> np.ndarray:
+    """0/1 labels, ``positive`` of them 1: the top of ``score`` plus noise (a third of its spread),
+    so that the classes overlap as real ones do but the score still decides most rows."""
+    noisy = score + rng.normal(0.0, score.std() / 3, len(score))
+    return (noisy > np.quantile(noisy, 1 - positive)).astype(np.int64)
+
+
+def _standard(values: Any) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return np.asarray((values - values.mean()) / values.std())
+
+
+def credit(directory: Path) -> Built:
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(4)
+    n = 20_000
+    strings, effect = _categorical(
+        rng,
+        n,
+        {
+            "employment": ["unemployed", "part-time", "full-time", "self-employed", "retired"],
+            "housing": ["own", "rent", "mortgage", "free"],
+            "purpose": ["car", "furniture", "education", "business", "repairs", "vacation", "medical",
+                        "wedding", "appliances", "other"],
+            "region": ["north", "south", "east", "west", "central", "coast", "highlands", "lakes",
+                       "capital", "islands", "valley", "plains"],
+        },
+    )  # fmt: skip
+    numbers = pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(np.int64),
+            "duration_months": rng.integers(6, 73, n).astype(np.int64),
+            "amount": rng.lognormal(8.5, 0.8, n).round(2),
+            "income": rng.lognormal(10.5, 0.5, n).round(2),
+            "debt_ratio": rng.beta(2, 5, n).round(4),
+            "savings": rng.exponential(5_000, n).round(2),
+            "checking_balance": rng.normal(1_500, 2_000, n).round(2),
+            "utilization": rng.uniform(0, 1, n).round(4),
+            "years_at_address": rng.exponential(6, n).round(1),
+            "interest_rate": rng.uniform(0.02, 0.25, n).round(4),
+        }
+    )
+    train = pd.concat([strings, numbers], axis=1)
+    score = (
+        2 * effect
+        + _standard(np.log(numbers["amount"] / numbers["income"]))
+        + 1.5 * _standard(numbers["debt_ratio"].to_numpy()) * _standard(numbers["utilization"].to_numpy())
+        - _standard(np.abs(numbers["age"].to_numpy() - 45.0))
+        + 0.5 * _standard(numbers["duration_months"].to_numpy())
+        - 0.5 * _standard(np.log1p(numbers["savings"].to_numpy()))
+    )
+    target = _labels(rng, score, positive=0.3)
+    model = make_pipeline(
+        make_column_transformer(
+            (OneHotEncoder(handle_unknown="ignore"), list(strings.columns)), remainder="passthrough"
+        ),
+        HistGradientBoostingClassifier(max_iter=100, random_state=0),
+    ).fit(train, target)
+    frame = train.iloc[rng.integers(0, n, ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory), frame, model)
+
+
+def churn(directory: Path) -> Built:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler, TargetEncoder
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    strings, effect = _categorical(
+        rng,
+        n,
+        {
+            "plan": ["basic", "standard", "premium", "family", "student"],
+            "contract": ["monthly", "quarterly", "annual", "two-year"],
+            "payment": ["card", "debit", "transfer", "paypal", "voucher", "invoice"],
+            "channel": ["web", "store", "phone", "partner"],
+            "region": ["north", "south", "east", "west", "central", "coast", "capital", "islands"],
+        },
+    )
+    numbers = pd.DataFrame(
+        {
+            "tenure_months": rng.integers(1, 73, n).astype(np.int64),
+            "support_calls": rng.poisson(2, n).astype(np.int64),
+            "monthly_charges": rng.uniform(10, 120, n).round(2),
+            "usage_gb": rng.gamma(2, 20, n).round(3),
+            "discount": rng.uniform(0, 0.3, n).round(3),
+            "satisfaction": rng.normal(7, 1.5, n).round(1),
+        }
+    )
+    train = pd.concat([strings, numbers], axis=1)
+    # Linear in the target-encoded strings and the scaled numbers: the model's own shape.
+    score = effect + _standard(numbers.to_numpy(dtype=float)) @ np.array([-1.0, 0.8, 0.6, -0.4, -0.3, -0.7])
+    target = _labels(rng, score, positive=0.35)
+    model = make_pipeline(
+        make_column_transformer(
+            (TargetEncoder(cv=KFold(5, shuffle=True, random_state=0)), list(strings.columns)),
+            (StandardScaler(), list(numbers.columns)),
+        ),
+        LogisticRegression(max_iter=1000),
+    ).fit(train, target)
+    frame = train.iloc[rng.integers(0, n, ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory), frame, model)
+
+
+def lightgbm(directory: Path) -> Built:
+    """LightGBM's flavor loads the classifier itself, whose pyfunc ``predict`` is the classifier's:
+    labels, so ``Built.expected`` (``model.predict``) is what every server must answer."""
+    from lightgbm import LGBMClassifier
+
+    rng = np.random.default_rng(6)
+    n = 20_000
+    floats = rng.normal(0.0, 1.0, (n, 12)).round(5)
+    train = pd.DataFrame(floats, columns=[f"x{i}" for i in range(12)])
+    train["accounts"] = rng.integers(0, 11, n).astype(np.int64)
+    train["days_since_last"] = rng.integers(0, 366, n).astype(np.int64)
+    score = (
+        floats[:, :6] @ np.array([1.0, -0.8, 0.6, 0.5, -0.4, 0.3])
+        + np.sin(2 * floats[:, 6]) + floats[:, 7] * floats[:, 8]
+        + 0.3 * (train["accounts"].to_numpy() - 5) - _standard(np.sqrt(train["days_since_last"].to_numpy()))
+    )  # fmt: skip
+    target = _labels(rng, score, positive=0.4)
+    model = LGBMClassifier(n_estimators=100, random_state=0, verbose=-1).fit(train, target)
+    frame = train.iloc[rng.integers(0, n, ROWS)].reset_index(drop=True)
+    return Built(_save(model, train, directory, flavor="lightgbm"), frame, model)
 
 
 def h2o3_gbm(directory: Path) -> Built:
@@ -194,6 +350,9 @@ MODELS: dict[str, Callable[[Path], Built]] = {
     "breast-cancer": breast_cancer,
     "hgb": hgb,
     "mixed": mixed,
+    "credit": credit,
+    "churn": churn,
+    "lightgbm": lightgbm,
     "h2o3-gbm": h2o3_gbm,
     "ht-text": ht_text,
 }

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -177,3 +179,11 @@ def test_minus_zero_keeps_its_sign_whichever_way_the_column_is_parsed():
         column = convert_column(cells, Field("x", DataType.FLOAT64))
         assert np.signbit(column[0]) and column[0] == 0, cells
     assert convert_column(["-0", "3"], Field("n", DataType.INT64)).tolist() == [0, 3]
+
+
+@pytest.mark.parametrize("cell", [math.inf, -math.inf, "inf", "1e999"])
+def test_an_infinite_number_in_an_int_column_is_a_400_naming_it(cell):
+    # A JSON number such as 1e999 parses as an infinite float: int() of it raised OverflowError,
+    # which reached the client as a 500 (and, typed with a batch, failed the whole batch).
+    with pytest.raises(InvalidRequest, match=r"Row 1, field 'c': cannot parse .* as Int64$"):
+        col(["1", cell], DataType.INT64)

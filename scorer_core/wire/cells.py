@@ -224,12 +224,14 @@ def _parse_integer(row: int, spec: Field, value: Any) -> int:
         return 1 if text.lower() == "true" else 0
     try:
         return int(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON 1e999, read as inf
         pass
     try:
         number = float(text)
     except (TypeError, ValueError):
         raise _fail(row, spec, value) from None
+    if math.isinf(number):
+        raise _fail(row, spec, value)
     if not number.is_integer():
         raise _fail(row, spec, value, f"{spec.data_type.value} (it has a fractional part)")
     return int(number)

@@ -23,6 +23,7 @@ that failed (see ``scorer_core.execution.failures``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from scorer_core.errors import ModelError, ScorerError, ScoringTimeout
 from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringResult, ScoringTask, run_task
 from scorer_core.runtime import Runtime
+from scorer_core.wire.cellrows import CellRows, type_each
 
 __all__ = ["BatchReport", "Outcome", "Settle", "WorkerCrash", "run_batch"]
 
@@ -89,7 +91,7 @@ class _Isolation:
         clock: Callable[[], float],
     ) -> None:
         self.runtime = runtime
-        self.tasks = tasks
+        self.tasks = list(tasks)
         self.settle = settle
         self.clock = clock
         self.outcomes: list[Outcome | None] = [None] * len(tasks)
@@ -103,7 +105,8 @@ class _Isolation:
         self.calls: list[tuple[float, int]] = []
 
     def run(self, merged: ScoringTask | None) -> BatchReport:
-        everyone = self._live(range(len(self.tasks)))
+        merged = self._type_cells(merged)
+        everyone = self._live([i for i, outcome in enumerate(self.outcomes) if outcome is None])
         if everyone:
             failure = self._attempt(everyone, merged if len(everyone) == len(self.tasks) else None)
             if failure is not None:
@@ -122,6 +125,26 @@ class _Isolation:
         outcomes = [o for o in self.outcomes if o is not None]
         assert len(outcomes) == len(self.tasks), "every task gets an outcome"
         return BatchReport(outcomes, self.isolation_seconds, tuple(self.calls))
+
+    def _type_cells(self, merged: ScoringTask | None) -> ScoringTask | None:
+        """Type the cells the tasks kept (``wire.cellrows``), all in one pass when they can be:
+        the merged task over them then needs no copy. A task whose own cells cannot be typed is
+        answered its 400 now, and never reaches the model."""
+        kept = [(i, task.frame) for i, task in enumerate(self.tasks) if isinstance(task.frame, CellRows)]
+        if not kept:
+            return merged
+        whole, frames = type_each([cells for _, cells in kept])
+        bad: list[tuple[int, Outcome]] = []
+        for (index, _), frame in zip(kept, frames, strict=True):
+            if isinstance(frame, ScorerError):
+                bad.append((index, frame))
+            else:
+                self.tasks[index] = dataclasses.replace(self.tasks[index], frame=frame)
+        if bad:
+            self._settle(bad)
+        if whole is not None and len(kept) == len(self.tasks):
+            return Batch(tuple(self.tasks)).merged(whole) if len(self.tasks) > 1 else None
+        return None
 
     def _resolve(self, indices: list[int], failure: ScorerError | None, *, inferred: bool = False) -> None:
         """Give every task in ``indices`` its outcome. ``failure``: the error of a call of exactly

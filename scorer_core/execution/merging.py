@@ -15,16 +15,34 @@ from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.frame import Frame
 from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import ShapleyType
+from scorer_core.wire.cellrows import CellRows, Typed
 
 __all__ = ["Batch", "BatchKey", "batch_key"]
 
 #: Everything that changes the model call: endpoint (outputs or contributions only), Shapley type,
-#: prediction intervals, and the forwarded header values. Only equal keys share a call.
-BatchKey = tuple[bool, ShapleyType, bool, tuple[tuple[str, str], ...]]
+#: prediction intervals, and the forwarded header values; and whether the rows are still cells,
+#: so that a batch is all cells (typed once, merged) or all typed frames. Only equal keys share a
+#: call.
+BatchKey = tuple[bool, ShapleyType, bool, tuple[tuple[str, str], ...], bool]
 
 
 def batch_key(task: ScoringTask) -> BatchKey:
-    return (task.outputs, task.shapley, task.intervals, tuple(sorted(task.headers.items())))
+    return (
+        task.outputs,
+        task.shapley,
+        task.intervals,
+        tuple(sorted(task.headers.items())),
+        isinstance(task.frame, CellRows),
+    )
+
+
+def merge_rows(parts: Sequence[Typed]) -> Typed:
+    """One batch's rows: cells kept as cells (typed later, once), typed frames concatenated."""
+    cells = [part for part in parts if isinstance(part, CellRows)]
+    frames = [part for part in parts if isinstance(part, Frame)]
+    if cells and frames:
+        raise ValueError("a batch holds cells or typed frames, not both (see batch_key)")
+    return CellRows.concat(cells) if cells else Frame.concat(frames)
 
 
 @dataclass(frozen=True)
@@ -47,9 +65,12 @@ class Batch:
         """Start row of each task in the merged frame, plus the total at the end."""
         return [0, *accumulate(t.frame.num_rows for t in self.tasks)]
 
-    def merged(self) -> ScoringTask:
+    def merged(self, frame: Typed | None = None) -> ScoringTask:
+        """The tasks as one task: over ``frame`` when their rows are merged already, typed
+        (``wire.cellrows.type_each``), else over their rows merged here."""
         first = self.tasks[0]
-        frame = Frame.concat([t.frame for t in self.tasks])
+        if frame is None:
+            frame = merge_rows([t.frame for t in self.tasks])
         deadlines = self.deadlines
         latest = None if None in deadlines else max(d for d in deadlines if d is not None)
         return ScoringTask(frame, first.headers, first.outputs, first.shapley, first.intervals, latest)

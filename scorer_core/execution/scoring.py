@@ -14,10 +14,10 @@ import numpy as np
 from scorer_core.context import forwarded_headers
 from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.checks import check_columns, check_contributions
-from scorer_core.frame import Frame
 from scorer_core.headers import ForwardedHeaders
 from scorer_core.runtime import ContributionGroup, Contributions, Runtime
 from scorer_core.schema import ShapleyType
+from scorer_core.wire.cellrows import Typed, typed
 from scorer_core.wire.cells import build_frame, shortened
 
 __all__ = ["ScoringResult", "ScoringTask", "run_task"]
@@ -33,7 +33,8 @@ MODEL_MESSAGE_CHARS = 2000
 class ScoringTask:
     """The model work one request needs."""
 
-    frame: Frame
+    #: The rows to score: typed, or a small request's cells, typed with its batch's (``wire.cellrows``).
+    frame: Typed
     headers: ForwardedHeaders
     outputs: bool = True
     shapley: ShapleyType = ShapleyType.NONE
@@ -58,24 +59,25 @@ class ScoringResult:
 def run_task(runtime: Runtime, task: ScoringTask) -> ScoringResult:
     """Run one task's model calls under its forwarded headers and validate every result."""
     name = runtime.name
-    n = task.frame.num_rows
+    frame = typed(task.frame)  # InvalidRequest (the 400 naming the bad cell) before any model call
+    n = frame.num_rows
     with forwarded_headers(task.headers):
         try:
             outputs = intervals = None
             contributions = None
             if task.outputs and n:
                 if task.intervals:
-                    raw, raw_bounds = runtime.score_with_intervals(task.frame)
+                    raw, raw_bounds = runtime.score_with_intervals(frame)
                     declared = runtime.schema.interval_output_names or None
                     intervals = check_columns(name, "prediction intervals", raw_bounds, declared, n)
                 else:
-                    raw = runtime.score(task.frame)
+                    raw = runtime.score(frame)
                 outputs = check_columns(name, "scoring", raw, runtime.schema.output_names, n)
             elif task.outputs:
                 outputs = {f.name: np.empty(0, dtype=object) for f in runtime.schema.outputs}
             if task.shapley is not ShapleyType.NONE:
                 contributions = (
-                    check_contributions(name, runtime.contributions(task.frame, task.shapley), n)
+                    check_contributions(name, runtime.contributions(frame, task.shapley), n)
                     if n
                     else _no_rows_contributions(runtime, task.shapley)
                 )

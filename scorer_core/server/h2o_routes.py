@@ -58,7 +58,9 @@ def _parse_score(body: bytes, facts: ModelFacts) -> PreparedRequest:
     fast = numeric_frame(body, facts.schema)
     if fast is not None:
         return prepare_score(fast[0], facts, frame=fast[1])
-    return prepare_score(parse_request(ScoreRequest, body), facts)
+    # A small body's cells are typed with its batch's, off the event loop (wire.cellrows); a large
+    # one is parsed in a thread already, where typing it there costs the loop nothing.
+    return prepare_score(parse_request(ScoreRequest, body), facts, keep_cells=len(body) < OFF_LOOP_BYTES)
 
 
 def _parse_contribution(body: bytes, facts: ModelFacts) -> PreparedRequest:

@@ -15,6 +15,7 @@ from scorer_core.errors import InvalidRequest
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.frame import Frame
 from scorer_core.schema import Field, ShapleyType
+from scorer_core.wire.cellrows import CellRows, Typed
 from scorer_core.wire.cells import build_frame, echoed
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
@@ -23,9 +24,10 @@ __all__ = ["PreparedRequest", "prepare_contribution", "prepare_score"]
 
 @dataclass(frozen=True)
 class PreparedRequest:
-    """A validated request: the typed frame to score and how to shape the response."""
+    """A validated request: its rows to score (typed, or cells to be typed with the batch's) and
+    how to shape the response."""
 
-    frame: Frame
+    frame: Typed
     rows: list[list[Any]]
     copied_fields: list[str]
     copied_positions: list[int]
@@ -53,10 +55,15 @@ def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: 
             )
 
 
-def prepare_score(request: ScoreRequest, facts: ModelFacts, frame: Frame | None = None) -> PreparedRequest:
+def prepare_score(
+    request: ScoreRequest, facts: ModelFacts, frame: Frame | None = None, *, keep_cells: bool = False
+) -> PreparedRequest:
     """Validate a ``/model/score`` request and convert its cells to the model's types.
 
     ``frame``: the request's rows already converted (by ``scorer_core.wire.fastpath``).
+    ``keep_cells``: leave the cells to be typed with the rest of their batch (``CellRows``), which
+    costs a small request's event loop far less than typing its columns here; a bad cell is then
+    the same 400, from the batch.
     """
     fields = request.fields
     _check_fields(fields, request.rows, facts.schema.inputs)
@@ -77,10 +84,15 @@ def prepare_score(request: ScoreRequest, facts: ModelFacts, frame: Frame | None 
             "requestPredictionIntervals is true but the model does not support prediction intervals"
         )
     positions = [i for i, name in enumerate(fields) if name in include]
+    columns: Typed
+    if frame is not None:
+        columns = frame
+    elif keep_cells:
+        columns = CellRows.of(fields, request.rows, facts.schema.inputs, facts.missing_values)
+    else:
+        columns = build_frame(fields, request.rows, facts.schema.inputs, facts.missing_values)
     return PreparedRequest(
-        frame=frame
-        if frame is not None
-        else build_frame(fields, request.rows, facts.schema.inputs, facts.missing_values),
+        frame=columns,
         rows=request.rows,
         copied_fields=[fields[i] for i in positions],
         copied_positions=positions,

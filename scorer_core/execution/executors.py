@@ -25,6 +25,7 @@ from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.isolation import BatchReport, Settle, run_batch
 from scorer_core.execution.scoring import ScoringTask
+from scorer_core.execution.threads import limit_library_threads
 from scorer_core.runtime import Runtime
 
 __all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor"]
@@ -118,11 +119,16 @@ class InProcessExecutor:
     A runtime with ``thread_safe = False`` gets one call at a time whatever ``threads`` says.
     """
 
-    def __init__(self, runtime: Runtime, facts: ModelFacts, threads: int) -> None:
+    def __init__(self, runtime: Runtime, facts: ModelFacts, threads: int, library_threads: int = 1) -> None:
         self._runtime = runtime
         self.facts = facts
         self.concurrency = threads if runtime.thread_safe else 1
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="scorer-model")
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.concurrency,
+            thread_name_prefix="scorer-model",
+            initializer=limit_library_threads,
+            initargs=(library_threads,),
+        )
         #: When each model call now running started (time.monotonic()), by call.
         self._started: dict[int, float] = {}
 
@@ -209,4 +215,4 @@ def start_executor(
     with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
         faulthandler.enable(all_threads=False)
     runtime, facts = load_runtime(runtime_cls, path, settings)
-    return InProcessExecutor(runtime, facts, settings.model_threads)
+    return InProcessExecutor(runtime, facts, settings.model_threads, settings.model_library_threads)

@@ -50,6 +50,8 @@ class ProbeRuntime(Runtime):
         if "configuration_error" in spec:
             raise ConfigurationError(spec["configuration_error"])
         self.spec = spec
+        if spec.get("load_openmp"):  # a native OpenMP pool, as gradient-boosting models load one
+            import sklearn.ensemble  # noqa: F401
         if "load_log" in spec:  # one line per load, naming the process: who loaded it, how often
             with open(spec["load_log"], "a") as log:
                 log.write(f"{os.getpid()}\n")
@@ -88,6 +90,11 @@ class ProbeRuntime(Runtime):
                 outputs["batch_rows"] = [batch.num_rows] * len(x)
             elif field.name == "pid":  # which process (worker, executor, replica) answered
                 outputs["pid"] = [str(os.getpid())] * len(x)
+            elif field.name == "library_threads":  # the native pools as the model call sees them
+                from threadpoolctl import threadpool_info
+
+                pools = sorted(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info())
+                outputs["library_threads"] = [" ".join(pools)] * len(x)
             elif field.name == "label":
                 outputs["label"] = np.where(x > 1, "big", "small")
         return outputs

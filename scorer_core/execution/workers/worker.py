@@ -24,6 +24,7 @@ from scorer_core.errors import ConfigurationError
 from scorer_core.execution.executors import load_runtime
 from scorer_core.execution.isolation import Outcome, run_batch
 from scorer_core.execution.merging import Batch
+from scorer_core.execution.threads import limit_library_threads
 from scorer_core.execution.workers.messages import (
     Failed,
     Load,
@@ -93,6 +94,7 @@ def main() -> int:
     except Exception as exc:
         send(sock, Failed(str(exc)))
         return 1
+    limit_library_threads(settings.model_library_threads)  # this thread makes every model call
     send(sock, Ready(facts))
     while True:
         try:

@@ -4,8 +4,10 @@ HTTP API's own code for each chunk, so that a row gets the same answer either wa
 Each chunk becomes the ``ScoreRequest`` a client would send (string cells, the id and kept
 columns as ``includeFieldsInOutput``), then goes through ``prepare_score`` (typing and every
 check), ``run_task`` (the runtime, with its row-count check) and ``score_body`` (the answer's
-cells): the functions ``POST /model/score`` calls. Memory holds one chunk of input and its
-answer at a time (``--batch-rows``, default 10,000) plus the model.
+cells): the functions ``POST /model/score`` calls. For Parquet and JSON Lines, the answer's
+columns are written in the model's declared types instead of as cells (``jobs.typed``). Memory
+holds one chunk of input and its answer at a time (``--batch-rows``, default 10,000) plus the
+model.
 
 The output never replaces the input, however either is spelt (``jobs.outputs``), and is
 written under no name until the job has succeeded, so a job that fails, is stopped or dies
@@ -30,6 +32,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import orjson
 
 from scorer_core.config.plugins import load_plugins
@@ -40,8 +43,9 @@ from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask, run_task
 from scorer_core.headers import ForwardedHeaders
 from scorer_core.jobs.outputs import StagedFile, check_targets
-from scorer_core.runtime import Runtime
-from scorer_core.schema import ShapleyType
+from scorer_core.jobs.typed import CONTRIBUTION_TYPE, input_column, typed_column, typed_outputs
+from scorer_core.runtime import Contributions, Runtime
+from scorer_core.schema import DataType, ShapleyType
 from scorer_core.service.answers import contribution_body, score_body
 from scorer_core.service.tasks import prepare_contribution, prepare_score
 from scorer_core.tables.files import TableWriter, estimate_rows, format_of, open_writer, read_rows
@@ -120,7 +124,7 @@ def run_batch_job(
         summary.rows_total, summary.total_exact = estimate_rows(source) or (None, False)
     # The files first: a directory that cannot be written to is said before the model loads.
     with StagedFile(output) as staged, _side_file(errors_path, skip) as errors:
-        scorer = ChunkScorer.load(settings, options)
+        scorer = ChunkScorer.load(settings, options, typed=kind != "csv")
         writer = open_writer(staged.handle, kind)
         try:
             _score_into(scorer, read_rows(source, options.batch_rows), writer, errors, summary, progress)
@@ -186,18 +190,35 @@ def failure_line(row: int, reason: str) -> bytes:
 class ChunkScorer:
     """One loaded model scoring chunks of string cells as ``POST /model/score`` (or
     ``/model/contribution``) would: the unit both engines run, so that a row gets one answer
-    whether the job runs here or on a Spark executor."""
+    whether the job runs here or on a Spark executor.
 
-    def __init__(self, runtime: Runtime, facts: ModelFacts, options: BatchOptions) -> None:
+    ``typed``: the answer as Arrow columns of the model's declared types, and the copied
+    columns in the input's (``jobs.typed``), for the formats that carry types; else the HTTP
+    API's string cells, for CSV."""
+
+    def __init__(
+        self, runtime: Runtime, facts: ModelFacts, options: BatchOptions, *, typed: bool = False
+    ) -> None:
         self.runtime = runtime
         self.facts = facts
         self.options = options
+        self.typed = typed
         #: The id column, then the kept ones: copied first into every output row.
         self.copied = list(dict.fromkeys(c for c in (options.id_column, *options.keep_columns) if c))
+        self._types = typed_outputs(facts.schema.outputs)
 
     @classmethod
-    def load(cls, settings: Settings, options: BatchOptions) -> ChunkScorer:
-        return cls(*load_model(settings, options), options)
+    def load(cls, settings: Settings, options: BatchOptions, *, typed: bool = False) -> ChunkScorer:
+        return cls(*load_model(settings, options), options, typed=typed)
+
+    def output_type(self, name: str) -> DataType | None:
+        """The declared type of an output column (contributions are floats); ``None`` for a
+        column copied from the input, which keeps the input's type."""
+        if name in self.copied:
+            return None
+        if self.options.contributions is not ShapleyType.NONE:
+            return CONTRIBUTION_TYPE
+        return self._types[name]
 
     def close(self) -> None:
         self.runtime.close()
@@ -281,6 +302,11 @@ class ChunkScorer:
             frame = frame_of_columns(fields, rows.columns, facts.schema.inputs, facts.missing_values)
             prepared = prepare_score(request, facts, frame=frame)
             result = run_task(runtime, _task(prepared, outputs=True))
+            if self.typed:  # score_body's columns, typed (a job sends no idField: none is generated)
+                outputs = result.outputs or {}
+                kept = [input_column(rows.columns[i]) for i in prepared.copied_positions]
+                typed = [self._typed(name, values) for name, values in outputs.items()]
+                return ScoredChunk([*prepared.copied_fields, *outputs], [*kept, *typed], [])
             body = score_body(facts.model_id, prepared, result, lazy=True)
             return ScoredChunk(body["fields"], body["score"].columns, [])
         request_c = ContributionRequest.model_validate(
@@ -289,10 +315,26 @@ class ChunkScorer:
         prepared_c = prepare_contribution(request_c, facts)
         result = run_task(runtime, _task(prepared_c, outputs=False))
         assert result.contributions is not None
+        if self.typed:
+            names, floats = _contribution_arrays(result.contributions)
+            kept_typed = [input_column(rows.columns[i]) for i in range(len(copied))]
+            return ScoredChunk([*copied, *names], [*kept_typed, *floats], [])
         wire = contribution_body(result.contributions)
         names, values = _contribution_columns(wire)
         kept = [rows.cells(i) for i in range(len(copied))]  # the copied columns come first
         return ScoredChunk([*copied, *names], [*kept, *map(list, zip(*values, strict=True))], [])
+
+    def _typed(self, name: str, values: np.ndarray) -> Any:
+        """An output column in its declared type; values it cannot hold are the model's fault."""
+        data_type = self._types[name]
+        try:
+            return typed_column(values, data_type)
+        except ValueError as exc:
+            raise ModelError(
+                f"Runtime '{self.facts.runtime}' returned output '{name}' that is not {data_type.value}, "
+                f"as the model's schema declares it: {exc}",
+                runtime=self.facts.runtime,
+            ) from None
 
 
 #: A one-row request's own row number, which is always 0: in a job's message it would name a
@@ -307,11 +349,11 @@ def _row_reason(detail: str) -> str:
 
 @dataclass
 class ScoredChunk:
-    """A chunk's answer as columns of the contract's string cells (an engine writes columns),
-    and the rows that failed: (row number, why)."""
+    """A chunk's answer as columns (an engine writes columns): the contract's string cells, or
+    typed Arrow arrays (``ChunkScorer.typed``); and the rows that failed: (row number, why)."""
 
     fields: list[str]
-    columns: list[list[str]]
+    columns: list[Column]
     failures: list[tuple[int, str]]
 
     @property
@@ -324,8 +366,16 @@ class ScoredChunk:
             return ScoredChunk(other.fields or self.fields, other.columns, self.failures + other.failures)
         if not other.columns:
             return ScoredChunk(self.fields, self.columns, self.failures + other.failures)
-        joined = [a + b for a, b in zip(self.columns, other.columns, strict=True)]
+        joined = [_joined(a, b) for a, b in zip(self.columns, other.columns, strict=True)]
         return ScoredChunk(self.fields, joined, self.failures + other.failures)
+
+
+def _joined(first: Column, second: Column) -> Column:
+    if isinstance(first, list):
+        return first + second
+    import pyarrow as pa
+
+    return pa.concat_arrays([first, second])
 
 
 def _task(prepared: Any, *, outputs: bool) -> ScoringTask:
@@ -342,15 +392,31 @@ def _contribution_columns(wire: dict[str, Any]) -> tuple[list[str], list[list[st
     """One column per feature (per output group and feature when there are several groups)."""
     features: Sequence[str] = wire["features"]
     groups = wire["contributionGroups"]
-    names: list[str] = []
-    for group in groups:
-        prefix = f"{group['outputGroup']}." if len(groups) > 1 and "outputGroup" in group else ""
-        names.extend(prefix + f for f in features)
+    names = _contribution_names(features, [group.get("outputGroup") for group in groups])
     rows: list[list[str]] = [
         [cell for group in groups for cell in group["contributions"][i]]
         for i in range(len(groups[0]["contributions"]))
     ]
     return names, rows
+
+
+def _contribution_names(features: Sequence[str], groups: Sequence[str | None]) -> list[str]:
+    names: list[str] = []
+    for group in groups:
+        prefix = f"{group}." if len(groups) > 1 and group is not None else ""
+        names.extend(prefix + f for f in features)
+    return names
+
+
+def _contribution_arrays(contributions: Contributions) -> tuple[list[str], list[Any]]:
+    """``_contribution_columns``' columns as float arrays, named alike."""
+    import pyarrow as pa
+
+    groups = contributions.groups
+    names = _contribution_names(contributions.features, [group.output_group for group in groups])
+    width = len(contributions.features)
+    arrays = [pa.array(np.asarray(g.values[:, j], dtype=np.float64)) for g in groups for j in range(width)]
+    return names, arrays
 
 
 class Stopped(KeyboardInterrupt):

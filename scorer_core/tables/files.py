@@ -4,13 +4,18 @@ directory of parts, so that ``scorer batch`` holds one chunk at a time whatever 
 Every cell is read as the contract's string, since the HTTP API types string cells and batch
 scoring must type them the same way (``service/tasks.prepare_score``): CSV cells as written,
 Parquet and JSON values written as a client would send them (``None`` as the empty cell, floats
-with ``repr``, booleans ``true``/``false``). What is written is the HTTP API's answer: strings.
+with ``repr``, booleans ``true``/``false``). What is written is a job's columns: the HTTP API's
+string cells, or Arrow arrays of any type (``jobs.typed``), which Parquet keeps and JSON Lines
+writes as JSON's own numbers, booleans and strings (``_json_values``).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import decimal
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ __all__ = [
     "FileTooLarge",
     "ReadLimits",
     "TableWriter",
+    "as_arrow",
     "estimate_rows",
     "format_of",
     "json_fields",
@@ -381,14 +387,16 @@ def _json_object(line: bytes | str) -> dict[str, Any] | str:
 
 
 class TableWriter(Protocol):
-    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None: ...
+    def write(self, fields: Sequence[str], columns: Sequence[Column]) -> None: ...
 
     def close(self) -> None: ...
 
 
 def open_writer(sink: BinaryIO, kind: str) -> TableWriter:
-    """A writer of string columns to ``sink``, an open file, in ``kind``: the caller decides
-    where it lies and under which name it appears (``jobs.outputs``), and closes it."""
+    """A writer of columns (string cells, or Arrow arrays) to ``sink``, an open file, in
+    ``kind``: the caller decides where it lies and under which name it appears
+    (``jobs.outputs``), and closes it. The first chunk's types are the file's: a later chunk is
+    cast to them, or refused (``ConfigurationError``)."""
     writers: dict[str, Callable[[BinaryIO], TableWriter]] = {
         "csv": _csv_writer,
         "parquet": _parquet_writer,
@@ -397,12 +405,36 @@ def open_writer(sink: BinaryIO, kind: str) -> TableWriter:
     return writers[kind](sink)
 
 
-def _table(fields: Sequence[str], columns: Sequence[Sequence[str]]) -> Any:
+def as_arrow(column: Column) -> Any:
+    """A column as an Arrow array: string cells as strings, an Arrow array as it is."""
     import pyarrow as pa
 
-    return pa.table(
-        {name: pa.array(column, pa.string()) for name, column in zip(fields, columns, strict=True)}
-    )
+    return pa.array(column, pa.string()) if isinstance(column, list) else column
+
+
+def _table(fields: Sequence[str], columns: Sequence[Column]) -> Any:
+    import pyarrow as pa
+
+    return pa.table({name: as_arrow(column) for name, column in zip(fields, columns, strict=True)})
+
+
+def _conformed(table: Any, schema: Any) -> Any:
+    """``table`` in the file's types; a column whose type changed in a way that cannot be cast
+    (an input's parts that disagree on a kept column) stops the job, naming it."""
+    import pyarrow as pa
+
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        changed = [
+            f"'{name}' ({schema.field(name).type}, then {table.schema.field(name).type})"
+            for name in schema.names
+            if schema.field(name).type != table.schema.field(name).type
+        ]
+        raise ConfigurationError(
+            f"the output's columns change type between chunks of the input: {', '.join(changed)}; "
+            "every part of a directory must give a kept column one type"
+        ) from None
 
 
 class _ArrowWriter:
@@ -414,11 +446,15 @@ class _ArrowWriter:
         self._sink = sink
         self._open = open_arrow
         self._writer: Any = None
+        self._schema: Any = None
 
-    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
+    def write(self, fields: Sequence[str], columns: Sequence[Column]) -> None:
         table = _table(fields, columns)
         if self._writer is None:
+            self._schema = table.schema
             self._writer = self._open(self._sink, table.schema)
+        elif table.schema != self._schema:
+            table = _conformed(table, self._schema)
         self._writer.write_table(table)
 
     def close(self) -> None:
@@ -442,11 +478,64 @@ class _JsonlWriter:
     def __init__(self, sink: BinaryIO) -> None:
         self._handle = sink
 
-    def write(self, fields: Sequence[str], columns: Sequence[Sequence[str]]) -> None:
-        rows = zip(*columns, strict=True)
+    def write(self, fields: Sequence[str], columns: Sequence[Column]) -> None:
+        rows = zip(*map(_json_values, columns), strict=True)
         self._handle.write(
-            b"".join(orjson.dumps(dict(zip(fields, row, strict=True))) + b"\n" for row in rows)
+            b"".join(
+                orjson.dumps(dict(zip(fields, row, strict=True)), default=_json_default) + b"\n"
+                for row in rows
+            )
         )
 
     def close(self) -> None:
         self._handle.flush()
+
+
+#: Floats JSON has no number for, spelt as H2O's cells and Spark's JSON writer spell them.
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _json_values(column: Column) -> list[Any]:
+    """A column's values as JSON Lines carries them, the same on both engines (Spark's JSON
+    writer is told the same formats): numbers as JSON numbers (a float32 as its shortest
+    digits, not its float64 widening), except NaN and the infinities, which JSON cannot write,
+    as the strings ``NaN``, ``Infinity`` and ``-Infinity``; times as ISO 8601 text to the
+    microsecond, in UTC with a ``Z`` when they have a zone; nulls as ``null``."""
+    if isinstance(column, list):
+        return column
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    kind = column.type
+    values: list[Any]
+    if pa.types.is_timestamp(kind):
+        # In UTC (Arrow's strftime writes a time in its own zone); %S holds the microseconds.
+        zoned = kind.tz is not None
+        times = column.cast(pa.timestamp("us", "UTC" if zoned else None), safe=False)
+        values = pc.strftime(times, format="%Y-%m-%dT%H:%M:%S" + ("Z" if zoned else "")).to_pylist()
+        return values
+    if not pa.types.is_floating(kind) or kind == pa.float64():
+        values = column.to_pylist()
+        if not pa.types.is_floating(kind):
+            return values
+    else:
+        # Arrow writes a float32 with the fewest digits that read back as it (0.1, not
+        # 0.10000000149011612), as the HTTP API's cells and Spark's JSON writer do.
+        values = [None if v is None else float(v) for v in column.cast(pa.string()).to_pylist()]
+    if pc.all(pc.is_finite(column)).as_py() is False:
+        values = [v if v is None or math.isfinite(v) else _non_finite(v) for v in values]
+    return values
+
+
+def _non_finite(value: float) -> str:
+    return "NaN" if math.isnan(value) else _NON_FINITE[value]
+
+
+def _json_default(value: Any) -> Any:
+    """Values orjson does not write, from an input's kept columns: decimals as JSON numbers,
+    bytes as base64 (as Spark writes them), anything else as its text."""
+    if isinstance(value, decimal.Decimal):
+        return orjson.Fragment(str(value)) if value.is_finite() else str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode()
+    return str(value)

@@ -97,6 +97,10 @@ class ProbeRuntime(Runtime):
                 outputs["library_threads"] = [" ".join(pools)] * len(x)
             elif field.name == "label":
                 outputs["label"] = np.where(x > 1, "big", "small")
+            elif field.name.startswith("as_"):  # x as a model declaring this type answers it
+                outputs[field.name] = _as_type(x, field.data_type)
+            elif field.name.startswith("raw_"):  # x whatever the declared type: a schema that lies
+                outputs[field.name] = x
         return outputs
 
     def score_with_intervals(self, batch: Frame) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -120,6 +124,25 @@ class ProbeRuntime(Runtime):
         else:
             groups = [ContributionGroup(None, values)]
         return Contributions([n + suffix for n in names], groups)
+
+
+def _as_type(x: np.ndarray, data_type: DataType) -> np.ndarray:
+    """``x`` in ``data_type`` as models answer it, a missing (NaN) x missing: an integer column
+    as integers, or as floats with NaN once a value is missing (as pandas holds a gap); a
+    boolean or string column as objects with None; times (x seconds after 2020) with NaT."""
+    missing = np.isnan(x)
+    if data_type in (DataType.INT32, DataType.INT64):
+        return np.floor(x) if missing.any() else np.floor(x).astype(np.int64)
+    if data_type is DataType.FLOAT32:
+        return x.astype(np.float32)
+    if data_type is DataType.BOOL:
+        return np.array([None if m else bool(v > 0) for v, m in zip(x, missing, strict=True)], dtype=object)
+    if data_type is DataType.STR:
+        return np.array([None if m else f"x={v:g}" for v, m in zip(x, missing, strict=True)], dtype=object)
+    if data_type is DataType.TIME64:
+        micros = np.where(missing, 0, x * 1e6).astype(np.int64).astype("timedelta64[us]")
+        return np.where(missing, np.datetime64("NaT"), np.datetime64("2020-01-01T00:00:00", "us") + micros)
+    return x
 
 
 def _build_probe_demo(directory: Path) -> Path:

@@ -1,7 +1,7 @@
 """``scorer batch --engine spark`` on a real local Spark (``local[2]``): the same output as the
-local engine for CSV, Parquet and JSON Lines, with an id column and with contributions; the
-model loaded once per executor Python worker; bad rows numbered as the local engine numbers
-them; and the command line with ``--spark-master`` and ``--spark-conf``."""
+local engine for CSV, Parquet and JSON Lines (in the same types), with an id column and with
+contributions; the model loaded once per executor Python worker; bad rows numbered as the
+local engine numbers them; and the command line with ``--spark-master`` and ``--spark-conf``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from scorer_core.jobs.spark import run_spark_job
 from scorer_core.schema import ShapleyType
 from scorer_core.tables.files import read_whole
 from tests.conftest import plugin_env
+from tests.test_batch_typed import SCHEMA as TYPED_SCHEMA
+from tests.test_batch_typed import SPEC as TYPED_SPEC
+from tests.test_batch_typed import nan_as_text
 
 pyspark = pytest.importorskip("pyspark")  # the [spark] extra; `make install-test` installs it
 
@@ -140,15 +143,54 @@ def test_spark_writes_what_the_local_engine_writes(spark, model, tmp_path, kind)
     assert not (tmp_path / f"spark.{kind}.partial").exists()
 
 
-def test_contributions_on_spark_equal_the_local_engines(spark, model, tmp_path):
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_spark_writes_the_local_engines_types(spark, model, tmp_path, kind):
+    """Every part-file has the local engine's schema (the declared output types, the input's
+    integer id and kept float column), whether its integer outputs reached the core as integers
+    (no x missing) or as floats with NaN; and the values are the local engine's."""
+    table = [{"id": i, "x": None if i in (4, 13) else i * 0.75 - 10, "w": i / 4} for i in range(40)]
+    source = write_parts(tmp_path / "in", table, 4, kind="parquet")  # x missing in parts 0 and 1 only
+    path = model(**TYPED_SPEC)
+    _, remote, _, _ = local_and_spark(
+        spark, path, source, tmp_path, kind, id_column="id", keep_columns=("w",), batch_rows=4
+    )
+    assert (remote.rows_read, remote.rows_written) == (40, 40)
+    local_out, spark_out = tmp_path / f"local.{kind}", tmp_path / f"spark.{kind}"
+    parts = sorted(p for p in spark_out.iterdir() if p.name.startswith("part-") and p.stat().st_size)
+    assert len(parts) >= 2
+    if kind == "parquet":
+        assert pq.read_schema(local_out).remove_metadata() == TYPED_SCHEMA
+        assert [pq.read_schema(p).remove_metadata() for p in parts] == [TYPED_SCHEMA] * len(parts)
+        local_rows = pq.read_table(local_out).to_pylist()
+        spark_rows = [row for p in parts for row in pq.read_table(p).to_pylist()]
+        local_rows, spark_rows = [list(map(nan_as_text, r)) for r in (local_rows, spark_rows)]
+    else:
+        local_rows = [json.loads(line) for line in local_out.read_text().splitlines()]
+        spark_rows = [json.loads(line) for p in parts for line in p.read_text().splitlines()]
+        assert {type(local_rows[0][k]) for k in ("id", "as_i32", "as_i64")} == {int}
+    assert [r["id"] for r in local_rows] == list(range(40))
+    assert sorted(spark_rows, key=lambda r: r["id"]) == local_rows
+    missing = next(r for r in spark_rows if r["id"] == 4)
+    assert (missing["y"], missing["as_i32"], missing["as_b"], missing["as_s"], missing["as_t"]) == (
+        "NaN", None, None, None, None
+    )
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_contributions_on_spark_equal_the_local_engines(spark, model, tmp_path, kind):
     table = [{"id": r["id"], "x": r["x"] or "0"} for r in rows(60)]
     source = write_parts(tmp_path / "in", table, 3, kind="parquet")
     path = model(inputs=[["x", "Float64"]], classes=["no", "yes"])
     _, _, (lf, lrows), (sf, srows) = local_and_spark(
-        spark, path, source, tmp_path, "csv", id_column="id", contributions=ShapleyType.ORIGINAL
+        spark, path, source, tmp_path, kind, id_column="id", contributions=ShapleyType.ORIGINAL
     )
     assert lf == sf == ["id", "no.x", "yes.x"]
     assert sorted(lrows) == sorted(srows) and len(srows) == 60
+    if kind == "parquet":  # the contributions as floats, on both engines
+        expected = pa.schema([("id", pa.string()), ("no.x", pa.float64()), ("yes.x", pa.float64())])
+        parts = [p for p in (tmp_path / "spark.parquet").iterdir() if p.name.startswith("part-")]
+        schemas = [pq.read_schema(p).remove_metadata() for p in [tmp_path / "local.parquet", *parts]]
+        assert schemas == [expected] * (1 + len(parts))
 
 
 def test_json_lines_in_and_out(spark, model, tmp_path):

@@ -45,7 +45,8 @@ from scorer_core.jobs.job import (
     load_model,
 )
 from scorer_core.jobs.outputs import StagedFile, check_targets
-from scorer_core.tables.files import FORMATS, json_fields, json_lines, part_formats
+from scorer_core.schema import DataType
+from scorer_core.tables.files import FORMATS, as_arrow, json_fields, json_lines, part_formats
 from scorer_core.tables.rows import BadRow, Chunk
 
 __all__ = ["MAX_LISTED_FAILURES", "SparkOptions", "run_spark_job"]
@@ -117,15 +118,21 @@ def _run(spark: Any, settings: Settings, options: BatchOptions) -> BatchSummary:
     spark.conf.set("spark.sql.session.timeZone", "UTC")
     if spark.conf.get("spark.sql.leafNodeDefaultParallelism", None) is None:
         spark.conf.set("spark.sql.leafNodeDefaultParallelism", str(spark.sparkContext.defaultParallelism))
+    if spark.conf.get("spark.sql.parquet.outputTimestampType", None) is None:
+        # A kept time column as the local engine writes it (microseconds, in UTC), not as INT96,
+        # which readers take for nanoseconds without a zone.
+        spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     frame, fields = _read(spark, in_kind, str(source.path))
-    driver = ChunkScorer.load(settings, options)
+    typed = out_kind != "csv"
+    driver = ChunkScorer.load(settings, options, typed=typed)
     try:
         out_fields = driver.output_fields(fields)
+        schema = _schema(out_fields, [driver.output_type(name) for name in out_fields], frame, in_kind, typed)
     finally:
         driver.close()
     counts = _Counts(spark.sparkContext)
-    score = _PartitionScorer(settings, options, in_kind, fields, out_fields, counts)
-    scored = frame.mapInArrow(score, _schema(out_fields))
+    score = _PartitionScorer(settings, options, in_kind, fields, out_fields, counts, typed)
+    scored = frame.mapInArrow(score, schema)
     output.delete(partial)
     try:
         _write(scored, out_kind, str(partial))
@@ -307,15 +314,49 @@ def _write(frame: Any, kind: str, path: str) -> None:
             path, header=True, escape='"', ignoreLeadingWhiteSpace=False, ignoreTrailingWhiteSpace=False
         )
     elif kind == "jsonl":
-        writer.json(path)
+        # Nulls written as null, not left out, and times as the local engine writes them
+        # (ISO 8601 to the microsecond; a zoned time in UTC, as the session's zone is).
+        writer.options(
+            ignoreNullFields=False,
+            timestampNTZFormat="yyyy-MM-dd'T'HH:mm:ss.SSSSSS",
+            timestampFormat="yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+        ).json(path)
     else:
         writer.parquet(path)
 
 
-def _schema(fields: list[str]) -> Any:
-    from pyspark.sql.types import StringType, StructField, StructType
+def _schema(
+    fields: list[str], types: list[DataType | None], frame: Any, in_kind: str, typed: bool
+) -> Any:
+    """The output's schema, declared before any row is scored: every part-file gets it. For
+    CSV, the HTTP API's string cells. Else each model output in its declared type
+    (``jobs.typed``) and each copied column in the input's: a Parquet column as Spark reads
+    it, the cells of CSV and JSON Lines as strings."""
+    from pyspark.sql import types as spark_types
 
-    return StructType([StructField(name, StringType(), nullable=False) for name in fields])
+    if not typed:
+        return spark_types.StructType(
+            [spark_types.StructField(name, spark_types.StringType(), nullable=False) for name in fields]
+        )
+    declared = {
+        DataType.FLOAT64: spark_types.DoubleType(),
+        DataType.FLOAT32: spark_types.FloatType(),
+        DataType.INT32: spark_types.IntegerType(),
+        DataType.INT64: spark_types.LongType(),
+        DataType.BOOL: spark_types.BooleanType(),
+        DataType.STR: spark_types.StringType(),
+        DataType.TIME64: spark_types.TimestampNTZType(),  # jobs.typed.arrow_type: no zone
+    }
+    columns = []
+    for name, data_type in zip(fields, types, strict=True):
+        if data_type is not None:
+            kind = declared[data_type]
+        elif in_kind == "parquet":
+            kind = frame.schema[name].dataType
+        else:
+            kind = spark_types.StringType()
+        columns.append(spark_types.StructField(name, kind, nullable=True))
+    return spark_types.StructType(columns)
 
 
 def _offsets(frame: Any) -> dict[int, int]:
@@ -371,14 +412,14 @@ class _Counts:
 _loaded: dict[tuple[str, str | None, int, str], tuple[Any, Any]] = {}
 
 
-def _scorer_for(settings: Settings, options: BatchOptions) -> ChunkScorer:
+def _scorer_for(settings: Settings, options: BatchOptions, typed: bool) -> ChunkScorer:
     path = Path(options.model_path)
     key = (str(path), options.runtime, path.stat().st_mtime_ns, settings.model_dump_json())
     found = _loaded.get(key)
     if found is None:
         found = _loaded[key] = load_model(settings, options)
         atexit.register(found[0].close)
-    return ChunkScorer(found[0], found[1], options)  # this job's id and kept columns
+    return ChunkScorer(found[0], found[1], options, typed=typed)  # this job's id and kept columns
 
 
 class _PartitionScorer:
@@ -393,10 +434,12 @@ class _PartitionScorer:
         fields: list[str],
         out_fields: list[str],
         counts: _Counts,
+        typed: bool,
     ) -> None:
         self.settings = settings
         self.options = options
         self.kind = kind
+        self.typed = typed
         self.fields = fields
         self.out_fields = out_fields
         self.read, self.written, self.skipped = counts.read, counts.written, counts.skipped
@@ -410,7 +453,7 @@ class _PartitionScorer:
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
         try:
-            scorer = _scorer_for(self.settings, self.options)
+            scorer = _scorer_for(self.settings, self.options, self.typed)
         except ConfigurationError as exc:
             raise ConfigurationError(_INPUT_BAD.format(reason=exc)) from None
         position, listed = 0, 0
@@ -431,10 +474,7 @@ class _PartitionScorer:
                 self.skipped.add(len(scored.failures))
             position += batch.num_rows
             if scored.num_rows:
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(column, pa.string()) for column in scored.columns],
-                    names=self.out_fields,
-                )
+                yield pa.RecordBatch.from_arrays(list(map(as_arrow, scored.columns)), names=self.out_fields)
             self.written.add(scored.num_rows)
         self.read.add(position)
         self.partitions.add({partition: position})
@@ -442,6 +482,13 @@ class _PartitionScorer:
     def _rows(self, batch: Any) -> Iterator[Chunk | BadRow]:
         """The batch's rows as the local reader gives them: Arrow's columns, or for JSON Lines
         the cells ``json_lines`` makes of each line, with a ``BadRow`` for a line it cannot."""
+        if self.kind == "csv":
+            import pyarrow.compute as pc
+
+            # Spark reads an empty CSV cell as null; the local reader, and so a kept column,
+            # as the empty cell it is.
+            yield self.fields, [pc.fill_null(column, "") for column in batch.columns]
+            return
         if self.kind != "jsonl":
             yield self.fields, list(batch.columns)
             return

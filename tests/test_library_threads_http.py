@@ -1,9 +1,11 @@
 """SCORER_MODEL_LIBRARY_THREADS over real HTTP: the native pools (OpenMP, as gradient-boosting
 models load it, and numpy's BLAS) as a model call sees them, in the server process and in a
-worker process. One thread each by default; 0 leaves the libraries' own defaults."""
+worker process: the executor's share of the CPUs by default; 0 leaves the libraries' own
+defaults. (``execution.threads``'s own tests cover CPU quotas.)"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -43,11 +45,13 @@ def libraries_own_defaults() -> dict[str, set[int]]:
     return seen
 
 
-@pytest.mark.parametrize("workers", ["0", "1"])
-def test_model_calls_get_one_library_thread_by_default(probe_file, workers):
+@pytest.mark.parametrize(("workers", "share"), [("0", 1), ("1", 2)])
+def test_by_default_a_model_call_gets_its_executors_share_of_the_cpus(probe_file, workers, share):
+    # In the server process, every CPU the process may use; in each of n workers, 1/(n + 1).
+    cpus = len(os.sched_getaffinity(0))
     seen = pools_seen(probe_file, BATCH_WORKERS=workers)
     assert {"openmp", "openblas"} <= set(seen), seen
-    assert all(threads == {1} for threads in seen.values()), seen
+    assert all(threads == {max(1, cpus // share)} for threads in seen.values()), (cpus, seen)
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])

@@ -111,9 +111,12 @@ class Settings(EnvSettings):
     model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
     """Model calls running at once in the server process when BATCH_WORKERS=0."""
 
-    model_library_threads: int = Field(1, ge=0, validation_alias=_env("SCORER_MODEL_LIBRARY_THREADS"))
-    """Threads each model call's native libraries (OpenMP, BLAS) may use, in the server process and
-    in each worker; 0 leaves the libraries' own defaults (usually one per core)."""
+    model_library_threads: int | None = Field(
+        None, ge=0, validation_alias=_env("SCORER_MODEL_LIBRARY_THREADS")
+    )
+    """Threads each model call's native libraries (OpenMP, BLAS) may use; 0 leaves the libraries'
+    own defaults (one per core). Unset: the process's CPUs in the server process, an equal share
+    for each worker process and the server (``execution.threads``)."""
 
     batch_max_rows: int = Field(4096, ge=1, validation_alias=_env("SCORER_BATCH_MAX_ROWS"))
     """Most rows merged into one model call (a larger single request still goes whole)."""

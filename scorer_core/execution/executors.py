@@ -25,7 +25,7 @@ from scorer_core.errors import ModelError, ScorerError
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.isolation import BatchReport, Settle, run_batch
 from scorer_core.execution.scoring import ScoringTask
-from scorer_core.execution.threads import limit_library_threads
+from scorer_core.execution.threads import default_library_threads, limit_library_threads
 from scorer_core.runtime import Runtime
 
 __all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor"]
@@ -215,4 +215,7 @@ def start_executor(
     with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
         faulthandler.enable(all_threads=False)
     runtime, facts = load_runtime(runtime_cls, path, settings)
-    return InProcessExecutor(runtime, facts, settings.model_threads, settings.model_library_threads)
+    library_threads = settings.model_library_threads
+    if library_threads is None:
+        library_threads = default_library_threads(workers=0)
+    return InProcessExecutor(runtime, facts, settings.model_threads, library_threads)

@@ -36,6 +36,7 @@ from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
 from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringTask
+from scorer_core.execution.threads import default_library_threads
 from scorer_core.execution.workers.messages import (
     Failed,
     Load,
@@ -172,6 +173,8 @@ class WorkerPool:
     facts: ModelFacts
 
     def __init__(self, settings: Settings, model_path: Path, runtime: str, count: int) -> None:
+        if settings.model_library_threads is None:  # the workers' share, known here (execution.threads)
+            settings = settings.model_copy(update={"model_library_threads": default_library_threads(count)})
         self.settings = settings
         self.model_path = model_path
         self.runtime = runtime

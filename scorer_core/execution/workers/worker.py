@@ -94,7 +94,8 @@ def main() -> int:
     except Exception as exc:
         send(sock, Failed(str(exc)))
         return 1
-    limit_library_threads(settings.model_library_threads)  # this thread makes every model call
+    # This thread makes every model call; the pool sets the number (execution.threads).
+    limit_library_threads(settings.model_library_threads if settings.model_library_threads is not None else 1)
     send(sock, Ready(facts))
     while True:
         try:

@@ -58,8 +58,8 @@ def _parse_score(body: bytes, facts: ModelFacts) -> PreparedRequest:
     fast = numeric_frame(body, facts.schema)
     if fast is not None:
         return prepare_score(fast[0], facts, frame=fast[1])
-    # A small body's cells are typed with its batch's, off the event loop (wire.cellrows); a large
-    # one is parsed in a thread already, where typing it there costs the loop nothing.
+    # A request of few rows has its cells typed with its batch's, off the event loop
+    # (wire.cellrows); a large body is parsed in a thread already, and typed there.
     return prepare_score(parse_request(ScoreRequest, body), facts, keep_cells=len(body) < OFF_LOOP_BYTES)
 
 

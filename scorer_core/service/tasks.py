@@ -15,7 +15,7 @@ from scorer_core.errors import InvalidRequest
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.frame import Frame
 from scorer_core.schema import Field, ShapleyType
-from scorer_core.wire.cellrows import CellRows, Typed
+from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import build_frame, echoed
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
@@ -61,9 +61,9 @@ def prepare_score(
     """Validate a ``/model/score`` request and convert its cells to the model's types.
 
     ``frame``: the request's rows already converted (by ``scorer_core.wire.fastpath``).
-    ``keep_cells``: leave the cells to be typed with the rest of their batch (``CellRows``), which
-    costs a small request's event loop far less than typing its columns here; a bad cell is then
-    the same 400, from the batch.
+    ``keep_cells``: leave the cells of a request of at most ``KEPT_ROWS`` rows to be typed with
+    the rest of their batch (``CellRows``), which costs a small request's event loop far less than
+    typing its columns here; a bad cell is then the same 400, from the batch.
     """
     fields = request.fields
     _check_fields(fields, request.rows, facts.schema.inputs)
@@ -87,7 +87,7 @@ def prepare_score(
     columns: Typed
     if frame is not None:
         columns = frame
-    elif keep_cells:
+    elif keep_cells and len(request.rows) <= KEPT_ROWS:
         columns = CellRows.of(fields, request.rows, facts.schema.inputs, facts.missing_values)
     else:
         columns = build_frame(fields, request.rows, facts.schema.inputs, facts.missing_values)

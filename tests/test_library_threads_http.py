@@ -24,8 +24,13 @@ def pools_seen(probe_file, **env: str) -> dict[str, set[int]]:
     with start_server(probe_file(**SPEC), env=plugin_env(**env), record_headers=False) as target:
         reply = httpx.post(f"{target.base_url}/model/score", json={"fields": ["x"], "rows": [["1"]]}, timeout=60)
     assert reply.status_code == 200, reply.text
+    return parsed(reply.json()["score"][0][1])
+
+
+def parsed(pools: str) -> dict[str, set[int]]:
+    """``openmp=2 openblas=1 ...`` as each library's thread counts."""
     seen: dict[str, set[int]] = {}
-    for pool in reply.json()["score"][0][1].split():
+    for pool in pools.split():
         name, threads = pool.split("=")
         seen.setdefault(name, set()).add(int(threads))
     return seen
@@ -37,12 +42,7 @@ def libraries_own_defaults() -> dict[str, set[int]]:
         "from threadpoolctl import threadpool_info\n"
         "print(' '.join(f\"{i['internal_api']}={i['num_threads']}\" for i in threadpool_info()))"
     )
-    line = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    seen: dict[str, set[int]] = {}
-    for pool in line.split():
-        name, threads = pool.split("=")
-        seen.setdefault(name, set()).add(int(threads))
-    return seen
+    return parsed(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
 @pytest.mark.parametrize(("workers", "share"), [("0", 1), ("1", 2)])

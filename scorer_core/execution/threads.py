@@ -19,30 +19,22 @@ thread, and each worker process, sets it for itself.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from pathlib import Path
+
+from threadpoolctl import threadpool_limits
 
 __all__ = ["available_cpus", "default_library_threads", "limit_library_threads"]
 
 #: cgroup v2's CPU quota: "max" or "<quota> <period>" (microseconds).
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
-log = logging.getLogger(__name__)
-
-
 def limit_library_threads(threads: int) -> None:
     """Limit the native thread pools loaded now, for the calling thread (OpenMP) and the process
     (BLAS), to ``threads`` each; 0 changes nothing."""
-    if threads <= 0:
-        return
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a core dependency; kept optional for embedders
-        log.warning("threadpoolctl is not installed: SCORER_MODEL_LIBRARY_THREADS has no effect")
-        return
-    threadpool_limits(limits=threads)
+    if threads > 0:
+        threadpool_limits(limits=threads)
 
 
 def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:

@@ -62,6 +62,13 @@ def test_fractional_value_in_int_column_is_rejected():
         col(["3.5"], DataType.INT64)
 
 
+@pytest.mark.parametrize("cells", [[3.5], [4, 3.5], [3.5, None]], ids=["alone", "after-an-integer", "with-a-missing"])
+def test_a_fractional_json_number_in_an_int_column_is_rejected_as_its_string_is(cells):
+    # int(3.5) is 3: a JSON number took that shortcut and was scored as 3, where "3.5" was a 400.
+    with pytest.raises(InvalidRequest, match=r"cannot parse 3\.5 as Int64 \(it has a fractional part\)"):
+        col(cells, DataType.INT64)
+
+
 def test_int32_range_is_checked():
     with pytest.raises(InvalidRequest, match="out of range for Int32"):
         col([str(2**31)], DataType.INT32)

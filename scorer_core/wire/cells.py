@@ -222,10 +222,11 @@ def _parse_integer(row: int, spec: Field, value: Any) -> int:
     text = value.strip() if isinstance(value, str) else value
     if isinstance(text, str) and text.lower() in ("true", "false"):
         return 1 if text.lower() == "true" else 0
-    try:
-        return int(text)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON 1e999, read as inf
-        pass
+    if not isinstance(text, float):  # int() of a float truncates it: 3.5 would be scored as 3
+        try:
+            return int(text)
+        except (TypeError, ValueError, OverflowError):
+            pass
     try:
         number = float(text)
     except (TypeError, ValueError):

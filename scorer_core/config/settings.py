@@ -71,6 +71,12 @@ class Settings(EnvSettings):
     model_id: str | None = Field(None, validation_alias=_env("MODEL_ID"))
     """Overrides the id ``/model/id`` and every response's ``id`` report."""
 
+    model_name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", validation_alias=_env("MODEL_NAME")
+    )
+    """The model's name in the Open Inference Protocol's paths (``/v2/models/<name>``); default:
+    the model directory's name (a model file's, without its suffix)."""
+
     forward_headers: str = Field("", validation_alias=_env("H2O_SCORER_FORWARD_HEADERS"))
     """Comma-separated HTTP header names passed to model code through ``request_headers``.
     Tracing headers (traceparent, x-request-id, b3, ...) are never forwarded."""

@@ -7,6 +7,7 @@ the model sends them to the server.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,8 @@ class ModelFacts:
     path: Path
     schema: ModelSchema
     model_id: str
+    #: The name the Open Inference Protocol addresses the model by (``/v2/models/<name>``).
+    model_name: str
     capabilities: Capabilities
     shapley: ShapleyPolicy
     forwarding: HeaderForwarding
@@ -55,6 +58,7 @@ class ModelFacts:
             path=path,
             schema=schema,
             model_id=settings.model_id or runtime.model_id or path.stem or path.name,
+            model_name=settings.model_name or _name_of(path),
             capabilities=runtime.capabilities,
             shapley=ShapleyPolicy.from_settings(settings.shapley_enable, settings.shapley_types_enabled),
             forwarding=settings.header_forwarding,
@@ -63,6 +67,19 @@ class ModelFacts:
         )
 
     @property
+    def model_version(self) -> str:
+        """The version the Open Inference Protocol reports: the model's id, as H2O names a
+        model's version."""
+        return self.model_id
+
+    @property
     def wire_capabilities(self) -> list[str]:
         """``/model/capabilities``: what the model supports, narrowed by the Shapley settings."""
         return self.capabilities.to_wire(self.shapley.ordered())
+
+
+def _name_of(path: Path) -> str:
+    """A model directory's name, a model file's without its suffix, made safe for a URL path."""
+    name = path.name if path.is_dir() else path.stem
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", name).strip(".-")
+    return safe or "model"

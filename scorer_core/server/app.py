@@ -28,6 +28,7 @@ from scorer_core.server.front import DOCS_ASSETS, Endpoint, ScorerApp
 from scorer_core.server.h2o_routes import ROUTES, H2OEndpoints, Route, json_response
 from scorer_core.server.host import ModelHost
 from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
+from scorer_core.server.oip_routes import OIP_PATHS, OIP_ROUTES, OIPEndpoints
 from scorer_core.server.tracing import Tracing
 from scorer_core.service.plane import DataPlane, Observers
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
@@ -69,8 +70,13 @@ def _swagger_ui_files() -> str:
     return str(directory)
 
 
-def _error_response(exc: ScorerError) -> Response:
-    response = json_response({"detail": exc.detail}, exc.status_code)
+def _error_response(exc: ScorerError, path: str) -> Response:
+    """The error's answer in the spelling of the protocol its path belongs to: H2O's
+    ``{"detail": ...}``, or the Open Inference Protocol's ``{"error": ...}``."""
+    if path == OIP_PATHS or path.startswith(OIP_PATHS + "/"):
+        response = json_response({"error": exc.message}, exc.status_code)
+    else:
+        response = json_response({"detail": exc.detail}, exc.status_code)
     response.headers.update(exc.response_headers())
     return response
 
@@ -180,11 +186,21 @@ class Endpoints:
             )
         return executor.broken()
 
+    def problem(self, probe: str) -> str | None:
+        """Why the server is not live (``probe`` ``"live"``: only a restart would help) or not
+        ready (``"ready"``: no model call can be taken now), or ``None``; for every protocol's
+        probes alike."""
+        if probe == "live":
+            return self.stuck()
+        if not self._host.ready:
+            return "the model failed to load" if self._host.error is not None else "the model is loading"
+        return self.stuck() or self._host.executor.unavailable()
+
     async def healthz(self) -> Response:
         """Liveness: 200 ``OK`` while the process serves HTTP (the model may still be loading, or
         a worker restarting); 500 only when a restart would help: a model call in this process is
         stuck, or dead workers could not be replaced."""
-        problem = self.stuck()
+        problem = self.problem("live")
         if problem is not None:
             return PlainTextResponse(f"Not healthy: {problem}", status_code=500)
         return PlainTextResponse("OK")
@@ -195,7 +211,7 @@ class Endpoints:
         call is stuck."""
         if not self._host.ready:
             return PlainTextResponse("Not ready", status_code=500)
-        problem = self.stuck() or self._host.executor.unavailable()
+        problem = self.problem("ready")
         if problem is not None:
             return PlainTextResponse(f"Not ready: {problem}", status_code=500)
         return PlainTextResponse("Ready")
@@ -209,11 +225,13 @@ class Endpoints:
         self._metrics.rejected(exc)
         if isinstance(exc, ModelError):
             log.error("%s %s failed: %s", request.method, request.url.path, exc.detail)
-        return _error_response(exc)
+        return _error_response(exc, request.scope["path"])
 
     async def unexpected_error(self, request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed unexpectedly", request.method, request.url.path)
-        return json_response({"detail": f"Failed scoring request due to: {type(exc).__name__}: {exc}"}, 500)
+        error = ScorerError(f"{type(exc).__name__}: {exc}")
+        error.detail_prefix = "Failed scoring request due to: "
+        return _error_response(error, request.scope["path"])
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
         """The handler FastAPI would pick, for the routes served outside it."""
@@ -236,7 +254,13 @@ OWN_ROUTES = (
 #: that means: FastAPI middleware, dependencies and exception handlers never run on these; their
 #: errors go to ``Endpoints.on_error``, the handlers FastAPI would pick. They are declared to
 #: FastAPI too, for the OpenAPI description only. Keep this list to what that speed is worth.
-OUTSIDE_FRAMEWORK = (("POST", "/model/score"), ("POST", "/model/contribution"))
+#: A path may hold ``{parameters}``, which the endpoint receives by name.
+OUTSIDE_FRAMEWORK = (
+    ("POST", "/model/score"),
+    ("POST", "/model/contribution"),
+    ("POST", "/v2/models/{model_name}/infer"),
+    ("POST", "/v2/models/{model_name}/versions/{model_version}/infer"),
+)
 
 
 def create_app(
@@ -278,7 +302,12 @@ def create_app(
     # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
     outside: dict[str, Endpoint] = {}
-    for owner, routes in ((endpoints, OWN_ROUTES), (H2OEndpoints(settings, plane), ROUTES)):
+    tables = (
+        (endpoints, OWN_ROUTES),
+        (H2OEndpoints(settings, plane), ROUTES),
+        (OIPEndpoints(settings, plane, endpoints.problem), OIP_ROUTES),
+    )
+    for owner, routes in tables:
         for route in routes:
             endpoint = getattr(owner, route.endpoint)
             app.add_api_route(route.path, endpoint, methods=[route.method], **route.options)

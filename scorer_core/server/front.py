@@ -10,12 +10,14 @@ goes through FastAPI as before. Which routes are served so is listed in one plac
 ``server/app.py``'s ``OUTSIDE_FRAMEWORK``: FastAPI middleware, dependencies and exception
 handlers never run on them.
 
-The credential gate (``server/auth.py``) comes first, for every ``/model/*`` path, so that a
+The credential gate (``server/auth.py``) comes first, for every ``/model/*`` and ``/v2/models/*``
+path (``PROTECTED``), so that a
 request without the deployment's credential is refused before it reads a body or takes a slot.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets
@@ -34,7 +36,7 @@ from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 from scorer_core.server.tracing import Tracing
 
-__all__ = ["CLIENT_CLOSED", "DOCS_ASSETS", "PREFIXABLE", "ROWS_KEY", "ScorerApp", "unprefixed"]
+__all__ = ["CLIENT_CLOSED", "DOCS_ASSETS", "PREFIXABLE", "PROTECTED", "ROWS_KEY", "ScorerApp", "unprefixed"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -52,7 +54,10 @@ CLIENT_CLOSED = 499
 #: Where /docs loads Swagger UI's scripts and styles from.
 DOCS_ASSETS = "/docs-assets"
 #: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
-PREFIXABLE = ("/model/", "/readyz", "/healthz", "/metrics", "/openapi.json", "/docs", DOCS_ASSETS)
+PREFIXABLE = ("/model/", "/v2", "/readyz", "/healthz", "/metrics", "/openapi.json", "/docs", DOCS_ASSETS)
+#: The paths that need the deployment's credential: H2O's, and the Open Inference Protocol's model
+#: paths (its server metadata and health probes stay open, as ``/healthz`` and ``/readyz`` are).
+PROTECTED = ("/model/", "/v2/models/")
 
 
 def _request_id(scope: Scope) -> str:
@@ -125,6 +130,15 @@ _APP_PATH = re.compile(
 )
 
 
+def _pattern(path: str) -> re.Pattern[str]:
+    """``/v2/models/{model_name}/infer`` as a pattern whose groups are its parameters, each one
+    path segment."""
+    parts = re.split(r"\{(\w+)\}", path)
+    return re.compile(
+        "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>[^/]+)" for i, part in enumerate(parts))
+    )
+
+
 def _prefixable(path: str) -> bool:
     return _APP_PATH.match(path) is not None
 
@@ -171,11 +185,13 @@ class ScorerApp:
     ) -> None:
         self.api = api
         self._stuck = stuck
-        self._hot = dict(hot)
+        self._hot = {path: endpoint for path, endpoint in hot.items() if "{" not in path}
+        #: Paths with parameters (``/v2/models/{model_name}/infer``), matched in order.
+        self._hot_patterns = [(_pattern(path), endpoint) for path, endpoint in hot.items() if "{" in path]
         self._on_error = on_error
         self.auth = auth
         self.metrics = metrics
-        self._protected = ("/model/", "/metrics") if protect_metrics else ("/model/",)
+        self._protected = (*PROTECTED, "/metrics") if protect_metrics else PROTECTED
         self._access_log = access_log
         self._tracing = tracing
 
@@ -226,7 +242,7 @@ class ScorerApp:
                     response.headers["Connection"] = "close"
                 await response(scope, receive, send)
                 return
-        if self._tracing is not None and path.startswith("/model/"):
+        if self._tracing is not None and path.startswith(PROTECTED):
             # After the credential: a refused request neither joins a caller's trace nor names a span.
             await self._traced(scope, receive, send)
             return
@@ -247,7 +263,7 @@ class ScorerApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        endpoint = self._hot.get(path) if scope["method"] == "POST" else None
+        endpoint = self._hot_endpoint(path) if scope["method"] == "POST" else None
         if endpoint is None:
             await self.api(scope, receive, send)
             return
@@ -266,6 +282,16 @@ class ScorerApp:
             if self.metrics is not None:
                 self.metrics.in_flight.dec()
         await response(scope, receive, send)
+
+    def _hot_endpoint(self, path: str) -> Endpoint | None:
+        endpoint = self._hot.get(path)
+        if endpoint is not None or not self._hot_patterns:
+            return endpoint
+        for pattern, candidate in self._hot_patterns:
+            match = pattern.fullmatch(path)
+            if match is not None:
+                return functools.partial(candidate, **match.groupdict())
+        return None
 
     def _client_gone(self, scope: Scope, send: Send) -> None:
         """The client closed the connection before its body was read: nobody is left to answer,

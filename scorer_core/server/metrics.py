@@ -15,6 +15,7 @@ a client choosing paths must not be able to grow the number of series.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -55,7 +56,14 @@ ENDPOINTS = {
     "/metrics": "metrics",
     "/openapi.json": "openapi",
     "/docs": "docs",
+    "/v2": "oip_server_metadata",
+    "/v2/health/live": "oip_live",
+    "/v2/health/ready": "oip_ready",
 }
+#: The Open Inference Protocol's model paths, whose model name and version a client chooses, by
+#: what they end with: the label must not grow with the names clients send.
+_OIP_MODEL_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?(/infer|/ready)?")
+_OIP_MODEL_ENDPOINTS = {"/infer": "oip_infer", "/ready": "oip_model_ready", None: "oip_model_metadata"}
 
 #: Rejection reasons of the errors best told by their HTTP status.
 _REASONS_BY_STATUS = {
@@ -75,6 +83,9 @@ def endpoint_of(path: str) -> str:
     found = ENDPOINTS.get(path)
     if found is not None:
         return found
+    model_path = _OIP_MODEL_PATH.fullmatch(path)
+    if model_path is not None:
+        return _OIP_MODEL_ENDPOINTS[model_path.group(1)]
     return "docs_assets" if path.startswith("/docs-assets/") else "other"
 
 

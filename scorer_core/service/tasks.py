@@ -19,7 +19,7 @@ from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import build_frame, echoed
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
-__all__ = ["PreparedRequest", "prepare_contribution", "prepare_score"]
+__all__ = ["PreparedRequest", "prepare_contribution", "prepare_score", "prepare_typed"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,21 @@ def prepare_contribution(request: ContributionRequest, facts: ModelFacts) -> Pre
         copied_positions=[],
         generated_id=None,
         shapley=shapley,
+        intervals=False,
+        field_names_in_output=True,
+    )
+
+
+def prepare_typed(frame: Frame) -> PreparedRequest:
+    """A request whose rows arrived as typed columns (the Open Inference Protocol's tensors): it
+    copies no input into its answer and asks for outputs only."""
+    return PreparedRequest(
+        frame=frame,
+        rows=[],
+        copied_fields=[],
+        copied_positions=[],
+        generated_id=None,
+        shapley=ShapleyType.NONE,
         intervals=False,
         field_names_in_output=True,
     )

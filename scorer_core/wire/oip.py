@@ -1,0 +1,489 @@
+"""The Open Inference Protocol's REST bodies ("KServe V2"): tensors in, tensors out.
+
+An inference request carries named tensors (a datatype, a shape, and row-major data, in the JSON
+body or, with the binary tensor data extension tritonclient uses by default, as raw bytes after
+it). A tabular model's rows arrive in one of two spellings, and both become the same ``Frame``:
+
+- one input per model field, named after it, of shape ``[N]`` or ``[N, 1]`` (the convention of
+  KServe's and MLServer's ``pd`` codecs: strings as ``BYTES``, numbers in their own datatypes);
+- one ``[N, F]`` tensor holding every field in the model's schema order (a client that sends
+  tensors, an all-numeric model).
+
+A cell is then typed as the H2O path types it (``wire.cells``), so a row gets the same answer
+whichever protocol spelt it. Answers go back as one ``[N]`` tensor per output field. Pure
+functions of bytes and schemas: no HTTP here.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from scorer_core.errors import InvalidRequest
+from scorer_core.frame import Frame
+from scorer_core.schema import DataType, Field
+from scorer_core.wire.cells import convert_column, echoed, shortened
+from scorer_core.wire.columns import cell_of
+
+__all__ = [
+    "DATATYPE_OF",
+    "HEADER_LENGTH",
+    "InferRequest",
+    "RequestedOutput",
+    "Tensor",
+    "check_outputs",
+    "frame_of",
+    "infer_response",
+    "parse_infer",
+    "tensor_metadata",
+]
+
+#: The request and response header giving the JSON part's length when binary tensors follow it.
+HEADER_LENGTH = "inference-header-content-length"
+
+#: The tensor datatype a model field of each type is declared as in model metadata and answers.
+DATATYPE_OF: Mapping[DataType, str] = {
+    DataType.BOOL: "BOOL",
+    DataType.INT32: "INT32",
+    DataType.INT64: "INT64",
+    DataType.FLOAT32: "FP32",
+    DataType.FLOAT64: "FP64",
+    DataType.STR: "BYTES",
+    DataType.TIME64: "BYTES",  # ISO 8601 text, as the H2O path sends times
+}
+
+#: The element of each fixed-size datatype, little-endian as the binary extension sends it.
+_ELEMENTS: Mapping[str, np.dtype[Any]] = {
+    name: np.dtype(code)
+    for name, code in {
+        "BOOL": "?",
+        "UINT8": "<u1",
+        "UINT16": "<u2",
+        "UINT32": "<u4",
+        "UINT64": "<u8",
+        "INT8": "<i1",
+        "INT16": "<i2",
+        "INT32": "<i4",
+        "INT64": "<i8",
+        "FP16": "<f2",
+        "FP32": "<f4",
+        "FP64": "<f8",
+    }.items()
+}
+DATATYPES = frozenset({*_ELEMENTS, "BYTES"})
+_LENGTH = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One input tensor: its elements flat, in row-major order (a numpy array for fixed-size
+    datatypes, a list of ``str`` or ``None`` for ``BYTES``)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    values: np.ndarray | list[Any]
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output the request names, and whether it wants it as binary data."""
+
+    name: str
+    binary: bool
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A parsed inference request. ``outputs`` ``None``: every output, binary when
+    ``binary_outputs`` (tritonclient asks so when it names none)."""
+
+    id: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[RequestedOutput, ...] | None
+    binary_outputs: bool
+
+
+def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
+    """The request in ``body``; ``header_length``: the ``Inference-Header-Content-Length``
+    header, when binary tensor data follows the JSON. Any problem is an ``InvalidRequest``
+    naming the input and what is wrong with it."""
+    json_part, binary = _split(body, header_length)
+    try:
+        data = orjson.loads(json_part)
+    except orjson.JSONDecodeError as exc:
+        hint = ""
+        if header_length is None and "after document" in str(exc):
+            hint = (
+                "; binary tensor data after the JSON needs an Inference-Header-Content-Length "
+                "header giving the JSON's length"
+            )
+        raise InvalidRequest(f"the body is not valid JSON: {exc}{hint}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the body must be a JSON object with 'inputs'")
+    request_id = data.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidRequest(f"'id' must be a string, got {_short(request_id)}")
+    parameters = _parameters(data, "the request")
+    raw_inputs = data.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidRequest("'inputs' must be a non-empty array of input tensors")
+    inputs: list[Tensor] = []
+    offset = 0
+    for index, raw in enumerate(raw_inputs):
+        tensor, offset = _tensor(raw, index, binary, offset)
+        inputs.append(tensor)
+    if offset != len(binary):
+        raise InvalidRequest(
+            f"{len(binary) - offset} bytes of binary data follow the JSON but no input's "
+            "binary_data_size claims them"
+        )
+    names = [t.name for t in inputs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequest(f"duplicate inputs: {', '.join(map(echoed, duplicates))}")
+    return InferRequest(
+        id=request_id if request_id is not None else str(uuid.uuid4()),
+        inputs=tuple(inputs),
+        outputs=_requested_outputs(data.get("outputs"), parameters),
+        binary_outputs=parameters.get("binary_data_output") is True,
+    )
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
+    if header_length is None:
+        return body, b""
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= len(body):
+        raise InvalidRequest(
+            f"Inference-Header-Content-Length is {shortened(header_length, 40)}; it must be a "
+            f"length within the body's {len(body)} bytes"
+        )
+    return body[:length], body[length:]
+
+
+def _parameters(owner: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    parameters = owner.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise InvalidRequest(f"the parameters of {what} must be an object, got {_short(parameters)}")
+    return parameters
+
+
+def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, int]:
+    """Input ``index`` of the request, and the binary data's offset after it."""
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"input {index} must be an object, got {_short(raw)}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"input {index} has no name")
+    what = f"input {echoed(name)}"
+    datatype = raw.get("datatype")
+    if datatype not in DATATYPES:
+        raise InvalidRequest(
+            f"{what} has datatype {_short(datatype)}; the protocol's datatypes are "
+            f"{', '.join(sorted(DATATYPES))}"
+        )
+    shape = raw.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or not shape:
+        raise InvalidRequest(f"{what} has shape {_short(shape)}; a shape is a non-empty array of sizes")
+    count = math.prod(shape)
+    parameters = _parameters(raw, what)
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in raw:
+            raise InvalidRequest(f"{what} has both 'data' and a binary_data_size")
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise InvalidRequest(
+                f"{what} has binary_data_size {_short(size)}, but {len(binary) - offset} bytes of "
+                "binary data are left after the JSON"
+            )
+        values = _from_binary(binary[offset : offset + size], datatype, count, what)
+        return Tensor(name, datatype, tuple(shape), values), offset + size
+    if "data" not in raw:
+        raise InvalidRequest(f"{what} has no 'data'")
+    flat = _flattened(raw["data"], what)
+    if len(flat) != count:
+        raise InvalidRequest(
+            f"{what} has shape {shape}, which holds {count} elements, but its data has {len(flat)}"
+        )
+    return Tensor(name, datatype, tuple(shape), _from_json(flat, datatype, what)), offset
+
+
+def _flattened(data: Any, what: str) -> list[Any]:
+    """Row-major elements of data sent flat or nested."""
+    if not isinstance(data, list):
+        return [data]
+    if not any(type(item) is list for item in data):
+        return data
+    flat: list[Any] = []
+    stack: list[Iterable[Any]] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if type(item) is list:
+                if len(stack) > 64:
+                    raise InvalidRequest(f"the data of {what} nests deeper than any shape")
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _from_json(flat: list[Any], datatype: str, what: str) -> np.ndarray | list[Any]:
+    """Elements as sent in JSON, checked against the datatype; ``null`` is a missing value."""
+    if datatype == "BYTES":
+        for position, value in enumerate(flat):
+            if value is not None and not isinstance(value, str):
+                raise _bad_element(what, position, value, "BYTES (a string)")
+        return flat
+    if datatype == "BOOL":
+        for position, value in enumerate(flat):
+            if value is not None and not isinstance(value, bool):
+                raise _bad_element(what, position, value, "BOOL (true or false)")
+        return flat if None in flat else np.array(flat, dtype=bool)
+    floating = datatype.startswith("FP")
+    for position, value in enumerate(flat):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _bad_element(what, position, value, f"{datatype} (a number)")
+        if not floating and not isinstance(value, int):
+            raise _bad_element(what, position, value, f"{datatype} (an integer)")
+    if floating:
+        return np.array([math.nan if v is None else v for v in flat], dtype=np.float64)
+    if None in flat:
+        return flat  # typed by the field it feeds, which says what a missing integer becomes
+    try:
+        return np.array(flat, dtype=_ELEMENTS[datatype].newbyteorder("="))
+    except OverflowError:
+        raise InvalidRequest(f"the data of {what} holds an integer beyond {datatype}'s range") from None
+
+
+def _from_binary(raw: bytes, datatype: str, count: int, what: str) -> np.ndarray | list[Any]:
+    if datatype == "BYTES":
+        return _bytes_elements(raw, count, what)
+    element = _ELEMENTS[datatype]
+    if len(raw) != count * element.itemsize:
+        raise InvalidRequest(
+            f"{what} declares {count} {datatype} elements ({count * element.itemsize} bytes) but "
+            f"its binary_data_size is {len(raw)}"
+        )
+    values = np.frombuffer(raw, dtype=element)
+    return values.astype(element.newbyteorder("="))
+
+
+def _bytes_elements(raw: bytes, count: int, what: str) -> list[Any]:
+    """BYTES elements in the binary extension's layout: each a 4-byte little-endian length, then
+    that many bytes of UTF-8."""
+    values: list[Any] = []
+    position = 0
+    view = memoryview(raw)
+    while position < len(raw):
+        if position + 4 > len(raw) or len(values) == count:
+            break
+        (length,) = _LENGTH.unpack_from(view, position)
+        start, position = position + 4, position + 4 + length
+        if position > len(raw):
+            break
+        try:
+            values.append(str(view[start:position], "utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidRequest(f"element {len(values)} of {what} is not UTF-8 text") from None
+    if len(values) != count or position != len(raw):
+        raise InvalidRequest(
+            f"the binary data of {what} does not hold exactly {count} BYTES elements, each a "
+            "4-byte little-endian length and its bytes"
+        )
+    return values
+
+
+def _requested_outputs(raw: Any, parameters: Mapping[str, Any]) -> tuple[RequestedOutput, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"'outputs' must be an array of requested outputs, got {_short(raw)}")
+    requested = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise InvalidRequest(f"requested output {index} must be an object with a 'name'")
+        own = _parameters(item, f"output {echoed(item['name'])}")
+        binary = own.get("binary_data", parameters.get("binary_data_output", False)) is True
+        requested.append(RequestedOutput(item["name"], binary))
+    return tuple(requested)
+
+
+def frame_of(request: InferRequest, inputs: Sequence[Field], missing: frozenset[str] | None) -> Frame:
+    """The model's input columns from the request's tensors, in either tabular spelling (the
+    module's docstring), typed as the H2O path types cells."""
+    by_name = {tensor.name: tensor for tensor in request.inputs}
+    absent = [spec.name for spec in inputs if spec.name not in by_name]
+    if not absent:
+        columns = {spec.name: _column_of(by_name[spec.name]) for spec in inputs}
+    elif len(request.inputs) == 1 and len(request.inputs[0].shape) == 2 and inputs:
+        columns = _columns_of_matrix(request.inputs[0], inputs)
+    else:
+        shown = ", ".join(map(echoed, absent[:10])) + (
+            f" and {len(absent) - 10} more" if len(absent) > 10 else ""
+        )
+        raise InvalidRequest(
+            f"no input for the model's fields {shown}: send one input per field, named after it, "
+            f"or one [N, {len(inputs)}] tensor holding every field in the order of the model's metadata"
+        )
+    lengths = {name: len(values) for name, values in columns.items()}
+    rows = next(iter(lengths.values()), 0)
+    if any(length != rows for length in lengths.values()):
+        shown = ", ".join(f"{echoed(n)}: {length}" for n, length in lengths.items())
+        raise InvalidRequest(f"the inputs hold different numbers of rows ({shown})")
+    typed = {spec.name: _typed(columns[spec.name], spec, missing) for spec in inputs}
+    return Frame(typed, rows)
+
+
+def _column_of(tensor: Tensor) -> np.ndarray | list[Any]:
+    shape = tensor.shape
+    if len(shape) == 1 or (len(shape) == 2 and shape[1] == 1):
+        return tensor.values
+    raise InvalidRequest(
+        f"input {echoed(tensor.name)} has shape {list(shape)}; an input named after a field holds "
+        "one column: [N] or [N, 1]"
+    )
+
+
+def _columns_of_matrix(tensor: Tensor, inputs: Sequence[Field]) -> dict[str, np.ndarray | list[Any]]:
+    rows, width = tensor.shape
+    if width != len(inputs):
+        raise InvalidRequest(
+            f"input {echoed(tensor.name)} has shape {list(tensor.shape)}; the model has "
+            f"{len(inputs)} fields, so a tensor of every field has shape [N, {len(inputs)}]"
+        )
+    values = tensor.values
+    if isinstance(values, np.ndarray):
+        matrix = values.reshape(rows, width)
+        return {spec.name: matrix[:, j] for j, spec in enumerate(inputs)}
+    return {spec.name: values[j::width] for j, spec in enumerate(inputs)}
+
+
+_FLOATS = {DataType.FLOAT32: np.float32, DataType.FLOAT64: np.float64}
+
+
+def _typed(values: np.ndarray | list[Any], spec: Field, missing: frozenset[str] | None) -> np.ndarray:
+    """A column of tensor elements as the field's type; numbers into a float field directly,
+    anything else by the H2O path's rule for a cell, which names the row on a bad one."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu" and spec.data_type in _FLOATS:
+        with np.errstate(over="ignore"):
+            return values.astype(_FLOATS[spec.data_type])
+    if isinstance(values, np.ndarray):
+        cells: list[Any] = values.tolist()
+        if values.dtype.kind == "f":  # NaN is how a missing number came: say so to the cell rule
+            cells = [None if v != v else v for v in cells]
+    else:
+        cells = values
+    return convert_column(cells, spec, missing)
+
+
+def tensor_metadata(fields: Sequence[Field]) -> list[dict[str, Any]]:
+    """Model metadata's tensors: one per field, of any number of rows."""
+    return [{"name": f.name, "datatype": DATATYPE_OF[f.data_type], "shape": [-1]} for f in fields]
+
+
+def infer_response(
+    model_name: str,
+    model_version: str,
+    request: InferRequest,
+    fields: Sequence[Field],
+    outputs: Mapping[str, np.ndarray],
+) -> tuple[bytes, int | None]:
+    """The response's bytes, and the JSON part's length when binary outputs follow it.
+
+    ``fields``: the model's output fields, whose declared types the tensors take."""
+    wanted = request.outputs
+    chosen = (
+        [(spec, request.binary_outputs) for spec in fields]
+        if wanted is None
+        else [(_field_named(fields, r.name), r.binary) for r in wanted]
+    )
+    tensors = []
+    blobs: list[bytes] = []
+    for spec, binary in chosen:
+        column = outputs[spec.name]
+        tensor: dict[str, Any] = {
+            "name": spec.name,
+            "datatype": DATATYPE_OF[spec.data_type],
+            "shape": [len(column)],
+        }
+        if binary:
+            blob = _binary_of(column, spec)
+            tensor["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            tensor["data"] = _json_of(column, spec)
+        tensors.append(tensor)
+    header = orjson.dumps(
+        {"model_name": model_name, "model_version": model_version, "id": request.id, "outputs": tensors},
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+def check_outputs(request: InferRequest, fields: Sequence[Field]) -> None:
+    """``InvalidRequest`` before scoring when the request names an output the model lacks."""
+    for requested in request.outputs or ():
+        _field_named(fields, requested.name)
+
+
+def _field_named(fields: Sequence[Field], name: str) -> Field:
+    for spec in fields:
+        if spec.name == name:
+            return spec
+    raise InvalidRequest(
+        f"the model has no output {echoed(name)}; its outputs are {', '.join(echoed(f.name) for f in fields)}"
+    )
+
+
+def _json_of(column: np.ndarray, spec: Field) -> Any:
+    if spec.data_type in _FLOATS:
+        return np.asarray(column, dtype=_FLOATS[spec.data_type])  # NaN is written as null
+    if spec.data_type in (DataType.INT32, DataType.INT64) and column.dtype.kind in "iu":
+        return column
+    if spec.data_type is DataType.BOOL and column.dtype.kind == "b":
+        return column
+    return [_text(value) for value in column.tolist()]
+
+
+def _text(value: Any) -> Any:
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return cell_of(value)
+
+
+def _binary_of(column: np.ndarray, spec: Field) -> bytes:
+    datatype = DATATYPE_OF[spec.data_type]
+    if datatype != "BYTES":
+        return np.ascontiguousarray(column, dtype=_ELEMENTS[datatype]).tobytes()
+    parts = []
+    for value in column.tolist():
+        text = b"" if value is None else str(_text(value)).encode()
+        parts.append(_LENGTH.pack(len(text)) + text)
+    return b"".join(parts)
+
+
+def _bad_element(what: str, position: int, value: Any, expected: str) -> InvalidRequest:
+    return InvalidRequest(f"element {position} of {what} is {echoed(value)}, not {expected}")
+
+
+def _short(value: Any) -> str:
+    return shortened(repr(value), 100)

@@ -1,0 +1,173 @@
+"""The Open Inference Protocol's bodies (``wire.oip``): tensors parsed and checked, rows typed as the
+H2O path types cells, answers written in JSON and in the binary tensor extension's layout."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import orjson
+import pytest
+
+from scorer_core.errors import InvalidRequest
+from scorer_core.schema import DataType, Field
+from scorer_core.wire.cells import build_frame
+from scorer_core.wire.oip import check_outputs, frame_of, infer_response, parse_infer
+
+INPUTS = (
+    Field("city", DataType.STR),
+    Field("rooms", DataType.INT64),
+    Field("area", DataType.FLOAT64),
+    Field("new", DataType.BOOL),
+)
+
+
+def _body(*inputs, **extra):
+    return orjson.dumps({"inputs": list(inputs), **extra})
+
+
+def _input(name, datatype, data, shape=None, **extra):
+    return {"name": name, "datatype": datatype, "shape": shape or [len(data)], "data": data, **extra}
+
+
+def _bytes_blob(values):
+    return b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+
+
+def test_each_column_typed_as_the_h2o_path_types_the_same_cells():
+    request = parse_infer(
+        _body(
+            _input("city", "BYTES", ["Oslo", None, ""]),
+            _input("rooms", "INT64", [3, None, 1]),
+            _input("area", "FP64", [70.5, None, 12]),
+            _input("new", "BOOL", [True, False, True]),
+        )
+    )
+    frame = frame_of(request, INPUTS, None)
+    expected = build_frame(
+        [f.name for f in INPUTS],
+        [["Oslo", "3", "70.5", "true"], [None, None, None, "false"], ["", "1", "12", "true"]],
+        INPUTS,
+    )
+    for spec in INPUTS:
+        got, want = frame[spec.name], expected[spec.name]
+        assert got.dtype == want.dtype, spec
+        assert [None if isinstance(v, float) and math.isnan(v) else v for v in got.tolist()] == [
+            None if isinstance(v, float) and math.isnan(v) else v for v in want.tolist()
+        ], spec
+
+
+def test_binary_inputs_after_the_json_header():
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {"name": "city", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 16}},
+                {"name": "rooms", "datatype": "INT32", "shape": [2, 1], "parameters": {"binary_data_size": 8}},
+                {"name": "area", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}},
+                _input("new", "BOOL", [False, True]),
+            ]
+        }
+    )
+    blob = _bytes_blob(["Oslo", "Rome"]) + np.array([3, 4], "<i4").tobytes() + np.array([1.5, 2], "<f4").tobytes()
+    frame = frame_of(parse_infer(header + blob, str(len(header))), INPUTS, None)
+    assert frame["city"].tolist() == ["Oslo", "Rome"]
+    assert frame["rooms"].tolist() == [3, 4] and frame["rooms"].dtype == np.int64
+    assert frame["area"].tolist() == [1.5, 2.0]
+    assert frame["new"].tolist() == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("body", "header_length", "says"),
+    [
+        (b'{"inputs": []}', "99", "Inference-Header-Content-Length is 99"),
+        (b'{"inputs": []}', "-1", "Inference-Header-Content-Length is -1"),
+        (
+            _body({"name": "rooms", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 8}})
+            + b"\x00" * 8,
+            None,
+            "needs an Inference-Header-Content-Length header",
+        ),
+        (
+            _body({"name": "rooms", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 8}}),
+            "__header__",
+            "bytes of binary data are left",
+        ),
+        (
+            _body({"name": "city", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 6}})
+            + b"\x05\x00\x00\x00ab",
+            "__header__",
+            "does not hold exactly 2 BYTES elements",
+        ),
+        (
+            _body({"name": "area", "datatype": "FP64", "shape": [2], "parameters": {"binary_data_size": 8}})
+            + b"\x00" * 8,
+            "__header__",
+            "declares 2 FP64 elements (16 bytes)",
+        ),
+        (_body(_input("a", "FP64", [1.0]), _input("b", "FP64", [1.0])) + b"extra", "__header__", "no input's"),
+        (_body(_input("rooms", "INT8", [1000])), None, "beyond INT8's range"),
+        (_body(_input("rooms", "INT64", [True])), None, "is True, not INT64"),
+        (_body(_input("city", "BYTES", [1])), None, "is 1, not BYTES (a string)"),
+        (_body(_input("x", "FP64", [[[1.0]]], shape=[-1])), None, "has shape [-1]"),
+        (_body(_input("x", "FP64", [1.0], data_and=1), parameters=[]), None, "must be an object"),
+        (b"[1, 2]", None, "a JSON object with 'inputs'"),
+        (orjson.dumps({"id": 7, "inputs": [_input("x", "FP64", [1.0])]}), None, "'id' must be a string"),
+    ],
+)
+def test_malformed_requests_are_invalid_naming_what(body, header_length, says):
+    if header_length == "__header__":
+        header_length = str(body.index(b"}]}") + 3)
+    with pytest.raises(InvalidRequest) as raised:
+        parse_infer(body, header_length)
+    assert says in raised.value.message, raised.value.message
+
+
+def test_a_matrix_of_every_field_in_schema_order():
+    numbers = (Field("a", DataType.FLOAT64), Field("b", DataType.INT32))
+    request = parse_infer(_body(_input("x", "FP32", [1.5, 2, 3.25, 4], shape=[2, 2])))
+    frame = frame_of(request, numbers, None)
+    assert frame["a"].tolist() == [1.5, 3.25] and frame["b"].tolist() == [2, 4]
+    with pytest.raises(InvalidRequest, match=r"fraction|cannot parse 3\.25|Int32"):
+        frame_of(parse_infer(_body(_input("x", "FP32", [1.5, 3.25, 2, 4], shape=[2, 2]))), numbers, None)
+    with pytest.raises(InvalidRequest, match=r"shape \[1, 3\]; the model has 2 fields"):
+        frame_of(parse_infer(_body(_input("x", "FP64", [1, 2, 3], shape=[1, 3]))), numbers, None)
+
+
+def test_inputs_the_model_does_not_read_are_ignored():
+    request = parse_infer(_body(_input("a", "FP64", [1.0]), _input("note", "BYTES", ["x"])))
+    assert frame_of(request, (Field("a", DataType.FLOAT64),), None).columns == ["a"]
+
+
+def test_answers_in_json_and_in_binary():
+    fields = (Field("label", DataType.STR), Field("p", DataType.FLOAT64), Field("n", DataType.INT64))
+    outputs = {
+        "label": np.array(["yes", None], dtype=object),
+        "p": np.array([0.25, math.nan]),
+        "n": np.array([1, 2]),
+    }
+    request = parse_infer(_body(_input("a", "FP64", [1.0, 2.0]), id="q"))
+    payload, length = infer_response("m", "v1", request, fields, outputs)
+    assert length is None
+    assert orjson.loads(payload) == {
+        "model_name": "m",
+        "model_version": "v1",
+        "id": "q",
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [2], "data": ["yes", None]},
+            {"name": "p", "datatype": "FP64", "shape": [2], "data": [0.25, None]},
+            {"name": "n", "datatype": "INT64", "shape": [2], "data": [1, 2]},
+        ],
+    }
+    wanted = [{"name": "n"}, {"name": "label", "parameters": {"binary_data": True}}]
+    request = parse_infer(_body(_input("a", "FP64", [1.0, 2.0]), outputs=wanted))
+    check_outputs(request, fields)
+    payload, length = infer_response("m", "v1", request, fields, outputs)
+    assert length is not None
+    header = orjson.loads(payload[:length])
+    assert [o["name"] for o in header["outputs"]] == ["n", "label"]
+    assert header["outputs"][0]["data"] == [1, 2]
+    assert header["outputs"][1]["parameters"] == {"binary_data_size": 4 + 3 + 4}
+    assert payload[length:] == _bytes_blob(["yes", ""])
+    with pytest.raises(InvalidRequest, match="no output 'x'; its outputs are 'label', 'p', 'n'"):
+        check_outputs(parse_infer(_body(_input("a", "FP64", [1.0]), outputs=[{"name": "x"}])), fields)

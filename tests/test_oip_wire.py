@@ -11,9 +11,11 @@ import orjson
 import pytest
 
 from scorer_core.errors import InvalidRequest
+from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
+from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
 from scorer_core.wire.cells import build_frame
-from scorer_core.wire.oip import check_outputs, frame_of, infer_response, parse_infer
+from scorer_core.wire.oip import check_outputs, frame_of, infer_response, parse_infer, rows_of
 
 INPUTS = (
     Field("city", DataType.STR),
@@ -171,3 +173,23 @@ def test_answers_in_json_and_in_binary():
     assert payload[length:] == _bytes_blob(["yes", ""])
     with pytest.raises(InvalidRequest, match="no output 'x'; its outputs are 'label', 'p', 'n'"):
         check_outputs(parse_infer(_body(_input("a", "FP64", [1.0]), outputs=[{"name": "x"}])), fields)
+
+
+def test_a_small_request_keeps_its_cells_for_its_batch_and_they_type_to_the_same_columns():
+    request = parse_infer(
+        _body(
+            _input("city", "BYTES", ["Oslo", None]),
+            _input("rooms", "INT64", [3, 4]),
+            _input("area", "FP64", [70.5, None]),
+            _input("new", "BOOL", [True, False]),
+        )
+    )
+    kept = rows_of(request, INPUTS, None, keep_cells=True)
+    assert isinstance(kept, CellRows) and kept.num_rows == 2
+    now = frame_of(request, INPUTS, None)
+    later = kept.typed()
+    for spec in INPUTS:
+        assert later[spec.name].dtype == now[spec.name].dtype
+        assert np.array_equal(later[spec.name], now[spec.name], equal_nan=spec.data_type is DataType.FLOAT64)
+    many = parse_infer(_body(_input("area", "FP64", [1.0] * (KEPT_ROWS + 1))))
+    assert isinstance(rows_of(many, (Field("area", DataType.FLOAT64),), None, keep_cells=True), Frame)

@@ -29,9 +29,9 @@ from scorer_core.wire.oip import (
     HEADER_LENGTH,
     InferRequest,
     check_outputs,
-    frame_of,
     infer_response,
     parse_infer,
+    rows_of,
     tensor_metadata,
 )
 
@@ -121,7 +121,8 @@ class OIPEndpoints:
         def prepare(facts: ModelFacts) -> PreparedRequest:
             parsed.request = infer = parse_infer(body, header_length)
             check_outputs(infer, facts.schema.outputs)
-            return prepare_typed(frame_of(infer, facts.schema.inputs, facts.missing_values))
+            inputs, missing = facts.schema.inputs, facts.missing_values
+            return prepare_typed(rows_of(infer, inputs, missing, keep_cells=not off_loop))
 
         def answer(
             facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult

@@ -124,9 +124,9 @@ def prepare_contribution(request: ContributionRequest, facts: ModelFacts) -> Pre
     )
 
 
-def prepare_typed(frame: Frame) -> PreparedRequest:
-    """A request whose rows arrived as typed columns (the Open Inference Protocol's tensors): it
-    copies no input into its answer and asks for outputs only."""
+def prepare_typed(frame: Typed) -> PreparedRequest:
+    """A request whose rows arrived as columns (the Open Inference Protocol's tensors), typed or
+    kept as cells for its batch: it copies no input into its answer and asks for outputs only."""
     return PreparedRequest(
         frame=frame,
         rows=[],

@@ -29,6 +29,7 @@ import orjson
 from scorer_core.errors import InvalidRequest
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
+from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import convert_column, echoed, shortened
 from scorer_core.wire.columns import cell_of
 
@@ -42,6 +43,7 @@ __all__ = [
     "frame_of",
     "infer_response",
     "parse_infer",
+    "rows_of",
     "tensor_metadata",
 ]
 
@@ -325,9 +327,34 @@ def _requested_outputs(raw: Any, parameters: Mapping[str, Any]) -> tuple[Request
     return tuple(requested)
 
 
+def rows_of(
+    request: InferRequest,
+    inputs: Sequence[Field],
+    missing: frozenset[str] | None,
+    *,
+    keep_cells: bool = False,
+) -> Typed:
+    """The model's input rows from the request's tensors, in either tabular spelling (the
+    module's docstring), typed as the H2O path types cells. ``keep_cells``: a request of at
+    most ``KEPT_ROWS`` rows keeps its elements as cells (``CellRows``), to be typed with its
+    batch's, so that it merges with H2O requests of few rows as well as with its own kind."""
+    columns = _columns(request, inputs)
+    rows = len(next(iter(columns.values()))) if columns else 0
+    if keep_cells and rows <= KEPT_ROWS:
+        lists = [_cells(columns[spec.name]) for spec in inputs]
+        return CellRows(list(zip(*lists, strict=True)) if lists else [], tuple(inputs), missing)
+    return Frame({spec.name: _typed(columns[spec.name], spec, missing) for spec in inputs}, rows)
+
+
 def frame_of(request: InferRequest, inputs: Sequence[Field], missing: frozenset[str] | None) -> Frame:
-    """The model's input columns from the request's tensors, in either tabular spelling (the
-    module's docstring), typed as the H2O path types cells."""
+    """The model's input columns, typed now."""
+    frame = rows_of(request, inputs, missing)
+    assert isinstance(frame, Frame)
+    return frame
+
+
+def _columns(request: InferRequest, inputs: Sequence[Field]) -> dict[str, np.ndarray | list[Any]]:
+    """Each model input's elements, checked to be one column each and of one length."""
     by_name = {tensor.name: tensor for tensor in request.inputs}
     absent = [spec.name for spec in inputs if spec.name not in by_name]
     if not absent:
@@ -335,9 +362,9 @@ def frame_of(request: InferRequest, inputs: Sequence[Field], missing: frozenset[
     elif len(request.inputs) == 1 and len(request.inputs[0].shape) == 2 and inputs:
         columns = _columns_of_matrix(request.inputs[0], inputs)
     else:
-        shown = ", ".join(map(echoed, absent[:10])) + (
-            f" and {len(absent) - 10} more" if len(absent) > 10 else ""
-        )
+        shown = ", ".join(map(echoed, absent[:10]))
+        if len(absent) > 10:
+            shown += f" and {len(absent) - 10} more"
         raise InvalidRequest(
             f"no input for the model's fields {shown}: send one input per field, named after it, "
             f"or one [N, {len(inputs)}] tensor holding every field in the order of the model's metadata"
@@ -347,8 +374,12 @@ def frame_of(request: InferRequest, inputs: Sequence[Field], missing: frozenset[
     if any(length != rows for length in lengths.values()):
         shown = ", ".join(f"{echoed(n)}: {length}" for n, length in lengths.items())
         raise InvalidRequest(f"the inputs hold different numbers of rows ({shown})")
-    typed = {spec.name: _typed(columns[spec.name], spec, missing) for spec in inputs}
-    return Frame(typed, rows)
+    return columns
+
+
+def _cells(values: np.ndarray | list[Any]) -> list[Any]:
+    """A column's elements as cells the H2O path types: Python values, NaN a missing number."""
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def _column_of(tensor: Tensor) -> np.ndarray | list[Any]:

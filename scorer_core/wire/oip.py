@@ -39,9 +39,13 @@ __all__ = [
     "InferRequest",
     "RequestedOutput",
     "Tensor",
+    "binary_output",
+    "binary_tensor",
     "check_outputs",
+    "chosen_outputs",
     "frame_of",
     "infer_response",
+    "listed_tensor",
     "parse_infer",
     "rows_of",
     "tensor_metadata",
@@ -187,20 +191,10 @@ def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, i
     """Input ``index`` of the request, and the binary data's offset after it."""
     if not isinstance(raw, dict):
         raise InvalidRequest(f"input {index} must be an object, got {_short(raw)}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidRequest(f"input {index} has no name")
-    what = f"input {echoed(name)}"
-    datatype = raw.get("datatype")
-    if datatype not in DATATYPES:
-        raise InvalidRequest(
-            f"{what} has datatype {_short(datatype)}; the protocol's datatypes are "
-            f"{', '.join(sorted(DATATYPES))}"
-        )
-    shape = raw.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or not shape:
-        raise InvalidRequest(f"{what} has shape {_short(shape)}; a shape is a non-empty array of sizes")
-    count = math.prod(shape)
+    name: Any = raw.get("name")
+    datatype: Any = raw.get("datatype")
+    shape: Any = raw.get("shape")
+    what, count = _checked_header(index, name, datatype, shape)
     parameters = _parameters(raw, what)
     size = parameters.get("binary_data_size")
     if size is not None:
@@ -221,6 +215,41 @@ def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, i
             f"{what} has shape {shape}, which holds {count} elements, but its data has {len(flat)}"
         )
     return Tensor(name, datatype, tuple(shape), _from_json(flat, datatype, what)), offset
+
+
+def _checked_header(index: int, name: Any, datatype: Any, shape: Any) -> tuple[str, int]:
+    """How input ``index`` is named in messages, and its element count; ``InvalidRequest`` when its
+    name, datatype or shape is not the protocol's (the same words whichever protocol carried it)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest(f"input {index} has no name")
+    what = f"input {echoed(name)}"
+    if datatype not in DATATYPES:
+        raise InvalidRequest(
+            f"{what} has datatype {_short(datatype)}; the protocol's datatypes are "
+            f"{', '.join(sorted(DATATYPES))}"
+        )
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or not shape:
+        raise InvalidRequest(f"{what} has shape {_short(shape)}; a shape is a non-empty array of sizes")
+    return what, math.prod(shape)
+
+
+def binary_tensor(index: int, name: Any, datatype: Any, shape: Any, raw: bytes) -> Tensor:
+    """Input ``index`` from its elements in the binary layout (fixed-size little-endian elements;
+    ``BYTES`` each a 4-byte little-endian length and its UTF-8), as the binary extension and
+    gRPC's ``raw_input_contents`` send them."""
+    what, count = _checked_header(index, name, datatype, shape)
+    return Tensor(name, datatype, tuple(shape), _from_binary(raw, datatype, count, what))
+
+
+def listed_tensor(index: int, name: Any, datatype: Any, shape: Any, elements: Sequence[Any]) -> Tensor:
+    """Input ``index`` from its elements as values (gRPC's typed ``contents``: ``str`` for
+    ``BYTES``), checked against the datatype as JSON data is."""
+    what, count = _checked_header(index, name, datatype, shape)
+    if len(elements) != count:
+        raise InvalidRequest(
+            f"{what} has shape {shape}, which holds {count} elements, but its data has {len(elements)}"
+        )
+    return Tensor(name, datatype, tuple(shape), _from_json(list(elements), datatype, what))
 
 
 def _flattened(data: Any, what: str) -> list[Any]:
@@ -439,15 +468,9 @@ def infer_response(
     """The response's bytes, and the JSON part's length when binary outputs follow it.
 
     ``fields``: the model's output fields, whose declared types the tensors take."""
-    wanted = request.outputs
-    chosen = (
-        [(spec, request.binary_outputs) for spec in fields]
-        if wanted is None
-        else [(_field_named(fields, r.name), r.binary) for r in wanted]
-    )
     tensors = []
     blobs: list[bytes] = []
-    for spec, binary in chosen:
+    for spec, binary in chosen_outputs(request, fields):
         column = outputs[spec.name]
         tensor: dict[str, Any] = {
             "name": spec.name,
@@ -455,7 +478,7 @@ def infer_response(
             "shape": [len(column)],
         }
         if binary:
-            blob = _binary_of(column, spec)
+            blob = binary_output(column, spec)
             tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
@@ -468,6 +491,15 @@ def infer_response(
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def chosen_outputs(request: InferRequest, fields: Sequence[Field]) -> list[tuple[Field, bool]]:
+    """The output fields the answer holds, in its order, each with whether it goes as binary data:
+    the ones the request names, else every one."""
+    wanted = request.outputs
+    if wanted is None:
+        return [(spec, request.binary_outputs) for spec in fields]
+    return [(_field_named(fields, r.name), r.binary) for r in wanted]
 
 
 def check_outputs(request: InferRequest, fields: Sequence[Field]) -> None:
@@ -501,7 +533,8 @@ def _text(value: Any) -> Any:
     return cell_of(value)
 
 
-def _binary_of(column: np.ndarray, spec: Field) -> bytes:
+def binary_output(column: np.ndarray, spec: Field) -> bytes:
+    """An output column in the binary layout, in the field's declared datatype."""
     datatype = DATATYPE_OF[spec.data_type]
     if datatype != "BYTES":
         return np.ascontiguousarray(column, dtype=_ELEMENTS[datatype]).tobytes()

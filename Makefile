@@ -37,7 +37,7 @@ MODULE_LIST := $(VENV)/.module-list
 INSTALL_INPUTS := Makefile pyproject.toml scorer_core/wire/_rows.c $(MODULE_LIST) \
 	$(addsuffix /pyproject.toml,$(PLUGINS) $(INTEGRATIONS))
 
-.PHONY: serve test test-fast install install-all install-test bench FORCE
+.PHONY: serve test test-fast install install-all install-test bench peer-mlserver FORCE
 
 $(BIN)/python:
 	@echo "Creating $(VENV) ..."
@@ -114,13 +114,19 @@ $(STAMP_BENCH): $(INSTALL_INPUTS) | install-all
 # The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours),
 # with our versions of the libraries that load the set's models. The venv is checked by importing
 # them, so that one made before a library joined the list gets it.
+# The Open Inference Protocol's conformance test (plugins/mlflow/tests/test_oip_conformance.py)
+# checks MLServer in the same venv, built by the target peer-mlserver when the test first needs it.
 MLSERVER_VENV := bench/.venv-mlserver
 version_of = $$($(BIN)/python -c 'import $(1); print($(1).__version__)')
-bench: install-all $(STAMP_BENCH)
-	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow, lightgbm' 2>/dev/null || \
+peer-mlserver:
+	@$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(MLSERVER_VENV) && \
-	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
-	    "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)" \
-	    "lightgbm==$(call version_of,lightgbm)")
+	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	    "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
+	    "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)")
+
+bench: install-all $(STAMP_BENCH) peer-mlserver
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(MLSERVER_VENV)/bin/python -c 'import lightgbm' 2>/dev/null || \
+	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "lightgbm==$(call version_of,lightgbm)"
 	$(BIN)/python bench/run.py

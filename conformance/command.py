@@ -17,7 +17,10 @@ from typing import Any
 
 from scorer_core import ConfigurationError
 
-__all__ = ["register"]
+__all__ = ["SUITES", "register"]
+
+#: Each protocol's checks: a module of ``conformance/suite``.
+SUITES = {"h2o": "test_conformance.py", "oip": "test_oip.py"}
 
 
 def register(commands: Any) -> None:
@@ -26,6 +29,22 @@ def register(commands: Any) -> None:
     check.add_argument("model_path", nargs="?", help="model file or directory to serve and check")
     check.add_argument("--url", help="check an already running server at this base URL instead")
     check.add_argument("--runtime", help="runtime name; detected from the model path when omitted")
+    check.add_argument(
+        "--protocol",
+        choices=sorted(SUITES),
+        default="h2o",
+        help="which protocol's checks to run: H2O's MOJO REST contract (default) or the Open "
+        "Inference Protocol (KServe V2), which any OIP server can be checked against",
+    )
+    check.add_argument(
+        "--model-name",
+        help="with --protocol oip: the model's name in /v2/models/<name> (a MODEL_PATH is served under it)",
+    )
+    check.add_argument(
+        "--texts",
+        metavar="JSON",
+        help='with --protocol oip: a valid text per BYTES input, e.g. \'{"city": "Oslo"}\'',
+    )
     shown = check.add_mutually_exclusive_group()
     shown.add_argument(
         "-v", "--verbose", action="store_true", default=None,
@@ -51,6 +70,13 @@ def run_check(args: argparse.Namespace) -> int:
     target = ["--scorer-url", args.url] if args.url else ["--scorer-model", str(args.model_path)]
     if args.runtime:
         target += ["--scorer-runtime", args.runtime]
+    protocol = getattr(args, "protocol", "h2o")
+    if protocol != "oip" and (getattr(args, "model_name", None) or getattr(args, "texts", None)):
+        raise ConfigurationError("--model-name and --texts go with --protocol oip")
+    if getattr(args, "model_name", None):
+        target += ["--oip-model-name", args.model_name]
+    if getattr(args, "texts", None):
+        target += ["--oip-texts", args.texts]
     extra = list(getattr(args, "passthrough", []))
     # On a terminal a person reads the result: each check by name says what was checked; piped
     # into a CI log, the short form unless asked.
@@ -64,7 +90,8 @@ def run_check(args: argparse.Namespace) -> int:
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\n")
         command = [
-            sys.executable, "-m", "pytest", str(suite_dir), "-c", str(ini), "--rootdir", str(suite_dir),
+            sys.executable, "-m", "pytest", str(suite_dir / SUITES[protocol]), "-c", str(ini),
+            "--rootdir", str(suite_dir),
             "-p", "no:cacheprovider", "-v" if verbose else "-q", "-rfEs", *target, *extra,
         ]  # fmt: skip
         return subprocess.call(command)

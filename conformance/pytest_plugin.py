@@ -21,6 +21,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--scorer-runtime", metavar="NAME", help="runtime for --scorer-model (default: detected)")
     group.addoption("--scorer-url", metavar="URL", help="check an already running scorer at this base URL")
     group.addoption(
+        "--oip-model-name",
+        metavar="NAME",
+        default="model-under-check",
+        help="the model's name in the Open Inference Protocol's paths (a --scorer-model is served under it)",
+    )
+    group.addoption(
+        "--oip-texts",
+        metavar="JSON",
+        help='for the Open Inference Protocol checks: a valid text per BYTES input, {"city": "Oslo"}',
+    )
+    group.addoption(
         "--scorer-rel-tol",
         metavar="REL",
         type=float,
@@ -38,6 +49,28 @@ def scorer_target(request: pytest.FixtureRequest) -> Iterator[ScorerTarget]:
         yield ScorerTarget(url)
     elif model:
         with start_server(model, runtime=request.config.getoption("--scorer-runtime")) as target:
+            yield target
+    else:
+        pytest.skip("no conformance target: pass --scorer-model PATH or --scorer-url URL")
+
+
+@pytest.fixture(scope="session")
+def oip_model_name(request: pytest.FixtureRequest) -> str:
+    """The model's name in the Open Inference Protocol's paths (``--oip-model-name``)."""
+    return str(request.config.getoption("--oip-model-name"))
+
+
+@pytest.fixture(scope="session")
+def oip_target(request: pytest.FixtureRequest, oip_model_name: str) -> Iterator[ScorerTarget]:
+    """The Open Inference Protocol server under test: ``--scorer-url`` (any OIP server), or ours
+    started from ``--scorer-model`` with the model under ``--oip-model-name``."""
+    url = request.config.getoption("--scorer-url")
+    model = request.config.getoption("--scorer-model")
+    if url:
+        yield ScorerTarget(url)
+    elif model:
+        runtime = request.config.getoption("--scorer-runtime")
+        with start_server(model, runtime=runtime, env={"MODEL_NAME": oip_model_name}) as target:
             yield target
     else:
         pytest.skip("no conformance target: pass --scorer-model PATH or --scorer-url URL")

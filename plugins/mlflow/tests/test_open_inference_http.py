@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,45 +18,8 @@ from conformance import start_server
 pytestmark = pytest.mark.slow
 
 ENV = {"SCORER_LOAD_PLUGINS": "mlflow"}
-NAME = "credit-mixed"
+NAME = "credit-mixed"  # the mixed_model fixture's directory
 FIELDS = ["employment", "region", "age", "amount"]
-
-
-@pytest.fixture(scope="module")
-def mixed_model(tmp_path_factory):
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.compose import make_column_transformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    rng = np.random.default_rng(7)
-    n = 400
-    frame = pd.DataFrame(
-        {
-            "employment": pd.Series(rng.choice(["full-time", "part-time", "retired"], n), dtype=object),
-            "region": pd.Series(rng.choice(["north", "south", "east", "west"], n), dtype=object),
-            "age": rng.integers(18, 80, n).astype(np.int64),
-            "amount": rng.lognormal(8, 0.7, n).round(2),
-        }
-    )
-    target = ((frame["age"] > 45) ^ (frame["employment"] == "retired") ^ (frame["amount"] > 3000)).astype(int)
-    model = make_pipeline(
-        make_column_transformer(
-            (OneHotEncoder(handle_unknown="ignore"), ["employment", "region"]), remainder="passthrough"
-        ),
-        LogisticRegression(max_iter=2000),
-    ).fit(frame, target)
-    path = tmp_path_factory.mktemp("models") / NAME
-    mlflow.sklearn.save_model(
-        model,
-        str(path),
-        signature=infer_signature(frame, model.predict(frame)),
-        serialization_format="cloudpickle",
-    )
-    return SimpleNamespace(path=path, model=model, frame=frame.iloc[:25].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")

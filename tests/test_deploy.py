@@ -89,6 +89,11 @@ def test_the_deployment_wires_probes_security_resources_and_the_grace_period():
     )
 
 
+#: KServe's protocolVersions values this runtime speaks: the Open Inference Protocol over REST.
+#: ("v1" is KServe's own V1 protocol, which we do not speak; H2O's contract has no KServe name.)
+SPOKEN_PROTOCOLS = {"v2"}
+
+
 def test_the_kserve_runtimes_and_inference_services_fit_together():
     runtimes = {
         d["metadata"]["name"]: d
@@ -117,6 +122,16 @@ def test_the_kserve_runtimes_and_inference_services_fit_together():
         model = service["spec"]["predictor"]["model"]
         runtime = runtimes[model["runtime"]]
         assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+        # The protocol KServe routes with must be one the runtime declares, and one we speak.
+        protocol = model.get("protocolVersion", "v1")
+        assert protocol in runtime["spec"]["protocolVersions"], (service["metadata"]["name"], protocol)
+    for name, runtime in runtimes.items():
+        assert set(runtime["spec"]["protocolVersions"]) <= SPOKEN_PROTOCOLS, name
+    v2 = [s for s in services if s["spec"]["predictor"]["model"].get("protocolVersion") == "v2"]
+    assert v2, "an example InferenceService uses protocolVersion: v2"
+    for service in v2:
+        names = env_of(service["spec"]["predictor"]["model"])
+        assert names.get("MODEL_NAME") == service["metadata"]["name"], "/v2/models/<name> is the isvc's name"
 
 
 def test_the_dockerfile_passes_hadolint_and_runs_the_tested_install_script():

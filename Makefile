@@ -37,7 +37,7 @@ MODULE_LIST := $(VENV)/.module-list
 INSTALL_INPUTS := Makefile pyproject.toml scorer_core/wire/_rows.c $(MODULE_LIST) \
 	$(addsuffix /pyproject.toml,$(PLUGINS) $(INTEGRATIONS))
 
-.PHONY: serve test test-fast install install-all install-test bench peer-mlserver FORCE
+.PHONY: serve test test-fast install install-all install-test bench peer-mlserver peer-kserve FORCE
 
 $(BIN)/python:
 	@echo "Creating $(VENV) ..."
@@ -124,6 +124,15 @@ peer-mlserver:
 	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
 	    "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
 	    "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)")
+
+# KServe's own Python client (its InferenceRESTClient), for the Open Inference Protocol's tests, in a
+# venv of its own: kserve pins pandas 2 and registers the protocol's protobuf messages globally,
+# as tritonclient.grpc does, so the two cannot share one interpreter.
+KSERVE_VENV := bench/.venv-kserve
+peer-kserve:
+	@$(KSERVE_VENV)/bin/python -c 'import kserve' 2>/dev/null || \
+	  ($(PYTHON) -m venv $(KSERVE_VENV) && \
+	  $(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "kserve==0.21.0")
 
 bench: install-all $(STAMP_BENCH) peer-mlserver
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

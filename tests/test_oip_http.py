@@ -1,0 +1,46 @@
+"""What the H2O path promises holds for the Open Inference Protocol's requests too: forwarded
+headers reach model code, body limits, the request deadline, model failures, all with the
+protocol's ``{"error": ...}`` bodies. Real server, real sockets, the probe model (y = 2x)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _infer(target, name, xs, **kwargs):
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [len(xs)], "data": xs}]}
+    return target.post(f"/v2/models/{name}/infer", body, **kwargs)
+
+
+def test_forwarded_headers_reach_model_code_for_each_request(probe_server, probe_file):
+    with probe_server() as target:
+        name = "model-0"  # probe_server's first model file
+        for tenant in ("acme", "globex"):
+            reply = _infer(target, name, [1.5], headers={"X-Tenant-Id": tenant, "X-Not-Forwarded": "no"})
+            assert reply.status == 200, reply
+            assert reply.json()["outputs"][0]["data"] == [3.0]
+            seen = target.seen_headers()[-1]
+            headers = {key.lower(): value for key, value in seen["headers"].items()}
+            assert seen["rows"] == 1 and headers.get("x-tenant-id") == tenant, seen
+            assert "x-not-forwarded" not in headers
+
+
+def test_a_body_over_the_limit_is_a_413_with_an_error_body(probe_server):
+    with probe_server(env={"SCORER_MAX_REQUEST_BYTES": "2000"}, record_headers=False) as target:
+        reply = _infer(target, "model-0", [1.0] * 400)
+        assert reply.status == 413, reply
+        assert set(reply.json()) == {"error"} and "SCORER_MAX_REQUEST_BYTES" in reply.json()["error"]
+        assert _infer(target, "model-0", [1.0]).status == 200
+
+
+def test_a_call_past_the_deadline_is_a_504_and_a_failing_model_a_500(probe_server):
+    env = {"SCORER_REQUEST_TIMEOUT": "1", "SCORER_STUCK_CALL_MARGIN": "600"}
+    with probe_server(env=env, record_headers=False, hang_on=99) as target:
+        failed = _infer(target, "model-0", [13.0], timeout=30)  # the probe refuses 13
+        assert failed.status == 500 and set(failed.json()) == {"error"}, failed
+        assert "Failed scoring request" not in failed.json()["error"]  # H2O's prefix stays H2O's
+        late = _infer(target, "model-0", [99.0], timeout=30)  # last: the hung call keeps its thread
+        assert late.status == 504, late
+        assert set(late.json()) == {"error"} and "SCORER_REQUEST_TIMEOUT" in late.json()["error"]

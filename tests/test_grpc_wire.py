@@ -179,7 +179,10 @@ def test_raw_contents_that_disagree_with_the_inputs_are_invalid():
         infer_request(request)
     request = _raw_request()
     request.raw_input_contents[2] = request.raw_input_contents[2][:-1]
-    with pytest.raises(InvalidRequest, match=r"input 'amount' declares 2 FP64 elements \(16 bytes\)"):
+    with pytest.raises(
+        InvalidRequest,
+        match=r"^input 'amount' declares 2 FP64 elements \(16 bytes\) but its raw_input_contents has 15 bytes$",
+    ):
         infer_request(request)
     request = _raw_request()
     request.inputs[1].name = "city"

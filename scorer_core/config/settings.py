@@ -68,6 +68,10 @@ class Settings(EnvSettings):
     port: int = Field(8080, ge=0, le=65535, validation_alias=_env("SCORER_PORT"))
     """TCP port to listen on (H2O's scorers use 8080)."""
 
+    grpc_port: int | None = Field(None, ge=1, le=65535, validation_alias=_env("SCORER_GRPC_PORT"))
+    """TCP port to serve the Open Inference Protocol over gRPC on, beside HTTP (on SCORER_HOST,
+    with the same TLS and credential); unset: no gRPC. Needs the ``grpc`` extra (grpcio)."""
+
     model_id: str | None = Field(None, validation_alias=_env("MODEL_ID"))
     """Overrides the id ``/model/id`` and every response's ``id`` report."""
 

@@ -25,6 +25,7 @@ from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.front import DOCS_ASSETS, Endpoint, ScorerApp
+from scorer_core.server.grpc_front import GrpcFront
 from scorer_core.server.h2o_routes import ROUTES, H2OEndpoints, Route, json_response
 from scorer_core.server.host import ModelHost
 from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
@@ -136,12 +137,18 @@ class Endpoints:
         self._metrics = metrics
         self._auth = auth
         self._on_load_failure = on_load_failure
+        #: The gRPC front on the same plane (SCORER_GRPC_PORT), served for the app's lifespan.
+        self.grpc: GrpcFront | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         if not self._host.loaded.is_set():
             threading.Thread(target=self._load_in_background, name="model-loader", daemon=True).start()
+        if self.grpc is not None:
+            await self.grpc.start()  # on this loop, the plane's: its batcher is bound to it
         yield
+        if self.grpc is not None:
+            await self.grpc.stop(self._settings.shutdown_grace)
         await self._plane.close()
         await self._host.close()
         if self._auth is not None:
@@ -290,6 +297,8 @@ def create_app(
     )
     plane = DataPlane(lambda: host.executor, settings, observers)
     endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure)
+    if settings.grpc_port is not None:
+        endpoints.grpc = GrpcFront(settings, plane, metrics, auth, endpoints.problem)
     app = FastAPI(
         title=TITLE,
         version="1.2.0",

@@ -35,7 +35,7 @@ from scorer_core.wire.oip import (
     tensor_metadata,
 )
 
-__all__ = ["OIP_PATHS", "OIP_ROUTES", "OIPEndpoints", "UnknownModel"]
+__all__ = ["OIP_PATHS", "OIP_ROUTES", "OIPEndpoints", "UnknownModel", "named_model"]
 
 _JSON = "application/json"
 #: What ``GET /v2`` reports as supported beyond the protocol's core.
@@ -154,19 +154,22 @@ class OIPEndpoints:
         )
 
     def _facts(self, model_name: str, model_version: str | None) -> ModelFacts:
-        """The served model's facts, when the path names it (503 while it loads, since its name
-        may come from it); ``UnknownModel`` (404) when it names another."""
-        facts = self._plane.facts
-        if model_name != facts.model_name:
-            raise UnknownModel(
-                f"no model named {model_name!r} is served here; this server serves {facts.model_name!r}"
-            )
-        if model_version is not None and model_version != facts.model_version:
-            raise UnknownModel(
-                f"model {model_name!r} has no version {model_version!r}; "
-                f"its version is {facts.model_version!r}"
-            )
-        return facts
+        return named_model(self._plane, model_name, model_version)
+
+
+def named_model(plane: DataPlane, model_name: str, model_version: str | None) -> ModelFacts:
+    """The served model's facts, when a request names it (503 while it loads, since its name may
+    come from it); ``UnknownModel`` (404) when it names another. For every protocol's fronts."""
+    facts = plane.facts
+    if model_name != facts.model_name:
+        raise UnknownModel(
+            f"no model named {model_name!r} is served here; this server serves {facts.model_name!r}"
+        )
+    if model_version is not None and model_version != facts.model_version:
+        raise UnknownModel(
+            f"model {model_name!r} has no version {model_version!r}; its version is {facts.model_version!r}"
+        )
+    return facts
 
 
 _TAGS = {"tags": ["open inference protocol"]}

@@ -233,12 +233,14 @@ def _checked_header(index: int, name: Any, datatype: Any, shape: Any) -> tuple[s
     return what, math.prod(shape)
 
 
-def binary_tensor(index: int, name: Any, datatype: Any, shape: Any, raw: bytes) -> Tensor:
+def binary_tensor(
+    index: int, name: Any, datatype: Any, shape: Any, raw: bytes, size: str = "its binary_data_size is {}"
+) -> Tensor:
     """Input ``index`` from its elements in the binary layout (fixed-size little-endian elements;
     ``BYTES`` each a 4-byte little-endian length and its UTF-8), as the binary extension and
-    gRPC's ``raw_input_contents`` send them."""
+    gRPC's ``raw_input_contents`` send them; ``size`` names the data's length in messages."""
     what, count = _checked_header(index, name, datatype, shape)
-    return Tensor(name, datatype, tuple(shape), _from_binary(raw, datatype, count, what))
+    return Tensor(name, datatype, tuple(shape), _from_binary(raw, datatype, count, what, size))
 
 
 def listed_tensor(index: int, name: Any, datatype: Any, shape: Any, elements: Sequence[Any]) -> Tensor:
@@ -303,14 +305,17 @@ def _from_json(flat: list[Any], datatype: str, what: str) -> np.ndarray | list[A
         raise InvalidRequest(f"the data of {what} holds an integer beyond {datatype}'s range") from None
 
 
-def _from_binary(raw: bytes, datatype: str, count: int, what: str) -> np.ndarray | list[Any]:
+def _from_binary(
+    raw: bytes, datatype: str, count: int, what: str, size: str = "its binary_data_size is {}"
+) -> np.ndarray | list[Any]:
+    """``size``: how the message names the data's length, in the sender's terms."""
     if datatype == "BYTES":
         return _bytes_elements(raw, count, what)
     element = _ELEMENTS[datatype]
     if len(raw) != count * element.itemsize:
         raise InvalidRequest(
             f"{what} declares {count} {datatype} elements ({count * element.itemsize} bytes) but "
-            f"its binary_data_size is {len(raw)}"
+            f"{size.format(len(raw))}"
         )
     values = np.frombuffer(raw, dtype=element)
     return values.astype(element.newbyteorder("="))

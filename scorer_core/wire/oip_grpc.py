@@ -77,7 +77,8 @@ def infer_request(request: Any) -> InferRequest:
                 raise InvalidRequest(
                     f"input {echoed(tensor.name)} has both contents and raw_input_contents; send one"
                 )
-            tensors.append(binary_tensor(index, tensor.name, tensor.datatype, shape, raw[index]))
+            size = "its raw_input_contents has {} bytes"
+            tensors.append(binary_tensor(index, tensor.name, tensor.datatype, shape, raw[index], size))
             continue
         tensors.append(_listed(index, tensor, shape, filled))
     names = [t.name for t in tensors]

@@ -239,3 +239,28 @@ def test_the_passphrase_is_needed_except_for_the_server_probes(client, mixed_mod
     assert 'scorer_requests_total{code="200",endpoint="grpc_infer"}' in metrics
     assert 'scorer_requests_total{code="200",endpoint="grpc_live"}' in metrics
     assert 'scorer_rejected_requests_total{reason="unauthorized"}' in metrics
+
+
+def test_the_protocols_page_grpc_example_prints_what_its_comment_says(tmp_path_factory):
+    """docs/protocols.md's gRPC example, run as written against the demo model it is written for."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).parents[3] / "docs" / "protocols.md").read_text()
+    found = re.search(r"<!-- grpc-example: tritonclient-grpc -->\n```python\n(.*?)\n```", page, re.S)
+    assert found is not None, "docs/protocols.md has no gRPC example"
+    port = free_port()
+    env = {
+        "SCORER_LOAD_PLUGINS": "mlflow",
+        "SCORER_DEMO_DIR": str(tmp_path_factory.mktemp("demo")),
+        "SCORER_GRPC_PORT": str(port),
+    }
+    with start_server(None, env=env, record_headers=False):
+        code = found.group(1).replace("localhost:9000", f"127.0.0.1:{port}")
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "docs/protocols.md", "exec"), {})
+    expected = re.search(r"# (.*)$", code.strip().splitlines()[-1])
+    assert expected is not None and printed.getvalue().strip() == expected.group(1)

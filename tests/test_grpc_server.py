@@ -181,3 +181,48 @@ def test_a_grpc_port_in_use_or_the_http_port_fails_the_start_naming_the_setting(
     assert "gRPC needs a port of its own" in result.stderr
     result = scorer("serve", str(probe_file()), env=plugin_env(SCORER_GRPC_PORT="70000"))
     assert result.returncode == 2 and "SCORER_GRPC_PORT='70000'" in result.stderr, result.stderr
+
+
+def test_timeouts_and_sizes_get_their_grpc_status_and_the_server_serves_on(probe_file):
+    """504 is DEADLINE_EXCEEDED with REST's message; a call the client gives up on is counted as
+    499; a message past SCORER_MAX_REQUEST_BYTES is RESOURCE_EXHAUSTED; then the server serves."""
+    from tritonclient.utils import InferenceServerException
+
+    model = probe_file(score_delay=1.5)
+    port = free_port()
+    env = plugin_env(
+        SCORER_GRPC_PORT=str(port), SCORER_REQUEST_TIMEOUT="0.5", SCORER_MAX_REQUEST_BYTES="4096"
+    )
+    with start_server(model, env=env, record_headers=False) as target:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            with pytest.raises(InferenceServerException) as timed_out:
+                client.infer(model.stem, [_x_input(1.0)])
+            assert timed_out.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+            body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+            rest = target.post(f"/v2/models/{model.stem}/infer", body)
+            assert (rest.status, rest.json()) == (504, {"error": timed_out.value.message()})
+
+            with pytest.raises(InferenceServerException) as gave_up:
+                client.infer(model.stem, [_x_input(1.0)], client_timeout=0.2)
+            assert gave_up.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+
+            large = triton.InferInput("x", [1000], "FP64")  # 8000 bytes of data
+            large.set_data_from_numpy(np.zeros(1000))
+            with pytest.raises(InferenceServerException) as too_large:
+                client.infer(model.stem, [large])
+            assert too_large.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
+            assert client.is_server_live() and client.is_server_ready()
+            wait_for(
+                lambda: (
+                    'scorer_requests_total{code="499",endpoint="grpc_infer"}' in target.get("/metrics").text
+                ),
+                30,
+                "the abandoned call counted as 499",
+            )
+            metrics = target.get("/metrics").text
+            assert 'scorer_requests_total{code="504",endpoint="grpc_infer"}' in metrics
+            assert 'scorer_rejected_requests_total{reason="timeout"}' in metrics
+        finally:
+            client.close()

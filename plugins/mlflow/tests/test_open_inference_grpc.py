@@ -17,47 +17,10 @@ from conformance.target import free_port
 
 pytestmark = pytest.mark.slow
 
-NAME = "credit-mixed"
+NAME = "credit-mixed"  # the mixed_model fixture's directory (conftest.py)
 FIELDS = ["employment", "region", "age", "amount"]
 PASSPHRASE = "grpc-test-passphrase"
 CREDENTIAL = {"authorization": f"Bearer {PASSPHRASE}"}
-
-
-@pytest.fixture(scope="module")
-def mixed_model(tmp_path_factory):
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.compose import make_column_transformer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    rng = np.random.default_rng(11)
-    n = 300
-    frame = pd.DataFrame(
-        {
-            "employment": pd.Series(rng.choice(["full-time", "part-time", "retired"], n), dtype=object),
-            "region": pd.Series(rng.choice(["north", "south", "east", "west"], n), dtype=object),
-            "age": rng.integers(18, 80, n).astype(np.int64),
-            "amount": rng.lognormal(8, 0.7, n).round(2),
-        }
-    )
-    target = ((frame["age"] > 45) ^ (frame["employment"] == "retired") ^ (frame["amount"] > 3000)).astype(int)
-    model = make_pipeline(
-        make_column_transformer(
-            (OneHotEncoder(handle_unknown="ignore"), ["employment", "region"]), remainder="passthrough"
-        ),
-        LogisticRegression(max_iter=2000),
-    ).fit(frame, target)
-    path = tmp_path_factory.mktemp("models") / NAME
-    mlflow.sklearn.save_model(
-        model,
-        str(path),
-        signature=infer_signature(frame, model.predict(frame)),
-        serialization_format="cloudpickle",
-    )
-    return SimpleNamespace(path=path, model=model, frame=frame.iloc[:20].reset_index(drop=True))
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +102,9 @@ def test_tritonclient_scores_raw_contents_as_the_model_predicts(client, server, 
     )
     response = result.get_response()
     assert (response.id, response.model_name) == ("g-1", NAME)
-    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [("prediction", "INT64", [20])]
+    assert [(o.name, o.datatype, list(o.shape)) for o in response.outputs] == [
+        ("prediction", "INT64", [len(mixed_model.frame)])
+    ]
     got = result.as_numpy("prediction")
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, mixed_model.model.predict(frame))
@@ -194,20 +159,22 @@ def test_a_malformed_tensor_is_invalid_argument_naming_it(client, mixed_model):
     import tritonclient.grpc as triton
 
     inputs = _inputs(mixed_model.frame)
-    short = triton.InferInput("age", [20], "INT64")
+    rows = len(mixed_model.frame)
+    short = triton.InferInput("age", [rows], "INT64")
     short.set_data_from_numpy(mixed_model.frame["age"].to_numpy())
-    short.set_shape([21])  # 21 declared, 20 sent
+    short.set_shape([rows + 1])  # one more declared than sent
     refused = _refused(lambda: client.infer(NAME, [*inputs[:2], short, inputs[3]], headers=CREDENTIAL))
     assert refused.status() == "StatusCode.INVALID_ARGUMENT"
     assert refused.message() == (
-        "input 'age' declares 21 INT64 elements (168 bytes) but its raw_input_contents has 160 bytes"
+        f"input 'age' declares {rows + 1} INT64 elements ({8 * (rows + 1)} bytes) but its "
+        f"raw_input_contents has {8 * rows} bytes"
     )
     refused = _refused(lambda: client.infer(NAME, inputs[:3], headers=CREDENTIAL))
     assert refused.status() == "StatusCode.INVALID_ARGUMENT"
     assert refused.message().startswith("no input for the model's fields 'amount'")
     # A text column where the model wants integers: the row and the field, as the H2O path says it.
-    text_age = triton.InferInput("age", [20], "BYTES")
-    text_age.set_data_from_numpy(np.array(["forty"] * 20, dtype=object))
+    text_age = triton.InferInput("age", [rows], "BYTES")
+    text_age.set_data_from_numpy(np.array(["forty"] * rows, dtype=object))
     refused = _refused(lambda: client.infer(NAME, [*inputs[:2], text_age, inputs[3]], headers=CREDENTIAL))
     assert refused.status() == "StatusCode.INVALID_ARGUMENT"
     assert "'forty'" in refused.message() and "age" in refused.message()

@@ -1,5 +1,6 @@
-"""KServe's own REST client (``kserve.InferenceRESTClient`` with ``protocol="v2"``) scores our
-server: binary tensors and JSON ones, and its error path reads our ``{"error": ...}``. The client
+"""KServe's own clients score our server: ``InferenceRESTClient`` with ``protocol="v2"`` (binary
+tensors and JSON ones, its error path reading our ``{"error": ...}``) and ``InferenceGRPCClient``
+on ``SCORER_GRPC_PORT`` (raw contents, NOT_FOUND for a wrong name). The client
 runs in a venv of its own (``make peer-kserve``, run by the fixture the first time): kserve pins
 pandas 2, and registers the protocol's protobuf messages as tritonclient.grpc does."""
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conformance import start_server
+from conformance.target import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -19,14 +21,16 @@ ROOT = Path(__file__).parents[3]
 PYTHON = ROOT / "bench" / ".venv-kserve" / "bin" / "python"
 NAME = "credit-mixed"  # the mixed_model fixture's directory
 
-#: Sends the columns in argv[3] (a JSON file) to the server at argv[1], the model named argv[2],
-#: once in binary and once in JSON, and prints what came back; then a request to a wrong name.
+#: Sends the columns in argv[4] (a JSON file) to the server at argv[1] (gRPC at argv[2]), the
+#: model named argv[3]: over REST once in binary and once in JSON, then over gRPC; prints what
+#: came back, and what a request to a wrong name raised.
 CLIENT = """
 import asyncio, json, sys
+import grpc
 import numpy as np
-from kserve import InferenceRESTClient, RESTConfig, InferRequest, InferInput
+from kserve import InferenceGRPCClient, InferenceRESTClient, RESTConfig, InferRequest, InferInput
 
-url, name, columns = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
+url, grpc_address, name, columns = sys.argv[1], sys.argv[2], sys.argv[3], json.load(open(sys.argv[4]))
 
 def inputs(binary):
     found = []
@@ -55,6 +59,19 @@ async def main():
     except Exception as error:
         answers["wrong_name"] = str(error)
     await client.close()
+    remote = InferenceGRPCClient(grpc_address, timeout=30)
+    response = await remote.infer(InferRequest(model_name=name, infer_inputs=inputs(True), request_id="kserve-2"))
+    answers["grpc"] = {
+        "id": response.id,
+        "model_name": response.model_name,
+        "outputs": {o.name: o.as_numpy().tolist() for o in response.outputs},
+    }
+    answers["grpc_ready"] = await remote.is_model_ready(name)
+    try:
+        await remote.infer(InferRequest(model_name="nope", infer_inputs=inputs(True)))
+    except grpc.RpcError as error:
+        answers["grpc_wrong_name"] = [str(error.code()), error.details()]
+    await remote.close()
     print(json.dumps(answers))
 
 asyncio.run(main())
@@ -67,13 +84,15 @@ def kserve_python():
     return PYTHON
 
 
-def test_kserves_rest_client_scores_in_binary_and_in_json(kserve_python, mixed_model, tmp_path):
+def test_kserves_rest_and_grpc_clients_score_as_the_model_does(kserve_python, mixed_model, tmp_path):
     frame = mixed_model.frame
     columns = tmp_path / "columns.json"
     columns.write_text(json.dumps({name: frame[name].tolist() for name in frame.columns}))
-    with start_server(mixed_model.path, env={"SCORER_LOAD_PLUGINS": "mlflow"}, record_headers=False) as target:
+    grpc_port = free_port()
+    env = {"SCORER_LOAD_PLUGINS": "mlflow", "SCORER_GRPC_PORT": str(grpc_port)}
+    with start_server(mixed_model.path, env=env, record_headers=False) as target:
         run = subprocess.run(
-            [str(kserve_python), "-c", CLIENT, target.base_url, NAME, str(columns)],
+            [str(kserve_python), "-c", CLIENT, target.base_url, f"127.0.0.1:{grpc_port}", NAME, str(columns)],
             capture_output=True,
             text=True,
             timeout=120,
@@ -88,3 +107,7 @@ def test_kserves_rest_client_scores_in_binary_and_in_json(kserve_python, mixed_m
     assert answers["ready"] is True
     assert "no model named 'nope' is served here" in answers["wrong_name"], answers["wrong_name"]
     assert "404" in answers["wrong_name"]
+    assert answers["grpc"] == {"id": "kserve-2", "model_name": NAME, "outputs": {"prediction": expected}}
+    assert answers["grpc_ready"] is True
+    code, details = answers["grpc_wrong_name"]
+    assert code == "StatusCode.NOT_FOUND" and "no model named 'nope' is served here" in details

@@ -193,3 +193,33 @@ def test_a_small_request_keeps_its_cells_for_its_batch_and_they_type_to_the_same
         assert np.array_equal(later[spec.name], now[spec.name], equal_nan=spec.data_type is DataType.FLOAT64)
     many = parse_infer(_body(_input("area", "FP64", [1.0] * (KEPT_ROWS + 1))))
     assert isinstance(rows_of(many, (Field("area", DataType.FLOAT64),), None, keep_cells=True), Frame)
+
+
+PLAIN_BODIES = [
+    [_input("city", "BYTES", ["Oslo", None], parameters={"content_type": "str"}), _input("area", "FP64", [1.5, None])],
+    [_input("rooms", "INT64", [3, None], shape=[2, 1]), _input("new", "BOOL", [True, None])],
+    [_input("area", "FP32", [1, 2.5]), _input("x", "FP64", [])],
+]
+CAREFUL_ONLY = [
+    [_input("area", "FP64", [[1.5], [2.5]], shape=[2, 1])],  # nested data
+    [_input("area", "FP64", [True])],  # a bool where a number goes: the careful path names it
+    [_input("rooms", "INT32", [3])],  # a range to check
+    [_input("area", "FP64", [1.0], shape=[1, 1, 1])],
+    [{"name": "area", "datatype": "FP64", "shape": [1], "parameters": {"binary_data_size": 8}}],
+    [_input("area", "FP64", [1.0], parameters=[])],
+]
+
+
+@pytest.mark.parametrize("inputs", PLAIN_BODIES)
+def test_the_plain_path_reads_common_inputs_exactly_as_the_careful_path(inputs):
+    from scorer_core.wire.oip import _plain_tensors, _tensor
+
+    careful = [_tensor(raw, i, b"", 0)[0] for i, raw in enumerate(orjson.loads(orjson.dumps(inputs)))]
+    assert _plain_tensors(orjson.loads(orjson.dumps(inputs))) == careful
+
+
+@pytest.mark.parametrize("inputs", CAREFUL_ONLY)
+def test_anything_else_is_left_to_the_careful_path(inputs):
+    from scorer_core.wire.oip import _plain_tensors
+
+    assert _plain_tensors(orjson.loads(orjson.dumps(inputs))) is None

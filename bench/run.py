@@ -47,6 +47,10 @@ LUA = HERE / "post.lua"
 SINGLE_ROW_CLIENTS = (1, 16, 64)
 LARGE_ROWS = (1_000, 10_000)
 LARGE_CLIENTS = 2
+#: The model's name for the Open Inference Protocol's requests (ours-oip), as MLServer's is "bench".
+OIP_NAME = "bench"
+#: Our servers answering H2O's protocol, the best of which the peers are compared with.
+H2O_SERVERS = ("ours", "ours-worker")
 
 
 @dataclass
@@ -124,6 +128,18 @@ def servers(model: Path, work: Path, which: list[str], before: Path | None = Non
                 "/model/score",
                 ours_body,
                 {"SCORER_LOG_LEVEL": "warning"},
+            )
+        )
+    if "ours-oip" in which:
+        # The same server, asked in the Open Inference Protocol with MLServer's body.
+        found.append(
+            Server(
+                "ours-oip",
+                [str(BIN / "scorer"), "serve", str(model), "--port", "{port}"],
+                "/readyz",
+                f"/v2/models/{OIP_NAME}/infer",
+                mlserver_body,
+                {"SCORER_LOG_LEVEL": "warning", "MODEL_NAME": OIP_NAME},
             )
         )
     if "ours-worker" in which:
@@ -249,7 +265,7 @@ def check_predictions(server: Server, base: str, frame: pd.DataFrame, expected: 
     if server.name == "ceiling":
         return
     reply = post(base + server.score_path, server.body(frame))
-    if server.name.startswith("ours"):
+    if server.name in H2O_SERVERS or server.name.endswith("-before"):
         got = [str(row[0]) for row in reply["score"]]
     elif server.name == "mlflow":
         got = [str(v) for v in reply["predictions"]]
@@ -305,7 +321,7 @@ def in_process(built: bench_models.Built, repeats: int = 20) -> dict[int, float]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=8, help="duration of each wrk run")
-    parser.add_argument("--servers", default="ours,ours-worker,mlflow,mlserver,ceiling")
+    parser.add_argument("--servers", default="ours,ours-worker,ours-oip,mlflow,mlserver,ceiling")
     parser.add_argument("--models", default=",".join(bench_models.MODELS), help="of bench/models.py")
     parser.add_argument(
         "--before",
@@ -363,7 +379,8 @@ def measure(
         for n in (1, *built.large_rows):
             bodies[n] = work / f"{server.name}-{n}.json"
             bodies[n].write_text(json.dumps(server.body(built.frame.iloc[:n])))
-        if built.contributions and server.name.startswith("ours"):
+        explains = built.contributions and server.name.startswith("ours") and server.name != "ours-oip"
+        if explains:
             server.env["SHAPLEY_TYPES_ENABLED"] = "ALL"
         with running(server, work) as base:
             check_predictions(server, base, built.frame.iloc[:5], expected)
@@ -373,7 +390,7 @@ def measure(
                 found.append(run_scenario(model_name, server.name, url, bodies[1], 1, clients, seconds))
             for n in built.large_rows:
                 found.append(run_scenario(model_name, server.name, url, bodies[n], n, LARGE_CLIENTS, seconds))
-            if built.contributions and server.name.startswith("ours"):
+            if explains:
                 found += contributions(model_name, server.name, built, base, work, seconds)
     return found
 
@@ -482,10 +499,15 @@ def _rate(m: Measurement) -> str:
 
 def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[str]:
     by = {(m.server, m.scenario): m for m in measurements}
-    peers = sorted({m.server for m in measurements} - {"ours", "ours-worker"})
-    names = [s for s in ("ours", "ours-worker", *peers) if any(m.server == s for m in measurements)]
-    lines = ["| scenario | " + " | ".join(names) + " | " + " | ".join(f"ours/{p}" for p in peers) + " |"]
-    lines.append("|---" * (1 + len(names) + len(peers)) + "|")
+    peers = sorted({m.server for m in measurements} - {*H2O_SERVERS, "ours-oip"})
+    ours_names = [s for s in (*H2O_SERVERS, "ours-oip") if any(m.server == s for m in measurements)]
+    names = [*ours_names, *peers]
+    # The Open Inference Protocol's row: against our H2O path (the same server, the same rows) and
+    # against MLServer (the same body, the same protocol).
+    oip = [("ours-oip", "ours"), ("ours-oip", "mlserver")] if "ours-oip" in ours_names else []
+    ratio_names = [f"ours/{p}" for p in peers] + [f"{a}/{b}" for a, b in oip]
+    lines = ["| scenario | " + " | ".join(names) + " | " + " | ".join(ratio_names) + " |"]
+    lines.append("|---" * (1 + len(names) + len(ratio_names)) + "|")
     for scenario in dict.fromkeys(m.scenario for m in measurements):
         cells = []
         for name in names:
@@ -503,7 +525,7 @@ def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[s
                     + (f", {m.errors} errors" if m.errors else "")
                 )
         ours = max(
-            (by[(n, scenario)] for n in ("ours", "ours-worker") if (n, scenario) in by),
+            (by[(n, scenario)] for n in H2O_SERVERS if (n, scenario) in by),
             key=lambda m: m.requests_per_s,
             default=None,
         )
@@ -513,6 +535,13 @@ def _table(measurements: list[Measurement], ceiling: dict[int, float]) -> list[s
             ratios.append(
                 f"{ours.requests_per_s / theirs.requests_per_s:.2f}x"
                 if ours and theirs and theirs.requests_per_s
+                else ""
+            )
+        for a, b in oip:
+            first, second = by.get((a, scenario)), by.get((b, scenario))
+            ratios.append(
+                f"{first.requests_per_s / second.requests_per_s:.2f}x"
+                if first and second and second.requests_per_s
                 else ""
             )
         lines.append(f"| {scenario} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")

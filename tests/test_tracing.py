@@ -55,7 +55,9 @@ def traced(tmp_path, monkeypatch, requests, mode="on", **settings):
             replies = [await client.request(method, path, **kw) for method, path, kw in requests]
         # A batch's spans are recorded by the batcher just after it answers the requests (its
         # observer runs when the model call returns): wait for them before closing.
-        scored = sum(1 for r in replies if r.status_code == 200 and r.request.url.path.endswith("/model/score"))
+        scored = sum(
+            1 for r in replies if r.status_code == 200 and r.request.url.path.endswith(("/model/score", "/infer"))
+        )
         for _ in range(200):
             if sum(s.name == "scorer.model_call" for s in EXPORTER.get_finished_spans()) >= scored:
                 break
@@ -92,6 +94,33 @@ def test_a_request_continues_the_callers_trace_with_admission_queue_and_model_sp
     model = by_name["scorer.model_call"]
     assert model.attributes["scorer.batch.rows"] == 2 and model.attributes["scorer.batch.requests"] == 1
     assert model.end_time - model.start_time >= 10_000_000  # the probe's 10 ms score delay
+
+
+def test_an_open_inference_protocol_request_is_traced_as_an_h2o_one(tmp_path, monkeypatch):
+    headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+    body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1.0, 2.0]}]}
+    (reply, wrong), spans = traced(
+        tmp_path,
+        monkeypatch,
+        [
+            ("POST", "/v2/models/m/infer", {"json": body, "headers": headers}),
+            ("GET", "/v2/models/someone-elses", {}),
+        ],
+    )
+    assert reply.status_code == 200 and wrong.status_code == 404
+    by_name = {span.name: span for span in spans}
+    assert set(by_name) == {
+        "POST /v2/models/{name}/infer",
+        "GET /v2/models/{name}",
+        "scorer.admission",
+        "scorer.batch_wait",
+        "scorer.model_call",
+    }
+    root = by_name["POST /v2/models/{name}/infer"]
+    assert format(root.context.trace_id, "032x") == TRACE_ID and root.parent.is_remote
+    assert root.attributes["url.path"] == "/v2/models/m/infer" and root.attributes["scorer.rows"] == 2
+    assert by_name["scorer.model_call"].parent.span_id == root.context.span_id
+    assert by_name["GET /v2/models/{name}"].attributes["http.response.status_code"] == 404
 
 
 def test_a_new_trace_without_traceparent_errors_marked_and_probes_untraced(tmp_path, monkeypatch):

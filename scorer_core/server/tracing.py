@@ -31,7 +31,13 @@ __all__ = ["TRACING_MODES", "Tracing"]
 
 TRACING_MODES = ("off", "on", "otlp")
 #: Span names by endpoint label: the route, as OpenTelemetry's HTTP conventions name server spans.
-_SPAN_NAMES = {label: path for path, label in ENDPOINTS.items()}
+_SPAN_NAMES = {
+    **{label: path for path, label in ENDPOINTS.items()},
+    # The Open Inference Protocol's model paths hold a name a client chose: the span says where.
+    "oip_infer": "/v2/models/{name}/infer",
+    "oip_model_metadata": "/v2/models/{name}",
+    "oip_model_ready": "/v2/models/{name}/ready",
+}
 
 
 class Tracing:

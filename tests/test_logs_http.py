@@ -146,3 +146,26 @@ def test_a_model_echoing_a_huge_cell_logs_and_answers_only_its_start(tmp_path):
     assert len(detail) < 2200 and detail.endswith(f"...({message} characters)"), detail[-200:]
     assert "Found unknown categories [mmm" in detail
     assert len(log) < 20_000, "the model's message is logged cut, as it is answered"
+
+
+def test_grpc_calls_have_access_lines_with_their_request_id_and_rows(probe_server):
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    port = free_port()
+    env = {"SCORER_LOG_FORMAT": "json", "SCORER_ACCESS_LOG": "true", "SCORER_GRPC_PORT": str(port)}
+    with probe_server(env=env, record_headers=False, **SPEC) as target:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        try:
+            tensor = triton.InferInput("x", [3], "FP64")
+            tensor.set_data_from_numpy(np.array([1.0, 2.0, 3.0]))
+            result = client.infer("model-0", [tensor], headers={"x-request-id": "grpc-7"})
+            assert result.as_numpy("y").tolist() == [2.0, 4.0, 6.0]
+        finally:
+            client.close()
+        path = "/inference.GRPCInferenceService/ModelInfer"
+        wait_for(lambda: path in target.server_log(), what="the gRPC call's access line")
+        entries = [json.loads(line) for line in target.server_log().splitlines() if line.strip()]
+    (line,) = [e for e in entries if e["logger"] == "scorer_core.access" and e["path"] == path]
+    assert (line["request_id"], line["endpoint"], line["status"], line["rows"]) == ("grpc-7", "grpc_infer", 200, 3)
+    assert line["method"] == "POST" and re.fullmatch(r"127\.0\.0\.1:[1-9][0-9]*", line["client"]), line

@@ -11,12 +11,15 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.grpc as tritonclient_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from conformance.target import free_port
 from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
@@ -194,21 +197,31 @@ def test_otlp_mode_exports_the_spans_to_a_collector(probe_server):
 
     collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=collector.serve_forever, daemon=True).start()
+    grpc_port = free_port()
     env = {
         "SCORER_TRACING": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.server_address[1]}",
         "OTEL_SERVICE_NAME": "credit-risk",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "SCORER_GRPC_PORT": str(grpc_port),
     }
+    grpc_call = "inference.GRPCInferenceService/ModelInfer"
     try:
         with probe_server(env=plugin_env(**env), record_headers=False) as target:
             headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
             assert (
                 target.post("/model/score", {"fields": ["x"], "rows": [["1"]]}, headers=headers).status == 200
             )
+            # A gRPC call, its traceparent in the metadata, joins the same trace.
+            client = tritonclient_grpc.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+            tensor = tritonclient_grpc.InferInput("x", [1], "FP64")
+            tensor.set_data_from_numpy(np.array([2.0]))
+            client.infer("model-0", [tensor], headers=headers)  # probe_server's first model file
+            client.close()
             deadline = time.monotonic() + 20
             names: set[str] = set()
-            while time.monotonic() < deadline and "scorer.model_call" not in names:
+            calls = 0
+            while time.monotonic() < deadline and (grpc_call not in names or calls < 2):
                 time.sleep(0.2)
                 spans = [
                     (span, resource)
@@ -218,7 +231,13 @@ def test_otlp_mode_exports_the_spans_to_a_collector(probe_server):
                     for span in scope.spans
                 ]
                 names = {span.name for span, _ in spans}
+                calls = sum(span.name == "scorer.model_call" for span, _ in spans)
         assert {"POST /model/score", "scorer.admission", "scorer.batch_wait", "scorer.model_call"} <= names
+        (rpc,) = [span for span, _ in spans if span.name == grpc_call]
+        rpc_attributes = {a.key: a.value for a in rpc.attributes}
+        assert rpc_attributes["rpc.system"].string_value == "grpc"
+        assert rpc_attributes["http.response.status_code"].int_value == 200
+        assert rpc.parent_span_id.hex() == PARENT_ID
         assert {span.trace_id.hex() for span, _ in spans} == {TRACE_ID}
         services = {
             a.value.string_value for _, r in spans for a in r.resource.attributes if a.key == "service.name"

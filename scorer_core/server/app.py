@@ -298,7 +298,15 @@ def create_app(
     plane = DataPlane(lambda: host.executor, settings, observers)
     endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure)
     if settings.grpc_port is not None:
-        endpoints.grpc = GrpcFront(settings, plane, metrics, auth, endpoints.problem)
+        endpoints.grpc = GrpcFront(
+            settings,
+            plane,
+            metrics,
+            auth,
+            endpoints.problem,
+            tracing=tracing,
+            access_log=settings.access_logging,
+        )
     app = FastAPI(
         title=TITLE,
         version="1.2.0",

@@ -36,7 +36,17 @@ from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 from scorer_core.server.tracing import Tracing
 
-__all__ = ["CLIENT_CLOSED", "DOCS_ASSETS", "PREFIXABLE", "PROTECTED", "ROWS_KEY", "ScorerApp", "unprefixed"]
+__all__ = [
+    "CLIENT_CLOSED",
+    "DOCS_ASSETS",
+    "PREFIXABLE",
+    "PROTECTED",
+    "ROWS_KEY",
+    "ScorerApp",
+    "log_access",
+    "request_id_of",
+    "unprefixed",
+]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -60,7 +70,7 @@ PREFIXABLE = ("/model/", "/v2", "/readyz", "/healthz", "/metrics", "/openapi.jso
 PROTECTED = ("/model/", "/v2/models/")
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
     """The client's ``X-Request-Id`` when it is a plain token, else a new one."""
     for name, value in scope["headers"]:
         if name == b"x-request-id":
@@ -71,7 +81,9 @@ def _request_id(scope: Scope) -> str:
     return secrets.token_hex(8)
 
 
-def _access(scope: Scope, endpoint: str, status: int, seconds: float, request_id: str) -> None:
+def log_access(scope: Scope, endpoint: str, status: int, seconds: float, request_id: str) -> None:
+    """The access log's line for one request (of either front: gRPC's calls pass a scope of their
+    own, with the method's path)."""
     client = scope.get("client")
     rows = scope.get(ROWS_KEY)
     # Percent-encoded again: a decoded path may hold a newline that would forge a log line.
@@ -210,7 +222,7 @@ class ScorerApp:
             await self._serve(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope) if self._access_log else None
+        request_id = request_id_of(scope) if self._access_log else None
         extra = [(b"x-request-id", request_id.encode())] if request_id is not None else []
         answer = _Answer(send, extra)
         token = current_request_id.set(request_id) if request_id is not None else None
@@ -222,7 +234,7 @@ class ScorerApp:
             if metrics is not None:
                 metrics.request(endpoint, answer.status, seconds)
             if request_id is not None:
-                _access(scope, endpoint, answer.status, seconds, request_id)
+                log_access(scope, endpoint, answer.status, seconds, request_id)
             if token is not None:
                 current_request_id.reset(token)
 

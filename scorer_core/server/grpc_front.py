@@ -24,14 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from scorer_core import __version__
+from scorer_core.config.logs import current_request_id
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, NotReady, ScorerError
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.server.auth import Authenticator
+from scorer_core.server.front import ROWS_KEY, log_access, request_id_of
 from scorer_core.server.h2o_routes import OFF_LOOP_BYTES
 from scorer_core.server.metrics import ScorerMetrics
 from scorer_core.server.oip_routes import named_model
+from scorer_core.server.tracing import Tracing
 from scorer_core.service.plane import DataPlane
 from scorer_core.service.tasks import PreparedRequest, prepare_typed
 from scorer_core.wire.oip import InferRequest, check_outputs, rows_of, tensor_metadata
@@ -68,13 +71,13 @@ _STATUS_NAMES = {
 _CLIENT_CLOSED = 499
 
 
-def _peer_host(peer: str) -> str | None:
-    """The address part of grpc's peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
+def _peer(peer: str) -> tuple[str, int] | None:
+    """The address and port of grpc's peer string (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``)."""
     kind, _, rest = peer.partition(":")
     if kind not in ("ipv4", "ipv6") or not rest:
         return None
-    host = rest.rsplit(":", 1)[0]
-    return host.strip("[]")
+    host, _, port = rest.rpartition(":")
+    return host.strip("[]"), int(port) if port.isdigit() else 0
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -97,9 +100,11 @@ def _check_port_free(host: str, port: int) -> None:
 
 @dataclass
 class _Call:
-    """What a handler needs of the call beyond its message."""
+    """What a handler needs of the call beyond its message: its headers (the metadata), and the
+    scope its span and access-log line are made from (an HTTP request's, in gRPC's terms)."""
 
     headers: dict[str, str]
+    scope: dict[str, Any]
 
 
 class GrpcFront:
@@ -115,6 +120,9 @@ class GrpcFront:
         metrics: ScorerMetrics,
         auth: Authenticator | None,
         problem: Callable[[str], str | None],
+        *,
+        tracing: Tracing | None = None,
+        access_log: bool = False,
     ) -> None:
         try:
             import grpc  # noqa: F401
@@ -137,6 +145,8 @@ class GrpcFront:
         self._metrics = metrics
         self._auth = auth
         self._problem = problem
+        self._tracing = tracing
+        self._access_log = access_log
         self._messages = oip_proto.messages()
         self._server: Any = None
 
@@ -195,12 +205,16 @@ class GrpcFront:
             await server.stop(grace)
 
     def _handler(self, method: str) -> Callable[[Any, Any], Awaitable[Any]]:
-        """The method's handler: the credential, the call, its status and its metrics."""
+        """The method's handler: the credential, the call (in its span), its status, its metrics
+        and its access-log line, as the HTTP front gives a request."""
         import grpc
+
+        from scorer_core.wire.oip_proto import PACKAGE, SERVICE
 
         endpoint, protected = ENDPOINTS[method]
         call: Callable[[Any, _Call], Awaitable[Any]] = getattr(self, f"_{method}")
         metrics = self._metrics
+        path = f"/{PACKAGE}.{SERVICE}/{method}"
 
         async def handle(request: Any, context: Any) -> Any:
             started = time.perf_counter()
@@ -210,13 +224,24 @@ class GrpcFront:
             for key, value in metadata:
                 if isinstance(value, str):  # "-bin" keys carry bytes: no header of any client's
                     headers.setdefault(key, value)
+            peer = _peer(context.peer())
+            scope: dict[str, Any] = {
+                "type": "grpc",
+                "method": "POST",
+                "path": path,
+                "headers": [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+                            for k, v in headers.items()],
+                "client": peer,
+            }
+            request_id = request_id_of(scope) if self._access_log else None
+            token = current_request_id.set(request_id) if request_id is not None else None
             try:
                 if protected and self._auth is not None:
                     await self._auth.check(
                         [value.encode("latin-1") for key, value in metadata if key == "authorization"],
-                        _peer_host(context.peer()),
+                        peer[0] if peer else None,
                     )
-                return await call(request, _Call(headers))
+                return await self._traced(call, request, _Call(headers, scope), endpoint)
             except ScorerError as exc:
                 code = exc.status_code
                 metrics.rejected(exc)
@@ -237,9 +262,39 @@ class GrpcFront:
                 log.exception("gRPC %s failed unexpectedly", method)
                 await context.abort(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
             finally:
-                metrics.request(endpoint, code, time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                metrics.request(endpoint, code, seconds)
+                if request_id is not None:
+                    log_access(scope, endpoint, code, seconds, request_id)
+                if token is not None:
+                    current_request_id.reset(token)
 
         return handle
+
+    async def _traced(
+        self, call: Callable[[Any, _Call], Awaitable[Any]], request: Any, info: _Call, endpoint: str
+    ) -> Any:
+        """The call in its span (after the credential, as over HTTP: an anonymous client neither
+        joins a trace nor makes a span), marked failed when it fails as a 5xx would."""
+        tracing = self._tracing
+        if tracing is None:
+            return await call(request, info)
+        with tracing.request(info.scope, endpoint) as span:
+            status = 200
+            try:
+                return await call(request, info)
+            except ScorerError as exc:
+                status = exc.status_code
+                raise
+            except Exception:
+                status = 500
+                raise
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if ROWS_KEY in info.scope:
+                    span.set_attribute("scorer.rows", info.scope[ROWS_KEY])
+                if status >= 500:
+                    span.set_status(tracing.error_status())
 
     def _response(self, message: str, **fields: Any) -> Any:
         return self._messages[message](**fields)
@@ -307,7 +362,13 @@ class GrpcFront:
         try:
             async with plane.slot() as deadline:
                 return await plane.score(
-                    prepare, answer, deadline=deadline, headers=call.headers, outputs=True, off_loop=off_loop
+                    prepare,
+                    answer,
+                    deadline=deadline,
+                    headers=call.headers,
+                    outputs=True,
+                    off_loop=off_loop,
+                    rows=lambda count: call.scope.__setitem__(ROWS_KEY, count),
                 )
         finally:
             self._metrics.in_flight.dec()

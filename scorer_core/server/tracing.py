@@ -70,15 +70,21 @@ class Tracing:
     @contextmanager
     def request(self, scope: MutableMapping[str, Any], endpoint: str) -> Iterator[Any]:
         """The span of one request, a child of the client's ``traceparent`` when it sent one.
-        Named by its method and ``endpoint`` label (a fixed set), never by the path a client chose."""
+        Named by its method and ``endpoint`` label (a fixed set), never by the path a client chose;
+        a gRPC call (``scope["type"] == "grpc"``) by its service and method, as OpenTelemetry's
+        conventions for RPCs name it."""
         carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
                    if name in (b"traceparent", b"tracestate")}  # fmt: skip
         parent = self._propagator.extract(carrier) if carrier else None
+        if scope.get("type") == "grpc":
+            service, _, method = scope["path"].lstrip("/").partition("/")
+            name = f"{service}/{method}"
+            attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        else:
+            name = f"{scope['method']} {_SPAN_NAMES.get(endpoint, '/model/{other}')}"
+            attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
         with self._tracer.start_as_current_span(
-            f"{scope['method']} {_SPAN_NAMES.get(endpoint, '/model/{other}')}",
-            context=parent,
-            kind=self._trace.SpanKind.SERVER,
-            attributes={"http.request.method": scope["method"], "url.path": scope["path"]},
+            name, context=parent, kind=self._trace.SpanKind.SERVER, attributes=attributes
         ) as span:
             yield span
 

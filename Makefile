@@ -121,10 +121,11 @@ version_of = $$($(BIN)/python -c 'import $(1); print($(1).__version__)')
 peer-mlserver:
 	@$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(MLSERVER_VENV) && \
-	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
 	    "mlserver==1.7.1" "mlserver-mlflow==1.7.1" \
 	    "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)")
 
+# Peer venvs skip pip's byte-compiling of every module (half its time): a test imports a few.
 # KServe's own Python client (its InferenceRESTClient), for the Open Inference Protocol's tests, in a
 # venv of its own: kserve pins pandas 2 and registers the protocol's protobuf messages globally,
 # as tritonclient.grpc does, so the two cannot share one interpreter.
@@ -132,7 +133,8 @@ KSERVE_VENV := bench/.venv-kserve
 peer-kserve:
 	@$(KSERVE_VENV)/bin/python -c 'import kserve' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(KSERVE_VENV) && \
-	  $(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check "kserve==0.21.0")
+	  $(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
+	    "kserve==0.21.0")
 
 bench: install-all $(STAMP_BENCH) peer-mlserver
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)

@@ -220,3 +220,44 @@ def test_the_open_inference_protocol_scores_a_mojo_as_h2o_3_does(gbm_server):
     labels = result.as_numpy("predict")
     assert [v.decode() if isinstance(v, bytes) else v for v in labels.tolist()] == [r[0] for r in want["rows"]]
     np.testing.assert_allclose(result.as_numpy("yes"), [r[2] for r in want["rows"]], rtol=1e-9)
+
+
+def test_kserves_clients_and_tritonclient_grpc_score_a_mojo_as_h2o_3_does(tmp_path):
+    """The MOJO over gRPC (tritonclient.grpc, KServe's InferenceGRPCClient) and KServe's REST
+    client: labels and class probabilities equal H2O-3's own, a missing cell sent as NaN."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    from conformance.target import free_port
+    from tests.kserve_client import check_refusals, kserve_answers
+
+    grpc_port = free_port()
+    env = {**ONLY_THIS_PLUGIN, "SCORER_MOJO_PATH": str(MOJOS / "gbm_binomial.zip"), "SCORER_GRPC_PORT": str(grpc_port)}
+    strings = {"color", "size"}
+    columns = {
+        name: ("BYTES", list(cells)) if name in strings else ("FP64", [float(c) if c else None for c in cells])
+        for name, cells in zip(TEST_FRAME["fields"], zip(*TEST_FRAME["rows"], strict=True), strict=True)
+    }
+    want = expected("gbm_binomial")["predictions"]
+    labels, yes = [r[0] for r in want["rows"]], [r[2] for r in want["rows"]]
+    with start_server(None, env=env, record_headers=False) as target:
+        client = triton.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+        try:
+            inputs = []
+            for name, (datatype, values) in columns.items():
+                tensor = triton.InferInput(name, [len(values)], datatype)
+                array = np.array(values, dtype=object) if datatype == "BYTES" else np.array(values, dtype=float)
+                tensor.set_data_from_numpy(array)
+                inputs.append(tensor)
+            result = client.infer("gbm_binomial", inputs)
+        finally:
+            client.close()
+        answers = kserve_answers(target.base_url, f"127.0.0.1:{grpc_port}", "gbm_binomial", columns, tmp_path)
+    assert [v.decode() for v in result.as_numpy("predict").tolist()] == labels
+    np.testing.assert_allclose(result.as_numpy("yes"), yes, rtol=1e-9)
+    for spelling in ("binary", "json", "grpc"):
+        outputs = answers[spelling]["outputs"]
+        assert list(outputs) == want["fields"], spelling
+        assert outputs["predict"] == labels, spelling
+        np.testing.assert_allclose(outputs["yes"], yes, rtol=1e-9)
+    check_refusals(answers)

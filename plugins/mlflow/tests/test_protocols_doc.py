@@ -9,12 +9,14 @@ import json
 import math
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from conformance import start_server
+from tests.kserve_client import ensure_kserve
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,11 @@ def demo(tmp_path_factory):
         yield target
 
 
-@pytest.mark.parametrize("name", sorted(_blocks("example").keys() - {"tritonclient"}))
+#: The examples that are Python programs, not curl commands.
+PROGRAMS = {"tritonclient", "kserve"}
+
+
+@pytest.mark.parametrize("name", sorted(_blocks("example").keys() - PROGRAMS))
 def test_each_curl_example_gives_the_documented_answer(demo, name):
     words = shlex.split(_blocks("example")[name].replace("\\\n", " "))
     assert words[0] == "curl", words
@@ -74,5 +80,16 @@ def test_the_tritonclient_example_prints_what_its_comment_says(demo):
     assert expected is not None and printed.getvalue().strip() == expected.group(1)
 
 
+def test_the_kserve_example_prints_what_its_comment_says(demo, tmp_path):
+    """Run by KServe's client in its own venv (``tests/kserve_client.py``)."""
+    code = _blocks("example")["kserve"].replace(DOC_ADDRESS, demo.base_url.split("//", 1)[1].rstrip("/"))
+    program = tmp_path / "example.py"
+    program.write_text(code)
+    run = subprocess.run([str(ensure_kserve()), str(program)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    expected = re.search(r"# (.*)$", next(line for line in code.splitlines() if "print(" in line))
+    assert expected is not None and run.stdout.strip() == expected.group(1)
+
+
 def test_every_example_is_tested():
-    assert set(_blocks("example")) == {"infer-per-field", "infer-matrix", "tritonclient", "wrong-name"}
+    assert set(_blocks("example")) == {"infer-per-field", "infer-matrix", "wrong-name"} | PROGRAMS

@@ -134,6 +134,29 @@ def test_the_kserve_runtimes_and_inference_services_fit_together():
         assert names.get("MODEL_NAME") == service["metadata"]["name"], "/v2/models/<name> is the isvc's name"
 
 
+@pytest.mark.slow
+def test_the_kserve_resources_fit_kserves_own_api_types(tmp_path):
+    """Every field of the runtimes and services is one KServe's API defines, of the right kind;
+    a misspelt field (protocolVersion on a runtime) would be dropped by the API server, silently."""
+    from tests.kserve_schemas import problems_of
+
+    kinds = {"ClusterServingRuntime": "V1alpha1ClusterServingRuntime", "InferenceService": "V1beta1InferenceService"}
+    documents = [
+        (kinds[d["kind"]], d)
+        for name in ("cluster-serving-runtime.yaml", "inference-service.yaml")
+        for d in yaml.safe_load_all((DEPLOY / "kserve" / name).read_text())
+    ]
+    assert len(documents) == 4
+    assert problems_of(documents, tmp_path) == []
+    broken = json.loads(json.dumps(documents[0][1]))
+    broken["spec"]["protocolVersion"] = ["v2"]
+    broken["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+    assert sorted(problems_of([(documents[0][0], broken)], tmp_path)) == [
+        "scorer-core-mlflow.spec.containers[0].ports[0].containerPort: '8080' is not int",
+        "scorer-core-mlflow.spec: V1alpha1ServingRuntimeSpec has no field 'protocolVersion'",
+    ]
+
+
 def test_the_dockerfile_passes_hadolint_and_runs_the_tested_install_script():
     hadolint = Path(sys.executable).parent / "hadolint"
     result = subprocess.run(

@@ -109,8 +109,12 @@ def _check_outputs(body: Any, metadata: dict[str, Any], rows: int, what: str) ->
         assert output["name"] in declared, f"{what}: output {output['name']!r} is not in the model metadata"
         data = output.get("data")
         assert isinstance(data, list), f"{what}: output {output['name']!r} has no JSON data: {output!r}"
+        shape = output["shape"]
+        assert shape and all(d >= 0 for d in shape), (
+            f"{what}: output {output['name']!r} has shape {shape}: an answer's shape says its sizes"
+        )
         flat = _flattened(data)
-        assert len(flat) == math.prod(output["shape"]), (
+        assert len(flat) == math.prod(shape), (
             f"{what}: output {output['name']!r} has shape {output['shape']} but {len(flat)} elements"
         )
         assert output["shape"][0] == rows, (
@@ -259,7 +263,10 @@ def texts_option(raw: str | None) -> dict[str, str]:
     """``--oip-texts``'s JSON object of input name to text."""
     if not raw:
         return {}
-    value = json.loads(raw)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         raise pytest.UsageError('--oip-texts takes a JSON object of input names to texts: {"city": "Oslo"}')
     return value

@@ -158,7 +158,7 @@ def _one_input(datatype: str, shape: list[int], **contents: list[object]) -> obj
         (_one_input("BYTES", [1], bytes_contents=[b"\xff"]), "element 0 of input 'x' is not UTF-8 text"),
         (
             _one_input("FP64", [-1], fp64_contents=[1.0]),
-            "input 'x' has shape [-1]; a shape is a non-empty array of sizes",
+            "input 'x' has shape [-1]; a shape is an array of 1 to 8 sizes, each a whole number below 2**64",
         ),
     ],
 )
@@ -206,3 +206,23 @@ def test_answers_are_raw_contents_in_each_fields_declared_datatype():
     np.testing.assert_array_equal(
         np.frombuffer(response.raw_output_contents[0], "<f4"), np.array([0.25, np.nan], np.float32)
     )
+
+
+def test_typed_contents_count_toward_the_size_that_sends_work_off_the_event_loop():
+    from scorer_core.server.h2o_routes import OFF_LOOP_BYTES
+    from scorer_core.wire.oip_grpc import raw_bytes
+
+    rows = OFF_LOOP_BYTES // 8 + 1
+    typed = _one_input("FP64", [rows], fp64_contents=[1.5] * rows)
+    assert raw_bytes(typed) >= OFF_LOOP_BYTES  # counted 0 before: a 57 MB request stayed on the loop
+    assert raw_bytes(_one_input("FP64", [1], fp64_contents=[1.5])) < OFF_LOOP_BYTES
+
+
+def test_thousands_of_inputs_with_duplicates_are_named_ten_at_a_time():
+    request = Request(model_name="m")
+    for n in range(30_000):
+        request.inputs.add(name=f"i{n % 15_000}", datatype="FP64", shape=[1]).contents.fp64_contents.append(1.0)
+    with pytest.raises(InvalidRequest) as caught:
+        infer_request(request)
+    assert str(caught.value).startswith("duplicate inputs: 'i0', 'i1', 'i10'")
+    assert "more" in str(caught.value)

@@ -44,3 +44,33 @@ def test_a_call_past_the_deadline_is_a_504_and_a_failing_model_a_500(probe_serve
         late = _infer(target, "model-0", [99.0], timeout=30)  # last: the hung call keeps its thread
         assert late.status == 504, late
         assert set(late.json()) == {"error"} and "SCORER_REQUEST_TIMEOUT" in late.json()["error"]
+
+
+def test_compressed_bodies_empty_ones_and_the_frameworks_refusals(probe_server):
+    import gzip
+    import json
+    import zlib
+
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [2], "data": [1.0, 2.0]}]}).encode()
+    path = "/v2/models/model-0/infer"
+    with probe_server(env={"SCORER_MAX_REQUEST_BYTES": "100000"}, record_headers=False) as target:
+        for encoding, raw in (("gzip", gzip.compress(body)), ("deflate", zlib.compress(body))):
+            reply = target.post(path, raw=raw, headers={"Content-Encoding": encoding})
+            assert reply.status == 200 and reply.json()["outputs"][0]["data"] == [2.0, 4.0], (encoding, reply)
+        bomb = gzip.compress(b" " * 5_000_000)  # 5 MB of spaces in a few kilobytes
+        assert len(bomb) < 100_000
+        too_large = target.post(path, raw=bomb, headers={"Content-Encoding": "gzip"})
+        assert too_large.status == 413 and set(too_large.json()) == {"error"}, too_large
+        unknown = target.post(path, raw=body, headers={"Content-Encoding": "br"})
+        assert unknown.status == 415 and "Content-Encoding 'br'" in unknown.json()["error"], unknown
+        broken = target.post(path, raw=b"not gzip", headers={"Content-Encoding": "gzip"})
+        assert broken.status == 400 and "not valid gzip data" in broken.json()["error"], broken
+        empty = target.post(path, raw=b"")
+        assert empty.status == 400 and empty.json() == {"error": "the request body is empty; send a JSON object with 'inputs'"}
+        for method, made_up in (("GET", "/v2/nope"), ("GET", path)):
+            reply = target.get(made_up) if method == "GET" else target.post(made_up)
+            assert reply.status in (404, 405) and set(reply.json()) == {"error"}, (made_up, reply)
+        assert target.get("/nope").json() == {"detail": "Not Found"}  # elsewhere, as before
+        long_name = "m" * 5000
+        reply = target.get(f"/v2/models/{long_name}")
+        assert reply.status == 404 and len(reply.json()["error"]) < 400, len(reply.text)

@@ -3,6 +3,7 @@ H2O path types cells, answers written in JSON and in the binary tensor extension
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 
@@ -27,6 +28,11 @@ INPUTS = (
 
 def _body(*inputs, **extra):
     return orjson.dumps({"inputs": list(inputs), **extra})
+
+
+def _wide(*inputs, **extra):
+    """A body with integers past 64 bits, which orjson does not write."""
+    return json.dumps({"inputs": list(inputs), **extra}).encode()
 
 
 def _input(name, datatype, data, shape=None, **extra):
@@ -223,3 +229,81 @@ def test_anything_else_is_left_to_the_careful_path(inputs):
     from scorer_core.wire.oip import _plain_tensors
 
     assert _plain_tensors(orjson.loads(orjson.dumps(inputs))) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "header_length", "says"),
+    [
+        # A shape of thousands of huge sizes was a product of thousands of digits: a stall, then a 500.
+        (_wide(_input("x", "FP64", [1.0], shape=[2**62] * 300)), None, "a shape is an array of 1 to 8 sizes"),
+        (_wide(_input("x", "FP64", [1.0], shape=[2**64])), None, "each a whole number below 2**64"),
+        (_wide(_input("x", ["FP64"], [1.0])), None, "has datatype ['FP64']"),  # was a TypeError: 500
+        (_wide(_input("x", {"a": 1}, [1.0])), None, "has datatype {'a': 1}"),
+        (_wide(_input("x", "FP64", [1.0], shape=[1, 1.0])), None, "a shape is an array"),
+        (_wide(_input("x", "FP64", [1.0], shape=[1, True])), None, "a shape is an array"),
+        (_wide(_input("x", "UINT64", [-1])), None, "beyond UINT64's range"),
+        (_wide(_input("x", "INT64", [2**63])), None, "beyond INT64's range"),
+        (_wide(_input("x", "FP64", [[5.1, 3.5], [1.4, 0.2, 1, 1]], shape=[2, 3])), None, "nested, but not as"),
+        (_wide(_input("x", "FP64", [[[1.0]], [[2.0]]], shape=[2, 1])), None, "nested deeper than its shape"),
+        (_wide(_input("x", "FP64", [1.0]), outputs=[{"name": "y"}, {"name": "y"}]), None, "'y' is requested twice"),
+        (
+            _wide(_input("x", "FP64", [1.0]), outputs=[{"name": "y", "parameters": {"binary_data": "yes"}}]),
+            None,
+            "binary_data of output 'y' must be true or false",
+        ),
+        (_wide(_input("x", "FP64", [1.0])), "+19", "Inference-Header-Content-Length is +19"),
+        (_wide(_input("x", "FP64", [1.0])), " 19 ", "Inference-Header-Content-Length is  19 "),
+    ],
+    ids=[
+        "many-huge-dimensions",
+        "a-size-past-uint64",
+        "a-list-datatype",
+        "an-object-datatype",
+        "a-float-size",
+        "a-bool-size",
+        "a-negative-uint64",
+        "past-int64",
+        "ragged",
+        "deeper-than-the-shape",
+        "an-output-twice",
+        "binary-data-not-a-bool",
+        "a-signed-header-length",
+        "a-padded-header-length",
+    ],
+)
+def test_what_a_red_team_sent_is_a_400_naming_it(body, header_length, says):
+    with pytest.raises(InvalidRequest) as raised:
+        parse_infer(body, header_length)
+    assert says in raised.value.message, raised.value.message
+
+
+def test_nested_data_as_the_shape_says_is_read_row_major():
+    request = parse_infer(_body(_input("x", "FP64", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], shape=[2, 3])))
+    assert request.inputs[0].values == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_thousands_of_duplicate_inputs_are_named_ten_at_a_time():
+    inputs = [_input(f"i{n % 20_000}", "FP64", [1.0]) for n in range(40_000)]
+    with pytest.raises(InvalidRequest) as raised:
+        parse_infer(_body(*inputs))
+    assert raised.value.message.startswith("duplicate inputs: 'i0', 'i1', 'i10'")
+    assert raised.value.message.endswith("and 19,990 more") or raised.value.message.endswith("and 19990 more")
+
+
+@pytest.mark.parametrize(
+    ("field", "column", "says"),
+    [
+        (Field("n", DataType.INT64), np.array([1.0, math.nan]), "holds missing values"),
+        (Field("n", DataType.INT64), np.array([1, None], dtype=object), "holds missing values"),
+        (Field("b", DataType.BOOL), np.array([True, None], dtype=object), "holds missing values"),
+        (Field("n", DataType.INT32), np.array([2**40]), "beyond INT32's range"),
+        (Field("n", DataType.INT64), np.array([1.5]), "holds fractions"),
+    ],
+)
+def test_a_binary_output_the_layout_cannot_carry_is_a_model_error_not_garbage(field, column, says):
+    from scorer_core.errors import ModelError
+    from scorer_core.wire.oip import binary_output
+
+    with pytest.raises(ModelError, match=says):
+        binary_output(column, field)
+    assert binary_output(np.array([3, 4]), Field("n", DataType.INT32)) == np.array([3, 4], "<i4").tobytes()

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
@@ -71,10 +73,14 @@ def _swagger_ui_files() -> str:
     return str(directory)
 
 
+def _is_oip(path: str) -> bool:
+    return path == OIP_PATHS or path.startswith(OIP_PATHS + "/")
+
+
 def _error_response(exc: ScorerError, path: str) -> Response:
     """The error's answer in the spelling of the protocol its path belongs to: H2O's
     ``{"detail": ...}``, or the Open Inference Protocol's ``{"error": ...}``."""
-    if path == OIP_PATHS or path.startswith(OIP_PATHS + "/"):
+    if _is_oip(path):
         response = json_response({"error": exc.message}, exc.status_code)
     else:
         response = json_response({"detail": exc.detail}, exc.status_code)
@@ -240,6 +246,16 @@ class Endpoints:
         error.detail_prefix = "Failed scoring request due to: "
         return _error_response(error, request.scope["path"])
 
+    async def framework_error(self, request: Request, exc: Exception) -> Response:
+        """The framework's own refusals (an unknown path's 404, a method's 405): under ``/v2``
+        as the Open Inference Protocol spells every error, elsewhere as FastAPI does."""
+        assert isinstance(exc, StarletteHTTPException)
+        if not _is_oip(request.scope["path"]):
+            return await http_exception_handler(request, exc)
+        response = json_response({"error": str(exc.detail)}, exc.status_code)
+        response.headers.update(exc.headers or {})
+        return response
+
     async def on_error(self, request: Request, exc: Exception) -> Response:
         """The handler FastAPI would pick, for the routes served outside it."""
         if isinstance(exc, ScorerError):
@@ -333,6 +349,7 @@ def create_app(
     # front.ScorerApp takes only POSTs outside the framework, by path.
     assert sorted(outside) == sorted(path for method, path in OUTSIDE_FRAMEWORK if method == "POST")
     app.add_exception_handler(ScorerError, endpoints.scorer_error)
+    app.add_exception_handler(StarletteHTTPException, endpoints.framework_error)
     app.add_exception_handler(Exception, endpoints.unexpected_error)
     app.openapi = functools.partial(_described, app)  # type: ignore[method-assign]
     return ScorerApp(

@@ -246,7 +246,7 @@ class GrpcFront:
                 code = exc.status_code
                 metrics.rejected(exc)
                 if isinstance(exc, ModelError):
-                    log.error("gRPC %s failed: %s", method, exc.detail)
+                    log.error("gRPC %s failed: %s", method, exc.message)
                 trailing = [(k.lower(), v) for k, v in exc.response_headers().items() if k != "Connection"]
                 if trailing:
                     context.set_trailing_metadata(trailing)

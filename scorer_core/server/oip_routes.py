@@ -22,9 +22,10 @@ from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.server.front import ROWS_KEY
 from scorer_core.server.h2o_routes import OFF_LOOP_BYTES, Route
-from scorer_core.server.requests import read_body
+from scorer_core.server.requests import OIP_BODY, decoded, read_body
 from scorer_core.service.plane import DataPlane
 from scorer_core.service.tasks import PreparedRequest, prepare_typed
+from scorer_core.wire.cells import echoed
 from scorer_core.wire.oip import (
     HEADER_LENGTH,
     InferRequest,
@@ -113,7 +114,9 @@ class OIPEndpoints:
         plane.check_capacity()
         self._facts(model_name, model_version)
         settings = self._settings
-        body = await read_body(request, settings.max_request_bytes, settings.body_timeout)
+        limit = settings.max_request_bytes
+        body = await read_body(request, limit, settings.body_timeout, expected=OIP_BODY)
+        body = decoded(body, request.headers.get("content-encoding"), limit)
         header_length = request.headers.get(HEADER_LENGTH)
         off_loop = len(body) >= OFF_LOOP_BYTES
         parsed = _Parsed()
@@ -163,11 +166,13 @@ def named_model(plane: DataPlane, model_name: str, model_version: str | None) ->
     facts = plane.facts
     if model_name != facts.model_name:
         raise UnknownModel(
-            f"no model named {model_name!r} is served here; this server serves {facts.model_name!r}"
+            f"no model named {echoed(model_name)} is served here; "
+            f"this server serves {echoed(facts.model_name)}"
         )
     if model_version is not None and model_version != facts.model_version:
         raise UnknownModel(
-            f"model {model_name!r} has no version {model_version!r}; its version is {facts.model_version!r}"
+            f"model {echoed(model_name)} has no version {echoed(model_version)}; "
+            f"its version is {echoed(facts.model_version)}"
         )
     return facts
 

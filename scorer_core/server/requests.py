@@ -6,6 +6,7 @@ HTTP's part of a request only; what the body means is checked in ``service/tasks
 from __future__ import annotations
 
 import asyncio
+import zlib
 
 from starlette.requests import Request
 
@@ -59,10 +60,38 @@ class BodyTimeout(InvalidRequest):
         )
 
 
-async def read_body(request: Request, limit: int, timeout: float) -> bytes:
+#: What an empty body's 400 asks for, by protocol.
+H2O_BODY = "a JSON object with 'fields' and 'rows'"
+OIP_BODY = "a JSON object with 'inputs'"
+
+
+def decoded(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """``body`` with its ``Content-Encoding`` undone (gzip or deflate, as tritonclient can send),
+    never past ``limit`` bytes decoded (413: a small body can inflate a thousandfold); 415 for
+    any other encoding."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return body
+    if name not in ("gzip", "deflate"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not supported; send the body as is, or gzip or deflate"
+        )
+    inflater = zlib.decompressobj(zlib.MAX_WBITS | 16 if name == "gzip" else zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise InvalidRequest(f"the body is not valid {name} data: {exc}") from None
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise BodyTooLarge(limit)
+    if not inflater.eof:
+        raise InvalidRequest(f"the body's {name} data ends early")
+    return out
+
+
+async def read_body(request: Request, limit: int, timeout: float, *, expected: str = H2O_BODY) -> bytes:
     """The request body, read as it streams in: 413 as soon as it passes ``limit`` bytes (never
     buffered whole first, chunked or not), 408 when it takes longer than ``timeout``, 400 when
-    empty."""
+    empty (saying that ``expected`` should be sent)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
@@ -71,7 +100,7 @@ async def read_body(request: Request, limit: int, timeout: float) -> bytes:
     except TimeoutError:
         raise BodyTimeout(timeout) from None
     if not body:
-        raise InvalidRequest("the request body is empty; send a JSON object with 'fields' and 'rows'")
+        raise InvalidRequest(f"the request body is empty; send {expected}")
     return body
 
 

@@ -17,16 +17,17 @@ functions of bytes and schemas: no HTTP here.
 from __future__ import annotations
 
 import math
+import re
 import struct
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from scorer_core.errors import InvalidRequest
+from scorer_core.errors import InvalidRequest, ModelError
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
@@ -84,6 +85,11 @@ _ELEMENTS: Mapping[str, np.dtype[Any]] = {
     }.items()
 }
 DATATYPES = frozenset({*_ELEMENTS, "BYTES"})
+#: The most dimensions a tensor may have: a tabular request needs two, an image four or five, and
+#: a shape of thousands of huge sizes made a number of thousands of digits to multiply and print.
+MAX_DIMENSIONS = 8
+#: Each size must fit an unsigned 64-bit integer, as the protocol says.
+_SIZE_LIMIT = 2**64
 _LENGTH = struct.Struct("<I")
 
 
@@ -155,12 +161,7 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
             f"{len(binary) - offset} bytes of binary data follow the JSON but no input's "
             "binary_data_size claims them"
         )
-    names = {t.name for t in inputs}
-    if len(names) != len(inputs):
-        seen: set[str] = set()
-        repeated = {t.name for t in inputs if t.name in seen or seen.add(t.name)}  # type: ignore[func-returns-value]
-        duplicates = sorted(repeated)
-        raise InvalidRequest(f"duplicate inputs: {', '.join(map(echoed, duplicates))}")
+    check_unique_inputs(inputs)
     return InferRequest(
         id=request_id if request_id is not None else str(uuid.uuid4()),
         inputs=tuple(inputs),
@@ -169,13 +170,27 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
     )
 
 
+def check_unique_inputs(inputs: Sequence[Tensor]) -> None:
+    """``InvalidRequest`` naming the inputs sent more than once (a few of them), in linear time:
+    a request may hold thousands of inputs."""
+    if len({t.name for t in inputs}) == len(inputs):
+        return
+    seen: set[str] = set()
+    repeated = sorted({t.name for t in inputs if t.name in seen or seen.add(t.name)})  # type: ignore[func-returns-value]
+    shown = ", ".join(map(echoed, repeated[:LISTED])) + (
+        f" and {len(repeated) - LISTED} more" if len(repeated) > LISTED else ""
+    )
+    raise InvalidRequest(f"duplicate inputs: {shown}")
+
+
+#: Names an error lists at most; the rest are counted.
+LISTED = 10
+
+
 def _split(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
     if header_length is None:
         return body, b""
-    try:
-        length = int(header_length)
-    except ValueError:
-        length = -1
+    length = int(header_length) if re.fullmatch(r"[0-9]{1,15}", header_length) else -1
     if not 0 <= length <= len(body):
         raise InvalidRequest(
             f"Inference-Header-Content-Length is {shortened(header_length, 40)}; it must be a "
@@ -193,6 +208,7 @@ def _parameters(owner: Mapping[str, Any], what: str) -> Mapping[str, Any]:
     return parameters
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: The datatypes a plain input may have (``_plain_tensors``), with the element types each takes.
 _PLAIN: Mapping[str, frozenset[type]] = {
     "FP64": frozenset({float, int, type(None)}),
@@ -223,10 +239,12 @@ def _plain_tensors(raw_inputs: list[Any]) -> list[Tensor] | None:
         datatype: Any = raw.get("datatype")
         shape: Any = raw.get("shape")
         data: Any = raw.get("data")
-        allowed = _PLAIN.get(datatype)
+        allowed = _PLAIN.get(datatype) if type(datatype) is str else None
         if allowed is None or type(name) is not str or not name or type(data) is not list:
             return None
-        if type(shape) is not list or not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+        if type(shape) is not list or not (
+            len(shape) == 1 or (len(shape) == 2 and type(shape[1]) is int and shape[1] == 1)
+        ):
             return None
         count = shape[0]
         if type(count) is not int or len(data) != count or (data and type(data[0]) is list):
@@ -234,6 +252,10 @@ def _plain_tensors(raw_inputs: list[Any]) -> list[Tensor] | None:
         found = set(map(type, data))
         if not found <= allowed:
             return None
+        if datatype == "INT64" and data:
+            present = [v for v in data if v is not None] if missing in found else data
+            if present and (min(present) < _INT64_MIN or max(present) > _INT64_MAX):
+                return None  # the careful path names it
         if missing in found and datatype[0] == "F":
             data = [math.nan if v is None else v for v in data]
         tensors.append(Tensor(name, datatype, tuple(shape), data))
@@ -250,9 +272,7 @@ def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, i
     count = _checked_header(index, name, datatype, shape)
     parameters = raw.get("parameters")
     if parameters is not None and type(parameters) is not dict:
-        raise InvalidRequest(
-            f"the parameters of {_label(name)} must be an object, got {_short(parameters)}"
-        )
+        raise InvalidRequest(f"the parameters of {_label(name)} must be an object, got {_short(parameters)}")
     size = parameters.get("binary_data_size") if parameters else None
     if size is not None:
         if "data" in raw:
@@ -266,10 +286,11 @@ def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, i
         return Tensor(name, datatype, tuple(shape), values), offset + size
     if "data" not in raw:
         raise InvalidRequest(f"{_label(name)} has no 'data'")
-    flat = _flattened(raw["data"], name)
+    flat = _flattened(raw["data"], name, shape)
     if len(flat) != count:
         raise InvalidRequest(
-            f"{_label(name)} has shape {shape}, which holds {count} elements, but its data has {len(flat)}"
+            f"{_label(name)} has shape {_short(shape)}, which holds {count} elements, "
+            f"but its data has {len(flat)}"
         )
     return Tensor(name, datatype, tuple(shape), _from_json(flat, datatype, name)), offset
 
@@ -279,17 +300,23 @@ def _checked_header(index: int, name: Any, datatype: Any, shape: Any) -> int:
     the protocol's (the same words whichever protocol carried it)."""
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"input {index} has no name")
-    if datatype not in DATATYPES:
+    if type(datatype) is not str or datatype not in DATATYPES:
         raise InvalidRequest(
             f"{_label(name)} has datatype {_short(datatype)}; the protocol's datatypes are "
             f"{', '.join(sorted(DATATYPES))}"
         )
-    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and 0 <= shape[0] < _SIZE_LIMIT:
         return int(shape[0])  # most tabular inputs, checked without a generator
-    if type(shape) is not list or not shape or not all(type(d) is int and d >= 0 for d in shape):
+    if (
+        type(shape) is not list
+        or not 0 < len(shape) <= MAX_DIMENSIONS
+        or not all(type(d) is int and 0 <= d < _SIZE_LIMIT for d in shape)
+    ):
         raise InvalidRequest(
-            f"{_label(name)} has shape {_short(shape)}; a shape is a non-empty array of sizes"
+            f"{_label(name)} has shape {_short(shape)}; a shape is an array of 1 to {MAX_DIMENSIONS} "
+            "sizes, each a whole number below 2**64"
         )
+    # At most 8 factors below 2**64: a product of at most 512 bits, however large the sizes.
     return math.prod(shape)
 
 
@@ -315,24 +342,28 @@ def listed_tensor(index: int, name: Any, datatype: Any, shape: Any, elements: Se
     return Tensor(name, datatype, tuple(shape), _from_json(list(elements), datatype, name))
 
 
-def _flattened(data: Any, name: str) -> list[Any]:
-    """Row-major elements of data sent flat or nested."""
+def _flattened(data: Any, name: str, shape: Sequence[int]) -> list[Any]:
+    """Row-major elements of data sent flat, or nested exactly as ``shape`` says (a ragged or
+    otherwise nested array is refused: its elements could not be placed)."""
     if type(data) is not list:
         return [data]
     if not data or type(data[0]) is not list:
         return data  # flat (a list further on is an element of the wrong type, refused as one)
     flat: list[Any] = []
-    stack: list[Iterable[Any]] = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if type(item) is list:
-                if len(stack) > 64:
-                    raise InvalidRequest(f"the data of {_label(name)} nests deeper than any shape")
-                stack.append(iter(item))
-                break
-            flat.append(item)
-        else:
-            stack.pop()
+    level: list[Any] = [data]
+    for depth, size in enumerate(shape):
+        last = depth == len(shape) - 1
+        following: list[Any] = []
+        for item in level:
+            if type(item) is not list or len(item) != size:
+                raise InvalidRequest(
+                    f"the data of {_label(name)} is nested, but not as its shape {_short(shape)} says "
+                    f"(dimension {depth} of size {size}): send it flat, or nested as the shape is"
+                )
+            (flat if last else following).extend(item)
+        level = following
+    if any(type(v) is list for v in flat):
+        raise InvalidRequest(f"the data of {_label(name)} is nested deeper than its shape {_short(shape)}")
     return flat
 
 
@@ -361,13 +392,11 @@ def _from_json(flat: list[Any], datatype: str, name: str) -> list[Any]:
         allowed = _JSON_TYPES[kind]
         position = next(i for i, value in enumerate(flat) if type(value) not in allowed)
         raise _bad_element(name, position, flat[position], _EXPECTED[kind].format(datatype))
-    if kind == "INT" and flat and datatype not in ("INT64", "UINT64"):
+    if kind == "INT" and flat:
         present = [v for v in flat if v is not None] if type(None) in found else flat
         info = np.iinfo(_ELEMENTS[datatype])
         if present and (min(present) < info.min or max(present) > info.max):
-            raise InvalidRequest(
-                f"the data of {_label(name)} holds an integer beyond {datatype}'s range"
-            )
+            raise InvalidRequest(f"the data of {_label(name)} holds an integer beyond {datatype}'s range")
     if kind == "FP" and type(None) in found:
         return [math.nan if v is None else v for v in flat]
     return flat
@@ -420,12 +449,24 @@ def _requested_outputs(raw: Any, parameters: Mapping[str, Any]) -> tuple[Request
     if not isinstance(raw, list):
         raise InvalidRequest(f"'outputs' must be an array of requested outputs, got {_short(raw)}")
     requested = []
+    seen: set[str] = set()
+    default = parameters.get("binary_data_output", False)
+    if type(default) is not bool:
+        raise InvalidRequest(f"the request's binary_data_output must be true or false, got {_short(default)}")
     for index, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidRequest(f"requested output {index} must be an object with a 'name'")
-        own = _parameters(item, f"output {echoed(item['name'])}")
-        binary = own.get("binary_data", parameters.get("binary_data_output", False)) is True
-        requested.append(RequestedOutput(item["name"], binary))
+        name = item["name"]
+        if name in seen:
+            raise InvalidRequest(f"output {echoed(name)} is requested twice")
+        seen.add(name)
+        own = _parameters(item, f"output {echoed(name)}")
+        binary = own.get("binary_data", default)
+        if type(binary) is not bool:
+            raise InvalidRequest(
+                f"the binary_data of output {echoed(name)} must be true or false, got {_short(binary)}"
+            )
+        requested.append(RequestedOutput(name, binary))
     return tuple(requested)
 
 
@@ -631,12 +672,49 @@ def binary_output(column: np.ndarray, spec: Field) -> bytes:
     """An output column in the binary layout, in the field's declared datatype."""
     datatype = DATATYPE_OF[spec.data_type]
     if datatype != "BYTES":
-        return np.ascontiguousarray(column, dtype=_ELEMENTS[datatype]).tobytes()
+        return _fixed_size(column, spec, datatype).tobytes()
     parts = []
     for value in column.tolist():
         text = b"" if value is None else str(_text(value)).encode()
         parts.append(_LENGTH.pack(len(text)) + text)
     return b"".join(parts)
+
+
+def _fixed_size(column: np.ndarray, spec: Field, datatype: str) -> np.ndarray:
+    """An output column as the binary layout's elements of ``datatype``; ``ModelError`` (500) when
+    the model's values do not fit it (a missing integer or boolean, an integer out of range, a
+    value of another kind), which the layout cannot carry and a cast would silently change."""
+    element = _ELEMENTS[datatype]
+    if element.kind == "f":
+        try:
+            return np.ascontiguousarray(column, dtype=element)
+        except (TypeError, ValueError):
+            raise _unfit(spec, datatype, "values that are not numbers") from None
+    if column.dtype.kind == "O":
+        if any(v is None for v in column.tolist()):
+            raise _unfit(spec, datatype, "missing values")
+        try:
+            column = np.asarray(column.tolist())
+        except (TypeError, ValueError, OverflowError):
+            raise _unfit(spec, datatype, "values of mixed kinds") from None
+    if column.dtype.kind == "f":
+        if np.isnan(column).any():
+            raise _unfit(spec, datatype, "missing values")
+        if element.kind != "b" and not np.all(column == np.floor(column)):
+            raise _unfit(spec, datatype, "fractions")
+    if element.kind in "iu" and column.size:
+        info = np.iinfo(element)
+        if column.dtype.kind not in "iufb" or column.min() < info.min or column.max() > info.max:
+            raise _unfit(spec, datatype, f"values beyond {datatype}'s range")
+    return np.ascontiguousarray(column, dtype=element)
+
+
+def _unfit(spec: Field, datatype: str, what: str) -> ModelError:
+    return ModelError(  # the answer is being shaped: the runtime that made it is not known here
+        f"output {echoed(spec.name)} holds {what}, which {datatype} elements in binary cannot carry; "
+        "ask for it in JSON (binary_data false), where a missing value is null",
+        runtime="scorer_core",
+    )
 
 
 def _bad_element(name: str, position: int, value: Any, expected: str) -> InvalidRequest:

@@ -27,6 +27,7 @@ from scorer_core.wire.oip import (
     Tensor,
     binary_output,
     binary_tensor,
+    check_unique_inputs,
     chosen_outputs,
     listed_tensor,
 )
@@ -52,8 +53,9 @@ _FIELDS = frozenset(CONTENTS_OF.values())
 
 
 def raw_bytes(request: Any) -> int:
-    """The bytes of tensor data a ``ModelInferRequest`` carries raw (how large its work is)."""
-    return sum(len(raw) for raw in request.raw_input_contents)
+    """How many bytes a ``ModelInferRequest`` is (how large its work is): raw contents and typed
+    ones alike, since typed ``contents`` of millions of elements are as much work to read."""
+    return int(request.ByteSize())
 
 
 def infer_request(request: Any) -> InferRequest:
@@ -81,10 +83,7 @@ def infer_request(request: Any) -> InferRequest:
             tensors.append(binary_tensor(index, tensor.name, tensor.datatype, shape, raw[index], size))
             continue
         tensors.append(_listed(index, tensor, shape, filled))
-    names = [t.name for t in tensors]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InvalidRequest(f"duplicate inputs: {', '.join(map(echoed, duplicates))}")
+    check_unique_inputs(tensors)
     outputs = tuple(RequestedOutput(output.name, True) for output in request.outputs)
     return InferRequest(id=request.id, inputs=tuple(tensors), outputs=outputs or None, binary_outputs=True)
 

@@ -74,7 +74,12 @@ def start_server(
     ``request_headers`` written to ``target.header_log``; without, it is plain ``scorer serve``.
     A ``model_path`` of ``None`` serves the demo model (or ``MODEL_PATH`` from ``env``).
     """
+    # A port the caller chose for the server already (SCORER_GRPC_PORT, from free_port() too) is
+    # free until the server binds it, so free_port() may hand it out again: never take it here.
+    taken = {int(value) for name, value in (env or {}).items() if name.endswith("_PORT") and value.isdigit()}
     port = free_port()
+    while port in taken:
+        port = free_port()
     with tempfile.TemporaryDirectory(prefix="scorer-conformance-") as tmp:
         header_log = Path(tmp) / "headers.jsonl"
         log_file = Path(tmp) / "server.log"

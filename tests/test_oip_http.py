@@ -74,3 +74,24 @@ def test_compressed_bodies_empty_ones_and_the_frameworks_refusals(probe_server):
         long_name = "m" * 5000
         reply = target.get(f"/v2/models/{long_name}")
         assert reply.status == 404 and len(reply.json()["error"]) < 400, len(reply.text)
+
+
+def test_start_server_never_takes_the_port_the_caller_chose_for_grpc(monkeypatch):
+    """free_port() may hand out a port twice before anything binds it: CI once saw the server's
+    HTTP port equal the SCORER_GRPC_PORT its test had just chosen (the server refused to start)."""
+    import conformance.target as target
+
+    ports = iter([5001, 5001, 5002])
+    monkeypatch.setattr(target, "free_port", lambda: next(ports))
+
+    class Started(Exception):
+        pass
+
+    def popen(command, **kwargs):
+        raise Started(command)
+
+    monkeypatch.setattr(target.subprocess, "Popen", popen)
+    with pytest.raises(Started) as started, target.start_server("m", env={"SCORER_GRPC_PORT": "5001"}):
+        pass
+    command = started.value.args[0]
+    assert command[command.index("--port") + 1] == "5002"

@@ -45,7 +45,7 @@ def test_an_http_and_a_grpc_request_with_equal_headers_share_one_model_call(prob
         SCORER_GRPC_PORT=str(port), SCORER_BATCH_MAX_WAIT_MS="50", H2O_SCORER_FORWARD_HEADERS="X-Tenant-Id"
     )
     tenant = {"x-tenant-id": "tenant-1"}
-    with start_server(model, env=env, record_headers=False) as target, httpx.Client(timeout=60) as http:
+    with start_server(model, env=env, record_headers=True) as target, httpx.Client(timeout=60) as http:
         base = target.base_url.rstrip("/")
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
 
@@ -62,8 +62,10 @@ def test_an_http_and_a_grpc_request_with_equal_headers_share_one_model_call(prob
             shared = False
             for _ in range(4):  # rounds, until the pair was seen sharing a call
                 with ThreadPoolExecutor(max_workers=3) as pool:
+                    started = model_calls(target)
                     first = pool.submit(h2o, 1.0)
-                    time.sleep(0.1)  # the first call has started: the next two wait for the model
+                    # Once the first call has started, the next two wait for the model together.
+                    wait_for(lambda n=started: model_calls(target) > n, what="the first model call")
                     pair = pool.submit(h2o, 2.0), pool.submit(grpc_call, 3.0)
                     replies = first.result(), pair[0].result()
                     answer = pair[1].result()

@@ -4,14 +4,13 @@ real sockets; bounded in rounds and time."""
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
 from conformance import start_server
-from tests.conftest import plugin_env
+from tests.conftest import model_calls, plugin_env, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +24,7 @@ def test_an_h2o_and_an_oip_request_waiting_together_share_one_model_call(probe_f
     )
     env = plugin_env(BATCH_WORKERS=workers, SCORER_BATCH_MAX_WAIT_MS="50")
     name = model.stem
-    with start_server(model, env=env, record_headers=False) as target, httpx.Client(timeout=60) as client:
+    with start_server(model, env=env, record_headers=True) as target, httpx.Client(timeout=60) as client:
         base = target.base_url.rstrip("/")
 
         def h2o(x: float) -> httpx.Response:
@@ -43,8 +42,10 @@ def test_an_h2o_and_an_oip_request_waiting_together_share_one_model_call(probe_f
         shared = False
         for _ in range(4):  # rounds, until the pair was seen sharing a call
             with ThreadPoolExecutor(max_workers=3) as pool:
+                started = model_calls(target)
                 first = pool.submit(h2o, 1.0)
-                time.sleep(0.1)  # the first call has started: the next two wait for the model
+                # Once the first call has started, the next two wait for the model together.
+                wait_for(lambda n=started: model_calls(target) > n, what="the first model call")
                 pair = [pool.submit(h2o, 2.0), pool.submit(oip, 3.0)]
                 replies = [first.result(), *(f.result() for f in pair)]
             assert all(r.status_code == 200 for r in replies), [r.text for r in replies]

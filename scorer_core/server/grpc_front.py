@@ -33,11 +33,11 @@ from scorer_core.server.auth import Authenticator
 from scorer_core.server.front import ROWS_KEY, log_access, request_id_of
 from scorer_core.server.h2o_routes import OFF_LOOP_BYTES
 from scorer_core.server.metrics import ScorerMetrics
-from scorer_core.server.oip_routes import named_model
+from scorer_core.server.oip_routes import model_metadata, named_model
 from scorer_core.server.tracing import Tracing
 from scorer_core.service.plane import DataPlane
-from scorer_core.service.tasks import PreparedRequest, prepare_typed
-from scorer_core.wire.oip import InferRequest, check_outputs, rows_of, tensor_metadata
+from scorer_core.service.tasks import PreparedRequest, prepare_infer
+from scorer_core.wire.oip import InferRequest
 
 __all__ = ["ENDPOINTS", "INSTALL_HINT", "GrpcFront"]
 
@@ -321,14 +321,7 @@ class GrpcFront:
 
     async def _ModelMetadata(self, request: Any, call: _Call) -> Any:
         facts = named_model(self._plane, request.name, request.version or None)
-        return self._response(
-            "ModelMetadataResponse",
-            name=facts.model_name,
-            versions=[facts.model_version],
-            platform=facts.runtime,
-            inputs=tensor_metadata(facts.schema.inputs),
-            outputs=tensor_metadata(facts.schema.outputs),
-        )
+        return self._response("ModelMetadataResponse", **model_metadata(facts))
 
     async def _ModelInfer(self, request: Any, call: _Call) -> Any:
         from scorer_core.wire.oip_grpc import infer_request, infer_response, raw_bytes
@@ -343,9 +336,7 @@ class GrpcFront:
         def prepare(facts: ModelFacts) -> PreparedRequest:
             infer = infer_request(request)
             parsed.append(infer)
-            check_outputs(infer, facts.schema.outputs)
-            inputs, missing = facts.schema.inputs, facts.missing_values
-            return prepare_typed(rows_of(infer, inputs, missing, keep_cells=not off_loop))
+            return prepare_infer(infer, facts, keep_cells=not off_loop)
 
         def answer(facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult) -> Any:
             assert result.outputs is not None

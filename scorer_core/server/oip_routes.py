@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -24,19 +25,17 @@ from scorer_core.server.front import ROWS_KEY
 from scorer_core.server.h2o_routes import OFF_LOOP_BYTES, Route
 from scorer_core.server.requests import OIP_BODY, decoded, read_body
 from scorer_core.service.plane import DataPlane
-from scorer_core.service.tasks import PreparedRequest, prepare_typed
+from scorer_core.service.tasks import PreparedRequest, prepare_infer
 from scorer_core.wire.cells import echoed
 from scorer_core.wire.oip import (
     HEADER_LENGTH,
     InferRequest,
-    check_outputs,
     infer_response,
     parse_infer,
-    rows_of,
     tensor_metadata,
 )
 
-__all__ = ["OIP_PATHS", "OIP_ROUTES", "OIPEndpoints", "UnknownModel", "named_model"]
+__all__ = ["OIP_PATHS", "OIP_ROUTES", "OIPEndpoints", "UnknownModel", "model_metadata", "named_model"]
 
 _JSON = "application/json"
 #: What ``GET /v2`` reports as supported beyond the protocol's core.
@@ -89,16 +88,7 @@ class OIPEndpoints:
 
     async def model_metadata(self, model_name: str, model_version: str | None = None) -> Response:
         """The model's inputs and outputs as tensors of any number of rows."""
-        facts = self._facts(model_name, model_version)
-        return _json(
-            {
-                "name": facts.model_name,
-                "versions": [facts.model_version],
-                "platform": facts.runtime,
-                "inputs": tensor_metadata(facts.schema.inputs),
-                "outputs": tensor_metadata(facts.schema.outputs),
-            }
-        )
+        return _json(model_metadata(self._facts(model_name, model_version)))
 
     async def model_ready(self, model_name: str, model_version: str | None = None) -> Response:
         """Whether the named model can be called now."""
@@ -123,9 +113,7 @@ class OIPEndpoints:
 
         def prepare(facts: ModelFacts) -> PreparedRequest:
             parsed.request = infer = parse_infer(body, header_length)
-            check_outputs(infer, facts.schema.outputs)
-            inputs, missing = facts.schema.inputs, facts.missing_values
-            return prepare_typed(rows_of(infer, inputs, missing, keep_cells=not off_loop))
+            return prepare_infer(infer, facts, keep_cells=not off_loop)
 
         def answer(
             facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult
@@ -158,6 +146,18 @@ class OIPEndpoints:
 
     def _facts(self, model_name: str, model_version: str | None) -> ModelFacts:
         return named_model(self._plane, model_name, model_version)
+
+
+def model_metadata(facts: ModelFacts) -> dict[str, Any]:
+    """The model's metadata as the protocol describes it, for every front: its name, its one
+    version, its runtime as the platform, and its fields as tensors of any number of rows."""
+    return {
+        "name": facts.model_name,
+        "versions": [facts.model_version],
+        "platform": facts.runtime,
+        "inputs": tensor_metadata(facts.schema.inputs),
+        "outputs": tensor_metadata(facts.schema.outputs),
+    }
 
 
 def named_model(plane: DataPlane, model_name: str, model_version: str | None) -> ModelFacts:

@@ -18,8 +18,9 @@ from scorer_core.schema import Field, ShapleyType
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import build_frame, echoed
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
+from scorer_core.wire.oip import InferRequest, check_outputs, rows_of
 
-__all__ = ["PreparedRequest", "prepare_contribution", "prepare_score", "prepare_typed"]
+__all__ = ["PreparedRequest", "prepare_contribution", "prepare_infer", "prepare_score"]
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,14 @@ def prepare_contribution(request: ContributionRequest, facts: ModelFacts) -> Pre
     )
 
 
-def prepare_typed(frame: Typed) -> PreparedRequest:
-    """A request whose rows arrived as columns (the Open Inference Protocol's tensors), typed or
-    kept as cells for its batch: it copies no input into its answer and asks for outputs only."""
+def prepare_infer(request: InferRequest, facts: ModelFacts, *, keep_cells: bool) -> PreparedRequest:
+    """Validate an Open Inference Protocol request, whichever front (REST or gRPC) parsed it: the
+    outputs it names, and its tensors as the model's rows, kept as cells for the batch when
+    ``keep_cells`` and few (``wire.oip.rows_of``). It copies no input into its answer and asks for
+    outputs only."""
+    check_outputs(request, facts.schema.outputs)
     return PreparedRequest(
-        frame=frame,
+        frame=rows_of(request, facts.schema.inputs, facts.missing_values, keep_cells=keep_cells),
         rows=[],
         copied_fields=[],
         copied_positions=[],

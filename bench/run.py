@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import models as bench_models  # noqa: E402  (bench/models.py: the benchmark set)
 
-from conformance.target import wait_ready  # noqa: E402
+from conformance.target import stop_process, wait_ready  # noqa: E402
 
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
@@ -247,11 +247,7 @@ def running(server: Server, work: Path) -> Iterator[str]:
         wait_ready(base, 180, process=process, log=log.read_text, path=server.ready_path)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def post(url: str, body: dict) -> dict:

@@ -18,7 +18,14 @@ from typing import Any
 from conformance._http import Reply, request
 from conformance.recording import HEADER_LOG_ENV
 
-__all__ = ["CONFORMANCE_FORWARD_HEADERS", "ScorerTarget", "free_port", "start_server", "wait_ready"]
+__all__ = [
+    "CONFORMANCE_FORWARD_HEADERS",
+    "ScorerTarget",
+    "free_port",
+    "start_server",
+    "stop_process",
+    "wait_ready",
+]
 
 #: What a suite-started server forwards: two real headers plus two tracing headers that the
 #: runtime must drop even though they are configured.
@@ -104,12 +111,17 @@ def start_server(
             _wait_ready(target, process, log_file, startup_timeout)
             yield target
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[Any], grace: float = 30) -> None:
+    """Stop a server started for a check: SIGTERM, ``grace`` seconds to finish, then SIGKILL."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_ready(

@@ -16,7 +16,7 @@ import pytest
 
 from conformance import start_server, wait_ready
 from conformance.oip import OIPSuite
-from conformance.target import ScorerTarget, free_port
+from conformance.target import ScorerTarget, free_port, stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +90,7 @@ class TestMLServer(_MixedModel):
             wait_ready(base, 180, process=process, log=log.read_text, path=f"/v2/models/{NAME}/ready")
             yield ScorerTarget(base)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 #: Where MLServer 1.7.1 departs from the protocol, each check that shows it, and why it is

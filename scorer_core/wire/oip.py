@@ -46,6 +46,7 @@ __all__ = [
     "chosen_outputs",
     "frame_of",
     "infer_response",
+    "input_label",
     "listed_tensor",
     "parse_infer",
     "rows_of",
@@ -272,24 +273,26 @@ def _tensor(raw: Any, index: int, binary: bytes, offset: int) -> tuple[Tensor, i
     count = _checked_header(index, name, datatype, shape)
     parameters = raw.get("parameters")
     if parameters is not None and type(parameters) is not dict:
-        raise InvalidRequest(f"the parameters of {_label(name)} must be an object, got {_short(parameters)}")
+        raise InvalidRequest(
+            f"the parameters of {input_label(name)} must be an object, got {_short(parameters)}"
+        )
     size = parameters.get("binary_data_size") if parameters else None
     if size is not None:
         if "data" in raw:
-            raise InvalidRequest(f"{_label(name)} has both 'data' and a binary_data_size")
+            raise InvalidRequest(f"{input_label(name)} has both 'data' and a binary_data_size")
         if type(size) is not int or size < 0 or offset + size > len(binary):
             raise InvalidRequest(
-                f"{_label(name)} has binary_data_size {_short(size)}, but {len(binary) - offset} bytes of "
-                "binary data are left after the JSON"
+                f"{input_label(name)} has binary_data_size {_short(size)}, but "
+                f"{len(binary) - offset} bytes of binary data are left after the JSON"
             )
         values = _from_binary(binary[offset : offset + size], datatype, count, name)
         return Tensor(name, datatype, tuple(shape), values), offset + size
     if "data" not in raw:
-        raise InvalidRequest(f"{_label(name)} has no 'data'")
+        raise InvalidRequest(f"{input_label(name)} has no 'data'")
     flat = _flattened(raw["data"], name, shape)
     if len(flat) != count:
         raise InvalidRequest(
-            f"{_label(name)} has shape {_short(shape)}, which holds {count} elements, "
+            f"{input_label(name)} has shape {_short(shape)}, which holds {count} elements, "
             f"but its data has {len(flat)}"
         )
     return Tensor(name, datatype, tuple(shape), _from_json(flat, datatype, name)), offset
@@ -302,7 +305,7 @@ def _checked_header(index: int, name: Any, datatype: Any, shape: Any) -> int:
         raise InvalidRequest(f"input {index} has no name")
     if type(datatype) is not str or datatype not in DATATYPES:
         raise InvalidRequest(
-            f"{_label(name)} has datatype {_short(datatype)}; the protocol's datatypes are "
+            f"{input_label(name)} has datatype {_short(datatype)}; the protocol's datatypes are "
             f"{', '.join(sorted(DATATYPES))}"
         )
     if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and 0 <= shape[0] < _SIZE_LIMIT:
@@ -313,7 +316,7 @@ def _checked_header(index: int, name: Any, datatype: Any, shape: Any) -> int:
         or not all(type(d) is int and 0 <= d < _SIZE_LIMIT for d in shape)
     ):
         raise InvalidRequest(
-            f"{_label(name)} has shape {_short(shape)}; a shape is an array of 1 to {MAX_DIMENSIONS} "
+            f"{input_label(name)} has shape {_short(shape)}; a shape is an array of 1 to {MAX_DIMENSIONS} "
             "sizes, each a whole number below 2**64"
         )
     # At most 8 factors below 2**64: a product of at most 512 bits, however large the sizes.
@@ -336,7 +339,7 @@ def listed_tensor(index: int, name: Any, datatype: Any, shape: Any, elements: Se
     count = _checked_header(index, name, datatype, shape)
     if len(elements) != count:
         raise InvalidRequest(
-            f"{_label(name)} has shape {shape}, which holds {count} elements, "
+            f"{input_label(name)} has shape {shape}, which holds {count} elements, "
             f"but its data has {len(elements)}"
         )
     return Tensor(name, datatype, tuple(shape), _from_json(list(elements), datatype, name))
@@ -357,13 +360,15 @@ def _flattened(data: Any, name: str, shape: Sequence[int]) -> list[Any]:
         for item in level:
             if type(item) is not list or len(item) != size:
                 raise InvalidRequest(
-                    f"the data of {_label(name)} is nested, but not as its shape {_short(shape)} says "
+                    f"the data of {input_label(name)} is nested, but not as its shape {_short(shape)} says "
                     f"(dimension {depth} of size {size}): send it flat, or nested as the shape is"
                 )
             (flat if last else following).extend(item)
         level = following
     if any(type(v) is list for v in flat):
-        raise InvalidRequest(f"the data of {_label(name)} is nested deeper than its shape {_short(shape)}")
+        raise InvalidRequest(
+            f"the data of {input_label(name)} is nested deeper than its shape {_short(shape)}"
+        )
     return flat
 
 
@@ -396,7 +401,9 @@ def _from_json(flat: list[Any], datatype: str, name: str) -> list[Any]:
         present = [v for v in flat if v is not None] if type(None) in found else flat
         info = np.iinfo(_ELEMENTS[datatype])
         if present and (min(present) < info.min or max(present) > info.max):
-            raise InvalidRequest(f"the data of {_label(name)} holds an integer beyond {datatype}'s range")
+            raise InvalidRequest(
+                f"the data of {input_label(name)} holds an integer beyond {datatype}'s range"
+            )
     if kind == "FP" and type(None) in found:
         return [math.nan if v is None else v for v in flat]
     return flat
@@ -411,8 +418,8 @@ def _from_binary(
     element = _ELEMENTS[datatype]
     if len(raw) != count * element.itemsize:
         raise InvalidRequest(
-            f"{_label(name)} declares {count} {datatype} elements ({count * element.itemsize} bytes) but "
-            f"{size.format(len(raw))}"
+            f"{input_label(name)} declares {count} {datatype} elements "
+            f"({count * element.itemsize} bytes) but {size.format(len(raw))}"
         )
     values = np.frombuffer(raw, dtype=element)
     return values.astype(element.newbyteorder("="))
@@ -434,10 +441,10 @@ def _bytes_elements(raw: bytes, count: int, name: str) -> list[Any]:
         try:
             values.append(str(view[start:position], "utf-8"))
         except UnicodeDecodeError:
-            raise InvalidRequest(f"element {len(values)} of {_label(name)} is not UTF-8 text") from None
+            raise InvalidRequest(f"element {len(values)} of {input_label(name)} is not UTF-8 text") from None
     if len(values) != count or position != len(raw):
         raise InvalidRequest(
-            f"the binary data of {_label(name)} does not hold exactly {count} BYTES elements, each a "
+            f"the binary data of {input_label(name)} does not hold exactly {count} BYTES elements, each a "
             "4-byte little-endian length and its bytes"
         )
     return values
@@ -718,10 +725,10 @@ def _unfit(spec: Field, datatype: str, what: str) -> ModelError:
 
 
 def _bad_element(name: str, position: int, value: Any, expected: str) -> InvalidRequest:
-    return InvalidRequest(f"element {position} of {_label(name)} is {echoed(value)}, not {expected}")
+    return InvalidRequest(f"element {position} of {input_label(name)} is {echoed(value)}, not {expected}")
 
 
-def _label(name: str) -> str:
+def input_label(name: str) -> str:
     """An input as messages name it; built only for a message, as most requests need none."""
     return f"input {echoed(name)}"
 

@@ -18,7 +18,6 @@ import numpy as np
 
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import Field
-from scorer_core.wire.cells import echoed
 from scorer_core.wire.oip import (
     DATATYPE_OF,
     DATATYPES,
@@ -29,6 +28,7 @@ from scorer_core.wire.oip import (
     binary_tensor,
     check_unique_inputs,
     chosen_outputs,
+    input_label,
     listed_tensor,
 )
 
@@ -77,7 +77,7 @@ def infer_request(request: Any) -> InferRequest:
         if raw:
             if filled:
                 raise InvalidRequest(
-                    f"input {echoed(tensor.name)} has both contents and raw_input_contents; send one"
+                    f"{input_label(tensor.name)} has both contents and raw_input_contents; send one"
                 )
             size = "its raw_input_contents has {} bytes"
             tensors.append(binary_tensor(index, tensor.name, tensor.datatype, shape, raw[index], size))
@@ -98,7 +98,7 @@ def _listed(index: int, tensor: Any, shape: list[int], filled: list[str]) -> Ten
         where = f"in {expected}" if expected is not None else "in raw_input_contents only"
         found = f"its data in {', '.join(filled)}" if filled else "no raw_input_contents"
         raise InvalidRequest(
-            f"input {echoed(tensor.name)} of datatype {datatype} has {found}; {datatype} data goes {where}"
+            f"{input_label(tensor.name)} of datatype {datatype} has {found}; {datatype} data goes {where}"
         )
     elements: Sequence[Any] = getattr(tensor.contents, expected)
     if datatype == "BYTES":
@@ -108,7 +108,7 @@ def _listed(index: int, tensor: Any, shape: list[int], filled: list[str]) -> Ten
                 texts.append(value.decode("utf-8"))
             except UnicodeDecodeError:
                 raise InvalidRequest(
-                    f"element {position} of input {echoed(tensor.name)} is not UTF-8 text"
+                    f"element {position} of {input_label(tensor.name)} is not UTF-8 text"
                 ) from None
         elements = texts
     return listed_tensor(index, tensor.name, datatype, shape, elements)

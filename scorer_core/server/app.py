@@ -242,8 +242,7 @@ class Endpoints:
 
     async def unexpected_error(self, request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed unexpectedly", request.method, request.url.path)
-        error = ScorerError(f"{type(exc).__name__}: {exc}")
-        error.detail_prefix = "Failed scoring request due to: "
+        error = ModelError(f"{type(exc).__name__}: {exc}", runtime="scorer_core")
         return _error_response(error, request.scope["path"])
 
     async def framework_error(self, request: Request, exc: Exception) -> Response:

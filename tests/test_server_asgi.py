@@ -358,3 +358,26 @@ def test_a_root_path_never_lets_a_request_past_the_credential_gate(tmp_path, mon
     assert anonymous != 200 and scored != 200
     if allowed == 200:  # a path the app serves: the gate stood in front of it
         assert anonymous == 401 and scored == 401
+
+
+def test_an_unexpected_error_is_a_500_in_each_protocols_spelling(serve, monkeypatch):
+    """A bug in the server itself (not a ScorerError): H2O's prefixed detail, or OIP's error."""
+    import scorer_core.server.h2o_routes as h2o_routes
+    import scorer_core.server.oip_routes as oip_routes
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(h2o_routes, "_parse_score", broken)
+    monkeypatch.setattr(oip_routes, "parse_infer", broken)
+
+    async def main():
+        async with serve() as client:
+            h2o = await client.post("/model/score", json=X)
+            body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}]}
+            oip = await client.post("/v2/models/m/infer", json=body)
+            return h2o, oip
+
+    h2o, oip = run(main())
+    assert (h2o.status_code, h2o.json()) == (500, {"detail": "Failed scoring request due to: RuntimeError: a bug"})
+    assert (oip.status_code, oip.json()) == (500, {"error": "RuntimeError: a bug"})

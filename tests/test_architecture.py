@@ -2,8 +2,8 @@
 
 Layers, lowest first: the plugin API (the modules at the top of ``scorer_core``), ``config``,
 ``wire``, ``execution``, ``service`` (the protocol-free scoring path), ``tables`` (files read and
-written), ``server`` (HTTP), ``jobs`` (``scorer batch``: files scored through the service, never
-the server), and ``cli``. A module may import its own layer and the ones below, never one above;
+written), ``monitor`` (scored requests exported), ``server`` (HTTP), ``jobs`` (``scorer batch``:
+files scored through the service, never the server), and ``cli``. A module may import its own layer and the ones below, never one above;
 no module imports the conformance suite or a plugin; and there are no import cycles,
 ``TYPE_CHECKING`` and function-level imports included. The service and the file jobs import no
 web framework, checked in a fresh interpreter; the wire opens no file.
@@ -23,7 +23,7 @@ import pytest
 import scorer_core
 
 CORE = Path(scorer_core.__file__).parent
-LAYERS = ["api", "config", "wire", "execution", "service", "tables", "server", "jobs", "cli"]
+LAYERS = ["api", "config", "wire", "execution", "service", "tables", "monitor", "server", "jobs", "cli"]
 #: Layers that sit beside one above them, not on it: file jobs score through the service alone.
 BESIDE = {"jobs": {"server"}}
 #: What the top of the package holds: the plugin API, and nothing else but the CLI.

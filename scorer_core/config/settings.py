@@ -18,7 +18,14 @@ from scorer_core.config.shapley import SHAPLEY_CHOICES
 from scorer_core.envsettings import EnvSettings
 from scorer_core.errors import ConfigurationError
 
-__all__ = ["CLI_FLAGS", "REMOVED_ENV_VARS", "Settings", "load_settings", "removed_env_var_warnings"]
+__all__ = [
+    "CLI_FLAGS",
+    "MONITOR_SINKS",
+    "REMOVED_ENV_VARS",
+    "Settings",
+    "load_settings",
+    "removed_env_var_warnings",
+]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +36,10 @@ REMOVED_ENV_VARS = {
         "use H2O_SCORER_FORWARD_HEADERS instead (e.g. H2O_SCORER_FORWARD_HEADERS=Authorization)"
     ),
 }
+
+
+#: What SCORER_MONITOR may name.
+MONITOR_SINKS = ("kafka", "cloudevents", "file")
 
 
 def _env(*names: str) -> AliasChoices:
@@ -256,6 +267,81 @@ class Settings(EnvSettings):
     """``true``: ``/metrics`` needs the same credential as ``/model/*`` (it is open by default, as
     Prometheus scrapers usually carry none)."""
 
+    monitor: str = Field("", validation_alias=_env("SCORER_MONITOR"))
+    """Where every scored request and its answer are exported, comma separated: ``kafka``,
+    ``cloudevents``, ``file``; empty: nowhere (docs/monitoring.md). Never on the scoring path:
+    events wait in a bounded queue, and are dropped and counted when it is full."""
+
+    monitor_queue_size: int = Field(10_000, ge=1, validation_alias=_env("SCORER_MONITOR_QUEUE_SIZE"))
+    """Events each sink may hold waiting to be sent; beyond it new ones are dropped (and counted)."""
+
+    monitor_queue_rows: int = Field(1_000_000, ge=1, validation_alias=_env("SCORER_MONITOR_QUEUE_ROWS"))
+    """Rows the events waiting for each sink may hold in all: a queue of large requests is bounded
+    by their rows, not by their count, so that a slow sink cannot grow the server's memory."""
+
+    monitor_sample: float = Field(1.0, ge=0, le=1, validation_alias=_env("SCORER_MONITOR_SAMPLE"))
+    """Share of requests exported, chosen by a hash of the request id (the same id is always
+    kept or always left out, so a request and its answer stay together)."""
+
+    monitor_failures: bool = Field(True, validation_alias=_env("SCORER_MONITOR_FAILURES"))
+    """``false``: only answered requests (status 200) are exported, not refused or failed ones."""
+
+    monitor_headers: str = Field("", validation_alias=_env("SCORER_MONITOR_HEADERS"))
+    """Comma-separated request headers copied into each event (a tenant, a client name).
+    Credentials and tracing headers are refused at start-up."""
+
+    monitor_drop_fields: str = Field("", validation_alias=_env("SCORER_MONITOR_DROP_FIELDS"))
+    """Comma-separated fields (inputs or outputs) left out of every event."""
+
+    monitor_hash_fields: str = Field("", validation_alias=_env("SCORER_MONITOR_HASH_FIELDS"))
+    """Comma-separated fields whose values are exported as a keyed hash (HMAC-SHA256, hex), so
+    that equal values can still be matched; needs SCORER_MONITOR_HASH_KEY or its _FILE."""
+
+    monitor_hash_key: SecretStr | None = Field(None, validation_alias=_env("SCORER_MONITOR_HASH_KEY"))
+    """The key of SCORER_MONITOR_HASH_FIELDS' hashes (at least 16 characters)."""
+
+    monitor_hash_key_file: Path | None = Field(None, validation_alias=_env("SCORER_MONITOR_HASH_KEY_FILE"))
+    """A file holding that key (a mounted secret), read at start-up."""
+
+    monitor_retry_seconds: float = Field(60.0, ge=0, validation_alias=_env("SCORER_MONITOR_RETRY_SECONDS"))
+    """How long a sink keeps retrying an event it could not deliver, with growing pauses, before
+    it counts the event as failed."""
+
+    monitor_flush_seconds: float = Field(10.0, ge=0, validation_alias=_env("SCORER_MONITOR_FLUSH_SECONDS"))
+    """How long a stopping server waits for each sink to send what it holds (within
+    SCORER_SHUTDOWN_GRACE, which ends the process whatever is left)."""
+
+    monitor_kafka_bootstrap: str | None = Field(None, validation_alias=_env("SCORER_MONITOR_KAFKA_BOOTSTRAP"))
+    """The Kafka sink's brokers, ``host:port`` comma separated."""
+
+    monitor_kafka_topic: str | None = Field(None, validation_alias=_env("SCORER_MONITOR_KAFKA_TOPIC"))
+    """The Kafka sink's topic (one per deployment, as H2O MLOps sets it per model)."""
+
+    monitor_kafka_config: str = Field("", validation_alias=_env("SCORER_MONITOR_KAFKA_CONFIG"))
+    """More producer properties for the Kafka sink, as librdkafka names them, comma separated
+    (``security.protocol=SASL_SSL,sasl.mechanism=SCRAM-SHA-512,sasl.username=scorer``)."""
+
+    monitor_kafka_password: SecretStr | None = Field(
+        None, validation_alias=_env("SCORER_MONITOR_KAFKA_PASSWORD")
+    )
+    """The Kafka sink's ``sasl.password``, kept out of SCORER_MONITOR_KAFKA_CONFIG."""
+
+    monitor_url: str | None = Field(None, validation_alias=_env("SCORER_MONITOR_URL"))
+    """Where the ``cloudevents`` sink posts its events (KServe's logger ``url``)."""
+
+    monitor_dir: Path | None = Field(None, validation_alias=_env("SCORER_MONITOR_DIR"))
+    """Where the ``file`` sink writes its JSON Lines parts."""
+
+    monitor_file_max_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias=_env("SCORER_MONITOR_FILE_MAX_BYTES")
+    )
+    """Size past which the ``file`` sink closes a part and starts the next."""
+
+    monitor_file_max_seconds: float = Field(
+        300.0, gt=0, validation_alias=_env("SCORER_MONITOR_FILE_MAX_SECONDS")
+    )
+    """Age past which the ``file`` sink closes a part and starts the next."""
+
     @field_validator("model_path", mode="before")
     @classmethod
     def _path_as_text(cls, value: Any) -> Any:
@@ -278,6 +364,20 @@ class Settings(EnvSettings):
     def restart_backoff(self) -> tuple[float, ...]:
         """SCORER_WORKER_RESTART_BACKOFF as seconds."""
         return _seconds_list(self.worker_restart_backoff)
+
+    @field_validator("monitor")
+    @classmethod
+    def _known_sinks(cls, value: str) -> str:
+        sinks = [part.strip().lower() for part in value.split(",") if part.strip()]
+        unknown = [sink for sink in sinks if sink not in MONITOR_SINKS]
+        if unknown:
+            raise ValueError(f"expected sinks among {', '.join(MONITOR_SINKS)}, got {', '.join(unknown)}")
+        return ",".join(dict.fromkeys(sinks))
+
+    @property
+    def monitor_sinks(self) -> tuple[str, ...]:
+        """SCORER_MONITOR's sinks, each once."""
+        return tuple(part for part in self.monitor.split(",") if part)
 
     @field_validator("reject_status")
     @classmethod

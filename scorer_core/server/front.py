@@ -35,11 +35,13 @@ from scorer_core.config.logs import current_request_id
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 from scorer_core.server.tracing import Tracing
+from scorer_core.service.scored import Arrival, current_arrival
 
 __all__ = [
     "CLIENT_CLOSED",
     "DOCS_ASSETS",
     "PREFIXABLE",
+    "PREFIX_KEY",
     "PROTECTED",
     "ROWS_KEY",
     "ScorerApp",
@@ -53,6 +55,8 @@ ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 
 #: The scope key a scoring endpoint records its request's row count under, for the access log.
 ROWS_KEY = "scorer.rows"
+#: Where ``unprefixed`` leaves the deployment prefix it took off (``/<deployment-id>``).
+PREFIX_KEY = "scorer.prefix"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 access_log = logging.getLogger("scorer_core.access")
@@ -121,6 +125,7 @@ def unprefixed(scope: Scope) -> Scope:
     if not root and path.startswith("/model/"):
         return scope  # the scoring requests, as most clients send them: nothing to take off
     changed = False
+    prefix: str | None = None
     if root:
         if path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
             path = path[len(root) :] or "/"
@@ -128,11 +133,13 @@ def unprefixed(scope: Scope) -> Scope:
     if not _prefixable(path):
         second = path.find("/", 1)
         if second > 0 and _prefixable(path[second:]):
-            path = path[second:]
+            prefix, path = path[:second], path[second:]
             changed = True
     if changed:
         scope = dict(scope)
         scope["path"], scope["raw_path"], scope["root_path"] = path, path.encode(), ""
+        if prefix is not None:
+            scope[PREFIX_KEY] = prefix
     return scope
 
 
@@ -192,6 +199,7 @@ class ScorerApp:
         *,
         protect_metrics: bool = False,
         access_log: bool = False,
+        monitored: bool = False,
         tracing: Tracing | None = None,
         stuck: Callable[[], str | None] | None = None,
     ) -> None:
@@ -205,6 +213,10 @@ class ScorerApp:
         self.metrics = metrics
         self._protected = (*PROTECTED, "/metrics") if protect_metrics else PROTECTED
         self._access_log = access_log
+        #: Monitoring on: every request gets an id (answered in ``X-Request-Id``, as with the
+        #: access log) and an ``Arrival``, which the data plane puts in its ``ScoredRequest``.
+        self._monitored = monitored
+        self._request_ids = access_log or monitored
         self._tracing = tracing
 
     def stuck(self) -> str | None:
@@ -218,14 +230,17 @@ class ScorerApp:
             return
         scope = unprefixed(scope)
         metrics = self.metrics
-        if metrics is None and not self._access_log and self._tracing is None:
+        if metrics is None and not self._request_ids and self._tracing is None:
             await self._serve(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_of(scope) if self._access_log else None
+        request_id = request_id_of(scope) if self._request_ids else None
         extra = [(b"x-request-id", request_id.encode())] if request_id is not None else []
         answer = _Answer(send, extra)
         token = current_request_id.set(request_id) if request_id is not None else None
+        arrival = None
+        if self._monitored:
+            arrival = current_arrival.set(Arrival(time.time(), scope.get(PREFIX_KEY)))
         try:
             await self._serve(scope, receive, answer)
         finally:
@@ -233,10 +248,12 @@ class ScorerApp:
             endpoint = endpoint_of(scope["path"])
             if metrics is not None:
                 metrics.request(endpoint, answer.status, seconds)
-            if request_id is not None:
+            if request_id is not None and self._access_log:
                 log_access(scope, endpoint, answer.status, seconds, request_id)
             if token is not None:
                 current_request_id.reset(token)
+            if arrival is not None:
+                current_arrival.reset(arrival)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]

@@ -9,18 +9,26 @@ serves its REST and gRPC fronts alike.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
+import numpy as np
+
+from scorer_core.config.logs import current_request_id
 from scorer_core.config.settings import Settings
+from scorer_core.errors import ScorerError
 from scorer_core.execution.executors import Executor
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
 from scorer_core.service.dispatch import BatchObserver, Dispatcher
+from scorer_core.service.scored import ScoredRequest, current_arrival
 from scorer_core.service.tasks import PreparedRequest
+from scorer_core.wire.cellrows import Typed
 
 __all__ = ["DataPlane", "Observers"]
 
@@ -37,6 +45,9 @@ class Observers:
     batches: Sequence[BatchObserver] = ()
     #: The current request's trace context, carried with its task to the batch observers.
     trace: Callable[[], object] | None = None
+    #: Told of each request ``score`` took, answered or failed (monitoring). Called on the event
+    #: loop: it must only take note, never wait or do the work of exporting.
+    scored: Callable[[ScoredRequest], None] | None = None
 
 
 class DataPlane:
@@ -93,6 +104,7 @@ class DataPlane:
         outputs: bool,
         off_loop: bool,
         rows: Callable[[int], None] | None = None,
+        endpoint: str = "",
     ) -> T:
         """One admitted request, from its parse to its encoded answer.
 
@@ -101,7 +113,58 @@ class DataPlane:
         so that a large request leaves the event loop to the probes and other requests; a small
         one takes less than the hand-off would save. ``headers``: the request's, keyed in lower
         case, of which the model sees the forwarded ones; ``rows`` is told the request's row
-        count once it is known (for the access log)."""
+        count once it is known (for the access log); ``endpoint`` names the front's route to the
+        ``scored`` observer."""
+        scored = self._observers.scored
+        if scored is None:
+            return await self._score(prepare, answer, deadline, headers, outputs, off_loop, rows, None)
+        arrival = current_arrival.get()
+        started = time.perf_counter()
+        seen = _Seen()
+        status, error = 200, None
+        try:
+            return await self._score(prepare, answer, deadline, headers, outputs, off_loop, rows, seen)
+        except ScorerError as exc:
+            status, error = exc.status_code, exc.message
+            raise
+        except asyncio.CancelledError:
+            status, error = 499, "the client closed the connection before the answer"
+            raise
+        except Exception as exc:
+            status, error = 500, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            result = seen.result
+            scored(
+                ScoredRequest(
+                    request_id=current_request_id.get() or secrets.token_hex(8),
+                    endpoint=endpoint,
+                    received=arrival.time if arrival is not None else time.time() - seconds,
+                    seconds=seconds,
+                    finished=time.monotonic(),
+                    facts=self.facts,
+                    headers=headers,
+                    prefix=arrival.prefix if arrival is not None else None,
+                    status=status,
+                    error=error,
+                    frame=seen.frame,
+                    outputs=_answered(result),
+                    contributions=result.contributions if result is not None else None,
+                )
+            )
+
+    async def _score(
+        self,
+        prepare: Callable[[ModelFacts], PreparedRequest],
+        answer: Callable[[ModelFacts, PreparedRequest, ScoringResult], T],
+        deadline: float,
+        headers: Mapping[str, str],
+        outputs: bool,
+        off_loop: bool,
+        rows: Callable[[int], None] | None,
+        seen: _Seen | None,
+    ) -> T:
         scoring = self.dispatcher
         facts = self.facts
         if off_loop:
@@ -110,6 +173,8 @@ class DataPlane:
             prepared = prepare(facts)
         if rows is not None:
             rows(prepared.frame.num_rows)
+        if seen is not None:
+            seen.frame = prepared.frame
         trace = self._observers.trace
         task = ScoringTask(
             prepared.frame,
@@ -121,6 +186,8 @@ class DataPlane:
             trace=trace() if trace is not None else None,
         )
         result = await scoring.score(task)
+        if seen is not None:
+            seen.result = result
         if off_loop:
             return await scoring.off_loop(lambda: answer(facts, prepared, result), deadline)
         return answer(facts, prepared, result)
@@ -129,3 +196,22 @@ class DataPlane:
         if self._dispatcher is not None:
             dispatcher, self._dispatcher = self._dispatcher, None
             await dispatcher.close()
+
+
+class _Seen:
+    """What a watched request got as far as: its rows, its model result."""
+
+    __slots__ = ("frame", "result")
+
+    def __init__(self) -> None:
+        self.frame: Typed | None = None
+        self.result: ScoringResult | None = None
+
+
+def _answered(result: ScoringResult | None) -> dict[str, np.ndarray] | None:
+    """The result's output columns, the intervals' after them."""
+    if result is None or result.outputs is None:
+        return None
+    if not result.intervals:
+        return result.outputs
+    return {**result.outputs, **result.intervals}

@@ -1,0 +1,181 @@
+"""Scored requests shaped into monitoring events: typed rows, private fields dropped or hashed.
+
+Runs in each sink's outbox thread, never on the event loop. A small request's cells were kept as
+sent (``wire.cellrows``) and typed where the model ran, which may be a worker process: they are
+typed again here, all the batch's at once, as the batcher types them. An event holds at most
+``EVENT_ROWS`` rows; a larger request becomes several events (``part`` of ``parts``) with the same
+``id``, so that no Kafka record or HTTP post grows with a client's request.
+
+The shape is ``docs/monitoring-event.schema.json``; tests validate every event against it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from scorer_core.errors import ScorerError
+from scorer_core.frame import Frame
+from scorer_core.monitor.sinks import Event
+from scorer_core.runtime import Contributions
+from scorer_core.service.scored import ScoredRequest
+from scorer_core.wire.cellrows import CellRows, type_each
+
+__all__ = ["EVENT_ROWS", "EventShaper", "Masking"]
+
+#: Most rows one event holds.
+EVENT_ROWS = 1000
+_UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class Masking:
+    """What never leaves the process as sent: fields left out, fields replaced by a keyed hash."""
+
+    drop: frozenset[str] = frozenset()
+    hashed: frozenset[str] = frozenset()
+    key: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.hashed and not self.key:
+            raise ValueError("hashing fields needs a key")
+
+    def hash(self, value: Any) -> str | None:
+        """HMAC-SHA256 of the value's text (a string as it is, a number as JSON writes it), hex;
+        a missing value stays missing."""
+        if value is None or (isinstance(value, float) and value != value):
+            return None
+        assert self.key is not None
+        text = value if isinstance(value, str) else _json_text(value)
+        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return repr(value)
+    return str(value)
+
+
+class EventShaper:
+    """Turns scored requests into events. ``headers``: the names copied from each request."""
+
+    def __init__(self, masking: Masking, headers: Iterable[str] = ()) -> None:
+        self._masking = masking
+        self._headers = tuple(name.lower() for name in headers)
+
+    def shape(self, batch: Sequence[ScoredRequest]) -> list[Event]:
+        """The events of ``batch``, in its order (several for a request of many rows)."""
+        frames = _typed_frames(batch)
+        events: list[Event] = []
+        for scored, frame in zip(batch, frames, strict=True):
+            events.extend(self._events(scored, frame))
+        return events
+
+    def _events(self, scored: ScoredRequest, frame: Frame | None) -> list[Event]:
+        request = _columns(frame) if frame is not None else None
+        response = _answer_columns(scored)
+        rows = frame.num_rows if frame is not None else 0
+        parts = max(1, -(-rows // EVENT_ROWS))
+        common = {
+            "id": scored.request_id,
+            "parts": parts,
+            "received": dt.datetime.fromtimestamp(scored.received, _UTC).isoformat(timespec="microseconds"),
+            "duration_ms": round(scored.seconds * 1000, 3),
+            "model": {
+                "id": scored.facts.model_id,
+                "name": scored.facts.model_name,
+                "version": scored.facts.model_version,
+                "runtime": scored.facts.runtime,
+            },
+            "deployment": scored.prefix,
+            "endpoint": scored.endpoint,
+            "status": scored.status,
+            "error": scored.error,
+            "headers": {name: scored.headers[name] for name in self._headers if name in scored.headers},
+        }
+        events = []
+        for part in range(parts):
+            start, stop = part * EVENT_ROWS, (part + 1) * EVENT_ROWS
+            events.append(
+                {
+                    **common,
+                    "part": part + 1,
+                    "request": self._table(request, start, stop),
+                    "response": self._table(response, start, stop),
+                }
+            )
+        return events
+
+    def _table(self, columns: Mapping[str, list[Any]] | None, start: int, stop: int) -> dict[str, Any] | None:
+        """``{"fields": [...], "rows": [[...], ...]}`` of rows ``start`` to ``stop``, masked."""
+        if columns is None:
+            return None
+        masking = self._masking
+        fields = [name for name in columns if name not in masking.drop]
+        values = []
+        for name in fields:
+            column = columns[name][start:stop]
+            if name in masking.hashed:
+                column = [masking.hash(value) for value in column]
+            values.append(column)
+        return {"fields": fields, "rows": [list(row) for row in zip(*values, strict=True)]}
+
+
+def _typed_frames(batch: Sequence[ScoredRequest]) -> list[Frame | None]:
+    """Each request's rows typed; the kept cells of all of them typed at once where they merge."""
+    frames: list[Frame | None] = [s.frame if isinstance(s.frame, Frame) else None for s in batch]
+    kept = [(i, s.frame) for i, s in enumerate(batch) if isinstance(s.frame, CellRows)]
+    groups: dict[tuple[Any, ...], list[tuple[int, CellRows]]] = {}
+    for index, cells in kept:
+        groups.setdefault((cells.inputs, cells.missing_values), []).append((index, cells))
+    for members in groups.values():
+        merged, each = type_each([cells for _, cells in members])
+        offset = 0
+        for (index, cells), alone in zip(members, each, strict=True):
+            if merged is not None:
+                frames[index] = merged.slice(offset, offset + cells.num_rows)
+            elif not isinstance(alone, ScorerError):
+                frames[index] = alone
+            offset += cells.num_rows
+    return frames
+
+
+def _columns(frame: Frame) -> dict[str, list[Any]]:
+    return {name: _values(frame[name]) for name in frame}
+
+
+def _answer_columns(scored: ScoredRequest) -> dict[str, list[Any]] | None:
+    if scored.outputs is not None:
+        return {name: _values(np.asarray(column)) for name, column in scored.outputs.items()}
+    if scored.contributions is not None:
+        return _contribution_columns(scored.contributions)
+    return None
+
+
+def _contribution_columns(contributions: Contributions) -> dict[str, list[Any]]:
+    """One column per feature and group (``feature.group`` when the model has several)."""
+    columns: dict[str, list[Any]] = {}
+    for group in contributions.groups:
+        values = np.asarray(group.values)
+        for position, feature in enumerate(contributions.features):
+            name = feature if group.output_group is None else f"{feature}.{group.output_group}"
+            columns[name] = values[:, position].tolist()
+    return columns
+
+
+def _values(column: np.ndarray) -> list[Any]:
+    """A column as JSON values: times as ISO 8601 text, missing values as None (NaN as JSON
+    writes it: null)."""
+    if column.dtype.kind == "M":
+        text = np.datetime_as_string(column, unit="auto")
+        return [None if t == "NaT" else t for t in text.tolist()]
+    values: list[Any] = column.tolist()
+    return values

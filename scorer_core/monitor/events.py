@@ -85,8 +85,6 @@ class EventShaper:
         rows = frame.num_rows if frame is not None else 0
         parts = max(1, -(-rows // EVENT_ROWS))
         common = {
-            "id": scored.request_id,
-            "parts": parts,
             "received": dt.datetime.fromtimestamp(scored.received, _UTC).isoformat(timespec="microseconds"),
             "duration_ms": round(scored.seconds * 1000, 3),
             "model": {
@@ -106,8 +104,10 @@ class EventShaper:
             start, stop = part * EVENT_ROWS, (part + 1) * EVENT_ROWS
             events.append(
                 {
-                    **common,
+                    "id": scored.request_id,
                     "part": part + 1,
+                    "parts": parts,
+                    **common,
                     "request": self._table(request, start, stop),
                     "response": self._table(response, start, stop),
                 }

@@ -4,6 +4,7 @@ endpoint classes over one ``DataPlane``, with the routes served outside FastAPI 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import inspect
@@ -25,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
+from scorer_core.monitor.monitor import Monitor
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.front import DOCS_ASSETS, Endpoint, ScorerApp
 from scorer_core.server.grpc_front import GrpcFront
@@ -136,8 +138,10 @@ class Endpoints:
         metrics: ScorerMetrics,
         auth: Authenticator | None,
         on_load_failure: Callable[[], None] | None,
+        monitor: Monitor | None = None,
     ) -> None:
         self._settings = settings
+        self._monitor = monitor
         self._host = host
         self._plane = plane
         self._metrics = metrics
@@ -150,11 +154,16 @@ class Endpoints:
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         if not self._host.loaded.is_set():
             threading.Thread(target=self._load_in_background, name="model-loader", daemon=True).start()
+        if self._monitor is not None:
+            self._monitor.start()
         if self.grpc is not None:
             await self.grpc.start()  # on this loop, the plane's: its batcher is bound to it
         yield
         if self.grpc is not None:
             await self.grpc.stop(self._settings.shutdown_grace)
+        if self._monitor is not None:
+            # After the requests in flight, whose events it must send too.
+            await asyncio.to_thread(self._monitor.close, self._settings.monitor_flush_seconds)
         await self._plane.close()
         await self._host.close()
         if self._auth is not None:
@@ -299,6 +308,9 @@ def create_app(
         workers=lambda: host.executor.workers if host.ready else [],
     )
     auth = _authenticator(settings)
+    monitor = Monitor.from_settings(settings)  # a bad monitoring setting stops start-up here
+    if monitor is not None:
+        metrics.registry.register(monitor.collector)
 
     def admitted(queued: float, admitted_at: float) -> None:
         metrics.admission_wait(admitted_at - queued)
@@ -309,9 +321,10 @@ def create_app(
         admission=admitted,
         batches=[o.batch for o in (metrics, tracing) if o is not None],
         trace=tracing.current if tracing is not None else None,
+        scored=monitor.offer if monitor is not None else None,
     )
     plane = DataPlane(lambda: host.executor, settings, observers)
-    endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure)
+    endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure, monitor)
     if settings.grpc_port is not None:
         endpoints.grpc = GrpcFront(
             settings,
@@ -321,6 +334,7 @@ def create_app(
             endpoints.problem,
             tracing=tracing,
             access_log=settings.access_logging,
+            monitored=monitor is not None,
         )
     app = FastAPI(
         title=TITLE,
@@ -359,6 +373,7 @@ def create_app(
         metrics,
         protect_metrics=settings.metrics_auth,
         access_log=settings.access_logging,
+        monitored=monitor is not None,
         tracing=tracing,
         stuck=endpoints.stuck,
     )

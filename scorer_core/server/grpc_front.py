@@ -36,6 +36,7 @@ from scorer_core.server.metrics import ScorerMetrics
 from scorer_core.server.oip_routes import model_metadata, named_model
 from scorer_core.server.tracing import Tracing
 from scorer_core.service.plane import DataPlane
+from scorer_core.service.scored import Arrival, current_arrival
 from scorer_core.service.tasks import PreparedRequest, prepare_infer
 from scorer_core.wire.oip import InferRequest
 
@@ -123,6 +124,7 @@ class GrpcFront:
         *,
         tracing: Tracing | None = None,
         access_log: bool = False,
+        monitored: bool = False,
     ) -> None:
         try:
             import grpc  # noqa: F401
@@ -147,6 +149,9 @@ class GrpcFront:
         self._problem = problem
         self._tracing = tracing
         self._access_log = access_log
+        #: Monitoring on: each call gets an id (the client's ``x-request-id`` metadata when it is a
+        #: plain token) and an ``Arrival``, as HTTP requests do.
+        self._monitored = monitored
         self._messages = oip_proto.messages()
         self._server: Any = None
 
@@ -233,8 +238,9 @@ class GrpcFront:
                             for k, v in headers.items()],
                 "client": peer,
             }
-            request_id = request_id_of(scope) if self._access_log else None
+            request_id = request_id_of(scope) if self._access_log or self._monitored else None
             token = current_request_id.set(request_id) if request_id is not None else None
+            arrival = current_arrival.set(Arrival(time.time())) if self._monitored else None
             try:
                 if protected and self._auth is not None:
                     await self._auth.check(
@@ -264,10 +270,12 @@ class GrpcFront:
             finally:
                 seconds = time.perf_counter() - started
                 metrics.request(endpoint, code, seconds)
-                if request_id is not None:
+                if request_id is not None and self._access_log:
                     log_access(scope, endpoint, code, seconds, request_id)
                 if token is not None:
                     current_request_id.reset(token)
+                if arrival is not None:
+                    current_arrival.reset(arrival)
 
         return handle
 
@@ -360,6 +368,7 @@ class GrpcFront:
                     outputs=True,
                     off_loop=off_loop,
                     rows=lambda count: call.scope.__setitem__(ROWS_KEY, count),
+                    endpoint="grpc_infer",
                 )
         finally:
             self._metrics.in_flight.dec()

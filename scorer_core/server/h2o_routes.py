@@ -135,14 +135,15 @@ class H2OEndpoints:
 
     async def score(self, request: Request) -> Response:
         """Score the rows in the body."""
-        return await self._post(
-            request, _parse_score, outputs=True, answers=(_score_json, _score_json_in_chunks)
-        )
+        answers = (_score_json, _score_json_in_chunks)
+        return await self._post(request, _parse_score, outputs=True, answers=answers, endpoint="score")
 
     async def contribution(self, request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
         answers = (_contribution_json, _contribution_json_in_chunks)
-        return await self._post(request, _parse_contribution, outputs=False, answers=answers)
+        return await self._post(
+            request, _parse_contribution, outputs=False, answers=answers, endpoint="contribution"
+        )
 
     async def score_file(self, request: Request, file: str | None = None) -> Response:
         """Score the rows of a CSV, Parquet or JSON Lines file in SCORER_FILE_SCORING_DIR, named
@@ -168,7 +169,13 @@ class H2OEndpoints:
         raise UnsupportedOperation("media scoring is not supported by this runtime")
 
     async def _post(
-        self, request: Request, parse: Prepare, *, outputs: bool, answers: tuple[Answer, Answer]
+        self,
+        request: Request,
+        parse: Prepare,
+        *,
+        outputs: bool,
+        answers: tuple[Answer, Answer],
+        endpoint: str,
     ) -> Response:
         """A scoring POST: refused at once when full; then a JSON content type, and a body within
         its size and time limits, read before admission so that a slow client never holds a slot.
@@ -187,6 +194,7 @@ class H2OEndpoints:
                 outputs=outputs,
                 off_loop=off_loop,
                 rows=_rows_of(request),
+                endpoint=endpoint,
             )
         return Response(payload, media_type=_JSON)
 
@@ -209,6 +217,7 @@ class H2OEndpoints:
                 outputs=True,
                 off_loop=True,
                 rows=_rows_of(request),
+                endpoint="score_file",
             )
         return Response(payload, media_type=_JSON)
 

@@ -135,6 +135,7 @@ class OIPEndpoints:
                 outputs=True,
                 off_loop=off_loop,
                 rows=rows,
+                endpoint="oip_infer",
             )
         if json_length is None:
             return Response(payload, media_type=_JSON)

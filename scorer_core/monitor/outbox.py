@@ -1,0 +1,238 @@
+"""``Outbox``: one sink's bounded queue and the thread that empties it.
+
+The event loop only ever appends to the queue (``offer``), under a lock held for a few
+instructions; it never waits on a sink. When the queue is full (by requests, or by the rows they
+hold) a new request is dropped and counted: a sink that is slow, stalled or down costs scoring
+nothing, and the server's memory stays bounded (KServe's logger, with no bound, grew until it
+was killed). The thread takes the queue's head in batches, shapes their events (typing a
+batch's kept cells at once) and sends them, retrying what was not delivered with pauses from
+0.1 s to 5 s until SCORER_MONITOR_RETRY_SECONDS have passed; the queue keeps filling meanwhile,
+so what a sink down for a while misses is exactly what overflowed, and it is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scorer_core.monitor.events import EVENT_ROWS, EventShaper
+from scorer_core.monitor.sinks import Event, Sink, SinkError
+from scorer_core.service.scored import ScoredRequest
+
+__all__ = ["Limits", "Outbox", "Tally"]
+
+log = logging.getLogger(__name__)
+
+#: Requests taken from the queue at once: their events are shaped and sent as one batch.
+BATCH_REQUESTS = 256
+_FIRST_PAUSE = 0.1
+_LONGEST_PAUSE = 5.0
+#: Most seconds one ``send`` may take (a broker's acknowledgement, an HTTP answer).
+SEND_TIMEOUT = 10.0
+#: How often a sink is told that nothing waits (``Sink.idle``, where it has one).
+IDLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much an outbox may hold, and how long it retries."""
+
+    requests: int
+    rows: int
+    retry_seconds: float
+
+
+class Tally:
+    """What one sink did, for the metrics: events sent, dropped, failed; each delivery's delay."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.sent = 0
+        self.dropped = 0
+        self.failed = 0
+        #: Seconds from each sent event's answer to its delivery, kept until read.
+        self.delays: list[float] = []
+
+    def count(self, *, sent: int = 0, dropped: int = 0, failed: int = 0) -> None:
+        with self._lock:
+            self.sent += sent
+            self.dropped += dropped
+            self.failed += failed
+
+    def delivered(self, delays: Sequence[float]) -> None:
+        with self._lock:
+            self.sent += len(delays)
+            self.delays.extend(delays)
+
+    def take_delays(self) -> list[float]:
+        with self._lock:
+            delays, self.delays = self.delays, []
+        return delays
+
+
+def _events_of(scored: ScoredRequest) -> int:
+    return max(1, -(-scored.num_rows // EVENT_ROWS))
+
+
+class Outbox:
+    """The queue between the data plane and one sink."""
+
+    def __init__(self, sink: Sink, shaper: EventShaper, limits: Limits) -> None:
+        self.sink = sink
+        self.tally = Tally()
+        self._shaper = shaper
+        self._limits = limits
+        self._queue: deque[ScoredRequest] = deque()
+        self._rows = 0
+        self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)
+        self._closing = False
+        #: When a stopping server gives up on what is left (``time.monotonic()``).
+        self._flush_until = float("inf")
+        self._failing = False
+        self._thread = threading.Thread(target=self._run, name=f"monitor-{sink.name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting now."""
+        return len(self._queue)
+
+    def offer(self, scored: ScoredRequest) -> None:
+        """Queue ``scored``, or drop and count it when the queue is full; never waits."""
+        rows = scored.num_rows
+        with self._lock:
+            queue = self._queue
+            full = len(queue) >= self._limits.requests or (queue and self._rows + rows > self._limits.rows)
+            if full or self._closing:
+                self.tally.count(dropped=_events_of(scored))
+                return
+            queue.append(scored)
+            self._rows += rows
+            if len(queue) == 1:
+                self._ready.notify()
+
+    def close(self, timeout: float) -> None:
+        """Take nothing more; send what is queued within ``timeout`` seconds, count what is left
+        as dropped, and close the sink."""
+        ends = time.monotonic() + timeout
+        with self._lock:
+            self._closing = True
+            self._flush_until = ends
+            self._ready.notify()
+        if self._thread.is_alive():
+            self._thread.join(max(0.0, ends - time.monotonic()))
+        with self._lock:
+            left = list(self._queue)
+            self._queue.clear()
+            self._rows = 0
+        if left:
+            lost = sum(_events_of(scored) for scored in left)
+            self.tally.count(dropped=lost)
+            log.warning(
+                "Monitoring sink %s: %d events not sent within SCORER_MONITOR_FLUSH_SECONDS (%g s)",
+                self.sink.name,
+                lost,
+                timeout,
+            )
+        try:
+            self.sink.close(max(0.0, ends - time.monotonic()))
+        except Exception:
+            log.exception("Monitoring sink %s failed to close", self.sink.name)
+
+    def _take(self) -> list[ScoredRequest] | None:
+        """The queue's head, waiting for one; empty after an idle second; None once closing
+        and empty."""
+        with self._lock:
+            if not self._queue:
+                if self._closing:
+                    return None
+                self._ready.wait(IDLE_SECONDS)
+                if not self._queue:
+                    return None if self._closing else []
+            batch: list[ScoredRequest] = []
+            queue = self._queue
+            while queue and len(batch) < BATCH_REQUESTS:
+                batch.append(queue.popleft())
+            self._rows -= sum(scored.num_rows for scored in batch)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            if not batch:
+                self._idle()
+                continue
+            try:
+                events = self._shaper.shape(batch)
+            except Exception:
+                log.exception("Monitoring: %d requests could not be made into events", len(batch))
+                self.tally.count(failed=sum(_events_of(scored) for scored in batch))
+                continue
+            finished = {scored.request_id: scored.finished for scored in batch}
+            self._deliver(events, finished)
+
+    def _deliver(self, events: list[Event], finished: dict[str, float]) -> None:
+        """Send ``events`` until delivered, the retry time is spent, or the flush time is."""
+        started = time.monotonic()
+        pause = _FIRST_PAUSE
+        pending = events
+        while True:
+            give_up = min(started + self._limits.retry_seconds, self._flush_until)
+            try:
+                self.sink.send(pending, min(SEND_TIMEOUT, max(0.1, give_up - time.monotonic())))
+            except SinkError as exc:
+                undelivered = exc.undelivered if exc.undelivered is not None else pending
+                held = {id(event) for event in undelivered}
+                self._delivered([e for e in pending if id(e) not in held], finished)
+                pending = list(undelivered)
+                self._report(exc)
+            except Exception as exc:  # a sink's bug must not end the thread: the queue would fill
+                log.exception("Monitoring sink %s failed", self.sink.name)
+                self._report(exc)
+            else:
+                self._delivered(pending, finished)
+                if self._failing:
+                    self._failing = False
+                    log.warning("Monitoring sink %s delivers again", self.sink.name)
+                return
+            if time.monotonic() + pause > give_up:
+                self.tally.count(failed=len(pending))
+                log.error(
+                    "Monitoring sink %s: %d events failed after retrying for %.0f s",
+                    self.sink.name,
+                    len(pending),
+                    time.monotonic() - started,
+                )
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+    def _idle(self) -> None:
+        """A sink with an ``idle`` method (the file sink's rotation by age) is called about once
+        a second while nothing waits."""
+        idle = getattr(self.sink, "idle", None)
+        if idle is not None:
+            try:
+                idle()
+            except Exception:
+                log.exception("Monitoring sink %s failed while idle", self.sink.name)
+
+    def _delivered(self, events: Sequence[Event], finished: dict[str, float]) -> None:
+        if events:
+            now = time.monotonic()
+            self.tally.delivered([now - finished.get(event["id"], now) for event in events])
+
+    def _report(self, exc: Exception) -> None:
+        """Log a sink's failure once, when it starts failing, not on every retry."""
+        if not self._failing:
+            self._failing = True
+            log.warning("Monitoring sink %s cannot deliver (retrying): %s", self.sink.name, exc)

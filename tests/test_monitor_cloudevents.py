@@ -9,6 +9,7 @@ import json
 import socket
 import ssl
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from scorer_core.errors import ConfigurationError
 from scorer_core.monitor.cloudevents import REQUEST_TYPE, RESPONSE_TYPE, CloudEventsSink
 from scorer_core.monitor.sinks import SinkError
 from tests.cloudevents_receiver import Receiver
+from tests.conftest import wait_for
+from tests.test_monitor_http import FIELDS, PASSPHRASE, SPEC, row, stopped, typed
 
 
 def event(request_id: str = "r1", rows: int = 1, **changes: Any) -> dict[str, Any]:
@@ -320,3 +323,112 @@ def test_https_with_the_system_store_or_ssl_cert_file(tmp_path, monkeypatch):
         trusting.close(1)
         assert sorted(pairs(receiver.wait_for(4))) == ["r2", "r3"]
         assert len(set(receiver.peers)) == 1  # one handshake for all four posts
+
+
+# End to end: a real `scorer serve` exporting its requests to the receiver.
+
+
+@pytest.fixture
+def served(probe_server, receiver):
+    """``served(**env)``: a server of the probe model (y = 2x) whose monitoring posts to ``receiver``."""
+
+    def run(**env: str):
+        settings = {
+            "SCORER_MONITOR": "cloudevents",
+            "SCORER_MONITOR_URL": receiver.url,
+            "MODEL_NAME": "probe",
+            "BATCH_WORKERS": "0",
+            **env,
+        }
+        return probe_server(env=settings, record_headers=False, **SPEC)
+
+    return run
+
+
+def scored(target, i: int, *, request_id: str | None = None, **headers: str) -> tuple[str, dict[str, Any]]:
+    """Row ``i`` scored: the id the server answered with, and the answer."""
+    sent = {"X-Request-Id": request_id} if request_id else {}
+    reply = target.post("/model/score", {"fields": FIELDS, "rows": [row(i)]}, headers={**sent, **headers})
+    assert reply.status == 200, reply
+    return reply.headers["x-request-id"], reply.json()
+
+
+@pytest.mark.slow
+def test_each_scored_request_arrives_as_a_pair_with_its_id_and_its_answer(served, receiver):
+    with served(POD_NAMESPACE="models") as target:
+        with ThreadPoolExecutor(8) as pool:  # half with the client's id, half with the server's
+            answers = dict(
+                pool.map(lambda i: scored(target, i, request_id=f"c-{i}" if i % 2 else None), range(20))
+            )
+        bad = target.post("/model/score", {"fields": FIELDS, "rows": [["1", "a", "ten", "true"]]})
+        assert bad.status == 400
+        received = pairs(receiver.wait_for(42))
+    assert receiver.errors == []
+    bad_id = bad.headers["x-request-id"]
+    assert set(received) == set(answers) | {bad_id} and all(len(p) == 2 for p in received.values())
+    assert {f"c-{i}" for i in range(1, 20, 2)} <= set(answers)
+    for request_id, answer in answers.items():
+        request, response = received[request_id]["request"], received[request_id]["response"]
+        i = int(request.get_data()["rows"][0][1].split("-")[1])
+        assert request.get_data()["fields"] == FIELDS and request.get_data()["rows"] == [typed(i)]
+        assert request.get_data()["model"]["id"] == answer["id"]
+        assert response.get_data()["fields"] == ["y", "label"]
+        assert response.get_data()["rows"] == [[float(y), label] for y, label in answer["score"]]
+        for half in (request, response):
+            assert half.get_extension("inferenceservicename") == "probe"
+            assert half.get_extension("namespace") == "models"
+            assert half.get_extension("endpoint") == "score" and half.get_extension("status") == "200"
+            assert half.get_source().endswith("/probe")
+    refused = received[bad_id]["response"]
+    assert refused.get_extension("status") == "400" and refused.get_data()["status"] == 400
+    assert "ten" in refused.get_data()["error"] and refused.get_data()["rows"] is None
+
+
+@pytest.mark.slow
+def test_failures_left_out_on_request_and_the_passphrase_never_sent(served, receiver):
+    auth = {"Authorization": f"Bearer {PASSPHRASE}", "X-Tenant": "acme"}
+    env = {
+        "SCORER_PASSPHRASE": PASSPHRASE,
+        "SCORER_MONITOR_FAILURES": "false",
+        "SCORER_MONITOR_HEADERS": "X-Tenant",
+    }
+    with served(**env) as target:
+        bad = target.post(
+            "/model/score",
+            {"fields": FIELDS, "rows": [["1", "a", "ten", "true"]]},
+            headers={"X-Request-Id": "bad", **auth},
+        )
+        assert bad.status == 400
+        ids = [scored(target, i, request_id=f"r-{i}", **auth)[0] for i in range(5)]
+        stopped(target)  # flushed at SIGTERM; the failed request, first in line, was never queued
+    received = pairs(receiver.wait_for(10))
+    assert sorted(received) == sorted(ids) and len(receiver.events) == 10
+    for half in receiver.events:
+        assert json.loads(half.get_extension("metadata")) == {"X-Tenant": ["acme"]}
+    posted = b"".join(body + json.dumps(headers).encode() for headers, body in receiver.requests)
+    assert PASSPHRASE.encode() not in posted and b"acme" in posted
+
+
+@pytest.mark.slow
+def test_a_receiver_down_at_start_gets_the_events_once_up_and_no_request_fails(served, receiver):
+    receiver.stop()  # down; started again below on the same port
+    with served(SCORER_MONITOR_RETRY_SECONDS="120") as target:  # started: the receiver was not needed
+        first = [scored(target, i)[0] for i in range(10)]
+        wait_for(
+            lambda: "Monitoring sink cloudevents cannot deliver (retrying)" in target.server_log(),
+            what="the sink failing",
+        )
+        receiver.start()
+        second = [scored(target, i)[0] for i in range(10, 20)]
+        received = pairs(receiver.wait_for(40, timeout=60))
+        assert sorted(received) == sorted(first + second)
+        wait_for(
+            lambda: (
+                'scorer_monitor_events_total{outcome="sent",sink="cloudevents"} 20.0'
+                in target.get("/metrics").text
+            ),
+            what="20 events counted sent",
+        )
+        metrics = target.get("/metrics").text
+    assert 'scorer_monitor_events_total{outcome="failed",sink="cloudevents"} 0.0' in metrics
+    assert 'scorer_monitor_events_total{outcome="dropped",sink="cloudevents"} 0.0' in metrics

@@ -271,6 +271,18 @@ def test_only_the_events_a_sink_did_not_deliver_are_retried(outbox):
     assert (box.tally.sent, box.tally.failed, box.tally.dropped) == (6, 0, 0)
 
 
+def test_a_sink_error_naming_no_undelivered_event_is_a_delivery(outbox):
+    sink = Recorder(fail=lambda number, events: SinkError("all sent after all", undelivered=[]))
+    box = outbox(sink)
+    for request in same_rows(3):
+        box.offer(request)
+    box.start()
+    wait_for(lambda: box.tally.sent == 3, 10, "every event delivered")
+    box.close(5.0)
+    assert len(sink.calls) == 1  # nothing left to retry: no empty batch sent again
+    assert (box.tally.sent, box.tally.failed, box.tally.dropped) == (3, 0, 0)
+
+
 def test_close_flushes_what_is_queued_to_a_healthy_sink_then_closes_it(outbox):
     gate = threading.Event()
     sink = Recorder(gate=gate)
@@ -310,6 +322,28 @@ def test_close_gives_up_on_a_stalled_sink_within_its_timeout(outbox):
     gate.set()  # the stalled send returns at last: its event was delivered
     wait_for(lambda: box.tally.sent == 1, 10, "the held send counted")
     assert box.tally.sent + box.tally.dropped + box.tally.failed == 12
+
+
+@pytest.mark.serial
+def test_close_during_a_retry_pause_stops_retrying_and_sends_nothing_after(outbox):
+    # A failing sink waits up to 5 s between tries: a stop must not wait that out, nor may the
+    # thread wake after the sink was closed and send to it.
+    sink = Recorder(fail=lambda number, events: SinkError("down"))
+    box = outbox(sink, retry=60.0)
+    box.offer(scored("pending"))
+    box.start()
+    wait_for(lambda: len(sink.calls) >= 5, 10, "five tries")  # the next pause is 1.6 s
+
+    started = time.monotonic()
+    box.close(0.3)
+    took = time.monotonic() - started
+    wait_for(lambda: box.tally.dropped + box.tally.failed == 1, 10, "the pending event counted")
+
+    assert took < 0.3 + 2.0, took
+    assert len(sink.closed) == 1
+    assert max(sink.call_times()) < sink.closed[0], "sent to the sink after it was closed"
+    assert box.tally.dropped == 1  # left at the stop, as the queue's leftovers are
+    assert box.tally.sent == 0
 
 
 def test_an_idle_sink_is_told_about_once_a_second(outbox):

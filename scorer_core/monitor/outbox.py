@@ -187,6 +187,9 @@ class Outbox:
         pending = events
         while True:
             give_up = min(started + self._limits.retry_seconds, self._flush_until)
+            if time.monotonic() >= self._flush_until:
+                self._left_at_stop(pending)
+                return
             try:
                 self.sink.send(pending, min(SEND_TIMEOUT, max(0.1, give_up - time.monotonic())))
             except SinkError as exc:
@@ -194,17 +197,23 @@ class Outbox:
                 held = {id(event) for event in undelivered}
                 self._delivered([e for e in pending if id(e) not in held], finished)
                 pending = list(undelivered)
-                self._report(exc)
+                if pending:
+                    self._report(exc)
             except Exception as exc:  # a sink's bug must not end the thread: the queue would fill
                 log.exception("Monitoring sink %s failed", self.sink.name)
                 self._report(exc)
             else:
                 self._delivered(pending, finished)
+                pending = []
+            if not pending:
                 if self._failing:
                     self._failing = False
                     log.warning("Monitoring sink %s delivers again", self.sink.name)
                 return
-            if time.monotonic() + pause > give_up:
+            if not self._pause(pause, started):
+                if self._flush_until < started + self._limits.retry_seconds:
+                    self._left_at_stop(pending)
+                    return
                 self.tally.count(failed=len(pending))
                 log.error(
                     "Monitoring sink %s: %d events failed after retrying for %.0f s",
@@ -213,8 +222,30 @@ class Outbox:
                     time.monotonic() - started,
                 )
                 return
-            time.sleep(pause)
             pause = min(pause * 2, _LONGEST_PAUSE)
+
+    def _pause(self, seconds: float, started: float) -> bool:
+        """Wait ``seconds`` before the next try; False, at once, when the retry time or a stop's
+        flush time ends first. ``close`` wakes the wait: a stop must not sleep out a pause of up
+        to 5 s past its flush time, then send to a sink it has closed."""
+        resume = time.monotonic() + seconds
+        with self._lock:
+            while True:
+                if resume > min(started + self._limits.retry_seconds, self._flush_until):
+                    return False
+                left = resume - time.monotonic()
+                if left <= 0:
+                    return True
+                self._ready.wait(left)  # offers wake it too: each wake-up checks again
+
+    def _left_at_stop(self, pending: Sequence[Event]) -> None:
+        """The stop's flush time is spent: ``pending`` is counted dropped, as the queue's rest."""
+        self.tally.count(dropped=len(pending))
+        log.warning(
+            "Monitoring sink %s: %d events not sent by the end of SCORER_MONITOR_FLUSH_SECONDS",
+            self.sink.name,
+            len(pending),
+        )
 
     def _idle(self) -> None:
         """A sink with an ``idle`` method (the file sink's rotation by age) is called about once

@@ -5,9 +5,12 @@ events it did not get, and reached again once it is back."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import socket
 import ssl
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -323,6 +326,126 @@ def test_https_with_the_system_store_or_ssl_cert_file(tmp_path, monkeypatch):
         trusting.close(1)
         assert sorted(pairs(receiver.wait_for(4))) == ["r2", "r3"]
         assert len(set(receiver.peers)) == 1  # one handshake for all four posts
+
+
+class Scripted:
+    """A raw HTTP/1.1 server answering each post with the next of ``replies`` (bytes as sent,
+    then the connection closed when the reply is followed by ``CLOSE``): answers the SDK-based
+    receiver never gives (chunked, interim, close-delimited, malformed)."""
+
+    CLOSE = b"<close>"
+
+    def __init__(self, replies: list[bytes]) -> None:
+        self.replies = replies
+        self.posts: list[tuple[int, bytes]] = []  # (connection number, head)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/in"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        number = 0
+        while self.replies:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            number += 1
+            with connection, contextlib.suppress(OSError):  # OSError: the client went
+                self._answer(connection, number)
+
+    def _answer(self, connection: socket.socket, number: int) -> None:
+        buffer = b""
+        while self.replies:
+            while b"\r\n\r\n" not in buffer:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: (\d+)", head).group(1))
+            while len(buffer) < length:
+                buffer += connection.recv(65536)
+            buffer = buffer[length:]
+            self.posts.append((number, head))
+            reply = self.replies.pop(0)
+            connection.sendall(reply.removesuffix(self.CLOSE))
+            if reply.endswith(self.CLOSE):
+                return
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(10)
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("replies", "connections"),
+    [
+        (
+            [
+                b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2;x=y\r\nok\r\n0\r\nT: 1\r\n\r\n",
+                OK,
+                OK,
+                OK,
+            ],
+            1,
+        ),
+        ([b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n", OK, OK, OK], 1),
+        (
+            [
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok" + Scripted.CLOSE,
+                OK,
+                OK,
+                OK,
+            ],
+            2,
+        ),
+        ([b"HTTP/1.0 200 OK\r\n\r\nno length, ends at the close" + Scripted.CLOSE, OK, OK, OK], 2),
+        ([b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 100000, OK, OK, OK], 2),
+    ],
+    ids=["chunked", "interim-then-204", "connection-close", "http-1.0-to-close", "long-answer-unread"],
+)
+def test_answers_of_every_framing_are_read_and_the_connection_kept_when_it_can_be(replies, connections):
+    server = Scripted(replies)
+    sink = CloudEventsSink(server.url, host_name="pod-7")
+    try:
+        sink.send([event("r1"), event("r2")], timeout=10)
+    finally:
+        sink.close(1)
+        server.close()
+    assert [number for number, _ in server.posts] == [1] + [connections] * 3
+    assert all(head.startswith(b"POST /in HTTP/1.1\r\nhost: 127.0.0.1:") for _, head in server.posts)
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (
+            b"HTTP/1.1 500 Internal Server Error\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nboom\r\n0\r\n\r\n",
+            "answered 500 Internal Server Error: boom",
+        ),
+        (b"hello\r\n\r\n", "not an HTTP/1.x answer: 'hello'"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", "ValueError"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort" + Scripted.CLOSE,
+            "closed the connection mid-answer",
+        ),
+    ],
+    ids=["error-answer", "not-http", "bad-length", "cut-short"],
+)
+def test_an_error_or_broken_answer_is_a_sink_error_naming_it(reply, message):
+    server = Scripted([reply])
+    sink = CloudEventsSink(server.url, host_name="pod-7")
+    try:
+        with pytest.raises(SinkError, match=re.escape(message)) as raised:
+            sink.send([event("r1")], timeout=10)
+    finally:
+        sink.close(1)
+        server.close()
+    assert [e["id"] for e in raised.value.undelivered] == ["r1"]
 
 
 # End to end: a real `scorer serve` exporting its requests to the receiver.

@@ -200,6 +200,8 @@ def test_without_a_namespace_none_is_sent(receiver):
         ("http:///events", "must be an http:// or https:// URL"),
         ("http://receiver:99999/events", "SCORER_MONITOR_URL is not a URL"),
         ("https://user:s3cret@receiver/events", "must not hold credentials"),
+        ("http://receiver/my events", "must be printable ASCII"),
+        ("http://réception/events", "must be printable ASCII"),
     ],
 )
 def test_a_missing_or_wrong_url_is_a_configuration_error_naming_the_setting(monkeypatch, url, named):

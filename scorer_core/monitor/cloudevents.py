@@ -105,9 +105,9 @@ def _header_value(text: str) -> str:
     if text.isascii() and text.isprintable() and "%" not in text and text.strip(" ") == text:
         return text
     encoded = quote(text, safe=_KEPT)
-    stripped = encoded.strip(" ")
-    start = encoded.index(stripped) if stripped else len(encoded)
-    return "%20" * start + stripped + "%20" * (len(encoded) - start - len(stripped))
+    inner = encoded.strip(" ")
+    lead = len(encoded) - len(encoded.lstrip(" "))
+    return "%20" * lead + inner + "%20" * (len(encoded) - lead - len(inner))
 
 
 def _canonical(name: str) -> str:
@@ -219,9 +219,10 @@ class CloudEventsSink:
         )
         received: str = event["received"]
         answered = dt.datetime.fromisoformat(received) + dt.timedelta(milliseconds=event["duration_ms"])
+        answered_at = _rfc3339(answered.isoformat(timespec="microseconds"))
         return (
             _message(shared, REQUEST_TYPE, _rfc3339(received), request_data),
-            _message(shared, RESPONSE_TYPE, _rfc3339(answered.isoformat()), response_data),
+            _message(shared, RESPONSE_TYPE, answered_at, response_data),
         )
 
     def _source(self, model_name: str) -> tuple[str, str]:

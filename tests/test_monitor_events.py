@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,29 @@ def test_each_column_type_is_written_as_its_json_value_and_missing_values_as_nul
     assert [type(value) for value in first[:5]] == [float, float, int, int, bool]
     # JSON has no infinity: written as null, as NaN is.
     assert event["response"] == {"fields": ["label", "p"], "rows": [["yes", 0.25], [None, None]]}
+
+
+def test_a_models_own_objects_are_written_as_the_answer_shows_them():
+    # An object column may hold what the model made: dicts and lists (the answer shows them as
+    # JSON), numpy scalars, or values JSON has no word for. None may break the event's shape,
+    # nor make its batch unwritable: one Decimal failed every event of its batch at the sink.
+    answer = np.array(
+        [{"a": 1}, [1, "b"], Decimal("1.50"), np.float32(0.5), np.int64(3), np.bool_(True), None, "s", 2.5],
+        dtype=object,
+    )
+    rows = len(answer)
+    [event] = shape([scored("r", rows, outputs={"obj": answer})])
+    assert [row[0] for row in event["response"]["rows"]] == [
+        '{"a":1}',
+        '[1,"b"]',
+        "1.50",
+        0.5,
+        3,
+        True,
+        None,
+        "s",
+        2.5,
+    ]
 
 
 def test_kept_cells_are_typed_and_a_bad_cell_spoils_only_its_own_request():

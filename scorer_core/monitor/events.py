@@ -26,11 +26,15 @@ from scorer_core.monitor.sinks import Event
 from scorer_core.runtime import Contributions
 from scorer_core.service.scored import ScoredRequest
 from scorer_core.wire.cellrows import CellRows, type_each
+from scorer_core.wire.columns import cell_of
 
 __all__ = ["EVENT_ROWS", "EventShaper", "Masking"]
 
 #: Most rows one event holds.
 EVENT_ROWS = 1000
+#: What an event's cell may hold as it is (docs/monitoring-event.schema.json: string, number,
+#: boolean, null).
+_CELL_TYPES = frozenset({str, int, float, bool, type(None)})
 _UTC = dt.timezone.utc
 
 
@@ -178,4 +182,18 @@ def _values(column: np.ndarray) -> list[Any]:
         text = np.datetime_as_string(column, unit="auto")
         return [None if t == "NaT" else t for t in text.tolist()]
     values: list[Any] = column.tolist()
+    if column.dtype.kind == "O" and not set(map(type, values)) <= _CELL_TYPES:
+        values = [value if type(value) in _CELL_TYPES else _cell(value) for value in values]
     return values
+
+
+def _cell(value: Any) -> Any:
+    """A model's own object, as its answer shows it: a dict or a list as JSON text, a numpy
+    number as the number, anything else as its text. Written as it is, one value JSON cannot
+    hold (a Decimal) failed its whole batch at the sink, and a dict broke the event's shape."""
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        return value.item()
+    try:
+        return cell_of(value)
+    except TypeError:  # a dict or list holding what JSON cannot (orjson's error is a TypeError)
+        return str(value)

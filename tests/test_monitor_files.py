@@ -105,6 +105,19 @@ def test_an_idle_sink_publishes_a_part_past_its_age(tmp_path, sinks):
     assert len(published(tmp_path)) == 1
 
 
+def test_a_busy_sink_publishes_a_part_past_its_age_without_idling(tmp_path, sinks):
+    # The outbox tells a sink it is idle only after a second with nothing to send: a server
+    # exporting an event every half second never idles, and its part must not stay hidden
+    # until it reaches SCORER_MONITOR_FILE_MAX_BYTES (64 MiB: hours, or days).
+    sink = FileSink(tmp_path, max_bytes=10**6, max_seconds=0.2)
+    sinks.append(sink)
+    sink.send(events(1, "a"), 1.0)
+    time.sleep(0.25)  # past the part's age (a lower bound: a loaded machine only sleeps longer)
+    sink.send(events(1, "b"), 1.0)
+    assert hidden(tmp_path) == []
+    assert ids_published(tmp_path) == ["a0", "b0"]
+
+
 def test_close_publishes_the_open_part_and_leaves_nothing_hidden(tmp_path):
     sink = FileSink(tmp_path, max_bytes=10**6, max_seconds=300)
     sink.close(1.0)  # nothing written: nothing published

@@ -79,14 +79,20 @@ class FileSink:
         except OSError as exc:
             raise SinkError(f"cannot write to {self.directory}: {exc.strerror or exc}") from None
         self._size += len(payload)
-        if self._size >= self._max_bytes:
+        if self._size >= self._max_bytes or self._aged():
             self._rotate()
 
     def idle(self) -> None:
         """Called while no event waits: publish a part past its age, so a quiet server's
         events still reach readers."""
-        if self._fd is not None and time.monotonic() - self._opened >= self._max_seconds:
+        if self._aged():
             self._rotate()
+
+    def _aged(self) -> bool:
+        """Whether the open part is past its age. ``send`` asks too: the outbox calls ``idle``
+        only after a second with nothing to send, which a server exporting an event every half
+        second never has, and its part would stay hidden until it reached its size."""
+        return self._fd is not None and time.monotonic() - self._opened >= self._max_seconds
 
     def close(self, timeout: float) -> None:
         self._rotate()

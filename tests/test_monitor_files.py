@@ -229,6 +229,26 @@ def test_the_parts_a_dead_server_left_are_published_and_a_live_ones_left_alone(t
         living.wait()
 
 
+def test_a_part_an_earlier_process_left_under_this_pid_is_published(tmp_path, part_name, sinks):
+    # A container's server often has the same pid after a restart (1, or its init's child) and
+    # the same host name: the part its crashed predecessor left is not this process's own.
+    directory = tmp_path / "events"
+    directory.mkdir()
+    running = FileSink(directory, max_bytes=10**6, max_seconds=300)
+    sinks.append(running)
+    running.send(events(1, "open"), 1.0)
+    [open_part] = hidden(directory)
+    earlier = part_name(os.getpid(), 1, stamp="20200101T000000")
+    line = event_bytes(events(1, "left")[0]) + b"\n"
+    (directory / earlier).write_bytes(line + b'{"id": "half')
+
+    sinks.append(FileSink(directory, max_bytes=10**6, max_seconds=300))
+
+    [recovered] = published(directory)
+    assert recovered.name == earlier[1 : -len(".open")] and recovered.read_bytes() == line
+    assert hidden(directory) == [open_part]  # this process's own part, still being written
+
+
 @pytest.fixture
 def file_settings(monkeypatch) -> Iterator[Any]:
     def load(**variables: str) -> Any:

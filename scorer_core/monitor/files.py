@@ -31,6 +31,10 @@ __all__ = ["FileSink"]
 log = logging.getLogger(__name__)
 
 _OPEN_SUFFIX = ".open"
+#: The parts this process opened. A hidden part under this process's pid that is not among them
+#: was left by an earlier process with the same pid: a container's server often is pid 1 (or its
+#: init's first child) after every restart, under the same host name.
+_OPENED: set[str] = set()
 
 
 def _host() -> str:
@@ -102,7 +106,7 @@ class FileSink:
         last whole line); a live process's parts are left alone."""
         for path in sorted(self.directory.glob(f".events-{self._host}-*.jsonl{_OPEN_SUFFIX}")):
             pid = _pid_of(path.name)
-            if pid is None or pid == os.getpid() or _alive(pid):
+            if pid is None or path.name in _OPENED or (pid != os.getpid() and _alive(pid)):
                 continue
             try:
                 _publish_whole_lines(path)
@@ -116,6 +120,7 @@ class FileSink:
         name = f".events-{self._host}-{os.getpid()}-{stamp}-{self._serial:06d}.jsonl{_OPEN_SUFFIX}"
         path = self.directory / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        _OPENED.add(name)
         self._fd, self._path, self._size, self._opened = fd, path, 0, time.monotonic()
         return fd
 

@@ -25,7 +25,7 @@ from scorer_core.frame import Frame
 from scorer_core.monitor.sinks import Event
 from scorer_core.runtime import Contributions
 from scorer_core.service.scored import ScoredRequest
-from scorer_core.wire.cellrows import CellRows, type_each
+from scorer_core.wire.cellrows import CellRows
 from scorer_core.wire.columns import cell_of
 
 __all__ = ["EVENT_ROWS", "EventShaper", "Masking"]
@@ -77,25 +77,24 @@ class EventShaper:
 
     def shape(self, batch: Sequence[ScoredRequest]) -> list[Event]:
         """The events of ``batch``, in its order (several for a request of many rows)."""
-        frames = _typed_frames(batch)
         events: list[Event] = []
-        for scored, frame in zip(batch, frames, strict=True):
-            events.extend(self._events(scored, frame))
+        for scored, rows in zip(batch, self._request_rows(batch), strict=True):
+            answer = _answer_columns(scored)
+            events.extend(self._events(scored, rows, self._table(answer) if answer is not None else None))
         return events
 
-    def _events(self, scored: ScoredRequest, frame: Frame | None) -> list[Event]:
-        request = _columns(frame) if frame is not None else None
-        response = _answer_columns(scored)
-        rows = frame.num_rows if frame is not None else 0
+    def _events(self, scored: ScoredRequest, request: _Slice | None, response: _Table | None) -> list[Event]:
+        rows = request.stop - request.start if request is not None else 0
         parts = max(1, -(-rows // EVENT_ROWS))
+        facts = scored.facts
         common = {
             "received": dt.datetime.fromtimestamp(scored.received, _UTC).isoformat(timespec="microseconds"),
             "duration_ms": round(scored.seconds * 1000, 3),
             "model": {
-                "id": scored.facts.model_id,
-                "name": scored.facts.model_name,
-                "version": scored.facts.model_version,
-                "runtime": scored.facts.runtime,
+                "id": facts.model_id,
+                "name": facts.model_name,
+                "version": facts.model_version,
+                "runtime": facts.runtime,
             },
             "deployment": scored.prefix,
             "endpoint": scored.endpoint,
@@ -105,60 +104,100 @@ class EventShaper:
         }
         events = []
         for part in range(parts):
-            start, stop = part * EVENT_ROWS, (part + 1) * EVENT_ROWS
+            first = part * EVENT_ROWS
             events.append(
                 {
                     "id": scored.request_id,
                     "part": part + 1,
                     "parts": parts,
                     **common,
-                    "request": self._table(request, start, stop),
-                    "response": self._table(response, start, stop),
+                    "request": request.part(first, first + EVENT_ROWS) if request is not None else None,
+                    "response": response.part(first, first + EVENT_ROWS) if response is not None else None,
                 }
             )
         return events
 
-    def _table(self, columns: Mapping[str, list[Any]] | None, start: int, stop: int) -> dict[str, Any] | None:
-        """``{"fields": [...], "rows": [[...], ...]}`` of rows ``start`` to ``stop``, masked."""
-        if columns is None:
-            return None
+    def _request_rows(self, batch: Sequence[ScoredRequest]) -> list[_Slice | None]:
+        """Each request's rows, typed and masked. The kept cells of a batch's requests are typed
+        all at once, as the batcher types them, and made into rows once: each request's are a
+        slice of them. Typed requests (large ones, or the numeric fast path's) make their own."""
+        found: list[_Slice | None] = [None] * len(batch)
+        kept: dict[int, list[tuple[int, CellRows]]] = {}
+        for index, scored in enumerate(batch):
+            frame = scored.frame
+            if isinstance(frame, CellRows):
+                kept.setdefault(id(scored.facts), []).append((index, frame))
+            elif frame is not None:
+                found[index] = _Slice(self._table(frame), 0, frame.num_rows)
+        for members in kept.values():
+            merged, each = _typed_together([cells for _, cells in members])
+            table = self._table(merged) if merged is not None else None
+            offset = 0
+            for position, (index, cells) in enumerate(members):
+                alone = each[position] if each else None
+                if isinstance(alone, Frame):
+                    found[index] = _Slice(self._table(alone), 0, alone.num_rows)
+                elif table is not None and alone is None:
+                    found[index] = _Slice(table, offset, offset + cells.num_rows)
+                offset += cells.num_rows
+        return found
+
+    def _table(self, columns: Mapping[str, Any]) -> _Table:
+        """The columns as masked rows: dropped fields left out, hashed ones hashed."""
         masking = self._masking
         fields = [name for name in columns if name not in masking.drop]
         values = []
         for name in fields:
-            column = columns[name][start:stop]
+            column = columns[name]
+            column = _values(column) if isinstance(column, np.ndarray) else column
             if name in masking.hashed:
                 column = [masking.hash(value) for value in column]
             values.append(column)
-        return {"fields": fields, "rows": [list(row) for row in zip(*values, strict=True)]}
+        return _Table(fields, list(map(list, zip(*values, strict=True))))
 
 
-def _typed_frames(batch: Sequence[ScoredRequest]) -> list[Frame | None]:
-    """Each request's rows typed; the kept cells of all of them typed at once where they merge."""
-    frames: list[Frame | None] = [s.frame if isinstance(s.frame, Frame) else None for s in batch]
-    kept = [(i, s.frame) for i, s in enumerate(batch) if isinstance(s.frame, CellRows)]
-    groups: dict[tuple[Any, ...], list[tuple[int, CellRows]]] = {}
-    for index, cells in kept:
-        groups.setdefault((cells.inputs, cells.missing_values), []).append((index, cells))
-    for members in groups.values():
-        merged, each = type_each([cells for _, cells in members])
-        offset = 0
-        for (index, cells), alone in zip(members, each, strict=True):
-            if merged is not None:
-                frames[index] = merged.slice(offset, offset + cells.num_rows)
-            elif not isinstance(alone, ScorerError):
-                frames[index] = alone
-            offset += cells.num_rows
-    return frames
+@dataclass(frozen=True)
+class _Table:
+    fields: list[str]
+    rows: list[list[Any]]
+
+    def part(self, start: int, stop: int) -> dict[str, Any]:
+        return {"fields": self.fields, "rows": self.rows[start:stop]}
 
 
-def _columns(frame: Frame) -> dict[str, list[Any]]:
-    return {name: _values(frame[name]) for name in frame}
+@dataclass(frozen=True)
+class _Slice:
+    """One request's rows in a table that may hold its batch's."""
+
+    table: _Table
+    start: int
+    stop: int
+
+    def part(self, start: int, stop: int) -> dict[str, Any]:
+        """Rows ``start`` to ``stop`` of the request's own."""
+        return self.table.part(self.start + start, min(self.start + stop, self.stop))
 
 
-def _answer_columns(scored: ScoredRequest) -> dict[str, list[Any]] | None:
+def _typed_together(parts: list[CellRows]) -> tuple[Frame | None, list[Frame | ScorerError]]:
+    """The parts' cells typed in one pass (the merged frame, no parts), or, when a cell cannot
+    be typed (a refused request's) or the parts were kept for different inputs (a model replaced
+    between them), each part typed alone."""
+    try:
+        return CellRows.concat(parts).typed(), []
+    except (ScorerError, ValueError):
+        return None, [_typed_alone(cells) for cells in parts]
+
+
+def _typed_alone(cells: CellRows) -> Frame | ScorerError:
+    try:
+        return cells.typed()
+    except ScorerError as exc:
+        return exc
+
+
+def _answer_columns(scored: ScoredRequest) -> Mapping[str, Any] | None:
     if scored.outputs is not None:
-        return {name: _values(np.asarray(column)) for name, column in scored.outputs.items()}
+        return {name: np.asarray(column) for name, column in scored.outputs.items()}
     if scored.contributions is not None:
         return _contribution_columns(scored.contributions)
     return None

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -31,7 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from scorer_core.config.logs import current_request_id
+from scorer_core.config.logs import current_request_id, new_request_id
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.metrics import ScorerMetrics, endpoint_of
 from scorer_core.server.tracing import Tracing
@@ -82,7 +81,7 @@ def request_id_of(scope: Scope) -> str:
             if _REQUEST_ID.fullmatch(text):
                 return text
             break
-    return secrets.token_hex(8)
+    return new_request_id()
 
 
 def log_access(scope: Scope, endpoint: str, status: int, seconds: float, request_id: str) -> None:

@@ -10,7 +10,6 @@ serves its REST and gRPC fronts alike.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -19,7 +18,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from scorer_core.config.logs import current_request_id
+from scorer_core.config.logs import current_request_id, new_request_id
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ScorerError
 from scorer_core.execution.executors import Executor
@@ -138,7 +137,7 @@ class DataPlane:
             result = seen.result
             scored(
                 ScoredRequest(
-                    request_id=current_request_id.get() or secrets.token_hex(8),
+                    request_id=current_request_id.get() or new_request_id(),
                     endpoint=endpoint,
                     received=arrival.time if arrival is not None else time.time() - seconds,
                     seconds=seconds,

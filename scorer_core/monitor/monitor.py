@@ -12,6 +12,7 @@ import importlib
 import logging
 import zlib
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,18 +21,16 @@ from scorer_core.config.forwarding import is_tracing_header
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.monitor.events import EventShaper, Masking
-from scorer_core.monitor.outbox import Limits, Outbox
+from scorer_core.monitor.outbox import DELIVERY_BUCKETS, Limits, Outbox, Snapshot
 from scorer_core.monitor.sinks import Sink
 from scorer_core.service.scored import ScoredRequest
 
-__all__ = ["SINKS", "Monitor", "build_sink"]
+__all__ = ["SINKS", "Channel", "Monitor", "build_sink", "exported_headers", "limits_of", "outboxes_of"]
 
 log = logging.getLogger(__name__)
 
 #: Headers that carry a credential: never exported, whatever SCORER_MONITOR_HEADERS says.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"})
-#: Upper bounds of ``scorer_monitor_delivery_seconds``.
-DELIVERY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
 _HASH_KEY_CHARS = 16
 
 
@@ -58,7 +57,7 @@ def _names(configured: str) -> list[str]:
     return list(dict.fromkeys(part.strip() for part in configured.split(",") if part.strip()))
 
 
-def _exported_headers(settings: Settings) -> list[str]:
+def exported_headers(settings: Settings) -> list[str]:
     names = [name.lower() for name in _names(settings.monitor_headers)]
     refused = [name for name in names if name in CREDENTIAL_HEADERS or is_tracing_header(name)]
     if refused:
@@ -89,39 +88,66 @@ def _masking(settings: Settings) -> Masking:
     return Masking(frozenset(_names(settings.monitor_drop_fields)), hashed, key.encode() if key else None)
 
 
-class Monitor:
-    """Sampling and the outboxes of the configured sinks."""
+class Channel(Protocol):
+    """Where the monitor puts the requests it keeps: an ``Outbox`` (one sink, in this process),
+    or a ``Relay`` (every sink, in the export process)."""
 
-    def __init__(self, outboxes: Sequence[Outbox], *, sample: float = 1.0, failures: bool = True) -> None:
-        self.outboxes = tuple(outboxes)
+    def offer(self, scored: ScoredRequest) -> None: ...
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float) -> None: ...
+
+    def snapshots(self) -> dict[str, Snapshot]: ...
+
+
+def limits_of(settings: Settings) -> Limits:
+    return Limits(settings.monitor_queue_size, settings.monitor_queue_rows, settings.monitor_retry_seconds)
+
+
+def outboxes_of(settings: Settings) -> list[Outbox]:
+    """An outbox for each sink SCORER_MONITOR names, with the events' masking and headers:
+    ``ConfigurationError`` naming the setting when one is missing or wrong."""
+    shaper = EventShaper(_masking(settings), exported_headers(settings))
+    limits = limits_of(settings)
+    return [Outbox(build_sink(name, settings), shaper, limits) for name in settings.monitor_sinks]
+
+
+class Monitor:
+    """Sampling, and the channels the kept requests go to."""
+
+    def __init__(self, channels: Sequence[Channel], *, sample: float = 1.0, failures: bool = True) -> None:
+        self.channels = tuple(channels)
         self._sample = sample
         self._failures = failures
         #: A request id is kept when its CRC-32 is below this.
         self._threshold = int(sample * 2**32)
-        self.collector = _MonitorMetrics(self.outboxes)
+        self.collector = _MonitorMetrics(self.channels)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Monitor | None:
-        """The monitor SCORER_MONITOR asks for, or None when it is off."""
+        """The monitor SCORER_MONITOR asks for, or None when it is off. Its sinks run in an
+        export process of their own (``relay``); they are built here once too, and closed,
+        so that a mistake in their settings stops the server's start-up, naming the setting."""
         sinks = settings.monitor_sinks
         if not sinks:
             return None
-        shaper = EventShaper(_masking(settings), _exported_headers(settings))
-        limits = Limits(
-            settings.monitor_queue_size, settings.monitor_queue_rows, settings.monitor_retry_seconds
-        )
-        outboxes = [Outbox(build_sink(name, settings), shaper, limits) for name in sinks]
+        for outbox in outboxes_of(settings):
+            outbox.sink.close(0)
+        from scorer_core.monitor.relay import Relay
+
+        relay = Relay(settings, sinks, exported_headers(settings), limits_of(settings))
         log.info(
             "Monitoring export to %s (sample %g%s)",
             ", ".join(sinks),
             settings.monitor_sample,
             "" if settings.monitor_failures else ", answered requests only",
         )
-        return cls(outboxes, sample=settings.monitor_sample, failures=settings.monitor_failures)
+        return cls([relay], sample=settings.monitor_sample, failures=settings.monitor_failures)
 
     def start(self) -> None:
-        for outbox in self.outboxes:
-            outbox.start()
+        for channel in self.channels:
+            channel.start()
 
     def kept(self, request_id: str) -> bool:
         """Whether the sample keeps this request: the same answer for the same id, always."""
@@ -135,25 +161,21 @@ class Monitor:
             return
         if not self.kept(scored.request_id):
             return
-        for outbox in self.outboxes:
-            outbox.offer(scored)
+        for channel in self.channels:
+            channel.offer(scored)
 
     def close(self, timeout: float) -> None:
         """Flush every sink, each within ``timeout`` seconds (one after another: a stopping
         server has its grace; blocking here is in a thread, off the event loop)."""
-        for outbox in self.outboxes:
-            outbox.close(timeout)
+        for channel in self.channels:
+            channel.close(timeout)
 
 
 class _MonitorMetrics(Collector):
-    """``scorer_monitor_*``, read from the outboxes' tallies when scraped."""
+    """``scorer_monitor_*``, read from the channels' snapshots when scraped."""
 
-    def __init__(self, outboxes: Sequence[Outbox]) -> None:
-        self._outboxes = outboxes
-        self._buckets: dict[str, list[int]] = {
-            o.sink.name: [0] * (len(DELIVERY_BUCKETS) + 1) for o in outboxes
-        }
-        self._sums: dict[str, float] = {o.sink.name: 0.0 for o in outboxes}
+    def __init__(self, channels: Sequence[Channel]) -> None:
+        self._channels = channels
 
     def collect(self) -> Iterable[Metric]:
         events = CounterMetricFamily(
@@ -170,35 +192,23 @@ class _MonitorMetrics(Collector):
             "Time from a request's answer to its event's delivery, by sink",
             labels=["sink"],
         )
-        for outbox in self._outboxes:
-            name = outbox.sink.name
-            tally = outbox.tally
-            events.add_metric([name, "sent"], tally.sent)
-            events.add_metric([name, "dropped"], tally.dropped)
-            events.add_metric([name, "failed"], tally.failed)
-            depth.add_metric([name], outbox.depth)
-            counts = self._buckets[name]
-            for delay in tally.take_delays():
-                self._sums[name] += delay
-                counts[_bucket(delay)] += 1
-            cumulative, running = [], 0
-            for bound, count in zip((*DELIVERY_BUCKETS, float("inf")), counts, strict=True):
-                running += count
-                cumulative.append((_bound(bound), running))
-            delivery.add_metric([name], cumulative, self._sums[name])
+        for channel in self._channels:
+            for name, snapshot in channel.snapshots().items():
+                events.add_metric([name, "sent"], snapshot.sent)
+                events.add_metric([name, "dropped"], snapshot.dropped)
+                events.add_metric([name, "failed"], snapshot.failed)
+                depth.add_metric([name], snapshot.depth)
+                cumulative, running = [], 0
+                for bound, count in zip((*DELIVERY_BUCKETS, float("inf")), snapshot.buckets, strict=True):
+                    running += count
+                    cumulative.append((_bound(bound), running))
+                delivery.add_metric([name], cumulative, snapshot.delay_sum)
         yield events
         yield depth
         yield delivery
 
     def describe(self) -> Iterable[Metric]:
         return []
-
-
-def _bucket(delay: float) -> int:
-    for index, bound in enumerate(DELIVERY_BUCKETS):
-        if delay <= bound:
-            return index
-    return len(DELIVERY_BUCKETS)
 
 
 def _bound(bound: float) -> str:

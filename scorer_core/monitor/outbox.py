@@ -12,6 +12,8 @@ so what a sink down for a while misses is exactly what overflowed, and it is cou
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +25,7 @@ from scorer_core.monitor.events import EVENT_ROWS, EventShaper
 from scorer_core.monitor.sinks import Event, Sink, SinkError
 from scorer_core.service.scored import ScoredRequest
 
-__all__ = ["Limits", "Outbox", "Tally"]
+__all__ = ["DELIVERY_BUCKETS", "Limits", "Outbox", "Snapshot", "Tally"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,28 @@ class Limits:
     retry_seconds: float
 
 
+#: Upper bounds of ``scorer_monitor_delivery_seconds``.
+DELIVERY_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One sink's counts at a moment, for the metrics; picklable, so that the export process can
+    send its sinks' to the server's."""
+
+    sent: int = 0
+    dropped: int = 0
+    failed: int = 0
+    #: Requests waiting now.
+    depth: int = 0
+    #: Deliveries by delay: one count per ``DELIVERY_BUCKETS`` bound and one past the last.
+    buckets: tuple[int, ...] = (0,) * (len(DELIVERY_BUCKETS) + 1)
+    delay_sum: float = 0.0
+
+    def plus(self, *, dropped: int = 0, depth: int = 0) -> Snapshot:
+        return dataclasses.replace(self, dropped=self.dropped + dropped, depth=self.depth + depth)
+
+
 class Tally:
     """What one sink did, for the metrics: events sent, dropped, failed; each delivery's delay."""
 
@@ -59,8 +83,8 @@ class Tally:
         self.sent = 0
         self.dropped = 0
         self.failed = 0
-        #: Seconds from each sent event's answer to its delivery, kept until read.
-        self.delays: list[float] = []
+        self._buckets = [0] * (len(DELIVERY_BUCKETS) + 1)
+        self._delay_sum = 0.0
 
     def count(self, *, sent: int = 0, dropped: int = 0, failed: int = 0) -> None:
         with self._lock:
@@ -69,14 +93,19 @@ class Tally:
             self.failed += failed
 
     def delivered(self, delays: Sequence[float]) -> None:
+        """Events sent, each ``delay`` seconds after its request's answer."""
+        indexes = [bisect.bisect_left(DELIVERY_BUCKETS, delay) for delay in delays]
         with self._lock:
             self.sent += len(delays)
-            self.delays.extend(delays)
+            self._delay_sum += sum(delays)
+            for index in indexes:
+                self._buckets[index] += 1
 
-    def take_delays(self) -> list[float]:
+    def snapshot(self, depth: int = 0) -> Snapshot:
         with self._lock:
-            delays, self.delays = self.delays, []
-        return delays
+            return Snapshot(
+                self.sent, self.dropped, self.failed, depth, tuple(self._buckets), self._delay_sum
+            )
 
 
 def _events_of(scored: ScoredRequest) -> int:
@@ -108,6 +137,10 @@ class Outbox:
     def depth(self) -> int:
         """Requests waiting now."""
         return len(self._queue)
+
+    def snapshots(self) -> dict[str, Snapshot]:
+        """This sink's counts, by its name."""
+        return {self.sink.name: self.tally.snapshot(self.depth)}
 
     def offer(self, scored: ScoredRequest) -> None:
         """Queue ``scored``, or drop and count it when the queue is full; never waits."""

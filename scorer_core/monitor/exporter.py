@@ -1,0 +1,99 @@
+"""The export process: ``python -m scorer_core.monitor.exporter --fd N``, started by a ``Relay``.
+
+It gets the server's settings, builds the sinks' outboxes (``monitor.outboxes_of``), and then
+batches of requests, which it offers to every outbox; it reports the sinks' counts every half
+second, and once more after the flush that ``close`` (or the server's end) asks for. It runs the
+sinks exactly as they would run in the server, with their own threads, retries and bounds: only
+the GIL they take is no longer the server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import socket
+import threading
+from typing import Any
+
+from scorer_core.config.logs import configure_logging
+from scorer_core.config.settings import Settings
+from scorer_core.execution.facts import ModelFacts
+from scorer_core.execution.workers.framing import recv_frame, send_frame
+from scorer_core.monitor.monitor import outboxes_of
+from scorer_core.monitor.outbox import Outbox
+from scorer_core.monitor.relay import scored_of
+
+log = logging.getLogger("scorer_core.monitor")
+
+#: Seconds between two reports of the sinks' counts.
+REPORT_SECONDS = 0.5
+
+
+def serve(sock: socket.socket) -> None:
+    setup: Any = recv_frame(sock)
+    settings = setup[1]
+    assert setup[0] == "setup" and isinstance(settings, Settings)
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        outboxes = outboxes_of(settings)
+    except Exception as exc:
+        send_frame(sock, ("failed", str(exc)))
+        return
+    for outbox in outboxes:
+        outbox.start()
+    sending = threading.Lock()
+    stop = threading.Event()
+
+    def report(last: bool = False) -> None:
+        snapshots = {name: s for outbox in outboxes for name, s in outbox.snapshots().items()}
+        with sending:
+            send_frame(sock, ("stats", snapshots, last))
+
+    def reporter() -> None:
+        while not stop.wait(REPORT_SECONDS):
+            try:
+                report()
+            except OSError:
+                return
+
+    send_frame(sock, ("ready",))
+    threading.Thread(target=reporter, name="monitor-reporter", daemon=True).start()
+    flush = settings.monitor_flush_seconds
+    facts: dict[int, ModelFacts] = {}
+    try:
+        while True:
+            message: Any = recv_frame(sock)
+            if message[0] == "batch":
+                for record in message[1]:
+                    scored = scored_of(record, facts[record[9]])
+                    for outbox in outboxes:
+                        outbox.offer(scored)
+            elif message[0] == "facts":
+                facts[message[1]] = message[2]
+            elif message[0] == "close":
+                flush = message[1]
+                break
+    except (OSError, EOFError, ConnectionError):
+        log.warning("Monitoring: the server went away; flushing the sinks")
+    stop.set()
+    _close(outboxes, flush)
+    with contextlib.suppress(OSError):
+        report(last=True)
+
+
+def _close(outboxes: list[Outbox], timeout: float) -> None:
+    for outbox in outboxes:
+        outbox.close(timeout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="the socket to the server")
+    args = parser.parse_args(argv)
+    with socket.socket(fileno=args.fd) as sock:
+        serve(sock)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The export process behind a ``Relay``: the sinks run there, not in the server. Real
+processes, a real file sink: a process that dies is started again and what it held is sent
+again; a process that stops answering never blocks an offer, which drops and counts instead."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import orjson
+import pytest
+
+from scorer_core.config.settings import load_settings
+from scorer_core.monitor.monitor import Monitor
+from scorer_core.monitor.relay import Relay
+from tests.conftest import wait_for
+from tests.monitor_records import scored
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def relay(monkeypatch, tmp_path):
+    def build(**variables: str) -> tuple[Relay, Monitor]:
+        monkeypatch.setenv("SCORER_MONITOR", "file")
+        monkeypatch.setenv("SCORER_MONITOR_DIR", str(tmp_path / "events"))
+        for name, value in variables.items():
+            monkeypatch.setenv(f"SCORER_MONITOR_{name}", value)
+        monitor = Monitor.from_settings(load_settings())
+        assert monitor is not None
+        [channel] = monitor.channels
+        assert isinstance(channel, Relay)
+        built.append(monitor)
+        return channel, monitor
+
+    built: list[Monitor] = []
+    yield build
+    for monitor in built:
+        monitor.close(5)
+
+
+def exported_ids(directory) -> list[str]:
+    return [
+        orjson.loads(line)["id"]
+        for part in sorted(directory.glob("events-*.jsonl"))
+        for line in part.read_bytes().splitlines()
+    ]
+
+
+def sent(relay: Relay) -> int:
+    return relay.snapshots()["file"].sent
+
+
+def test_a_dead_export_process_is_started_again_and_nothing_after_it_is_lost(relay, tmp_path):
+    channel, monitor = relay()
+    monitor.start()
+    for i in range(10):
+        monitor.offer(scored(f"a{i}"))
+    wait_for(lambda: sent(channel) == 10, 30, "the first ten sent")
+    first = channel._process
+    assert first is not None
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    for i in range(10):
+        monitor.offer(scored(f"b{i}"))
+    wait_for(lambda: channel._process is not None and channel._process.pid != first.pid, 30, "a new process")
+    monitor.close(10)
+    ids = exported_ids(tmp_path / "events")
+    assert [i for i in ids if i.startswith("b")] == [f"b{i}" for i in range(10)]
+    assert [i for i in ids if i.startswith("a")] == [f"a{i}" for i in range(10)]
+
+
+def test_a_stalled_export_process_never_blocks_an_offer(relay, tmp_path):
+    channel, monitor = relay(QUEUE_SIZE="200")
+    monitor.start()
+    monitor.offer(scored("warm-up"))
+    wait_for(lambda: sent(channel) == 1, 30, "the export process running")
+    process = channel._process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        for i in range(20_000):  # far more than the socket's buffers and the queue hold
+            monitor.offer(scored(f"s{i}", rows=50))
+        offering = time.monotonic() - started
+        assert offering < 10, f"20,000 offers took {offering:.1f} s: an offer waited"
+        dropped = channel.snapshots()["file"].dropped
+        assert dropped >= 20_000 - 200 - 5_000  # at most the queue and what the socket took
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    wait_for(lambda: channel.snapshots()["file"].depth == 0, 60, "the queue emptied")
+    monitor.close(30)
+    snapshot = channel.snapshots()["file"]
+    assert snapshot.sent + snapshot.dropped == 20_001 and snapshot.failed == 0
+    assert len(exported_ids(tmp_path / "events")) == snapshot.sent

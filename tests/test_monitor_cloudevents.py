@@ -557,3 +557,39 @@ def test_a_receiver_down_at_start_gets_the_events_once_up_and_no_request_fails(s
         metrics = target.get("/metrics").text
     assert 'scorer_monitor_events_total{outcome="failed",sink="cloudevents"} 0.0' in metrics
     assert 'scorer_monitor_events_total{outcome="dropped",sink="cloudevents"} 0.0' in metrics
+
+
+@pytest.mark.slow
+def test_a_receiver_going_down_under_load_loses_only_what_overflows_and_counts_it(served, receiver):
+    """Clients keep scoring while the receiver goes away and comes back: no request fails, every
+    event is either received or counted dropped (nothing lost silently), and events after the
+    receiver came back arrive."""
+    with served(SCORER_MONITOR_QUEUE_SIZE="50", SCORER_MONITOR_RETRY_SECONDS="120") as target:
+        with ThreadPoolExecutor(8) as pool:
+            before = list(pool.map(lambda i: scored(target, i)[0], range(40)))
+            receiver.wait_for(80)
+            receiver.stop()
+            during = list(pool.map(lambda i: scored(target, i)[0], range(40, 440)))
+            receiver.start()
+            wait_for(
+                lambda: 'scorer_monitor_queue_depth{sink="cloudevents"} 0.0' in target.get("/metrics").text,
+                60,
+                "the queue drained once the receiver was back",
+            )
+            after = list(pool.map(lambda i: scored(target, i)[0], range(440, 480)))
+        total = len(before) + len(during) + len(after)
+
+        def counted() -> dict[str, float]:
+            text = target.get("/metrics").text
+            found = re.findall(
+                r'scorer_monitor_events_total\{outcome="(\w+)",sink="cloudevents"\} (\S+)', text
+            )
+            return {outcome: float(n) for outcome, n in found}
+
+        wait_for(lambda: counted()["sent"] + counted()["dropped"] == total, 90, "every event counted")
+        final = counted()
+    received = pairs(receiver.events)
+    assert final["failed"] == 0 and final["dropped"] > 0  # the queue held 50; 400 came meanwhile
+    assert set(received) <= set(before + during + after)
+    assert len(received) == final["sent"]  # every event counted sent arrived, as a whole pair
+    assert set(before) <= set(received) and set(after) <= set(received)

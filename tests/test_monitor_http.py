@@ -210,3 +210,33 @@ def test_worker_processes_export_from_the_server_process(monitored):
     events = events_in(directory)
     assert sorted(e["id"] for e in events) == sorted(f"req-{i}" for i in range(40))
     assert all(e["response"]["rows"][0][0] == 2 * e["request"]["rows"][0][0] for e in events)
+
+
+def test_grpc_calls_are_exported_with_their_metadata_id(monitored):
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    from conformance.target import free_port
+
+    port = free_port()
+    server, directory = monitored(BATCH_WORKERS="0", SCORER_GRPC_PORT=str(port))
+    with server as target:
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        inputs = []
+        for name, datatype, value in (
+            ("x", "FP64", np.array([2.5])),
+            ("name", "BYTES", np.array(["grpc"], dtype=object)),
+            ("n", "INT64", np.array([4])),
+            ("ok", "BOOL", np.array([False])),
+        ):
+            tensor = triton.InferInput(name, [1], datatype)
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+        answer = client.infer("probe", inputs, headers={"x-request-id": "grpc-1"})
+        assert answer.as_numpy("y").tolist() == [5.0]
+        client.close()
+        stopped(target)
+    (event,) = events_in(directory)
+    assert event["id"] == "grpc-1" and event["endpoint"] == "grpc_infer" and event["status"] == 200
+    assert event["request"]["rows"] == [[2.5, "grpc", 4, False]]
+    assert event["response"]["rows"][0][0] == 5.0

@@ -8,6 +8,7 @@ or worker processes), started while its broker is down."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -243,6 +244,22 @@ def test_a_sink_made_while_the_broker_is_down_waits_for_nothing_and_fails_the_se
     with pytest.raises(SinkError, match="closed") as raised:
         sink.send(events, timeout=1)
     assert raised.value.undelivered == events
+
+
+def test_a_broker_that_takes_connections_and_never_answers_delays_neither_the_sink_nor_its_send():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts, nobody answers
+        started = time.monotonic()
+        sink = sink_for(f"127.0.0.1:{silent.getsockname()[1]}", "scored")
+        assert time.monotonic() - started < 2  # a constructor waiting on the broker would hang here
+        events = batch(2)
+        started = time.monotonic()
+        with pytest.raises(SinkError, match="2 of 2") as raised:
+            sink.send(events, timeout=1)
+        assert time.monotonic() - started < 4  # never sent (no metadata yet): purged at 1 s
+        assert raised.value.undelivered == events
+        started = time.monotonic()
+        sink.close(1)
+        assert time.monotonic() - started < 3
 
 
 @pytest.mark.slow

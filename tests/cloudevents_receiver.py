@@ -35,6 +35,8 @@ class Receiver:
         self.answer = 200
         #: Events taken, after which every post is refused with 503 (None: never).
         self.refuse_after: int | None = None
+        #: The ``ce-id``s of events refused with 413, as too large, whenever they come.
+        self.too_large: set[str] = set()
         #: The client's (host, port) of each post taken: one port for one kept connection.
         self.peers: list[tuple[str, int]] = []
         self._up = False
@@ -82,6 +84,8 @@ class Receiver:
                         receiver.refuse_after is not None and len(receiver.events) >= receiver.refuse_after
                     )
                 status = 503 if refused else receiver.answer
+                if headers.get("ce-id") in receiver.too_large:
+                    status = 413
                 try:
                     event = from_http(HTTPMessage(headers=headers, body=body), JSONFormat())
                 except Exception as error:  # the SDK's refusal is what the test reads

@@ -499,3 +499,18 @@ def test_worker_processes_export_from_the_server_process(broker, served):
         assert [row[0] for row in events[request_id]["response"]["rows"]] == [
             float(y) for y, _ in answer["score"]
         ]
+
+
+@pytest.mark.slow
+def test_a_record_too_large_for_the_producer_is_rejected_and_the_rest_delivered(broker):
+    topic = new_topic(broker)
+    sink = sink_for(broker, topic, **{"message.max.bytes": "2000", "batch.size": "2000"})
+    events = [event("small-1"), event("huge", rows=200), event("small-2")]
+    try:
+        with pytest.raises(SinkError) as raised:
+            sink.send(events, timeout=10)
+        assert raised.value.rejected == [events[1]] and raised.value.undelivered == []
+        sink.send([event("after")], timeout=10)  # the producer was kept: it is not to blame
+    finally:
+        sink.close(5)
+    assert sorted(r.key for r in broker.records(topic, at_least=3)) == [b"after", b"small-1", b"small-2"]

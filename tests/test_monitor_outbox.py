@@ -56,7 +56,7 @@ class Recorder:
             self.gate.wait()
         error = self._fail(number, events) if self._fail is not None else None
         if isinstance(error, SinkError) and error.undelivered is not None:
-            held = {id(event) for event in error.undelivered}
+            held = {id(event) for event in (*error.undelivered, *error.rejected)}
             self._record([event for event in events if id(event) not in held])
         if error is not None:
             raise error
@@ -566,3 +566,21 @@ def test_a_request_refused_before_its_rows_were_checked_is_one_event(outbox):
     [event] = sink.delivered
     assert (event["parts"], event["request"], event["response"]) == (1, None, None)
     assert (event["status"], event["error"]) == (400, "bad body")
+
+
+def test_events_a_sink_rejects_are_failed_at_once_and_the_rest_delivered(outbox):
+    def fail(number: int, events: Sequence[Event]) -> Exception | None:
+        if number == 1:
+            rejected = [e for e in events if e["id"] == "b"]
+            return SinkError("too large", undelivered=[], rejected=rejected)
+        return None
+
+    sink = Recorder(fail)
+    box = outbox(sink, retry=60.0)
+    for name in "abc":
+        box.offer(scored(name))
+    box.start()
+    wait_for(lambda: box.tally.sent + box.tally.failed == 3, 10, "every event counted")
+    assert (box.tally.sent, box.tally.failed) == (2, 1)
+    assert len(sink.calls) == 1  # nothing retried: a rejected event waits for nothing
+    assert sorted(sink.ids()) == ["a", "c"]

@@ -166,6 +166,8 @@ class CloudEventsSink:
         """Post each event's two halves, in order; on a failure, the events from the one whose
         pair was not fully posted on are undelivered (its request half may then arrive twice)."""
         deadline = time.monotonic() + timeout
+        rejected: list[Event] = []
+        refusal: _Failed | None = None
         for index, event in enumerate(events):
             try:
                 if self._closed:
@@ -173,9 +175,25 @@ class CloudEventsSink:
                 for message in self._pair(event):
                     self._connection.post(message, deadline)
             except _Failed as failure:
+                if (
+                    failure.status is not None
+                    and 400 <= failure.status < 500
+                    and failure.status not in _RETRIED
+                ):
+                    # The receiver refuses this event (too large, malformed to it, forbidden):
+                    # sending it again changes nothing, and the rest may still be taken.
+                    rejected.append(event)
+                    refusal = failure
+                    continue
                 raise SinkError(
-                    f"CloudEvents receiver {self._target.url}: {failure}", undelivered=list(events[index:])
+                    f"CloudEvents receiver {self._target.url}: {failure}",
+                    undelivered=list(events[index:]),
+                    rejected=rejected,
                 ) from None
+        if rejected:
+            raise SinkError(
+                f"CloudEvents receiver {self._target.url}: {refusal}", undelivered=[], rejected=rejected
+            )
 
     def close(self, timeout: float) -> None:
         self._closed = True
@@ -292,7 +310,7 @@ class _Connection:
             if not keep:
                 self.drop()
             if not 200 <= status < 300:
-                raise _Failed(f"answered {status} {reason}{_snippet(body)}")
+                raise _Failed(f"answered {status} {reason}{_snippet(body)}", status)
             return
 
     def drop(self) -> None:
@@ -397,7 +415,16 @@ class _Stale(Exception):
 
 
 class _Failed(Exception):
-    """A post that did not succeed; ``send`` turns it into a SinkError naming the events left."""
+    """A post that did not succeed; ``send`` turns it into a SinkError naming the events left.
+    ``status``: the receiver's answer, when it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: The 4xx answers that say "later", not "never": retried like a 5xx.
+_RETRIED = frozenset({408, 425, 429})
 
 
 def _json(data: dict[str, Any]) -> bytes:

@@ -204,7 +204,12 @@ class KafkaSink:
             # retries forever or turns fatal. A new producer costs a reconnection, once per
             # failed send.
             self._stale = True
-            undelivered = [event for event in events if id(event) in failed]
+            rejected = [event for event in events if id(event) in delivery.rejected]
+            undelivered = [
+                event for event in events if id(event) in failed and id(event) not in delivery.rejected
+            ]
+            if not undelivered:
+                self._stale = False  # a record too large says nothing of the producer
             reasons = sorted(set(failed.values()))
             problem = "; ".join(reasons[:3]) + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else "")
             last = client.last_error
@@ -212,6 +217,7 @@ class KafkaSink:
                 f"Kafka did not acknowledge {len(undelivered)} of {len(events)} events on topic "
                 f"{self.topic!r}: {problem}" + (f"; the client's last error: {last}" if last else ""),
                 undelivered,
+                rejected,
             )
 
     def close(self, timeout: float) -> None:
@@ -237,10 +243,17 @@ class _Delivery:
         self._waiting: dict[int, Event] = {}
         #: Why each record reported as failed was, by ``id`` of its event.
         self._failed: dict[int, str] = {}
+        #: The failed records a retry cannot deliver (``never_delivered``), by ``id`` of their event.
+        self.rejected: set[int] = set()
 
     def expect(self, event: Event) -> None:
         with self._lock:
             self._waiting[id(event)] = event
+
+    def refused(self, event: Event, why: str) -> None:
+        """``event``'s record was refused by the client itself (too large), and the rest go on."""
+        with self._lock:
+            self._failed[id(event)] = why
 
     def forget(self, event: Event) -> None:
         """``event``'s record was not produced after all."""
@@ -253,6 +266,8 @@ class _Delivery:
             self._waiting.pop(id(event), None)
             if error is not None:
                 self._failed[id(event)] = error.str()
+                if error.code() in never_delivered():
+                    self.rejected.add(id(event))
             if not self._waiting:
                 self._lock.notify_all()
 
@@ -315,6 +330,11 @@ class _Client:
                 time.sleep(0.01)
             except Exception as exc:  # KafkaException: a record too large, a producer turned fatal
                 delivery.forget(event)
+                error = exc.args[0] if exc.args else None
+                if getattr(error, "code", lambda: None)() in never_delivered():
+                    delivery.rejected.add(id(event))
+                    delivery.refused(event, _reason(exc))
+                    return None
                 return _reason(exc)
 
     def purge_queued(self) -> None:
@@ -344,6 +364,23 @@ class _Client:
         # "1/1 brokers are down" follows the error that says why (a refused connection): keep that.
         if self.last_error is None or error.code() != _ALL_BROKERS_DOWN:
             self.last_error = error.str()
+
+
+@functools.cache
+def never_delivered() -> frozenset[int]:
+    """The error codes of a record no retry can deliver: too large for the broker or the client,
+    refused as invalid, or a topic the producer may not write."""
+    from confluent_kafka import KafkaError
+
+    names = (
+        "MSG_SIZE_TOO_LARGE",
+        "_MSG_SIZE_TOO_LARGE",
+        "RECORD_LIST_TOO_LARGE",
+        "INVALID_RECORD",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "TOPIC_EXCEPTION",
+    )
+    return frozenset(getattr(KafkaError, name) for name in names if hasattr(KafkaError, name))
 
 
 def _reason(exc: Exception) -> str:

@@ -245,10 +245,15 @@ class Outbox:
             try:
                 self.sink.send(pending, min(SEND_TIMEOUT, max(0.1, give_up - time.monotonic())))
             except SinkError as exc:
+                rejected = {id(event) for event in exc.rejected}
                 undelivered = exc.undelivered if exc.undelivered is not None else pending
-                held = {id(event) for event in undelivered}
+                undelivered = [event for event in undelivered if id(event) not in rejected]
+                held = {id(event) for event in undelivered} | rejected
                 self._delivered([e for e in pending if id(e) not in held], finished)
-                pending = list(undelivered)
+                if rejected:
+                    self.tally.count(failed=len(rejected))
+                    log.error("Monitoring sink %s refused %d events: %s", self.sink.name, len(rejected), exc)
+                pending = undelivered
                 if pending:
                     self._report(exc)
             except Exception as exc:  # a sink's bug must not end the thread: the queue would fill

@@ -20,11 +20,17 @@ Event = dict[str, Any]
 
 class SinkError(Exception):
     """A batch (or part of one) was not delivered; the outbox retries what is ``undelivered``
-    (all of the batch when None) until SCORER_MONITOR_RETRY_SECONDS have passed."""
+    (all of the batch when None) until SCORER_MONITOR_RETRY_SECONDS have passed. ``rejected``:
+    events the sink will never take, whatever the retries (a record over the broker's size
+    limit, a topic the producer may not write, a receiver's 4xx): counted failed at once, so that
+    they do not hold the events behind them for the whole retry time."""
 
-    def __init__(self, message: str, undelivered: Sequence[Event] | None = None) -> None:
+    def __init__(
+        self, message: str, undelivered: Sequence[Event] | None = None, rejected: Sequence[Event] = ()
+    ) -> None:
         super().__init__(message)
         self.undelivered = undelivered
+        self.rejected = rejected
 
 
 class Sink(Protocol):

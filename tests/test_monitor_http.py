@@ -153,6 +153,7 @@ def test_every_request_is_exported_with_its_typed_rows_and_its_answer(monitored)
 
     (refused,) = by_id["bad"]
     assert refused["status"] == 400 and "ten" in refused["error"] and refused["response"] is None
+    assert refused["request"] == {"fields": FIELDS, "rows": [["1", "a", "ten", "true"]]}  # as sent
     (exploded,) = by_id["boom"]
     assert exploded["status"] == 500 and "exploded" in exploded["error"]
     assert exploded["request"]["rows"] == [[13.0, "boom", 130, True]] and exploded["response"] is None

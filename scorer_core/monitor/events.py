@@ -139,6 +139,10 @@ class EventShaper:
                     found[index] = _Slice(self._table(alone), 0, alone.num_rows)
                 elif table is not None and alone is None:
                     found[index] = _Slice(table, offset, offset + cells.num_rows)
+                elif alone is not None:
+                    # Its cells could not be typed (its answer was that 400): they are exported as
+                    # sent, which is what whoever reads the event about a refused request needs.
+                    found[index] = _Slice(self._table(_as_sent(cells)), 0, cells.num_rows)
                 offset += cells.num_rows
         return found
 
@@ -186,6 +190,11 @@ def _typed_together(parts: list[CellRows]) -> tuple[Frame | None, list[Frame | S
         return CellRows.concat(parts).typed(), []
     except (ScorerError, ValueError):
         return None, [_typed_alone(cells) for cells in parts]
+
+
+def _as_sent(cells: CellRows) -> dict[str, list[Any]]:
+    """Kept cells by column, untyped."""
+    return {spec.name: [row[i] for row in cells.rows] for i, spec in enumerate(cells.inputs)}
 
 
 def _typed_alone(cells: CellRows) -> Frame | ScorerError:

@@ -273,6 +273,19 @@ def test_a_refusing_receiver_is_a_sink_error_and_only_events_not_fully_posted_ar
     ]
 
 
+def test_an_event_the_receiver_refuses_for_good_is_rejected_and_the_rest_delivered(receiver, sink):
+    batch = [event(f"r{i}") for i in range(3)]
+    receiver.too_large = {"r1"}  # 413: no retry will change it
+    with pytest.raises(SinkError, match="answered 413") as raised:
+        sink.send(batch, timeout=10)
+    assert raised.value.rejected == [batch[1]] and raised.value.undelivered == []
+    assert sorted(pairs(receiver.wait_for(4))) == ["r0", "r2"]
+    receiver.too_large, receiver.answer = set(), 429  # 429 says "later": retried, not rejected
+    with pytest.raises(SinkError, match="answered 429") as raised:
+        sink.send(batch, timeout=10)
+    assert raised.value.rejected == [] and raised.value.undelivered == batch
+
+
 def test_a_stalled_receiver_is_a_sink_error_within_the_timeout(receiver, sink):
     receiver.stall()
     started = time.monotonic()
@@ -565,19 +578,6 @@ def test_a_receiver_going_down_under_load_loses_only_what_overflows_and_counts_i
     event is either received or counted dropped (nothing lost silently), and events after the
     receiver came back arrive."""
     with served(SCORER_MONITOR_QUEUE_SIZE="50", SCORER_MONITOR_RETRY_SECONDS="120") as target:
-        with ThreadPoolExecutor(8) as pool:
-            before = list(pool.map(lambda i: scored(target, i)[0], range(40)))
-            receiver.wait_for(80)
-            receiver.stop()
-            during = list(pool.map(lambda i: scored(target, i)[0], range(40, 440)))
-            receiver.start()
-            wait_for(
-                lambda: 'scorer_monitor_queue_depth{sink="cloudevents"} 0.0' in target.get("/metrics").text,
-                60,
-                "the queue drained once the receiver was back",
-            )
-            after = list(pool.map(lambda i: scored(target, i)[0], range(440, 480)))
-        total = len(before) + len(during) + len(after)
 
         def counted() -> dict[str, float]:
             text = target.get("/metrics").text
@@ -586,6 +586,17 @@ def test_a_receiver_going_down_under_load_loses_only_what_overflows_and_counts_i
             )
             return {outcome: float(n) for outcome, n in found}
 
+        with ThreadPoolExecutor(8) as pool:
+            before = list(pool.map(lambda i: scored(target, i)[0], range(40)))
+            receiver.wait_for(80)
+            receiver.stop()
+            during = list(pool.map(lambda i: scored(target, i)[0], range(40, 440)))
+            receiver.start()
+            # Every event so far sent or dropped: the queue is empty, and the sink delivers again.
+            earlier = len(before) + len(during)
+            wait_for(lambda: counted()["sent"] + counted()["dropped"] == earlier, 90, "the queue drained")
+            after = list(pool.map(lambda i: scored(target, i)[0], range(440, 480)))
+        total = len(before) + len(during) + len(after)
         wait_for(lambda: counted()["sent"] + counted()["dropped"] == total, 90, "every event counted")
         final = counted()
     received = pairs(receiver.events)

@@ -60,7 +60,14 @@ def probe_app(cluster, tmp_path_factory) -> Iterator[str]:
     2 replicas, forwarding Authorization to the model."""
     path = tmp_path_factory.mktemp("probe") / "m.probe"
     path.write_text(json.dumps(PROBE))
-    env = plugin_env(H2O_SCORER_FORWARD_HEADERS="Authorization", BATCH_WORKERS="0")
+    env = plugin_env(
+        H2O_SCORER_FORWARD_HEADERS="Authorization",
+        BATCH_WORKERS="0",
+        # Each replica exports what it scored, from its own queue and export process.
+        SCORER_MONITOR="file",
+        SCORER_MONITOR_DIR=str(tmp_path_factory.mktemp("ray-events", numbered=False)),
+        SCORER_MONITOR_FILE_MAX_SECONDS="1",
+    )
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # build() checks the model here, as `serve run` does, with this env
     sys.path.insert(0, env["PYTHONPATH"].split(os.pathsep)[0])
@@ -111,6 +118,44 @@ def test_two_replicas_answer_under_the_deployment_prefix_too(probe_app):
     ]
     bad = httpx.post(f"{probe_app}/model/score", json={"fields": ["x"], "rows": [["abc"]]}, timeout=10)
     assert bad.status_code == 400 and "'x'" in bad.json()["detail"]
+
+
+def test_each_replica_exports_what_it_scored(probe_app, tmp_path_factory):
+    directory = tmp_path_factory.getbasetemp() / "ray-events"  # the probe_app's SCORER_MONITOR_DIR
+    ids = [f"ray-{i}" for i in range(64)]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(
+            pool.map(
+                lambda request_id: httpx.post(
+                    probe_app + "/model/score",
+                    json={"fields": ["x"], "rows": [["1.5"]]},
+                    headers={"X-Request-Id": request_id},
+                    timeout=30,
+                ),
+                ids,
+            )
+        )
+    assert all(reply.status_code == 200 for reply in replies)
+    answered_by = {reply.headers["x-request-id"]: reply.json()["score"][0][1] for reply in replies}
+
+    def exported() -> dict[str, str]:
+        """Request id to the pid in the name of the part that holds its event (the pid of the
+        export process that wrote it)."""
+        found = {}
+        for part in directory.glob("events-*.jsonl"):  # published parts only: whole lines
+            pid = part.name.split("-")[-3]
+            for line in part.read_bytes().splitlines():
+                found[json.loads(line)["id"]] = pid
+        return found
+
+    deadline = time.monotonic() + 60
+    while not set(ids) <= set(exported()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    parts = exported()
+    assert set(ids) <= set(parts)
+    # Both replicas answered, and each had its own export process write its requests' events.
+    assert len(set(answered_by.values())) == 2
+    assert len({parts[request_id] for request_id in ids}) == 2
 
 
 def test_forwarded_headers_stay_with_their_requests_under_concurrent_clients(probe_app):

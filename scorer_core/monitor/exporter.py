@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import socket
 import threading
 from typing import Any
@@ -26,6 +27,10 @@ from scorer_core.monitor.relay import scored_of
 
 log = logging.getLogger("scorer_core.monitor")
 
+#: How much less CPU priority than the server the export process takes (nice(2)): where the
+#: server and the export process want more CPU than there is, the server's requests come first,
+#: and the export's queues absorb the difference (dropping, and counting, beyond their bounds).
+EXPORT_NICENESS = 10
 #: Seconds between two reports of the sinks' counts.
 REPORT_SECONDS = 0.5
 
@@ -91,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--fd", type=int, required=True, help="the socket to the server")
     args = parser.parse_args(argv)
+    os.nice(EXPORT_NICENESS)
     with socket.socket(fileno=args.fd) as sock:
         serve(sock)
 

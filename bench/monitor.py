@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import socket
@@ -130,6 +131,41 @@ def black_hole() -> Iterator[str]:
         sock.close()
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def cpu(port: int) -> tuple[float, float]:
+    """CPU seconds so far of the server listening on ``port`` and of its export process."""
+    server = export = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"serve" in command and str(port).encode() in command:
+            server = _cpu_seconds(int(entry.name))
+            for child in Path("/proc").iterdir():
+                try:
+                    if (
+                        child.name.isdigit()
+                        and b"scorer_core.monitor.exporter" in (child / "cmdline").read_bytes()
+                    ):
+                        status = (child / "status").read_text()
+                        if f"PPid:\t{entry.name}\n" in status:
+                            export = _cpu_seconds(int(child.name))
+                except OSError:
+                    continue
+    return server, export
+
+
 def exported(base: str) -> str:
     with urllib.request.urlopen(base + "/metrics", timeout=30) as reply:
         text = reply.read().decode()
@@ -164,8 +200,16 @@ def measure(
         if frozen is not None:
             frozen.send_signal(signal.SIGSTOP)  # type: ignore[attr-defined]
         try:
+            port = int(base.rsplit(":", 1)[1])
+            before = cpu(port)
             rps, p50, p99, errors = wrk(url, body, CLIENTS, seconds)
-            counts = exported(base)
+            after = cpu(port)
+            requests = rps * seconds
+            spent = (
+                f"cpu/request: server {(after[0] - before[0]) / requests * 1e6:.0f} us, "
+                f"export {(after[1] - before[1]) / requests * 1e6:.0f} us"
+            )
+            counts = f"{exported(base)}  {spent}"
         finally:
             if frozen is not None:
                 frozen.send_signal(signal.SIGCONT)  # type: ignore[attr-defined]

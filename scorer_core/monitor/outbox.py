@@ -1,9 +1,10 @@
-"""``Outbox``: one sink's bounded queue and the thread that empties it.
+"""``Outbox``: one sink's bounded queue and the thread that empties it, in the export process
+(``exporter``; the server's own queue is the ``Relay``'s).
 
-The event loop only ever appends to the queue (``offer``), under a lock held for a few
+Its feeder only ever appends to the queue (``offer``), under a lock held for a few
 instructions; it never waits on a sink. When the queue is full (by requests, or by the rows they
 hold) a new request is dropped and counted: a sink that is slow, stalled or down costs scoring
-nothing, and the server's memory stays bounded (KServe's logger, with no bound, grew until it
+nothing, and the memory stays bounded (KServe's logger, with no bound, grew until it
 was killed). The thread takes the queue's head in batches, shapes their events (typing a
 batch's kept cells at once) and sends them, retrying what was not delivered with pauses from
 0.1 s to 5 s until SCORER_MONITOR_RETRY_SECONDS have passed; the queue keeps filling meanwhile,
@@ -35,8 +36,6 @@ _FIRST_PAUSE = 0.1
 _LONGEST_PAUSE = 5.0
 #: Most seconds one ``send`` may take (a broker's acknowledgement, an HTTP answer).
 SEND_TIMEOUT = 10.0
-#: Requests shaped between two releases of the GIL (about 25 us of work each).
-SHAPE_REQUESTS = 16
 #: Most seconds a batch waits to grow to BATCH_REQUESTS before it is sent: the delay monitoring
 #: adds to an event, for far fewer hand-offs of the GIL.
 GATHER_SECONDS = 0.1
@@ -214,23 +213,13 @@ class Outbox:
                 self._idle()
                 continue
             try:
-                events = self._shaped(batch)
+                events = self._shaper.shape(batch)
             except Exception:
                 log.exception("Monitoring: %d requests could not be made into events", len(batch))
                 self.tally.count(failed=sum(_events_of(scored) for scored in batch))
                 continue
             finished = {scored.request_id: scored.finished for scored in batch}
             self._deliver(events, finished)
-
-    def _shaped(self, batch: list[ScoredRequest]) -> list[Event]:
-        """The batch's events, shaped a few requests at a time with the GIL let go between: the
-        event loop, back from a socket, would otherwise wait for a whole batch's shaping (up to
-        the interpreter's 5 ms switch interval) before it could answer anyone."""
-        events: list[Event] = []
-        for start in range(0, len(batch), SHAPE_REQUESTS):
-            events += self._shaper.shape(batch[start : start + SHAPE_REQUESTS])
-            time.sleep(0)
-        return events
 
     def _deliver(self, events: list[Event], finished: dict[str, float]) -> None:
         """Send ``events`` until delivered, the retry time is spent, or the flush time is."""

@@ -73,6 +73,18 @@ class Snapshot:
     def plus(self, *, dropped: int = 0, depth: int = 0) -> Snapshot:
         return dataclasses.replace(self, dropped=self.dropped + dropped, depth=self.depth + depth)
 
+    def __add__(self, other: Snapshot) -> Snapshot:
+        """Both counts together (a replaced export process's and its successor's); the depth is
+        ``other``'s, the later one's."""
+        return Snapshot(
+            self.sent + other.sent,
+            self.dropped + other.dropped,
+            self.failed + other.failed,
+            other.depth,
+            tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
+            self.delay_sum + other.delay_sum,
+        )
+
 
 class Tally:
     """What one sink did, for the metrics: events sent, dropped, failed; each delivery's delay."""

@@ -16,6 +16,8 @@ dropped here, for the metrics.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -140,9 +142,12 @@ class Relay:
         self._dropped = 0
         #: The export process's last report, by sink.
         self._reported: dict[str, Snapshot] = {name: Snapshot() for name in self._sinks}
+        #: The counts of export processes that died and were replaced: counters never go back.
+        self._retired: dict[str, Snapshot] = {name: Snapshot() for name in self._sinks}
         self._facts: dict[int, ModelFacts] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
+        self._listener: threading.Thread | None = None
         self._sender = threading.Thread(target=self._send_all, name="monitor-relay", daemon=True)
         self._done = threading.Event()
 
@@ -167,7 +172,8 @@ class Relay:
         with self._lock:
             dropped, depth = self._dropped, len(self._queue)
         return {
-            name: snapshot.plus(dropped=dropped, depth=depth) for name, snapshot in self._reported.items()
+            name: (self._retired[name] + snapshot).plus(dropped=dropped, depth=depth)
+            for name, snapshot in self._reported.items()
         }
 
     # Start and stop.
@@ -183,13 +189,14 @@ class Relay:
             self._closing = True
             self._ready.notify()
         self._sender.join(max(0.0, ends - time.monotonic()))
-        process, sock = self._process, self._socket
+        process, sock, listener = self._process, self._socket, self._listener
         if process is not None and sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 send_frame(sock, ("close", max(0.0, ends - time.monotonic())))
-                self._listen(sock, until_closed=True, deadline=ends + 2)
-            except OSError:
-                pass
+            # The listener keeps the last report, sent after the flush, and ends when the export
+            # process does: it is the socket's one reader.
+            if listener is not None:
+                listener.join(max(0.1, ends + 2 - time.monotonic()))
             _end(process, max(0.1, ends + 2 - time.monotonic()))
             sock.close()
         with self._lock:
@@ -247,6 +254,9 @@ class Relay:
         if self._socket is not None and self._process is not None and self._process.poll() is None:
             return self._socket
         self._stop_process()
+        for name, snapshot in self._reported.items():
+            self._retired[name] = self._retired[name] + dataclasses.replace(snapshot, depth=0)
+            self._reported[name] = Snapshot()
         ours, theirs = socket.socketpair()
         command = [sys.executable, "-m", "scorer_core.monitor.exporter", "--fd", str(theirs.fileno())]
         try:
@@ -267,28 +277,33 @@ class Relay:
             ours.close()
             raise RuntimeError(f"the export process did not start: {reply!r}")
         self._process, self._socket = process, ours
-        threading.Thread(target=self._listen, args=(ours,), name="monitor-reports", daemon=True).start()
+        self._listener = threading.Thread(
+            target=self._listen, args=(ours,), name="monitor-reports", daemon=True
+        )
+        self._listener.start()
         return ours
 
-    def _listen(self, sock: socket.socket, until_closed: bool = False, deadline: float | None = None) -> None:
-        """Keep the export process's reports until it closes the socket (or ``deadline``)."""
+    def _listen(self, sock: socket.socket) -> None:
+        """Keep the export process's reports until its last one, or until it goes away."""
         try:
             while True:
-                if deadline is not None:
-                    sock.settimeout(max(0.01, deadline - time.monotonic()))
                 message = recv_frame(sock)
                 if isinstance(message, tuple) and message[0] == "stats":
                     self._reported.update(message[1])
-                    if message[2] and until_closed:  # the last report, after the flush
+                    if message[2]:  # the last report, after the flush
                         return
         except (OSError, EOFError, ConnectionError):
             return
 
     def _stop_process(self) -> None:
-        process, sock = self._process, self._socket
-        self._process = self._socket = None
+        process, sock, listener = self._process, self._socket, self._listener
+        self._process = self._socket = self._listener = None
         if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes its listener, blocked in a read
             sock.close()
+        if listener is not None:
+            listener.join(1)  # its process's reports end here: none lands after the retirement
         if process is not None:
             _end(process, 5)
 

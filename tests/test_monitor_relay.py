@@ -96,3 +96,49 @@ def test_a_stalled_export_process_never_blocks_an_offer(relay, tmp_path):
     snapshot = channel.snapshots()["file"]
     assert snapshot.sent + snapshot.dropped == 20_001 and snapshot.failed == 0
     assert len(exported_ids(tmp_path / "events")) == snapshot.sent
+
+
+def test_a_dead_export_process_counts_what_it_held_as_dropped(monkeypatch):
+    """A sink that never answers: the export process holds every event, then is killed. Its
+    queue and the batch it was sending are counted dropped, nothing is lost uncounted, and the
+    counters never go back."""
+    import socket
+
+    hole = socket.socket()  # takes connections into its backlog, never answers
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(64)
+    monkeypatch.setenv("SCORER_MONITOR", "cloudevents")
+    monkeypatch.setenv("SCORER_MONITOR_URL", f"http://127.0.0.1:{hole.getsockname()[1]}/")
+    monitor = Monitor.from_settings(load_settings())
+    assert monitor is not None
+    [channel] = monitor.channels
+    assert isinstance(channel, Relay)
+    try:
+        monitor.start()
+        for i in range(50):
+            monitor.offer(scored(f"h{i}"))
+
+        def held() -> int:  # by the export process, as it last reported
+            reported = channel._reported["cloudevents"]
+            return reported.depth + reported.in_flight
+
+        wait_for(lambda: held() == 50, 30, "the export process holding all 50")
+        process = channel._process
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        monitor.offer(scored("after"))  # found dead when this one is handed over: replaced
+        wait_for(
+            lambda: channel._process is not None and channel._process.pid != process.pid, 30, "a new one"
+        )
+        snapshot = channel.snapshots()["cloudevents"]
+        assert snapshot.dropped == 50 and snapshot.sent == 0  # what the dead one held
+
+        def accounted() -> int:  # the new one reports "after" within half a second
+            s = channel.snapshots()["cloudevents"]
+            return s.sent + s.dropped + s.failed + s.depth + s.in_flight
+
+        wait_for(lambda: accounted() == 51, 10, "all 51 accounted for")
+    finally:
+        monitor.close(2)
+        hole.close()

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
 from typing import Any
@@ -38,7 +39,9 @@ REPORT_SECONDS = 0.5
 def serve(sock: socket.socket) -> None:
     setup: Any = recv_frame(sock)
     settings = setup[1]
-    assert setup[0] == "setup" and isinstance(settings, Settings)
+    if setup[0] != "setup" or not isinstance(settings, Settings):
+        send_frame(sock, ("failed", "the server's first message was not the settings"))
+        return
     configure_logging(settings.log_level, settings.log_format)
     try:
         outboxes = outboxes_of(settings)
@@ -66,9 +69,13 @@ def serve(sock: socket.socket) -> None:
     threading.Thread(target=reporter, name="monitor-reporter", daemon=True).start()
     flush = settings.monitor_flush_seconds
     facts: dict[int, ModelFacts] = {}
-    try:
-        while True:
+    while True:
+        try:
             message: Any = recv_frame(sock)
+        except (OSError, EOFError, ConnectionError):
+            log.warning("Monitoring: the server went away; flushing the sinks")
+            break
+        try:
             if message[0] == "batch":
                 for record in message[1]:
                     scored = scored_of(record, facts[record[9]])
@@ -79,8 +86,8 @@ def serve(sock: socket.socket) -> None:
             elif message[0] == "close":
                 flush = message[1]
                 break
-    except (OSError, EOFError, ConnectionError):
-        log.warning("Monitoring: the server went away; flushing the sinks")
+        except Exception:  # one bad message must not end the export: the rest are good
+            log.exception("Monitoring: the export process could not take a message from the server")
     stop.set()
     _close(outboxes, flush)
     with contextlib.suppress(OSError):
@@ -88,8 +95,13 @@ def serve(sock: socket.socket) -> None:
 
 
 def _close(outboxes: list[Outbox], timeout: float) -> None:
-    for outbox in outboxes:
-        outbox.close(timeout)
+    """Flush every sink within one deadline, all at once: one after another, the last ones would
+    be killed by the server mid-flush."""
+    closers = [threading.Thread(target=outbox.close, args=(timeout,), daemon=True) for outbox in outboxes]
+    for closer in closers:
+        closer.start()
+    for closer in closers:
+        closer.join(timeout + 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="the socket to the server")
     args = parser.parse_args(argv)
     os.nice(EXPORT_NICENESS)
+    # It ends when the server says "close", or when the server is gone (end of file): a signal
+    # meant for the server (Ctrl-C, a whole control group's SIGTERM) must not cut the flush short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with socket.socket(fileno=args.fd) as sock:
         serve(sock)
 

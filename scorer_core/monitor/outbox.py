@@ -69,6 +69,8 @@ class Snapshot:
     #: Deliveries by delay: one count per ``DELIVERY_BUCKETS`` bound and one past the last.
     buckets: tuple[int, ...] = (0,) * (len(DELIVERY_BUCKETS) + 1)
     delay_sum: float = 0.0
+    #: Events taken from the queue and not yet sent, failed or dropped (being sent, or retried).
+    in_flight: int = 0
 
     def plus(self, *, dropped: int = 0, depth: int = 0) -> Snapshot:
         return dataclasses.replace(self, dropped=self.dropped + dropped, depth=self.depth + depth)
@@ -83,6 +85,7 @@ class Snapshot:
             other.depth,
             tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
             self.delay_sum + other.delay_sum,
+            other.in_flight,
         )
 
 
@@ -139,6 +142,7 @@ class Outbox:
         #: When a stopping server gives up on what is left (``time.monotonic()``).
         self._flush_until = float("inf")
         self._failing = False
+        self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name=f"monitor-{sink.name}", daemon=True)
 
     def start(self) -> None:
@@ -151,7 +155,8 @@ class Outbox:
 
     def snapshots(self) -> dict[str, Snapshot]:
         """This sink's counts, by its name."""
-        return {self.sink.name: self.tally.snapshot(self.depth)}
+        snapshot = self.tally.snapshot(self.depth)
+        return {self.sink.name: dataclasses.replace(snapshot, in_flight=self._in_flight)}
 
     def offer(self, scored: ScoredRequest) -> None:
         """Queue ``scored``, or drop and count it when the queue is full; never waits."""
@@ -231,7 +236,11 @@ class Outbox:
                 self.tally.count(failed=sum(_events_of(scored) for scored in batch))
                 continue
             finished = {scored.request_id: scored.finished for scored in batch}
-            self._deliver(events, finished)
+            self._in_flight = len(events)
+            try:
+                self._deliver(events, finished)
+            finally:
+                self._in_flight = 0
 
     def _deliver(self, events: list[Event], finished: dict[str, float]) -> None:
         """Send ``events`` until delivered, the retry time is spent, or the flush time is."""

@@ -43,8 +43,13 @@ __all__ = ["Record", "Relay", "record_of"]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two starts of the export process, after it died.
+#: Seconds before the export process is started again after a start failed; doubled after each
+#: failure, up to LONGEST_START_PAUSE (a process that cannot start must not cost scoring a Python
+#: start every second).
 RESTART_PAUSE = 1.0
+LONGEST_START_PAUSE = 60.0
+#: An export process that ends within this many seconds of its start counts as a failed start.
+SHORT_LIFE = 10.0
 #: Seconds the export process has to start and report its sinks built.
 START_TIMEOUT = 60.0
 
@@ -149,7 +154,12 @@ class Relay:
         self._socket: socket.socket | None = None
         self._listener: threading.Thread | None = None
         self._sender = threading.Thread(target=self._send_all, name="monitor-relay", daemon=True)
-        self._done = threading.Event()
+        #: When a stopping server gives up on the export process's flush (``time.monotonic()``).
+        self._flush_until = float("inf")
+        #: When the next start of the export process may be tried, and the pause after that one.
+        self._next_start = 0.0
+        self._start_pause = RESTART_PAUSE
+        self._started_at = 0.0
 
     # The event loop's side.
 
@@ -171,10 +181,10 @@ class Relay:
         """Each sink's counts: the export process's, plus what was dropped or waits here."""
         with self._lock:
             dropped, depth = self._dropped, len(self._queue)
-        return {
-            name: (self._retired[name] + snapshot).plus(dropped=dropped, depth=depth)
-            for name, snapshot in self._reported.items()
-        }
+            return {
+                name: (self._retired[name] + snapshot).plus(dropped=dropped, depth=depth)
+                for name, snapshot in self._reported.items()
+            }
 
     # Start and stop.
 
@@ -183,22 +193,18 @@ class Relay:
 
     def close(self, timeout: float) -> None:
         """Send what waits, then have the export process flush its sinks within ``timeout``
-        seconds; what is left then is counted as dropped."""
+        seconds; what is left then is counted as dropped. The sender thread is the socket's one
+        writer: it sends the last batches and the "close" itself."""
         ends = time.monotonic() + timeout
         with self._lock:
             self._closing = True
+            self._flush_until = ends
             self._ready.notify()
         self._sender.join(max(0.0, ends - time.monotonic()))
-        process, sock, listener = self._process, self._socket, self._listener
-        if process is not None and sock is not None:
-            with contextlib.suppress(OSError):
-                send_frame(sock, ("close", max(0.0, ends - time.monotonic())))
-            # The listener keeps the last report, sent after the flush, and ends when the export
-            # process does: it is the socket's one reader.
-            if listener is not None:
-                listener.join(max(0.1, ends + 2 - time.monotonic()))
-            _end(process, max(0.1, ends + 2 - time.monotonic()))
-            sock.close()
+        listener = self._listener
+        if listener is not None:  # the last report comes after the flush
+            listener.join(max(0.1, ends + 2 - time.monotonic()))
+        self._stop_process(wait=max(0.1, ends + 2 - time.monotonic()))
         with self._lock:
             left = sum(_events_of(scored) for scored in self._queue)
             self._queue.clear()
@@ -212,9 +218,13 @@ class Relay:
         while True:
             batch = self._take()
             if batch is None:
-                return
+                break
             if batch:
                 self._hand_over(batch)
+        sock = self._socket
+        if sock is not None and self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(OSError):
+                send_frame(sock, ("close", max(0.0, self._flush_until - time.monotonic())))
 
     def _take(self) -> list[ScoredRequest] | None:
         with self._lock:
@@ -231,9 +241,13 @@ class Relay:
             return batch
 
     def _hand_over(self, batch: list[ScoredRequest]) -> None:
-        """Send ``batch`` to the export process, starting it first if it is not running; a batch
-        that cannot be sent after one restart is counted as dropped."""
-        for attempt in range(2):
+        """Send ``batch`` to the export process, starting it first if it is not running. While a
+        start is backed off the thread waits (the queue fills meanwhile, and drops beyond its
+        bound, counted); a batch that cannot be sent by a stop's flush time, or that breaks the
+        thread's own code, is counted as dropped. Whatever goes wrong, the thread goes on: one
+        that ended would leave every later request to be dropped until the server restarted."""
+        failures = 0
+        while True:
             try:
                 sock = self._connected()
                 for facts in {id(s.facts): s.facts for s in batch}.values():
@@ -242,70 +256,158 @@ class Relay:
                         self._facts[id(facts)] = facts  # held, so that its id is never reused
                 send_frame(sock, ("batch", [record_of(s, self._headers, id(s.facts)) for s in batch]))
                 return
+            except _BackingOff:
+                if not self._wait_until(self._next_start):
+                    break
+            except _Waiting:
+                break
             except (OSError, EOFError, RuntimeError) as exc:
                 log.error("Monitoring: the export process failed (%s); starting it again", exc)
                 self._stop_process()
-                if attempt == 0:
-                    time.sleep(RESTART_PAUSE)
+                failures += 1
+                if failures > 1:
+                    self._back_off()
+            except Exception:
+                log.exception("Monitoring: %d requests could not be handed to the export process", len(batch))
+                break
         with self._lock:
             self._dropped += sum(_events_of(scored) for scored in batch)
 
+    def _wait_until(self, when: float) -> bool:
+        """Wait until ``when``; False at once if a stop's flush time comes first."""
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                if now >= self._flush_until:
+                    return False
+                if now >= when:
+                    return True
+                self._ready.wait(min(when, self._flush_until) - now)
+
     def _connected(self) -> socket.socket:
-        if self._socket is not None and self._process is not None and self._process.poll() is None:
-            return self._socket
-        self._stop_process()
-        for name, snapshot in self._reported.items():
-            self._retired[name] = self._retired[name] + dataclasses.replace(snapshot, depth=0)
-            self._reported[name] = Snapshot()
-        ours, theirs = socket.socketpair()
-        command = [sys.executable, "-m", "scorer_core.monitor.exporter", "--fd", str(theirs.fileno())]
-        try:
-            # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path.
-            process = subprocess.Popen(
-                command, pass_fds=(theirs.fileno(),), env={**os.environ, "PYTHONSAFEPATH": "1"}
+        """The running export process's socket, or a new process's: ``_Waiting`` while a start
+        that failed is backed off (1 s, doubling to 60 s), or once a stop's flush time is spent."""
+        process = self._process
+        if self._socket is not None and process is not None:
+            if process.poll() is None:
+                return self._socket
+            log.error(
+                "Monitoring: the export process ended (exit status %s); starting it again", process.returncode
             )
-        finally:
-            theirs.close()
-        self._facts.clear()
-        send_frame(ours, ("setup", self._settings))
-        ours.settimeout(START_TIMEOUT)
-        reply = recv_frame(ours)
-        ours.settimeout(None)
-        if not (isinstance(reply, tuple) and reply[0] == "ready"):
-            process.kill()
-            process.wait()
-            ours.close()
-            raise RuntimeError(f"the export process did not start: {reply!r}")
-        self._process, self._socket = process, ours
+            self._stop_process()
+            if time.monotonic() - self._started_at < SHORT_LIFE:
+                self._back_off()  # it dies as soon as it starts: a crash loop, not a mishap
+        now = time.monotonic()
+        if now >= self._flush_until:
+            raise _Waiting("the stop's flush time is spent")
+        if now < self._next_start:
+            raise _BackingOff()
+        try:
+            sock, process = self._start_process()
+        except BaseException:
+            self._back_off()
+            raise
+        self._start_pause = RESTART_PAUSE
+        self._started_at = time.monotonic()
+        self._process, self._socket = process, sock
         self._listener = threading.Thread(
-            target=self._listen, args=(ours,), name="monitor-reports", daemon=True
+            target=self._listen, args=(sock,), name="monitor-reports", daemon=True
         )
         self._listener.start()
-        return ours
+        return sock
+
+    def _back_off(self) -> None:
+        self._next_start = time.monotonic() + self._start_pause
+        self._start_pause = min(self._start_pause * 2, LONGEST_START_PAUSE)
+
+    def _start_process(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        ours, theirs = socket.socketpair()
+        command = [sys.executable, "-m", "scorer_core.monitor.exporter", "--fd", str(theirs.fileno())]
+        # Credentials the export process has no use for stay out of it: its settings and its
+        # environment. PYTHONSAFEPATH: `python -m` would put the working directory first on
+        # sys.path. A session of its own: a Ctrl-C or a signal to the server's process group
+        # leaves it to flush when the server says so (or when the server is gone).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_CREDENTIAL_VARIABLES)}
+        try:
+            process = subprocess.Popen(
+                command,
+                pass_fds=(theirs.fileno(),),
+                env={**env, "PYTHONSAFEPATH": "1"},
+                start_new_session=True,
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        try:
+            self._facts.clear()
+            send_frame(ours, ("setup", _without_credentials(self._settings)))
+            ours.settimeout(START_TIMEOUT)
+            reply = recv_frame(ours)
+            ours.settimeout(None)
+            if not (isinstance(reply, tuple) and reply[0] == "ready"):
+                raise RuntimeError(f"the export process did not start: {reply!r}")
+        except BaseException:
+            ours.close()
+            _end(process, 0)
+            raise
+        return ours, process
 
     def _listen(self, sock: socket.socket) -> None:
-        """Keep the export process's reports until its last one, or until it goes away."""
+        """Keep the export process's reports until its last one, or until it goes away; a
+        retired process's late report is not kept (its counts were retired already)."""
         try:
             while True:
                 message = recv_frame(sock)
                 if isinstance(message, tuple) and message[0] == "stats":
-                    self._reported.update(message[1])
+                    with self._lock:
+                        if self._socket is not sock:
+                            return
+                        self._reported.update(message[1])
                     if message[2]:  # the last report, after the flush
                         return
         except (OSError, EOFError, ConnectionError):
             return
 
-    def _stop_process(self) -> None:
-        process, sock, listener = self._process, self._socket, self._listener
-        self._process = self._socket = self._listener = None
+    def _stop_process(self, wait: float = 5.0) -> None:
+        """End the export process (waiting ``wait`` seconds for it to finish a flush) and retire
+        its counts. What it still held (its last reported depth) is counted as dropped: a process
+        killed, or dead, took its queues and the batches it was sending with it (as of its last
+        report: at most half a second old)."""
+        with self._lock:
+            process, sock, listener = self._process, self._socket, self._listener
+            self._process = self._socket = self._listener = None
+            for name, snapshot in self._reported.items():
+                held = snapshot.depth + snapshot.in_flight
+                lost = dataclasses.replace(snapshot, dropped=snapshot.dropped + held, depth=0, in_flight=0)
+                self._retired[name] = self._retired[name] + lost
+                self._reported[name] = Snapshot()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes its listener, blocked in a read
             sock.close()
-        if listener is not None:
-            listener.join(1)  # its process's reports end here: none lands after the retirement
+        if listener is not None and listener is not threading.current_thread():
+            listener.join(1)
         if process is not None:
-            _end(process, 5)
+            _end(process, wait)
+
+
+class _Waiting(Exception):
+    """No export process now, nor will there be: a stop's flush time is spent."""
+
+
+class _BackingOff(Exception):
+    """No export process now: a failed start is backed off until ``Relay._next_start``."""
+
+
+#: Environment variables of credentials the export process never needs.
+_CREDENTIAL_VARIABLES = ("SCORER_PASSPHRASE", "SCORER_OIDC_")
+
+
+def _without_credentials(settings: Settings) -> Settings:
+    """The settings the export process gets: the deployment's credential left out."""
+    return settings.model_copy(update={"passphrase": None, "passphrase_hash": None})
 
 
 def _end(process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -2,8 +2,8 @@
 
 Built at start-up, where every mistake in the settings stops the server with the variable's name
 (a monitoring setting silently ignored would lose data nobody knows is missing). ``offer`` runs on
-the event loop for each request the data plane took: a hash, a comparison, and an append per
-sink; the rest happens in each sink's outbox thread.
+the event loop for each request the data plane took: a hash, a comparison, and an append to the
+``Relay``'s queue; the rest happens in the export process, in each sink's outbox thread.
 """
 
 from __future__ import annotations

@@ -3,12 +3,14 @@
 Shaping events and sending them is Python work: in a thread of the server it held the GIL the
 event loop needs, and on the benchmark's single rows it cost a quarter of the throughput (the
 server is bound by its GIL, not by its cores). So the sinks run in a process of their own
-(``exporter``), started with the server, and the server keeps only what must be in it: a bounded
+(``exporter``), started with the first request kept, and the server keeps only what must be in it: a bounded
 queue the event loop appends to without waiting, and one thread that hands batches of requests
 over a socket, each request reduced to the few values an event is made from (a few microseconds
 of pickling). Whatever the export process does (a slow broker, retries, a stalled receiver, a
 crash) the server's event loop never waits on it: the queue fills, and requests are dropped and
-counted. A process that dies is started again; the batch it held is sent again (at least once).
+counted. A process that dies is started again (backing off when it keeps dying); the batch being
+handed over when that is found is sent again, and what the dead one held (its queues, its batch
+in flight) is counted as dropped.
 
 The export process reports its sinks' counts every half second; ``snapshots`` adds the requests
 dropped here, for the metrics.

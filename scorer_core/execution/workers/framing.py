@@ -1,4 +1,4 @@
-"""Framing for the server-worker Unix socket: a 4-byte length, then a pickle (protocol 5).
+"""Framing for the server-worker Unix socket: an 8-byte length, then a pickle (protocol 5).
 
 Pickle carries numpy columns as raw buffers and keeps exceptions and frames typed, with no schema
 to maintain on both sides; both ends are the same code base and trust each other, since the worker

@@ -3,7 +3,7 @@
 Shaping events and sending them is Python work: in a thread of the server it held the GIL the
 event loop needs, and on the benchmark's single rows it cost a quarter of the throughput (the
 server is bound by its GIL, not by its cores). So the sinks run in a process of their own
-(``exporter``), started with the first request kept, and the server keeps only what must be in it: a bounded
+(``exporter``), started with the server, and the server keeps only what must be in it: a bounded
 queue the event loop appends to without waiting, and one thread that hands batches of requests
 over a socket, each request reduced to the few values an event is made from (a few microseconds
 of pickling). Whatever the export process does (a slow broker, retries, a stalled receiver, a
@@ -217,6 +217,12 @@ class Relay:
     # The sender thread.
 
     def _send_all(self) -> None:
+        # Started with the server, not with the first request kept: a process that cannot start
+        # says so in the log at once, not first under traffic.
+        try:
+            self._connected()
+        except Exception as exc:
+            log.error("Monitoring: the export process did not start (%s); it is tried again", exc)
         while True:
             batch = self._take()
             if batch is None:

@@ -142,3 +142,25 @@ def test_a_dead_export_process_counts_what_it_held_as_dropped(monkeypatch):
     finally:
         monitor.close(2)
         hole.close()
+
+
+def test_a_large_request_is_handed_over_in_slices_and_exported_whole(relay, tmp_path):
+    """25,000 rows go to the export process in slices of 10,000 (the GIL let go between them),
+    and come out as 25 events of 1,000 rows, in order, each row with its own answer."""
+    channel, monitor = relay()
+    monitor.start()
+    monitor.offer(scored("large", rows=25_000))
+    monitor.offer(scored("small"))
+    monitor.close(30)
+    events = [
+        orjson.loads(line)
+        for part in sorted((tmp_path / "events").glob("events-*.jsonl"))
+        for line in part.read_bytes().splitlines()
+    ]
+    large = sorted((e for e in events if e["id"] == "large"), key=lambda e: e["part"])
+    assert [e["part"] for e in large] == list(range(1, 26)) and all(e["parts"] == 25 for e in large)
+    rows = [row for e in large for row in e["request"]["rows"]]
+    assert rows == [[float(i), f"n{i}"] for i in range(25_000)]
+    assert [row[0] for e in large for row in e["response"]["rows"]] == [2.0 * i for i in range(25_000)]
+    assert [e["id"] for e in events if e["id"] == "small"] == ["small"]
+    assert channel.snapshots()["file"].sent == 26

@@ -69,6 +69,7 @@ def serve(sock: socket.socket) -> None:
     threading.Thread(target=reporter, name="monitor-reporter", daemon=True).start()
     flush = settings.monitor_flush_seconds
     facts: dict[int, ModelFacts] = {}
+    slices: dict[int, list[Any]] = {}
     while True:
         try:
             message: Any = recv_frame(sock)
@@ -76,9 +77,11 @@ def serve(sock: socket.socket) -> None:
             log.warning("Monitoring: the server went away; flushing the sinks")
             break
         try:
-            if message[0] == "batch":
+            if message[0] == "rows":
+                slices.setdefault(message[1], []).append(message[2])
+            elif message[0] == "batch":
                 for record in message[1]:
-                    scored = scored_of(record, facts[record[9]])
+                    scored = scored_of(record, facts[record[9]], slices)
                     for outbox in outboxes:
                         outbox.offer(scored)
             elif message[0] == "facts":

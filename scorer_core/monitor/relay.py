@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import logging
 import os
 import socket
@@ -36,6 +37,7 @@ import numpy as np
 from scorer_core.config.settings import Settings
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.workers.framing import recv_frame, send_frame
+from scorer_core.frame import Frame
 from scorer_core.monitor.events import EVENT_ROWS
 from scorer_core.monitor.outbox import BATCH_REQUESTS, GATHER_SECONDS, Limits, Snapshot
 from scorer_core.service.scored import ScoredRequest
@@ -62,14 +64,48 @@ START_TIMEOUT = 60.0
 Record = tuple[Any, ...]
 
 
-def record_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) -> Record:
-    """``scored`` reduced to what its events are made of."""
+#: Rows of a large request pickled at once: the rest follow in slices of this many, each sent
+#: before the next is pickled, so that the GIL is let go between them. Pickling a million rows
+#: with a text column at once held it for 220 ms, the event loop's whole turn.
+SLICE_ROWS = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Sliced:
+    """In a record, instead of its rows and outputs: they were sent ahead, in ``("rows", key,
+    (frame, outputs))`` messages."""
+
+    key: int
+
+
+def slices_of(scored: ScoredRequest) -> list[tuple[Frame, dict[str, np.ndarray] | None]]:
+    """A large typed request's rows and answer, in slices of ``SLICE_ROWS``."""
+    frame, outputs = scored.frame, scored.outputs
+    assert isinstance(frame, Frame)
+    return [
+        (
+            frame.slice(start, start + SLICE_ROWS),
+            {name: np.asarray(column)[start : start + SLICE_ROWS] for name, column in outputs.items()}
+            if outputs is not None
+            else None,
+        )
+        for start in range(0, frame.num_rows, SLICE_ROWS)
+    ]
+
+
+def record_of(
+    scored: ScoredRequest, headers: Sequence[str], facts_key: int, sliced: Sliced | None = None
+) -> Record:
+    """``scored`` reduced to what its events are made of (its rows and answer sent ahead when
+    ``sliced``)."""
     frame = scored.frame
     inputs = None
-    if isinstance(frame, CellRows):
+    if sliced is not None:
+        rows: Any = sliced
+    elif isinstance(frame, CellRows):
         if frame.inputs != scored.facts.schema.inputs or frame.missing_values != scored.facts.missing_values:
             inputs = (frame.inputs, frame.missing_values)
-        rows: Any = frame.rows
+        rows = frame.rows
     else:
         rows = frame
     sent = {name: scored.headers[name] for name in headers if name in scored.headers} if headers else {}
@@ -86,7 +122,9 @@ def record_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) -> 
         facts_key,
         rows,
         inputs,
-        _compact(scored.outputs)
+        None
+        if sliced is not None
+        else _compact(scored.outputs)
         if scored.outputs is not None and scored.num_rows <= KEPT_ROWS
         else scored.outputs,
         scored.contributions,
@@ -101,10 +139,21 @@ def _compact(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     }
 
 
-def scored_of(record: Record, facts: ModelFacts) -> ScoredRequest:
-    """The request a record was made from (in the export process)."""
+def scored_of(
+    record: Record, facts: ModelFacts, slices: dict[int, list[tuple[Frame, dict[str, np.ndarray] | None]]]
+) -> ScoredRequest:
+    """The request a record was made from (in the export process); ``slices``: the rows and
+    answers sent ahead, by key, of which a ``Sliced`` record takes its own."""
     (request_id, endpoint, received, seconds, finished, prefix, status, error, headers, _, rows, inputs,
      outputs, contributions) = record  # fmt: skip
+    if isinstance(rows, Sliced):
+        parts = slices.pop(rows.key)
+        rows = Frame.concat([frame for frame, _ in parts])
+        answers = [answer for _, answer in parts]
+        if all(answer is not None for answer in answers):
+            outputs = {
+                name: np.concatenate([a[name] for a in answers if a is not None]) for name in answers[0] or {}
+            }
     if isinstance(rows, list):
         kept_for, missing = inputs if inputs is not None else (facts.schema.inputs, facts.missing_values)
         frame: Any = CellRows(rows, tuple(kept_for), missing)
@@ -162,6 +211,7 @@ class Relay:
         self._next_start = 0.0
         self._start_pause = RESTART_PAUSE
         self._started_at = 0.0
+        self._keys = itertools.count()
 
     # The event loop's side.
 
@@ -262,7 +312,15 @@ class Relay:
                     if id(facts) not in self._facts:
                         send_frame(sock, ("facts", id(facts), facts))
                         self._facts[id(facts)] = facts  # held, so that its id is never reused
-                send_frame(sock, ("batch", [record_of(s, self._headers, id(s.facts)) for s in batch]))
+                records = []
+                for scored in batch:
+                    sliced = None
+                    if isinstance(scored.frame, Frame) and scored.num_rows > SLICE_ROWS:
+                        sliced = Sliced(next(self._keys))
+                        for part in slices_of(scored):
+                            send_frame(sock, ("rows", sliced.key, part))
+                    records.append(record_of(scored, self._headers, id(scored.facts), sliced))
+                send_frame(sock, ("batch", records))
                 return
             except _BackingOff:
                 if not self._wait_until(self._next_start):

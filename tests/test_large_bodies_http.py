@@ -5,6 +5,7 @@ Over real sockets on loopback; every loop is bounded in count and time.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -19,7 +20,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.serial]
 FIELDS = ["x", "a", "b", "c"]
 #: All numbers: the numeric fast path. One string column: the general path.
 NUMERIC = [[name, "Float64"] for name in FIELDS], ["5.1", "3.5", "1.4", "0.2"]
-WITH_STRINGS = [["x", "Float64"], ["a", "Str"], ["b", "Float64"], ["c", "Float64"]], ["5.1", "setosa", "1.4", "0.2"]
+WITH_STRINGS = (
+    [["x", "Float64"], ["a", "Str"], ["b", "Float64"], ["c", "Float64"]],
+    ["5.1", "setosa", "1.4", "0.2"],
+)
 
 
 #: Sends the big request from its own process, so that reading its 75 MB answer does not hold
@@ -37,12 +41,20 @@ print(response.status, len(scored.get("score", [])), scored.get("score", [[None]
 """
 
 
-@pytest.mark.parametrize(("inputs", "row"), [NUMERIC, WITH_STRINGS], ids=["numeric", "with-strings"])
-def test_health_probes_answer_within_100_ms_while_a_million_rows_are_scored(probe_server, tmp_path, inputs, row):
+@pytest.mark.parametrize(
+    ("inputs", "row", "monitored"),
+    [(*NUMERIC, False), (*WITH_STRINGS, False), (*WITH_STRINGS, True)],
+    ids=["numeric", "with-strings", "with-strings-exported"],
+)
+def test_health_probes_answer_within_100_ms_while_a_million_rows_are_scored(
+    probe_server, tmp_path, inputs, row, monitored
+):
     rows = 1_000_000
     body = tmp_path / "big.json"
     body.write_bytes(orjson.dumps({"fields": FIELDS, "rows": [row] * rows}))
     env = {"SCORER_REQUEST_TIMEOUT": "120", "SCORER_MAX_REQUEST_BYTES": str(64 * 1024 * 1024)}
+    if monitored:  # its million rows and answer are handed to the export process after the answer
+        env |= {"SCORER_MONITOR": "file", "SCORER_MONITOR_DIR": str(tmp_path / "events")}
     with probe_server(env=env, record_headers=False, inputs=inputs) as target:
         address = target.base_url.split("//", 1)[1].rstrip("/")
         big = subprocess.Popen(
@@ -57,6 +69,21 @@ def test_health_probes_answer_within_100_ms_while_a_million_rows_are_scored(prob
             time.sleep(0.01)
         out, _ = big.communicate(timeout=30)
         assert out.split() == ["200", str(rows), "10.2"], out
+        if monitored:  # and while the request goes to the export process, until it is written
+
+            def written() -> bool:
+                sent = re.search(
+                    r'scorer_monitor_events_total\{outcome="sent",sink="file"\} (\S+)',
+                    target.get("/metrics").text,
+                )
+                return sent is not None and float(sent.group(1)) == rows // 1000
+
+            while not written() and time.monotonic() < deadline:
+                started = time.monotonic()
+                assert target.get("/healthz", timeout=10).status == 200
+                latencies.append(time.monotonic() - started)
+                time.sleep(0.01)
+            assert written(), "the million rows were not exported"
         assert len(latencies) >= 20, f"the request took too little time to test anything: {latencies}"
         latencies.sort()
         p99 = latencies[int(len(latencies) * 0.99)]

@@ -28,10 +28,7 @@ pytest.importorskip("ray.serve")
 # One xdist group with test_ray_serve.py (the root conftest.py's SHARED_GROUPS): `serve run`
 # listens on Serve's fixed port, 127.0.0.1:8000, and starts a local Ray cluster, which the other
 # module's must not meet.
-# serial: each test bounds the time `serve run` takes to stop on Ctrl-C (60 s), and two of them
-# hold Serve's fixed port 8000. In the parallel phase both Ctrl-C tests failed in two fresh-clone
-# runs, the process silent for 60 s after the SIGINT; alone they pass (the whole module in 58 s).
-pytestmark = [pytest.mark.slow, pytest.mark.serial]
+pytestmark = pytest.mark.slow
 
 SERVE = str(Path(sys.executable).with_name("serve"))
 

@@ -40,7 +40,6 @@ def cluster() -> Iterator[str]:
     """A local Ray instance and Serve's HTTP proxy on a loopback port: the base URL."""
     port = free_port()
     ray.init(
-        address="local",  # a cluster of its own, never another test module's (test_serve_cli.py)
         num_cpus=4,
         include_dashboard=False,
         log_to_driver=False,

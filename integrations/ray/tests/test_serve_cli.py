@@ -67,10 +67,12 @@ def run_serve(args: list[str], env: dict[str, str], cwd: Path) -> ServeRun:
     return ServeRun(
         subprocess.Popen(
             [SERVE, "run", *args],
-            # A local Ray of its own, whatever the environment points at: without an address, Ray
-            # joins the last cluster started on this machine (/tmp/ray/ray_current_cluster), which
-            # may be another test module's, running in another pytest worker.
-            env={**os.environ, **env, "RAY_ADDRESS": "local", "RAY_USAGE_STATS_ENABLED": "0"},
+            # A local Ray of its own, whatever the environment points at.
+            env={
+                **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+                **env,
+                "RAY_USAGE_STATS_ENABLED": "0",
+            },
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -27,7 +27,7 @@ import scorer_core.server.h2o_routes as routes_module
 from scorer_core.config.settings import load_settings
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
 from scorer_core.server.app import create_app
-from scorer_core.server.host import ModelHost
+from scorer_core.service.host import ModelHost
 from scorer_core.wire.fastpath import FAST_PATH_MIN_BYTES
 from tests.conftest import PLUGINS_DIR
 

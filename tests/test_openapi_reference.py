@@ -9,7 +9,7 @@ import yaml
 
 from scorer_core.config.settings import load_settings
 from scorer_core.server.app import create_app
-from scorer_core.server.host import ModelHost
+from scorer_core.service.host import ModelHost
 
 REFERENCE = Path(__file__).parent.parent.parent / "shared" / "reference" / "mojo-rest-scorer-openapi3.yaml"
 

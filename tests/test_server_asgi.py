@@ -21,7 +21,7 @@ import pytest
 from scorer_core.config.settings import load_settings
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
 from scorer_core.server.app import DOCS_ASSETS, create_app
-from scorer_core.server.host import ModelHost
+from scorer_core.service.host import ModelHost
 from tests.conftest import PLUGINS_DIR
 
 X = {"fields": ["x"], "rows": [["1.5"], ["-2"]]}

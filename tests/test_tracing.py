@@ -24,7 +24,7 @@ from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
 from scorer_core.server.app import create_app
-from scorer_core.server.host import ModelHost
+from scorer_core.service.host import ModelHost
 from tests.conftest import PLUGINS_DIR, plugin_env
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

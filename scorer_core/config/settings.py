@@ -228,6 +228,19 @@ class Settings(EnvSettings):
     """The passphrase as a bcrypt hash (``$2b$...``) or a PBKDF2 hash
     (``pbkdf2:<hashFunc>:<iterations>$<salt>$<hash>``, salt and hash in base64)."""
 
+    admin_passphrase: SecretStr | None = Field(None, validation_alias=_env("SCORER_ADMIN_PASSPHRASE"))
+    """The admin credential (at least 16 characters): ``/admin/model`` (replace the served model,
+    roll it back, list it) exists only when this is set, and needs
+    ``X-Admin-Passphrase: <passphrase>`` besides the deployment's credential (docs/operating.md)."""
+
+    model_load_timeout: float = Field(300.0, gt=0, validation_alias=_env("SCORER_MODEL_LOAD_TIMEOUT"))
+    """Seconds a replacement model (``POST /admin/model``, SIGHUP) may take to load, check and
+    warm; past it the replacement fails and the served model stays."""
+
+    model_keep_previous: int = Field(1, ge=0, le=10, validation_alias=_env("SCORER_MODEL_KEEP_PREVIOUS"))
+    """Replaced models remembered for ``POST /admin/model/rollback`` (their path, runtime and id;
+    a rollback loads one again, checked to be the same model)."""
+
     oidc_issuer: str | None = Field(None, validation_alias=_env("SCORER_OIDC_ISSUER"))
     """The ``iss`` an OIDC bearer token must carry; with SCORER_OIDC_AUDIENCE and SCORER_OIDC_JWKS."""
 

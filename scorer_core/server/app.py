@@ -9,6 +9,7 @@ import functools
 import gc
 import inspect
 import logging
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,15 +28,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError, ModelError, ScorerError
 from scorer_core.monitor.monitor import Monitor
+from scorer_core.server.admin_routes import ADMIN_ROUTES, MIN_PASSPHRASE, AdminEndpoints
 from scorer_core.server.auth import Authenticator
 from scorer_core.server.front import DOCS_ASSETS, Endpoint, ScorerApp
 from scorer_core.server.grpc_front import GrpcFront
 from scorer_core.server.h2o_routes import ROUTES, H2OEndpoints, Route, json_response
-from scorer_core.server.host import ModelHost
 from scorer_core.server.metrics import CONTENT_TYPE, ScorerMetrics
 from scorer_core.server.oip_routes import OIP_PATHS, OIP_ROUTES, OIPEndpoints
 from scorer_core.server.tracing import Tracing
+from scorer_core.service.host import ModelHost
 from scorer_core.service.plane import DataPlane, Observers
+from scorer_core.service.replacement import ModelReplacement
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
 __all__ = ["DOCS_ASSETS", "OUTSIDE_FRAMEWORK", "Endpoints", "create_app"]
@@ -139,8 +142,10 @@ class Endpoints:
         auth: Authenticator | None,
         on_load_failure: Callable[[], None] | None,
         monitor: Monitor | None = None,
+        replacement: ModelReplacement | None = None,
     ) -> None:
         self._settings = settings
+        self._replacement = replacement
         self._monitor = monitor
         self._host = host
         self._plane = plane
@@ -149,6 +154,7 @@ class Endpoints:
         self._on_load_failure = on_load_failure
         #: The gRPC front on the same plane (SCORER_GRPC_PORT), served for the app's lifespan.
         self.grpc: GrpcFront | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -158,9 +164,14 @@ class Endpoints:
             self._monitor.start()
         if self.grpc is not None:
             await self.grpc.start()  # on this loop, the plane's: its batcher is bound to it
+        reloading = self._reload_on_sighup()
         yield
+        if reloading:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self.grpc is not None:
             await self.grpc.stop(self._settings.shutdown_grace)
+        if self._replacement is not None:
+            await self._replacement.close()
         if self._monitor is not None:
             # After the requests in flight, whose events it must send too.
             await asyncio.to_thread(self._monitor.close, self._settings.monitor_flush_seconds)
@@ -168,6 +179,37 @@ class Endpoints:
         await self._host.close()
         if self._auth is not None:
             self._auth.close()
+
+    def _reload_on_sighup(self) -> bool:
+        """SIGHUP loads the start-up model path again (a new version copied over it), as a
+        replacement: whether the handler was set (only a server in the main thread can)."""
+        replacement = self._replacement
+        if replacement is None or threading.current_thread() is not threading.main_thread():
+            return False
+        loop = asyncio.get_running_loop()
+
+        def reload() -> None:
+            if len(self._reloads) > 1:  # one running, one waiting to start: that one will do
+                return
+            log.info("SIGHUP: loading '%s' again", replacement.startup_path)
+            task = loop.create_task(self._reload())
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+        try:
+            loop.add_signal_handler(signal.SIGHUP, reload)
+        except (NotImplementedError, RuntimeError, ValueError):  # no signals on this loop
+            return False
+        return True
+
+    async def _reload(self) -> None:
+        assert self._replacement is not None
+        try:
+            await self._replacement.reload()
+        except ScorerError:
+            pass  # logged, counted and kept as the last failure by the replacement
+        except Exception:
+            log.exception("Reloading the model on SIGHUP failed")
 
     def _load_in_background(self) -> None:
         try:
@@ -294,19 +336,39 @@ OUTSIDE_FRAMEWORK = (
 )
 
 
+def _admin_checked(settings: Settings, replaceable: bool) -> bool:
+    """Whether the admin routes exist; ``ConfigurationError`` for an admin passphrase too short,
+    or set where the model cannot be replaced."""
+    if settings.admin_passphrase is None:
+        return False
+    if len(settings.admin_passphrase.get_secret_value()) < MIN_PASSPHRASE:
+        raise ConfigurationError(f"SCORER_ADMIN_PASSPHRASE must be at least {MIN_PASSPHRASE} characters long")
+    if not replaceable:
+        raise ConfigurationError("SCORER_ADMIN_PASSPHRASE is set, but this host cannot replace its model")
+    if settings.credentials() is None:
+        log.warning(
+            "SCORER_ADMIN_PASSPHRASE is set without a deployment credential: /admin/model needs the "
+            "admin passphrase alone"
+        )
+    log.info("/admin/model is on: the served model can be replaced (X-Admin-Passphrase)")
+    return True
+
+
 def create_app(
-    settings: Settings, host: ModelHost, *, on_load_failure: Callable[[], None] | None = None
+    settings: Settings,
+    host: ModelHost,
+    *,
+    on_load_failure: Callable[[], None] | None = None,
+    replacement: Callable[[DataPlane], ModelReplacement] | None = None,
 ) -> ScorerApp:
     """The ASGI app serving ``host``'s model. Starts loading it (if not loaded) at start-up.
 
-    A bad credential setting raises ``ConfigurationError`` here, before anything listens."""
+    ``replacement`` makes what replaces the model (``/admin/model``, SIGHUP) over the app's
+    plane; without it the model is served until the process ends. A bad credential setting
+    raises ``ConfigurationError`` here, before anything listens."""
+    admin = _admin_checked(settings, replacement is not None)
     metrics = ScorerMetrics()
     tracing = Tracing.from_mode(settings.tracing)
-    metrics.watch(
-        model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
-        worker_restarts=lambda: host.executor.restarts if host.ready else 0,
-        workers=lambda: host.executor.workers if host.ready else [],
-    )
     auth = _authenticator(settings)
     monitor = Monitor.from_settings(settings)  # a bad monitoring setting stops start-up here
     if monitor is not None:
@@ -324,7 +386,16 @@ def create_app(
         scored=monitor.offer if monitor is not None else None,
     )
     plane = DataPlane(lambda: host.executor, settings, observers)
-    endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure, monitor)
+    replacer = replacement(plane) if replacement is not None else None
+    metrics.watch(
+        model=lambda: (host.facts.model_id, host.facts.runtime) if host.ready else None,
+        worker_restarts=lambda: (
+            (host.executor.restarts if host.ready else 0) + (replacer.retired_restarts if replacer else 0)
+        ),
+        workers=lambda: host.executor.workers if host.ready else [],
+        replacements=lambda: replacer.counts if replacer is not None else {},
+    )
+    endpoints = Endpoints(settings, host, plane, metrics, auth, on_load_failure, monitor, replacer)
     if settings.grpc_port is not None:
         endpoints.grpc = GrpcFront(
             settings,
@@ -348,11 +419,14 @@ def create_app(
     # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
     outside: dict[str, Endpoint] = {}
-    tables = (
+    tables: list[tuple[object, tuple[Route, ...]]] = [
         (endpoints, OWN_ROUTES),
         (H2OEndpoints(settings, plane), ROUTES),
         (OIPEndpoints(settings, plane, endpoints.problem), OIP_ROUTES),
-    )
+    ]
+    if admin:
+        assert replacer is not None
+        tables.append((AdminEndpoints(settings, replacer), ADMIN_ROUTES))
     for owner, routes in tables:
         for route in routes:
             endpoint = getattr(owner, route.endpoint)

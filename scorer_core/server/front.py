@@ -67,10 +67,21 @@ CLIENT_CLOSED = 499
 #: Where /docs loads Swagger UI's scripts and styles from.
 DOCS_ASSETS = "/docs-assets"
 #: Paths served both at the root and under one leading segment (H2O MLOps's deployment id).
-PREFIXABLE = ("/model/", "/v2", "/readyz", "/healthz", "/metrics", "/openapi.json", "/docs", DOCS_ASSETS)
-#: The paths that need the deployment's credential: H2O's, and the Open Inference Protocol's model
-#: paths (its server metadata and health probes stay open, as ``/healthz`` and ``/readyz`` are).
-PROTECTED = ("/model/", "/v2/models/")
+PREFIXABLE = (
+    "/model/",
+    "/admin/",
+    "/v2",
+    "/readyz",
+    "/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+    DOCS_ASSETS,
+)
+#: The paths that need the deployment's credential: H2O's, the Open Inference Protocol's model
+#: paths (its server metadata and health probes stay open, as ``/healthz`` and ``/readyz`` are),
+#: and the admin API's (which needs its own passphrase too).
+PROTECTED = ("/model/", "/v2/models/", "/admin/")
 
 
 def request_id_of(scope: Scope) -> str:

@@ -234,8 +234,10 @@ class GrpcFront:
                 "type": "grpc",
                 "method": "POST",
                 "path": path,
-                "headers": [(k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
-                            for k, v in headers.items()],
+                "headers": [
+                    (k.encode("latin-1", "replace"), v.encode("latin-1", "replace"))
+                    for k, v in headers.items()
+                ],
                 "client": peer,
             }
             request_id = request_id_of(scope) if self._access_log or self._monitored else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -51,6 +51,8 @@ ENDPOINTS = {
     "/model/id": "id",
     "/model/sample_request": "sample_request",
     "/model/media-score": "media_score",
+    "/admin/model": "admin_model",
+    "/admin/model/rollback": "admin_rollback",
     "/healthz": "healthz",
     "/readyz": "readyz",
     "/metrics": "metrics",
@@ -170,10 +172,13 @@ class ScorerMetrics:
         model: Callable[[], tuple[str, str] | None],
         worker_restarts: Callable[[], int],
         workers: Callable[[], Sequence[tuple[int, int]]],
+        replacements: Callable[[], Mapping[str, int]] | None = None,
     ) -> None:
         """Where the pulled metrics come from: the model's (id, runtime) once loaded, the worker
-        pool's restart count and its workers as (slot, pid)."""
+        pool's restart count and its workers as (slot, pid), the model replacements by outcome."""
         self._sources.model = model
+        if replacements is not None:
+            self._sources.replacements = replacements
         self._sources.worker_restarts = worker_restarts
         self._sources.workers = workers
 
@@ -220,6 +225,7 @@ class _Sources(Collector):
         self.model: Callable[[], tuple[str, str] | None] = lambda: None
         self.worker_restarts: Callable[[], int] = lambda: 0
         self.workers: Callable[[], Sequence[tuple[int, int]]] = list
+        self.replacements: Callable[[], Mapping[str, int]] = dict
 
     def collect(self) -> Iterable[Metric]:
         found = self.model()
@@ -227,6 +233,16 @@ class _Sources(Collector):
         if found is not None:
             info.add_metric([], {"model_id": found[0], "runtime": found[1]})
         yield info
+        replaced = self.replacements()
+        if replaced:
+            replacements = CounterMetricFamily(
+                "scorer_model_replacements",
+                "Replacements of the served model (/admin/model, SIGHUP), by outcome",
+                labels=["outcome"],
+            )
+            for outcome, count in replaced.items():
+                replacements.add_metric([outcome], count)
+            yield replacements
         restarts = CounterMetricFamily(
             "scorer_worker_restarts", "Worker processes replaced after they died or were killed"
         )

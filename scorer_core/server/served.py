@@ -17,7 +17,8 @@ from scorer_core.config.settings import Settings
 from scorer_core.execution.executors import start_executor
 from scorer_core.server.app import create_app
 from scorer_core.server.front import ScorerApp
-from scorer_core.server.host import ModelHost
+from scorer_core.service.host import ModelHost
+from scorer_core.service.replacement import ModelReplacement
 
 __all__ = ["ServedModel", "served_model"]
 
@@ -43,5 +44,12 @@ def served_model(settings: Settings, *, on_load_failure: Callable[[], None] | No
     host: ModelHost = ModelHost(
         lambda: start_executor(plugins, runtime_cls.name, path, settings, on_starting=host.starting)
     )
-    app = create_app(settings, host, on_load_failure=on_load_failure)  # checks credentials
+    app = create_app(  # checks credentials
+        settings,
+        host,
+        on_load_failure=on_load_failure,
+        replacement=lambda plane: ModelReplacement(
+            host, plane, plugins, settings, path=path, runtime=runtime_cls.name
+        ),
+    )
     return ServedModel(app, host, path, runtime_cls.name)

@@ -18,7 +18,6 @@ from scorer_core.execution.executors import Executor
 from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
-from scorer_core.service.admission import Admission
 from scorer_core.wire.deadline import DeadlinePassed, working_until
 
 __all__ = ["BatchObserver", "Dispatcher"]
@@ -54,9 +53,6 @@ class Dispatcher:
             max_wait=settings.batch_max_wait_ms / 1000,
             pacer=FailurePacer(settings.failure_share, settings.failure_max_delay),
             observe=observe if observers else None,
-        )
-        self.admission = Admission(
-            settings.scoring_concurrency, settings.queue_size, settings.queue_timeout, settings.reject_status
         )
         self.request_timeout = settings.request_timeout
 

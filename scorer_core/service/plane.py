@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from scorer_core.errors import ScorerError
 from scorer_core.execution.executors import Executor
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.service.admission import Admission
 from scorer_core.service.dispatch import BatchObserver, Dispatcher
 from scorer_core.service.scored import ScoredRequest, current_arrival
 from scorer_core.service.tasks import PreparedRequest
@@ -53,7 +54,11 @@ class DataPlane:
     """The scoring path shared by every front, over the executor of the loaded model.
 
     ``executor`` is asked on each request, so that a request before the model has loaded gets
-    its ``NotReady`` (503); the dispatcher is built on the first request that finds it loaded.
+    its ``NotReady`` (503). Each executor it has served gets a lane of its own (its batcher and
+    its requests in flight), built on the first request that finds it: when the model is
+    replaced, requests that began on the old executor finish there and never share a model call
+    with the new one, and ``drain`` waits for the last of them. Admission is the plane's, shared
+    by every lane, so a replacement neither resets nor doubles the capacity.
     """
 
     def __init__(
@@ -62,14 +67,35 @@ class DataPlane:
         self._executor = executor
         self._settings = settings
         self._observers = observers or Observers()
-        self._dispatcher: Dispatcher | None = None
+        self.admission = Admission(
+            settings.scoring_concurrency, settings.queue_size, settings.queue_timeout, settings.reject_status
+        )
+        self._lane: _Lane | None = None
+        #: Lanes built ahead of their executor's turn (``warm``), and lanes replaced but not drained.
+        self._waiting: dict[int, _Lane] = {}
+        self._retired: dict[int, _Lane] = {}
+
+    def _current(self) -> _Lane:
+        executor = self._executor()
+        lane = self._lane
+        if lane is None or lane.executor is not executor:
+            lane = self._switch(executor)
+        return lane
+
+    def _switch(self, executor: Executor) -> _Lane:
+        lane = self._waiting.pop(id(executor), None) or self._new_lane(executor)
+        old, self._lane = self._lane, lane
+        if old is not None:
+            self._retired[id(old.executor)] = old
+            old.retire()
+        return lane
+
+    def _new_lane(self, executor: Executor) -> _Lane:
+        return _Lane(executor, Dispatcher(executor, self._settings, self._observers.batches))
 
     @property
     def dispatcher(self) -> Dispatcher:
-        executor = self._executor()
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(executor, self._settings, self._observers.batches)
-        return self._dispatcher
+        return self._current().dispatcher
 
     @property
     def facts(self) -> ModelFacts:
@@ -78,20 +104,53 @@ class DataPlane:
     def check_capacity(self) -> None:
         """``Overloaded`` (503) now when the request would be refused anyway: under overload a
         refusal must cost nothing, so a front calls this before it reads or parses a body."""
-        admission = self.dispatcher.admission
-        if admission.full:
-            raise admission.refusal()
+        if self.admission.full:
+            raise self.admission.refusal()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[float]:
         """A scoring slot from admission, its wait observed; yields the deadline the answer must
         meet (``time.monotonic()``)."""
-        scoring = self.dispatcher
+        self._executor()  # NotReady (503) before the model has loaded, as without a slot
         queued = time.perf_counter()
-        async with scoring.admission.admit():
+        async with self.admission.admit():
             if self._observers.admission is not None:
                 self._observers.admission(queued, time.perf_counter())
-            yield scoring.deadline()
+            yield time.monotonic() + self._settings.request_timeout
+
+    async def warm(self, executor: Executor, tasks: Sequence[ScoringTask]) -> list[ScoringResult]:
+        """Score ``tasks`` on ``executor`` before it serves, through the lane it will serve
+        from (its batcher, its worker processes): a replacement's probe and warm-up."""
+        lane = self._waiting.get(id(executor))
+        if lane is None:
+            lane = self._waiting[id(executor)] = self._new_lane(executor)
+        return [await lane.dispatcher.score(task) for task in tasks]
+
+    async def discard(self, executor: Executor) -> None:
+        """Forget a lane ``warm`` built for an executor that will not serve."""
+        lane = self._waiting.pop(id(executor), None)
+        if lane is not None:
+            await lane.dispatcher.close()
+
+    def adopt(self) -> None:
+        """Serve from the executor the host now holds: requests that begin from now on take its
+        lane; those that began before finish on theirs."""
+        self._current()
+
+    async def drain(self, executor: Executor, timeout: float) -> bool:
+        """Wait until no request scores on ``executor``'s lane, at most ``timeout`` seconds, then
+        close the lane (a request still there gets its 503); whether it drained in time."""
+        lane = self._retired.get(id(executor))
+        if lane is None:
+            return True
+        try:
+            await asyncio.wait_for(lane.idle.wait(), timeout)
+            drained = True
+        except TimeoutError:
+            drained = False
+        self._retired.pop(id(executor), None)
+        await lane.dispatcher.close()
+        return drained
 
     async def score(
         self,
@@ -105,7 +164,8 @@ class DataPlane:
         rows: Callable[[int], None] | None = None,
         endpoint: str = "",
     ) -> T:
-        """One admitted request, from its parse to its encoded answer.
+        """One admitted request, from its parse to its encoded answer, on the lane of the model
+        served when it began.
 
         ``prepare`` checks the request against the model's facts; ``answer`` shapes and encodes
         the result. With ``off_loop`` both run in a thread, in pieces that stop at ``deadline``,
@@ -114,15 +174,24 @@ class DataPlane:
         case, of which the model sees the forwarded ones; ``rows`` is told the request's row
         count once it is known (for the access log); ``endpoint`` names the front's route to the
         ``scored`` observer."""
-        scored = self._observers.scored
-        if scored is None:
-            return await self._score(prepare, answer, deadline, headers, outputs, off_loop, rows, None)
+        lane = self._current()
+        call = _Call(lane, prepare, answer, deadline, headers, outputs, off_loop, rows)
+        lane.in_flight += 1
+        try:
+            if self._observers.scored is None:
+                return await self._score(call, None)
+            return await self._watched(call, endpoint, self._observers.scored)
+        finally:
+            lane.left()
+
+    async def _watched(self, call: _Call[T], endpoint: str, scored: Callable[[ScoredRequest], None]) -> T:
+        """``_score``, telling ``scored`` what the request got, answered or failed."""
         arrival = current_arrival.get()
         started = time.perf_counter()
         seen = _Seen()
         status, error = 200, None
         try:
-            return await self._score(prepare, answer, deadline, headers, outputs, off_loop, rows, seen)
+            return await self._score(call, seen)
         except ScorerError as exc:
             status, error = exc.status_code, exc.message
             raise
@@ -142,8 +211,8 @@ class DataPlane:
                     received=arrival.time if arrival is not None else time.time() - seconds,
                     seconds=seconds,
                     finished=time.monotonic(),
-                    facts=self.facts,
-                    headers=headers,
+                    facts=call.lane.facts,
+                    headers=call.headers,
                     prefix=arrival.prefix if arrival is not None else None,
                     status=status,
                     error=error,
@@ -153,32 +222,23 @@ class DataPlane:
                 )
             )
 
-    async def _score(
-        self,
-        prepare: Callable[[ModelFacts], PreparedRequest],
-        answer: Callable[[ModelFacts, PreparedRequest, ScoringResult], T],
-        deadline: float,
-        headers: Mapping[str, str],
-        outputs: bool,
-        off_loop: bool,
-        rows: Callable[[int], None] | None,
-        seen: _Seen | None,
-    ) -> T:
-        scoring = self.dispatcher
-        facts = self.facts
-        if off_loop:
+    async def _score(self, call: _Call[T], seen: _Seen | None) -> T:
+        scoring = call.lane.dispatcher
+        facts = call.lane.facts
+        prepare, answer, deadline = call.prepare, call.answer, call.deadline
+        if call.off_loop:
             prepared = await scoring.off_loop(lambda: prepare(facts), deadline)
         else:
             prepared = prepare(facts)
-        if rows is not None:
-            rows(prepared.frame.num_rows)
+        if call.rows is not None:
+            call.rows(prepared.frame.num_rows)
         if seen is not None:
             seen.frame = prepared.frame
         trace = self._observers.trace
         task = ScoringTask(
             prepared.frame,
-            facts.forwarding.select(headers),
-            outputs=outputs,
+            facts.forwarding.select(call.headers),
+            outputs=call.outputs,
             shapley=prepared.shapley,
             intervals=prepared.intervals,
             deadline=deadline,
@@ -187,14 +247,58 @@ class DataPlane:
         result = await scoring.score(task)
         if seen is not None:
             seen.result = result
-        if off_loop:
+        if call.off_loop:
             return await scoring.off_loop(lambda: answer(facts, prepared, result), deadline)
         return answer(facts, prepared, result)
 
     async def close(self) -> None:
-        if self._dispatcher is not None:
-            dispatcher, self._dispatcher = self._dispatcher, None
-            await dispatcher.close()
+        lanes = [*self._waiting.values(), *self._retired.values()]
+        if self._lane is not None:
+            lanes.append(self._lane)
+        self._lane = None
+        self._waiting.clear()
+        self._retired.clear()
+        for lane in lanes:
+            await lane.dispatcher.close()
+
+
+class _Lane:
+    """One executor's share of the plane: its batcher and deadline, and its requests in flight."""
+
+    __slots__ = ("dispatcher", "executor", "facts", "idle", "in_flight", "retired")
+
+    def __init__(self, executor: Executor, dispatcher: Dispatcher) -> None:
+        self.executor = executor
+        self.facts = executor.facts
+        self.dispatcher = dispatcher
+        self.in_flight = 0
+        self.retired = False
+        #: Set once the lane is retired and its last request has left.
+        self.idle = asyncio.Event()
+
+    def retire(self) -> None:
+        self.retired = True
+        if self.in_flight == 0:
+            self.idle.set()
+
+    def left(self) -> None:
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self.idle.set()
+
+
+@dataclass(frozen=True, slots=True)
+class _Call(Generic[T]):
+    """One request's work on its lane, as ``score`` was given it."""
+
+    lane: _Lane
+    prepare: Callable[[ModelFacts], PreparedRequest]
+    answer: Callable[[ModelFacts, PreparedRequest, ScoringResult], T]
+    deadline: float
+    headers: Mapping[str, str]
+    outputs: bool
+    off_loop: bool
+    rows: Callable[[int], None] | None
 
 
 class _Seen:

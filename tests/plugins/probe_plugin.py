@@ -34,7 +34,7 @@ from scorer_core import (
 
 
 class ProbeRuntime(Runtime):
-    """y = 2 * x, plus whatever the spec file asks for."""
+    """y = 2 * x (or ``factor`` * x), plus whatever the spec file asks for."""
 
     name = "probe-scorer"
 
@@ -71,7 +71,8 @@ class ProbeRuntime(Runtime):
             raise AssertionError("the core never calls a runtime with zero rows")
         behaviour = self.spec.get("behaviour", "double")
         time.sleep(self.spec.get("score_delay", 0))
-        x = np.asarray(batch["x"], dtype=float)
+        first = self.schema.inputs[0].name  # x, or whatever a spec named its first input
+        x = np.asarray(batch["x" if "x" in batch.columns else first], dtype=float)
         if "hang_on" in self.spec and np.any(x == self.spec["hang_on"]):
             time.sleep(600)  # a model that never answers this input
         if "crash_on" in self.spec and np.any(x == self.spec["crash_on"]):
@@ -82,7 +83,7 @@ class ProbeRuntime(Runtime):
             x = x[:-1]
         if behaviour == "not_a_mapping":
             return [1, 2, 3]  # type: ignore[return-value]
-        outputs: dict[str, Any] = {"y": 2 * x}
+        outputs: dict[str, Any] = {"y": self.spec.get("factor", 2) * x}
         for field in self.schema.outputs:
             if field.name == "auth":
                 outputs["auth"] = [request_headers.get({}).get("Authorization", "")] * len(x)

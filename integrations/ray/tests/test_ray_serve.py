@@ -259,3 +259,7 @@ def test_arguments_pass_through_and_a_bad_one_fails_the_deploy_with_one_line(tmp
         scorer_ray.build({"model_path": str(model), "ray_actor_options": "[1]"})
     with pytest.raises(ConfigurationError):  # no runtime can load it: refused before any replica starts
         scorer_ray.build({"model_path": str(tmp_path / "missing")})
+    # /admin/model would replace one replica's model only: refused, pointing at Serve's redeploy.
+    monkeypatch.setenv("SCORER_ADMIN_PASSPHRASE", "a-long-admin-passphrase")
+    with pytest.raises(ConfigurationError, match="under Ray Serve a replacement would reach one replica"):
+        scorer_ray.build({"model_path": str(model)})

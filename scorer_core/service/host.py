@@ -1,8 +1,10 @@
-"""``ModelHost``: the model the server serves, loading in the background, then ready, or failed."""
+"""``ModelHost``: the model the server serves, loading in the background, then ready, or failed;
+replaced, once loaded, by ``service.replacement``."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from scorer_core.errors import NotReady
@@ -32,8 +34,11 @@ class ModelHost:
         self.error: BaseException | None = None
         self.loaded = threading.Event()
         self._starting: Executor | None = None
+        #: When the served model finished loading (``time.time()``), and how long its load took.
+        self.loaded_at: float | None = None
+        self.load_seconds: float | None = None
         if executor is not None:
-            self.loaded.set()
+            self._served(executor, 0.0)
 
     @property
     def executor(self) -> Executor:
@@ -55,13 +60,26 @@ class ModelHost:
     def load(self) -> None:
         """Run the loader (in the calling thread); record the executor or the error."""
         assert self._loader is not None
+        started = time.perf_counter()
         try:
-            self._executor = self._loader()
+            self._served(self._loader(), time.perf_counter() - started)
         except BaseException as exc:
             self.error = exc
             raise
         finally:
             self.loaded.set()
+
+    def swap(self, executor: Executor, load_seconds: float) -> Executor:
+        """Serve ``executor`` from now on; the one it replaces, for its caller to drain and close."""
+        old = self.executor
+        self._served(executor, load_seconds)
+        return old
+
+    def _served(self, executor: Executor, load_seconds: float) -> None:
+        self._executor = executor
+        self.loaded_at = time.time()
+        self.load_seconds = load_seconds
+        self.loaded.set()
 
     def starting(self, executor: Executor) -> None:
         """Record an executor that is still loading, so that ``close`` can stop it."""

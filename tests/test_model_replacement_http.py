@@ -1,0 +1,353 @@
+"""Replacing the served model while it serves (``/admin/model``, SIGHUP), over real HTTP.
+
+Two probe models answer ``y = factor * x`` with their own ids, so each answer tells which model
+scored it. Every wait is bounded; traffic goes to loopback only.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance import ScorerTarget, start_server
+from tests.conftest import plugin_env, wait_for
+
+pytestmark = pytest.mark.slow
+
+ADMIN = "a-long-admin-passphrase"
+AS_ADMIN = {"X-Admin-Passphrase": ADMIN}
+FACTORS = {"model-two": 2.0, "model-three": 3.0}
+
+
+def write(path: Path, **spec: Any) -> Path:
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.fixture
+def models(tmp_path: Path) -> dict[str, Path]:
+    return {
+        model_id: write(tmp_path / f"{model_id}.probe", model_id=model_id, factor=factor)
+        for model_id, factor in FACTORS.items()
+    }
+
+
+@contextmanager
+def serving(model: Path, **env: str) -> Iterator[ScorerTarget]:
+    with start_server(
+        model, env=plugin_env(SCORER_ADMIN_PASSPHRASE=ADMIN, **env), record_headers=False
+    ) as target:
+        yield target
+
+
+def replace(target: ScorerTarget, body: Any, **kwargs: Any) -> Any:
+    return target.post("/admin/model", body, headers=AS_ADMIN, timeout=120, **kwargs)
+
+
+def score(target: ScorerTarget, x: float = 1.5) -> tuple[str, float]:
+    reply = target.post("/model/score", {"fields": ["x"], "rows": [[str(x)]]})
+    assert reply.status == 200, reply
+    return reply.json()["id"], float(reply.json()["score"][0][0])
+
+
+class Load:
+    """``clients`` threads scoring one random row at a time, each on its own kept connection,
+    checking that every answer's predictions are those of the model its id names."""
+
+    def __init__(self, target: ScorerTarget, clients: int) -> None:
+        self._port = int(target.base_url.rsplit(":", 1)[1])
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.failures: list[str] = []
+        self.answers: dict[str, int] = {}
+        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+
+    def _client(self, seed: int) -> None:
+        rng = random.Random(seed)
+        connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        while not self._stop.is_set():
+            x = round(rng.uniform(-100, 100), 3)
+            body = json.dumps({"fields": ["x"], "rows": [[str(x)]]})
+            try:
+                connection.request("POST", "/model/score", body=body, headers=headers)
+                response = connection.getresponse()
+                text = response.read().decode()
+            except (OSError, http.client.HTTPException) as exc:
+                self._fail(f"x={x}: {type(exc).__name__}: {exc}")
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=30)
+                continue
+            if response.status != 200:
+                self._fail(f"x={x}: HTTP {response.status}: {text[:300]}")
+                continue
+            answer = json.loads(text)
+            model_id, y = answer["id"], float(answer["score"][0][0])
+            if model_id not in FACTORS or abs(y - FACTORS[model_id] * x) > 1e-6 * max(1.0, abs(y)):
+                self._fail(f"x={x}: model {model_id!r} answered {y}")
+            with self._lock:
+                self.answers[model_id] = self.answers.get(model_id, 0) + 1
+        connection.close()
+
+    def _fail(self, what: str) -> None:
+        with self._lock:
+            self.failures.append(what)
+
+    @property
+    def total(self) -> int:
+        with self._lock:
+            return sum(self.answers.values())
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not any(thread.is_alive() for thread in self._threads), "a client is stuck"
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_ten_swaps_under_load_from_32_clients_drop_no_request(models: dict[str, Path], workers: str) -> None:
+    with serving(models["model-two"], BATCH_WORKERS=workers) as target:
+        with Load(target, clients=32) as load:
+            wait_for(lambda: load.total >= 200, what="traffic before the first swap")
+            for swap in range(10):
+                model_id = "model-three" if swap % 2 == 0 else "model-two"
+                before = load.total
+                reply = replace(target, {"path": str(models[model_id])})
+                assert reply.status == 200, reply
+                report = reply.json()
+                assert report["current"]["id"] == model_id
+                assert report["drained"] is True
+                assert target.get("/model/id").text == model_id
+                # Traffic flows between swaps, so that each swap happens under load.
+                wait_for(lambda before=before: load.total >= before + 100, what="traffic after a swap")
+        assert not load.failures, load.failures[:10]
+        assert set(load.answers) == set(FACTORS), load.answers
+        described = target.get("/admin/model", headers=AS_ADMIN).json()
+        assert described["replacements"]["succeeded"] == 10
+        assert described["current"]["id"] == "model-two"
+        assert [p["id"] for p in described["previous"]] == ["model-three"]
+
+
+def test_a_request_in_flight_finishes_on_the_model_it_began_on(tmp_path: Path) -> None:
+    slow = write(tmp_path / "slow.probe", model_id="model-two", factor=2.0, score_delay=1.5)
+    fast = write(tmp_path / "fast.probe", model_id="model-three", factor=3.0)
+    with serving(slow, SCORER_MODEL_LOAD_TIMEOUT="30") as target:
+        in_flight: list[tuple[str, float]] = []
+        thread = threading.Thread(target=lambda: in_flight.append(score(target, 4.0)))
+        thread.start()
+        time.sleep(0.5)  # the slow request is in its model call now
+        started = time.monotonic()
+        reply = replace(target, {"path": str(fast)})
+        thread.join(timeout=30)
+        assert reply.status == 200, reply
+        assert in_flight == [("model-two", 8.0)]
+        # The answer came once the old model's last request had finished: the drain waited.
+        assert reply.json()["drained"] is True
+        assert time.monotonic() - started >= 0.5
+        assert score(target, 4.0) == ("model-three", 12.0)
+
+
+def broken_models(tmp_path: Path) -> list[tuple[str, dict[str, Any], int, str]]:
+    """(what, body, status, what the answer says) for each way a new model can be wrong."""
+    raising = write(tmp_path / "raising.probe", model_id="bad", load_error="the weights are corrupt")
+    unconfigured = write(tmp_path / "unconfigured.probe", configuration_error="no such column map")
+    hanging = write(tmp_path / "hanging.probe", model_id="slow", load_delay=600)
+    renamed = write(tmp_path / "renamed.probe", model_id="renamed", inputs=[["z", "Float64"]])
+    retyped = write(tmp_path / "retyped.probe", model_id="retyped", inputs=[["x", "Int32"]])
+    exploding = write(tmp_path / "exploding.probe", model_id="exploding", behaviour="raise")
+    garbage = tmp_path / "garbage.probe"
+    garbage.write_text("{not json")
+    return [
+        ("a load that raises", {"path": str(raising)}, 422, "the weights are corrupt"),
+        ("a configuration error", {"path": str(unconfigured)}, 422, "no such column map"),
+        ("an unreadable model file", {"path": str(garbage)}, 422, "failed to load"),
+        ("a load past the timeout", {"path": str(hanging)}, 504, "SCORER_MODEL_LOAD_TIMEOUT"),
+        ("renamed inputs", {"path": str(renamed)}, 409, "added z; removed x"),
+        ("retyped inputs", {"path": str(retyped)}, 409, "retyped x Float64 -> Int32"),
+        ("a model that cannot score", {"path": str(exploding)}, 422, "failed to score its sample row"),
+        ("no model there", {"path": str(tmp_path / "absent")}, 422, "no such file or directory"),
+        ("an unknown runtime", {"path": str(raising), "runtime": "nope"}, 422, "nope"),
+    ]
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_broken_new_model_leaves_the_old_one_serving(
+    models: dict[str, Path], tmp_path: Path, workers: str
+) -> None:
+    env = {"BATCH_WORKERS": workers, "SCORER_MODEL_LOAD_TIMEOUT": "3"}
+    with serving(models["model-two"], **env) as target:
+        for what, body, status, says in broken_models(tmp_path):
+            reply = replace(target, body)
+            assert reply.status == status, f"{what}: {reply}"
+            assert says in reply.json()["detail"], f"{what}: {reply}"
+            assert score(target) == ("model-two", 3.0), what
+            described = target.get("/admin/model", headers=AS_ADMIN).json()
+            assert described["current"]["id"] == "model-two"
+            assert described["last_failure"]["reason"] == reply.json()["detail"]
+            assert target.get("/readyz").status == 200
+        counts = target.get("/admin/model", headers=AS_ADMIN).json()["replacements"]
+        assert counts == {"succeeded": 0, "failed": 6, "refused": 2, "timed_out": 1}
+        metrics = target.get("/metrics").text
+        assert 'scorer_model_replacements_total{outcome="failed"} 6.0' in metrics
+        # The server is as good as new: a good replacement still goes through.
+        assert replace(target, {"path": str(models["model-three"])}).status == 200
+        assert score(target) == ("model-three", 4.5)
+
+
+def test_a_schema_change_goes_through_when_it_is_intended(models: dict[str, Path], tmp_path: Path) -> None:
+    renamed = write(tmp_path / "renamed.probe", model_id="renamed", inputs=[["z", "Float64"]], factor=5.0)
+    with serving(models["model-two"]) as target:
+        reply = replace(target, {"path": str(renamed), "schema_change": True})
+        assert reply.status == 200, reply
+        assert reply.json()["input_fields_changed"] == ["added z", "removed x"]
+        assert target.get("/model/schema").json()["schema"]["inputFields"] == [{"name": "z", "dataType": "Float64"}]
+        assert target.post("/model/score", {"fields": ["x"], "rows": [["1"]]}).status == 400
+
+
+def test_rollback_returns_to_the_model_replaced_and_refuses_changed_files(models: dict[str, Path]) -> None:
+    with serving(models["model-two"]) as target:
+        nothing = target.post("/admin/model/rollback", headers=AS_ADMIN)
+        assert nothing.status == 409 and "no replaced model" in nothing.json()["detail"]
+        assert replace(target, str(models["model-three"])).status == 200  # a bare JSON string: the path
+        assert score(target) == ("model-three", 4.5)
+        back = target.post("/admin/model/rollback", headers=AS_ADMIN)
+        assert back.status == 200, back
+        assert back.json()["trigger"] == "rollback"
+        assert score(target) == ("model-two", 3.0)
+        # The model-three kept for rollback has had its files replaced by another model since.
+        write(models["model-three"], model_id="model-four", factor=4.0)
+        changed = target.post("/admin/model/rollback", headers=AS_ADMIN)
+        assert changed.status == 409, changed
+        assert "now holds model 'model-four', not 'model-three'" in changed.json()["detail"]
+        assert score(target) == ("model-two", 3.0)
+
+
+def test_sighup_loads_the_model_path_again(tmp_path: Path) -> None:
+    path = write(tmp_path / "served.probe", model_id="model-two", factor=2.0)
+    with start_server(path, env=plugin_env(), record_headers=False) as target:  # no admin API needed
+        assert target.get("/admin/model").status == 404
+        write(path, model_id="model-three", factor=3.0)  # a new version, as a deploy copies it
+        assert target.process is not None
+        target.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: target.get("/model/id").text == "model-three", what="the reload")
+        assert score(target) == ("model-three", 4.5)
+        assert target.process.poll() is None
+        # A broken version is logged and leaves the served one.
+        path.write_text("{not json")
+        target.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: "failed to load" in target.server_log(), what="the failed reload's log line")
+        assert score(target) == ("model-three", 4.5)
+
+
+def test_the_admin_api_needs_both_credentials(models: dict[str, Path]) -> None:
+    with serving(models["model-two"], SCORER_PASSPHRASE="deployment-secret") as target:
+        bearer = {"Authorization": "Bearer deployment-secret"}
+        assert target.get("/admin/model", headers=AS_ADMIN).status == 401  # the deployment's first
+        started = time.monotonic()
+        wrong = target.get("/admin/model", headers={**bearer, "X-Admin-Passphrase": "guess"})
+        assert wrong.status == 403 and "wrong" in wrong.json()["detail"]
+        assert time.monotonic() - started >= 0.9  # guesses are slow
+        missing = target.post("/admin/model", {"path": str(models["model-three"])}, headers=bearer)
+        assert missing.status == 403 and "missing" in missing.json()["detail"]
+        assert target.get("/model/id", headers=bearer).text == "model-two"
+        ok = target.get("/admin/model", headers={**bearer, **AS_ADMIN})
+        assert ok.status == 200 and ok.json()["current"]["id"] == "model-two"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "JSON list"),
+        ('{"path": "relative/dir"}', "must be absolute"),
+        ('{"path": "/m", "extra": 1}', "unknown keys ['extra']"),
+        ('{"path": "/m", "schema_change": "yes"}', "'schema_change' must be true or false"),
+        ('{"path": 7}', "'path' must be a non-empty string"),
+    ],
+)
+def test_a_malformed_admin_request_is_a_400_naming_the_problem(
+    models: dict[str, Path], body: str, says: str, admin_server: ScorerTarget
+) -> None:
+    reply = admin_server.post("/admin/model", raw=body.encode(), headers=AS_ADMIN)
+    assert reply.status == 400, reply
+    assert says in reply.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def admin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScorerTarget]:
+    path = write(tmp_path_factory.mktemp("admin") / "m.probe", model_id="model-two")
+    with serving(path) as target:
+        yield target
+
+
+def test_a_short_admin_passphrase_stops_start_up(models: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "scorer_core.cli", "serve", "--port", "0", str(models["model-two"])],
+        env={**os.environ, **plugin_env(SCORER_ADMIN_PASSPHRASE="short")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    assert "SCORER_ADMIN_PASSPHRASE must be at least 16 characters" in completed.stderr
+
+
+def test_one_replacement_at_a_time(models: dict[str, Path], tmp_path: Path) -> None:
+    slow = write(tmp_path / "slow.probe", model_id="model-three", factor=3.0, load_delay=2)
+    with serving(models["model-two"]) as target:
+        first: list[Any] = []
+        thread = threading.Thread(target=lambda: first.append(replace(target, {"path": str(slow)})))
+        thread.start()
+        wait_for(
+            lambda: target.get("/admin/model", headers=AS_ADMIN).json()["replacing"] is not None,
+            what="the first replacement to start",
+        )
+        second = replace(target, {"path": str(models["model-two"])})
+        assert second.status == 409, second
+        assert f"another replacement of '{slow}'" in second.json()["detail"]
+        assert score(target) == ("model-two", 3.0)  # still serving while the other one loads
+        thread.join(timeout=60)
+        assert first[0].status == 200, first[0]
+        assert score(target) == ("model-three", 4.5)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_fifty_replacements_do_not_grow_the_server(models: dict[str, Path]) -> None:
+    with serving(models["model-two"]) as target:
+        assert target.process is not None
+        ids = ["model-three", "model-two"]
+        assert replace(target, {"path": str(models[ids[0]])}).status == 200
+        score(target)
+        after_first = rss_kib(target.process.pid)
+        for swap in range(1, 50):
+            reply = replace(target, {"path": str(models[ids[swap % 2]])})
+            assert reply.status == 200, reply
+            assert score(target)[0] == ids[swap % 2]
+        after_fifty = rss_kib(target.process.pid)
+        assert after_fifty <= after_first * 1.10, (after_first, after_fifty)

@@ -242,9 +242,7 @@ def _parser() -> argparse.ArgumentParser:
         default="local",
         help="where to score: this process (local) or Apache Spark (spark; the [spark] extra)",
     )
-    batch.add_argument(
-        "--spark-master", help="Spark's master URL (default: spark-submit's, else local[*])"
-    )
+    batch.add_argument("--spark-master", help="Spark's master URL (default: spark-submit's, else local[*])")
     batch.add_argument(
         "--spark-conf",
         action="append",

@@ -85,7 +85,6 @@ class Frame(Mapping[str, np.ndarray]):
         return pd.DataFrame(self._columns, copy=False)
 
 
-
 def _concat_column(parts: list[np.ndarray]) -> np.ndarray:
     if any(p.dtype == object for p in parts):
         return np.concatenate([p.astype(object, copy=False) for p in parts])

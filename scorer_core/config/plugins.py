@@ -92,7 +92,7 @@ class Plugins:
                 continue
             if not (isinstance(wrapped, type) and issubclass(wrapped, runtime)):
                 raise PluginLoadError(
-                    f'Plugin "{impl.plugin_name}" wrapped runtime \'{runtime.name}\' in {wrapped!r}, '
+                    f"Plugin \"{impl.plugin_name}\" wrapped runtime '{runtime.name}' in {wrapped!r}, "
                     "which is not a subclass of it",
                     plugin=impl.plugin_name,
                 )
@@ -126,7 +126,7 @@ class Plugins:
                 continue
             if not isinstance(local, str | os.PathLike):
                 raise PluginLoadError(
-                    f'Plugin "{impl.plugin_name}" resolved \'{uri}\' to {local!r}, which is not a path',
+                    f"Plugin \"{impl.plugin_name}\" resolved '{uri}' to {local!r}, which is not a path",
                     plugin=impl.plugin_name,
                 )
             found.append((impl.plugin_name, Path(local)))

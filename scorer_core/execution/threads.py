@@ -30,6 +30,7 @@ __all__ = ["available_cpus", "default_library_threads", "limit_library_threads"]
 #: cgroup v2's CPU quota: "max" or "<quota> <period>" (microseconds).
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
+
 def limit_library_threads(threads: int) -> None:
     """Limit the native thread pools loaded now, for the calling thread (OpenMP) and the process
     (BLAS), to ``threads`` each; 0 changes nothing."""

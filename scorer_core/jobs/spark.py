@@ -325,9 +325,7 @@ def _write(frame: Any, kind: str, path: str) -> None:
         writer.parquet(path)
 
 
-def _schema(
-    fields: list[str], types: list[DataType | None], frame: Any, in_kind: str, typed: bool
-) -> Any:
+def _schema(fields: list[str], types: list[DataType | None], frame: Any, in_kind: str, typed: bool) -> Any:
     """The output's schema, declared before any row is scored: every part-file gets it. For
     CSV, the HTTP API's string cells. Else each model output in its declared type
     (``jobs.typed``) and each copied column in the input's: a Parquet column as Spark reads

@@ -198,4 +198,3 @@ def _kind(values: np.ndarray) -> str:
     return {"b": "booleans", "M": "times", "m": "durations", "U": "strings", "S": "bytes"}.get(
         values.dtype.kind, f"{values.dtype} values"
     )
-

@@ -49,7 +49,7 @@ __all__ = ["FAST_PATH_MIN_BYTES", "numeric_frame"]
 #: Smaller bodies parse fast enough the usual way.
 FAST_PATH_MIN_BYTES = 64 * 1024
 #: Everything an all-quoted numeric rows array may hold; any other byte means the general path.
-_ROWS_BYTES = b"0123456789.eE+- \t\n\r,[]\""
+_ROWS_BYTES = b'0123456789.eE+- \t\n\r,[]"'
 #: Number characters all become ``d``, so that ``d"d`` finds a quote between two of them.
 _AS_DIGITS = bytes.maketrans(b"0123456789.eE+-", b"d" * 15)
 #: ``-0`` written as an integer (no fraction, no exponent after it).

@@ -71,7 +71,9 @@ class Load:
         self._lock = threading.Lock()
         self.failures: list[str] = []
         self.answers: dict[str, int] = {}
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)
+        ]
 
     def _client(self, seed: int) -> None:
         rng = random.Random(seed)
@@ -217,7 +219,9 @@ def test_a_schema_change_goes_through_when_it_is_intended(models: dict[str, Path
         reply = replace(target, {"path": str(renamed), "schema_change": True})
         assert reply.status == 200, reply
         assert reply.json()["input_fields_changed"] == ["added z", "removed x"]
-        assert target.get("/model/schema").json()["schema"]["inputFields"] == [{"name": "z", "dataType": "Float64"}]
+        assert target.get("/model/schema").json()["schema"]["inputFields"] == [
+            {"name": "z", "dataType": "Float64"}
+        ]
         assert target.post("/model/score", {"fields": ["x"], "rows": [["1"]]}).status == 400
 
 
@@ -351,3 +355,104 @@ def test_fifty_replacements_do_not_grow_the_server(models: dict[str, Path]) -> N
             assert score(target)[0] == ids[swap % 2]
         after_fifty = rss_kib(target.process.pid)
         assert after_fifty <= after_first * 1.10, (after_first, after_fifty)
+
+
+def test_models_kept_for_rollback_and_ids_given(models: dict[str, Path], tmp_path: Path) -> None:
+    four = write(tmp_path / "four.probe", model_id="model-four", factor=4.0)
+    with serving(models["model-two"], SCORER_MODEL_KEEP_PREVIOUS="2") as target:
+
+        def kept() -> list[str]:
+            return [p["id"] for p in target.get("/admin/model", headers=AS_ADMIN).json()["previous"]]
+
+        assert replace(target, {"path": str(models["model-three"])}).status == 200
+        assert replace(target, {"path": str(four)}).status == 200
+        assert kept() == ["model-three", "model-two"]  # the one replaced last first
+        assert target.post("/admin/model/rollback", headers=AS_ADMIN).status == 200
+        assert score(target) == ("model-three", 4.5)
+        assert kept() == ["model-four", "model-two"]  # model-three serves: no longer kept
+        # An id of the request's names the model everywhere a client sees one.
+        reply = replace(target, {"path": str(four), "id": "credit-2026-12"})
+        assert reply.status == 200, reply
+        assert target.get("/model/id").text == "credit-2026-12"
+        assert score(target) == ("credit-2026-12", 6.0)
+        # The Open Inference Protocol addresses the model by the same name, at its new version.
+        metadata = target.get(f"/v2/models/{models['model-two'].stem}").json()
+        assert metadata["name"] == models["model-two"].stem
+        assert metadata["versions"] == ["credit-2026-12"]
+
+
+def test_monitoring_exports_each_request_with_the_model_that_scored_it(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    from tests.test_monitor_http import events_in, stopped
+
+    directory = tmp_path / "events"
+    env = {"SCORER_MONITOR": "file", "SCORER_MONITOR_DIR": str(directory)}
+    answered: dict[str, str] = {}
+    with serving(models["model-two"], **env) as target:
+        for swap, model_id in enumerate(["model-three", "model-two", "model-three"]):
+            for i in range(5):
+                reply = target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]})
+                answered[reply.headers["x-request-id"]] = reply.json()["id"]
+            assert replace(target, {"path": str(models[model_id])}).status == 200, swap
+        stopped(target)
+    events = {event["id"]: event["model"]["id"] for event in events_in(directory)}
+    assert events == answered
+    assert set(answered.values()) == {"model-two", "model-three"}
+
+
+def replacements(target: ScorerTarget) -> dict[str, float]:
+    """``scorer_model_replacements_total`` by outcome, from the open /metrics."""
+    found = {}
+    for line in target.get("/metrics").text.splitlines():
+        if line.startswith("scorer_model_replacements_total{"):
+            outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+            found[outcome] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def test_the_watch_loads_a_new_version_once_its_copy_is_complete(tmp_path: Path) -> None:
+    path = write(tmp_path / "served.probe", model_id="model-two", factor=2.0)
+    env = {"SCORER_MODEL_WATCH": "true", "SCORER_MODEL_WATCH_SECONDS": "0.2"}
+    with start_server(path, env=plugin_env(**env), record_headers=False) as target:
+        wait_for(lambda: "Watching" in target.server_log(), what="the watch to start")
+        # A copy in progress: the file changes at every look for 1.5 s, never whole until the end.
+        complete = json.dumps({"model_id": "model-three", "factor": 3.0})
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            with path.open("a") as copying:
+                copying.write(" ")
+            time.sleep(0.05)
+        assert replacements(target) == {"succeeded": 0, "failed": 0, "refused": 0, "timed_out": 0}
+        assert target.get("/model/id").text == "model-two"
+        path.write_text(complete)
+        wait_for(lambda: target.get("/model/id").text == "model-three", what="the new version")
+        assert score(target) == ("model-three", 4.5)
+        assert replacements(target)["succeeded"] == 1
+        # A broken version fails once and is not retried; the next good one is loaded.
+        path.write_text("{not json")
+        wait_for(lambda: replacements(target)["failed"] == 1, what="the broken version's failure")
+        time.sleep(1)
+        assert replacements(target)["failed"] == 1
+        assert score(target) == ("model-three", 4.5)
+        write(path, model_id="model-four", factor=4.0)
+        wait_for(lambda: target.get("/model/id").text == "model-four", what="the version after a failure")
+
+
+def test_a_model_directory_with_a_marker_is_loaded_when_the_marker_changes(tmp_path: Path) -> None:
+    from scorer_core.service.watch import MARKER, version_of
+
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "weights.bin").write_bytes(b"v1")
+    (directory / MARKER).write_text("1")
+    first = version_of(directory)
+    (directory / "weights.bin").write_bytes(b"v2, being copied")
+    assert version_of(directory) == first  # the marker alone says when a version is complete
+    (directory / MARKER).write_text("2")
+    assert version_of(directory) != first
+    (directory / MARKER).unlink()
+    unmarked = version_of(directory)
+    (directory / "more.bin").write_bytes(b"x")
+    assert version_of(directory) != unmarked  # without a marker, any file's change counts
+    assert version_of(tmp_path / "absent") == ()

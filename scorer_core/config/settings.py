@@ -237,6 +237,15 @@ class Settings(EnvSettings):
     """Seconds a replacement model (``POST /admin/model``, SIGHUP) may take to load, check and
     warm; past it the replacement fails and the served model stays."""
 
+    model_watch: bool = Field(False, validation_alias=_env("SCORER_MODEL_WATCH"))
+    """Replace the model when a new version is copied over the start-up model path, once the copy
+    is complete (its ``.scorer-version`` marker, else its files, changed and then still)."""
+
+    model_watch_seconds: float = Field(
+        5.0, gt=0, le=3600, validation_alias=_env("SCORER_MODEL_WATCH_SECONDS")
+    )
+    """Seconds between two looks at the model path when SCORER_MODEL_WATCH is on."""
+
     model_keep_previous: int = Field(1, ge=0, le=10, validation_alias=_env("SCORER_MODEL_KEEP_PREVIOUS"))
     """Replaced models remembered for ``POST /admin/model/rollback`` (their path, runtime and id;
     a rollback loads one again, checked to be the same model)."""

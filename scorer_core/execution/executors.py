@@ -28,7 +28,7 @@ from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.threads import default_library_threads, limit_library_threads
 from scorer_core.runtime import Runtime
 
-__all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor"]
+__all__ = ["Executor", "InProcessExecutor", "load_runtime", "start_executor", "worker_count"]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,14 @@ class InProcessExecutor:
             log.exception("Runtime '%s' failed to close", self.facts.runtime)
 
 
+def worker_count(runtime_cls: type[Runtime], settings: Settings) -> int:
+    """The worker processes the model runs in: ``BATCH_WORKERS``, else the runtime's preference
+    (0: in the server process)."""
+    if settings.batch_workers is None:
+        return runtime_cls.preferred_batch_workers
+    return settings.batch_workers
+
+
 def start_executor(
     plugins: Plugins,
     runtime_name: str,
@@ -191,9 +199,7 @@ def start_executor(
     shutdown during a long load can stop them.
     """
     runtime_cls = plugins.runtime_to_load(path, runtime_name)
-    workers = (
-        runtime_cls.preferred_batch_workers if settings.batch_workers is None else settings.batch_workers
-    )
+    workers = worker_count(runtime_cls, settings)
     if workers:
         from scorer_core.execution.workers.pool import WorkerPool
 

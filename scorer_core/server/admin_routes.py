@@ -118,6 +118,8 @@ def replacement_request(body: bytes) -> ReplacementRequest:
     for name, value in (("runtime", runtime), ("id", model_id)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidRequest(f"'{name}' must be a non-empty string when given")
+    if model_id is not None and (len(model_id) > 256 or not model_id.isprintable()):
+        raise InvalidRequest("'id' must be at most 256 printable characters")
     if change is not None and not isinstance(change, bool):
         raise InvalidRequest("'schema_change' must be true or false")
     return ReplacementRequest(Path(path), runtime, bool(change), model_id)

@@ -39,6 +39,7 @@ from scorer_core.server.tracing import Tracing
 from scorer_core.service.host import ModelHost
 from scorer_core.service.plane import DataPlane, Observers
 from scorer_core.service.replacement import ModelReplacement
+from scorer_core.service.watch import ModelWatch
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 
 __all__ = ["DOCS_ASSETS", "OUTSIDE_FRAMEWORK", "Endpoints", "create_app"]
@@ -165,7 +166,14 @@ class Endpoints:
         if self.grpc is not None:
             await self.grpc.start()  # on this loop, the plane's: its batcher is bound to it
         reloading = self._reload_on_sighup()
+        watching = None
+        if self._replacement is not None and self._settings.model_watch:
+            watch = ModelWatch(self._replacement, self._settings.model_watch_seconds)
+            watching = asyncio.get_running_loop().create_task(watch.run(), name="model-watch")
         yield
+        if watching is not None:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
         if reloading:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if self.grpc is not None:

@@ -174,11 +174,12 @@ class ModelReplacement:
             "replacements": dict(self.counts),
         }
 
-    async def reload(self) -> dict[str, Any]:
-        """Load the start-up path again (SIGHUP): a new version copied over it. Waits for a
-        replacement under way instead of refusing: a signal cannot be told to retry."""
+    async def reload(self, trigger: str = "reload") -> dict[str, Any]:
+        """Load the start-up path again (SIGHUP, SCORER_MODEL_WATCH): a new version copied over
+        it. Waits for a replacement under way instead of refusing: neither a signal nor the
+        watch can be told to retry."""
         asked = ReplacementRequest(self.startup_path, self._startup_runtime)
-        return await self.replace(asked, trigger="reload", wait=True)
+        return await self.replace(asked, trigger=trigger, wait=True)
 
     async def rollback(self) -> dict[str, Any]:
         """Serve the model replaced last again, loaded from its path and checked to be the same
@@ -187,19 +188,20 @@ class ModelReplacement:
             self._count_refusal("no replaced model is kept to roll back to")
         kept = self._previous[-1]
         asked = ReplacementRequest(kept.path, kept.runtime, schema_change=True, model_id=kept.given_id)
-        return await self.replace(asked, trigger="rollback", expected_id=kept.model_id)
+        return await self.replace(asked, trigger="rollback", kept=kept)
 
     async def replace(
         self,
         asked: ReplacementRequest,
         *,
         trigger: str = "admin",
-        expected_id: str | None = None,
+        kept: ModelVersion | None = None,
         wait: bool = False,
     ) -> dict[str, Any]:
         """Serve ``asked``'s model instead of the current one, or raise ``ReplacementFailed``
         with the current one still serving. Returns what was done. A replacement under way
-        refuses this one (409) unless ``wait``."""
+        refuses this one (409) unless ``wait``. ``kept``: the replaced model a rollback returns
+        to, which the model loaded must be."""
         self.current  # noqa: B018 -- NotReady (503) while the start-up model loads
         if self._lock.locked() and not wait:
             running = self._running
@@ -210,7 +212,7 @@ class ModelReplacement:
             self._running = (asked.path, time.time())
             started = time.perf_counter()
             try:
-                report = await self._replace(asked, old, trigger, expected_id)
+                report = await self._replace(asked, old, trigger, kept)
             except ReplacementFailed as failed:
                 self.counts[failed.outcome] += 1
                 self._last_failure = {
@@ -228,16 +230,16 @@ class ModelReplacement:
             return report
 
     async def _replace(
-        self, asked: ReplacementRequest, old: ModelVersion, trigger: str, expected_id: str | None
+        self, asked: ReplacementRequest, old: ModelVersion, trigger: str, kept: ModelVersion | None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self._settings.model_load_timeout
         runtime_name = await asyncio.to_thread(self._runtime_for, asked)
         executor, load_seconds = await self._load(runtime_name, asked, deadline)
         try:
             facts = executor.facts
-            if expected_id is not None and facts.model_id != expected_id:
+            if kept is not None and facts.model_id != kept.model_id:
                 raise ReplacementFailed(
-                    f"'{asked.path}' now holds model '{facts.model_id}', not '{expected_id}' that was "
+                    f"'{asked.path}' now holds model '{facts.model_id}', not '{kept.model_id}' that was "
                     "replaced: its files changed since; nothing was rolled back",
                     outcome="refused",
                 )
@@ -248,7 +250,9 @@ class ModelReplacement:
                     'clients would break; send "schema_change": true if that is intended',
                     outcome="refused",
                 )
+            warm_started = time.perf_counter()
             warmed = await self._warm(executor, facts, deadline)
+            warm_seconds = time.perf_counter() - warm_started
         except BaseException:
             await self._plane.discard(executor)
             await executor.close()
@@ -260,6 +264,8 @@ class ModelReplacement:
         self._current = ModelVersion(
             asked.path, runtime_name, facts.model_id, now, load_seconds, given_id=given_id
         )
+        if kept is not None and kept in self._previous:
+            self._previous.remove(kept)  # serving again: no longer kept
         self._previous.append(replace(old, status="replaced", replaced_at=now))
         log.info(
             "Model replaced (%s): now '%s' (id %s, runtime %s), was '%s' (id %s)",
@@ -270,16 +276,21 @@ class ModelReplacement:
             old.path,
             old.model_id,
         )
-        drained = await self._retire(replaced)
+        # Shielded: a request cancelled now must not leave the replaced model open.
+        drained, retired = await asyncio.shield(self._retire(replaced))
         return {
             "replaced": True,
             "trigger": trigger,
             "current": self._current.to_json(),
             "previous": old.to_json() | {"status": "replaced", "replaced_at": _iso(now)},
             "input_fields_changed": changes,
-            "load_seconds": round(load_seconds, 3),
             "warm_calls": warmed,
             "drained": drained,
+            "steps_seconds": {
+                "load": round(load_seconds, 3),
+                "warm": round(warm_seconds, 3),
+                **{step: round(seconds, 3) for step, seconds in retired.items()},
+            },
         }
 
     def _runtime_for(self, asked: ReplacementRequest) -> str:
@@ -400,15 +411,20 @@ class ModelReplacement:
                 )
         return len(results)
 
-    async def _retire(self, replaced: Executor) -> bool:
-        """Drain the replaced model's requests, close it, and give its memory back."""
+    async def _retire(self, replaced: Executor) -> tuple[bool, dict[str, float]]:
+        """Drain the replaced model's requests, close it, and give its memory back; whether it
+        drained in time, and the seconds of each step."""
+        started = time.perf_counter()
         drained = await self._plane.drain(replaced, self._settings.request_timeout + 1.0)
         if not drained:
             log.warning("Requests on the replaced model were still running past the request timeout")
         self.retired_restarts += replaced.restarts
+        drained_at = time.perf_counter()
         await replaced.close()
+        closed_at = time.perf_counter()
         await asyncio.to_thread(_give_memory_back)
-        return drained
+        steps = {"drain": drained_at - started, "close": closed_at - drained_at}
+        return drained, steps | {"memory": time.perf_counter() - closed_at}
 
     def _count_refusal(self, message: str) -> NoReturn:
         self.counts["refused"] += 1
@@ -467,15 +483,13 @@ def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
 def _give_memory_back() -> None:
     """Collect the replaced model's objects, then hand freed heap back to the system.
 
-    Objects loaded at start-up were frozen out of collection (``server.app``): unfrozen for one
-    full collection, so that cycles in the old model go too, then frozen again with the new
-    model's. glibc keeps freed memory in its arenas; ``malloc_trim`` returns it."""
-    frozen = gc.get_freeze_count() > 0
-    if frozen:
-        gc.unfreeze()
+    The collection leaves the objects frozen at start-up (``server.app``) alone: unfreezing them
+    to walk them all held the GIL for 200 ms, every request waiting. A model loaded by a
+    replacement is never frozen, so it is collected here in full once replaced; of the start-up
+    model, what refcounting frees goes (nearly all of a model: arrays, trees, weights), and only
+    objects it held in reference cycles stay, once. glibc keeps freed memory in its arenas;
+    ``malloc_trim`` returns it."""
     gc.collect()
-    if frozen:
-        gc.freeze()
     _malloc_trim()
 
 

@@ -23,7 +23,8 @@ from scorer_core.config.settings import load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.monitor.events import EventShaper, Masking
 from scorer_core.monitor.monitor import Monitor
-from scorer_core.monitor.outbox import BATCH_REQUESTS, Limits, Outbox
+from scorer_core.monitor.outbox import Outbox
+from scorer_core.monitor.queue import BATCH_REQUESTS, Limits
 from scorer_core.monitor.relay import Relay
 from scorer_core.monitor.sinks import Event, SinkError
 from scorer_core.service.scored import ScoredRequest

@@ -21,7 +21,8 @@ from scorer_core.config.forwarding import is_tracing_header
 from scorer_core.config.settings import Settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.monitor.events import EventShaper, Masking
-from scorer_core.monitor.outbox import DELIVERY_BUCKETS, Limits, Outbox, Snapshot
+from scorer_core.monitor.outbox import DELIVERY_BUCKETS, Outbox, Snapshot
+from scorer_core.monitor.queue import Limits
 from scorer_core.monitor.sinks import Sink
 from scorer_core.service.scored import ScoredRequest
 

@@ -1,5 +1,5 @@
 """``Outbox``: one sink's bounded queue and the thread that empties it, in the export process
-(``exporter``; the server's own queue is the ``Relay``'s).
+(``exporter``; the server's own queue is the ``Relay``'s; both are a ``ScoredQueue``).
 
 Its feeder only ever appends to the queue (``offer``), under a lock held for a few
 instructions; it never waits on a sink. When the queue is full (by requests, or by the rows they
@@ -18,38 +18,24 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scorer_core.monitor.events import EVENT_ROWS, EventShaper
+from scorer_core.monitor.events import EventShaper
+from scorer_core.monitor.queue import Limits, ScoredQueue, events_of
 from scorer_core.monitor.sinks import Event, Sink, SinkError
 from scorer_core.service.scored import ScoredRequest
 
-__all__ = ["DELIVERY_BUCKETS", "Limits", "Outbox", "Snapshot", "Tally"]
+__all__ = ["DELIVERY_BUCKETS", "Outbox", "Snapshot", "Tally"]
 
 log = logging.getLogger(__name__)
 
-#: Requests taken from the queue at once: their events are shaped and sent as one batch.
-BATCH_REQUESTS = 256
 _FIRST_PAUSE = 0.1
 _LONGEST_PAUSE = 5.0
 #: Most seconds one ``send`` may take (a broker's acknowledgement, an HTTP answer).
 SEND_TIMEOUT = 10.0
-#: Most seconds a batch waits to grow to BATCH_REQUESTS before it is sent: the delay monitoring
-#: adds to an event, for far fewer hand-offs of the GIL.
-GATHER_SECONDS = 0.1
 #: How often a sink is told that nothing waits (``Sink.idle``, where it has one).
 IDLE_SECONDS = 1.0
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much an outbox may hold, and how long it retries."""
-
-    requests: int
-    rows: int
-    retry_seconds: float
 
 
 #: Upper bounds of ``scorer_monitor_delivery_seconds``.
@@ -122,10 +108,6 @@ class Tally:
             )
 
 
-def _events_of(scored: ScoredRequest) -> int:
-    return max(1, -(-scored.num_rows // EVENT_ROWS))
-
-
 class Outbox:
     """The queue between the data plane and one sink."""
 
@@ -134,13 +116,7 @@ class Outbox:
         self.tally = Tally()
         self._shaper = shaper
         self._limits = limits
-        self._queue: deque[ScoredRequest] = deque()
-        self._rows = 0
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._closing = False
-        #: When a stopping server gives up on what is left (``time.monotonic()``).
-        self._flush_until = float("inf")
+        self._queue = ScoredQueue(limits)
         self._failing = False
         self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name=f"monitor-{sink.name}", daemon=True)
@@ -151,7 +127,7 @@ class Outbox:
     @property
     def depth(self) -> int:
         """Requests waiting now."""
-        return len(self._queue)
+        return self._queue.depth
 
     def snapshots(self) -> dict[str, Snapshot]:
         """This sink's counts, by its name."""
@@ -160,34 +136,20 @@ class Outbox:
 
     def offer(self, scored: ScoredRequest) -> None:
         """Queue ``scored``, or drop and count it when the queue is full; never waits."""
-        rows = scored.num_rows
-        with self._lock:
-            queue = self._queue
-            full = len(queue) >= self._limits.requests or (queue and self._rows + rows > self._limits.rows)
-            if full or self._closing:
-                self.tally.count(dropped=_events_of(scored))
-                return
-            queue.append(scored)
-            self._rows += rows
-            if len(queue) == 1 or len(queue) == BATCH_REQUESTS:
-                self._ready.notify()
+        dropped = self._queue.offer(scored)
+        if dropped:
+            self.tally.count(dropped=dropped)
 
     def close(self, timeout: float) -> None:
         """Take nothing more; send what is queued within ``timeout`` seconds, count what is left
         as dropped, and close the sink."""
         ends = time.monotonic() + timeout
-        with self._lock:
-            self._closing = True
-            self._flush_until = ends
-            self._ready.notify()
+        self._queue.close(ends)
         if self._thread.is_alive():
             self._thread.join(max(0.0, ends - time.monotonic()))
-        with self._lock:
-            left = list(self._queue)
-            self._queue.clear()
-            self._rows = 0
+        left = self._queue.clear()
         if left:
-            lost = sum(_events_of(scored) for scored in left)
+            lost = sum(events_of(scored) for scored in left)
             self.tally.count(dropped=lost)
             log.warning(
                 "Monitoring sink %s: %d events not sent within SCORER_MONITOR_FLUSH_SECONDS (%g s)",
@@ -200,30 +162,9 @@ class Outbox:
         except Exception:
             log.exception("Monitoring sink %s failed to close", self.sink.name)
 
-    def _take(self) -> list[ScoredRequest] | None:
-        """The queue's head, waiting for one; empty after an idle second; None once closing
-        and empty."""
-        with self._lock:
-            if not self._queue:
-                if self._closing:
-                    return None
-                self._ready.wait(IDLE_SECONDS)
-                if not self._queue:
-                    return None if self._closing else []
-            if len(self._queue) < BATCH_REQUESTS and not self._closing:
-                # Let a batch gather: a thread woken for each request would take the GIL from
-                # the event loop as often, and each batch costs the same whatever its size.
-                self._ready.wait(GATHER_SECONDS)
-            batch: list[ScoredRequest] = []
-            queue = self._queue
-            while queue and len(batch) < BATCH_REQUESTS:
-                batch.append(queue.popleft())
-            self._rows -= sum(scored.num_rows for scored in batch)
-            return batch
-
     def _run(self) -> None:
         while True:
-            batch = self._take()
+            batch = self._queue.take(IDLE_SECONDS)
             if batch is None:
                 return
             if not batch:
@@ -233,7 +174,7 @@ class Outbox:
                 events = self._shaper.shape(batch)
             except Exception:
                 log.exception("Monitoring: %d requests could not be made into events", len(batch))
-                self.tally.count(failed=sum(_events_of(scored) for scored in batch))
+                self.tally.count(failed=sum(events_of(scored) for scored in batch))
                 continue
             finished = {scored.request_id: scored.finished for scored in batch}
             self._in_flight = len(events)
@@ -248,8 +189,9 @@ class Outbox:
         pause = _FIRST_PAUSE
         pending = events
         while True:
-            give_up = min(started + self._limits.retry_seconds, self._flush_until)
-            if time.monotonic() >= self._flush_until:
+            flush_until = self._queue.flush_until
+            give_up = min(started + self._limits.retry_seconds, flush_until)
+            if time.monotonic() >= flush_until:
                 self._left_at_stop(pending)
                 return
             try:
@@ -278,7 +220,7 @@ class Outbox:
                     log.warning("Monitoring sink %s delivers again", self.sink.name)
                 return
             if not self._pause(pause, started):
-                if self._flush_until < started + self._limits.retry_seconds:
+                if self._queue.flush_until < started + self._limits.retry_seconds:
                     self._left_at_stop(pending)
                     return
                 self.tally.count(failed=len(pending))
@@ -293,17 +235,11 @@ class Outbox:
 
     def _pause(self, seconds: float, started: float) -> bool:
         """Wait ``seconds`` before the next try; False, at once, when the retry time or a stop's
-        flush time ends first. ``close`` wakes the wait: a stop must not sleep out a pause of up
-        to 5 s past its flush time, then send to a sink it has closed."""
+        flush time ends first."""
         resume = time.monotonic() + seconds
-        with self._lock:
-            while True:
-                if resume > min(started + self._limits.retry_seconds, self._flush_until):
-                    return False
-                left = resume - time.monotonic()
-                if left <= 0:
-                    return True
-                self._ready.wait(left)  # offers wake it too: each wake-up checks again
+        if resume > started + self._limits.retry_seconds:
+            return False
+        return self._queue.pause_until(resume)
 
     def _left_at_stop(self, pending: Sequence[Event]) -> None:
         """The stop's flush time is spent: ``pending`` is counted dropped, as the queue's rest."""

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -38,8 +37,8 @@ from scorer_core.config.settings import Settings
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.workers.framing import recv_frame, send_frame
 from scorer_core.frame import Frame
-from scorer_core.monitor.events import EVENT_ROWS
-from scorer_core.monitor.outbox import BATCH_REQUESTS, GATHER_SECONDS, Limits, Snapshot
+from scorer_core.monitor.outbox import Snapshot
+from scorer_core.monitor.queue import Limits, ScoredQueue, events_of
 from scorer_core.service.scored import ScoredRequest
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
 
@@ -176,10 +175,6 @@ def scored_of(
     )
 
 
-def _events_of(scored: ScoredRequest) -> int:
-    return max(1, -(-scored.num_rows // EVENT_ROWS))
-
-
 class Relay:
     """The bounded queue in the server and the export process behind it."""
 
@@ -190,11 +185,9 @@ class Relay:
         self._sinks = tuple(sinks)
         self._headers = tuple(headers)
         self._limits = limits
-        self._queue: deque[ScoredRequest] = deque()
-        self._rows = 0
+        self._queue = ScoredQueue(limits)
+        #: Guards the counts and the export process's handles below.
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
-        self._closing = False
         self._dropped = 0
         #: The export process's last report, by sink.
         self._reported: dict[str, Snapshot] = {name: Snapshot() for name in self._sinks}
@@ -205,8 +198,6 @@ class Relay:
         self._socket: socket.socket | None = None
         self._listener: threading.Thread | None = None
         self._sender = threading.Thread(target=self._send_all, name="monitor-relay", daemon=True)
-        #: When a stopping server gives up on the export process's flush (``time.monotonic()``).
-        self._flush_until = float("inf")
         #: When the next start of the export process may be tried, and the pause after that one.
         self._next_start = 0.0
         self._start_pause = RESTART_PAUSE
@@ -217,22 +208,15 @@ class Relay:
 
     def offer(self, scored: ScoredRequest) -> None:
         """Queue ``scored``, or drop and count it when the queue is full; never waits."""
-        rows = scored.num_rows
-        with self._lock:
-            queue = self._queue
-            full = len(queue) >= self._limits.requests or (queue and self._rows + rows > self._limits.rows)
-            if full or self._closing:
-                self._dropped += _events_of(scored)
-                return
-            queue.append(scored)
-            self._rows += rows
-            if len(queue) == 1 or len(queue) == BATCH_REQUESTS:
-                self._ready.notify()
+        dropped = self._queue.offer(scored)
+        if dropped:
+            with self._lock:
+                self._dropped += dropped
 
     def snapshots(self) -> dict[str, Snapshot]:
         """Each sink's counts: the export process's, plus what was dropped or waits here."""
         with self._lock:
-            dropped, depth = self._dropped, len(self._queue)
+            dropped, depth = self._dropped, self._queue.depth
             return {
                 name: (self._retired[name] + snapshot).plus(dropped=dropped, depth=depth)
                 for name, snapshot in self._reported.items()
@@ -248,18 +232,14 @@ class Relay:
         seconds; what is left then is counted as dropped. The sender thread is the socket's one
         writer: it sends the last batches and the "close" itself."""
         ends = time.monotonic() + timeout
-        with self._lock:
-            self._closing = True
-            self._flush_until = ends
-            self._ready.notify()
+        self._queue.close(ends)
         self._sender.join(max(0.0, ends - time.monotonic()))
         listener = self._listener
         if listener is not None:  # the last report comes after the flush
             listener.join(max(0.1, ends + 2 - time.monotonic()))
         self._stop_process(wait=max(0.1, ends + 2 - time.monotonic()))
+        left = sum(events_of(scored) for scored in self._queue.clear())
         with self._lock:
-            left = sum(_events_of(scored) for scored in self._queue)
-            self._queue.clear()
             self._dropped += left
         if left:
             log.warning("Monitoring: %d events not handed to the export process before the stop", left)
@@ -274,7 +254,7 @@ class Relay:
         except Exception as exc:
             log.error("Monitoring: the export process did not start (%s); it is tried again", exc)
         while True:
-            batch = self._take()
+            batch = self._queue.take(1.0)
             if batch is None:
                 break
             if batch:
@@ -282,21 +262,7 @@ class Relay:
         sock = self._socket
         if sock is not None and self._process is not None and self._process.poll() is None:
             with contextlib.suppress(OSError):
-                send_frame(sock, ("close", max(0.0, self._flush_until - time.monotonic())))
-
-    def _take(self) -> list[ScoredRequest] | None:
-        with self._lock:
-            if not self._queue:
-                if self._closing:
-                    return None
-                self._ready.wait(1.0)
-                if not self._queue:
-                    return None if self._closing else []
-            if len(self._queue) < BATCH_REQUESTS and not self._closing:
-                self._ready.wait(GATHER_SECONDS)
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH_REQUESTS))]
-            self._rows -= sum(scored.num_rows for scored in batch)
-            return batch
+                send_frame(sock, ("close", max(0.0, self._queue.flush_until - time.monotonic())))
 
     def _hand_over(self, batch: list[ScoredRequest]) -> None:
         """Send ``batch`` to the export process, starting it first if it is not running. While a
@@ -323,7 +289,7 @@ class Relay:
                 send_frame(sock, ("batch", records))
                 return
             except _BackingOff:
-                if not self._wait_until(self._next_start):
+                if not self._queue.pause_until(self._next_start):
                     break
             except _Waiting:
                 break
@@ -337,18 +303,7 @@ class Relay:
                 log.exception("Monitoring: %d requests could not be handed to the export process", len(batch))
                 break
         with self._lock:
-            self._dropped += sum(_events_of(scored) for scored in batch)
-
-    def _wait_until(self, when: float) -> bool:
-        """Wait until ``when``; False at once if a stop's flush time comes first."""
-        with self._lock:
-            while True:
-                now = time.monotonic()
-                if now >= self._flush_until:
-                    return False
-                if now >= when:
-                    return True
-                self._ready.wait(min(when, self._flush_until) - now)
+            self._dropped += sum(events_of(scored) for scored in batch)
 
     def _connected(self) -> socket.socket:
         """The running export process's socket, or a new process's: ``_Waiting`` while a start
@@ -364,7 +319,7 @@ class Relay:
             if time.monotonic() - self._started_at < SHORT_LIFE:
                 self._back_off()  # it dies as soon as it starts: a crash loop, not a mishap
         now = time.monotonic()
-        if now >= self._flush_until:
+        if now >= self._queue.flush_until:
             raise _Waiting("the stop's flush time is spent")
         if now < self._next_start:
             raise _BackingOff()

@@ -23,7 +23,7 @@ from scorer_core.monitor.cloudevents import REQUEST_TYPE, RESPONSE_TYPE, CloudEv
 from scorer_core.monitor.sinks import SinkError
 from tests.cloudevents_receiver import Receiver
 from tests.conftest import wait_for
-from tests.test_monitor_http import FIELDS, PASSPHRASE, SPEC, row, stopped, typed
+from tests.test_monitor_http import FIELDS, PASSPHRASE, SPEC, scored, stopped, typed
 
 
 def event(request_id: str = "r1", rows: int = 1, **changes: Any) -> dict[str, Any]:
@@ -481,14 +481,6 @@ def served(probe_server, receiver):
         return probe_server(env=settings, record_headers=False, **SPEC)
 
     return run
-
-
-def scored(target, i: int, *, request_id: str | None = None, **headers: str) -> tuple[str, dict[str, Any]]:
-    """Row ``i`` scored: the id the server answered with, and the answer."""
-    sent = {"X-Request-Id": request_id} if request_id else {}
-    reply = target.post("/model/score", {"fields": FIELDS, "rows": [row(i)]}, headers={**sent, **headers})
-    assert reply.status == 200, reply
-    return reply.headers["x-request-id"], reply.json()
 
 
 @pytest.mark.slow

@@ -71,6 +71,15 @@ def score(target, i: int, path: str = "/model/score", **headers: str) -> dict[st
     return reply.json()
 
 
+def scored(target, i: int, *, request_id: str | None = None, **headers: str) -> tuple[str, dict[str, Any]]:
+    """Row ``i`` scored with H2O's protocol, with the client's ``request_id`` or none: the id
+    the server answered with, and the answer."""
+    sent = {"X-Request-Id": request_id} if request_id else {}
+    reply = target.post("/model/score", {"fields": FIELDS, "rows": [row(i)]}, headers={**sent, **headers})
+    assert reply.status == 200, reply
+    return reply.headers["x-request-id"], reply.json()
+
+
 @pytest.fixture
 def monitored(probe_server, tmp_path) -> Iterator[tuple[Any, Path]]:
     def run(**env: str):

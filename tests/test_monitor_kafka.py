@@ -27,7 +27,7 @@ from scorer_core.monitor.kafka import DEFAULTS, KafkaSink
 from scorer_core.monitor.sinks import Event, SinkError, event_bytes
 from tests.conftest import wait_for
 from tests.kafka_broker import KafkaBroker
-from tests.test_monitor_http import FIELDS, PASSPHRASE, SCHEMA, SPEC, row, typed
+from tests.test_monitor_http import FIELDS, PASSPHRASE, SCHEMA, SPEC, scored, typed
 
 SECRET = "kafka-s3cret-passw0rd-9c1e"
 
@@ -366,14 +366,6 @@ def served(probe_server):
         return probe_server(env=settings, record_headers=False, **SPEC)
 
     return run
-
-
-def scored(target, i: int, *, request_id: str | None = None, **headers: str) -> tuple[str, dict[str, Any]]:
-    """Row ``i`` scored with H2O's protocol: the id the server answered with, and the answer."""
-    sent = {"X-Request-Id": request_id} if request_id else {}
-    reply = target.post("/model/score", {"fields": FIELDS, "rows": [row(i)]}, headers={**sent, **headers})
-    assert reply.status == 200, reply
-    return reply.headers["x-request-id"], reply.json()
 
 
 def inferred(target, i: int, **headers: str) -> tuple[str, dict[str, Any]]:

@@ -105,7 +105,7 @@ def serve(settings: Settings) -> int:
     if host.error is not None and not server.signalled:
         print(f"scorer: error: the model failed to load: {host.error}", file=sys.stderr)
         code = 1
-    call_age = host.executor.oldest_call_age() if host.ready else 0.0
+    call_age = app.oldest_call_age()
     exit_past_lingering_threads(code, settings.shutdown_grace, call_age)
     return code
 

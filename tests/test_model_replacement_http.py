@@ -154,7 +154,10 @@ def test_a_request_in_flight_finishes_on_the_model_it_began_on(tmp_path: Path) -
         in_flight: list[tuple[str, float]] = []
         thread = threading.Thread(target=lambda: in_flight.append(score(target, 4.0)))
         thread.start()
-        time.sleep(0.5)  # the slow request is in its model call now
+        wait_for(
+            lambda: "scorer_in_flight_requests 1.0" in target.get("/metrics").text,
+            what="the slow request to be in flight",
+        )
         started = time.monotonic()
         reply = replace(target, {"path": str(fast)})
         thread.join(timeout=30)
@@ -170,7 +173,6 @@ def broken_models(tmp_path: Path) -> list[tuple[str, dict[str, Any], int, str]]:
     """(what, body, status, what the answer says) for each way a new model can be wrong."""
     raising = write(tmp_path / "raising.probe", model_id="bad", load_error="the weights are corrupt")
     unconfigured = write(tmp_path / "unconfigured.probe", configuration_error="no such column map")
-    hanging = write(tmp_path / "hanging.probe", model_id="slow", load_delay=600)
     renamed = write(tmp_path / "renamed.probe", model_id="renamed", inputs=[["z", "Float64"]])
     retyped = write(tmp_path / "retyped.probe", model_id="retyped", inputs=[["x", "Int32"]])
     exploding = write(tmp_path / "exploding.probe", model_id="exploding", behaviour="raise")
@@ -180,7 +182,6 @@ def broken_models(tmp_path: Path) -> list[tuple[str, dict[str, Any], int, str]]:
         ("a load that raises", {"path": str(raising)}, 422, "the weights are corrupt"),
         ("a configuration error", {"path": str(unconfigured)}, 422, "no such column map"),
         ("an unreadable model file", {"path": str(garbage)}, 422, "failed to load"),
-        ("a load past the timeout", {"path": str(hanging)}, 504, "SCORER_MODEL_LOAD_TIMEOUT"),
         ("renamed inputs", {"path": str(renamed)}, 409, "added z; removed x"),
         ("retyped inputs", {"path": str(retyped)}, 409, "retyped x Float64 -> Int32"),
         ("a model that cannot score", {"path": str(exploding)}, 422, "failed to score its sample row"),
@@ -193,7 +194,7 @@ def broken_models(tmp_path: Path) -> list[tuple[str, dict[str, Any], int, str]]:
 def test_a_broken_new_model_leaves_the_old_one_serving(
     models: dict[str, Path], tmp_path: Path, workers: str
 ) -> None:
-    env = {"BATCH_WORKERS": workers, "SCORER_MODEL_LOAD_TIMEOUT": "3"}
+    env = {"BATCH_WORKERS": workers, "SCORER_MODEL_LOAD_TIMEOUT": "8"}
     with serving(models["model-two"], **env) as target:
         for what, body, status, says in broken_models(tmp_path):
             reply = replace(target, body)
@@ -204,13 +205,26 @@ def test_a_broken_new_model_leaves_the_old_one_serving(
             assert described["current"]["id"] == "model-two"
             assert described["last_failure"]["reason"] == reply.json()["detail"]
             assert target.get("/readyz").status == 200
-        counts = target.get("/admin/model", headers=AS_ADMIN).json()["replacements"]
-        assert counts == {"succeeded": 0, "failed": 6, "refused": 2, "timed_out": 1}
+        # A load that hangs past SCORER_MODEL_LOAD_TIMEOUT.
+        hanging = write(tmp_path / "hanging.probe", model_id="slow", load_delay=600)
+        reply = replace(target, {"path": str(hanging)})
+        assert reply.status == 504 and "SCORER_MODEL_LOAD_TIMEOUT" in reply.json()["detail"], reply
+        assert score(target) == ("model-two", 3.0)
+        good = {"path": str(models["model-three"])}
+        if workers == "0":
+            # Its thread cannot be stopped: no other load may pile up beside it.
+            refused = replace(target, good)
+            assert refused.status == 409 and "timed out still run" in refused.json()["detail"], refused
+            assert target.get("/admin/model", headers=AS_ADMIN).json()["abandoned_loads_running"] == 1
+            counts = {"succeeded": 0, "failed": 6, "refused": 3, "timed_out": 1}
+        else:
+            # Its worker processes were stopped: the server is as good as new.
+            assert replace(target, good).status == 200
+            assert score(target) == ("model-three", 4.5)
+            counts = {"succeeded": 1, "failed": 6, "refused": 2, "timed_out": 1}
+        assert target.get("/admin/model", headers=AS_ADMIN).json()["replacements"] == counts
         metrics = target.get("/metrics").text
         assert 'scorer_model_replacements_total{outcome="failed"} 6.0' in metrics
-        # The server is as good as new: a good replacement still goes through.
-        assert replace(target, {"path": str(models["model-three"])}).status == 200
-        assert score(target) == ("model-three", 4.5)
 
 
 def test_a_schema_change_goes_through_when_it_is_intended(models: dict[str, Path], tmp_path: Path) -> None:
@@ -239,7 +253,7 @@ def test_rollback_returns_to_the_model_replaced_and_refuses_changed_files(models
         write(models["model-three"], model_id="model-four", factor=4.0)
         changed = target.post("/admin/model/rollback", headers=AS_ADMIN)
         assert changed.status == 409, changed
-        assert "now holds model 'model-four', not 'model-three'" in changed.json()["detail"]
+        assert "changed since model 'model-three' was loaded from them" in changed.json()["detail"]
         assert score(target) == ("model-two", 3.0)
 
 
@@ -335,26 +349,32 @@ def test_one_replacement_at_a_time(models: dict[str, Path], tmp_path: Path) -> N
         assert score(target) == ("model-three", 4.5)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
+def process_use(pid: int) -> tuple[int, int, int]:
+    """The process's resident memory (KiB), threads and open file descriptors."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    return int(status["VmRSS"].split()[0]), int(status["Threads"]), len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def test_fifty_replacements_do_not_grow_the_server(models: dict[str, Path]) -> None:
-    with serving(models["model-two"]) as target:
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_fifty_replacements_do_not_grow_the_server(tmp_path: Path, workers: str) -> None:
+    """Each model holds 40 MB: one replaced model that was not freed would show in RSS."""
+    ids = ["model-three", "model-two"]
+    paths = [write(tmp_path / f"{i}.probe", model_id=i, factor=1.0, ballast_mb=40) for i in ids]
+    with serving(paths[1], BATCH_WORKERS=workers) as target:
         assert target.process is not None
-        ids = ["model-three", "model-two"]
-        assert replace(target, {"path": str(models[ids[0]])}).status == 200
+        assert replace(target, {"path": str(paths[0])}).status == 200
         score(target)
-        after_first = rss_kib(target.process.pid)
-        for swap in range(1, 50):
-            reply = replace(target, {"path": str(models[ids[swap % 2]])})
+        rss, threads, files = process_use(target.process.pid)
+        for swap in range(1, 50 if workers == "0" else 10):
+            reply = replace(target, {"path": str(paths[swap % 2])})
             assert reply.status == 200, reply
             assert score(target)[0] == ids[swap % 2]
-        after_fifty = rss_kib(target.process.pid)
-        assert after_fifty <= after_first * 1.10, (after_first, after_fifty)
+        after = process_use(target.process.pid)
+        assert after[0] <= rss * 1.10, (rss, after[0])
+        assert after[1] <= threads + 2, (threads, after[1])
+        assert after[2] <= files + 4, (files, after[2])
 
 
 def test_models_kept_for_rollback_and_ids_given(models: dict[str, Path], tmp_path: Path) -> None:
@@ -413,12 +433,12 @@ def replacements(target: ScorerTarget) -> dict[str, float]:
 
 def test_the_watch_loads_a_new_version_once_its_copy_is_complete(tmp_path: Path) -> None:
     path = write(tmp_path / "served.probe", model_id="model-two", factor=2.0)
-    env = {"SCORER_MODEL_WATCH": "true", "SCORER_MODEL_WATCH_SECONDS": "0.2"}
+    env = {"SCORER_MODEL_WATCH": "true", "SCORER_MODEL_WATCH_SECONDS": "0.5"}
     with start_server(path, env=plugin_env(**env), record_headers=False) as target:
         wait_for(lambda: "Watching" in target.server_log(), what="the watch to start")
-        # A copy in progress: the file changes at every look for 1.5 s, never whole until the end.
+        # A copy in progress: the file changes at every look for 2 s, never whole until the end.
         complete = json.dumps({"model_id": "model-three", "factor": 3.0})
-        deadline = time.monotonic() + 1.5
+        deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             with path.open("a") as copying:
                 copying.write(" ")
@@ -440,7 +460,7 @@ def test_the_watch_loads_a_new_version_once_its_copy_is_complete(tmp_path: Path)
 
 
 def test_a_model_directory_with_a_marker_is_loaded_when_the_marker_changes(tmp_path: Path) -> None:
-    from scorer_core.service.watch import MARKER, version_of
+    from scorer_core.service.versions import MARKER, version_of
 
     directory = tmp_path / "model"
     directory.mkdir()
@@ -456,3 +476,56 @@ def test_a_model_directory_with_a_marker_is_loaded_when_the_marker_changes(tmp_p
     (directory / "more.bin").write_bytes(b"x")
     assert version_of(directory) != unmarked  # without a marker, any file's change counts
     assert version_of(tmp_path / "absent") == ()
+
+
+def test_a_rollback_after_a_new_version_was_copied_over_the_path_is_refused(tmp_path: Path) -> None:
+    """With SCORER_MODEL_ID every version has the same id: only the files tell them apart."""
+    path = write(tmp_path / "served.probe", model_id="ignored", factor=2.0)
+    with serving(path, MODEL_ID="credit") as target:
+        write(path, model_id="ignored", factor=3.0)
+        assert target.process is not None
+        target.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: score(target) == ("credit", 4.5), what="the new version")
+        refused = target.post("/admin/model/rollback", headers=AS_ADMIN)
+        assert refused.status == 409, refused
+        assert "files at" in refused.json()["detail"]
+        assert score(target) == ("credit", 4.5)
+
+
+def test_a_request_naming_a_version_is_never_scored_by_another(
+    models: dict[str, Path], tmp_path: Path
+) -> None:
+    slow = write(tmp_path / "slow.probe", model_id="model-two", factor=2.0, score_delay=1.0)
+    with serving(slow, SCORING_CONCURRENCY="1", MODEL_NAME="m") as target:
+        holding = threading.Thread(target=score, args=(target,))
+        holding.start()  # takes the only slot for a second
+        pinned: list[Any] = []
+        body = {"inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.5]}]}
+        asking = threading.Thread(
+            target=lambda: pinned.append(target.post("/v2/models/m/versions/model-two/infer", body))
+        )
+        asking.start()  # waits for the slot, its version read
+        time.sleep(0.3)
+        assert replace(target, {"path": str(models["model-three"])}).status == 200
+        holding.join(timeout=30)
+        asking.join(timeout=30)
+        reply = pinned[0]
+        # Scored by model-two, or refused because model-two no longer serves: never model-three.
+        if reply.status == 200:
+            assert reply.json()["model_version"] == "model-two", reply
+        else:
+            assert reply.status == 404 and "has no version 'model-two'" in reply.json()["error"], reply
+
+
+def test_the_admin_api_under_a_deployment_prefix_and_a_passphrase_beyond_ascii(
+    models: dict[str, Path],
+) -> None:
+    passphrase = "pässwörd-für-den-admin"
+    with start_server(
+        models["model-two"], env=plugin_env(SCORER_ADMIN_PASSPHRASE=passphrase), record_headers=False
+    ) as target:
+        sent = {"X-Admin-Passphrase": passphrase.encode().decode("latin-1")}  # its UTF-8 bytes
+        reply = target.get("/dep-7/admin/model", headers=sent)
+        assert reply.status == 200, reply
+        assert reply.json()["current"]["id"] == "model-two"
+        assert "/admin/model" not in target.get("/openapi.json").text

@@ -170,6 +170,11 @@ class InProcessExecutor:
             log.warning("A model call is still running after %.0f s; leaving it", self.oldest_call_age())
             self._pool.shutdown(wait=False, cancel_futures=True)
             return
+        # In a thread: a runtime's close may take its time, and the server may still be serving
+        # (a replaced model is closed while the new one serves).
+        await asyncio.to_thread(self._close_now)
+
+    def _close_now(self) -> None:
         self._pool.shutdown(wait=True)
         try:
             self._runtime.close()

@@ -44,7 +44,8 @@ class AdminRefused(ScorerError):
     status_code = 403
 
 
-_ADMIN = {"tags": ["admin"], "responses": {403: {}, 409: {}, 422: {}, 504: {}}}
+#: Not in the public OpenAPI description: it would tell anyone that the admin API is on.
+_ADMIN = {"include_in_schema": False}
 ADMIN_ROUTES = (
     Route("GET", "/admin/model", "models", _ADMIN),
     Route("POST", "/admin/model", "replace", _ADMIN),
@@ -63,9 +64,11 @@ class AdminEndpoints:
 
     async def _check(self, request: Request) -> None:
         given = request.headers.get(ADMIN_HEADER)
-        # Digests of equal length, compared in constant time: neither the passphrase nor its
-        # length leaks through the time an answer takes.
-        if given is not None and hmac.compare_digest(hashlib.sha256(given.encode()).digest(), self._digest):
+        # The header's bytes as sent (Starlette decodes them as latin-1), so that a passphrase
+        # beyond ASCII matches its UTF-8 spelling. Digests of equal length, compared in constant
+        # time: neither the passphrase nor its length leaks through the time an answer takes.
+        sent = given.encode("latin-1") if given is not None else None
+        if sent is not None and hmac.compare_digest(hashlib.sha256(sent).digest(), self._digest):
             return
         await asyncio.sleep(REFUSAL_PAUSE)
         raise AdminRefused(

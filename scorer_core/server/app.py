@@ -156,6 +156,7 @@ class Endpoints:
         #: The gRPC front on the same plane (SCORER_GRPC_PORT), served for the app's lifespan.
         self.grpc: GrpcFront | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+        self._watching: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -166,20 +167,21 @@ class Endpoints:
         if self.grpc is not None:
             await self.grpc.start()  # on this loop, the plane's: its batcher is bound to it
         reloading = self._reload_on_sighup()
-        watching = None
         if self._replacement is not None and self._settings.model_watch:
             watch = ModelWatch(self._replacement, self._settings.model_watch_seconds)
-            watching = asyncio.get_running_loop().create_task(watch.run(), name="model-watch")
+            self._watching = asyncio.get_running_loop().create_task(watch.run(), name="model-watch")
         yield
-        if watching is not None:
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
         if reloading:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if self.grpc is not None:
-            await self.grpc.stop(self._settings.shutdown_grace)
+        # No replacement may switch or retire while the plane and the host close below.
+        background = [*self._reloads, *([self._watching] if self._watching is not None else [])]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         if self._replacement is not None:
             await self._replacement.close()
+        if self.grpc is not None:
+            await self.grpc.stop(self._settings.shutdown_grace)
         if self._monitor is not None:
             # After the requests in flight, whose events it must send too.
             await asyncio.to_thread(self._monitor.close, self._settings.monitor_flush_seconds)
@@ -245,11 +247,10 @@ class Endpoints:
     def stuck(self) -> str | None:
         """Why the model cannot serve any more, so that only a restart helps: a call past its
         deadline by the stuck margin, or worker processes that could not be replaced."""
-        host = self._host
-        if not host.ready:
+        if not self._host.ready:
             return None
-        executor = host.executor
-        age = executor.oldest_call_age()
+        executor = self._host.executor
+        age = self.oldest_call_age()
         limit = self._settings.request_timeout + self._settings.stuck_call_margin
         if age > limit:
             return (
@@ -257,6 +258,14 @@ class Endpoints:
                 f"SCORER_STUCK_CALL_MARGIN ({limit:g} s); restart the server"
             )
         return executor.broken()
+
+    def oldest_call_age(self) -> float:
+        """Seconds the longest model call still running has run: the served model's, or a
+        replaced model's that was closed while a call of it still ran (0: none)."""
+        age = self._host.executor.oldest_call_age() if self._host.ready else 0.0
+        if self._replacement is not None:
+            age = max(age, self._replacement.oldest_lingering_call())
+        return age
 
     def problem(self, probe: str) -> str | None:
         """Why the server is not live (``probe`` ``"live"``: only a restart would help) or not
@@ -458,4 +467,5 @@ def create_app(
         monitored=monitor is not None,
         tracing=tracing,
         stuck=endpoints.stuck,
+        call_age=endpoints.oldest_call_age,
     )

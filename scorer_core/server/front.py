@@ -212,9 +212,11 @@ class ScorerApp:
         monitored: bool = False,
         tracing: Tracing | None = None,
         stuck: Callable[[], str | None] | None = None,
+        call_age: Callable[[], float] | None = None,
     ) -> None:
         self.api = api
         self._stuck = stuck
+        self._call_age = call_age
         self._hot = {path: endpoint for path, endpoint in hot.items() if "{" not in path}
         #: Paths with parameters (``/v2/models/{model_name}/infer``), matched in order.
         self._hot_patterns = [(_pattern(path), endpoint) for path, endpoint in hot.items() if "{" in path]
@@ -233,6 +235,11 @@ class ScorerApp:
         """Why only a restart can bring scoring back (``/healthz``'s 500), or ``None``: for hosts
         with their own health checks, such as Ray Serve's replicas."""
         return self._stuck() if self._stuck is not None else None
+
+    def oldest_call_age(self) -> float:
+        """Seconds the longest model call still running has run (0: none), replaced models'
+        included: how long a stopping server's last thread may still run."""
+        return self._call_age() if self._call_age is not None else 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

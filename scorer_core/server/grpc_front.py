@@ -33,7 +33,7 @@ from scorer_core.server.auth import Authenticator
 from scorer_core.server.front import ROWS_KEY, log_access, request_id_of
 from scorer_core.server.h2o_routes import OFF_LOOP_BYTES
 from scorer_core.server.metrics import ScorerMetrics
-from scorer_core.server.oip_routes import model_metadata, named_model
+from scorer_core.server.oip_routes import check_version, model_metadata, named_model
 from scorer_core.server.tracing import Tracing
 from scorer_core.service.plane import DataPlane
 from scorer_core.service.scored import Arrival, current_arrival
@@ -344,6 +344,7 @@ class GrpcFront:
         response_class = self._messages["ModelInferResponse"]
 
         def prepare(facts: ModelFacts) -> PreparedRequest:
+            check_version(facts, request.model_version or None)
             infer = infer_request(request)
             parsed.append(infer)
             return prepare_infer(infer, facts, keep_cells=not off_loop)

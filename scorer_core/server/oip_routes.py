@@ -35,7 +35,15 @@ from scorer_core.wire.oip import (
     tensor_metadata,
 )
 
-__all__ = ["OIP_PATHS", "OIP_ROUTES", "OIPEndpoints", "UnknownModel", "model_metadata", "named_model"]
+__all__ = [
+    "OIP_PATHS",
+    "OIP_ROUTES",
+    "OIPEndpoints",
+    "UnknownModel",
+    "check_version",
+    "model_metadata",
+    "named_model",
+]
 
 _JSON = "application/json"
 #: What ``GET /v2`` reports as supported beyond the protocol's core.
@@ -112,6 +120,7 @@ class OIPEndpoints:
         parsed = _Parsed()
 
         def prepare(facts: ModelFacts) -> PreparedRequest:
+            check_version(facts, model_version)
             parsed.request = infer = parse_infer(body, header_length)
             return prepare_infer(infer, facts, keep_cells=not off_loop)
 
@@ -170,12 +179,19 @@ def named_model(plane: DataPlane, model_name: str, model_version: str | None) ->
             f"no model named {echoed(model_name)} is served here; "
             f"this server serves {echoed(facts.model_name)}"
         )
+    check_version(facts, model_version)
+    return facts
+
+
+def check_version(facts: ModelFacts, model_version: str | None) -> None:
+    """``UnknownModel`` (404) when a request names another version than ``facts``'. An infer
+    request checks it again against the model that scores it: the model may have been replaced
+    since its path was read (``service.replacement``)."""
     if model_version is not None and model_version != facts.model_version:
         raise UnknownModel(
-            f"model {echoed(model_name)} has no version {echoed(model_version)}; "
+            f"model {echoed(facts.model_name)} has no version {echoed(model_version)}; "
             f"its version is {echoed(facts.model_version)}"
         )
-    return facts
 
 
 _TAGS = {"tags": ["open inference protocol"]}

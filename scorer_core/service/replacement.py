@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from scorer_core.config.plugins import Plugins
 from scorer_core.config.settings import Settings
-from scorer_core.errors import ScorerError
+from scorer_core.errors import NotReady, ScorerError
 from scorer_core.execution.executors import Executor, start_executor
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
@@ -38,6 +38,7 @@ from scorer_core.schema import Field
 from scorer_core.service.host import ModelHost
 from scorer_core.service.plane import DataPlane
 from scorer_core.service.tasks import prepare_score
+from scorer_core.service.versions import Version, version_of
 from scorer_core.wire.contract import ScoreRequest
 
 __all__ = [
@@ -54,6 +55,10 @@ log = logging.getLogger(__name__)
 
 #: How a replacement ended, as the metrics count them.
 OUTCOMES = ("succeeded", "failed", "refused", "timed_out")
+
+
+#: What a load gives: the runtime's name, the executor, its seconds, the files it loaded from.
+_Loaded = tuple[str, Executor, float, Version]
 
 
 class ReplacementFailed(ScorerError):
@@ -97,6 +102,8 @@ class ModelVersion:
     replaced_at: float | None = None
     #: The id it was asked to serve under (SCORER_MODEL_ID, a request's ``id``), not its own.
     given_id: str | None = None
+    #: Its files as they were when it loaded (``versions.version_of``): a rollback checks them.
+    files: Version = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +140,8 @@ class ModelReplacement:
         #: The start-up model: SCORER_MODEL_ID applies to it (and to it again on SIGHUP) only.
         self.startup_path = path
         self._startup_runtime = runtime
+        #: The start-up path's files as at start-up (the model loads from them in the background).
+        self.startup_files = version_of(path)
         self._current: ModelVersion | None = None
         self._previous: collections.deque[ModelVersion] = collections.deque(
             maxlen=settings.model_keep_previous
@@ -142,10 +151,17 @@ class ModelReplacement:
         self._last_failure: dict[str, Any] | None = None
         #: Replacements by outcome (``OUTCOMES``), for the metrics.
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
-        #: Worker restarts of the executors replaced, so that the metric's count never goes back.
-        self.retired_restarts = 0
+        self._closed_restarts = 0
         #: Executors of abandoned loads (timed out, or the server stopped) being closed.
         self._closing: set[asyncio.Future[None]] = set()
+        #: In-process loads that timed out and still run (a thread cannot be stopped): while one
+        #: does, another replacement is refused, so that they cannot pile up.
+        self._abandoned_loads = 0
+        #: Replaced executors not yet closed, and those closed with a model call still running.
+        self._retiring: list[Executor] = []
+        self._lingering: list[Executor] = []
+        self._retirements: set[asyncio.Task[tuple[bool, dict[str, float]]]] = set()
+        self._stopping = False
 
     @property
     def current(self) -> ModelVersion:
@@ -159,6 +175,7 @@ class ModelReplacement:
                 self._host.loaded_at or time.time(),
                 self._host.load_seconds or 0.0,
                 given_id=self._settings.model_id,
+                files=self.startup_files,
             )
         return self._current
 
@@ -172,12 +189,33 @@ class ModelReplacement:
             "replacing": {"path": str(running[0]), "since": _iso(running[1])} if running else None,
             "last_failure": self._last_failure,
             "replacements": dict(self.counts),
+            "abandoned_loads_running": self._abandoned_loads,
+            "replaced_models_with_calls_running": len(self.lingering()),
         }
+
+    @property
+    def retired_restarts(self) -> int:
+        """Worker restarts of the executors replaced, counted from the switch on, so that the
+        metric's count never goes back while the old pool drains."""
+        return self._closed_restarts + sum(executor.restarts for executor in self._retiring)
+
+    def lingering(self) -> list[Executor]:
+        """Replaced executors closed while a model call still ran (a thread cannot be stopped):
+        ``/healthz`` must keep telling of a stuck one until it returns."""
+        self._lingering = [executor for executor in self._lingering if executor.oldest_call_age() > 0]
+        return list(self._lingering)
+
+    def oldest_lingering_call(self) -> float:
+        """Seconds the longest model call still running on a replaced model has run (0: none)."""
+        return max((executor.oldest_call_age() for executor in self.lingering()), default=0.0)
 
     async def reload(self, trigger: str = "reload") -> dict[str, Any]:
         """Load the start-up path again (SIGHUP, SCORER_MODEL_WATCH): a new version copied over
         it. Waits for a replacement under way instead of refusing: neither a signal nor the
         watch can be told to retry."""
+        if not self._host.loaded.is_set():  # a new version copied while the first one loads
+            log.info("The start-up model is still loading; '%s' is loaded again after it", self.startup_path)
+            await asyncio.to_thread(self._host.loaded.wait)
         asked = ReplacementRequest(self.startup_path, self._startup_runtime)
         return await self.replace(asked, trigger=trigger, wait=True)
 
@@ -187,6 +225,11 @@ class ModelReplacement:
         if not self._previous:
             self._count_refusal("no replaced model is kept to roll back to")
         kept = self._previous[-1]
+        if kept.files and await asyncio.to_thread(version_of, kept.path) != kept.files:
+            self._count_refusal(
+                f"the files at '{kept.path}' changed since model '{kept.model_id}' was loaded from "
+                "them (a new version copied over it?): rolling back would serve another model"
+            )
         asked = ReplacementRequest(kept.path, kept.runtime, schema_change=True, model_id=kept.given_id)
         return await self.replace(asked, trigger="rollback", kept=kept)
 
@@ -203,6 +246,13 @@ class ModelReplacement:
         refuses this one (409) unless ``wait``. ``kept``: the replaced model a rollback returns
         to, which the model loaded must be."""
         self.current  # noqa: B018 -- NotReady (503) while the start-up model loads
+        if self._stopping:
+            raise NotReady("the server is stopping", retry_after=None)
+        if self._abandoned_loads:
+            self._count_refusal(
+                f"{self._abandoned_loads} model load(s) that timed out still run in the server "
+                "process, where a thread cannot be stopped; restart the server to free them"
+            )
         if self._lock.locked() and not wait:
             running = self._running
             since = f" of '{running[0]}', started {time.time() - running[1]:.0f} s ago" if running else ""
@@ -225,7 +275,6 @@ class ModelReplacement:
                 raise
             finally:
                 self._running = None
-            self.counts["succeeded"] += 1
             report["seconds"] = round(time.perf_counter() - started, 3)
             return report
 
@@ -233,8 +282,7 @@ class ModelReplacement:
         self, asked: ReplacementRequest, old: ModelVersion, trigger: str, kept: ModelVersion | None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self._settings.model_load_timeout
-        runtime_name = await asyncio.to_thread(self._runtime_for, asked)
-        executor, load_seconds = await self._load(runtime_name, asked, deadline)
+        runtime_name, executor, load_seconds, files = await self._load(asked, deadline)
         try:
             facts = executor.facts
             if kept is not None and facts.model_id != kept.model_id:
@@ -262,8 +310,10 @@ class ModelReplacement:
         now = time.time()
         given_id = self._settings_for(asked).model_id
         self._current = ModelVersion(
-            asked.path, runtime_name, facts.model_id, now, load_seconds, given_id=given_id
+            asked.path, runtime_name, facts.model_id, now, load_seconds, given_id=given_id, files=files
         )
+        self._retiring.append(replaced)
+        self.counts["succeeded"] += 1  # switched: whatever the retirement meets, this succeeded
         if kept is not None and kept in self._previous:
             self._previous.remove(kept)  # serving again: no longer kept
         self._previous.append(replace(old, status="replaced", replaced_at=now))
@@ -276,8 +326,12 @@ class ModelReplacement:
             old.path,
             old.model_id,
         )
-        # Shielded: a request cancelled now must not leave the replaced model open.
-        drained, retired = await asyncio.shield(self._retire(replaced))
+        # Shielded: a request cancelled now must not leave the replaced model open; ``close``
+        # waits for it.
+        retirement = asyncio.ensure_future(self._retire(replaced))
+        self._retirements.add(retirement)
+        retirement.add_done_callback(self._retirements.discard)
+        drained, retired = await asyncio.shield(retirement)
         return {
             "replaced": True,
             "trigger": trigger,
@@ -294,6 +348,8 @@ class ModelReplacement:
         }
 
     def _runtime_for(self, asked: ReplacementRequest) -> str:
+        """The runtime that serves ``asked.path`` (``check_model`` passed); ``ReplacementFailed``
+        naming why none does."""
         path = asked.path
         if not path.exists():
             raise ReplacementFailed(f"no model at '{path}': no such file or directory", outcome="failed")
@@ -318,23 +374,29 @@ class ModelReplacement:
             update={"model_name": self._host.facts.model_name, "model_id": model_id}
         )
 
-    async def _load(
-        self, runtime_name: str, asked: ReplacementRequest, deadline: float
-    ) -> tuple[Executor, float]:
-        """The new model's executor, loaded in a thread of its own (a load that hangs must not
-        hold a thread the server needs); ``ReplacementFailed`` past ``deadline``."""
+    async def _load(self, asked: ReplacementRequest, deadline: float) -> _Loaded:
+        """The new model's runtime name, executor, load time and files as loaded, found and
+        loaded in a thread of its own (a path on a hung mount, or a load that hangs, must not hold
+        a thread the server needs); ``ReplacementFailed`` past ``deadline``."""
         loop = asyncio.get_running_loop()
-        loaded: asyncio.Future[tuple[Executor, float]] = loop.create_future()
+        loaded: asyncio.Future[_Loaded] = loop.create_future()
         starting: list[Executor] = []
         settings = self._settings_for(asked)
 
         def load() -> None:
             started = time.perf_counter()
             try:
+                files = version_of(asked.path)  # before the load: a copy after it is a new version
+                runtime_name = self._runtime_for(asked)
                 executor = start_executor(
                     self._plugins, runtime_name, asked.path, settings, on_starting=starting.append
                 )
-                outcome: tuple[Executor, float] | BaseException = (executor, time.perf_counter() - started)
+                outcome: _Loaded | BaseException = (
+                    runtime_name,
+                    executor,
+                    time.perf_counter() - started,
+                    files,
+                )
             except BaseException as exc:
                 outcome = exc
             with contextlib.suppress(RuntimeError):  # the loop has closed: the server stopped
@@ -353,6 +415,8 @@ class ModelReplacement:
         except asyncio.CancelledError:
             self._abandon(loaded, starting)
             raise
+        except ReplacementFailed:
+            raise
         except ScorerError as exc:
             raise ReplacementFailed(
                 f"'{asked.path}' failed to load: {exc.message}", outcome="failed"
@@ -362,16 +426,21 @@ class ModelReplacement:
                 f"'{asked.path}' failed to load: {type(exc).__name__}: {exc}", outcome="failed"
             ) from exc
 
-    def _abandon(self, loaded: asyncio.Future[tuple[Executor, float]], starting: list[Executor]) -> None:
+    def _abandon(self, loaded: asyncio.Future[_Loaded], starting: list[Executor]) -> None:
         """Stop a load nobody waits for any more: worker processes still loading are stopped;
         an in-process load (a thread cannot be stopped) is closed if it ever finishes."""
         for executor in starting:
             self._close_later(executor)
+        in_process = not starting  # a worker pool is handed over before its processes load
+        if in_process:
+            self._abandoned_loads += 1
 
-        def close_if_loaded(future: asyncio.Future[tuple[Executor, float]]) -> None:
+        def close_if_loaded(future: asyncio.Future[_Loaded]) -> None:
+            if in_process:
+                self._abandoned_loads -= 1
             if not future.cancelled() and future.exception() is None:
                 log.warning("An abandoned model load finished after all; closing it")
-                self._close_later(future.result()[0])
+                self._close_later(future.result()[1])
 
         loaded.add_done_callback(close_if_loaded)
 
@@ -413,25 +482,42 @@ class ModelReplacement:
 
     async def _retire(self, replaced: Executor) -> tuple[bool, dict[str, float]]:
         """Drain the replaced model's requests, close it, and give its memory back; whether it
-        drained in time, and the seconds of each step."""
+        drained (no request left, no model call running), and the seconds of each step. Never
+        raises: the new model serves whatever this meets."""
         started = time.perf_counter()
-        drained = await self._plane.drain(replaced, self._settings.request_timeout + 1.0)
-        if not drained:
-            log.warning("Requests on the replaced model were still running past the request timeout")
-        self.retired_restarts += replaced.restarts
-        drained_at = time.perf_counter()
-        await replaced.close()
-        closed_at = time.perf_counter()
-        await asyncio.to_thread(_give_memory_back)
-        steps = {"drain": drained_at - started, "close": closed_at - drained_at}
-        return drained, steps | {"memory": time.perf_counter() - closed_at}
+        steps: dict[str, float] = {}
+        drained = False
+        try:
+            drained = await self._plane.drain(replaced, self._settings.request_timeout + 1.0)
+            # A request that got its 504 has left, but its model call may still run.
+            drained = drained and replaced.oldest_call_age() == 0
+            if not drained:
+                log.warning("The replaced model still had requests or model calls past the request timeout")
+            steps["drain"] = time.perf_counter() - started
+            closing = time.perf_counter()
+            await replaced.close()
+            steps["close"] = time.perf_counter() - closing
+            if replaced.oldest_call_age() > 0:
+                self._lingering.append(replaced)  # /healthz keeps telling of it
+            freeing = time.perf_counter()
+            await asyncio.to_thread(_give_memory_back)
+            steps["memory"] = time.perf_counter() - freeing
+        except Exception:
+            log.exception("Closing the replaced model failed")
+        finally:
+            self._retiring.remove(replaced)
+            self._closed_restarts += replaced.restarts
+        return drained, steps
 
     def _count_refusal(self, message: str) -> NoReturn:
         self.counts["refused"] += 1
         raise ReplacementFailed(message, outcome="refused")
 
     async def close(self) -> None:
-        """Finish closing the executors of abandoned loads."""
+        """Refuse replacements from now on; wait for the replaced models being retired and the
+        abandoned loads being closed. Before the plane and the host close."""
+        self._stopping = True
+        await asyncio.gather(*self._retirements, return_exceptions=True)
         await asyncio.gather(*self._closing, return_exceptions=True)
 
 

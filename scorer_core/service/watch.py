@@ -1,8 +1,9 @@
 """``SCORER_MODEL_WATCH``: replace the model when a new version appears at the start-up path.
 
 A deploy copies the new version over the model path; the watch polls it and reloads once the
-copy is complete. What counts as a new version: the path's marker file (``MARKER``, written last
-by a deploy that knows about it) when it has one, else every file's size and modification time.
+copy is complete. What counts as a new version (``versions.version_of``): the path's marker file,
+written last by a deploy that knows about it, when it has one, else every file's size and
+modification time.
 Either must have changed since the version served, and then stayed the same for one more poll,
 so that a copy still in progress is never loaded. A version that fails to load is not tried
 again; the next change is (a failure never stops the watch).
@@ -12,46 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from pathlib import Path
 
 from scorer_core.errors import ScorerError
 from scorer_core.service.replacement import ModelReplacement
+from scorer_core.service.versions import version_of
 
-__all__ = ["MARKER", "ModelWatch", "version_of"]
+__all__ = ["ModelWatch"]
 
 log = logging.getLogger(__name__)
-
-#: A file in a model directory whose change, alone, announces a new version.
-MARKER = ".scorer-version"
-#: Files looked at in a model directory, at most: a model is a few files, not a data lake.
-MAX_FILES = 10_000
-
-Version = tuple[object, ...]
-
-
-def version_of(path: Path) -> Version:
-    """What tells versions of ``path`` apart: the marker's content and time when it has one,
-    else each file's name, size and modification time; ``()`` while there is nothing there."""
-    try:
-        if path.is_dir():
-            marker = path / MARKER
-            if marker.is_file():
-                stat = marker.stat()
-                return ("marker", marker.read_bytes()[:4096], stat.st_mtime_ns)
-            found: list[tuple[str, int, int]] = []
-            for root, directories, files in os.walk(path):
-                directories.sort()
-                for name in sorted(files):
-                    stat = os.stat(os.path.join(root, name))
-                    found.append((os.path.join(root, name), stat.st_size, stat.st_mtime_ns))
-                    if len(found) >= MAX_FILES:
-                        return ("files", *found)
-            return ("files", *found)
-        stat = path.stat()
-        return ("file", stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        return ()  # being replaced (removed, renamed): not a version yet
 
 
 class ModelWatch:
@@ -64,7 +33,9 @@ class ModelWatch:
 
     async def run(self) -> None:
         """Until cancelled (the server's stop)."""
-        served = await asyncio.to_thread(version_of, self._path)
+        # The version the start-up model is loading, taken before its load began: a copy made
+        # while it loads is a new version.
+        served = self._replacement.startup_files
         seen = served
         log.info("Watching '%s' for new versions every %g s", self._path, self._seconds)
         while True:

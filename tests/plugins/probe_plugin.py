@@ -63,6 +63,8 @@ class ProbeRuntime(Runtime):
             contributions=frozenset(ShapleyType(t) for t in spec.get("contributions", [])),
         )
         self.model_id = spec.get("model_id")
+        # Memory the model holds (touched, so that it counts in RSS): a leaked model shows.
+        self.ballast = np.ones(int(spec.get("ballast_mb", 0) * 131_072))
         if "sample_row" in spec:
             self.sample_row = tuple(spec["sample_row"])
 

@@ -86,13 +86,17 @@ def build(args: Mapping[str, Any]) -> Any:
     model_path = str(args["model_path"]) if args.get("model_path") else None
     runtime = str(args["runtime"]) if args.get("runtime") else None
     settings = _settings(model_path, runtime)
-    if settings.admin_passphrase is not None:
+    for setting, is_set in (
+        ("SCORER_ADMIN_PASSPHRASE", settings.admin_passphrase is not None),
+        ("SCORER_MODEL_WATCH", settings.model_watch),
+    ):
         # /admin/model would replace the model of whichever replica took the request, and the
-        # others not: Serve's own redeploy (serve deploy, a new config) replaces them all.
-        raise ConfigurationError(
-            "SCORER_ADMIN_PASSPHRASE is set, but under Ray Serve a replacement would reach one "
-            "replica only; replace the model with a new Serve deployment config instead"
-        )
+        # watch each replica's at its own moment: Serve's redeploy (a new config) replaces them all.
+        if is_set:
+            raise ConfigurationError(
+                f"{setting} is set, but under Ray Serve a replacement would reach each replica on "
+                "its own; replace the model with a new Serve deployment config instead"
+            )
     served_model(settings)  # the model, its runtime and every setting checked; nothing loaded
     # Our admission (SCORING_CONCURRENCY, SCORER_QUEUE_SIZE) answers overload with 503 and
     # Retry-After, as scorer serve does: each replica takes more than it admits, so that the

@@ -261,5 +261,9 @@ def test_arguments_pass_through_and_a_bad_one_fails_the_deploy_with_one_line(tmp
         scorer_ray.build({"model_path": str(tmp_path / "missing")})
     # /admin/model would replace one replica's model only: refused, pointing at Serve's redeploy.
     monkeypatch.setenv("SCORER_ADMIN_PASSPHRASE", "a-long-admin-passphrase")
-    with pytest.raises(ConfigurationError, match="under Ray Serve a replacement would reach one replica"):
+    with pytest.raises(ConfigurationError, match="ADMIN_PASSPHRASE is set, but under Ray Serve"):
+        scorer_ray.build({"model_path": str(model)})
+    monkeypatch.delenv("SCORER_ADMIN_PASSPHRASE")
+    monkeypatch.setenv("SCORER_MODEL_WATCH", "true")
+    with pytest.raises(ConfigurationError, match="MODEL_WATCH is set, but under Ray Serve"):
         scorer_ray.build({"model_path": str(model)})

@@ -394,6 +394,9 @@ def test_models_kept_for_rollback_and_ids_given(models: dict[str, Path], tmp_pat
         reply = replace(target, {"path": str(four), "id": "credit-2026-12"})
         assert reply.status == 200, reply
         assert target.get("/model/id").text == "credit-2026-12"
+        assert 'scorer_model_info{model_id="credit-2026-12",runtime="probe-scorer"} 1.0' in (
+            target.get("/metrics").text
+        )
         assert score(target) == ("credit-2026-12", 6.0)
         # The Open Inference Protocol addresses the model by the same name, at its new version.
         metadata = target.get(f"/v2/models/{models['model-two'].stem}").json()

@@ -532,3 +532,24 @@ def test_the_admin_api_under_a_deployment_prefix_and_a_passphrase_beyond_ascii(
         assert reply.status == 200, reply
         assert reply.json()["current"]["id"] == "model-two"
         assert "/admin/model" not in target.get("/openapi.json").text
+
+
+def test_input_changes_name_each_change_a_client_would_notice() -> None:
+    import dataclasses
+
+    from scorer_core.schema import DataType, Field, ModelSchema
+    from scorer_core.service.replacement import input_changes
+    from tests.monitor_records import FACTS
+
+    def facts_with(*inputs: Field) -> Any:
+        return dataclasses.replace(FACTS, schema=ModelSchema(inputs=inputs, outputs=FACTS.schema.outputs))
+
+    x, name = FACTS.schema.inputs
+    assert input_changes(FACTS, facts_with(x, name)) == []
+    assert input_changes(FACTS, facts_with(name, x)) == [
+        "reordered to name, x, the order of an Open Inference Protocol [N, F] tensor"
+    ]
+    assert input_changes(FACTS, facts_with(x, Field("name", DataType.INT32), Field("z", DataType.STR))) == [
+        "added z",
+        "retyped name Str -> Int32",
+    ]

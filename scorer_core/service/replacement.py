@@ -549,7 +549,9 @@ def input_changes(old: ModelFacts, new: ModelFacts) -> list[str]:
         changes.append(f"retyped {', '.join(retyped)}")
     kept = [name for name in after if name in before]
     if not changes and kept != [name for name in before if name in after]:
-        changes.append("reordered")
+        changes.append(
+            f"reordered to {', '.join(kept)}, the order of an Open Inference Protocol [N, F] tensor"
+        )
     return changes
 
 

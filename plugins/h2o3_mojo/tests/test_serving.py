@@ -202,7 +202,13 @@ def test_the_open_inference_protocol_scores_a_mojo_as_h2o_3_does(gbm_server):
     try:
         metadata = client.get_model_metadata("gbm_binomial")
         declared = {tensor["name"]: tensor["datatype"] for tensor in metadata["inputs"]}
-        assert declared == {"age": "FP64", "income": "FP64", "color": "BYTES", "size": "BYTES", "visits": "FP64"}
+        assert declared == {
+            "age": "FP64",
+            "income": "FP64",
+            "color": "BYTES",
+            "size": "BYTES",
+            "visits": "FP64",
+        }
         columns = list(zip(*TEST_FRAME["rows"], strict=True))
         inputs = []
         for name, cells in zip(TEST_FRAME["fields"], columns, strict=True):
@@ -218,7 +224,9 @@ def test_the_open_inference_protocol_scores_a_mojo_as_h2o_3_does(gbm_server):
     want = expected("gbm_binomial")["predictions"]
     assert [o["name"] for o in result.get_response()["outputs"]] == want["fields"]
     labels = result.as_numpy("predict")
-    assert [v.decode() if isinstance(v, bytes) else v for v in labels.tolist()] == [r[0] for r in want["rows"]]
+    assert [v.decode() if isinstance(v, bytes) else v for v in labels.tolist()] == [
+        r[0] for r in want["rows"]
+    ]
     np.testing.assert_allclose(result.as_numpy("yes"), [r[2] for r in want["rows"]], rtol=1e-9)
 
 
@@ -232,10 +240,16 @@ def test_kserves_clients_and_tritonclient_grpc_score_a_mojo_as_h2o_3_does(tmp_pa
     from tests.kserve_client import check_refusals, kserve_answers
 
     grpc_port = free_port()
-    env = {**ONLY_THIS_PLUGIN, "SCORER_MOJO_PATH": str(MOJOS / "gbm_binomial.zip"), "SCORER_GRPC_PORT": str(grpc_port)}
+    env = {
+        **ONLY_THIS_PLUGIN,
+        "SCORER_MOJO_PATH": str(MOJOS / "gbm_binomial.zip"),
+        "SCORER_GRPC_PORT": str(grpc_port),
+    }
     strings = {"color", "size"}
     columns = {
-        name: ("BYTES", list(cells)) if name in strings else ("FP64", [float(c) if c else None for c in cells])
+        name: ("BYTES", list(cells))
+        if name in strings
+        else ("FP64", [float(c) if c else None for c in cells])
         for name, cells in zip(TEST_FRAME["fields"], zip(*TEST_FRAME["rows"], strict=True), strict=True)
     }
     want = expected("gbm_binomial")["predictions"]
@@ -246,7 +260,9 @@ def test_kserves_clients_and_tritonclient_grpc_score_a_mojo_as_h2o_3_does(tmp_pa
             inputs = []
             for name, (datatype, values) in columns.items():
                 tensor = triton.InferInput(name, [len(values)], datatype)
-                array = np.array(values, dtype=object) if datatype == "BYTES" else np.array(values, dtype=float)
+                array = (
+                    np.array(values, dtype=object) if datatype == "BYTES" else np.array(values, dtype=float)
+                )
                 tensor.set_data_from_numpy(array)
                 inputs.append(tensor)
             result = client.infer("gbm_binomial", inputs)
@@ -261,3 +277,21 @@ def test_kserves_clients_and_tritonclient_grpc_score_a_mojo_as_h2o_3_does(tmp_pa
         assert outputs["predict"] == labels, spelling
         np.testing.assert_allclose(outputs["yes"], yes, rtol=1e-9)
     check_refusals(answers)
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_a_mojo_replaced_by_another_while_serving_shares_the_jvm_and_answers_as_h2o(workers):
+    """In the server process the JVM outlives each MOJO: replacing one must leave it running for
+    the next (a runtime that shut it down on close would break every later model)."""
+    env = {**ONLY_THIS_PLUGIN, "BATCH_WORKERS": workers, "SCORER_ADMIN_PASSPHRASE": "a-long-admin-passphrase"}
+    admin = {"X-Admin-Passphrase": env["SCORER_ADMIN_PASSPHRASE"]}
+    with start_server(MOJOS / "gbm_regression.zip", env=env, record_headers=False) as target:
+        for name in ("drf_regression", "glm_regression", "gbm_regression"):
+            # GLM orders its inputs otherwise: a change a client sending tensors would notice.
+            body = {"path": str(MOJOS / f"{name}.zip"), "schema_change": True}
+            reply = target.post("/admin/model", body, headers=admin, timeout=300)
+            assert reply.status == 200, reply.text
+            answer = target.post("/model/score", TEST_FRAME)
+            assert answer.status == 200, answer.text
+            wanted = [row[0] for row in expected(name)["predictions"]["rows"]]
+            assert [float(row[0]) for row in answer.json()["score"]] == pytest.approx(wanted, rel=1e-9), name

@@ -308,9 +308,14 @@ class ModelReplacement:
         replaced = self._host.swap(executor, load_seconds)  # the switch: no await between these two
         self._plane.adopt()
         now = time.time()
-        given_id = self._settings_for(asked).model_id
         self._current = ModelVersion(
-            asked.path, runtime_name, facts.model_id, now, load_seconds, given_id=given_id, files=files
+            asked.path,
+            runtime_name,
+            facts.model_id,
+            now,
+            load_seconds,
+            given_id=self._given_id(asked),
+            files=files,
         )
         self._retiring.append(replaced)
         self.counts["succeeded"] += 1  # switched: whatever the retirement meets, this succeeded
@@ -356,22 +361,22 @@ class ModelReplacement:
         try:
             runtime_cls = self._plugins.select_runtime(path, asked.runtime)
             runtime_cls.check_model(path)
-        except ScorerError as exc:
-            raise ReplacementFailed(f"'{path}' cannot be served: {exc.message}", outcome="failed") from exc
         except Exception as exc:
-            raise ReplacementFailed(
-                f"'{path}' cannot be served: {type(exc).__name__}: {exc}", outcome="failed"
-            ) from exc
+            raise _failure(f"'{path}' cannot be served", exc) from exc
         return runtime_cls.name
 
+    def _given_id(self, asked: ReplacementRequest) -> str | None:
+        """The id ``asked``'s model serves under instead of its own: the request's, else
+        SCORER_MODEL_ID for the start-up path (which it names), else none."""
+        if asked.model_id is None and asked.path == self.startup_path:
+            return self._settings.model_id
+        return asked.model_id
+
     def _settings_for(self, asked: ReplacementRequest) -> Settings:
-        """The start-up settings, but the served name kept (clients address it) and the id the
-        new model's own unless asked (SCORER_MODEL_ID named the start-up model)."""
-        model_id = asked.model_id
-        if model_id is None and asked.path == self.startup_path:
-            model_id = self._settings.model_id
+        """The start-up settings, but the served name kept (clients address it) and the id
+        given (``_given_id``)."""
         return self._settings.model_copy(
-            update={"model_name": self._host.facts.model_name, "model_id": model_id}
+            update={"model_name": self._host.facts.model_name, "model_id": self._given_id(asked)}
         )
 
     async def _load(self, asked: ReplacementRequest, deadline: float) -> _Loaded:
@@ -417,14 +422,8 @@ class ModelReplacement:
             raise
         except ReplacementFailed:
             raise
-        except ScorerError as exc:
-            raise ReplacementFailed(
-                f"'{asked.path}' failed to load: {exc.message}", outcome="failed"
-            ) from exc
         except Exception as exc:
-            raise ReplacementFailed(
-                f"'{asked.path}' failed to load: {type(exc).__name__}: {exc}", outcome="failed"
-            ) from exc
+            raise _failure(f"'{asked.path}' failed to load", exc) from exc
 
     def _abandon(self, loaded: asyncio.Future[_Loaded], starting: list[Executor]) -> None:
         """Stop a load nobody waits for any more: worker processes still loading are stopped;
@@ -463,14 +462,8 @@ class ModelReplacement:
                 f"({self._settings.model_load_timeout:g} s)",
                 outcome="timed_out",
             ) from None
-        except ScorerError as exc:
-            raise ReplacementFailed(
-                f"the new model failed to score its sample row: {exc.message}", outcome="failed"
-            ) from exc
         except Exception as exc:
-            raise ReplacementFailed(
-                f"the new model failed to score its sample row: {type(exc).__name__}: {exc}", outcome="failed"
-            ) from exc
+            raise _failure("the new model failed to score its sample row", exc) from exc
         for result in results:
             rows = {len(column) for column in (result.outputs or {}).values()}
             if rows != {1}:
@@ -557,6 +550,13 @@ def input_changes(old: ModelFacts, new: ModelFacts) -> list[str]:
 
 def _type(field: Field) -> str:
     return field.data_type.value
+
+
+def _failure(what: str, exc: BaseException) -> ReplacementFailed:
+    """``what`` failed (422), saying why: a ``ScorerError``'s own message, else the exception's
+    type and text."""
+    why = exc.message if isinstance(exc, ScorerError) else f"{type(exc).__name__}: {exc}"
+    return ReplacementFailed(f"{what}: {why}", outcome="failed")
 
 
 def _settle(future: asyncio.Future[Any], outcome: Any) -> None:

@@ -11,7 +11,7 @@ import inspect
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -371,6 +371,21 @@ def _admin_checked(settings: Settings, replaceable: bool) -> bool:
     return True
 
 
+def _routed(app: FastAPI, tables: Sequence[tuple[object, Sequence[Route]]]) -> dict[str, Endpoint]:
+    """Declare each table's routes to ``app``, in order; the endpoints of those served outside
+    the framework (``OUTSIDE_FRAMEWORK``), by path."""
+    outside: dict[str, Endpoint] = {}
+    for owner, routes in tables:
+        for route in routes:
+            endpoint = getattr(owner, route.endpoint)
+            app.add_api_route(route.path, endpoint, methods=[route.method], **route.options)
+            if (route.method, route.path) in OUTSIDE_FRAMEWORK:
+                outside[route.path] = endpoint
+    # front.ScorerApp takes only POSTs outside the framework, by path.
+    assert sorted(outside) == sorted(path for method, path in OUTSIDE_FRAMEWORK if method == "POST")
+    return outside
+
+
 def create_app(
     settings: Settings,
     host: ModelHost,
@@ -435,7 +450,6 @@ def create_app(
     )
     # Swagger UI's files come from the fastapi-offline package, so /docs works without internet.
     app.mount(DOCS_ASSETS, StaticFiles(directory=_swagger_ui_files()), name="docs-assets")
-    outside: dict[str, Endpoint] = {}
     tables: list[tuple[object, tuple[Route, ...]]] = [
         (endpoints, OWN_ROUTES),
         (H2OEndpoints(settings, plane), ROUTES),
@@ -444,14 +458,7 @@ def create_app(
     if admin:
         assert replacer is not None
         tables.append((AdminEndpoints(settings, replacer), ADMIN_ROUTES))
-    for owner, routes in tables:
-        for route in routes:
-            endpoint = getattr(owner, route.endpoint)
-            app.add_api_route(route.path, endpoint, methods=[route.method], **route.options)
-            if (route.method, route.path) in OUTSIDE_FRAMEWORK:
-                outside[route.path] = endpoint
-    # front.ScorerApp takes only POSTs outside the framework, by path.
-    assert sorted(outside) == sorted(path for method, path in OUTSIDE_FRAMEWORK if method == "POST")
+    outside = _routed(app, tables)
     app.add_exception_handler(ScorerError, endpoints.scorer_error)
     app.add_exception_handler(StarletteHTTPException, endpoints.framework_error)
     app.add_exception_handler(Exception, endpoints.unexpected_error)

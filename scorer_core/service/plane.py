@@ -94,10 +94,6 @@ class DataPlane:
         return _Lane(executor, Dispatcher(executor, self._settings, self._observers.batches))
 
     @property
-    def dispatcher(self) -> Dispatcher:
-        return self._current().dispatcher
-
-    @property
     def facts(self) -> ModelFacts:
         return self._executor().facts
 

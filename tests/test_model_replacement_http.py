@@ -508,7 +508,10 @@ def test_a_request_naming_a_version_is_never_scored_by_another(
             target=lambda: pinned.append(target.post("/v2/models/m/versions/model-two/infer", body))
         )
         asking.start()  # waits for the slot, its version read
-        time.sleep(0.3)
+        wait_for(
+            lambda: "scorer_in_flight_requests 2.0" in target.get("/metrics").text,
+            what="the pinned request to wait behind the slow one",
+        )
         assert replace(target, {"path": str(models["model-three"])}).status == 200
         holding.join(timeout=30)
         asking.join(timeout=30)

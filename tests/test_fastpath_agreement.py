@@ -26,9 +26,10 @@ from hypothesis import strategies as st
 import scorer_core.server.h2o_routes as routes_module
 from scorer_core.config.settings import load_settings
 from scorer_core.execution.executors import InProcessExecutor, load_runtime
+from scorer_core.schema import DataType, Field, ModelSchema
 from scorer_core.server.app import create_app
 from scorer_core.service.host import ModelHost
-from scorer_core.wire.fastpath import FAST_PATH_MIN_BYTES
+from scorer_core.wire.fastpath import FAST_PATH_MIN_BYTES, native_frame
 from tests.conftest import PLUGINS_DIR
 
 FIELDS = ["x", "b", "n"]
@@ -64,12 +65,12 @@ def both_paths(app, body: bytes) -> tuple[tuple[int, Any], tuple[int, Any]]:
     async def main() -> tuple[tuple[int, Any], tuple[int, Any]]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app()), base_url="http://s") as client:
             served = await post(client)
-            original = routes_module.numeric_frame
-            routes_module.numeric_frame = lambda body, schema: None
+            original = routes_module.native_frame
+            routes_module.native_frame = lambda body, schema, missing_values=None: None
             try:
                 general = await post(client)
             finally:
-                routes_module.numeric_frame = original
+                routes_module.native_frame = original
             return served, general
 
     return asyncio.run(main())
@@ -162,7 +163,9 @@ def test_the_issues_body_is_a_400_not_a_score(app):
 def test_a_nested_array_cell_is_a_400_naming_row_and_field(app):
     status, reply = both_paths(app, orjson.dumps({"fields": FIELDS, "rows": [[["5.1"], "3.5", "1"]]}))[0]
     assert status == 400
-    assert reply["detail"] == "Invalid scoring request due to: Row 0, field 'x': cannot parse ['5.1'] as Float64"
+    assert (
+        reply["detail"] == "Invalid scoring request due to: Row 0, field 'x': cannot parse ['5.1'] as Float64"
+    )
 
 
 def test_rows_of_a_nested_object_are_not_scored_in_place_of_the_top_level_rows(app):
@@ -202,3 +205,57 @@ def test_a_later_rows_key_spelling_the_sentinel_is_not_taken_for_it(app, repeat)
     served, general = both_paths(app, body)
     assert served == general
     assert served[0] == 400 and "'rows'" in served[1]["detail"]
+
+
+MIXED_SPEC = {
+    "inputs": [["x", "Float64"], ["s", "Str"], ["n", "Int64"]],
+    "outputs": [["y", "Float64"], ["echo_x", "Str"], ["echo_s", "Str"], ["echo_n", "Str"]],
+}
+
+
+@pytest.fixture(scope="module")
+def app_mixed(tmp_path_factory):
+    return probe_app(tmp_path_factory.mktemp("mixed"), MIXED_SPEC)
+
+
+texts = st.one_of(
+    st.sampled_from(
+        ["Oslo", "Zürich", "東京", "", "NA", " NA ", "?", "null", "-0", "12", "a\\b", 'say "hi"']
+    ),
+    st.text(max_size=6),  # control characters, surrogates' neighbours, anything
+)
+mixed_cells = st.one_of(numbers, numbers, texts, texts, st.just(None), st.integers(-5, 5), st.booleans())
+mixed_rows = st.lists(st.lists(mixed_cells, min_size=3, max_size=3), min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows_=mixed_rows, large=st.booleans(), extra_field=st.booleans())
+def test_string_and_number_columns_get_the_general_paths_answer(app_mixed, rows_, large, extra_field):
+    fields = ["s", "x", "n"]
+    if extra_field:  # a field the model does not take, whatever its cells hold
+        fields.append("z")
+        rows_ = [[*row, row[0]] for row in rows_]
+    body = orjson.dumps({"fields": fields, "rows": rows_})
+    if large:
+        pad = [["Oslo", "1.5", "3", "Oslo"][: len(fields)]] * math.ceil(FAST_PATH_MIN_BYTES / 14)
+        body = orjson.dumps({"fields": fields, "rows": [*pad, *rows_]})
+        assert len(body) >= FAST_PATH_MIN_BYTES
+    served, general = both_paths(app_mixed, body)
+    assert served == general
+
+
+def test_a_large_mixed_body_echoes_each_cell_as_the_general_path_types_it(app_mixed):
+    rows_ = [["Oslo", "1.5", "3"], ["", "", ""], ["Zürich", "-0", "-0"], ["NA", "NA", "7"]] * 2000
+    body = orjson.dumps({"fields": ["s", "x", "n"], "rows": rows_})
+    inputs = [Field(name, DataType(kind)) for name, kind in MIXED_SPEC["inputs"]]
+    assert native_frame(body, ModelSchema(inputs, [])) is not None, "the body must take the native path"
+    served, general = both_paths(app_mixed, body)
+    assert served == general
+    status, reply = served
+    assert status == 200
+    assert reply["score"][:4] == [
+        ["3.0", "float64:np.float64(1.5)", "object:'Oslo'", "float64:np.float64(3.0)"],
+        ["NaN", "float64:np.float64(nan)", "object:None", "float64:np.float64(nan)"],
+        ["-0.0", "float64:np.float64(-0.0)", "object:'Zürich'", "float64:np.float64(0.0)"],
+        ["NaN", "float64:np.float64(nan)", "object:'NA'", "float64:np.float64(7.0)"],
+    ]

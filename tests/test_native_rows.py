@@ -1,8 +1,9 @@
-"""The native decoder of quoted numeric rows (``scorer_core/wire/_rows.c``) against a reference.
+"""The native decoder of quoted rows (``scorer_core/wire/_rows.c``) against a reference.
 
-The reference says what the decoder must accept (rows of equal width, each cell a string that
-is exactly one JSON number, no escapes) and the value of each cell (Python's ``float``, which
-the general path uses). Everything else must be refused (None), so that the Python paths decide.
+The reference says what the decoder must accept (rows of equal width, each cell a string with no
+escape or control character; for ``quoted_numbers``, each exactly one JSON number) and the value
+of each cell (Python's ``float``, which the general path uses, or NaN for a text that is no
+number) and its text. Everything else must be refused (None), so that the Python paths decide.
 Values are compared bit for bit, so ``-0.0`` and the last bit of rounding count.
 """
 
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scorer_core.wire._rows import quoted_numbers
+from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers
 
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
@@ -47,7 +48,31 @@ valid_numbers = st.one_of(
                      # 17 digits: read as a double first, then scaled, each rounds off by one bit
                      "64708321257442331e-9", "10303515748823385e22", "34932996677935535e1", "80572271384302296e-21"]),
 )  # fmt: skip
-invalid_numbers = st.sampled_from(["01", ".5", "5.", "+5", " 5", "5 ", "NaN", "Infinity", "1e", "--1", "0x10", "", "1.2.3", "\\u0031"])
+invalid_numbers = st.sampled_from(
+    [
+        "01",
+        ".5",
+        "5.",
+        "+5",
+        " 5",
+        "5 ",
+        "NaN",
+        "Infinity",
+        "1e",
+        "--1",
+        "0x10",
+        "",
+        "1.2.3",
+        "\\u0031",
+        "Zürich",
+        "東京",
+        "a b",
+        '\\"',
+        "tab\there",
+        "\x7f",
+        "NA",
+    ]
+)
 cells = st.one_of(valid_numbers.map(lambda n: f'"{n}"'), valid_numbers.map(lambda n: f'"{n}"'), invalid_numbers.map(lambda n: f'"{n}"'), valid_numbers, st.just("null"), st.just('["1"]'))  # fmt: skip
 blank = st.sampled_from(["", "", " ", "\n", "\t\r "])
 
@@ -88,6 +113,70 @@ def test_the_native_decoder_accepts_exactly_the_reference_shape_with_its_values(
         assert data[got[3] - 1 : got[3]] == b"]"
         assert got[1:3] == expected[1:]
         assert got[0] == expected[0], (np.frombuffer(got[0]), np.frombuffer(expected[0]))
+
+
+def cells_reference(text: str) -> tuple[np.ndarray, list[list[str]]] | None:
+    """What ``quoted_cells`` must give for ``text``: each cell's double (NaN for a text that is
+    no JSON number) and its text; None for what it must refuse."""
+    if "\\" in text:
+        return None  # an escape inside a string: refused, whatever it decodes to
+    try:
+        rows = json.loads(
+            text, parse_constant=lambda name: {"constant": name}
+        )  # strict: no control characters
+    except ValueError:
+        return None
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
+        return None
+    if len({len(r) for r in rows}) != 1 or not all(isinstance(c, str) for r in rows for c in r):
+        return None
+    values = np.array([[float(c) if JSON_NUMBER.fullmatch(c) else np.nan for c in r] for r in rows])
+    return values, rows
+
+
+@settings(max_examples=1500, deadline=None)
+@given(text=rows_text())
+@example(text='[["Zürich", "2"], ["", "1e3"]]')
+@example(text='[["a\\"b"]]')
+def test_the_cells_decoder_keeps_every_cells_text_and_the_numbers_values(text: str) -> None:
+    expected = cells_reference(text)
+    data = text.encode()
+    got = quoted_cells(data)
+    accepted = got is not None and not data[got[4] :].strip()
+    assert accepted == (expected is not None), (text, got, expected)
+    if got is None or expected is None:
+        return
+    numbers, spans, rows, width, _end, non_ascii = got
+    values, texts = expected
+    assert (rows, width) == values.shape
+    assert np.frombuffer(numbers).tobytes() == values.tobytes()  # bit for bit, NaN included
+    offsets = np.frombuffer(spans, dtype=np.int64).reshape(rows, width, 2)
+    assert [[data[o : o + n].decode() for o, n in row] for row in offsets] == texts
+    assert non_ascii == any(ord(ch) > 127 for row in texts for ch in "".join(row))
+    for column in range(width):
+        codes, distinct = distinct_texts(data, spans, width, column)
+        assert distinct == list(dict.fromkeys(row[column] for row in texts))
+        assert [distinct[c] for c in np.frombuffer(codes, dtype=np.int32)] == [row[column] for row in texts]
+
+
+def test_distinct_texts_refuses_spans_outside_the_data_and_answers_none_for_text_not_utf8() -> None:
+    _numbers, spans, *_ = quoted_cells(b'[["ab", "c\xff"]]')
+    assert distinct_texts(b'[["ab", "c\xff"]]', spans, 2, 0) == (np.zeros(1, np.int32).tobytes(), ["ab"])
+    assert distinct_texts(b'[["ab", "c\xff"]]', spans, 2, 1) is None
+    with pytest.raises(ValueError, match="outside the data"):
+        distinct_texts(b"[[", spans, 2, 0)
+    with pytest.raises(ValueError, match="whole rows"):
+        distinct_texts(b'[["ab", "c"]]', spans, 3, 0)
+    with pytest.raises(ValueError, match="whole rows"):
+        distinct_texts(b'[["ab", "c"]]', spans, 2, 2)
+
+
+def test_a_column_of_many_distinct_texts_grows_the_table() -> None:
+    text = "[" + ",".join(f'["v{i % 3000}"]' for i in range(9000)) + "]"
+    _numbers, spans, *_ = quoted_cells(text.encode())
+    codes, distinct = distinct_texts(text.encode(), spans, 1, 0)
+    assert distinct == [f"v{i}" for i in range(3000)]
+    assert np.array_equal(np.frombuffer(codes, dtype=np.int32), np.arange(9000) % 3000)
 
 
 def test_any_bytes_like_body_is_read_from_an_offset_to_the_arrays_end() -> None:

@@ -16,7 +16,7 @@ from scorer_core.service.answers import RowTable, encode
 from scorer_core.wire.cells import build_frame
 from scorer_core.wire.contract import ScoreRequest, parse_request
 from scorer_core.wire.deadline import DeadlinePassed, checkpoint, working_until
-from scorer_core.wire.fastpath import numeric_frame
+from scorer_core.wire.fastpath import native_frame
 from tests.test_server_asgi import run, serve  # noqa: F401  (the fixture)
 
 ROWS = 100_000
@@ -37,7 +37,7 @@ def test_no_deadline_and_a_deadline_to_come_let_the_work_finish():
     [
         pytest.param(lambda: parse_request(ScoreRequest, TEXT), id="general-parse"),
         pytest.param(
-            lambda: numeric_frame(NUMBERS, ModelSchema([Field("x", DataType.FLOAT64), Field("s", DataType.FLOAT64)], [])),
+            lambda: native_frame(NUMBERS, ModelSchema([Field("x", DataType.FLOAT64), Field("s", DataType.FLOAT64)], [])),
             id="numeric-fast-path",
         ),
         pytest.param(lambda: build_frame(["x"], [["1"]] * ROWS, [Field("x", DataType.FLOAT64)]), id="float-matrix"),

@@ -39,7 +39,7 @@ from scorer_core.wire.contract import (
     ScoreResponse,
     parse_request,
 )
-from scorer_core.wire.fastpath import numeric_frame
+from scorer_core.wire.fastpath import native_frame
 
 __all__ = ["OFF_LOOP_BYTES", "ROUTES", "H2OEndpoints", "Route", "json_response"]
 
@@ -55,7 +55,7 @@ def json_response(body: Any, status_code: int = 200) -> Response:
 
 
 def _parse_score(body: bytes, facts: ModelFacts) -> PreparedRequest:
-    fast = numeric_frame(body, facts.schema)
+    fast = native_frame(body, facts.schema, facts.missing_values)
     if fast is not None:
         return prepare_score(fast[0], facts, frame=fast[1])
     # A request of few rows has its cells typed with its batch's, off the event loop

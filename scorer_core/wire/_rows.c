@@ -1,17 +1,19 @@
 /*
- * scorer_core.wire._rows: a rows array of quoted JSON numbers, decoded straight into doubles.
+ * scorer_core.wire._rows: a rows array of quoted JSON cells, decoded where it lies.
  *
- * Why: H2O's contract sends every cell as a string, so a 10,000-row request of 30 numbers was
- * 300,000 Python objects made and parsed one by one, most of a large request's time. Here the
- * bytes are read once, each cell's number converted where it lies, into one buffer of doubles,
- * with the GIL released, so that the event loop and other requests run meanwhile.
+ * Why: H2O's contract sends every cell as a string, so a 10,000-row request of 14 cells was
+ * 140,000 Python objects made, then parsed or copied one by one, most of a large request's time.
+ * Here the bytes are read once, with the GIL released, so that the event loop and other requests
+ * run meanwhile: each cell that holds exactly one JSON number is converted where it lies into
+ * one buffer of doubles, and (quoted_cells) each cell's text is kept as its offset and length,
+ * from which distinct_texts makes each distinct text of a column once.
  *
  * It accepts exactly one shape, and answers None for anything else, so that the Python paths
  * decide (and give the general path's errors): an array of one or more rows, each an array of
- * the same number (one or more) of cells, each cell a JSON string holding exactly one JSON
- * number, with no blanks inside the quotes; blanks (space, tab, CR, LF) between tokens. It
- * reads from an offset in the body to the array's closing bracket and says where that was, so
- * the body is never scanned for the array's end.
+ * the same number (one or more) of cells, each cell a JSON string with no escape and no control
+ * character inside its quotes (for quoted_numbers, exactly one JSON number with no blanks);
+ * blanks (space, tab, CR, LF) between tokens. It reads from an offset in the body to the array's
+ * closing bracket and says where that was, so the body is never scanned for the array's end.
  *
  * Values: the number text is converted by strtod in the "C" locale, which glibc rounds
  * correctly, as Python's float() does; so every cell gets the value the general path gives it.
@@ -23,6 +25,7 @@
 #define _GNU_SOURCE
 #endif
 #include <Python.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -139,81 +142,131 @@ static enum after after_item(const char **cursor, const char *end) {
     return NO_ITEM;
 }
 
-/* The grammar above, into *out (malloc'd; the caller frees it). */
-static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssize_t *rows_out,
-                           Py_ssize_t *width_out, Py_ssize_t *consumed) {
+/*
+ * The end of the JSON number that starts at p (the longest prefix of [p, end) that the grammar
+ * allows), or NULL when no number starts there.
+ */
+static const char *number_end(const char *p, const char *end) {
+    if (p < end && *p == '-') p++;
+    if (p >= end) return NULL;
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < end && IS_DIGIT(*p)) p++;
+    } else {
+        return NULL;
+    }
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !IS_DIGIT(*p)) return NULL;
+        while (p < end && IS_DIGIT(*p)) p++;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !IS_DIGIT(*p)) return NULL;
+        while (p < end && IS_DIGIT(*p)) p++;
+    }
+    return p;
+}
+
+/*
+ * What the decoder writes: one double per cell, row after row (NaN for a cell that is not
+ * exactly one JSON number), and with ``spans`` each cell's text as two int64s, its offset in
+ * the data and its length. Without ``spans`` (numbers only) a cell that is not a number refuses
+ * the whole array.
+ */
+typedef struct {
+    double *values;
+    int64_t *spans;
+    size_t capacity, count;
+    int non_ascii; /* a byte above 127 in some cell: the caller checks the text is UTF-8 */
+} Cells;
+
+static void cells_free(Cells *cells) {
+    free(cells->values);
+    free(cells->spans);
+    cells->values = NULL;
+    cells->spans = NULL;
+}
+
+static int cells_grow(Cells *cells, int spans) {
+    size_t capacity = cells->capacity ? 2 * cells->capacity : 4096;
+    double *values = realloc(cells->values, capacity * sizeof(double));
+    if (values == NULL) return -1;
+    cells->values = values;
+    if (spans) {
+        int64_t *grown = realloc(cells->spans, 2 * capacity * sizeof(int64_t));
+        if (grown == NULL) return -1;
+        cells->spans = grown;
+    }
+    cells->capacity = capacity;
+    return 0;
+}
+
+/*
+ * The grammar at the top of this file, from p to the array's closing bracket, into *cells
+ * (whose buffers the caller frees, whatever the outcome). ``base`` is where offsets count from.
+ * Inside a cell's quotes, a backslash (an escape) or a control character refuses the array:
+ * the general path decodes escapes and rejects control characters.
+ */
+static enum outcome decode(const char *base, const char *p, Py_ssize_t size, int spans, Cells *cells,
+                           Py_ssize_t *rows_out, Py_ssize_t *width_out, Py_ssize_t *consumed) {
     const char *start = p, *end = p + size;
-    size_t capacity = 4096, count = 0;
-    double *values = malloc(capacity * sizeof(double));
     Py_ssize_t rows = 0, width = -1;
     int failed = 0;
     enum after next;
 
-    if (values == NULL) {
-        return NO_MEMORY;
-    }
 #define SKIP_BLANKS() while (p < end && IS_BLANK(*p)) p++
-#define REFUSE() do { free(values); return NOT_THIS_SHAPE; } while (0)
+#define REFUSE() return NOT_THIS_SHAPE
     SKIP_BLANKS();
     if (p >= end || *p != '[') REFUSE();
     p++;
     SKIP_BLANKS();
     for (;;) { /* one row */
-        Py_ssize_t cells = 0;
+        Py_ssize_t cells_in_row = 0;
         if (p >= end || *p != '[') REFUSE();
         p++;
         SKIP_BLANKS();
         for (;;) { /* one cell */
-            const char *number;
+            const char *text, *number;
+            double *value;
             if (p >= end || *p != '"') REFUSE();
-            number = ++p;
-            if (p < end && *p == '-') p++;
-            if (p >= end) REFUSE();
-            if (*p == '0') {
+            text = ++p;
+            while (p < end && *p != '"') {
+                unsigned char c = (unsigned char)*p;
+                if (c == '\\' || c < 0x20) REFUSE();
+                if (c > 127) cells->non_ascii = 1;
                 p++;
-            } else if (*p >= '1' && *p <= '9') {
-                while (p < end && IS_DIGIT(*p)) p++;
+            }
+            if (p >= end) REFUSE();
+            if (cells->count == cells->capacity && cells_grow(cells, spans) < 0) return NO_MEMORY;
+            value = &cells->values[cells->count];
+            number = number_end(text, p);
+            if (number == p) {
+                if (!fast_double(text, p, value)) {
+                    *value = to_double(text, (size_t)(p - text), &failed);
+                    if (failed) return NO_MEMORY;
+                }
+            } else if (spans) {
+                *value = Py_NAN;
             } else {
                 REFUSE();
             }
-            if (p < end && *p == '.') {
-                p++;
-                if (p >= end || !IS_DIGIT(*p)) REFUSE();
-                while (p < end && IS_DIGIT(*p)) p++;
+            if (spans) {
+                cells->spans[2 * cells->count] = (int64_t)(text - base);
+                cells->spans[2 * cells->count + 1] = (int64_t)(p - text);
             }
-            if (p < end && (*p == 'e' || *p == 'E')) {
-                p++;
-                if (p < end && (*p == '+' || *p == '-')) p++;
-                if (p >= end || !IS_DIGIT(*p)) REFUSE();
-                while (p < end && IS_DIGIT(*p)) p++;
-            }
-            if (p >= end || *p != '"') REFUSE();
-            if (count == capacity) {
-                double *grown = realloc(values, 2 * capacity * sizeof(double));
-                if (grown == NULL) {
-                    free(values);
-                    return NO_MEMORY;
-                }
-                values = grown;
-                capacity *= 2;
-            }
-            if (!fast_double(number, p, &values[count])) {
-                values[count] = to_double(number, (size_t)(p - number), &failed);
-            }
-            count++;
-            if (failed) {
-                free(values);
-                return NO_MEMORY;
-            }
+            cells->count++;
             p++; /* the closing quote */
-            cells++;
+            cells_in_row++;
             next = after_item(&p, end);
             if (next == NO_ITEM) REFUSE();
             if (next == CLOSED) break;
         }
         if (width < 0) {
-            width = cells;
-        } else if (cells != width) {
+            width = cells_in_row;
+        } else if (cells_in_row != width) {
             REFUSE(); /* ragged: the general path names the row */
         }
         rows++;
@@ -223,23 +276,22 @@ static enum outcome decode(const char *p, Py_ssize_t size, double **out, Py_ssiz
     }
 #undef SKIP_BLANKS
 #undef REFUSE
-    *out = values;
     *rows_out = rows;
     *width_out = width;
     *consumed = p - start;
     return DECODED;
 }
 
-static PyObject *quoted_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+/* The decoder over data[start:], the buffer's part shared by both entry points. */
+static PyObject *decode_from(PyObject *const *args, Py_ssize_t nargs, int spans, const char *usage) {
     Py_buffer view;
-    double *values = NULL;
+    Cells cells = {NULL, NULL, 0, 0, 0};
     Py_ssize_t rows = 0, width = 0, start = 0, consumed = 0;
     enum outcome outcome;
-    PyObject *data;
+    PyObject *values, *span_bytes, *result;
 
-    (void)module;
     if (nargs < 1 || nargs > 2) {
-        PyErr_SetString(PyExc_TypeError, "quoted_numbers(data, start=0)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     if (nargs == 2) {
@@ -258,24 +310,191 @@ static PyObject *quoted_numbers(PyObject *module, PyObject *const *args, Py_ssiz
     }
 #ifdef SCORER_STRTOD_L
     Py_BEGIN_ALLOW_THREADS
-    outcome = decode((const char *)view.buf + start, view.len - start, &values, &rows, &width, &consumed);
+    outcome = decode((const char *)view.buf, (const char *)view.buf + start, view.len - start, spans, &cells,
+                     &rows, &width, &consumed);
     Py_END_ALLOW_THREADS
 #else
-    outcome = decode((const char *)view.buf + start, view.len - start, &values, &rows, &width, &consumed);
+    outcome = decode((const char *)view.buf, (const char *)view.buf + start, view.len - start, spans, &cells,
+                     &rows, &width, &consumed);
 #endif
     PyBuffer_Release(&view);
-    if (outcome == NO_MEMORY) {
-        return PyErr_NoMemory();
-    }
-    if (outcome == NOT_THIS_SHAPE) {
+    if (outcome != DECODED) {
+        cells_free(&cells);
+        if (outcome == NO_MEMORY) return PyErr_NoMemory();
         Py_RETURN_NONE;
     }
-    data = PyBytes_FromStringAndSize((const char *)values, (Py_ssize_t)(rows * width * sizeof(double)));
-    free(values);
-    if (data == NULL) {
+    values = PyBytes_FromStringAndSize((const char *)cells.values, (Py_ssize_t)(cells.count * sizeof(double)));
+    if (!spans) {
+        cells_free(&cells);
+        if (values == NULL) return NULL;
+        return Py_BuildValue("(Nnnn)", values, rows, width, start + consumed);
+    }
+    span_bytes = PyBytes_FromStringAndSize((const char *)cells.spans,
+                                           (Py_ssize_t)(2 * cells.count * sizeof(int64_t)));
+    cells_free(&cells);
+    if (values == NULL || span_bytes == NULL) {
+        Py_XDECREF(values);
+        Py_XDECREF(span_bytes);
         return NULL;
     }
-    return Py_BuildValue("(Nnnn)", data, rows, width, start + consumed);
+    result = Py_BuildValue("(NNnnnO)", values, span_bytes, rows, width, start + consumed,
+                           cells.non_ascii ? Py_True : Py_False);
+    return result;
+}
+
+static PyObject *quoted_numbers(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return decode_from(args, nargs, 0, "quoted_numbers(data, start=0)");
+}
+
+static PyObject *quoted_cells(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    return decode_from(args, nargs, 1, "quoted_cells(data, start=0)");
+}
+
+/* FNV-1a: spans of a categorical column are short, and a few distinct values repeat. */
+static uint64_t span_hash(const char *text, int64_t length) {
+    uint64_t hash = 14695981039346656037ULL;
+    for (int64_t i = 0; i < length; i++) {
+        hash = (hash ^ (unsigned char)text[i]) * 1099511628211ULL;
+    }
+    return hash;
+}
+
+/*
+ * One column's cells as codes into its distinct texts, first seen first. ``slots`` is an
+ * open-addressing table of indexes into ``firsts`` (the row where each distinct text first
+ * appears), -1 where empty. Returns the number of distinct texts, or -1 without memory.
+ */
+static Py_ssize_t code_column(const char *data, const int64_t *spans, Py_ssize_t rows, Py_ssize_t width,
+                              Py_ssize_t column, int32_t *codes, Py_ssize_t *firsts) {
+    size_t capacity = 64, mask;
+    Py_ssize_t distinct = 0;
+    Py_ssize_t *slots = malloc(capacity * sizeof(Py_ssize_t));
+    if (slots == NULL) return -1;
+    memset(slots, 0xff, capacity * sizeof(Py_ssize_t));
+    mask = capacity - 1;
+    for (Py_ssize_t row = 0; row < rows; row++) {
+        const int64_t *span = &spans[2 * (row * width + column)];
+        const char *text = data + span[0];
+        size_t slot = (size_t)span_hash(text, span[1]) & mask;
+        for (;;) {
+            Py_ssize_t found = slots[slot];
+            if (found < 0) {
+                slots[slot] = distinct;
+                firsts[distinct] = row;
+                codes[row] = (int32_t)distinct++;
+                break;
+            }
+            const int64_t *seen = &spans[2 * (firsts[found] * width + column)];
+            if (seen[1] == span[1] && memcmp(data + seen[0], text, (size_t)span[1]) == 0) {
+                codes[row] = (int32_t)found;
+                break;
+            }
+            slot = (slot + 1) & mask;
+        }
+        if ((size_t)distinct * 2 > capacity) { /* keep the table at most half full */
+            size_t grown_capacity = capacity * 2;
+            Py_ssize_t *grown = malloc(grown_capacity * sizeof(Py_ssize_t));
+            if (grown == NULL) {
+                free(slots);
+                return -1;
+            }
+            memset(grown, 0xff, grown_capacity * sizeof(Py_ssize_t));
+            mask = grown_capacity - 1;
+            for (Py_ssize_t i = 0; i < distinct; i++) {
+                const int64_t *first = &spans[2 * (firsts[i] * width + column)];
+                size_t at = (size_t)span_hash(data + first[0], first[1]) & mask;
+                while (grown[at] >= 0) at = (at + 1) & mask;
+                grown[at] = i;
+            }
+            free(slots);
+            slots = grown;
+            capacity = grown_capacity;
+        }
+    }
+    free(slots);
+    return distinct;
+}
+
+static PyObject *distinct_texts(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer data, spans;
+    Py_ssize_t rows, width, column, distinct = 0;
+    int32_t *codes = NULL;
+    Py_ssize_t *firsts = NULL;
+    PyObject *texts = NULL, *code_bytes = NULL;
+
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "distinct_texts(data, spans, width, column)");
+        return NULL;
+    }
+    width = PyLong_AsSsize_t(args[2]);
+    column = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) return NULL;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(args[1], &spans, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (width <= 0 || column < 0 || column >= width || spans.len % (Py_ssize_t)(2 * width * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "spans do not hold whole rows of this width, or no such column");
+        goto done;
+    }
+    rows = spans.len / (Py_ssize_t)(2 * width * sizeof(int64_t));
+    {
+        const int64_t *span = spans.buf;
+        for (Py_ssize_t i = 0; i < rows * width; i++) { /* every span inside the data */
+            if (span[2 * i] < 0 || span[2 * i + 1] < 0 || span[2 * i] + span[2 * i + 1] > data.len) {
+                PyErr_SetString(PyExc_ValueError, "a span lies outside the data");
+                goto done;
+            }
+        }
+    }
+    codes = malloc((size_t)(rows ? rows : 1) * sizeof(int32_t));
+    firsts = malloc((size_t)(rows ? rows : 1) * sizeof(Py_ssize_t));
+    if (codes == NULL || firsts == NULL || rows > INT32_MAX) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    distinct = code_column(data.buf, spans.buf, rows, width, column, codes, firsts);
+    Py_END_ALLOW_THREADS
+    if (distinct < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    texts = PyList_New(distinct);
+    if (texts == NULL) goto done;
+    for (Py_ssize_t i = 0; i < distinct; i++) {
+        const int64_t *span = &((const int64_t *)spans.buf)[2 * (firsts[i] * width + column)];
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)data.buf + span[0], (Py_ssize_t)span[1], "strict");
+        if (text == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear(); /* not UTF-8: the general path rejects the body */
+                Py_CLEAR(texts);
+                texts = Py_None;
+                Py_INCREF(texts);
+            }
+            goto done;
+        }
+        PyList_SET_ITEM(texts, i, text);
+    }
+    code_bytes = PyBytes_FromStringAndSize((const char *)codes, (Py_ssize_t)(rows * sizeof(int32_t)));
+done:
+    free(codes);
+    free(firsts);
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&spans);
+    if (texts == Py_None) {
+        return texts;
+    }
+    if (texts == NULL || code_bytes == NULL) {
+        Py_XDECREF(texts);
+        Py_XDECREF(code_bytes);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", code_bytes, texts);
 }
 
 static PyMethodDef methods[] = {
@@ -284,6 +503,16 @@ static PyMethodDef methods[] = {
      "Decodes the array that starts at data[start] (blanks first allowed), up to its closing\n"
      "bracket, data[end - 1]; None when it is not rows of equal width whose every cell is a\n"
      "string holding exactly one JSON number."},
+    {"quoted_cells", (PyCFunction)(void (*)(void))quoted_cells, METH_FASTCALL,
+     "quoted_cells(data, start=0) -> (float64 bytes, spans, rows, width, end, non_ascii), or None.\n\n"
+     "As quoted_numbers, but any string without escapes or control characters is a cell: its\n"
+     "double is NaN unless it holds exactly one JSON number, and spans (int64 bytes) give each\n"
+     "cell's offset in data and length, row after row. non_ascii: some cell has a byte above\n"
+     "127, so the caller must check the text is UTF-8."},
+    {"distinct_texts", (PyCFunction)(void (*)(void))distinct_texts, METH_FASTCALL,
+     "distinct_texts(data, spans, width, column) -> (int32 codes bytes, list of str), or None.\n\n"
+     "One column of quoted_cells' spans as codes into its distinct texts (first seen first),\n"
+     "each text made once; None when one is not UTF-8."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,6 +28,7 @@ __all__ = [
     "echoed",
     "format_column",
     "format_scalar",
+    "is_missing",
     "shortened",
 ]
 
@@ -151,7 +152,9 @@ def _fail(row: int, spec: Field, value: Any, expected: str = "") -> InvalidReque
     return InvalidRequest(f"Row {row}, field '{spec.name}': cannot parse {echoed(value)} as {what}")
 
 
-def _is_missing(value: Any, missing: frozenset[str]) -> bool:
+def is_missing(value: Any, missing: frozenset[str]) -> bool:
+    """Whether a cell of a number, boolean or time column is missing: null, NaN, or one of the
+    ``missing`` tokens (with or without blanks around it)."""
     if value is None:
         return True
     if isinstance(value, str):
@@ -172,7 +175,7 @@ def _to_float(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np
 
 def _fill_floats(out: np.ndarray, values: Sequence[Any], spec: Field, missing: frozenset[str]) -> None:
     for row, value in enumerate(values):
-        if _is_missing(value, missing):
+        if is_missing(value, missing):
             out[row] = np.nan
         elif isinstance(value, bool):
             out[row] = float(value)
@@ -196,7 +199,7 @@ def _to_int(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.n
             raise _out_of_range(int(out_of_range[0]), spec, values)
         return fast.astype(target, copy=False)
     parsed: list[int | None] = [
-        None if _is_missing(value, missing) else _parse_integer(row, spec, value)
+        None if is_missing(value, missing) else _parse_integer(row, spec, value)
         for row, value in enumerate(values)
     ]
     if any(v is None for v in parsed):
@@ -306,7 +309,7 @@ def _negative_zero(texts: Sequence[Any], parsed: np.ndarray) -> bool:
 def _to_bool(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.ndarray:
     parsed: list[bool | None] = []
     for row, value in enumerate(values):
-        if _is_missing(value, missing):
+        if is_missing(value, missing):
             parsed.append(None)
         elif isinstance(value, bool):
             parsed.append(value)
@@ -339,7 +342,7 @@ def _to_str(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.n
 def _to_time(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.ndarray:
     out = np.empty(len(values), dtype="datetime64[ns]")
     for row, value in enumerate(values):
-        if _is_missing(value, missing):
+        if is_missing(value, missing):
             out[row] = np.datetime64("NaT")
             continue
         try:

@@ -104,6 +104,9 @@ class ProbeRuntime(Runtime):
                 outputs[field.name] = _as_type(x, field.data_type)
             elif field.name.startswith("raw_"):  # x whatever the declared type: a schema that lies
                 outputs[field.name] = x
+            elif field.name.startswith("echo_"):  # an input as the model got it: dtype and values
+                column = batch[field.name[len("echo_") :]]
+                outputs[field.name] = [f"{column.dtype}:{value!r}" for value in column]
         return outputs
 
     def score_with_intervals(self, batch: Frame) -> tuple[dict[str, Any], dict[str, Any]]:

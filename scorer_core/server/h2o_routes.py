@@ -67,7 +67,14 @@ def _parse_contribution(body: bytes, facts: ModelFacts) -> PreparedRequest:
     return prepare_contribution(parse_request(ContributionRequest, body), facts)
 
 
+#: Answers of more rows than this are written from their columns (``encode``), with no list per
+#: row; fewer take one ``orjson.dumps``, which costs a single row less.
+WRITTEN_FROM_COLUMNS_ROWS = 64
+
+
 def _score_json(facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult) -> bytes:
+    if prepared.frame.num_rows > WRITTEN_FROM_COLUMNS_ROWS:
+        return encode(score_body(facts.model_id, prepared, result, lazy=True))
     return orjson.dumps(score_body(facts.model_id, prepared, result))
 
 

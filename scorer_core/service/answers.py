@@ -11,6 +11,7 @@ import orjson
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.runtime import Contributions
 from scorer_core.service.tasks import PreparedRequest
+from scorer_core.wire._rows import string_rows
 from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
 from scorer_core.wire.columns import cell_of
@@ -110,8 +111,14 @@ ENCODE_CHUNK_ITEMS = 8 * 1024
 
 def _encode_rows(table: RowTable, start: int) -> bytes:
     checkpoint()
+    stop = min(start + ENCODE_CHUNK_ITEMS, table.num_rows)
+    if table.columns:
+        # Straight from the columns, with no list per row: what orjson writes, a third of the time.
+        written = string_rows(table.columns, start, stop)
+        if written is not None:
+            return written
     with collection_paused():  # the chunk's row lists die before any collection sees them
-        return orjson.dumps(table.chunk(start, start + ENCODE_CHUNK_ITEMS))[1:-1]
+        return orjson.dumps(table.chunk(start, stop))[1:-1]
 
 
 def encode(body: Any) -> bytes:

@@ -497,6 +497,124 @@ done:
     return Py_BuildValue("(NN)", code_bytes, texts);
 }
 
+/* A growing byte buffer for string_rows. */
+typedef struct {
+    char *data;
+    size_t size, capacity;
+} Out;
+
+static int out_reserve(Out *out, size_t more) {
+    if (out->size + more <= out->capacity) return 0;
+    size_t capacity = out->capacity ? out->capacity : 4096;
+    while (capacity < out->size + more) capacity *= 2;
+    char *grown = realloc(out->data, capacity);
+    if (grown == NULL) return -1;
+    out->data = grown;
+    out->capacity = capacity;
+    return 0;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* One str as a JSON string, escaped as orjson escapes it (", \\, and control characters only;
+ * other text as UTF-8). Returns 0, -1 without memory, 1 when the str is not UTF-8 (a lone
+ * surrogate), which orjson refuses too. */
+static int write_string(Out *out, PyObject *text) {
+    Py_ssize_t length;
+    const char *bytes = PyUnicode_AsUTF8AndSize(text, &length);
+    if (bytes == NULL) {
+        PyErr_Clear();
+        return 1;
+    }
+    /* at most 6 bytes a byte (\u00XX), plus the quotes */
+    if (out_reserve(out, (size_t)length * 6 + 2) < 0) return -1;
+    char *w = out->data + out->size;
+    *w++ = '"';
+    for (Py_ssize_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)bytes[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        default:
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = HEX[c >> 4];
+            *w++ = HEX[c & 15];
+        }
+    }
+    *w++ = '"';
+    out->size = (size_t)(w - out->data);
+    return 0;
+}
+
+static PyObject *string_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *columns;
+    Py_ssize_t start, stop, width;
+    Out out = {NULL, 0, 0};
+    PyObject *result = NULL;
+
+    (void)module;
+    if (nargs != 3 || !PyList_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "string_rows(columns: list[list[str]], start, stop)");
+        return NULL;
+    }
+    columns = args[0];
+    start = PyLong_AsSsize_t(args[1]);
+    stop = PyLong_AsSsize_t(args[2]);
+    if (PyErr_Occurred()) return NULL;
+    width = PyList_GET_SIZE(columns);
+    if (width == 0 || start < 0 || stop < start) {
+        PyErr_SetString(PyExc_ValueError, "string_rows needs one column or more and 0 <= start <= stop");
+        return NULL;
+    }
+    for (Py_ssize_t j = 0; j < width; j++) {
+        PyObject *column = PyList_GET_ITEM(columns, j);
+        if (!PyList_Check(column) || PyList_GET_SIZE(column) < stop) {
+            PyErr_SetString(PyExc_ValueError, "every column must be a list of at least stop cells");
+            return NULL;
+        }
+    }
+    for (Py_ssize_t row = start; row < stop; row++) {
+        if (out_reserve(&out, 2) < 0) goto no_memory;
+        if (row > start) out.data[out.size++] = ',';
+        out.data[out.size++] = '[';
+        for (Py_ssize_t j = 0; j < width; j++) {
+            PyObject *cell = PyList_GET_ITEM(PyList_GET_ITEM(columns, j), row);
+            int written;
+            if (!PyUnicode_CheckExact(cell)) goto not_text;
+            if (j > 0) {
+                if (out_reserve(&out, 1) < 0) goto no_memory;
+                out.data[out.size++] = ',';
+            }
+            written = write_string(&out, cell);
+            if (written < 0) goto no_memory;
+            if (written > 0) goto not_text;
+        }
+        if (out_reserve(&out, 1) < 0) goto no_memory;
+        out.data[out.size++] = ']';
+    }
+    result = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.size);
+    free(out.data);
+    return result;
+not_text:
+    free(out.data);
+    Py_RETURN_NONE;
+no_memory:
+    free(out.data);
+    return PyErr_NoMemory();
+}
+
 static PyMethodDef methods[] = {
     {"quoted_numbers", (PyCFunction)(void (*)(void))quoted_numbers, METH_FASTCALL,
      "quoted_numbers(data, start=0) -> (float64 bytes, rows, width, end), or None.\n\n"
@@ -513,6 +631,10 @@ static PyMethodDef methods[] = {
      "distinct_texts(data, spans, width, column) -> (int32 codes bytes, list of str), or None.\n\n"
      "One column of quoted_cells' spans as codes into its distinct texts (first seen first),\n"
      "each text made once; None when one is not UTF-8."},
+    {"string_rows", (PyCFunction)(void (*)(void))string_rows, METH_FASTCALL,
+     "string_rows(columns, start, stop) -> bytes, or None.\n\n"
+     "Rows start to stop of the columns (lists of str), as JSON arrays joined by commas: what\n"
+     "orjson.dumps(rows)[1:-1] gives. None when a cell is not a str, or not UTF-8."},
     {NULL, NULL, 0, NULL},
 };
 

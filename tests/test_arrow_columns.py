@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import DataType, Field
 from scorer_core.wire.cells import build_frame, convert_column
-from scorer_core.wire.columns import ColumnRows, cell_of, cells, frame_of_columns, native_floats
+from scorer_core.wire.columns import ColumnRows, cell_of, cells, frame_of_columns, native_floats, native_texts
 
 FLOATS = (DataType.FLOAT32, DataType.FLOAT64)
 
@@ -97,7 +97,9 @@ def test_nulls_are_empty_cells_and_other_columns_take_the_http_apis_path():
     assert frame is not None
     for name in ("x", "n", "s"):
         assert np.array_equal(frame[name], expected[name], equal_nan=frame[name].dtype.kind == "f")
-    assert frame_of_columns(["x"], [pa.array(["1"])], inputs) is None  # a missing input: the request code says so
+    assert (
+        frame_of_columns(["x"], [pa.array(["1"])], inputs) is None
+    )  # a missing input: the request code says so
 
 
 def test_column_rows_show_columns_as_rows_and_make_strings_only_when_read():
@@ -111,3 +113,33 @@ def test_column_rows_show_columns_as_rows_and_make_strings_only_when_read():
     assert cells(pa.array(["a", None])) == ["a", ""]
     with pytest.raises(IndexError):
         rows[3]
+
+
+texts = st.one_of(st.sampled_from(["", "NA", " ", "Oslo", "Zürich", "東京", "-"]), st.text(max_size=4))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(texts, st.none()), min_size=1, max_size=12),
+    st.sampled_from([None, frozenset({"NA", "-"}), frozenset()]),
+    st.booleans(),
+)
+def test_a_string_column_is_typed_by_its_distinct_texts_as_the_python_path_types_its_cells(
+    values, missing, large
+):
+    column = pa.array(values, pa.large_string() if large else pa.string())
+    expected = convert_column(cells(column), Field("s", DataType.STR), missing)
+    typed = frame_of_columns(["s"], [column], [Field("s", DataType.STR)], missing)
+    assert typed is not None
+    got = typed["s"]
+    assert got.dtype == expected.dtype == object
+    assert list(got) == list(expected) and [type(v) for v in got] == [type(v) for v in expected]
+
+
+def test_a_repeated_text_is_one_object_and_non_text_columns_take_the_python_path():
+    typed = native_texts(pa.array(["a", "b", "a", None, ""]), frozenset({""}))
+    assert typed is not None
+    assert list(typed) == ["a", "b", "a", None, None]
+    assert typed[0] is typed[2]
+    assert native_texts(pa.array([1, 2]), frozenset()) is None
+    assert native_texts(["a", "b"], frozenset()) is None

@@ -14,7 +14,7 @@ from scorer_core.service.tasks import PreparedRequest
 from scorer_core.wire._rows import string_rows
 from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
-from scorer_core.wire.columns import cell_of
+from scorer_core.wire.columns import ColumnRows, cell_of
 from scorer_core.wire.deadline import checkpoint
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
@@ -47,7 +47,7 @@ def score_body(
     """
     n = request.frame.num_rows
     outputs = result.outputs or {}
-    columns: list[list[str]] = [[_cell(row[i]) for row in request.rows] for i in request.copied_positions]
+    columns = [_copied_column(request.rows, i) for i in request.copied_positions]
     names = list(request.copied_fields)
     if request.generated_id is not None:
         names.append(request.generated_id)
@@ -87,6 +87,14 @@ def contribution_body(contributions: Contributions) -> dict[str, Any]:
         )
         groups.append(wire)
     return {"features": list(contributions.features), "contributionGroups": groups}
+
+
+def _copied_column(rows: Any, position: int) -> list[str]:
+    """A copied input field's cells: a batch chunk's column as it is (``ColumnRows`` makes its
+    strings once, as ``_cell`` would), else each row's cell."""
+    if isinstance(rows, ColumnRows):
+        return rows.cells(position)
+    return [_cell(row[position]) for row in rows]
 
 
 def _cell(value: Any) -> str:

@@ -17,6 +17,7 @@ from scorer_core.frame import Frame
 from scorer_core.schema import Field, ShapleyType
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import build_frame, echoed
+from scorer_core.wire.columns import ColumnRows
 from scorer_core.wire.contract import ContributionRequest, ScoreRequest
 from scorer_core.wire.oip import InferRequest, check_outputs, rows_of
 
@@ -47,6 +48,8 @@ def _check_fields(fields: Sequence[str], rows: Sequence[Sequence[Any]], inputs: 
     if missing:
         raise InvalidRequest(f"missing fields required by the model: {', '.join(repr(m) for m in missing)}")
     width = len(fields)
+    if isinstance(rows, ColumnRows) and len(rows.columns) == width:
+        return  # columns of one table chunk: every row has one cell per column
     for index, row in enumerate(rows):
         if len(row) != width:
             which = "Not enough" if len(row) < width else "Too many"

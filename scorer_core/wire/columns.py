@@ -7,7 +7,8 @@ making a Python string only for a cell that code reads; ``frame_of_columns`` typ
 input from its column with ``convert_column``, the function the HTTP API types a column with,
 except for a column of decimal strings bound for a float input, which Arrow parses in C++ when
 that gives exactly what ``float()`` gives (else the column takes the Python path, errors
-included).
+included), and a column of strings bound for a string input, whose distinct texts Arrow finds
+so that each is made once.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ import orjson
 
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
-from scorer_core.wire.cells import DEFAULT_MISSING_VALUES, convert_column, format_scalar
+from scorer_core.wire.cells import (
+    DEFAULT_MISSING_VALUES,
+    STRING_MISSING_VALUES,
+    convert_column,
+    format_scalar,
+)
 
-__all__ = ["Column", "ColumnRows", "cell_of", "cells", "frame_of_columns", "native_floats"]
+__all__ = ["Column", "ColumnRows", "cell_of", "cells", "frame_of_columns", "native_floats", "native_texts"]
 
 #: A column of a chunk: the contract's string cells, or an Arrow array of them (or of values
 #: written as a client would write them, ``format_scalar``).
@@ -130,12 +136,36 @@ def frame_of_columns(
         native = None
         if spec.data_type in (DataType.FLOAT32, DataType.FLOAT64) and missing_values is None:
             native = native_floats(column)
+        elif spec.data_type is DataType.STR:
+            typed_texts = native_texts(
+                column, STRING_MISSING_VALUES if missing_values is None else missing_values
+            )
+            if typed_texts is not None:
+                typed[spec.name] = typed_texts
+                continue
         if native is not None:
             with np.errstate(over="ignore"):  # beyond float32's range becomes inf, as elsewhere
                 typed[spec.name] = native.astype(_NUMPY_FLOATS[spec.data_type])
         else:
             typed[spec.name] = convert_column(cells(column), spec, missing_values)
     return Frame(typed, num_rows)
+
+
+def native_texts(column: Column, missing: frozenset[str]) -> np.ndarray | None:
+    """A column of strings as the contract types a string input (a missing-value token None,
+    every other text itself), each distinct text made once by Arrow's dictionary encoding; a
+    null is the empty cell, as ``cells`` writes it. ``None`` for a column of anything else."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, list) or not (
+        pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        return None
+    encoded = pc.dictionary_encode(pc.fill_null(column, "") if column.null_count else column)
+    distinct = np.empty(len(encoded.dictionary), dtype=object)
+    distinct[:] = [None if text in missing else text for text in encoded.dictionary.to_pylist()]
+    return distinct[encoded.indices.to_numpy(zero_copy_only=False)]  # type: ignore[no-any-return]
 
 
 def native_floats(column: Column) -> np.ndarray | None:

@@ -229,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["ORIGINAL", "TRANSFORMED"],
         help="write Shapley contributions instead of predictions",
     )
-    batch.add_argument("--batch-rows", type=int, default=10_000, help="rows per model call (default 10,000)")
+    # BatchOptions.batch_rows's value, written here so that the CLI does not import the job early.
+    batch.add_argument("--batch-rows", type=int, default=50_000, help="rows per model call (default 50,000)")
     batch.add_argument(
         "--on-error",
         choices=["fail", "skip"],

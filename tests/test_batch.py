@@ -202,10 +202,22 @@ def test_the_progress_line_says_how_much_is_left(tmp_path):
     parquet_in = tmp_path / "in.parquet"
     pq.write_table(pa.Table.from_pylist(ROWS * 3), parquet_in)
     assert estimate_rows(parquet_in) == (12, True)  # Parquet's footer counts them
-    line = progress_line(BatchSummary(rows_read=500_000, seconds=10.0, rows_total=2_000_000, total_exact=True))
+    line = progress_line(
+        BatchSummary(rows_read=500_000, seconds=10.0, rows_total=2_000_000, total_exact=True)
+    )
     assert line == "500,000 of 2,000,000 rows (25%), 50,000 rows/s, 10 s, 30 s left"
     line = progress_line(BatchSummary(rows_read=1_000, seconds=1.0, rows_total=4_000_000, rows_skipped=3))
     assert line == "1,000 of about 4,000,000 rows (0%), 1,000 rows/s, 1 s, 1 h 06 min left, 3 skipped"
     # An estimate that fell short never shows more than 100% or a negative time.
-    assert progress_line(BatchSummary(rows_read=50, seconds=1.0, rows_total=40)).startswith("50 of about 50 rows (100%)")
+    assert progress_line(BatchSummary(rows_read=50, seconds=1.0, rows_total=40)).startswith(
+        "50 of about 50 rows (100%)"
+    )
     assert progress_line(BatchSummary(rows_read=7, seconds=0.0)) == "7 rows, 0 rows/s, 0 s"
+
+
+def test_the_commands_default_chunk_is_the_jobs_own():
+    from scorer_core.cli import _parser
+    from scorer_core.jobs.job import BatchOptions
+
+    args = _parser().parse_args(["batch", "m", "in.csv", "out.csv"])
+    assert args.batch_rows == BatchOptions(model_path=Path("m"), input=Path("i"), output=Path("o")).batch_rows

@@ -444,7 +444,8 @@ static PyObject *distinct_texts(PyObject *module, PyObject *const *args, Py_ssiz
     rows = spans.len / (Py_ssize_t)(2 * width * sizeof(int64_t));
     {
         const int64_t *span = spans.buf;
-        for (Py_ssize_t i = 0; i < rows * width; i++) { /* every span inside the data */
+        for (Py_ssize_t row = 0; row < rows; row++) { /* the column's every span inside the data */
+            Py_ssize_t i = row * width + column;
             if (span[2 * i] < 0 || span[2 * i + 1] < 0 || span[2 * i] + span[2 * i + 1] > data.len) {
                 PyErr_SetString(PyExc_ValueError, "a span lies outside the data");
                 goto done;

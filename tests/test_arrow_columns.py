@@ -143,3 +143,9 @@ def test_a_repeated_text_is_one_object_and_non_text_columns_take_the_python_path
     assert typed[0] is typed[2]
     assert native_texts(pa.array([1, 2]), frozenset()) is None
     assert native_texts(["a", "b"], frozenset()) is None
+
+
+def test_a_chunked_column_is_typed_as_its_chunks_together():
+    chunked = pa.chunked_array([pa.array(["a", None]), pa.array(["a", "b"])])
+    typed = native_texts(chunked, frozenset({""}))
+    assert typed is not None and list(typed) == ["a", None, "a", "b"]

@@ -165,3 +165,25 @@ def test_a_second_rows_key_is_left_to_the_general_parser():
     rows = json.dumps(many(["1.5", "2", "3"])).encode()
     body = b'{"fields": ["a", "n", "f"], "rows": ' + rows + b', "rows": [["9", "9", "9"]]}'
     assert native_frame(body, served(INPUTS)) is None
+
+
+#: The kind of list a Driverless AI pipeline declares: numbers among the tokens.
+OWN_MISSING = frozenset(
+    {"", "?", "None", "nan", "NA", "N/A", "unknown", "inf", "-inf", "-1", "1.7976931348623157e+308"}
+)
+
+
+@pytest.mark.parametrize(
+    "cells",
+    [["inf"], ["1.7976931348623157e+308", "NA"], ["-1", "NA"], [" -1"]],
+    ids=["numpy-reads-inf", "a-number-token-beside-a-gap", "minus-one-beside-a-gap", "blank-around-a-token"],
+)
+def test_a_models_own_tokens_beside_a_cell_that_is_no_number_leave_the_column_to_the_general_path(cells):
+    # The general path reads such a column whole with numpy (tokens unseen) or cell by cell (a
+    # number among the tokens missing too): which one, only it can say.
+    rows = many(["1.5", "2", "3"])
+    for i, cell in enumerate(cells):
+        rows[5 + i] = [cell, "2", "3"]
+    assert native_frame(body_of(["a", "n", "f"], rows), served(INPUTS), OWN_MISSING) is None
+    rows = many(["1.5", "-1", "3"])  # a token that is a number, in a column of numbers only
+    assert_same_as_general(body_of(["a", "n", "f"], rows), ["a", "n", "f"], rows, INPUTS, OWN_MISSING)

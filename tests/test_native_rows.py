@@ -17,7 +17,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers
+from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers, string_rows
 
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
@@ -188,3 +188,48 @@ def test_any_bytes_like_body_is_read_from_an_offset_to_the_arrays_end() -> None:
     assert quoted_numbers(body, 9) == (one_row[0], 1, 2, 21) and body[20:21] == b"]"
     with pytest.raises(ValueError, match="outside"):
         quoted_numbers(body, len(body) + 1)
+
+
+def colliding_texts(count: int, bits: int) -> list[bytes]:
+    """Texts of six letters whose span hash (FNV-1a then murmur3's finaliser, as in _rows.c)
+    agree in their low ``bits`` bits: one slot of a table of 2**bits, as a hostile body could
+    choose them."""
+    rng = np.random.default_rng(7)
+    found: dict[bytes, None] = {}
+    with np.errstate(over="ignore"):
+        while len(found) < count:
+            letters = rng.integers(97, 123, size=(1 << 20, 6), dtype=np.uint64)
+            h = np.full(len(letters), 14695981039346656037, dtype=np.uint64)
+            for j in range(6):
+                h = (h ^ letters[:, j]) * np.uint64(1099511628211)
+            for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB34A0E6C2DE3):
+                h ^= h >> np.uint64(33)
+                h *= np.uint64(multiplier)
+            h ^= h >> np.uint64(33)
+            for row in letters[(h & np.uint64((1 << bits) - 1)) == 0]:
+                found[bytes(row.astype(np.uint8))] = None
+    return list(found)[:count]
+
+
+def test_texts_made_to_collide_give_up_at_once_and_the_same_count_of_others_does_not() -> None:
+    # 1,024 distinct texts in one slot of the 2,048-slot table would cost about ten million
+    # probes (and a million rows, time in the square of them): the probes are bounded instead.
+    colliding = colliding_texts(1024, 11)
+    body = b"[" + b",".join(b'["' + text + b'"]' for text in colliding * 20) + b"]"
+    _numbers, spans, *_ = quoted_cells(body)
+    assert distinct_texts(body, spans, 1, 0) is None, "the general path types these"
+    others = [f"{i:06d}".encode() for i in range(1024)]
+    body = b"[" + b",".join(b'["' + text + b'"]' for text in others * 20) + b"]"
+    _numbers, spans, *_ = quoted_cells(body)
+    found = distinct_texts(body, spans, 1, 0)
+    assert found is not None and found[1] == [text.decode() for text in others]
+
+
+def test_arguments_no_body_could_give_are_refused_not_trusted() -> None:
+    with pytest.raises(ValueError, match="whole rows"):
+        distinct_texts(b"", b"", 2**60, 0)  # a width whose row size overflows
+    huge = np.array([2**62, 2**62], dtype=np.int64).tobytes()  # offset + length overflows
+    with pytest.raises(ValueError, match="outside the data"):
+        distinct_texts(b"abc", huge, 1, 0)
+    with pytest.raises(OverflowError):
+        string_rows([["a"]], 0, 2**70)

@@ -352,24 +352,39 @@ static PyObject *quoted_cells(PyObject *module, PyObject *const *args, Py_ssize_
     return decode_from(args, nargs, 1, "quoted_cells(data, start=0)");
 }
 
-/* FNV-1a: spans of a categorical column are short, and a few distinct values repeat. */
+/* FNV-1a, then murmur3's finaliser so that the table's low bits depend on every byte: spans of
+ * a categorical column are short, and a few distinct values repeat. No hash without a secret
+ * resists texts made to collide, so code_column also bounds its probes (PROBES_PER_ROW). */
 static uint64_t span_hash(const char *text, int64_t length) {
     uint64_t hash = 14695981039346656037ULL;
     for (int64_t i = 0; i < length; i++) {
         hash = (hash ^ (unsigned char)text[i]) * 1099511628211ULL;
     }
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdULL;
+    hash ^= hash >> 33;
+    hash *= 0xc4ceb34a0e6c2de3ULL;
+    hash ^= hash >> 33;
     return hash;
 }
+
+/* Probes a column may take, on average a row (plus a constant), before the table gives up and
+ * the general path (Python's dict, with its randomised hash) types the request: a body of texts
+ * made to collide would otherwise cost time in the square of its rows, in one C call. */
+#define PROBES_PER_ROW 16
+#define PROBES_ALLOWED_EXTRA 4096
 
 /*
  * One column's cells as codes into its distinct texts, first seen first. ``slots`` is an
  * open-addressing table of indexes into ``firsts`` (the row where each distinct text first
- * appears), -1 where empty. Returns the number of distinct texts, or -1 without memory.
+ * appears), -1 where empty. Returns the number of distinct texts, -1 without memory, or -2 when
+ * the probes passed their bound (see PROBES_PER_ROW).
  */
 static Py_ssize_t code_column(const char *data, const int64_t *spans, Py_ssize_t rows, Py_ssize_t width,
                               Py_ssize_t column, int32_t *codes, Py_ssize_t *firsts) {
     size_t capacity = 64, mask;
     Py_ssize_t distinct = 0;
+    uint64_t probes = 0, allowed = (uint64_t)rows * PROBES_PER_ROW + PROBES_ALLOWED_EXTRA;
     Py_ssize_t *slots = malloc(capacity * sizeof(Py_ssize_t));
     if (slots == NULL) return -1;
     memset(slots, 0xff, capacity * sizeof(Py_ssize_t));
@@ -392,6 +407,10 @@ static Py_ssize_t code_column(const char *data, const int64_t *spans, Py_ssize_t
                 break;
             }
             slot = (slot + 1) & mask;
+            if (++probes > allowed) {
+                free(slots);
+                return -2;
+            }
         }
         if ((size_t)distinct * 2 > capacity) { /* keep the table at most half full */
             size_t grown_capacity = capacity * 2;
@@ -405,7 +424,14 @@ static Py_ssize_t code_column(const char *data, const int64_t *spans, Py_ssize_t
             for (Py_ssize_t i = 0; i < distinct; i++) {
                 const int64_t *first = &spans[2 * (firsts[i] * width + column)];
                 size_t at = (size_t)span_hash(data + first[0], first[1]) & mask;
-                while (grown[at] >= 0) at = (at + 1) & mask;
+                while (grown[at] >= 0) {
+                    at = (at + 1) & mask;
+                    if (++probes > allowed) {
+                        free(grown);
+                        free(slots);
+                        return -2;
+                    }
+                }
                 grown[at] = i;
             }
             free(slots);
@@ -430,8 +456,13 @@ static PyObject *distinct_texts(PyObject *module, PyObject *const *args, Py_ssiz
         return NULL;
     }
     width = PyLong_AsSsize_t(args[2]);
+    if (width == -1 && PyErr_Occurred()) return NULL;
     column = PyLong_AsSsize_t(args[3]);
-    if (PyErr_Occurred()) return NULL;
+    if (column == -1 && PyErr_Occurred()) return NULL;
+    if (width <= 0 || (size_t)width > (size_t)PY_SSIZE_T_MAX / (2 * sizeof(int64_t))) {
+        PyErr_SetString(PyExc_ValueError, "spans do not hold whole rows of this width, or no such column");
+        return NULL;
+    }
     if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0) return NULL;
     if (PyObject_GetBuffer(args[1], &spans, PyBUF_SIMPLE) < 0) {
         PyBuffer_Release(&data);
@@ -446,7 +477,8 @@ static PyObject *distinct_texts(PyObject *module, PyObject *const *args, Py_ssiz
         const int64_t *span = spans.buf;
         for (Py_ssize_t row = 0; row < rows; row++) { /* the column's every span inside the data */
             Py_ssize_t i = row * width + column;
-            if (span[2 * i] < 0 || span[2 * i + 1] < 0 || span[2 * i] + span[2 * i + 1] > data.len) {
+            if (span[2 * i] < 0 || span[2 * i + 1] < 0 || span[2 * i] > (int64_t)data.len ||
+                span[2 * i + 1] > (int64_t)data.len - span[2 * i]) {
                 PyErr_SetString(PyExc_ValueError, "a span lies outside the data");
                 goto done;
             }
@@ -461,6 +493,11 @@ static PyObject *distinct_texts(PyObject *module, PyObject *const *args, Py_ssiz
     Py_BEGIN_ALLOW_THREADS
     distinct = code_column(data.buf, spans.buf, rows, width, column, codes, firsts);
     Py_END_ALLOW_THREADS
+    if (distinct == -2) { /* texts that collide: the general path types them */
+        texts = Py_None;
+        Py_INCREF(texts);
+        goto done;
+    }
     if (distinct < 0) {
         PyErr_NoMemory();
         goto done;
@@ -572,8 +609,9 @@ static PyObject *string_rows(PyObject *module, PyObject *const *args, Py_ssize_t
     }
     columns = args[0];
     start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
     stop = PyLong_AsSsize_t(args[2]);
-    if (PyErr_Occurred()) return NULL;
+    if (stop == -1 && PyErr_Occurred()) return NULL;
     width = PyList_GET_SIZE(columns);
     if (width == 0 || start < 0 || stop < start) {
         PyErr_SetString(PyExc_ValueError, "string_rows needs one column or more and 0 <= start <= stop");

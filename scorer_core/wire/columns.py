@@ -162,6 +162,8 @@ def native_texts(column: Column, missing: frozenset[str]) -> np.ndarray | None:
         pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
     ):
         return None
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
     encoded = pc.dictionary_encode(pc.fill_null(column, "") if column.null_count else column)
     distinct = np.empty(len(encoded.dictionary), dtype=object)
     distinct[:] = [None if text in missing else text for text in encoded.dictionary.to_pylist()]

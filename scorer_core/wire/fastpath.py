@@ -26,6 +26,7 @@ hold the agreement.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -115,11 +116,39 @@ def _gaps_are_missing(decoded: _Decoded, column: int, gaps: np.ndarray, missing:
     return found is not None and all(is_missing(text, missing) for text in found[1])
 
 
-def _numbers(decoded: _Decoded, column: int, spec: Field, missing: frozenset[str]) -> np.ndarray | None:
-    """A number column, as the general path types it; None where only it can say."""
+@functools.lru_cache(maxsize=16)
+def _has_number_token(missing: frozenset[str]) -> bool:
+    """Whether a missing-value token parses as a number (``float``'s rules or numpy's)."""
+    for token in missing:
+        try:
+            float(token)
+            return True
+        except ValueError:
+            pass
+        try:
+            np.array([token]).astype(np.float64)
+            return True
+        except ValueError:
+            pass
+    return False
+
+
+def _numbers(
+    decoded: _Decoded, column: int, spec: Field, missing: frozenset[str], own_missing: bool
+) -> np.ndarray | None:
+    """A number column, as the general path types it; None where only it can say.
+
+    ``own_missing``: the model declared its missing-value tokens. With a cell that is no number,
+    the general path reads the column whole with numpy when every cell parses (a token such as
+    "inf" then is a number, not missing), else cell by cell (a number among the tokens, "-1",
+    then is missing too): a list with a token that parses as a number leaves such a column to
+    it. The default tokens parse as nothing but NaN.
+    """
     values = decoded.numbers[:, column]
     gaps = np.flatnonzero(np.isnan(values))
-    if gaps.size and not _gaps_are_missing(decoded, column, gaps, missing):
+    if gaps.size and (
+        (own_missing and _has_number_token(missing)) or not _gaps_are_missing(decoded, column, gaps, missing)
+    ):
         return None
     if spec.data_type in _FLOATS:
         with np.errstate(over="ignore"):  # beyond float32's range is inf, as on the general path
@@ -174,7 +203,7 @@ def native_frame(
         if spec.data_type is DataType.STR:
             typed = _texts(decoded, column, text_missing)
         else:
-            typed = _numbers(decoded, column, spec, number_missing)
+            typed = _numbers(decoded, column, spec, number_missing, missing_values is not None)
         if typed is None:
             return None
         columns[spec.name] = typed

@@ -233,22 +233,25 @@ static enum outcome decode(const char *base, const char *p, Py_ssize_t size, int
             double *value;
             if (p >= end || *p != '"') REFUSE();
             text = ++p;
-            while (p < end && *p != '"') {
-                unsigned char c = (unsigned char)*p;
-                if (c == '\\' || c < 0x20) REFUSE();
-                if (c > 127) cells->non_ascii = 1;
-                p++;
-            }
-            if (p >= end) REFUSE();
             if (cells->count == cells->capacity && cells_grow(cells, spans) < 0) return NO_MEMORY;
             value = &cells->values[cells->count];
-            number = number_end(text, p);
-            if (number == p) {
+            /* A number is read where it lies and must end at the closing quote: one pass over
+             * its digits (then one to convert them), as most cells of most bodies are numbers. */
+            number = number_end(text, end);
+            if (number != NULL && number < end && *number == '"') {
+                p = number;
                 if (!fast_double(text, p, value)) {
                     *value = to_double(text, (size_t)(p - text), &failed);
                     if (failed) return NO_MEMORY;
                 }
             } else if (spans) {
+                while (p < end && *p != '"') {
+                    unsigned char c = (unsigned char)*p;
+                    if (c == '\\' || c < 0x20) REFUSE();
+                    if (c > 127) cells->non_ascii = 1;
+                    p++;
+                }
+                if (p >= end) REFUSE();
                 *value = Py_NAN;
             } else {
                 REFUSE();

@@ -22,21 +22,31 @@ from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers,
 JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
-def reference(text: str) -> tuple[bytes, int, int] | None:
+def cells_reference(text: str) -> tuple[np.ndarray, list[list[str]]] | None:
+    """What ``quoted_cells`` must give for ``text``: each cell's double (NaN for a text that is
+    no JSON number) and its text; None for what it must refuse."""
     if "\\" in text:
         return None  # an escape inside a string: refused, whatever it decodes to
-    try:
+    try:  # strict, as json.loads is by default: a control character inside a string is refused
         rows = json.loads(text, parse_constant=lambda name: {"constant": name})
     except ValueError:
         return None
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
         return None
-    if len({len(r) for r in rows}) != 1:
+    if len({len(r) for r in rows}) != 1 or not all(isinstance(c, str) for r in rows for c in r):
         return None
-    if not all(isinstance(c, str) and JSON_NUMBER.fullmatch(c) for r in rows for c in r):
+    values = np.array([[float(c) if JSON_NUMBER.fullmatch(c) else np.nan for c in r] for r in rows])
+    return values, rows
+
+
+def reference(text: str) -> tuple[bytes, int, int] | None:
+    """What ``quoted_numbers`` must give: ``cells_reference``'s values when every cell is a
+    number."""
+    found = cells_reference(text)
+    if found is None or np.isnan(found[0]).any():
         return None
-    values = np.array([[float(c) for c in r] for r in rows], dtype=np.float64)
-    return values.tobytes(), len(rows), len(rows[0])
+    values = found[0]
+    return values.tobytes(), values.shape[0], values.shape[1]
 
 
 valid_numbers = st.one_of(
@@ -113,25 +123,6 @@ def test_the_native_decoder_accepts_exactly_the_reference_shape_with_its_values(
         assert data[got[3] - 1 : got[3]] == b"]"
         assert got[1:3] == expected[1:]
         assert got[0] == expected[0], (np.frombuffer(got[0]), np.frombuffer(expected[0]))
-
-
-def cells_reference(text: str) -> tuple[np.ndarray, list[list[str]]] | None:
-    """What ``quoted_cells`` must give for ``text``: each cell's double (NaN for a text that is
-    no JSON number) and its text; None for what it must refuse."""
-    if "\\" in text:
-        return None  # an escape inside a string: refused, whatever it decodes to
-    try:
-        rows = json.loads(
-            text, parse_constant=lambda name: {"constant": name}
-        )  # strict: no control characters
-    except ValueError:
-        return None
-    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
-        return None
-    if len({len(r) for r in rows}) != 1 or not all(isinstance(c, str) for r in rows for c in r):
-        return None
-    values = np.array([[float(c) if JSON_NUMBER.fullmatch(c) else np.nan for c in r] for r in rows])
-    return values, rows
 
 
 @settings(max_examples=1500, deadline=None)

@@ -29,7 +29,9 @@ __all__ = [
     "format_column",
     "format_scalar",
     "is_missing",
+    "missing_tokens",
     "shortened",
+    "texts_by_codes",
 ]
 
 #: Cells read as missing in non-string columns unless the runtime declares its own list.
@@ -110,15 +112,31 @@ def _float_matrix(
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def missing_tokens(data_type: DataType, missing_values: frozenset[str] | None) -> frozenset[str]:
+    """The cells read as missing in a column of ``data_type``: the model's own list when it
+    declares one, else the defaults (only the empty string in a string column)."""
+    if missing_values is not None:
+        return missing_values
+    return STRING_MISSING_VALUES if data_type is DataType.STR else DEFAULT_MISSING_VALUES
+
+
+def texts_by_codes(texts: Sequence[str], codes: np.ndarray, missing: frozenset[str]) -> np.ndarray:
+    """A string column from its distinct texts and each cell's code into them, typed as
+    ``convert_column`` types the same cells (a missing-value token None): one object per
+    distinct text, however many cells hold it."""
+    distinct = np.empty(len(texts), dtype=object)
+    distinct[:] = [None if text in missing else text for text in texts]
+    return distinct[codes]  # type: ignore[no-any-return]
+
+
 def convert_column(
     values: Sequence[Any], spec: Field, missing_values: frozenset[str] | None = None
 ) -> np.ndarray:
     """One column of cells converted to the numpy dtype ``spec.data_type`` maps to."""
     data_type = spec.data_type
+    missing = missing_tokens(data_type, missing_values)
     if data_type is DataType.STR:
-        missing = STRING_MISSING_VALUES if missing_values is None else missing_values
         return _to_str(values, spec, missing)
-    missing = DEFAULT_MISSING_VALUES if missing_values is None else missing_values
     if data_type in (DataType.FLOAT32, DataType.FLOAT64):
         return _to_float(values, spec, missing)
     if data_type in (DataType.INT32, DataType.INT64):

@@ -23,9 +23,10 @@ from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
 from scorer_core.wire.cells import (
     DEFAULT_MISSING_VALUES,
-    STRING_MISSING_VALUES,
     convert_column,
     format_scalar,
+    missing_tokens,
+    texts_by_codes,
 )
 
 __all__ = ["Column", "ColumnRows", "cell_of", "cells", "frame_of_columns", "native_floats", "native_texts"]
@@ -137,9 +138,7 @@ def frame_of_columns(
         if spec.data_type in (DataType.FLOAT32, DataType.FLOAT64) and missing_values is None:
             native = native_floats(column)
         elif spec.data_type is DataType.STR:
-            typed_texts = native_texts(
-                column, STRING_MISSING_VALUES if missing_values is None else missing_values
-            )
+            typed_texts = native_texts(column, missing_tokens(DataType.STR, missing_values))
             if typed_texts is not None:
                 typed[spec.name] = typed_texts
                 continue
@@ -165,9 +164,9 @@ def native_texts(column: Column, missing: frozenset[str]) -> np.ndarray | None:
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     encoded = pc.dictionary_encode(pc.fill_null(column, "") if column.null_count else column)
-    distinct = np.empty(len(encoded.dictionary), dtype=object)
-    distinct[:] = [None if text in missing else text for text in encoded.dictionary.to_pylist()]
-    return distinct[encoded.indices.to_numpy(zero_copy_only=False)]  # type: ignore[no-any-return]
+    return texts_by_codes(
+        encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False), missing
+    )
 
 
 def native_floats(column: Column) -> np.ndarray | None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field, ModelSchema
-from scorer_core.wire.cells import DEFAULT_MISSING_VALUES, STRING_MISSING_VALUES, is_missing
+from scorer_core.wire.cells import is_missing, missing_tokens, texts_by_codes
 from scorer_core.wire.contract import ScoreRequest
 from scorer_core.wire.deadline import checkpoint
 from scorer_core.wire.rows_array import envelope, rows_start
@@ -102,9 +102,7 @@ def _texts(decoded: _Decoded, column: int, missing: frozenset[str]) -> np.ndarra
     if found is None:
         return None
     codes, texts = found
-    distinct = np.empty(len(texts), dtype=object)
-    distinct[:] = [None if text in missing else text for text in texts]
-    return distinct[np.frombuffer(codes, dtype=np.int32)]
+    return texts_by_codes(texts, np.frombuffer(codes, dtype=np.int32), missing)
 
 
 def _gaps_are_missing(decoded: _Decoded, column: int, gaps: np.ndarray, missing: frozenset[str]) -> bool:
@@ -193,17 +191,16 @@ def native_frame(
     if request.includeFieldsInOutput or decoded.width != len(fields) or len(set(fields)) != len(fields):
         return None
     position = {name: i for i, name in enumerate(fields)}
-    number_missing = DEFAULT_MISSING_VALUES if missing_values is None else missing_values
-    text_missing = STRING_MISSING_VALUES if missing_values is None else missing_values
     columns: dict[str, np.ndarray] = {}
     for spec in inputs:
         if spec.name not in position:
             return None
         column = position[spec.name]
+        missing = missing_tokens(spec.data_type, missing_values)
         if spec.data_type is DataType.STR:
-            typed = _texts(decoded, column, text_missing)
+            typed = _texts(decoded, column, missing)
         else:
-            typed = _numbers(decoded, column, spec, number_missing, missing_values is not None)
+            typed = _numbers(decoded, column, spec, missing, missing_values is not None)
         if typed is None:
             return None
         columns[spec.name] = typed

@@ -21,6 +21,7 @@ from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.isolation import BatchReport, Outcome, Settle, WorkerCrash
 from scorer_core.execution.merging import BatchKey, batch_key
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.timeouts import within
 
 __all__ = ["Batcher", "Execute", "Observe"]
 
@@ -136,9 +137,7 @@ class Batcher:
         remaining = oldest.enqueued + self.max_wait - time.perf_counter()
         if remaining > 0 and self._rows_for(oldest.key) < self.max_rows:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    wakeup.wait_for(lambda: self._rows_for(oldest.key) >= self.max_rows), remaining
-                )
+                await within(wakeup.wait_for(lambda: self._rows_for(oldest.key) >= self.max_rows), remaining)
 
     async def _run(self, batch: list[_Pending]) -> None:
         self.batches_sent += 1

@@ -5,12 +5,12 @@ HTTP's part of a request only; what the body means is checked in ``service/tasks
 
 from __future__ import annotations
 
-import asyncio
 import zlib
 
 from starlette.requests import Request
 
 from scorer_core.errors import InvalidRequest
+from scorer_core.execution.timeouts import within
 
 __all__ = ["BodyTimeout", "BodyTooLarge", "UnsupportedMediaType", "check_content_type", "read_body"]
 
@@ -96,7 +96,7 @@ async def read_body(request: Request, limit: int, timeout: float, *, expected: s
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(limit)
     try:
-        body = await asyncio.wait_for(_read_within(request, limit), timeout)
+        body = await within(_read_within(request, limit), timeout)
     except TimeoutError:
         raise BodyTimeout(timeout) from None
     if not body:

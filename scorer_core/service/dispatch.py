@@ -18,6 +18,7 @@ from scorer_core.execution.executors import Executor
 from scorer_core.execution.failures import FailurePacer
 from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.timeouts import within
 from scorer_core.wire.deadline import DeadlinePassed, working_until
 
 __all__ = ["BatchObserver", "Dispatcher"]
@@ -67,7 +68,7 @@ class Dispatcher:
             task = dataclasses.replace(task, deadline=self.deadline())
         assert task.deadline is not None
         try:
-            return await asyncio.wait_for(self.batcher.submit(task), task.deadline - time.monotonic())
+            return await within(self.batcher.submit(task), task.deadline - time.monotonic())
         except TimeoutError:
             raise self.timeout() from None
 

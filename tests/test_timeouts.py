@@ -1,0 +1,93 @@
+"""``execution.timeouts.within``: what ``asyncio.wait_for`` did for the request path, cheaper."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+
+import pytest
+
+from scorer_core.execution.timeouts import within
+
+
+def test_the_result_comes_back_when_in_time() -> None:
+    async def main() -> str:
+        async def work() -> str:
+            await asyncio.sleep(0)
+            return "done"
+
+        return await within(work(), 5)
+
+    assert asyncio.run(main()) == "done"
+
+
+def test_past_the_limit_the_work_is_cancelled_where_it_waits_and_timeout_error_raised() -> None:
+    seen: list[str] = []
+
+    async def main() -> None:
+        async def work() -> None:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                seen.append("cancelled")
+                raise
+
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await within(work(), 0.05)
+        assert asyncio.get_running_loop().time() - started < 5
+        # The caller's task is not left cancelled: it goes on awaiting.
+        await asyncio.sleep(0)
+        seen.append("after")
+
+    asyncio.run(main())
+    assert seen == ["cancelled", "after"]
+
+
+@pytest.mark.parametrize("seconds", [0, -1.5])
+def test_with_no_time_left_the_work_never_starts(seconds: float) -> None:
+    started: list[bool] = []
+
+    async def main() -> None:
+        async def work() -> None:
+            started.append(True)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a coroutine never awaited would warn
+            with pytest.raises(TimeoutError):
+                await within(work(), seconds)
+
+    asyncio.run(main())
+    assert started == []
+
+
+def test_a_future_is_awaited_and_cancelled_at_the_limit() -> None:
+    async def main() -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        with pytest.raises(TimeoutError):
+            await within(future, 0.01)
+        return future
+
+    assert asyncio.run(main()).cancelled()
+
+
+def test_the_callers_own_cancellation_stays_a_cancellation() -> None:
+    async def main() -> None:
+        task = asyncio.ensure_future(within(asyncio.sleep(10), 5))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_an_error_of_the_work_is_raised_as_it_is() -> None:
+    async def main() -> None:
+        async def work() -> None:
+            raise ValueError("the work's own")
+
+        with pytest.raises(ValueError, match="the work's own"):
+            await within(work(), 5)
+
+    asyncio.run(main())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
 from scorer_core.wire.columns import ColumnRows, cell_of
 from scorer_core.wire.deadline import checkpoint
+from scorer_core.wire.ids import random_uuid
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
 
@@ -51,7 +51,7 @@ def score_body(
     names = list(request.copied_fields)
     if request.generated_id is not None:
         names.append(request.generated_id)
-        columns.append([str(uuid.uuid4()) for _ in range(n)])
+        columns.append([random_uuid() for _ in range(n)])
     names.extend(outputs)
     columns.extend(map(_column_cells, outputs.values()))
     body: dict[str, Any] = {"id": model_id}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 import struct
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -33,6 +32,7 @@ from scorer_core.schema import DataType, Field
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import convert_column, echoed, shortened
 from scorer_core.wire.columns import cell_of
+from scorer_core.wire.ids import random_uuid
 
 __all__ = [
     "DATATYPE_OF",
@@ -164,7 +164,7 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
         )
     check_unique_inputs(inputs)
     return InferRequest(
-        id=request_id if request_id is not None else str(uuid.uuid4()),
+        id=request_id if request_id is not None else random_uuid(),
         inputs=tuple(inputs),
         outputs=_requested_outputs(data.get("outputs"), parameters),
         binary_outputs=parameters.get("binary_data_output") is True,

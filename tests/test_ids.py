@@ -1,4 +1,4 @@
-"""``wire.ids.random_uuid``: ids in UUID version 4's form, with no system call per id."""
+"""``config.ids.random_uuid``: ids in UUID version 4's form, with no system call per id."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from scorer_core.wire.ids import random_uuid
+from scorer_core.config.ids import random_uuid
 
 
 def test_each_id_is_a_version_4_uuid_written_as_uuid_writes_it() -> None:

@@ -26,13 +26,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import orjson
 
+from scorer_core.config.ids import random_uuid
 from scorer_core.errors import InvalidRequest, ModelError
 from scorer_core.frame import Frame
 from scorer_core.schema import DataType, Field
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import convert_column, echoed, shortened
 from scorer_core.wire.columns import cell_of
-from scorer_core.wire.ids import random_uuid
 
 __all__ = [
     "DATATYPE_OF",

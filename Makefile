@@ -28,13 +28,15 @@ pip_with_progress = $(BIN)/python -m pip install --disable-pip-version-check --p
 EDITABLE := --config-settings editable_mode=strict
 
 # An install is redone only when something it reads has changed: a project's pyproject.toml, the
-# native decoder's source, this Makefile, or the set of module files (strict editable installs
+# native modules' sources, this Makefile, or the set of module files (strict editable installs
 # link each module, so a new or removed one needs a reinstall; an edited one does not).
 STAMP_SERVE := $(VENV)/.installed-serve
 STAMP_ALL := $(VENV)/.installed-all
 STAMP_TEST := $(VENV)/.installed-test
 MODULE_LIST := $(VENV)/.module-list
-INSTALL_INPUTS := Makefile pyproject.toml scorer_core/wire/_rows.c $(MODULE_LIST) \
+# The native modules' C sources (the rows decoder, the tensor reader).
+NATIVE_SOURCES := $(wildcard scorer_core/wire/*.c)
+INSTALL_INPUTS := Makefile pyproject.toml $(NATIVE_SOURCES) $(MODULE_LIST) \
 	$(addsuffix /pyproject.toml,$(PLUGINS) $(INTEGRATIONS))
 
 .PHONY: serve test test-fast install install-all install-test bench peer-mlserver peer-kserve FORCE

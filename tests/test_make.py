@@ -87,6 +87,10 @@ def test_an_install_is_skipped_until_something_it_reads_changes(tmp_path):
     assert len(make(checkout, "install")) == 1
     (checkout / "scorer_core/wire/_rows.c").write_text("/* changed */\n")  # the native decoder rebuilt
     assert len(make(checkout, "install")) == 1
+    time.sleep(0.01)  # newer than the install's stamp by more than the clock's tick
+    (checkout / "scorer_core/wire/_tensors.c").write_text("")  # a native module of its own
+    assert len(make(checkout, "install")) == 1
+    assert make(checkout, "install") == []
 
 
 def test_install_output_shows_progress_and_a_failure_shows_pips_own_words(tmp_path):
@@ -107,7 +111,7 @@ def test_install_output_shows_progress_and_a_failure_shows_pips_own_words(tmp_pa
 def test_the_native_decoder_is_built_at_install_not_tracked():
     tracked = subprocess.run(["git", "ls-files", "scorer_core/wire"], cwd=ROOT, capture_output=True, text=True)
     assert tracked.returncode == 0
-    assert "_rows.c" in tracked.stdout
+    assert "_rows.c" in tracked.stdout and "_tensors.c" in tracked.stdout
     assert ".so" not in tracked.stdout
     assert "scorer_core/wire/*.so" in (ROOT / ".gitignore").read_text()
 

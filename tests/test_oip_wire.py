@@ -10,6 +10,8 @@ import struct
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scorer_core.errors import InvalidRequest
 from scorer_core.frame import Frame
@@ -71,13 +73,22 @@ def test_binary_inputs_after_the_json_header():
         {
             "inputs": [
                 {"name": "city", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": 16}},
-                {"name": "rooms", "datatype": "INT32", "shape": [2, 1], "parameters": {"binary_data_size": 8}},
+                {
+                    "name": "rooms",
+                    "datatype": "INT32",
+                    "shape": [2, 1],
+                    "parameters": {"binary_data_size": 8},
+                },
                 {"name": "area", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}},
                 _input("new", "BOOL", [False, True]),
             ]
         }
     )
-    blob = _bytes_blob(["Oslo", "Rome"]) + np.array([3, 4], "<i4").tobytes() + np.array([1.5, 2], "<f4").tobytes()
+    blob = (
+        _bytes_blob(["Oslo", "Rome"])
+        + np.array([3, 4], "<i4").tobytes()
+        + np.array([1.5, 2], "<f4").tobytes()
+    )
     frame = frame_of(parse_infer(header + blob, str(len(header))), INPUTS, None)
     assert frame["city"].tolist() == ["Oslo", "Rome"]
     assert frame["rooms"].tolist() == [3, 4] and frame["rooms"].dtype == np.int64
@@ -97,7 +108,9 @@ def test_binary_inputs_after_the_json_header():
             "needs an Inference-Header-Content-Length header",
         ),
         (
-            _body({"name": "rooms", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 8}}),
+            _body(
+                {"name": "rooms", "datatype": "INT64", "shape": [2], "parameters": {"binary_data_size": 8}}
+            ),
             "__header__",
             "bytes of binary data are left",
         ),
@@ -113,7 +126,11 @@ def test_binary_inputs_after_the_json_header():
             "__header__",
             "declares 2 FP64 elements (16 bytes)",
         ),
-        (_body(_input("a", "FP64", [1.0]), _input("b", "FP64", [1.0])) + b"extra", "__header__", "no input's"),
+        (
+            _body(_input("a", "FP64", [1.0]), _input("b", "FP64", [1.0])) + b"extra",
+            "__header__",
+            "no input's",
+        ),
         (_body(_input("rooms", "INT8", [1000])), None, "beyond INT8's range"),
         (_body(_input("rooms", "INT64", [True])), None, "is True, not INT64"),
         (_body(_input("city", "BYTES", [1])), None, "is 1, not BYTES (a string)"),
@@ -202,7 +219,10 @@ def test_a_small_request_keeps_its_cells_for_its_batch_and_they_type_to_the_same
 
 
 PLAIN_BODIES = [
-    [_input("city", "BYTES", ["Oslo", None], parameters={"content_type": "str"}), _input("area", "FP64", [1.5, None])],
+    [
+        _input("city", "BYTES", ["Oslo", None], parameters={"content_type": "str"}),
+        _input("area", "FP64", [1.5, None]),
+    ],
     [_input("rooms", "INT64", [3, None], shape=[2, 1]), _input("new", "BOOL", [True, None])],
     [_input("area", "FP32", [1, 2.5]), _input("x", "FP64", [])],
 ]
@@ -221,7 +241,8 @@ def test_the_plain_path_reads_common_inputs_exactly_as_the_careful_path(inputs):
     from scorer_core.wire.oip import _plain_tensors, _tensor
 
     careful = [_tensor(raw, i, b"", 0)[0] for i, raw in enumerate(orjson.loads(orjson.dumps(inputs)))]
-    assert _plain_tensors(orjson.loads(orjson.dumps(inputs))) == careful
+    assert _comparable(_plain_tensors(orjson.loads(orjson.dumps(inputs)))) == _comparable(careful)
+    assert _comparable(reference_plain_tensors(orjson.loads(orjson.dumps(inputs)))) == _comparable(careful)
 
 
 @pytest.mark.parametrize("inputs", CAREFUL_ONLY)
@@ -229,6 +250,137 @@ def test_anything_else_is_left_to_the_careful_path(inputs):
     from scorer_core.wire.oip import _plain_tensors
 
     assert _plain_tensors(orjson.loads(orjson.dumps(inputs))) is None
+    assert reference_plain_tensors(orjson.loads(orjson.dumps(inputs))) is None
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_PLAIN = {
+    "FP64": frozenset({float, int, type(None)}),
+    "FP32": frozenset({float, int, type(None)}),
+    "INT64": frozenset({int, type(None)}),
+    "BYTES": frozenset({str, type(None)}),
+    "BOOL": frozenset({bool, type(None)}),
+}
+
+
+def reference_plain_tensors(raw_inputs):
+    """What wire/_tensors.c's plain_tensors does, in Python: the native reader must agree."""
+    from scorer_core.wire.oip import Tensor
+
+    tensors = []
+    missing = type(None)
+    for raw in raw_inputs:
+        if type(raw) is not dict:
+            return None
+        parameters = raw.get("parameters")
+        if parameters is not None and (type(parameters) is not dict or "binary_data_size" in parameters):
+            return None
+        name, datatype, shape, data = (raw.get(k) for k in ("name", "datatype", "shape", "data"))
+        allowed = _PLAIN.get(datatype) if type(datatype) is str else None
+        if allowed is None or type(name) is not str or not name or type(data) is not list:
+            return None
+        if type(shape) is not list or not (
+            len(shape) == 1 or (len(shape) == 2 and type(shape[1]) is int and shape[1] == 1)
+        ):
+            return None
+        count = shape[0]
+        if type(count) is not int or len(data) != count or (data and type(data[0]) is list):
+            return None
+        found = set(map(type, data))
+        if not found <= allowed:
+            return None
+        if datatype == "INT64" and data:
+            present = [v for v in data if v is not None] if missing in found else data
+            if present and (min(present) < _INT64_MIN or max(present) > _INT64_MAX):
+                return None
+        if missing in found and datatype[0] == "F":
+            data = [math.nan if v is None else v for v in data]
+        tensors.append(Tensor(name, datatype, tuple(shape), data))
+    return tensors
+
+
+def _comparable(tensors):
+    """Tensors with NaN written out: NaN equals nothing, not even itself."""
+    if tensors is None:
+        return None
+    return [(type(t).__name__, t.name, t.datatype, t.shape, repr(t.values)) for t in tensors]
+
+
+_ELEMENTS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=3),
+    st.lists(st.integers(), max_size=2),
+)
+_RAW_INPUT = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.one_of(st.sampled_from(["a", "b", ""]), st.integers()),
+        "datatype": st.sampled_from(["FP64", "FP32", "INT64", "BYTES", "BOOL", "INT32", "fp64", 7]),
+        "shape": st.one_of(
+            st.lists(st.integers(min_value=-2, max_value=2**64), min_size=1, max_size=3),
+            st.lists(st.one_of(st.booleans(), st.floats(), st.none()), min_size=1, max_size=2),
+            st.just(2),
+        ),
+        "data": st.one_of(st.lists(_ELEMENTS, max_size=3), st.just("x")),
+        "parameters": st.one_of(
+            st.none(),
+            st.just({}),
+            st.just({"binary_data_size": 8}),
+            st.just({"content_type": "str"}),
+            st.just([]),
+        ),
+    },
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.one_of(_RAW_INPUT, st.integers(), st.none()), min_size=1, max_size=3))
+def test_the_native_reader_agrees_with_the_reference_on_any_inputs(raw_inputs):
+    from scorer_core.wire.oip import _plain_tensors
+
+    assert _comparable(_plain_tensors(raw_inputs)) == _comparable(reference_plain_tensors(raw_inputs))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data())
+def test_the_native_reader_agrees_on_well_formed_columns(data):
+    """Inputs that mostly are plain, so that both paths build tensors, not only refuse."""
+    from scorer_core.wire.oip import _plain_tensors
+
+    elements = {
+        "FP64": st.one_of(
+            st.floats(allow_nan=False), st.integers(min_value=-(2**64), max_value=2**64), st.none()
+        ),
+        "FP32": st.one_of(st.floats(allow_nan=False), st.none()),
+        "INT64": st.one_of(st.integers(min_value=-(2**64), max_value=2**64), st.none()),
+        "BYTES": st.one_of(st.text(max_size=4), st.none()),
+        "BOOL": st.one_of(st.booleans(), st.none()),
+    }
+    raw_inputs = []
+    for i in range(data.draw(st.integers(min_value=1, max_value=4))):
+        datatype = data.draw(st.sampled_from(sorted(elements)))
+        values = data.draw(st.lists(elements[datatype], max_size=4))
+        shape = data.draw(st.sampled_from([[len(values)], [len(values), 1]]))
+        raw_inputs.append({"name": f"f{i}", "datatype": datatype, "shape": shape, "data": values})
+    native = _plain_tensors(raw_inputs)
+    assert _comparable(native) == _comparable(reference_plain_tensors(raw_inputs))
+    if native is not None:  # the request's own list, but a copy where NaN was put in
+        for tensor, raw in zip(native, raw_inputs, strict=True):
+            copied = tensor.datatype.startswith("FP") and None in raw["data"]
+            assert (tensor.values is raw["data"]) is not copied
+
+
+def test_the_native_reader_refuses_wrong_arguments():
+    from scorer_core.wire._tensors import plain_tensors
+
+    with pytest.raises(TypeError):
+        plain_tensors((), tuple)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        plain_tensors([], dict)  # type: ignore[type-var]
+    assert plain_tensors([], tuple) == []
 
 
 @pytest.mark.parametrize(
@@ -243,9 +395,17 @@ def test_anything_else_is_left_to_the_careful_path(inputs):
         (_wide(_input("x", "FP64", [1.0], shape=[1, True])), None, "a shape is an array"),
         (_wide(_input("x", "UINT64", [-1])), None, "beyond UINT64's range"),
         (_wide(_input("x", "INT64", [2**63])), None, "beyond INT64's range"),
-        (_wide(_input("x", "FP64", [[5.1, 3.5], [1.4, 0.2, 1, 1]], shape=[2, 3])), None, "nested, but not as"),
+        (
+            _wide(_input("x", "FP64", [[5.1, 3.5], [1.4, 0.2, 1, 1]], shape=[2, 3])),
+            None,
+            "nested, but not as",
+        ),
         (_wide(_input("x", "FP64", [[[1.0]], [[2.0]]], shape=[2, 1])), None, "nested deeper than its shape"),
-        (_wide(_input("x", "FP64", [1.0]), outputs=[{"name": "y"}, {"name": "y"}]), None, "'y' is requested twice"),
+        (
+            _wide(_input("x", "FP64", [1.0]), outputs=[{"name": "y"}, {"name": "y"}]),
+            None,
+            "'y' is requested twice",
+        ),
         (
             _wide(_input("x", "FP64", [1.0]), outputs=[{"name": "y", "parameters": {"binary_data": "yes"}}]),
             None,

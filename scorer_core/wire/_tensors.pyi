@@ -1,0 +1,5 @@
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound=tuple[Any, ...])
+
+def plain_tensors(raw_inputs: list[Any], tensor_type: type[T], /) -> list[T] | None: ...

@@ -469,18 +469,21 @@ def rows_of(
 def _one_row(request: InferRequest, inputs: Sequence[Field]) -> tuple[Any, ...] | None:
     """The single row of the commonest request, one JSON element per field, in the model's input
     order; ``None`` for any other request, which ``_columns`` reads (and checks) in full."""
-    by_name = {tensor.name: tensor.values for tensor in request.inputs}
-    try:
-        values = [by_name[spec.name] for spec in inputs]
-    except KeyError:
-        return None
-    if not all(type(v) is list and len(v) == 1 for v in values):
-        return None
+    tensors = request.inputs
     # Each one element: its shape is [1] or [1, 1], as parse_infer checked the count against it.
-    shapes = {tensor.shape for tensor in request.inputs if tensor.name in by_name}
-    if not shapes <= {(1,), (1, 1)}:
+    if not {tensor.shape for tensor in tensors} <= _ONE_ROW_SHAPES:
         return None
-    return tuple(v[0] for v in values)
+    by_name = {tensor.name: tensor.values for tensor in tensors}
+    row = []
+    for spec in inputs:
+        values = by_name.get(spec.name)
+        if type(values) is not list or len(values) != 1:
+            return None  # absent, or binary data (an array): the careful path reads it
+        row.append(values[0])
+    return tuple(row)
+
+
+_ONE_ROW_SHAPES = frozenset({(1,), (1, 1)})
 
 
 def frame_of(request: InferRequest, inputs: Sequence[Field], missing: frozenset[str] | None) -> Frame:

@@ -31,13 +31,27 @@ def test_ids_do_not_repeat_and_every_random_digit_varies() -> None:
     assert {text[19] for text in ids} == set("89ab")
 
 
-def test_no_system_call_reads_the_kernels_random_source_per_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    # os.urandom releases the GIL around getrandom(2): the very hand-off the module avoids.
-    def refuse(size: int) -> bytes:
-        raise AssertionError("os.urandom was called")
+def test_the_kernels_random_source_is_read_once_per_256_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # os.urandom releases the GIL around getrandom(2): the hand-off the module makes rare.
+    calls: list[int] = []
+    real = os.urandom
 
-    monkeypatch.setattr(os, "urandom", refuse)
-    assert len({random_uuid() for _ in range(1000)}) == 1000
+    def counted(size: int) -> bytes:
+        calls.append(size)
+        return real(size)
+
+    monkeypatch.setattr(os, "urandom", counted)
+    assert len({random_uuid() for _ in range(2560)}) == 2560
+    assert 10 <= len(calls) <= 11 and set(calls) == {16 * 256}
+
+
+def test_ids_come_from_the_kernels_random_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not from a seeded generator, whose state a client could recover from the ids it sees."""
+    from scorer_core.config import ids
+
+    monkeypatch.setattr(ids, "_unused", [])
+    monkeypatch.setattr(os, "urandom", lambda size: bytes(range(16)) * (size // 16))
+    assert random_uuid() == str(uuid.UUID(bytes=bytes(range(16)), version=4))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="fork: Linux")

@@ -1,4 +1,4 @@
-"""Random ids in UUID version 4's form, made without a system call.
+"""Random ids in UUID version 4's form, without a system call per id.
 
 Why: ``uuid.uuid4()`` reads ``os.urandom``, and CPython releases the GIL around that
 ``getrandom(2)``. On a loaded server the model thread takes the GIL at that moment, and the event
@@ -8,18 +8,21 @@ Inference Protocol request without an ``id``, and one for every row of an H2O an
 Protocol request made 15.8 futex calls (GIL hand-offs) and one ``getrandom``; with these ids,
 11.3 and none, as an H2O request (11.8).
 
-The ids have to be unique, not secret: nothing is authorised by one. A generator seeded from
-``os.urandom`` once per process, and again in a forked child, gives the same 122 random bits.
+The bits still come from ``os.urandom``, so an id cannot be guessed from others (a seeded
+generator's can: 400 ids of one answer gave its state away), but 256 ids' worth at a time: one
+system call per 256 ids. A forked child drops what its parent had drawn.
 """
 
 from __future__ import annotations
 
 import os
-import random
 
 __all__ = ["random_uuid"]
 
-_random = random.Random()  # seeded from os.urandom
+#: Ids drawn from the kernel in one system call.
+_DRAWN = 256
+#: Bits drawn and not yet given (list.pop is atomic: threads never get the same bits).
+_unused: list[int] = []
 
 #: UUID version 4 (the 4 bits at 76-79) and RFC 4122's variant (the 2 bits at 62-63).
 _CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -28,13 +31,15 @@ _SET = (0x4 << 76) | (0x2 << 62)
 
 def random_uuid() -> str:
     """A random UUID (version 4), as ``str(uuid.uuid4())`` writes one."""
-    text = "%032x" % (_random.getrandbits(128) & _CLEAR | _SET)
+    try:
+        bits = _unused.pop()
+    except IndexError:
+        drawn = os.urandom(16 * _DRAWN)
+        _unused.extend(int.from_bytes(drawn[i : i + 16], "big") for i in range(0, len(drawn), 16))
+        bits = _unused.pop()
+    text = "%032x" % (bits & _CLEAR | _SET)
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def _reseed() -> None:
-    """A forked child (a Ray replica, a forking process manager) must not repeat its parent's ids."""
-    _random.seed()
-
-
-os.register_at_fork(after_in_child=_reseed)
+# A forked child (a Ray replica, a forking process manager) must not give its parent's ids again.
+os.register_at_fork(after_in_child=_unused.clear)

@@ -61,6 +61,16 @@ def test_with_no_time_left_the_work_never_starts(seconds: float) -> None:
     assert started == []
 
 
+def test_with_no_time_left_a_future_is_cancelled_as_wait_for_does() -> None:
+    async def main() -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        with pytest.raises(TimeoutError):
+            await within(future, 0)
+        return future
+
+    assert asyncio.run(main()).cancelled()
+
+
 def test_a_future_is_awaited_and_cancelled_at_the_limit() -> None:
     async def main() -> asyncio.Future[int]:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()

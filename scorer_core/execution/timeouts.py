@@ -29,6 +29,8 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     if seconds <= 0:
         if inspect.iscoroutine(awaitable):
             awaitable.close()  # never started: no "was never awaited" warning
+        elif asyncio.isfuture(awaitable):
+            awaitable.cancel()  # as wait_for cancels what it gave up on
         raise TimeoutError
     if _timeout is None:
         try:

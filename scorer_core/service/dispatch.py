@@ -79,7 +79,7 @@ class Dispatcher:
         deadline (between pieces of a body, chunks of an answer), and its answer is dropped."""
         with working_until(deadline):  # the thread runs in a copy of this context
             try:
-                return await asyncio.wait_for(asyncio.to_thread(work), deadline - time.monotonic())
+                return await within(asyncio.to_thread(work), deadline - time.monotonic())
             except (TimeoutError, DeadlinePassed):
                 raise self.timeout() from None
 

@@ -24,6 +24,7 @@ from scorer_core.errors import ScorerError
 from scorer_core.execution.executors import Executor
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringResult, ScoringTask
+from scorer_core.execution.timeouts import within
 from scorer_core.service.admission import Admission
 from scorer_core.service.dispatch import BatchObserver, Dispatcher
 from scorer_core.service.scored import ScoredRequest, current_arrival
@@ -140,7 +141,7 @@ class DataPlane:
         if lane is None:
             return True
         try:
-            await asyncio.wait_for(lane.idle.wait(), timeout)
+            await within(lane.idle.wait(), timeout)
             drained = True
         except TimeoutError:
             drained = False

@@ -34,6 +34,7 @@ from scorer_core.errors import NotReady, ScorerError
 from scorer_core.execution.executors import Executor, start_executor
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.scoring import ScoringTask
+from scorer_core.execution.timeouts import within
 from scorer_core.schema import Field
 from scorer_core.service.host import ModelHost
 from scorer_core.service.plane import DataPlane
@@ -409,7 +410,7 @@ class ModelReplacement:
 
         threading.Thread(target=load, name="model-replacement", daemon=True).start()
         try:
-            return await asyncio.wait_for(asyncio.shield(loaded), deadline - time.monotonic())
+            return await within(asyncio.shield(loaded), deadline - time.monotonic())
         except TimeoutError:
             self._abandon(loaded, starting)
             raise ReplacementFailed(
@@ -453,7 +454,7 @@ class ModelReplacement:
         call it can take at once; ``ReplacementFailed`` unless each answer holds that one row."""
         calls = max(1, executor.concurrency)
         try:
-            results = await asyncio.wait_for(
+            results = await within(
                 self._plane.warm(executor, probe_tasks(facts, calls, deadline)), deadline - time.monotonic()
             )
         except TimeoutError:

@@ -35,11 +35,16 @@ static enum kind kind_of(PyObject *datatype) {
     return NOT_PLAIN;
 }
 
-/* dict.get: a borrowed reference, NULL when absent (*failed set on an error). */
+/* dict.get as a new reference, NULL when absent (*failed set on an error). A new reference, not
+ * a borrowed one: a later lookup may run a key's __eq__ (a key of the same hash), which could drop
+ * what an earlier one returned. orjson's dicts never do; a caller's own objects might. */
 static PyObject *get(PyObject *dict, PyObject *key, int *failed) {
     PyObject *value = PyDict_GetItemWithError(dict, key);
-    if (value == NULL && PyErr_Occurred()) *failed = 1;
-    return value;
+    if (value == NULL) {
+        if (PyErr_Occurred()) *failed = 1;
+        return NULL;
+    }
+    return Py_NewRef(value);
 }
 
 /* 1: every element fits the kind (and any None noted in *missing); 0: one does not; -1: error. */
@@ -77,11 +82,15 @@ static int elements_fit(PyObject *data, enum kind kind, int *missing) {
     return 1;
 }
 
-/* data with each None as NaN (a new list). */
+/* data with each None as NaN (a new list); None (a new reference) if data changed meanwhile. */
 static PyObject *with_nan(PyObject *data) {
     Py_ssize_t count = PyList_GET_SIZE(data);
     PyObject *copy = PyList_New(count);
     if (copy == NULL) return NULL;
+    if (PyList_GET_SIZE(data) != count) { /* a collection the allocation ran changed it */
+        Py_DECREF(copy);
+        Py_RETURN_NONE;
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *value = PyList_GET_ITEM(data, i);
         if (value == Py_None) {
@@ -100,80 +109,92 @@ static PyObject *with_nan(PyObject *data) {
 
 /* The tensor of one input; Py_None (a new reference) when it is not plain; NULL on an error. */
 static PyObject *plain_tensor(PyObject *raw, PyTypeObject *tensor_type) {
-    PyObject *parameters, *name, *datatype, *shape, *data, *count, *values, *shape_tuple, *fields, *tensor;
+    PyObject *parameters = NULL, *name = NULL, *datatype = NULL, *shape = NULL, *data = NULL;
+    PyObject *count, *values, *shape_tuple, *fields, *arguments, *result = NULL;
     enum kind kind;
     Py_ssize_t length, expected;
     int failed = 0, missing = 0, fit;
 
     if (!PyDict_CheckExact(raw)) Py_RETURN_NONE;
     parameters = get(raw, s_parameters, &failed);
-    if (failed) return NULL;
+    if (failed) goto done;
     if (parameters != NULL && parameters != Py_None) {
         int binary;
-        if (!PyDict_CheckExact(parameters)) Py_RETURN_NONE;
+        if (!PyDict_CheckExact(parameters)) goto not_plain;
         binary = PyDict_Contains(parameters, s_binary_data_size);
-        if (binary < 0) return NULL;
-        if (binary) Py_RETURN_NONE;
+        if (binary < 0) goto done;
+        if (binary) goto not_plain;
     }
     name = get(raw, s_name, &failed);
-    datatype = get(raw, s_datatype, &failed);
-    shape = get(raw, s_shape, &failed);
-    data = get(raw, s_data, &failed);
-    if (failed) return NULL;
+    if (!failed) datatype = get(raw, s_datatype, &failed);
+    if (!failed) shape = get(raw, s_shape, &failed);
+    if (!failed) data = get(raw, s_data, &failed);
+    if (failed) goto done;
     kind = datatype != NULL ? kind_of(datatype) : NOT_PLAIN;
     if (kind == NOT_PLAIN || name == NULL || !PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) == 0
         || data == NULL || !PyList_CheckExact(data))
-        Py_RETURN_NONE;
-    if (shape == NULL || !PyList_CheckExact(shape)) Py_RETURN_NONE;
+        goto not_plain;
+    if (shape == NULL || !PyList_CheckExact(shape)) goto not_plain;
     length = PyList_GET_SIZE(shape);
     if (length == 2) {
         PyObject *second = PyList_GET_ITEM(shape, 1);
         int overflow = 0;
         long size;
-        if (!PyLong_CheckExact(second)) Py_RETURN_NONE;
+        if (!PyLong_CheckExact(second)) goto not_plain;
         size = PyLong_AsLongAndOverflow(second, &overflow);
-        if (size == -1 && PyErr_Occurred()) return NULL;
-        if (overflow || size != 1) Py_RETURN_NONE;
+        if (size == -1 && PyErr_Occurred()) goto done;
+        if (overflow || size != 1) goto not_plain;
     } else if (length != 1) {
-        Py_RETURN_NONE;
+        goto not_plain;
     }
     count = PyList_GET_ITEM(shape, 0);
-    if (!PyLong_CheckExact(count)) Py_RETURN_NONE;
+    if (!PyLong_CheckExact(count)) goto not_plain;
     expected = PyLong_AsSsize_t(count);
     if (expected == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
         PyErr_Clear(); /* no list is that long */
-        Py_RETURN_NONE;
+        goto not_plain;
     }
-    if (PyList_GET_SIZE(data) != expected) Py_RETURN_NONE;
-    if (expected > 0 && PyList_CheckExact(PyList_GET_ITEM(data, 0))) Py_RETURN_NONE;
+    if (PyList_GET_SIZE(data) != expected) goto not_plain;
+    if (expected > 0 && PyList_CheckExact(PyList_GET_ITEM(data, 0))) goto not_plain;
     fit = elements_fit(data, kind, &missing);
-    if (fit < 0) return NULL;
-    if (fit == 0) Py_RETURN_NONE;
+    if (fit < 0) goto done;
+    if (fit == 0) goto not_plain;
     if (missing && kind == NUMBERS) {
         values = with_nan(data);
-        if (values == NULL) return NULL;
+        if (values == NULL) goto done;
+        if (values == Py_None) {
+            result = values;
+            goto done;
+        }
     } else {
         values = Py_NewRef(data);
     }
     shape_tuple = PyList_AsTuple(shape);
     if (shape_tuple == NULL) {
         Py_DECREF(values);
-        return NULL;
+        goto done;
     }
     fields = PyTuple_Pack(4, name, datatype, shape_tuple, values);
     Py_DECREF(shape_tuple);
     Py_DECREF(values);
-    if (fields == NULL) return NULL;
+    if (fields == NULL) goto done;
     /* tuple.__new__(tensor_type, fields), as a NamedTuple's _make does. */
-    {
-        PyObject *arguments = PyTuple_Pack(1, fields);
-        Py_DECREF(fields);
-        if (arguments == NULL) return NULL;
-        tensor = PyTuple_Type.tp_new(tensor_type, arguments, NULL);
-        Py_DECREF(arguments);
-    }
-    return tensor;
+    arguments = PyTuple_Pack(1, fields);
+    Py_DECREF(fields);
+    if (arguments == NULL) goto done;
+    result = PyTuple_Type.tp_new(tensor_type, arguments, NULL);
+    Py_DECREF(arguments);
+    goto done;
+not_plain:
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(parameters);
+    Py_XDECREF(name);
+    Py_XDECREF(datatype);
+    Py_XDECREF(shape);
+    Py_XDECREF(data);
+    return result;
 }
 
 static PyObject *plain_tensors(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -193,7 +214,14 @@ static PyObject *plain_tensors(PyObject *module, PyObject *const *args, Py_ssize
     tensors = PyList_New(count);
     if (tensors == NULL) return NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *tensor = plain_tensor(PyList_GET_ITEM(raw_inputs, i), tensor_type);
+        PyObject *raw, *tensor;
+        if (i >= PyList_GET_SIZE(raw_inputs)) { /* a key's __eq__ shortened the list */
+            Py_DECREF(tensors);
+            Py_RETURN_NONE;
+        }
+        raw = Py_NewRef(PyList_GET_ITEM(raw_inputs, i));
+        tensor = plain_tensor(raw, tensor_type);
+        Py_DECREF(raw);
         if (tensor == NULL) {
             Py_DECREF(tensors);
             return NULL;

@@ -467,3 +467,29 @@ def test_a_binary_output_the_layout_cannot_carry_is_a_model_error_not_garbage(fi
     with pytest.raises(ModelError, match=says):
         binary_output(column, field)
     assert binary_output(np.array([3, 4]), Field("n", DataType.INT32)) == np.array([3, 4], "<i4").tobytes()
+
+
+def test_the_native_reader_survives_a_key_that_empties_the_inputs_while_it_reads():
+    """A caller's own dict, not orjson's: a key of the same hash as "name" whose __eq__ empties the
+    list. The reader must hold its own references (it crashed with borrowed ones); in a process
+    of its own, so that a crash fails this test rather than the test run."""
+    import subprocess
+    import sys
+
+    script = """
+from scorer_core.wire._tensors import plain_tensors
+from scorer_core.wire.oip import Tensor
+inputs = []
+class Emptying:
+    def __hash__(self):
+        return hash("name")
+    def __eq__(self, other):
+        inputs.clear()
+        return False
+inputs.append({Emptying(): 0, "name": "a", "datatype": "FP64", "shape": [1], "data": [1.0]})
+inputs.append({"name": "b", "datatype": "FP64", "shape": [1], "data": [1.0]})
+print(plain_tensors(inputs, Tensor))
+"""
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "None"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -124,3 +125,11 @@ def test_the_readme_says_which_install_brings_what_make_serve_does_not():
         if ".venv/bin/serve run" in line:  # Ray Serve's CLI comes with integrations/ray
             assert "make install-all" in line, line
     assert "`make install-all`" in readme.split("## Serving your own model")[0], "the install section says it"
+
+
+def test_a_checkout_without_its_native_modules_built_says_how_to_build_them():
+    for missing in ("scorer_core.wire._rows", "scorer_core.wire._tensors"):
+        script = f"import sys; sys.modules[{missing!r}] = None; import scorer_core.wire.oip"
+        ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert ran.returncode != 0
+        assert "native modules" in ran.stderr and "make install" in ran.stderr, ran.stderr

@@ -11,11 +11,11 @@ from scorer_core.config.ids import random_uuid
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.runtime import Contributions
 from scorer_core.service.tasks import PreparedRequest
-from scorer_core.wire._rows import string_rows
 from scorer_core.wire.cells import format_column
 from scorer_core.wire.collector import collection_paused
 from scorer_core.wire.columns import ColumnRows, cell_of
 from scorer_core.wire.deadline import checkpoint
+from scorer_core.wire.native import string_rows
 
 __all__ = ["RowTable", "contribution_body", "encode", "score_body"]
 

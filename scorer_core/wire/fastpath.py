@@ -36,15 +36,8 @@ from scorer_core.schema import DataType, Field, ModelSchema
 from scorer_core.wire.cells import is_missing, missing_tokens, texts_by_codes
 from scorer_core.wire.contract import ScoreRequest
 from scorer_core.wire.deadline import checkpoint
+from scorer_core.wire.native import distinct_texts, quoted_cells, quoted_numbers
 from scorer_core.wire.rows_array import envelope, rows_start
-
-try:
-    from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers
-except ImportError as error:  # a checkout used without installing it: say how, not just "no module"
-    raise ImportError(
-        "scorer_core's native row decoder (scorer_core/wire/_rows.c) is not built: install the "
-        "package (`make install`, or `pip install -e .` with gcc and Python's headers) to build it"
-    ) from error
 
 __all__ = ["FAST_PATH_MIN_BYTES", "native_frame"]
 

@@ -33,14 +33,7 @@ from scorer_core.schema import DataType, Field
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import convert_column, echoed, shortened
 from scorer_core.wire.columns import cell_of
-
-try:
-    from scorer_core.wire._tensors import plain_tensors
-except ImportError as error:  # a checkout used without installing it: say how, not just "no module"
-    raise ImportError(
-        "scorer_core's native tensor reader (scorer_core/wire/_tensors.c) is not built: install the "
-        "package (`make install`, or `pip install -e .` with gcc and Python's headers) to build it"
-    ) from error
+from scorer_core.wire.native import plain_tensors
 
 __all__ = [
     "DATATYPE_OF",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -74,11 +75,19 @@ def test_make_serve_installs_the_core_and_the_mlflow_plugin_only(tmp_path):
         assert everything in call
 
 
+def age_the_stamp(checkout: Path) -> None:
+    """Date the install's stamp 10 s back, so that a file written next is newer than it whatever
+    the file system's clock tick (a file written in the same tick as the stamp is not)."""
+    stamp = checkout / ".venv" / ".installed-serve"
+    then = time.time() - 10
+    os.utime(stamp, (then, then))
+
+
 def test_an_install_is_skipped_until_something_it_reads_changes(tmp_path):
     checkout = fake_checkout(tmp_path)
     assert len(make(checkout, "install")) == 1
     assert make(checkout, "install") == []  # nothing changed: no pip at all
-    time.sleep(0.01)
+    age_the_stamp(checkout)
     (checkout / "plugins/mlflow/pyproject.toml").write_text("[project]\nname = 'changed'\n")
     assert len(make(checkout, "install")) == 1
     assert make(checkout, "install") == []
@@ -88,7 +97,7 @@ def test_an_install_is_skipped_until_something_it_reads_changes(tmp_path):
     assert len(make(checkout, "install")) == 1
     (checkout / "scorer_core/wire/_rows.c").write_text("/* changed */\n")  # the native decoder rebuilt
     assert len(make(checkout, "install")) == 1
-    time.sleep(0.01)  # newer than the install's stamp by more than the clock's tick
+    age_the_stamp(checkout)
     (checkout / "scorer_core/wire/_tensors.c").write_text("")  # a native module of its own
     assert len(make(checkout, "install")) == 1
     assert make(checkout, "install") == []

@@ -61,21 +61,14 @@ def test_with_no_time_left_the_work_never_starts(seconds: float) -> None:
     assert started == []
 
 
-def test_with_no_time_left_a_future_is_cancelled_as_wait_for_does() -> None:
+@pytest.mark.parametrize("seconds", [0, 0.01])
+def test_a_future_given_up_on_is_cancelled_as_wait_for_does(seconds: float) -> None:
+    """With no time left, before it is awaited; else at the limit."""
+
     async def main() -> asyncio.Future[int]:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         with pytest.raises(TimeoutError):
-            await within(future, 0)
-        return future
-
-    assert asyncio.run(main()).cancelled()
-
-
-def test_a_future_is_awaited_and_cancelled_at_the_limit() -> None:
-    async def main() -> asyncio.Future[int]:
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        with pytest.raises(TimeoutError):
-            await within(future, 0.01)
+            await within(future, seconds)
         return future
 
     assert asyncio.run(main()).cancelled()
@@ -84,7 +77,7 @@ def test_a_future_is_awaited_and_cancelled_at_the_limit() -> None:
 def test_the_callers_own_cancellation_stays_a_cancellation() -> None:
     async def main() -> None:
         task = asyncio.ensure_future(within(asyncio.sleep(10), 5))
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one turn of the loop: the task now waits in asyncio.sleep(10)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

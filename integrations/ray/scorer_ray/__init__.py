@@ -86,6 +86,23 @@ def build(args: Mapping[str, Any]) -> Any:
     model_path = str(args["model_path"]) if args.get("model_path") else None
     runtime = str(args["runtime"]) if args.get("runtime") else None
     settings = _settings(model_path, runtime)
+    _refuse_replica_only_settings(settings)
+    served_model(settings)  # the model, its runtime and every setting checked; nothing loaded
+    # Our admission (SCORING_CONCURRENCY, SCORER_QUEUE_SIZE) answers overload with 503 and
+    # Retry-After, as scorer serve does: each replica takes more than it admits, so that the
+    # overflow meets that answer, and Serve's own queue in front is bounded too. (Serve's
+    # default of 5 in flight would cap batching; its default queue has no bound.)
+    capacity = settings.scoring_concurrency + settings.queue_size
+    options.setdefault("max_ongoing_requests", capacity + OVERFLOW_ANSWERED)
+    options.setdefault("max_queued_requests", settings.queue_size)
+    deployment = serve.deployment(**options)(_replica_class(model_path, runtime))
+    return deployment.bind()
+
+
+def _refuse_replica_only_settings(settings: Settings) -> None:
+    """Refuse the settings that would make each replica act on its own where the deployment must
+    act as one: checked where Serve runs the builder, and again in each replica, whose
+    environment (``runtime_env.env_vars``) may differ from the deploying process's."""
     for setting, is_set in (
         ("SCORER_ADMIN_PASSPHRASE", settings.admin_passphrase is not None),
         ("SCORER_MODEL_WATCH", settings.model_watch),
@@ -97,16 +114,14 @@ def build(args: Mapping[str, Any]) -> Any:
                 f"{setting} is set, but under Ray Serve a replacement would reach each replica on "
                 "its own; replace the model with a new Serve deployment config instead"
             )
-    served_model(settings)  # the model, its runtime and every setting checked; nothing loaded
-    # Our admission (SCORING_CONCURRENCY, SCORER_QUEUE_SIZE) answers overload with 503 and
-    # Retry-After, as scorer serve does: each replica takes more than it admits, so that the
-    # overflow meets that answer, and Serve's own queue in front is bounded too. (Serve's
-    # default of 5 in flight would cap batching; its default queue has no bound.)
-    capacity = settings.scoring_concurrency + settings.queue_size
-    options.setdefault("max_ongoing_requests", capacity + OVERFLOW_ANSWERED)
-    options.setdefault("max_queued_requests", settings.queue_size)
-    deployment = serve.deployment(**options)(_replica_class(model_path, runtime))
-    return deployment.bind()
+    if settings.grpc_port is not None:
+        # Each replica would bind the same port: the second on a node fails and restarts in a
+        # loop, and Serve's proxies, which spread the load, would not be in front of any of them.
+        raise ConfigurationError(
+            f"SCORER_GRPC_PORT is set ({settings.grpc_port}), but under Ray Serve every replica "
+            "would listen on that port itself, past Serve's proxies; serve the Open Inference "
+            "Protocol over HTTP through Serve (/v2/...), or gRPC with scorer serve"
+        )
 
 
 def _settings(model_path: str | None, runtime: str | None) -> Settings:
@@ -127,6 +142,7 @@ def _replica_app(model_path: str | None, runtime: str | None) -> Any:
     that Serve sends no request to a replica that cannot answer it yet."""
     global _served
     settings = _settings(model_path, runtime)
+    _refuse_replica_only_settings(settings)
     _served = served = served_model(settings)
     served.host.load()
     log.info("Replica serving '%s' with runtime '%s'", served.path, served.runtime)

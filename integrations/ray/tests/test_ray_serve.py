@@ -267,3 +267,12 @@ def test_arguments_pass_through_and_a_bad_one_fails_the_deploy_with_one_line(tmp
     monkeypatch.setenv("SCORER_MODEL_WATCH", "true")
     with pytest.raises(ConfigurationError, match="MODEL_WATCH is set, but under Ray Serve"):
         scorer_ray.build({"model_path": str(model)})
+    monkeypatch.delenv("SCORER_MODEL_WATCH")
+    # Every replica would bind the gRPC port itself: refused at deploy, and again in a replica
+    # whose own environment sets it, before its model loads.
+    monkeypatch.setenv("SCORER_GRPC_PORT", "50051")
+    with pytest.raises(ConfigurationError, match=r"SCORER_GRPC_PORT is set \(50051\), but under Ray Serve"):
+        scorer_ray.build({"model_path": str(model)})
+    with pytest.raises(ConfigurationError, match="SCORER_GRPC_PORT is set"):
+        scorer_ray._replica_app(str(model), None)
+    assert scorer_ray._served is None

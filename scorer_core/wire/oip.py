@@ -34,6 +34,8 @@ from scorer_core.wire.cellrows import KEPT_ROWS, CellRows, Typed
 from scorer_core.wire.cells import convert_column, echoed, shortened
 from scorer_core.wire.columns import cell_of
 from scorer_core.wire.native import plain_tensors
+from scorer_core.wire.oip_pieces import parse_in_pieces
+from scorer_core.wire.rows_array import PARSE_CHUNK_BYTES
 
 __all__ = [
     "DATATYPE_OF",
@@ -130,8 +132,11 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
     header, when binary tensor data follows the JSON. Any problem is an ``InvalidRequest``
     naming the input and what is wrong with it."""
     json_part, binary = _split(body, header_length)
+    # A large body's data arrays are parsed in pieces (wire.oip_pieces), to the same result.
+    data = parse_in_pieces(json_part) if len(json_part) > PARSE_CHUNK_BYTES else None
     try:
-        data = orjson.loads(json_part)
+        if data is None:
+            data = orjson.loads(json_part)
     except orjson.JSONDecodeError as exc:
         hint = ""
         if header_length is None and "after document" in str(exc):
@@ -304,12 +309,16 @@ def listed_tensor(index: int, name: Any, datatype: Any, shape: Any, elements: Se
     return Tensor(name, datatype, tuple(shape), _from_json(list(elements), datatype, name))
 
 
+#: What nests data: JSON's arrays, and the tuples a large body's rows are parsed as (wire.oip_pieces).
+_NESTED = (list, tuple)
+
+
 def _flattened(data: Any, name: str, shape: Sequence[int]) -> list[Any]:
     """Row-major elements of data sent flat, or nested exactly as ``shape`` says (a ragged or
     otherwise nested array is refused: its elements could not be placed)."""
     if type(data) is not list:
         return [data]
-    if not data or type(data[0]) is not list:
+    if not data or type(data[0]) not in _NESTED:
         return data  # flat (a list further on is an element of the wrong type, refused as one)
     flat: list[Any] = []
     level: list[Any] = [data]
@@ -317,14 +326,14 @@ def _flattened(data: Any, name: str, shape: Sequence[int]) -> list[Any]:
         last = depth == len(shape) - 1
         following: list[Any] = []
         for item in level:
-            if type(item) is not list or len(item) != size:
+            if type(item) not in _NESTED or len(item) != size:
                 raise InvalidRequest(
                     f"the data of {input_label(name)} is nested, but not as its shape {_short(shape)} says "
                     f"(dimension {depth} of size {size}): send it flat, or nested as the shape is"
                 )
             (flat if last else following).extend(item)
         level = following
-    if any(type(v) is list for v in flat):
+    if any(type(v) in _NESTED for v in flat):
         raise InvalidRequest(
             f"the data of {input_label(name)} is nested deeper than its shape {_short(shape)}"
         )
@@ -346,12 +355,20 @@ _EXPECTED = {
 }
 
 
+#: Elements whose types are gathered per C call: about 10 ms.
+TYPE_CHUNK = 256 * 1024
+
+
 def _from_json(flat: list[Any], datatype: str, name: str) -> list[Any]:
     """Elements as sent in JSON, checked against the datatype; ``null`` is a missing value (a
     missing number NaN). Kept as a list: a request of few rows keeps them as cells, and a column
     of many is typed by the field it feeds (``_typed``)."""
     kind = datatype if datatype in ("BYTES", "BOOL") else "FP" if datatype.startswith("FP") else "INT"
-    found = set(map(type, flat))  # one C pass; a bad element is then looked for by position
+    # C passes over a chunk each, so that a column of millions never holds the GIL for long; a
+    # bad element is then looked for by position.
+    found: set[type] = set()
+    for start in range(0, len(flat), TYPE_CHUNK):
+        found.update(map(type, flat[start : start + TYPE_CHUNK]))
     if not found <= _JSON_TYPES[kind]:
         allowed = _JSON_TYPES[kind]
         position = next(i for i, value in enumerate(flat) if type(value) not in allowed)

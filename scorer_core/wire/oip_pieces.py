@@ -1,0 +1,109 @@
+"""A large Open Inference Protocol body, parsed a piece at a time: what one parse gives, without
+one long call.
+
+Why: orjson holds the GIL for a whole call, and one ``orjson.loads`` over a 54 MB body of
+tensors held every other request, and every health probe, for about 430 ms. Almost all of such a
+body is its inputs' ``data`` arrays, so those are parsed a few hundred KiB at a time, and the rest
+of the body once, with the arrays taken out.
+
+Nothing here trusts a guess; as for H2O's rows (``wire.rows_array``), the parses prove the cuts,
+and when a proof fails the caller parses the whole body, for the same answer or error:
+
+- **Finding the arrays** (``data_arrays``, native, without the GIL): the arrays that are the
+  value of a member spelt ``"data"``, with the offsets of the commas directly inside them.
+- **The rest of the body.** Each array is replaced by a string made for this call (random, so
+  that no body can spell it) and the rest parsed. Each string must then be found as the
+  ``data`` of one input: an array that was the ``data`` of something else (a parameter), or that
+  a later duplicate ``data`` member hid, makes the body go whole.
+- **Each array's pieces** are parsed as arrays of their own (``[`` + the elements between two
+  cuts + ``]``). A cut inside a string or a nested array leaves a piece that does not parse, and
+  an empty piece means a doubled, leading or trailing comma: both go whole. Pieces that all parse
+  to elements make one array, which the replaced string stood for in a body that parsed: so the
+  whole body parses, to this.
+
+The one difference: the rows of nested data (an ``[N, F]`` tensor sent as N arrays) come as
+tuples, not lists, for the collector's sake; ``wire.oip`` reads either alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from typing import Any
+
+import orjson
+
+from scorer_core.wire.collector import collection_paused
+from scorer_core.wire.deadline import checkpoint
+from scorer_core.wire.native import data_arrays
+from scorer_core.wire.rows_array import PARSE_CHUNK_BYTES
+
+__all__ = ["parse_in_pieces"]
+
+#: Stands for a data array in the rest of the body; a random part and the array's index follow.
+_MARK_PREFIX = "\x00scorer-data-"
+
+
+def parse_in_pieces(body: bytes, piece_bytes: int = PARSE_CHUNK_BYTES) -> dict[str, Any] | None:
+    """``orjson.loads(body)`` for a request whose inputs' data arrays are large, parsed in calls
+    of about ``piece_bytes`` each; None when that cannot be shown to give the same (the caller
+    then parses the whole body). Past the request's deadline it stops between pieces
+    (``wire.deadline``)."""
+    found = data_arrays(body, piece_bytes, piece_bytes)
+    if not found:
+        return None
+    marks = f"{_MARK_PREFIX}{secrets.token_hex(16)}-"
+    rest: list[bytes] = []
+    taken = 0
+    for index, (start, end, _) in enumerate(found):
+        rest += (body[taken:start], orjson.dumps(f"{marks}{index}"))
+        taken = end
+    rest.append(body[taken:])
+    try:
+        parsed = orjson.loads(b"".join(rest))
+    except orjson.JSONDecodeError:
+        return None
+    inputs = parsed.get("inputs") if type(parsed) is dict else None
+    if type(inputs) is not list:
+        return None
+    placed = set()
+    for raw in inputs:
+        mark = raw.get("data") if type(raw) is dict else None
+        if type(mark) is not str or not mark.startswith(marks):
+            continue
+        index = int(mark[len(marks) :])
+        data = _array_in_pieces(body, *found[index])
+        if data is None or index in placed:
+            return None
+        raw["data"] = data
+        placed.add(index)
+    return parsed if len(placed) == len(found) else None
+
+
+def _array_in_pieces(body: bytes, start: int, end: int, cuts: tuple[int, ...]) -> list[Any] | None:
+    """The array ``body[start:end]``, parsed between its cuts; None when a piece does not parse,
+    or holds no element where cut."""
+    view = memoryview(body)
+    bounds = (start, *cuts, end - 1)  # its "[", the commas cut at, its "]"
+    elements: list[Any] = []
+    nested = False
+    for after, before in itertools.pairwise(bounds):
+        checkpoint()
+        with collection_paused():  # see wire.collector
+            try:
+                piece = orjson.loads(b"".join((b"[", view[after + 1 : before], b"]")))
+            except orjson.JSONDecodeError:
+                return None
+            if not piece:
+                return None if cuts else []  # uncut, the array itself is empty
+            if not elements:
+                nested = type(piece[0]) is list
+            if nested and all(type(e) is list for e in piece):
+                # Rows of nested data as tuples, which the collector stops tracking once they hold
+                # only numbers and strings: a million tracked row lists made each full collection
+                # hold the GIL for over 50 ms (wire.collector). Flat data (its first element no
+                # array) keeps any array in it as a list, for its error to quote as sent.
+                piece = list(map(tuple, piece))
+            elements += piece
+            del piece
+    return elements

@@ -43,7 +43,9 @@ MLFLOW_MODELS = ("breast-cancer", "hgb", "mixed", "credit", "churn", "lightgbm")
 CLIENTS = (1, 16, 64)
 
 
-def compare(model_name: str, rounds: int, seconds: int) -> list[dict[str, object]]:
+def compare(
+    model_name: str, rounds: int, seconds: int, clients_set: tuple[int, ...] = CLIENTS
+) -> list[dict[str, object]]:
     work = Path(tempfile.mkdtemp(prefix=f"scorer-protocols-{model_name}-"))
     try:
         built = bench_models.MODELS[model_name](work)
@@ -61,7 +63,7 @@ def compare(model_name: str, rounds: int, seconds: int) -> list[dict[str, object
             for server in (h2o, oip):
                 check_predictions(server, base, built.frame.iloc[:5], expected)
                 wrk(base + server.score_path, bodies[server.name], 16, 2)  # warm-up
-            for clients in CLIENTS:
+            for clients in clients_set:
                 rates: dict[str, list[float]] = {"ours": [], "ours-oip": []}
                 for round_ in range(rounds):
                     order = (h2o, oip) if round_ % 2 == 0 else (oip, h2o)
@@ -117,13 +119,17 @@ def main() -> int:
     parser.add_argument("--models", default=",".join(MLFLOW_MODELS), help="of bench/models.py")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--seconds", type=int, default=4, help="duration of each wrk run")
+    parser.add_argument(
+        "--clients", default=",".join(map(str, CLIENTS)), help="wrk connection counts, comma-separated"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench needs wrk: apt-get install wrk (make bench does it)", file=sys.stderr)
         return 2
     lines = []
     for model_name in args.models.split(","):
-        lines += compare(model_name, args.rounds, args.seconds)
+        clients = tuple(int(c) for c in args.clients.split(","))
+        lines += compare(model_name, args.rounds, args.seconds, clients)
     report = render(lines)
     print(report)
     RESULTS.mkdir(exist_ok=True)

@@ -1,16 +1,19 @@
 /*
- * scorer_core.wire._tensors: the Open Inference Protocol's common inputs, checked in one pass.
+ * scorer_core.wire._tensors: the Open Inference Protocol's requests, read natively where Python
+ * cost most.
  *
- * Why: a tabular request spells each field as an object of its own (name, datatype, shape,
- * data), so one row of a model of 30 fields is 30 objects, and checking them one by one in
- * Python cost about 1 us each: three times the whole H2O parse of the same row, on the event
- * loop. Here the objects orjson made are read with the C API, at a tenth of that.
- *
- * plain_tensors(raw_inputs, tensor_type) is wire.oip's reference implementation, in C: the same
- * checks in the same order, and None as soon as one input is anything else (nested data, binary
- * data, another datatype or shape, an element of the wrong type), so that the careful Python
- * path reads every input and says what is wrong. tests/test_oip_wire.py holds the reference and
- * compares the two on generated inputs.
+ * - plain_tensors(raw_inputs, tensor_type): the common inputs of a parsed request, checked in one
+ *   pass. A tabular request spells each field as an object of its own (name, datatype, shape,
+ *   data), so one row of a model of 30 fields is 30 objects, and checking them one by one in
+ *   Python cost about 1 us each: three times the whole H2O parse of the same row, on the event
+ *   loop. It is wire.oip's reference implementation, in C: the same checks in the same order,
+ *   and None as soon as one input is anything else (nested data, binary data, another datatype
+ *   or shape, an element of the wrong type), so that the careful Python path reads every input
+ *   and says what is wrong. tests/test_oip_wire.py holds the reference and compares the two.
+ * - plain_request(body, tensor_type): a small request of such inputs read from its bytes, with
+ *   the same checks, without orjson's dict per input (below).
+ * - data_arrays(body, min_bytes, piece_bytes): where a large body's data arrays may be cut, for
+ *   wire.oip_pieces (below).
  *
  * Types are checked exactly, as type(x) is T is in Python: a bool is no number here, as it is
  * not in the reference.
@@ -108,29 +111,23 @@ static PyObject *with_nan(PyObject *data) {
     return copy;
 }
 
-/* The tensor of one input; Py_None (a new reference) when it is not plain; NULL on an error. */
-static PyObject *plain_tensor(PyObject *raw, PyTypeObject *tensor_type) {
-    PyObject *parameters = NULL, *name = NULL, *datatype = NULL, *shape = NULL, *data = NULL;
-    PyObject *count, *values, *shape_tuple, *fields, *arguments, *result = NULL;
+/* The tensor of one input from its members (NULL: absent), as plain_tensor reads them; Py_None
+ * (a new reference) when it is not plain; NULL on an error. Borrows every member: the callers
+ * hold references of their own. */
+static PyObject *tensor_of_members(PyObject *parameters, PyObject *name, PyObject *datatype, PyObject *shape,
+                                   PyObject *data, PyTypeObject *tensor_type) {
+    PyObject *count, *values, *shape_tuple, *result;
     enum kind kind;
     Py_ssize_t length, expected;
-    int failed = 0, missing = 0, fit;
+    int missing = 0, fit;
 
-    if (!PyDict_CheckExact(raw)) Py_RETURN_NONE;
-    parameters = get(raw, s_parameters, &failed);
-    if (failed) goto done;
     if (parameters != NULL && parameters != Py_None) {
         int binary;
         if (!PyDict_CheckExact(parameters)) goto not_plain;
         binary = PyDict_Contains(parameters, s_binary_data_size);
-        if (binary < 0) goto done;
+        if (binary < 0) return NULL;
         if (binary) goto not_plain;
     }
-    name = get(raw, s_name, &failed);
-    if (!failed) datatype = get(raw, s_datatype, &failed);
-    if (!failed) shape = get(raw, s_shape, &failed);
-    if (!failed) data = get(raw, s_data, &failed);
-    if (failed) goto done;
     kind = datatype != NULL ? kind_of(datatype) : NOT_PLAIN;
     if (kind == NOT_PLAIN || name == NULL || !PyUnicode_CheckExact(name) || PyUnicode_GET_LENGTH(name) == 0
         || data == NULL || !PyList_CheckExact(data))
@@ -143,7 +140,7 @@ static PyObject *plain_tensor(PyObject *raw, PyTypeObject *tensor_type) {
         long size;
         if (!PyLong_CheckExact(second)) goto not_plain;
         size = PyLong_AsLongAndOverflow(second, &overflow);
-        if (size == -1 && PyErr_Occurred()) goto done;
+        if (size == -1 && PyErr_Occurred()) return NULL;
         if (overflow || size != 1) goto not_plain;
     } else if (length != 1) {
         goto not_plain;
@@ -152,44 +149,55 @@ static PyObject *plain_tensor(PyObject *raw, PyTypeObject *tensor_type) {
     if (!PyLong_CheckExact(count)) goto not_plain;
     expected = PyLong_AsSsize_t(count);
     if (expected == -1 && PyErr_Occurred()) {
-        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) goto done;
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
         PyErr_Clear(); /* no list is that long */
         goto not_plain;
     }
     if (PyList_GET_SIZE(data) != expected) goto not_plain;
     if (expected > 0 && PyList_CheckExact(PyList_GET_ITEM(data, 0))) goto not_plain;
     fit = elements_fit(data, kind, &missing);
-    if (fit < 0) goto done;
+    if (fit < 0) return NULL;
     if (fit == 0) goto not_plain;
     if (missing && kind == NUMBERS) {
         values = with_nan(data);
-        if (values == NULL) goto done;
-        if (values == Py_None) {
-            result = values;
-            goto done;
-        }
+        if (values == NULL || values == Py_None) return values;
     } else {
         values = Py_NewRef(data);
     }
     shape_tuple = PyList_AsTuple(shape);
     if (shape_tuple == NULL) {
         Py_DECREF(values);
-        goto done;
+        return NULL;
     }
-    fields = PyTuple_Pack(4, name, datatype, shape_tuple, values);
-    Py_DECREF(shape_tuple);
-    Py_DECREF(values);
-    if (fields == NULL) goto done;
-    /* tuple.__new__(tensor_type, fields), as a NamedTuple's _make does. */
-    arguments = PyTuple_Pack(1, fields);
-    Py_DECREF(fields);
-    if (arguments == NULL) goto done;
-    result = PyTuple_Type.tp_new(tensor_type, arguments, NULL);
-    Py_DECREF(arguments);
-    goto done;
+    /* What tuple.__new__(tensor_type, fields) makes (a NamedTuple's _make), allocated as it
+     * allocates it (tp_alloc of the subclass) and filled in place. */
+    result = tensor_type->tp_alloc(tensor_type, 4);
+    if (result == NULL) {
+        Py_DECREF(shape_tuple);
+        Py_DECREF(values);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, Py_NewRef(name));
+    PyTuple_SET_ITEM(result, 1, Py_NewRef(datatype));
+    PyTuple_SET_ITEM(result, 2, shape_tuple);
+    PyTuple_SET_ITEM(result, 3, values);
+    return result;
 not_plain:
-    result = Py_NewRef(Py_None);
-done:
+    Py_RETURN_NONE;
+}
+
+/* The tensor of one input; Py_None (a new reference) when it is not plain; NULL on an error. */
+static PyObject *plain_tensor(PyObject *raw, PyTypeObject *tensor_type) {
+    PyObject *parameters = NULL, *name = NULL, *datatype = NULL, *shape = NULL, *data = NULL, *result = NULL;
+    int failed = 0;
+
+    if (!PyDict_CheckExact(raw)) Py_RETURN_NONE;
+    parameters = get(raw, s_parameters, &failed);
+    if (!failed) name = get(raw, s_name, &failed);
+    if (!failed) datatype = get(raw, s_datatype, &failed);
+    if (!failed) shape = get(raw, s_shape, &failed);
+    if (!failed) data = get(raw, s_data, &failed);
+    if (!failed) result = tensor_of_members(parameters, name, datatype, shape, data, tensor_type);
     Py_XDECREF(parameters);
     Py_XDECREF(name);
     Py_XDECREF(datatype);
@@ -396,12 +404,430 @@ done:
     return result;
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * plain_request(body, tensor_type): a small request of plain inputs, read from its bytes.
+ *
+ * Why: for a single row of a wide model, orjson's dicts (one per input) and then plain_tensors'
+ * reading of them were most of the Open Inference Protocol's cost over the H2O path's: 14 us of
+ * a request's 20 for 30 inputs. Here the bytes become the tensors in one pass, with no dict per
+ * input; each input's members then go through the same checks as plain_tensors'
+ * (tensor_of_members).
+ *
+ * A strict reader of the JSON it takes, and of nothing more: a string with an escape or a control
+ * character, an integer of more than 18 digits, a number that is no finite double, a key with an
+ * escape, a repeated member of the request or of an input, a nesting deeper than READ_DEPTH, or
+ * an input that is not plain: each answers None, and the caller parses the body with orjson, for
+ * the same request or its error. So anything it returns is what that parse and plain_tensors
+ * would give; tests/test_oip_wire.py compares the two on generated bodies.
+ *
+ * Returns (id, parameters, tensors, outputs), each member absent as None (the caller reads a
+ * dict's .get alike), the tensors a non-empty list.
+ * ------------------------------------------------------------------------------------------- */
+
+#define READ_DEPTH 32
+
+typedef struct {
+    const char *at, *end;
+} reader;
+
+/* 1: read (a new reference in *out); 0: not this reader's (None to the caller); -1: error. */
+static int read_value(reader *r, PyObject **out, int depth);
+
+static void skip_blanks(reader *r) {
+    while (r->at < r->end && is_blank(*r->at)) r->at++;
+}
+
+static int take(reader *r, char c) {
+    skip_blanks(r);
+    if (r->at < r->end && *r->at == c) {
+        r->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/* A string's raw bytes, its quotes read: 1, or 0 when it has an escape or a control character. */
+static int read_raw_string(reader *r, const char **text, Py_ssize_t *length) {
+    const char *start;
+    if (r->at >= r->end || *r->at != '"') return 0;
+    start = ++r->at;
+    while (r->at < r->end && *r->at != '"') {
+        unsigned char c = (unsigned char)*r->at;
+        if (c == '\\' || c < 0x20) return 0;
+        r->at++;
+    }
+    if (r->at >= r->end) return 0;
+    *text = start;
+    *length = r->at - start;
+    r->at++;
+    return 1;
+}
+
+static int read_string(reader *r, PyObject **out) {
+    const char *text;
+    Py_ssize_t length;
+    if (!read_raw_string(r, &text, &length)) return 0;
+    *out = PyUnicode_DecodeUTF8(text, length, "strict");
+    if (*out == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) return -1;
+        PyErr_Clear(); /* not UTF-8: orjson's error says so */
+        return 0;
+    }
+    return 1;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* Clinger's fast path: a number of at most 15 significant digits whose decimal exponent is
+ * within 22 of them is exactly a double (the digits, below 2**53) times or divided by an exact
+ * power of ten, one correctly rounded operation: the double that any correct reader gives. 1
+ * with *value set; 0 for any other number, which the general reader takes. The text is a JSON
+ * number, as read_number checked it. */
+static int fast_double(const char *text, const char *end, double *value) {
+    static const double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *c = text;
+    int negative = 0, digits = 0, exponent_negative = 0;
+    long long mantissa = 0, exponent = 0, scale = 0;
+    if (*c == '-') {
+        negative = 1;
+        c++;
+    }
+    for (; c < end && is_digit(*c); c++) {
+        if (mantissa == 0 && *c == '0') continue; /* leading zeros are not significant */
+        if (++digits > 15) return 0;
+        mantissa = mantissa * 10 + (*c - '0');
+    }
+    if (c < end && *c == '.') {
+        for (c++; c < end && is_digit(*c); c++) {
+            scale--;
+            if (mantissa == 0 && *c == '0') continue;
+            if (++digits > 15) return 0;
+            mantissa = mantissa * 10 + (*c - '0');
+        }
+    }
+    if (c < end && (*c == 'e' || *c == 'E')) {
+        c++;
+        if (*c == '+' || *c == '-') exponent_negative = *c++ == '-';
+        for (; c < end && is_digit(*c); c++) {
+            if (exponent > 10000) return 0;
+            exponent = exponent * 10 + (*c - '0');
+        }
+    }
+    exponent = (exponent_negative ? -exponent : exponent) + scale;
+    if (exponent < -22 || exponent > 22) return 0;
+    *value = (double)mantissa;
+    *value = exponent < 0 ? *value / powers[-exponent] : *value * powers[exponent];
+    if (negative) *value = -*value;
+    return 1;
+}
+
+/* A JSON number: an int when it has no fraction or exponent (as orjson reads it), else a float. */
+static int read_number(reader *r, PyObject **out) {
+    const char *start = r->at, *digits;
+    int integral = 1;
+    char text[64];
+    double value;
+    char *stop;
+
+    if (r->at < r->end && *r->at == '-') r->at++;
+    digits = r->at;
+    if (r->at >= r->end || !is_digit(*r->at)) return 0;
+    if (*r->at == '0') {
+        r->at++;
+    } else {
+        while (r->at < r->end && is_digit(*r->at)) r->at++;
+    }
+    if (r->at < r->end && *r->at == '.') {
+        integral = 0;
+        r->at++;
+        if (r->at >= r->end || !is_digit(*r->at)) return 0;
+        while (r->at < r->end && is_digit(*r->at)) r->at++;
+    }
+    if (r->at < r->end && (*r->at == 'e' || *r->at == 'E')) {
+        integral = 0;
+        r->at++;
+        if (r->at < r->end && (*r->at == '+' || *r->at == '-')) r->at++;
+        if (r->at >= r->end || !is_digit(*r->at)) return 0;
+        while (r->at < r->end && is_digit(*r->at)) r->at++;
+    }
+    if (integral) {
+        long long number = 0;
+        if (r->at - digits > 18) return 0; /* orjson's range is wider: it says what it reads */
+        for (const char *c = digits; c < r->at; c++) number = number * 10 + (*c - '0');
+        *out = PyLong_FromLongLong(*start == '-' ? -number : number);
+        return *out == NULL ? -1 : 1;
+    }
+    if (fast_double(start, r->at, &value)) {
+        *out = PyFloat_FromDouble(value);
+        return *out == NULL ? -1 : 1;
+    }
+    if (r->at - start >= (Py_ssize_t)sizeof(text)) return 0;
+    memcpy(text, start, (size_t)(r->at - start));
+    text[r->at - start] = '\0';
+    value = PyOS_string_to_double(text, &stop, NULL); /* correctly rounded, locale-free */
+    if (value == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (stop != text + (r->at - start) || !isfinite(value)) return 0;
+    *out = PyFloat_FromDouble(value);
+    return *out == NULL ? -1 : 1;
+}
+
+static int read_literal(reader *r, const char *word, PyObject *value, PyObject **out) {
+    size_t length = strlen(word);
+    if ((size_t)(r->end - r->at) < length || memcmp(r->at, word, length) != 0) return 0;
+    r->at += length;
+    *out = Py_NewRef(value);
+    return 1;
+}
+
+static int read_array(reader *r, PyObject **out, int depth) {
+    PyObject *list = PyList_New(0), *item;
+    int read;
+    if (list == NULL) return -1;
+    r->at++; /* the [ */
+    if (take(r, ']')) {
+        *out = list;
+        return 1;
+    }
+    do {
+        skip_blanks(r);
+        read = read_value(r, &item, depth + 1);
+        if (read == 1) {
+            read = PyList_Append(list, item) == 0 ? 1 : -1;
+            Py_DECREF(item);
+        }
+        if (read != 1) {
+            Py_DECREF(list);
+            return read;
+        }
+    } while (take(r, ','));
+    if (!take(r, ']')) {
+        Py_DECREF(list);
+        return 0;
+    }
+    *out = list;
+    return 1;
+}
+
+static int read_object(reader *r, PyObject **out, int depth) {
+    PyObject *dict = PyDict_New(), *key, *item;
+    int read;
+    if (dict == NULL) return -1;
+    r->at++; /* the { */
+    if (take(r, '}')) {
+        *out = dict;
+        return 1;
+    }
+    do {
+        skip_blanks(r);
+        read = read_string(r, &key);
+        if (read == 1 && !take(r, ':')) {
+            Py_DECREF(key);
+            read = 0;
+        }
+        if (read == 1) {
+            skip_blanks(r);
+            read = read_value(r, &item, depth + 1);
+            if (read == 1) {
+                read = PyDict_SetItem(dict, key, item) == 0 ? 1 : -1; /* a repeated key: the last, as orjson */
+                Py_DECREF(item);
+            }
+            Py_DECREF(key);
+        }
+        if (read != 1) {
+            Py_DECREF(dict);
+            return read;
+        }
+    } while (take(r, ','));
+    if (!take(r, '}')) {
+        Py_DECREF(dict);
+        return 0;
+    }
+    *out = dict;
+    return 1;
+}
+
+static int read_value(reader *r, PyObject **out, int depth) {
+    if (r->at >= r->end || depth > READ_DEPTH) return 0;
+    switch (*r->at) {
+    case '"':
+        return read_string(r, out);
+    case '[':
+        return read_array(r, out, depth);
+    case '{':
+        return read_object(r, out, depth);
+    case 't':
+        return read_literal(r, "true", Py_True, out);
+    case 'f':
+        return read_literal(r, "false", Py_False, out);
+    case 'n':
+        return read_literal(r, "null", Py_None, out);
+    default:
+        return read_number(r, out);
+    }
+}
+
+/* A member's key, by its raw bytes: 1, or 0 when it has an escape (orjson would unescape it). */
+static int read_key(reader *r, const char **key, Py_ssize_t *length) {
+    skip_blanks(r);
+    if (!read_raw_string(r, key, length)) return 0;
+    return take(r, ':');
+}
+
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} key_name;
+
+#define KEY(text) {text, sizeof(text) - 1}
+
+static int is_key(const char *key, Py_ssize_t length, key_name name) {
+    return length == name.length && memcmp(key, name.text, (size_t)length) == 0;
+}
+
+/* One member's value into *slot, refused (0) when the member came before. */
+static int read_member(reader *r, PyObject **slot, int depth) {
+    PyObject *value;
+    int read;
+    if (*slot != NULL) return 0;
+    skip_blanks(r);
+    read = read_value(r, &value, depth);
+    if (read == 1) *slot = value;
+    return read;
+}
+
+/* One input object, as a tensor (1), or 0 when it is not plain or not this reader's. */
+static int read_tensor(reader *r, PyTypeObject *tensor_type, PyObject **out) {
+    PyObject *members[5] = {NULL, NULL, NULL, NULL, NULL}; /* parameters, name, datatype, shape, data */
+    static const key_name names[5] = {KEY("parameters"), KEY("name"), KEY("datatype"), KEY("shape"), KEY("data")};
+    PyObject *ignored = NULL;
+    int read = 1;
+
+    skip_blanks(r);
+    if (!take(r, '{')) return 0;
+    if (!take(r, '}')) {
+        do {
+            const char *key;
+            Py_ssize_t length;
+            int member = -1;
+            if (!read_key(r, &key, &length)) {
+                read = 0;
+                break;
+            }
+            for (int i = 0; i < 5; i++)
+                if (is_key(key, length, names[i])) member = i;
+            if (member >= 0) {
+                read = read_member(r, &members[member], 2);
+            } else { /* a member the request does not read: read, so that it is valid JSON */
+                skip_blanks(r);
+                read = read_value(r, &ignored, 2);
+                Py_CLEAR(ignored);
+            }
+        } while (read == 1 && take(r, ','));
+        if (read == 1 && !take(r, '}')) read = 0;
+    }
+    if (read == 1) {
+        *out = tensor_of_members(members[0], members[1], members[2], members[3], members[4], tensor_type);
+        if (*out == NULL) {
+            read = -1;
+        } else if (*out == Py_None) {
+            Py_CLEAR(*out);
+            read = 0;
+        }
+    }
+    for (int i = 0; i < 5; i++) Py_XDECREF(members[i]);
+    return read;
+}
+
+static int read_tensors(reader *r, PyTypeObject *tensor_type, PyObject **out) {
+    PyObject *tensors, *tensor;
+    int read;
+    skip_blanks(r);
+    if (!take(r, '[')) return 0;
+    tensors = PyList_New(0);
+    if (tensors == NULL) return -1;
+    do {
+        read = read_tensor(r, tensor_type, &tensor);
+        if (read == 1) {
+            read = PyList_Append(tensors, tensor) == 0 ? 1 : -1;
+            Py_DECREF(tensor);
+        }
+    } while (read == 1 && take(r, ','));
+    if (read == 1 && !take(r, ']')) read = 0; /* also an empty list: its error is the caller's */
+    if (read != 1) {
+        Py_DECREF(tensors);
+        return read;
+    }
+    *out = tensors;
+    return 1;
+}
+
+static PyObject *plain_request(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *members[4] = {NULL, NULL, NULL, NULL}; /* id, parameters, inputs, outputs */
+    static const key_name names[4] = {KEY("id"), KEY("parameters"), KEY("inputs"), KEY("outputs")};
+    PyObject *ignored = NULL, *result = NULL;
+    PyTypeObject *tensor_type;
+    reader r;
+    int read = 1;
+
+    (void)module;
+    if (nargs != 2 || !PyBytes_CheckExact(args[0]) || !PyType_Check(args[1])
+        || !PyType_IsSubtype((PyTypeObject *)args[1], &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "plain_request(body: bytes, tensor_type: a tuple subclass)");
+        return NULL;
+    }
+    tensor_type = (PyTypeObject *)args[1];
+    r.at = PyBytes_AS_STRING(args[0]);
+    r.end = r.at + PyBytes_GET_SIZE(args[0]);
+    if (!take(&r, '{') || take(&r, '}')) read = 0;
+    while (read == 1) {
+        const char *key;
+        Py_ssize_t length;
+        int member = -1;
+        if (!read_key(&r, &key, &length)) {
+            read = 0;
+            break;
+        }
+        for (int i = 0; i < 4; i++)
+            if (is_key(key, length, names[i])) member = i;
+        if (member == 2) {
+            read = members[2] == NULL ? read_tensors(&r, tensor_type, &members[2]) : 0;
+        } else if (member >= 0) {
+            read = read_member(&r, &members[member], 1);
+        } else {
+            skip_blanks(&r);
+            read = read_value(&r, &ignored, 1);
+            Py_CLEAR(ignored);
+        }
+        if (read != 1 || !take(&r, ',')) break;
+    }
+    if (read == 1 && !take(&r, '}')) read = 0;
+    skip_blanks(&r);
+    if (read == 1 && (r.at != r.end || members[2] == NULL || PyList_GET_SIZE(members[2]) == 0)) read = 0;
+    if (read == 1) {
+        for (int i = 0; i < 4; i++)
+            if (members[i] == NULL) members[i] = Py_NewRef(Py_None);
+        result = PyTuple_Pack(4, members[0], members[1], members[2], members[3]);
+    } else if (read == 0) {
+        result = Py_NewRef(Py_None);
+    }
+    for (int i = 0; i < 4; i++) Py_XDECREF(members[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"plain_tensors", (PyCFunction)(void (*)(void))plain_tensors, METH_FASTCALL,
      "plain_tensors(raw_inputs, tensor_type) -> list of tensor_type, or None.\n\n"
      "Each input of the common request (one column of JSON elements, shape [N] or [N, 1], of\n"
      "FP64, FP32, INT64, BYTES or BOOL, no binary data) as tensor_type(name, datatype,\n"
      "tuple(shape), data), None in a number input's data as NaN; None when any input is not so."},
+    {"plain_request", (PyCFunction)(void (*)(void))plain_request, METH_FASTCALL,
+     "plain_request(body, tensor_type) -> (id, parameters, tensors, outputs), or None.\n\n"
+     "A request of plain inputs (as plain_tensors takes them) read from its JSON bytes, each\n"
+     "absent member None; None for anything else, which orjson then parses."},
     {"data_arrays", (PyCFunction)(void (*)(void))data_arrays, METH_FASTCALL,
      "data_arrays(body, min_bytes, piece_bytes) -> list of (start, end, cuts), or None.\n\n"
      "The \"data\" arrays of at least min_bytes in a JSON body, each with the offsets of commas\n"

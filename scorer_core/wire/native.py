@@ -9,7 +9,7 @@ from __future__ import annotations
 
 try:
     from scorer_core.wire._rows import distinct_texts, quoted_cells, quoted_numbers, string_rows
-    from scorer_core.wire._tensors import data_arrays, plain_tensors
+    from scorer_core.wire._tensors import data_arrays, plain_request, plain_tensors
 except ImportError as error:
     raise ImportError(
         f"scorer_core's native modules (scorer_core/wire/_rows.c and _tensors.c) are not built ({error}): "
@@ -17,4 +17,12 @@ except ImportError as error:
         "to build them"
     ) from error
 
-__all__ = ["data_arrays", "distinct_texts", "plain_tensors", "quoted_cells", "quoted_numbers", "string_rows"]
+__all__ = [
+    "data_arrays",
+    "distinct_texts",
+    "plain_request",
+    "plain_tensors",
+    "quoted_cells",
+    "quoted_numbers",
+    "string_rows",
+]

@@ -56,6 +56,10 @@ __all__ = [
     "tensor_metadata",
 ]
 
+#: Bodies from this size are parsed in pieces. Below it one orjson call holds the GIL for under
+#: about 20 ms, and is faster: finding the pieces added 3 ms to a 2 MB body's 13.
+PIECES_FROM_BYTES = 4 * 1024 * 1024
+
 #: The request and response header giving the JSON part's length when binary tensors follow it.
 HEADER_LENGTH = "inference-header-content-length"
 
@@ -157,7 +161,7 @@ def parse_infer(body: bytes, header_length: str | None = None) -> InferRequest:
 def _parsed(json_part: bytes, header_length: str | None) -> dict[str, Any]:
     """The JSON object of a request."""
     # A large body's data arrays are parsed in pieces (wire.oip_pieces), to the same result.
-    data = parse_in_pieces(json_part) if len(json_part) > PARSE_CHUNK_BYTES else None
+    data = parse_in_pieces(json_part) if len(json_part) > PIECES_FROM_BYTES else None
     try:
         if data is None:
             data = orjson.loads(json_part)

@@ -92,8 +92,9 @@ def inputs(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         members["parameters"] = '{"content_type": "str"}' if not rarely(draw) else draw(VALUES)
     pairs = [(f'"{k}"', v) for k, v in members.items() if not rarely(draw)]
-    if rarely(draw):  # a repeated member, an unknown one, or an escaped key
-        pairs.append((draw(st.sampled_from(['"data"', '"extra"', '"d\\u0061ta"', '"name"'])), draw(VALUES)))
+    if rarely(draw):  # a repeated member, an unknown one, an escaped key, or one that is no UTF-8
+        key = draw(st.sampled_from(['"data"', '"extra"', '"d\\u0061ta"', '"name"', '"\udcff"', '"é"']))
+        pairs.append((key, draw(VALUES)))
     pairs = draw(st.permutations(pairs))
     blank = draw(BLANKS)
     return "{" + f",{blank}".join(f"{k}:{blank}{v}" for k, v in pairs) + "}"
@@ -110,11 +111,14 @@ def bodies(draw: st.DrawFn) -> bytes:
     members = draw(st.permutations(members))
     blank = draw(BLANKS)
     text = blank + "{" + ", ".join(f"{k}: {v}" for k, v in members) + "}" + blank
-    body = text.encode()
+    body = text.encode("utf-8", "surrogateescape")  # "\udcff" stands for the byte 0xff
     if rarely(draw):
         body = body[: draw(st.integers(0, len(body)))]
     elif rarely(draw):
         body += draw(st.sampled_from([b"x", b",", b"}", b" {}"]))
+    elif rarely(draw):  # bytes that are no UTF-8, anywhere: in a string, a key, between tokens
+        at = draw(st.integers(0, len(body)))
+        body = body[:at] + draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf"])) + body[at:]
     return body
 
 
@@ -152,7 +156,10 @@ def test_the_native_request_reader_gives_what_orjson_and_the_tensor_reader_give(
             st.sampled_from(["FP64", "INT64", "BYTES", "BOOL"]),
             st.floats(allow_nan=False, allow_infinity=False),
             st.integers(-(10**18) + 1, 10**18 - 1),
-            st.text(alphabet=st.characters(min_codepoint=0x20, exclude_characters='"\\', codec="utf-8"), max_size=8),
+            st.text(
+                alphabet=st.characters(min_codepoint=0x20, exclude_characters='"\\', codec="utf-8"),
+                max_size=8,
+            ),
             st.booleans(),
         ),
         min_size=1,
@@ -174,6 +181,28 @@ def test_the_bodies_clients_send_are_read_natively(columns, indented):
     native = plain_request(body, Tensor)
     assert native is not None
     assert comparable(native) == comparable(reference(body))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_a_body_that_is_not_utf8_is_never_read_natively(data):
+    """orjson refuses a body that is not UTF-8 wherever the byte is: in a value, in a key the
+    request does not read, between tokens. The native reader must not answer for such a body."""
+    request = {
+        "id": "r",
+        "inputs": [
+            {"name": "x", "datatype": "BYTES", "shape": [1], "data": ["ab"], "extra": 1},
+            {"name": "y", "datatype": "FP64", "shape": [1], "data": [1.5]},
+        ],
+        "other": {"k": "v"},
+    }
+    body = json.dumps(request).encode()
+    assert plain_request(body, Tensor) is not None
+    at = data.draw(st.integers(0, len(body)))
+    bad = data.draw(st.sampled_from([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80"]))
+    mutated = body[:at] + bad + body[at:]
+    native = plain_request(mutated, Tensor)
+    assert native is None or comparable(native) == comparable(reference(mutated))
 
 
 def test_numbers_are_read_as_orjson_reads_them_on_both_sides_of_the_fast_path():

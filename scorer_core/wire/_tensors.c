@@ -670,10 +670,13 @@ static int read_value(reader *r, PyObject **out, int depth) {
     }
 }
 
-/* A member's key, by its raw bytes: 1, or 0 when it has an escape (orjson would unescape it). */
+/* A member's key, by its raw bytes: 1, or 0 when it has an escape (orjson would unescape it) or
+ * a byte past ASCII (its UTF-8 unchecked, where orjson refuses a body that is not UTF-8). */
 static int read_key(reader *r, const char **key, Py_ssize_t *length) {
     skip_blanks(r);
     if (!read_raw_string(r, key, length)) return 0;
+    for (Py_ssize_t i = 0; i < *length; i++)
+        if ((unsigned char)(*key)[i] >= 0x80) return 0;
     return take(r, ':');
 }
 

@@ -354,8 +354,9 @@ static PyObject *data_arrays(PyObject *module, PyObject *const *args, Py_ssize_t
     }
     body = args[0];
     min_bytes = PyLong_AsSsize_t(args[1]);
+    if (min_bytes == -1 && PyErr_Occurred()) return NULL;
     piece_bytes = PyLong_AsSsize_t(args[2]);
-    if ((min_bytes == -1 || piece_bytes == -1) && PyErr_Occurred()) return NULL;
+    if (piece_bytes == -1 && PyErr_Occurred()) return NULL;
     if (min_bytes < 2 || piece_bytes < 1) {
         PyErr_SetString(PyExc_ValueError, "data_arrays: min_bytes must be at least 2, piece_bytes at least 1");
         return NULL;

@@ -346,8 +346,9 @@ class GrpcFront:
         def prepare(facts: ModelFacts) -> PreparedRequest:
             check_version(facts, request.model_version or None)
             infer = infer_request(request)
-            parsed.append(infer)
-            return prepare_infer(infer, facts, keep_cells=not off_loop)
+            prepared = prepare_infer(infer, facts, keep_cells=not off_loop)
+            parsed.append(infer._replace(inputs=()))  # the answer needs no tensor (see oip_routes)
+            return prepared
 
         def answer(facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult) -> Any:
             assert result.outputs is not None

@@ -121,8 +121,12 @@ class OIPEndpoints:
 
         def prepare(facts: ModelFacts) -> PreparedRequest:
             check_version(facts, model_version)
-            parsed.request = infer = parse_infer(body, header_length)
-            return prepare_infer(infer, facts, keep_cells=not off_loop)
+            infer = parse_infer(body, header_length)
+            prepared = prepare_infer(infer, facts, keep_cells=not off_loop)
+            # The answer needs the id and the outputs asked for, not the tensors: they go now,
+            # not after the batch, so that no collection meanwhile walks them.
+            parsed.request = infer._replace(inputs=())
+            return prepared
 
         def answer(
             facts: ModelFacts, prepared: PreparedRequest, result: ScoringResult

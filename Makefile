@@ -92,14 +92,15 @@ serve: install
 # module- or class-scoped server (each conformance suite's, the MLflow tracking server) starts
 # once, not once per worker; the two Ray modules share a group, and the long groups go first.
 # Tests that bound time, memory or load are marked `serial` and run alone afterwards.
-# Each phase prints its own closing line; a failed first phase fails the target at once.
+# Each phase prints its own closing line; a failed first phase fails the target at once. Each also
+# lists its slowest tests, where the 10-minute budget goes.
 TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 test: install-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "not serial" $(PARALLEL)
-	$(BIN)/python -m pytest -m serial
+	$(BIN)/python -m pytest -m "not serial" $(PARALLEL) --durations=15
+	$(BIN)/python -m pytest -m serial --durations=5
 
 # The tests that start no server process and train no model: a quick loop while changing code.
 test-fast: install-test

@@ -15,14 +15,15 @@ from unittest import mock
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import scorer_core.wire.cells as cells
 import scorer_core.wire.oip as oip
 from scorer_core.errors import InvalidRequest
+from scorer_core.schema import DataType, Field
 from scorer_core.wire.native import data_arrays
-from scorer_core.wire.oip import parse_infer
+from scorer_core.wire.oip import frame_of, parse_infer
 from scorer_core.wire.oip_pieces import parse_in_pieces
 
 HOSTILE = ['","', "],[", '"data": [', '\\"', "\\", ",", "[", "]", "{", '"', "data", "\x00", "é", " "]
@@ -160,12 +161,17 @@ def test_rows_of_nested_data_come_as_tuples_and_flat_data_keeps_its_arrays():
     assert parsed is not None and parsed["inputs"][0]["data"] == [1] * 20 + [[2]] * 20
 
 
+def elements(values: Any) -> list[Any]:
+    """A tensor's elements as Python values: floats parsed in pieces come as a float64 array."""
+    return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+
 def request_or_error(body: bytes) -> Any:
     try:
         request = parse_infer(body)
     except InvalidRequest as exc:
         return ("400", str(exc))
-    inputs = [(t.name, t.datatype, t.shape, as_parsed(list(t.values))) for t in request.inputs]
+    inputs = [(t.name, t.datatype, t.shape, as_parsed(elements(t.values))) for t in request.inputs]
     return request.id if b'"id"' in body else None, inputs, request.outputs, request.binary_outputs
 
 
@@ -186,6 +192,96 @@ def test_a_request_parsed_in_pieces_is_the_request_parsed_whole(body, piece):
         mock.patch.object(oip, "parse_in_pieces", lambda b: parse_in_pieces(b, piece)),
     ):
         assert repr(request_or_error(body)) == repr(expected)  # repr: a NaN equals a NaN
+
+
+SPOILERS = {  # the integer first: the one a string field would read otherwise ("7", not "7.0")
+    "an integer": 7,
+    "a null": None,
+    "a boolean": True,
+    "a string": "1.5",
+    "an array": [1.5],
+}
+
+
+@st.composite
+def float_inputs(draw: st.DrawFn) -> tuple[bytes, list[Field], bool]:
+    """A request of one FP32 or FP64 input, flat or in rows as its shape says, and fields it can
+    feed; rarely spoilt by one element that is no float (or a row of the wrong width), at any place.
+    Also whether it was spoilt."""
+    rows, width = draw(st.integers(1, 12)), draw(st.sampled_from([None, 1, 2, 3]))
+    count = rows * (width or 1)
+    numbers = st.floats(allow_nan=False, allow_infinity=False, width=draw(st.sampled_from([32, 64])))
+    flat: list[Any] = draw(st.lists(numbers, min_size=count, max_size=count))
+    spoilt = draw(st.integers(0, 4)) == 2
+    if spoilt:
+        spoiler = draw(st.sampled_from(list(SPOILERS)))
+        event(f"spoilt by {spoiler}")
+        flat[draw(st.integers(0, count - 1))] = SPOILERS[spoiler]
+    data: list[Any] = flat
+    if width is not None and draw(st.booleans()):
+        data = [flat[i * width : (i + 1) * width] for i in range(rows)]
+        if draw(st.integers(0, 4)) == 2:
+            event("spoilt by a ragged row")
+            data[draw(st.integers(0, rows - 1))].append(2.5)
+            spoilt = True
+    names = ["x"] if width in (None, 1) else [f"f{j}" for j in range(width)]
+    types = st.sampled_from([DataType.FLOAT64, DataType.FLOAT32, DataType.INT64, DataType.STR])
+    fields = [Field(name, draw(types)) for name in names]
+    shape = [rows] if width is None else [rows, width]
+    tensor = {
+        "name": "x" if len(names) == 1 else "matrix",
+        "datatype": draw(st.sampled_from(["FP32", "FP64"])),
+    }
+    body = orjson.dumps({"inputs": [tensor | {"shape": shape, "data": data}]})
+    return body, fields, spoilt
+
+
+def frame_or_error(body: bytes, fields: list[Field]) -> Any:
+    try:
+        frame = frame_of(parse_infer(body), fields, None)
+    except InvalidRequest as exc:
+        return ("400", str(exc))
+    return [(name, frame[name].dtype, frame[name].tolist()) for name in frame]
+
+
+@settings(max_examples=500, deadline=None)
+@given(request=float_inputs(), piece=st.integers(2, 40))
+def test_floats_parsed_in_pieces_into_an_array_feed_the_model_what_one_parse_does(request, piece):
+    """Numbers all written as floats come as one float64 array (the module's shortcut), and give
+    every field type the same column, or the same 400, as the lists of one parse."""
+    body, fields, spoilt = request
+    with (
+        mock.patch.object(oip, "PIECES_FROM_BYTES", 0),
+        mock.patch.object(oip, "plain_request", lambda body, tensor_type: None),
+        mock.patch.object(oip, "parse_in_pieces", lambda b: None),
+    ):
+        expected = frame_or_error(body, fields)
+    with (
+        mock.patch.object(oip, "PIECES_FROM_BYTES", 0),
+        mock.patch.object(oip, "plain_request", lambda body, tensor_type: None),
+        mock.patch.object(oip, "parse_in_pieces", lambda b: parse_in_pieces(b, piece)),
+    ):
+        assert repr(frame_or_error(body, fields)) == repr(expected)
+    parsed = parse_in_pieces(body, piece)
+    if data_arrays(body, piece, piece) and not spoilt:
+        assert parsed is not None and isinstance(parsed["inputs"][0]["data"], np.ndarray)
+    elif parsed is not None:  # spoilt: as lists (or tuples), as one parse reads them
+        assert not isinstance(parsed["inputs"][0]["data"], np.ndarray)
+
+
+def test_a_shape_claiming_more_floats_than_the_body_holds_allocates_nothing():
+    body = orjson.dumps(
+        {"inputs": [{"name": "x", "datatype": "FP64", "shape": [2**39, 2**39], "data": [1.5] * 64}]}
+    )
+    with (
+        mock.patch.object(oip, "PIECES_FROM_BYTES", 0),
+        mock.patch.object(oip, "parse_in_pieces", lambda b: parse_in_pieces(b, 16)),
+        mock.patch.object(np, "empty", side_effect=AssertionError("allocated")),
+        pytest.raises(
+            InvalidRequest, match=r"which holds 302231454903657293676544 elements, but its data has 64$"
+        ),
+    ):
+        parse_infer(body)
 
 
 @settings(max_examples=500, deadline=None)

@@ -43,14 +43,23 @@ def read_mlmodel(mlmodel: Path) -> Mapping[str, Any]:
     import yaml  # light, and an MLflow dependency
 
     try:
-        document = yaml.safe_load(mlmodel.read_text())
+        text = mlmodel.read_text()
     except OSError as exc:
         raise ConfigurationError(f"Cannot read '{mlmodel}': {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigurationError(f"'{mlmodel}' is not valid YAML{at}: {problem}") from None
+    # libyaml's parser where PyYAML has it (its wheels do): the pure-Python one took about 3 ms a
+    # read, and a replacement reads the file three times while scoring goes on, competing for the
+    # GIL. A document it refuses is parsed again by the pure-Python parser, whose message (the
+    # same on every install) is the one shown.
+    try:
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError:
+        try:
+            document = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigurationError(f"'{mlmodel}' is not valid YAML{at}: {problem}") from None
     if not isinstance(document, Mapping):
         raise ConfigurationError(
             f"'{mlmodel}' is not an MLmodel descriptor: expected a YAML mapping with 'flavors', "

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import yaml
+from scorer_mlflow.mlmodel import read_mlmodel
 
 # Each test starts `scorer serve`, which loads MLflow (seconds) before it refuses the model.
 pytestmark = pytest.mark.slow
@@ -103,3 +104,11 @@ def test_a_signature_with_outputs_only_is_refused_before_listening(iris_classifi
         f"scorer: error: '{model / 'MLmodel'}' has no input signature, so request cells cannot be typed; "
         "save it with signature=mlflow.models.infer_signature(X, model.predict(X))"
     ]
+
+
+@pytest.mark.parametrize("fixture", ["iris_classifier", "mixed_model", "tensor_model", "example_only_model"])
+def test_an_mlmodel_reads_as_the_reference_yaml_parser_reads_it(request, fixture):
+    """libyaml's parser reads what MLflow wrote as PyYAML's own parser does (a document it refuses
+    is told by PyYAML's own parser: the test above)."""
+    model = request.getfixturevalue(fixture).path
+    assert read_mlmodel(model / "MLmodel") == yaml.safe_load((model / "MLmodel").read_text())

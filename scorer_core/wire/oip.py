@@ -103,8 +103,9 @@ _LENGTH = struct.Struct("<I")
 
 class Tensor(NamedTuple):
     """One input tensor: its elements flat, in row-major order (a list of values as JSON sent
-    them, or a numpy array of what binary data held). A tuple, not a dataclass: a request makes
-    one per field, and a frozen dataclass took a microsecond each to build."""
+    them; a numpy array of what binary data held, or of a large body's floats, parsed in pieces
+    by ``wire.oip_pieces``). A tuple, not a dataclass: a request makes one per field, and a
+    frozen dataclass took a microsecond each to build."""
 
     name: str
     datatype: str
@@ -510,7 +511,7 @@ def _one_row(request: InferRequest, inputs: Sequence[Field]) -> tuple[Any, ...] 
     for spec in inputs:
         values = by_name.get(spec.name)
         if type(values) is not list or len(values) != 1:
-            return None  # absent, or binary data (an array): the careful path reads it
+            return None  # absent, or an array (binary data): the careful path reads it
         row.append(values[0])
     return tuple(row)
 

@@ -89,9 +89,7 @@ def parse_in_pieces(body: bytes, piece_bytes: int = PARSE_CHUNK_BYTES) -> dict[s
         if type(mark) is not str or not mark.startswith(marks):
             continue
         index = int(mark[len(marks) :])
-        data: np.ndarray | list[Any] | None = _floats_in_pieces(body, *found[index], _float_layout(raw))
-        if data is None:
-            data = _array_in_pieces(body, *found[index])
+        data = _array_in_pieces(body, *found[index], _float_layout(raw))
         if data is None or index in placed:
             return None
         raw["data"] = data
@@ -111,49 +109,51 @@ def _float_layout(raw: dict[str, Any]) -> tuple[int, int | None] | None:
     return shape[0] * (width or 1), width
 
 
-def _floats_in_pieces(
+class _Floats:
+    """An array's elements while they are all floats: one float64 array, filled piece by piece."""
+
+    def __init__(self, count: int, width: int | None) -> None:
+        self.values = np.empty(count, dtype=np.float64)
+        self.filled = 0
+        self.width = width
+
+    def take(self, piece: list[Any], nested: bool) -> bool:
+        """Whether the piece's elements are all floats (in rows of the width, when nested), and
+        now kept; False leaves what was kept as it was."""
+        if nested:
+            if self.width is None or not all(type(row) is list and len(row) == self.width for row in piece):
+                return False
+            piece = list(itertools.chain.from_iterable(piece))
+        if self.filled + len(piece) > len(self.values) or set(map(type, piece)) != {float}:
+            return False
+        self.values[self.filled : self.filled + len(piece)] = piece
+        self.filled += len(piece)
+        return True
+
+    def elements(self, nested: bool) -> list[Any]:
+        """The floats kept so far, as the general way below gives them (rows as tuples), so that a
+        late element of another type costs no second parse of the pieces before it."""
+        kept: list[Any] = self.values[: self.filled].tolist()
+        if not nested or self.width is None:  # nested without a width: nothing was kept
+            return kept
+        width = self.width
+        return [tuple(kept[i : i + width]) for i in range(0, len(kept), width)]
+
+
+def _array_in_pieces(
     body: bytes, start: int, end: int, cuts: tuple[int, ...], layout: tuple[int, int | None] | None
-) -> np.ndarray | None:
-    """The array ``body[start:end]`` as float64, when it is ``layout``'s count of elements all
-    written as floats, flat or in rows of its width; None otherwise."""
-    # Each element takes at least two bytes ("1.", or a digit and a comma): a shape claiming more
-    # is refused by the careful path, before anything its size is allocated.
-    if layout is None or layout[0] > (end - start) // 2:
-        return None
-    count, width = layout
-    values = np.empty(count, dtype=np.float64)
-    view = memoryview(body)
-    filled = 0
-    rows: bool | None = None  # whether the data is nested, as its first element says
-    for after, before in itertools.pairwise((start, *cuts, end - 1)):
-        checkpoint()
-        with collection_paused():  # see wire.collector
-            try:
-                piece = orjson.loads(b"".join((b"[", view[after + 1 : before], b"]")))
-            except orjson.JSONDecodeError:
-                return None
-            if rows is None:
-                rows = width is not None and bool(piece) and type(piece[0]) is list
-            if rows:
-                if not all(type(row) is list and len(row) == width for row in piece):
-                    return None
-                piece = list(itertools.chain.from_iterable(piece))
-            if not piece or filled + len(piece) > count or set(map(type, piece)) != {float}:
-                return None
-            values[filled : filled + len(piece)] = piece
-            filled += len(piece)
-            del piece
-    return values if filled == count else None
-
-
-def _array_in_pieces(body: bytes, start: int, end: int, cuts: tuple[int, ...]) -> list[Any] | None:
-    """The array ``body[start:end]``, parsed between its cuts; None when a piece does not parse,
+) -> np.ndarray | list[Any] | None:
+    """The array ``body[start:end]``, parsed between its cuts: as float64 when it is ``layout``'s
+    count of floats (the module's docstring), else as a list; None when a piece does not parse,
     or holds no element where cut."""
     view = memoryview(body)
     bounds = (start, *cuts, end - 1)  # its "[", the commas cut at, its "]"
+    # A JSON float takes three bytes and a comma at least: a shape claiming more elements than the
+    # array can hold is refused by the careful path, before anything its size is allocated.
+    floats = _Floats(*layout) if layout is not None and layout[0] <= (end - start + 1) // 4 else None
     elements: list[Any] = []
     nested = False
-    for after, before in itertools.pairwise(bounds):
+    for number, (after, before) in enumerate(itertools.pairwise(bounds)):
         checkpoint()
         with collection_paused():  # see wire.collector
             try:
@@ -162,8 +162,12 @@ def _array_in_pieces(body: bytes, start: int, end: int, cuts: tuple[int, ...]) -
                 return None
             if not piece:
                 return None if cuts else []  # uncut, the array itself is empty
-            if not elements:
+            if number == 0:
                 nested = type(piece[0]) is list
+            if floats is not None:
+                if floats.take(piece, nested):
+                    continue
+                elements, floats = floats.elements(nested), None
             if nested and all(type(e) is list for e in piece):
                 # Rows of nested data as tuples, which the collector stops tracking once they hold
                 # only numbers and strings: a million tracked row lists made each full collection
@@ -172,4 +176,7 @@ def _array_in_pieces(body: bytes, start: int, end: int, cuts: tuple[int, ...]) -
                 piece = list(map(tuple, piece))
             elements += piece
             del piece
-    return elements
+    if floats is None:
+        return elements
+    # Fewer floats than the shape says: as a list, for the careful path's error.
+    return floats.values if floats.filled == len(floats.values) else floats.elements(nested)

@@ -15,9 +15,10 @@
  * blanks (space, tab, CR, LF) between tokens. It reads from an offset in the body to the array's
  * closing bracket and says where that was, so the body is never scanned for the array's end.
  *
- * Values: the number text is converted by strtod in the "C" locale, which glibc rounds
- * correctly, as Python's float() does; so every cell gets the value the general path gives it.
- * Where strtod_l is not available, Python's own converter runs, with the GIL held.
+ * Values: the correctly rounded double, as Python's float() gives it, so every cell gets the value
+ * the general path gives it: most numbers are converted by _decimal.h, the rest by strtod in the
+ * "C" locale, which glibc rounds correctly (where strtod_l is not available, Python's own
+ * converter runs, with the GIL held).
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -29,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_decimal.h"
+
 #if defined(__GLIBC__)
 #include <locale.h>
 #define SCORER_STRTOD_L 1
@@ -39,63 +42,6 @@ static locale_t c_locale = (locale_t)0;
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
 
 enum outcome { DECODED = 0, NOT_THIS_SHAPE = -1, NO_MEMORY = -2 };
-
-/* Exact powers of ten: every one up to 1e22 is a double. */
-static const double POWERS_OF_TEN[] = {
-    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-};
-
-/*
- * Clinger's fast path: when the digits, read as an integer, are below 2**53 and the power of ten
- * is at most 22, both are exact doubles and one multiplication or division rounds correctly, so
- * the result is strtod's. Returns 0 when the number is not of that kind (strtod then runs).
- * ``text`` is known to match the JSON number grammar.
- */
-static int fast_double(const char *p, const char *end, double *value) {
-    int negative = 0, digits = 0;
-    long exponent = 0, written = 0;
-    unsigned long long mantissa = 0;
-    if (*p == '-') {
-        negative = 1;
-        p++;
-    }
-    for (; p < end && IS_DIGIT(*p); p++) {
-        if (mantissa == 0 && *p == '0') continue; /* a leading zero is no significant digit */
-        if (++digits > 15) return 0;
-        mantissa = mantissa * 10 + (unsigned long long)(*p - '0');
-    }
-    if (p < end && *p == '.') {
-        for (p++; p < end && IS_DIGIT(*p); p++) {
-            if (mantissa == 0 && *p == '0') {
-                exponent--;
-                continue;
-            }
-            if (++digits > 15) return 0;
-            mantissa = mantissa * 10 + (unsigned long long)(*p - '0');
-            exponent--;
-        }
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        int minus = 0;
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) minus = *p++ == '-';
-        for (; p < end && IS_DIGIT(*p); p++) {
-            written = written * 10 + (*p - '0');
-            if (written > 400) return 0;
-        }
-        exponent += minus ? -written : written;
-    }
-    if (mantissa == 0) {
-        *value = negative ? -0.0 : 0.0;
-        return 1;
-    }
-    if (exponent < -22 || exponent > 22) return 0;
-    *value = exponent < 0 ? (double)mantissa / POWERS_OF_TEN[-exponent]
-                          : (double)mantissa * POWERS_OF_TEN[exponent];
-    if (negative) *value = -*value;
-    return 1;
-}
 
 static double to_double(const char *text, size_t length, int *failed) {
     char small[64];
@@ -240,7 +186,7 @@ static enum outcome decode(const char *base, const char *p, Py_ssize_t size, int
             number = number_end(text, end);
             if (number != NULL && number < end && *number == '"') {
                 p = number;
-                if (!fast_double(text, p, value)) {
+                if (!decimal_to_double(text, p, value)) {
                     *value = to_double(text, (size_t)(p - text), &failed);
                     if (failed) return NO_MEMORY;
                 }

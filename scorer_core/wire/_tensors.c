@@ -24,6 +24,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "_decimal.h"
+
 static PyObject *s_name, *s_datatype, *s_shape, *s_data, *s_parameters, *s_binary_data_size;
 
 /* The shapes of a single row's column, (1,) and (1, 1), made once: a one-row request of 30 inputs
@@ -488,50 +490,6 @@ static int read_string(reader *r, PyObject **out) {
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* Clinger's fast path: a number of at most 15 significant digits whose decimal exponent is
- * within 22 of them is exactly a double (the digits, below 2**53) times or divided by an exact
- * power of ten, one correctly rounded operation: the double that any correct reader gives. 1
- * with *value set; 0 for any other number, which the general reader takes. The text is a JSON
- * number, as read_number checked it. */
-static int fast_double(const char *text, const char *end, double *value) {
-    static const double powers[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
-    const char *c = text;
-    int negative = 0, digits = 0, exponent_negative = 0;
-    long long mantissa = 0, exponent = 0, scale = 0;
-    if (*c == '-') {
-        negative = 1;
-        c++;
-    }
-    for (; c < end && is_digit(*c); c++) {
-        if (mantissa == 0 && *c == '0') continue; /* leading zeros are not significant */
-        if (++digits > 15) return 0;
-        mantissa = mantissa * 10 + (*c - '0');
-    }
-    if (c < end && *c == '.') {
-        for (c++; c < end && is_digit(*c); c++) {
-            scale--;
-            if (mantissa == 0 && *c == '0') continue;
-            if (++digits > 15) return 0;
-            mantissa = mantissa * 10 + (*c - '0');
-        }
-    }
-    if (c < end && (*c == 'e' || *c == 'E')) {
-        c++;
-        if (*c == '+' || *c == '-') exponent_negative = *c++ == '-';
-        for (; c < end && is_digit(*c); c++) {
-            if (exponent > 10000) return 0;
-            exponent = exponent * 10 + (*c - '0');
-        }
-    }
-    exponent = (exponent_negative ? -exponent : exponent) + scale;
-    if (exponent < -22 || exponent > 22) return 0;
-    *value = (double)mantissa;
-    *value = exponent < 0 ? *value / powers[-exponent] : *value * powers[exponent];
-    if (negative) *value = -*value;
-    return 1;
-}
-
 /* A JSON number: an int when it has no fraction or exponent (as orjson reads it), else a float. */
 static int read_number(reader *r, PyObject **out) {
     const char *start = r->at, *digits;
@@ -568,7 +526,7 @@ static int read_number(reader *r, PyObject **out) {
         *out = PyLong_FromLongLong(*start == '-' ? -number : number);
         return *out == NULL ? -1 : 1;
     }
-    if (fast_double(start, r->at, &value)) {
+    if (decimal_to_double(start, r->at, &value)) {
         *out = PyFloat_FromDouble(value);
         return *out == NULL ? -1 : 1;
     }

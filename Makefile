@@ -34,7 +34,7 @@ STAMP_SERVE := $(VENV)/.installed-serve
 STAMP_ALL := $(VENV)/.installed-all
 STAMP_TEST := $(VENV)/.installed-test
 MODULE_LIST := $(VENV)/.module-list
-# The native modules' C sources (the rows decoder, the tensor reader).
+# The native modules' C sources (the rows decoder, the tensor reader) and the number reader they share.
 NATIVE_SOURCES := $(wildcard scorer_core/wire/*.c scorer_core/wire/*.h)
 INSTALL_INPUTS := Makefile pyproject.toml $(NATIVE_SOURCES) $(MODULE_LIST) \
 	$(addsuffix /pyproject.toml,$(PLUGINS) $(INTEGRATIONS))

@@ -12,11 +12,14 @@ from typing import Any
 
 from scorer_core import DemoModel
 from scorer_mlflow.classes import class_column
+from scorer_mlflow.requirements import pinned_requirements
 
-__all__ = ["IRIS_DEMO", "IRIS_FEATURES", "build_iris_model"]
+__all__ = ["IRIS_DEMO", "IRIS_FEATURES", "IRIS_REQUIREMENTS", "build_iris_model"]
 
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 IRIS_TARGET = "species"
+#: What the demo's model imports when it loads: what MLflow would infer, in a second Python.
+IRIS_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "scikit-learn", "scipy", "scorer-mlflow")
 
 
 def _python_model() -> Any:
@@ -57,7 +60,13 @@ def build_iris_model(directory: Path) -> Path:
     example = features.iloc[:3]
     signature = infer_signature(example, model.predict(None, example))
     target = directory / "iris-mlflow"
-    mlflow.pyfunc.save_model(str(target), python_model=model, signature=signature, input_example=example)
+    mlflow.pyfunc.save_model(
+        str(target),
+        python_model=model,
+        signature=signature,
+        input_example=example,
+        pip_requirements=pinned_requirements(IRIS_REQUIREMENTS),
+    )
     return target
 
 

@@ -1,0 +1,36 @@
+"""Pinned pip requirements for the models this project saves itself (the demo, Hydrogen Torch's
+``packaging.save_model``).
+
+Why not MLflow's inference: given no ``pip_requirements``, ``save_model`` starts a second Python
+that loads the model to see what it imports, which took half of the demo's first start (about
+2.5 of 5 s) and as much of every Hydrogen Torch model saved. The packages these models need are
+known here, so they are written down instead, pinned to the installed versions as MLflow pins
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib.metadata import PackageNotFoundError, version
+
+from packaging.version import Version
+
+__all__ = ["pinned_requirements"]
+
+
+def pinned_requirements(distributions: Iterable[str]) -> list[str]:
+    """``name==version`` for each installed distribution, in the order given.
+
+    A local version label is dropped (torch's CPU wheel is ``2.13.0+cpu``): no package index
+    serves one, and MLflow drops it from the requirements it infers too. A distribution that is
+    not installed is a ``PackageNotFoundError`` naming it: a model saved without a package it
+    needs would fail only where it is deployed.
+    """
+    pins = []
+    for name in distributions:
+        try:
+            installed = Version(version(name))
+        except PackageNotFoundError:
+            raise PackageNotFoundError(f"{name} is not installed, and the model needs it") from None
+        pins.append(f"{name}=={installed.public}")
+    return pins

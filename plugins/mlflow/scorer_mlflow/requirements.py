@@ -5,7 +5,8 @@ Why not MLflow's inference: given no ``pip_requirements``, ``save_model`` starts
 that loads the model to see what it imports, which took half of the demo's first start (about
 2.5 of 5 s) and as much of every Hydrogen Torch model saved. The packages these models need are
 known here, so they are written down instead, pinned to the installed versions as MLflow pins
-them.
+them. ``pickled_distributions`` says which packages a saved model's pickle imports, which such a
+list must name.
 """
 
 from __future__ import annotations

@@ -13,15 +13,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 from conformance._http import Reply, request
 from conformance.recording import HEADER_LOG_ENV
 
 __all__ = [
     "CONFORMANCE_FORWARD_HEADERS",
+    "Launcher",
     "ScorerTarget",
+    "ServerProcess",
     "free_port",
+    "popen_launcher",
+    "servers_launched_by",
     "start_server",
     "stop_process",
     "wait_ready",
@@ -34,13 +38,54 @@ CONFORMANCE_FORWARD_HEADERS = "Authorization,X-Tenant-Id,traceparent,X-Request-I
 RECORDING_PLUGIN = "conformance.recording"
 
 
+class ServerProcess(Protocol):
+    """A started server's process: the part of ``subprocess.Popen`` that callers use."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+#: Starts ``command`` with ``env`` (complete), its stdout and stderr going to ``output``.
+Launcher = Callable[[list[str], dict[str, str], IO[bytes]], ServerProcess]
+
+
+def popen_launcher(command: list[str], env: dict[str, str], output: IO[bytes]) -> ServerProcess:
+    """How ``start_server`` starts a server unless told otherwise: a new interpreter."""
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+
+
+_launcher: Launcher = popen_launcher
+
+
+@contextmanager
+def servers_launched_by(launcher: Launcher) -> Iterator[None]:
+    """Within the block, ``start_server`` starts servers with ``launcher`` (for example a
+    ``conformance.forkserver.Forkserver``, for a suite that starts many)."""
+    global _launcher
+    previous, _launcher = _launcher, launcher
+    try:
+        yield
+    finally:
+        _launcher = previous
+
+
 @dataclass
 class ScorerTarget:
     """A running server. ``header_log`` is set when the suite started it with header recording."""
 
     base_url: str
     header_log: Path | None = None
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    process: ServerProcess | None = field(default=None, repr=False)
     log_file: Path | None = None
 
     def get(self, path: str, **kwargs: Any) -> Reply:
@@ -103,7 +148,7 @@ def start_server(
         if runtime:
             command += ["--runtime", runtime]
         with open(log_file, "wb") as log:
-            process = subprocess.Popen(command, env=child_env, stdout=log, stderr=subprocess.STDOUT)
+            process = _launcher(command, child_env, log)
         target = ScorerTarget(
             f"http://127.0.0.1:{port}", header_log if record_headers else None, process, log_file
         )
@@ -114,7 +159,7 @@ def start_server(
             stop_process(process)
 
 
-def stop_process(process: subprocess.Popen[Any], grace: float = 30) -> None:
+def stop_process(process: ServerProcess, grace: float = 30) -> None:
     """Stop a server started for a check: SIGTERM, ``grace`` seconds to finish, then SIGKILL."""
     process.terminate()
     try:
@@ -124,9 +169,7 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 30) -> None:
         process.wait()
 
 
-def _wait_ready(
-    target: ScorerTarget, process: subprocess.Popen[bytes], log_file: Path, timeout: float
-) -> None:
+def _wait_ready(target: ScorerTarget, process: ServerProcess, log_file: Path, timeout: float) -> None:
     wait_ready(target.base_url, timeout, process=process, log=lambda: log_file.read_text(errors="replace"))
 
 
@@ -134,7 +177,7 @@ def wait_ready(
     base_url: str,
     timeout: float,
     *,
-    process: subprocess.Popen[Any] | None = None,
+    process: ServerProcess | None = None,
     log: Callable[[], str] | None = None,
     path: str = "/readyz",
 ) -> None:

@@ -87,11 +87,14 @@ def test_start_server_never_takes_the_port_the_caller_chose_for_grpc(monkeypatch
     class Started(Exception):
         pass
 
-    def popen(command, **kwargs):
+    def launch(command, env, output):
         raise Started(command)
 
-    monkeypatch.setattr(target.subprocess, "Popen", popen)
-    with pytest.raises(Started) as started, target.start_server("m", env={"SCORER_GRPC_PORT": "5001"}):
+    with (
+        target.servers_launched_by(launch),
+        pytest.raises(Started) as started,
+        target.start_server("m", env={"SCORER_GRPC_PORT": "5001"}),
+    ):
         pass
     command = started.value.args[0]
     assert command[command.index("--port") + 1] == "5002"

@@ -1,0 +1,142 @@
+"""The parent process of :mod:`conformance.forkserver`: it imports libraries once, then forks.
+
+Started by ``conformance.forkserver.Forkserver`` as ``python THIS_FILE SOCKET MODULE...``, never
+imported. It imports each MODULE, says ``ready`` on stdout, and then serves SOCKET: each
+connection asks for one process with a JSON line (``argv``, ``env``, ``cwd``, ``rlimits``) and passes the file
+descriptor its output goes to beside it (SCM_RIGHTS). The answer is the child's pid as one line,
+then, once the child has exited, its exit code as ``subprocess.Popen`` gives it (negative: the
+signal that ended it). End of input on stdin (the session that started it is gone) ends it.
+
+The child returns from ``serve`` and the rest of this script becomes its main program: it takes
+the environment, working directory, path and output it was asked for, then runs ``argv``'s module
+as ``python -m`` would, so that the interpreter's own exit (threads joined, ``atexit`` handlers,
+buffers flushed, the exit status of ``SystemExit``) is the child's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import json
+import os
+import resource
+import runpy
+import selectors
+import socket
+import sys
+from typing import Any
+
+#: What a request may take: an environment of a few hundred variables.
+_MAX_REQUEST = 4 << 20
+
+
+def preload(modules: list[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # a library this environment lacks is simply not preloaded
+            print(f"forkserver: not preloaded: {name}: {error!r}", file=sys.stderr, flush=True)
+
+
+def read_request(connection: socket.socket) -> tuple[dict[str, Any], int]:
+    data, fds, _, _ = socket.recv_fds(connection, 65536, 1)
+    while not data.endswith(b"\n"):
+        more = connection.recv(65536)
+        if not more or len(data) > _MAX_REQUEST:
+            raise ValueError("an incomplete request")
+        data += more
+    if len(fds) != 1:
+        raise ValueError("a request without its output's file descriptor")
+    return json.loads(data), fds[0]
+
+
+def serve(path: str) -> tuple[dict[str, Any], int]:
+    """Fork a child per request until stdin ends; return only in a child, with its request."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ, "accept")
+    selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "session")
+    print("ready", flush=True)
+    #: Each live child's pidfd, and the connection its exit code goes to.
+    children: dict[int, tuple[int, socket.socket]] = {}
+    while True:
+        for key, _ in selector.select():
+            if key.data == "session":
+                if not os.read(key.fd, 4096):
+                    os._exit(0)  # the children are the session's to stop; they outlive this
+            elif key.data == "accept":
+                connection, _ = listener.accept()
+                try:
+                    request, output = read_request(connection)
+                except (OSError, ValueError) as error:
+                    print(f"forkserver: refused a request: {error}", file=sys.stderr, flush=True)
+                    connection.close()
+                    continue
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:
+                    selector.close()
+                    listener.close()
+                    connection.close()
+                    for pidfd, (_, other) in children.items():
+                        os.close(pidfd)
+                        other.close()
+                    return request, output
+                os.close(output)
+                connection.sendall(f"{pid}\n".encode())
+                pidfd = os.pidfd_open(pid)
+                children[pidfd] = (pid, connection)
+                selector.register(pidfd, selectors.EVENT_READ, "exit")
+            else:
+                pid, connection = children.pop(key.fd)
+                selector.unregister(key.fd)
+                os.close(key.fd)
+                _, status = os.waitpid(pid, 0)
+                with contextlib.suppress(OSError):  # the session stopped listening for this one
+                    connection.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                connection.close()
+
+
+def become(request: dict[str, Any], output: int) -> str:
+    """Take on what a fresh ``python -m MODULE`` started with ``request`` would have; its module."""
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    stdin = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(stdin, 0)
+    os.close(stdin)
+    for name, (soft, hard) in request["rlimits"].items():  # the caller's, as a child of its own has
+        try:
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        except (ValueError, OSError) as error:
+            print(f"forkserver: could not set {name} to ({soft}, {hard}): {error}", file=sys.stderr)
+    env: dict[str, str] = request["env"]
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(env)
+    # `python -m` puts the working directory first (unless PYTHONSAFEPATH), then PYTHONPATH.
+    first = [] if env.get("PYTHONSAFEPATH") else [os.getcwd()]
+    extra = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    sys.path[:] = first + extra + BASE_PATH
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:  # its global generator is seeded at import: each child needs its own
+        numpy.random.seed()
+    argv: list[str] = request["argv"]
+    sys.argv = ["-m", *argv[2:]]  # runpy sets argv[0] to the module's file, as `python -m` does
+    return argv[1]
+
+
+if __name__ == "__main__":
+    del sys.path[0]  # this script's directory, which `python -m` in the children would not have
+    #: The path a fresh interpreter gets from its installation, before PYTHONPATH or a cwd.
+    _own = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    BASE_PATH = [entry for entry in sys.path if entry not in _own]
+    preload(sys.argv[2:])
+    gc.freeze()  # the preloaded objects stay shared with the children instead of being copied
+    module = become(*serve(sys.argv[1]))
+    del preload, read_request, serve, become
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

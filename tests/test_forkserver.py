@@ -1,0 +1,138 @@
+"""conformance.forkserver: a forked child starts as the fresh ``python -m`` it replaces would."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.forkserver import ForkedProcess, Forkserver
+
+pytestmark = pytest.mark.slow  # it starts processes
+
+#: A module that reports what it started with, then exits with the code its first argument says.
+REPORTER = """
+import json, os, resource, sys, time
+import numpy
+facts = {
+    "argv": sys.argv[1:],
+    "cwd": os.getcwd(),
+    "env": os.environ.get("FORKSERVER_TEST_VALUE"),
+    "path": sys.path[:3],
+    "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
+    "random": numpy.random.random(),
+    "preloaded": "numpy" in sys.modules,
+    "main": __name__,
+}
+print(json.dumps(facts), flush=True)
+if sys.argv[1] == "hang":
+    time.sleep(60)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+@pytest.fixture(scope="module")
+def forkserver() -> Iterator[Forkserver]:
+    with Forkserver(["numpy.random"]) as server:  # its generator seeded in the forkserver
+        yield server
+
+
+@pytest.fixture
+def reporter(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PYTHONPATH holds the reporting module, ``reporter``."""
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "reporter.py").write_text(REPORTER)
+    return {**os.environ, "PYTHONPATH": str(tmp_path / "lib"), "FORKSERVER_TEST_VALUE": "given"}
+
+
+def run(launch: Any, env: dict[str, str], tmp_path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
+    output = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}.txt"
+    with open(output, "wb") as file:
+        process = launch([sys.executable, "-m", "reporter", *args], env, file)
+    process.wait(timeout=60)
+    return process, json.loads(output.read_text().splitlines()[0])
+
+
+def test_a_forked_child_gets_the_environment_path_arguments_and_limits_it_was_given(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run(forkserver, reporter, tmp_path, "0")  # the forkserver runs, with this process's limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 4000) - 7  # this process's limit now; the forkserver started with another
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        process, facts = run(forkserver, reporter, tmp_path, "0", "--flag")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    _, fresh = run(lambda c, e, o: subprocess.Popen(c, env=e, stdout=o), reporter, tmp_path, "0", "--flag")
+    assert isinstance(process, ForkedProcess)
+    assert process.returncode == 0
+    assert facts["preloaded"] and facts["main"] == "__main__"
+    assert facts["nofile"] == [lowered, hard]
+    for fact in ("argv", "cwd", "env", "path"):
+        assert facts[fact] == fresh[fact], fact
+    assert facts["path"][:2] == [str(tmp_path), str(tmp_path / "lib")]
+
+
+def test_each_child_draws_its_own_random_numbers(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path
+) -> None:
+    draws = {run(forkserver, reporter, tmp_path, "0")[1]["random"] for _ in range(3)}
+    assert len(draws) == 3
+
+
+def test_exit_codes_and_signals_are_reported_as_popen_reports_them(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path
+) -> None:
+    assert run(forkserver, reporter, tmp_path, "3")[0].returncode == 3
+    with open(tmp_path / "hang.txt", "wb") as output:
+        process = forkserver([sys.executable, "-m", "reporter", "hang"], reporter, output)
+    assert process.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.wait(timeout=0.2)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    process.kill()  # after its end: nothing is signalled, as with Popen
+
+
+@pytest.mark.parametrize(
+    "change",
+    ["another start-up variable", "a sitecustomize on the path", "not python -m"],
+)
+def test_what_a_fork_cannot_honour_starts_a_fresh_interpreter(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path, change: str
+) -> None:
+    command = [sys.executable, "-m", "reporter", "0"]
+    if change == "another start-up variable":
+        reporter["PYTHONWARNINGS"] = "error"
+    elif change == "a sitecustomize on the path":
+        (tmp_path / "lib" / "sitecustomize.py").write_text("")
+    else:
+        command = [sys.executable, str(tmp_path / "lib" / "reporter.py"), "0"]
+    with open(tmp_path / "out.txt", "wb") as output:
+        process = forkserver(command, reporter, output)
+    assert isinstance(process, subprocess.Popen)
+    assert process.wait(timeout=60) == 0
+
+
+def test_closing_ends_the_forkserver_and_leaves_its_children_running(
+    reporter: dict[str, str], tmp_path: Path
+) -> None:
+    with Forkserver([]) as server, open(tmp_path / "hang.txt", "wb") as output:
+        child = server([sys.executable, "-m", "reporter", "hang"], reporter, output)
+        parent = server._parent
+        assert parent is not None
+    assert parent.poll() is not None  # closed with the block
+    try:
+        os.kill(child.pid, 0)  # still running: its caller stops it
+    finally:
+        os.kill(child.pid, signal.SIGKILL)

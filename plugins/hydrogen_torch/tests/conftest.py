@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scorer_mlflow.requirements import pinned_requirements
 
 MODELS = Path(__file__).parent / "models"
 TESTDATA = Path(__file__).parent / "testdata"
@@ -19,6 +20,9 @@ import ht_networks  # noqa: E402
 
 #: Servers started by these tests load both MLflow-based runtimes, so that detection is exercised.
 SERVER_ENV = {"SCORER_LOAD_PLUGINS": "mlflow,hydrogen_torch"}
+#: What the plain pyfunc models here import (their modules import mlflow.pyfunc), written down:
+#: MLflow would otherwise start a second Python per save to infer it.
+PLAIN_REQUIREMENTS = pinned_requirements(["mlflow", "cloudpickle"])
 TEXT_ENCODER = {"kind": "text", "column": "text", "vocab": ht_networks.VOCAB, "max_length": 8}
 
 
@@ -122,6 +126,7 @@ def seed_model(models_dir):
             inputs=Schema([ColSpec("string", "text")]), outputs=Schema([ColSpec("string", "output")])
         ),
         metadata={"hydrogen_torch": {"task": "text_classification", "output_format": "legacy_blob"}},
+        pip_requirements=PLAIN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path)
 
@@ -139,7 +144,7 @@ def save_plain(path, python_model, module, **kwargs):
         signature=ModelSignature(
             inputs=Schema([ColSpec("string", "text")]), outputs=Schema([ColSpec("string", "output")])
         ),
-        **kwargs,
+        **{"pip_requirements": PLAIN_REQUIREMENTS, **kwargs},
     )
     return SimpleNamespace(path=path)
 

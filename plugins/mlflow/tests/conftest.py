@@ -8,8 +8,18 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from scorer_mlflow.requirements import pinned_requirements
 
 MODELS = Path(__file__).parent / "models"
+#: What the fixtures' scikit-learn models need, written down: without it each save starts a second
+#: Python to infer the list (about 2 CPU-seconds each; no test here reads the list).
+SKLEARN_REQUIREMENTS = pinned_requirements(["mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas"])
+
+
+@pytest.fixture(scope="session")
+def sklearn_requirements() -> list[str]:
+    """``pip_requirements`` for a scikit-learn model a test saves (see SKLEARN_REQUIREMENTS)."""
+    return SKLEARN_REQUIREMENTS
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +34,11 @@ def iris_classifier(tmp_path_factory):
     model = LogisticRegression(max_iter=1000).fit(X, iris.target)
     path = tmp_path_factory.mktemp("models") / "iris-classifier"
     mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(X, model.predict(X)), serialization_format="cloudpickle"
+        model,
+        str(path),
+        signature=infer_signature(X, model.predict(X)),
+        serialization_format="cloudpickle",
+        pip_requirements=SKLEARN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path, model=model, X=X)
 
@@ -41,7 +55,11 @@ def diabetes_regressor(tmp_path_factory):
     model = GradientBoostingRegressor(n_estimators=20, random_state=0).fit(X, data.target)
     path = tmp_path_factory.mktemp("models") / "diabetes-regressor"
     mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(X, model.predict(X)), serialization_format="cloudpickle"
+        model,
+        str(path),
+        signature=infer_signature(X, model.predict(X)),
+        serialization_format="cloudpickle",
+        pip_requirements=SKLEARN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path, model=model, X=X)
 
@@ -57,6 +75,7 @@ def header_model(tmp_path_factory):
         str(path),
         python_model=str(MODELS / "header_model.py"),
         signature=infer_signature(example, np.array(["token", "token"])),
+        pip_requirements=pinned_requirements(["mlflow", "scorer-core"]),  # what the model's file imports
     )
     return SimpleNamespace(path=path)
 
@@ -68,7 +87,9 @@ def unsigned_model(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("models") / "unsigned"
     model = LinearRegression().fit(np.array([[0.0], [1.0]]), np.array([0.0, 1.0]))
-    mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle")
+    mlflow.sklearn.save_model(
+        model, str(path), serialization_format="cloudpickle", pip_requirements=SKLEARN_REQUIREMENTS
+    )
     return SimpleNamespace(path=path)
 
 
@@ -82,7 +103,11 @@ def tensor_model(tmp_path_factory):
     model = LinearRegression().fit(X, X.sum(axis=1))
     path = tmp_path_factory.mktemp("models") / "tensor"
     mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(X, model.predict(X)), serialization_format="cloudpickle"
+        model,
+        str(path),
+        signature=infer_signature(X, model.predict(X)),
+        serialization_format="cloudpickle",
+        pip_requirements=SKLEARN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path, model=model)
 
@@ -101,6 +126,7 @@ def example_only_model(tmp_path_factory, iris_classifier):
         signature=infer_signature(X),
         input_example=X.iloc[:2],
         serialization_format="cloudpickle",
+        pip_requirements=SKLEARN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path)
 
@@ -139,5 +165,6 @@ def mixed_model(tmp_path_factory):
         str(path),
         signature=infer_signature(frame, model.predict(frame)),
         serialization_format="cloudpickle",
+        pip_requirements=SKLEARN_REQUIREMENTS,
     )
     return SimpleNamespace(path=path, model=model, frame=frame.iloc[:25].reset_index(drop=True))

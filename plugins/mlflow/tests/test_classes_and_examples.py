@@ -19,7 +19,7 @@ IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 @pytest.fixture(scope="module")
-def probability_classifier(tmp_path_factory, iris_classifier):
+def probability_classifier(tmp_path_factory, iris_classifier, sklearn_requirements):
     """A pipeline answering predict_proba, trained on class names, saved with an input example."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -40,6 +40,7 @@ def probability_classifier(tmp_path_factory, iris_classifier):
         input_example=X.iloc[[70, 0]],
         pyfunc_predict_fn="predict_proba",
         serialization_format="cloudpickle",
+        pip_requirements=sklearn_requirements,
     )
     return SimpleNamespace(path=path, model=model, X=X)
 

@@ -192,7 +192,7 @@ def test_an_mlflow_without_those_members_gets_no_shortcut_rather_than_an_error(i
 
 
 @pytest.mark.slow
-def test_models_whose_pyfunc_does_more_than_predict_keep_pyfunc(tmp_path):
+def test_models_whose_pyfunc_does_more_than_predict_keep_pyfunc(tmp_path, sklearn_requirements):
     import mlflow.pyfunc
     import mlflow.sklearn
     from mlflow.models import infer_signature
@@ -208,6 +208,7 @@ def test_models_whose_pyfunc_does_more_than_predict_keep_pyfunc(tmp_path):
         signature=infer_signature(X, model.predict_proba(X)),
         pyfunc_predict_fn="predict_proba",
         serialization_format="cloudpickle",
+        pip_requirements=sklearn_requirements,
     )
     loaded = mlflow.pyfunc.load_model(str(proba))
     assert direct_predict(loaded, loaded.metadata.get_input_schema()) is None
@@ -217,6 +218,11 @@ def test_models_whose_pyfunc_does_more_than_predict_keep_pyfunc(tmp_path):
             return model_input["a"] * 2
 
     custom = tmp_path / "custom"
-    mlflow.pyfunc.save_model(str(custom), python_model=Custom(), signature=infer_signature(X, X["a"]))
+    mlflow.pyfunc.save_model(
+        str(custom),
+        python_model=Custom(),
+        signature=infer_signature(X, X["a"]),
+        pip_requirements=sklearn_requirements[:1],  # mlflow, for a class defined here
+    )
     loaded = mlflow.pyfunc.load_model(str(custom))
     assert direct_predict(loaded, loaded.metadata.get_input_schema()) is None

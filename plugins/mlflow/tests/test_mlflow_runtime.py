@@ -87,7 +87,7 @@ def test_pyfunc_model_reads_forwarded_headers_as_the_guide_shows(header_model):
         assert anonymous.json()["score"] == [[""]]
 
 
-def test_missing_value_in_an_integer_column_is_a_400_naming_row_field_and_type(tmp_path):
+def test_missing_value_in_an_integer_column_is_a_400_naming_row_field_and_type(tmp_path, sklearn_requirements):
     import mlflow.pyfunc
     import pandas as pd
     from mlflow.models import infer_signature
@@ -98,6 +98,7 @@ def test_missing_value_in_an_integer_column_is_a_400_naming_row_field_and_type(t
         str(path),
         python_model=str(Path(__file__).parent / "models" / "header_model.py"),
         signature=infer_signature(example, np.array(["a", "b"])),
+        pip_requirements=sklearn_requirements[:1],  # mlflow: the model's file imports no more
     )
     with start_server(path, env=ENV, record_headers=False) as target:
         for missing in ("", "NaN", None):

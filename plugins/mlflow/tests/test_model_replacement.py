@@ -26,7 +26,9 @@ ENV = {"SCORER_LOAD_PLUGINS": "mlflow", "SCORER_ADMIN_PASSPHRASE": ADMIN["X-Admi
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory) -> list[SimpleNamespace]:
+def versions(
+    tmp_path_factory: pytest.TempPathFactory, sklearn_requirements: list[str]
+) -> list[SimpleNamespace]:
     import mlflow.sklearn
     from mlflow.models import infer_signature
     from sklearn.datasets import load_diabetes
@@ -43,6 +45,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> list[SimpleNamespace]:
             str(path),
             signature=infer_signature(X, model.predict(X)),
             serialization_format="cloudpickle",
+            pip_requirements=sklearn_requirements,
         )
         made.append(SimpleNamespace(path=path, model=model, X=X))
     return made

@@ -75,11 +75,14 @@ SCORING_CLIENT := h2o-mlops-scoring-client==0.2.1b1
 # (A variable, as the commas would split call's arguments.)
 TEST_CORE := -e '.[conformance,test,spark]'
 # kubectl renders the kustomize base in tests/test_deploy.py (Debian's kubernetes-client when absent).
+# --no-compile: pip's byte-compiling of every module it installs (torch, Ray, Spark, MLflow...) was
+# 60 of this install's 140 s on a fresh clone; the tests import a fraction of them, and the first
+# import compiles and caches each (which is why `make test` lets Python write its caches).
 install-test: $(STAMP_TEST)
 $(STAMP_TEST): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) ..."
-	@$(call pip_with_progress,$(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS))
-	$(PIP_INSTALL) --no-deps $(SCORING_CLIENT)
+	@$(call pip_with_progress,--no-compile $(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS))
+	$(PIP_INSTALL) --no-compile --no-deps $(SCORING_CLIENT)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 	@touch $@ $(STAMP_ALL) $(STAMP_SERVE)
 
@@ -96,15 +99,23 @@ serve: install
 # lists its slowest tests, where the 10-minute budget goes.
 TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadscope
+TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
+# mypy runs beside the parallel phase, which leaves part of a core idle (xdist's workers wait on
+# servers): about 40 s of a fresh clone's budget. Its report is printed when the phase ends, and
+# either failing fails the target there. The suite starts hundreds of Python processes, each of
+# which would compile every module it imports again where PYTHONDONTWRITEBYTECODE forbids the
+# caches: TEST_ENV lets them be written (to __pycache__ and the venv, both ignored by git).
 test: install-test
 	$(BIN)/ruff check .
-	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "not serial" $(PARALLEL) --durations=15
-	$(BIN)/python -m pytest -m serial --durations=5
+	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	  $(TEST_ENV) $(BIN)/python -m pytest -m "not serial" $(PARALLEL) --durations=15; tests=$$?; \
+	  wait $$mypy; typed=$$?; echo "mypy:"; cat $(VENV)/mypy.log; \
+	  test $$tests -eq 0 -a $$typed -eq 0
+	$(TEST_ENV) $(BIN)/python -m pytest -m serial --durations=5
 
 # The tests that start no server process and train no model: a quick loop while changing code.
 test-fast: install-test
-	$(BIN)/python -m pytest -m "not slow" -q $(PARALLEL)
+	$(TEST_ENV) $(BIN)/python -m pytest -m "not slow" -q $(PARALLEL)
 
 # The benchmark set (bench/models.py) serves H2O-3 MOJOs and Hydrogen Torch models too, so every
 # plugin, and the `bench` extra (LightGBM, for its LightGBM model) over them.

@@ -58,7 +58,6 @@ SERVER_LIBRARIES = (
     "sklearn.linear_model",
     "sklearn.pipeline",
     "sklearn.preprocessing",
-    "scorer_core.cli",
     "scorer_core.server.app",
     "scorer_core.server.hosting",
 )

@@ -127,6 +127,8 @@ def become(request: dict[str, Any], output: int) -> str:
         numpy.random.seed()
     argv: list[str] = request["argv"]
     sys.argv = ["-m", *argv[2:]]  # runpy sets argv[0] to the module's file, as `python -m` does
+    # A fresh `python -m` has not imported the module it runs (runpy warns when it has been).
+    sys.modules.pop(argv[1], None)
     return argv[1]
 
 

@@ -104,6 +104,21 @@ def test_exit_codes_and_signals_are_reported_as_popen_reports_them(
     process.kill()  # after its end: nothing is signalled, as with Popen
 
 
+def test_a_preloaded_module_runs_as_main_as_a_fresh_interpreter_runs_it(tmp_path: Path) -> None:
+    document = tmp_path / "document.json"
+    document.write_text('{"b": [1, 2]}')
+    outputs, kinds = [], []
+    with Forkserver(["json.tool"]) as server:
+        for launch in (server, lambda c, e, o: subprocess.Popen(c, env=e, stdout=o, stderr=o)):
+            with open(tmp_path / f"out-{len(outputs)}.txt", "wb") as output:
+                process = launch([sys.executable, "-m", "json.tool", str(document)], dict(os.environ), output)
+            assert process.wait(timeout=60) == 0
+            kinds.append(type(process))
+            outputs.append((tmp_path / f"out-{len(outputs)}.txt").read_text())
+    assert kinds == [ForkedProcess, subprocess.Popen]
+    assert outputs[0] == outputs[1] == '{\n    "b": [\n        1,\n        2\n    ]\n}\n'  # no runpy warning
+
+
 @pytest.mark.parametrize(
     "change",
     ["another start-up variable", "a sitecustomize on the path", "not python -m"],

@@ -85,11 +85,12 @@ install-test: $(STAMP_TEST)
 $(STAMP_TEST): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) (and the peers' venvs beside it) ..."
 	@$(MAKE) --no-print-directory peer-kserve peer-mlserver MLSERVER_LIBRARIES="mlflow scikit-learn" \
-	  > $(VENV)/peers.log 2>&1 & peers=$$!; \
+	  > $(VENV)/peers.log 2>&1 & peers=$$!; trap 'kill $$peers 2>/dev/null' EXIT; \
 	  $(call pip_with_progress,--no-compile $(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)); \
 	  wait $$peers || { echo "building the peers' venvs failed; the end of $(VENV)/peers.log:"; tail -n 40 $(VENV)/peers.log; exit 1; }
 	$(PIP_INSTALL) --no-compile --no-deps $(SCORING_CLIENT)
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile $(MLSERVER_PINS)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
+	  $(MLSERVER_PACKAGES) $(MLSERVER_PINS)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 	@touch $@ $(STAMP_ALL) $(STAMP_SERVE)
 
@@ -114,7 +115,7 @@ TEST_ENV := env -u PYTHONDONTWRITEBYTECODE
 # caches: TEST_ENV lets them be written (to __pycache__ and the venv, both ignored by git).
 test: install-test
 	$(BIN)/ruff check .
-	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; \
+	@$(BIN)/mypy > $(VENV)/mypy.log 2>&1 & mypy=$$!; trap 'kill $$mypy 2>/dev/null' EXIT; \
 	  $(TEST_ENV) $(BIN)/python -m pytest -m "not serial" $(PARALLEL) --durations=15; tests=$$?; \
 	  wait $$mypy; typed=$$?; echo "mypy:"; cat $(VENV)/mypy.log; \
 	  test $$tests -eq 0 -a $$typed -eq 0
@@ -139,13 +140,14 @@ $(STAMP_BENCH): $(INSTALL_INPUTS) | install-all
 # checks MLServer in the same venv, built by the target peer-mlserver when the test first needs it.
 MLSERVER_VENV := bench/.venv-mlserver
 version_of = $$($(BIN)/python -c 'import $(1); print($(1).__version__)')
+MLSERVER_PACKAGES := "mlserver==1.7.1" "mlserver-mlflow==1.7.1"
 MLSERVER_PINS = "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)"
 MLSERVER_LIBRARIES = $(MLSERVER_PINS)
 peer-mlserver:
 	@$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(MLSERVER_VENV) && \
 	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
-	    "mlserver==1.7.1" "mlserver-mlflow==1.7.1" $(MLSERVER_LIBRARIES))
+	    $(MLSERVER_PACKAGES) $(MLSERVER_LIBRARIES))
 
 # Peer venvs skip pip's byte-compiling of every module (half its time): a test imports a few.
 # KServe's own Python client (its InferenceRESTClient), for the Open Inference Protocol's tests, in a

@@ -1,7 +1,8 @@
 """The parent process of :mod:`conformance.forkserver`: it imports libraries once, then forks.
 
-Started by ``conformance.forkserver.Forkserver`` as ``python THIS_FILE SOCKET MODULE...``, never
-imported. It imports each MODULE, says ``ready`` on stdout, and then serves SOCKET: each
+Started by ``conformance.forkserver.Forkserver`` as ``python THIS_FILE NAME MODULE...``, never
+imported. It imports each MODULE, says ``ready`` on stdout, and then serves the abstract Unix
+socket NAME: each
 connection asks for one process with a JSON line (``argv``, ``env``, ``cwd``, ``rlimits``) and passes the file
 descriptor its output goes to beside it (SCM_RIGHTS). The answer is the child's pid as one line,
 then, once the child has exited, its exit code as ``subprocess.Popen`` gives it (negative: the
@@ -23,6 +24,7 @@ import os
 import resource
 import runpy
 import selectors
+import signal
 import socket
 import sys
 from typing import Any
@@ -40,21 +42,32 @@ def preload(modules: list[str]) -> None:
 
 
 def read_request(connection: socket.socket) -> tuple[dict[str, Any], int]:
+    connection.settimeout(30)  # a client that never finishes its request must not stall the rest
     data, fds, _, _ = socket.recv_fds(connection, 65536, 1)
-    while not data.endswith(b"\n"):
-        more = connection.recv(65536)
-        if not more or len(data) > _MAX_REQUEST:
-            raise ValueError("an incomplete request")
-        data += more
-    if len(fds) != 1:
-        raise ValueError("a request without its output's file descriptor")
-    return json.loads(data), fds[0]
+    try:
+        while not data.endswith(b"\n"):
+            more = connection.recv(65536)
+            if not more or len(data) > _MAX_REQUEST:
+                raise ValueError("an incomplete request")
+            data += more
+        if len(fds) != 1:
+            raise ValueError("a request without its output's file descriptor")
+        return json.loads(data), fds[0]
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
 
 
-def serve(path: str) -> tuple[dict[str, Any], int]:
-    """Fork a child per request until stdin ends; return only in a child, with its request."""
+def serve(name: str) -> tuple[dict[str, Any], int]:
+    """Fork a child per request until stdin ends; return only in a child, with its request.
+
+    A failure with one request (a client that went away, a fork the system refused) is that
+    request's: it is logged and the loop goes on, so that the children already started can still
+    be waited for.
+    """
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
+    listener.bind("\0" + name)  # the abstract namespace: no path in the file system
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
@@ -77,7 +90,13 @@ def serve(path: str) -> tuple[dict[str, Any], int]:
                     continue
                 sys.stdout.flush()
                 sys.stderr.flush()
-                pid = os.fork()
+                try:
+                    pid = os.fork()
+                except OSError as error:
+                    print(f"forkserver: could not fork: {error}", file=sys.stderr, flush=True)
+                    os.close(output)
+                    connection.close()
+                    continue
                 if pid == 0:
                     selector.close()
                     listener.close()
@@ -87,8 +106,15 @@ def serve(path: str) -> tuple[dict[str, Any], int]:
                         other.close()
                     return request, output
                 os.close(output)
-                connection.sendall(f"{pid}\n".encode())
                 pidfd = os.pidfd_open(pid)
+                try:
+                    connection.sendall(f"{pid}\n".encode())
+                except OSError:  # its client is gone, and nobody would ever stop this child
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    os.close(pidfd)
+                    connection.close()
+                    continue
                 children[pidfd] = (pid, connection)
                 selector.register(pidfd, selectors.EVENT_READ, "exit")
             else:

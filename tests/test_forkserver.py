@@ -6,8 +6,11 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.slow  # it starts processes
 #: A module that reports what it started with, then exits with the code its first argument says.
 REPORTER = """
 import json, os, resource, sys, time
+preloaded = "numpy" in sys.modules  # before this module imports it
 import numpy
 facts = {
     "argv": sys.argv[1:],
@@ -29,7 +33,7 @@ facts = {
     "path": sys.path[:3],
     "nofile": resource.getrlimit(resource.RLIMIT_NOFILE),
     "random": numpy.random.random(),
-    "preloaded": "numpy" in sys.modules,
+    "preloaded": preloaded,
     "main": __name__,
 }
 print(json.dumps(facts), flush=True)
@@ -148,6 +152,56 @@ def test_closing_ends_the_forkserver_and_leaves_its_children_running(
         assert parent is not None
     assert parent.poll() is not None  # closed with the block
     try:
-        os.kill(child.pid, 0)  # still running: its caller stops it
+        state = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state in "RS", state  # running or sleeping, not a zombie: its caller stops it
     finally:
-        os.kill(child.pid, signal.SIGKILL)
+        child.kill()
+
+
+def test_a_child_whose_forkserver_died_can_still_be_stopped(reporter: dict[str, str], tmp_path: Path) -> None:
+    with Forkserver([]) as server, open(tmp_path / "hang.txt", "wb") as output:
+        child = server([sys.executable, "-m", "reporter", "hang"], reporter, output)
+        assert server._parent is not None
+        server._parent.kill()
+        child.terminate()  # through its pidfd: the forkserver is not needed for that
+        assert child.wait(timeout=30) == -signal.SIGKILL  # its code went with the forkserver
+
+
+def test_one_thread_waits_while_another_polls_and_stops_the_child(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path
+) -> None:
+    with open(tmp_path / "hang.txt", "wb") as output:
+        child = forkserver([sys.executable, "-m", "reporter", "hang"], reporter, output)
+    waiter = threading.Thread(target=child.wait)
+    waiter.start()
+    started = time.monotonic()
+    assert child.poll() is None
+    with pytest.raises(subprocess.TimeoutExpired):
+        child.wait(timeout=0.2)
+    child.terminate()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive() and child.returncode == -signal.SIGTERM
+    assert time.monotonic() - started < 20
+
+
+def test_a_client_gone_before_its_pid_leaves_the_forkserver_serving(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path
+) -> None:
+    run(forkserver, reporter, tmp_path, "0")  # running
+    request = {"argv": ["-m", "reporter", "hang"], "env": reporter, "cwd": str(tmp_path), "rlimits": {}}
+    for _ in range(3):
+        with socket.socket(socket.AF_UNIX) as gone, open(tmp_path / "hang.txt", "wb") as output:
+            gone.connect("\0" + forkserver._name)
+            socket.send_fds(gone, [json.dumps(request).encode() + b"\n"], [output.fileno()])
+    assert run(forkserver, reporter, tmp_path, "4")[0].returncode == 4
+
+
+def test_a_temporary_directory_too_deep_for_a_socket_path_is_no_matter(
+    reporter: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deep = tmp_path / ("d" * 100) / ("e" * 100)
+    deep.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(deep))
+    with Forkserver([]) as server:
+        process, _ = run(server, reporter, tmp_path, "0")
+    assert isinstance(process, ForkedProcess)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from conformance import ScorerTarget, start_server
+from conformance.target import popen_launcher, servers_launched_by
 from tests.conftest import plugin_env, wait_for
 
 pytestmark = pytest.mark.slow
@@ -362,7 +363,9 @@ def test_fifty_replacements_do_not_grow_the_server(tmp_path: Path, workers: str)
     """Each model holds 40 MB: one replaced model that was not freed would show in RSS."""
     ids = ["model-three", "model-two"]
     paths = [write(tmp_path / f"{i}.probe", model_id=i, factor=1.0, ballast_mb=40) for i in ids]
-    with serving(paths[1], BATCH_WORKERS=workers) as target:
+    # A fresh interpreter, not a forked one: the bound is relative to RSS, which preloaded
+    # libraries would raise (conformance.forkserver).
+    with servers_launched_by(popen_launcher), serving(paths[1], BATCH_WORKERS=workers) as target:
         assert target.process is not None
         assert replace(target, {"path": str(paths[0])}).status == 200
         score(target)

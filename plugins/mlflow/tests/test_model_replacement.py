@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conformance import ScorerTarget, start_server
+from conformance.target import popen_launcher, servers_launched_by
 
 pytestmark = pytest.mark.slow
 
@@ -142,7 +143,12 @@ def test_a_broken_or_different_model_leaves_the_served_one(
 
 
 def test_fifty_replacements_of_a_real_model_do_not_grow_the_server(versions: list[SimpleNamespace]) -> None:
-    with start_server(versions[0].path, env=ENV, record_headers=False) as target:
+    # A fresh interpreter, not a forked one: the bound is relative to RSS, which preloaded
+    # libraries would raise (conformance.forkserver).
+    with (
+        servers_launched_by(popen_launcher),
+        start_server(versions[0].path, env=ENV, record_headers=False) as target,
+    ):
         assert target.process is not None
         assert replace(target, {"path": str(versions[1].path)}).status == 200
         after_first = rss_kib(target.process.pid)

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -202,6 +203,7 @@ def test_a_temporary_directory_too_deep_for_a_socket_path_is_no_matter(
     deep = tmp_path / ("d" * 100) / ("e" * 100)
     deep.mkdir(parents=True)
     monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))  # what tempfile read from TMPDIR, cached
     with Forkserver([]) as server:
         process, _ = run(server, reporter, tmp_path, "0")
     assert isinstance(process, ForkedProcess)

@@ -108,7 +108,7 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
                 os.close(output)
                 pidfd = os.pidfd_open(pid)
                 try:
-                    connection.sendall(f"{pid}\n".encode())
+                    socket.send_fds(connection, [f"{pid}\n".encode()], [pidfd])
                 except OSError:  # its client is gone, and nobody would ever stop this child
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
@@ -148,9 +148,9 @@ def become(request: dict[str, Any], output: int) -> str:
     first = [] if env.get("PYTHONSAFEPATH") else [os.getcwd()]
     extra = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
     sys.path[:] = first + extra + BASE_PATH
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:  # its global generator is seeded at import: each child needs its own
-        numpy.random.seed()
+    generator = sys.modules.get("numpy.random")
+    if generator is not None:  # seeded when imported: each child needs its own
+        generator.seed()
     argv: list[str] = request["argv"]
     sys.argv = ["-m", *argv[2:]]  # runpy sets argv[0] to the module's file, as `python -m` does
     # A fresh `python -m` has not imported the module it runs (runpy warns when it has been).
@@ -160,9 +160,9 @@ def become(request: dict[str, Any], output: int) -> str:
 
 if __name__ == "__main__":
     del sys.path[0]  # this script's directory, which `python -m` in the children would not have
-    #: The path a fresh interpreter gets from its installation, before PYTHONPATH or a cwd.
-    _own = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    BASE_PATH = [entry for entry in sys.path if entry not in _own]
+    #: The path a fresh interpreter gets from its installation (Forkserver starts this one with no
+    #: PYTHONPATH), to which a child adds its own PYTHONPATH and working directory.
+    BASE_PATH = list(sys.path)
     preload(sys.argv[2:])
     gc.freeze()  # the preloaded objects stay shared with the children instead of being copied
     module = become(*serve(sys.argv[1]))

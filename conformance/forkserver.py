@@ -58,11 +58,11 @@ class ForkedProcess:
     from the forkserver, the child's parent. Any thread may poll, wait or signal at any time.
     """
 
-    def __init__(self, args: list[str], pid: int, connection: socket.socket) -> None:
+    def __init__(self, args: list[str], pid: int, pidfd: int, connection: socket.socket) -> None:
         self.args = args
         self.pid = pid
         self.returncode: int | None = None
-        self._pidfd = os.pidfd_open(pid)
+        self._pidfd = pidfd
         self._connection = connection
         self._lock = threading.Lock()
 
@@ -144,10 +144,15 @@ class Forkserver:
             connection.connect("\0" + self._name)
             request = json.dumps({"argv": command[1:], "env": env, "cwd": os.getcwd(), "rlimits": _rlimits()})
             socket.send_fds(connection, [request.encode() + b"\n"], [output.fileno()])
-            pid = int(_read_line(connection) or "0")
-            if not pid:
+            # The pidfd comes from the forkserver, opened before it could reap the child: one
+            # opened here from the pid could find it gone, or another process under its pid.
+            first, pidfds, _, _ = socket.recv_fds(connection, 1, 1)
+            line = (first.decode() + _read_line(connection)).strip()
+            if not line or len(pidfds) != 1:
+                for fd in pidfds:
+                    os.close(fd)
                 raise RuntimeError("the forkserver refused to start a process; its output says why")
-            return ForkedProcess(command, pid, connection)
+            return ForkedProcess(command, int(line), pidfds[0], connection)
         except BaseException:
             connection.close()  # the forkserver kills a child whose pid it could not send
             raise

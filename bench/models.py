@@ -67,13 +67,20 @@ def _save(estimator: Any, train: pd.DataFrame, directory: Path, flavor: str = "s
     import importlib
 
     from mlflow.models import infer_signature
+    from scorer_mlflow.requirements import pinned_requirements
 
     path = directory / "model"
+    # Named, not inferred: MLflow's inference starts a second Python per save, about 2.5 s each,
+    # and these are the packages the set's models need.
+    needed = ["mlflow", "scikit-learn", "cloudpickle", "numpy", "pandas"]
+    if flavor != "sklearn":
+        needed.append(flavor)
     importlib.import_module(f"mlflow.{flavor}").save_model(
         estimator,
         str(path),
         signature=infer_signature(train, estimator.predict(train)),
         serialization_format="cloudpickle",
+        pip_requirements=pinned_requirements(needed),
     )
     return path
 

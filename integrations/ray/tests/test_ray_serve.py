@@ -207,6 +207,7 @@ def test_the_h2o_contract_on_two_replicas_of_a_real_mlflow_model(cluster, tmp_pa
         monkeypatch.delenv(name, raising=False)
     import mlflow
     from mlflow.models import infer_signature
+    from scorer_mlflow.requirements import pinned_requirements
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -215,7 +216,12 @@ def test_the_h2o_contract_on_two_replicas_of_a_real_mlflow_model(cluster, tmp_pa
     model = LogisticRegression(max_iter=500).fit(X, y)
     path = tmp_path / "iris"
     mlflow.sklearn.save_model(
-        model, str(path), signature=infer_signature(X, model.predict(X)), serialization_format="cloudpickle"
+        model,
+        str(path),
+        signature=infer_signature(X, model.predict(X)),
+        serialization_format="cloudpickle",
+        # Named, not inferred: MLflow's inference starts a second Python to load the model.
+        pip_requirements=pinned_requirements(["mlflow", "scikit-learn", "cloudpickle"]),
     )
     app = scorer_ray.build({"model_path": str(path), "num_replicas": "2", "name": "iris",
                             "ray_actor_options": {"num_cpus": 0.5}})  # fmt: skip

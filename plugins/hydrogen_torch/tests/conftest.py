@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scorer_hydrogen_torch.packaging import TORCH_MODEL_REQUIREMENTS
 from scorer_mlflow.requirements import pinned_requirements
 
 MODELS = Path(__file__).parent / "models"
@@ -23,6 +24,10 @@ SERVER_ENV = {"SCORER_LOAD_PLUGINS": "mlflow,hydrogen_torch"}
 #: What the plain pyfunc models here import (their modules import mlflow.pyfunc), written down:
 #: MLflow would otherwise start a second Python per save to infer it.
 PLAIN_REQUIREMENTS = pinned_requirements(["mlflow", "cloudpickle"])
+#: The same for the torch models whose pickle names a module of this directory (a pickled network,
+#: a python_model of the tests'): the plugin's own list. test_packaging.py saves its own copies of
+#: two of them without a list, to see MLflow's inference.
+TORCH_REQUIREMENTS = pinned_requirements(TORCH_MODEL_REQUIREMENTS)
 TEXT_ENCODER = {"kind": "text", "column": "text", "vocab": ht_networks.VOCAB, "max_length": 8}
 
 
@@ -64,6 +69,7 @@ def image_model(models_dir):
         labels=ht_networks.IMAGE_LABELS,
         encoder={"kind": "image", "column": "image", "shape": list(ht_networks.IMAGE_SHAPE)},
         torchscript=False,
+        pip_requirements=TORCH_REQUIREMENTS,
     )
 
 
@@ -80,32 +86,56 @@ def regression_model(models_dir):
     )
 
 
-@pytest.fixture(scope="session")
-def header_model(models_dir):
+def save_header_model(path, **kwargs):
+    """A text model whose python_model (the tests') hands the request's headers to the network."""
     from ht_header_model import HeaderAwareTextModel
 
     network = ht_networks.seeded(ht_networks.TinyTextClassifier)
     return save(
-        models_dir / "header",
+        path,
         network,
         task="text_classification",
         labels=ht_networks.TEXT_LABELS,
         encoder=TEXT_ENCODER,
         python_model=HeaderAwareTextModel(),
+        **kwargs,
     )
 
 
-@pytest.fixture(scope="session")
-def probe_model(models_dir):
+def save_probe_model(path, **kwargs):
+    """A pickled (not TorchScript) network that reports how it was called."""
     network = ht_networks.seeded(ht_networks.InferenceProbe)
     return save(
-        models_dir / "probe",
+        path,
         network,
         task="text_classification",
         labels=ht_networks.TEXT_LABELS,
         encoder=TEXT_ENCODER,
         torchscript=False,
+        **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def header_model(models_dir):
+    return save_header_model(models_dir / "header", pip_requirements=TORCH_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def probe_model(models_dir):
+    return save_probe_model(models_dir / "probe", pip_requirements=TORCH_REQUIREMENTS)
+
+
+@pytest.fixture(scope="session")
+def header_model_inferred(models_dir):
+    """``header_model`` saved with no requirements: MLflow infers them."""
+    return save_header_model(models_dir / "header-inferred")
+
+
+@pytest.fixture(scope="session")
+def probe_model_inferred(models_dir):
+    """``probe_model`` saved with no requirements: MLflow infers them."""
+    return save_probe_model(models_dir / "probe-inferred")
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from scorer_core.config.plugins import load_plugins
 from scorer_core.config.settings import load_settings
 from scorer_core.wire.cells import build_frame
 
-from .conftest import SERVER_ENV, TESTDATA, image_cell
+from .conftest import PLAIN_REQUIREMENTS, SERVER_ENV, TESTDATA, image_cell
 
 TEXTS = ["good movie", "awful plot", "the actor was okay", "", "great great great", "unknown words only"]
 
@@ -57,7 +57,10 @@ def test_ht_models_are_claimed_ahead_of_mlflow_scorer(text_model, seed_model, tm
 
     plain = tmp_path / "plain"
     mlflow.pyfunc.save_model(
-        str(plain), python_model=SeedBlobModel(), artifacts={"vectors": str(TESTDATA / "seed_vectors.json")}
+        str(plain),
+        python_model=SeedBlobModel(),
+        artifacts={"vectors": str(TESTDATA / "seed_vectors.json")},
+        pip_requirements=PLAIN_REQUIREMENTS,
     )
     assert plugins.select_runtime(plain, None).name == "mlflow-scorer"
 

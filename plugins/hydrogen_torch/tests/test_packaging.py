@@ -47,10 +47,10 @@ def test_requirements_given_are_written_as_given(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("fixture", ["header_model", "probe_model"])
+@pytest.mark.parametrize("fixture", ["header_model_inferred", "probe_model_inferred"])
 def test_another_python_model_or_a_pickled_network_gets_mlflows_inference(fixture, request):
     # A python_model of the caller's (header_model), or a pickled network's own module
-    # (probe_model), imports what this plugin cannot know: MLflow looks, as before.
+    # (probe_model), imports what this plugin cannot know: given no list, MLflow looks, as before.
     lines = requirement_lines(request.getfixturevalue(fixture).path)
     assert lines != pinned_requirements(TORCH_MODEL_REQUIREMENTS)
     assert any(line.startswith("scorer-hydrogen-torch==") for line in lines)

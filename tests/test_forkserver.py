@@ -1,4 +1,5 @@
-"""conformance.forkserver: a forked child starts as the fresh ``python -m`` it replaces would."""
+"""conformance.forkserver, and scorer_core's forkserver under it: a forked child starts as the
+fresh ``python -m`` it replaces would."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from conformance.forkserver import ForkedProcess, Forkserver
+from scorer_core.execution.workers.forkserver import Forkserver as CoreForkserver
 
 pytestmark = pytest.mark.slow  # it starts processes
 
@@ -207,3 +209,80 @@ def test_a_temporary_directory_too_deep_for_a_socket_path_is_no_matter(
     with Forkserver([]) as server:
         process, _ = run(server, reporter, tmp_path, "0")
     assert isinstance(process, ForkedProcess)
+
+
+# scorer_core's own Forkserver, as WorkerPool uses it: started with its caller's whole environment
+# (PYTHONPATH too), two outputs, and a report of what it preloaded.
+
+#: A module that prints its sys.path, then a line on each output.
+PATH_REPORTER = """
+import json, sys
+print(json.dumps(sys.path), flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.fixture
+def libraries(tmp_path: Path) -> dict[str, str]:
+    """An environment whose PYTHONPATH holds ``path_reporter``, ``threader`` (starts a thread when
+    imported), ``chatty`` (prints when imported) and ``broken`` (raises when imported)."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "path_reporter.py").write_text(PATH_REPORTER)
+    (lib / "threader.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), name='poller', daemon=True).start()\n"
+    )
+    (lib / "chatty.py").write_text("print('hello from chatty')\n")
+    (lib / "broken.py").write_text("raise ImportError('broken on purpose')\n")
+    return {**os.environ, "PYTHONPATH": str(lib), "PYTHONSAFEPATH": "1"}
+
+
+def spawn_and_read(server: CoreForkserver, env: dict[str, str], tmp_path: Path) -> tuple[str, str]:
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with open(out, "wb") as stdout, open(err, "wb") as stderr:
+        child = server.spawn([sys.executable, "-m", "path_reporter"], env, stdout.fileno(), stderr.fileno())
+    assert child is not None, server.failure
+    assert child.wait(timeout=60) == 0
+    return out.read_text(), err.read_text()
+
+
+@pytest.mark.parametrize("entries", ["as given", "relative and twice"])
+def test_a_child_of_a_forkserver_started_with_a_pythonpath_has_a_fresh_interpreters_path(
+    libraries: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, entries: str
+) -> None:
+    if entries == "relative and twice":
+        monkeypatch.chdir(tmp_path)
+        libraries["PYTHONPATH"] = os.pathsep.join(["lib", libraries["PYTHONPATH"], "lib"])
+    fresh = subprocess.run(
+        [sys.executable, "-m", "path_reporter"], env=libraries, capture_output=True, text=True, check=True
+    )
+    with CoreForkserver(["path_reporter", "chatty"], libraries) as server:
+        out, err = spawn_and_read(server, libraries, tmp_path)
+    assert json.loads(out) == json.loads(fresh.stdout)  # no entry twice, none missing, same order
+    assert err == "to stderr\n"
+
+
+def test_modules_that_fail_to_import_or_print_are_logged_and_the_rest_preloaded(
+    libraries: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="scorer_core.execution.workers.forkserver")
+    with CoreForkserver(["broken", "chatty", "no_such_module_here", "path_reporter"], libraries) as server:
+        out, _ = spawn_and_read(server, libraries, tmp_path)
+    assert json.loads(out)
+    notes = [r.getMessage() for r in caplog.records]
+    assert any(n.startswith("The forkserver did not preload broken: ImportError") for n in notes), notes
+    assert any(n.startswith("The forkserver did not preload no_such_module_here") for n in notes), notes
+    assert server.failure is None
+
+
+def test_a_module_that_starts_a_thread_when_imported_makes_every_child_start_afresh(
+    libraries: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with CoreForkserver(["threader"], libraries) as server:
+        assert server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2) is None
+        assert server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2) is None  # not retried
+    assert server.failure == "the forkserver refused to fork: its imports started threads (poller)"
+    assert (
+        "Processes start afresh, not forked: the forkserver refused to fork: its imports started threads (poller)"
+        in caplog.text
+    )

@@ -1,12 +1,14 @@
-"""The parent process of :mod:`conformance.forkserver`: it imports libraries once, then forks.
+"""The parent process of :mod:`scorer_core.execution.workers.forkserver`: it imports libraries
+once, then forks.
 
-Started by ``conformance.forkserver.Forkserver`` as ``python THIS_FILE NAME MODULE...``, never
-imported. It imports each MODULE, says ``ready`` on stdout, and then serves the abstract Unix
-socket NAME: each
-connection asks for one process with a JSON line (``argv``, ``env``, ``cwd``, ``rlimits``) and passes the file
-descriptor its output goes to beside it (SCM_RIGHTS). The answer is the child's pid as one line,
+Started by ``Forkserver`` as ``python THIS_FILE NAME MODULE...``, never imported. It imports each
+MODULE, reports on stdout (``not preloaded: ...`` for each that failed, then ``ready``, or
+``refused: ...`` when its imports started a thread, which would make forking it unsafe), and then
+serves the abstract Unix socket NAME: each connection asks for one process with a JSON line
+(``argv``, ``env``, ``cwd``, ``rlimits``) and passes the file descriptors its stdout and stderr go
+to beside it (SCM_RIGHTS; one for both). The answer is the child's pid as one line, with its pidfd,
 then, once the child has exited, its exit code as ``subprocess.Popen`` gives it (negative: the
-signal that ended it). End of input on stdin (the session that started it is gone) ends it.
+signal that ended it). End of input on stdin (the process that started it is gone) ends it.
 
 The child returns from ``serve`` and the rest of this script becomes its main program: it takes
 the environment, working directory, path and output it was asked for, then runs ``argv``'s module
@@ -27,39 +29,45 @@ import selectors
 import signal
 import socket
 import sys
-from typing import Any
+import threading
+from typing import IO, Any
 
 #: What a request may take: an environment of a few hundred variables.
 _MAX_REQUEST = 4 << 20
 
 
-def preload(modules: list[str]) -> None:
+def preload(modules: list[str], report: IO[str]) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
         except Exception as error:  # a library this environment lacks is simply not preloaded
-            print(f"forkserver: not preloaded: {name}: {error!r}", file=sys.stderr, flush=True)
+            print(f"not preloaded: {name}: {error!r}", file=report, flush=True)
+    others = [thread.name for thread in threading.enumerate() if thread is not threading.main_thread()]
+    if others:
+        # A fork has only the thread that forked: locks the others held stay held in the child.
+        print(f"refused: its imports started threads ({', '.join(others)})", file=report, flush=True)
+        sys.exit(3)
 
 
-def read_request(connection: socket.socket) -> tuple[dict[str, Any], int]:
+def read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
     connection.settimeout(30)  # a client that never finishes its request must not stall the rest
-    data, fds, _, _ = socket.recv_fds(connection, 65536, 1)
+    data, fds, _, _ = socket.recv_fds(connection, 65536, 2)
     try:
         while not data.endswith(b"\n"):
             more = connection.recv(65536)
             if not more or len(data) > _MAX_REQUEST:
                 raise ValueError("an incomplete request")
             data += more
-        if len(fds) != 1:
-            raise ValueError("a request without its output's file descriptor")
-        return json.loads(data), fds[0]
+        if len(fds) not in (1, 2):
+            raise ValueError("a request without its output's file descriptors")
+        return json.loads(data), fds
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
 
 
-def serve(name: str) -> tuple[dict[str, Any], int]:
+def serve(name: str, report: IO[str]) -> tuple[dict[str, Any], list[int]]:
     """Fork a child per request until stdin ends; return only in a child, with its request.
 
     A failure with one request (a client that went away, a fork the system refused) is that
@@ -72,7 +80,8 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "session")
-    print("ready", flush=True)
+    print("ready", file=report, flush=True)
+    report.close()
     #: Each live child's pidfd, and the connection its exit code goes to.
     children: dict[int, tuple[int, socket.socket]] = {}
     while True:
@@ -83,7 +92,7 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
             elif key.data == "accept":
                 connection, _ = listener.accept()
                 try:
-                    request, output = read_request(connection)
+                    request, outputs = read_request(connection)
                 except (OSError, ValueError) as error:
                     print(f"forkserver: refused a request: {error}", file=sys.stderr, flush=True)
                     connection.close()
@@ -94,7 +103,8 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
                     pid = os.fork()
                 except OSError as error:
                     print(f"forkserver: could not fork: {error}", file=sys.stderr, flush=True)
-                    os.close(output)
+                    for fd in outputs:
+                        os.close(fd)
                     connection.close()
                     continue
                 if pid == 0:
@@ -104,8 +114,9 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
                     for pidfd, (_, other) in children.items():
                         os.close(pidfd)
                         other.close()
-                    return request, output
-                os.close(output)
+                    return request, outputs
+                for fd in outputs:
+                    os.close(fd)
                 pidfd = os.pidfd_open(pid)
                 try:
                     socket.send_fds(connection, [f"{pid}\n".encode()], [pidfd])
@@ -127,11 +138,13 @@ def serve(name: str) -> tuple[dict[str, Any], int]:
                 connection.close()
 
 
-def become(request: dict[str, Any], output: int) -> str:
+def become(request: dict[str, Any], outputs: list[int]) -> str:
     """Take on what a fresh ``python -m MODULE`` started with ``request`` would have; its module."""
-    os.dup2(output, 1)
-    os.dup2(output, 2)
-    os.close(output)
+    os.dup2(outputs[0], 1)
+    os.dup2(outputs[-1], 2)
+    for fd in outputs:
+        if fd > 2:
+            os.close(fd)
     stdin = os.open(os.devnull, os.O_RDONLY)
     os.dup2(stdin, 0)
     os.close(stdin)
@@ -146,8 +159,9 @@ def become(request: dict[str, Any], output: int) -> str:
     os.environ.update(env)
     # `python -m` puts the working directory first (unless PYTHONSAFEPATH), then PYTHONPATH.
     first = [] if env.get("PYTHONSAFEPATH") else [os.getcwd()]
-    extra = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    sys.path[:] = first + extra + BASE_PATH
+    # Absolute, and each once, as `site` leaves a fresh interpreter's path.
+    extra = [os.path.abspath(entry) for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    sys.path[:] = list(dict.fromkeys(first + extra + BASE_PATH))
     generator = sys.modules.get("numpy.random")
     if generator is not None:  # seeded when imported: each child needs its own
         generator.seed()
@@ -159,12 +173,20 @@ def become(request: dict[str, Any], output: int) -> str:
 
 
 if __name__ == "__main__":
-    del sys.path[0]  # this script's directory, which `python -m` in the children would not have
-    #: The path a fresh interpreter gets from its installation (Forkserver starts this one with no
-    #: PYTHONPATH), to which a child adds its own PYTHONPATH and working directory.
-    BASE_PATH = list(sys.path)
-    preload(sys.argv[2:])
+    # This script's directory, which `python -m` in the children would not have (none is added
+    # under PYTHONSAFEPATH).
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        del sys.path[0]
+    #: The path a fresh interpreter gets from its installation, to which a child adds its own
+    #: PYTHONPATH and working directory: this one's, less its own PYTHONPATH.
+    OWN_PATH = {os.path.abspath(e) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e}
+    BASE_PATH = [entry for entry in sys.path if os.path.abspath(entry) not in OWN_PATH]
+    # The report goes to the caller through what was stdout; a library that prints while it is
+    # imported writes to stderr instead, where it cannot be taken for the report.
+    REPORT = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    preload(sys.argv[2:], REPORT)
     gc.freeze()  # the preloaded objects stay shared with the children instead of being copied
-    module = become(*serve(sys.argv[1]))
+    module = become(*serve(sys.argv[1], REPORT))
     del preload, read_request, serve, become
     runpy.run_module(module, run_name="__main__", alter_sys=True)

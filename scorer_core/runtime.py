@@ -94,6 +94,20 @@ class Runtime(abc.ABC):
         """
         return None
 
+    @classmethod
+    def preload_modules(cls, path: Path) -> Sequence[str]:
+        """Override to name the modules that loading ``path`` imports (the framework, the pickle's
+        classes), so that worker processes are forked from a process that imported them once
+        (``SCORER_WORKER_FORKSERVER``) instead of each importing them again.
+
+        Called in the server process, before any worker starts: read descriptors only, as
+        ``check_model`` does. The modules are imported in a process of their own; one that fails
+        to import is skipped, and one that starts a thread when imported makes every worker start
+        afresh (forking a process with threads is unsafe). The default names none: a worker is
+        then forked with scorer_core's own modules and this runtime's imported.
+        """
+        return ()
+
     @abc.abstractmethod
     def load(self, path: Path) -> None:
         """Override to load the model and set ``schema`` (and optionally ``capabilities``, ``model_id``).

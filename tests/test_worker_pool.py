@@ -50,15 +50,17 @@ def start_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Worker
 
 
 def pool_processes(pool: WorkerPool) -> set[int]:
-    """Live processes started for ``pool``: those whose command line names its socket folder."""
+    """Live processes started for ``pool``: those whose command line names its socket folder, and
+    the children of its forkserver (a forked worker's command line is the forkserver's)."""
+    forkserver = pool._forkserver.pid if pool._forkserver is not None else None
     found = set()
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             command = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            state, parent = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
         except OSError:
             continue
-        if str(pool._dir).encode() in command and state != "Z":
+        if (str(pool._dir).encode() in command or int(parent) == forkserver) and state != "Z":
             found.add(int(entry.name))
     return found
 

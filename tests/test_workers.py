@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -34,6 +35,23 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def is_forkserver(pid: int) -> bool:
+    """Whether ``pid`` is the process the server forks its workers from (SCORER_WORKER_FORKSERVER)."""
+    try:
+        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def workers_of(server: int) -> list[int]:
+    """The server's live worker processes: its children, or the children of the forkserver that
+    is its child."""
+    found = []
+    for child in children(server):
+        found += children(child) if is_forkserver(child) else [child]
+    return sorted(found)
+
+
 def dead(pid: int) -> bool:
     """Whether ``pid`` has exited: a zombie, or gone. A process still exiting is neither (its
     /proc entry may fail to read then, which made children() drop it while it still held its
@@ -50,7 +68,7 @@ def dead(pid: int) -> bool:
 def test_workers_score_and_merge_requests(probe_server):
     spec = {"outputs": [["y", "Float64"], ["batch_rows", "Int64"]], "score_delay": 0.02}
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False, **spec) as target:
-        assert len(children(target.process.pid)) == 2
+        assert len(workers_of(target.process.pid)) == 2
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(32) as pool:
@@ -69,7 +87,7 @@ def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
     # Share 1: the answer at once, not held by the restart it cost (tests/test_worker_crashes_http.py).
     env = {"BATCH_WORKERS": "1", "SCORER_FAILURE_SHARE": "1"}
     with probe_server(env=env, score_delay=2.0) as target:  # recording each call as it starts
-        (worker,) = children(target.process.pid)
+        (worker,) = workers_of(target.process.pid)
         result = {}
         client = threading.Thread(
             target=lambda: result.setdefault(
@@ -86,20 +104,22 @@ def test_killed_worker_fails_its_request_clearly_and_is_replaced(probe_server):
             f"worker process {worker} died while scoring this request (killed by signal SIGKILL)"
             in reply.json()["detail"]
         )
-        wait_for(lambda: len(children(target.process.pid)) == 1 and children(target.process.pid) != [worker])
+        wait_for(
+            lambda: len(workers_of(target.process.pid)) == 1 and workers_of(target.process.pid) != [worker]
+        )
         again = target.post("/model/score", {"fields": ["x"], "rows": [["2"]]})
         assert again.status == 200 and again.json()["score"] == [["4.0"]]
 
 
 def test_worker_killed_while_idle_costs_no_request(probe_server):
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
-        victim = children(target.process.pid)[0]
+        victim = workers_of(target.process.pid)[0]
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: dead(victim), what="the worker dead")  # the requests come after the death
         replies = [target.post("/model/score", {"fields": ["x"], "rows": [[str(i)]]}) for i in range(20, 30)]
         assert [r.status for r in replies] == [200] * 10
         wait_for(
-            lambda: len(children(target.process.pid)) == 2 and victim not in children(target.process.pid)
+            lambda: len(workers_of(target.process.pid)) == 2 and victim not in workers_of(target.process.pid)
         )
 
 
@@ -109,7 +129,7 @@ def test_a_replacement_that_fails_to_load_is_tried_again(probe_server):
     with probe_server(env={"BATCH_WORKERS": "1"}, record_headers=False) as target:
         spec_file = Path(next(a for a in target.process.args if str(a).endswith(".probe")))  # type: ignore[union-attr]
         spec_file.write_text('{"configuration_error": "set PROBE_WEIGHTS"}')
-        (victim,) = children(target.process.pid)
+        (victim,) = workers_of(target.process.pid)
         os.kill(victim, signal.SIGKILL)
         wait_for(lambda: "Replacement worker failed to start: set PROBE_WEIGHTS" in target.server_log())
         spec_file.write_text("{}")
@@ -151,10 +171,47 @@ def test_a_configuration_error_at_load_reads_the_same_with_or_without_workers(pr
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("forked", ["true", "false"])
+def test_workers_are_forked_from_one_forkserver_unless_turned_off(probe_server, forked):
+    env = {"BATCH_WORKERS": "2", "SCORER_WORKER_FORKSERVER": forked}
+    with probe_server(env=env, record_headers=False) as target:
+        direct = children(target.process.pid)
+        workers = workers_of(target.process.pid)
+        assert len(workers) == 2
+        if forked == "true":
+            (forkserver,) = direct
+            assert is_forkserver(forkserver) and children(forkserver) == workers
+        else:
+            assert direct == workers and not any(is_forkserver(pid) for pid in direct)
+        reply = target.post("/model/score", {"fields": ["x"], "rows": [["21"]]})
+        assert reply.status == 200 and reply.json()["score"] == [["42.0"]]
+
+
+def test_a_killed_forkserver_takes_its_workers_along_and_both_come_back(probe_server):
+    """Its workers exit when it does (their watchdog follows their parent), so that none is left
+    unwatched; the pool replaces them from a forkserver started anew."""
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        (forkserver,) = children(target.process.pid)
+        first = workers_of(target.process.pid)
+        os.kill(forkserver, signal.SIGKILL)
+        wait_for(lambda: all(dead(pid) for pid in first), what="the forkserver's workers exiting")
+        wait_for(
+            lambda: len(workers_of(target.process.pid)) == 2 and target.get("/readyz").status == 200,
+            timeout=60,
+            what="two new workers ready",
+        )
+        (again,) = children(target.process.pid)
+        assert again != forkserver and is_forkserver(again)
+        assert not set(workers_of(target.process.pid)) & set(first)
+        reply = target.post("/model/score", {"fields": ["x"], "rows": [["21"]]})
+        assert reply.status == 200 and reply.json()["score"] == [["42.0"]]
+
+
 def test_shutdown_leaves_no_worker_behind(probe_server):
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
-        workers = children(target.process.pid)
+        workers = workers_of(target.process.pid)
         assert len(workers) == 2
+        workers += children(target.process.pid)  # the forkserver, which must not outlive it either
     for pid in workers:
         assert (
             not Path(f"/proc/{pid}").exists()
@@ -172,19 +229,6 @@ class TestWorkerModeConformance(conformance.RuntimeSuite):
     """The whole contract, header forwarding included, with the model in two worker processes."""
 
     scorer_target = conformance.served(_empty_probe, env=plugin_env(BATCH_WORKERS="2"))
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                continue
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -217,8 +261,8 @@ def test_sigterm_while_workers_load_stops_them_and_exits_cleanly(probe_file, sho
     )  # fmt: skip
     try:
         # A liveness bound, generous: beside other tests, start-up alone took over 30 s here.
-        wait_for(lambda: children_of(server.pid), 120, "a worker process starting")
-        workers = children_of(server.pid)
+        wait_for(lambda: workers_of(server.pid), 120, "a worker process starting")
+        workers = workers_of(server.pid) + children(server.pid)  # and the forkserver, if any
         time.sleep(1)
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=20) == 0
@@ -237,9 +281,13 @@ def test_workers_start_and_score_under_a_tmpdir_too_deep_for_their_sockets(probe
     directory under /tmp, removed when the server stops."""
     deep = deep_directory(tmp_path, 150)
     with probe_server(env={"BATCH_WORKERS": "1", "TMPDIR": str(deep)}, record_headers=False) as target:
-        (worker,) = children(target.process.pid)
-        command = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
-        socket_path = Path(os.fsdecode(command[command.index(b"--socket") + 1]))
+        assert len(workers_of(target.process.pid)) == 1
+        # A forked worker's command line is its forkserver's: the log says where the sockets went.
+        found = re.search(
+            r"TMPDIR is too deep for the workers' sockets; they are in (\S+)", target.server_log()
+        )
+        assert found, target.server_log()[-3000:]
+        (socket_path,) = Path(found.group(1)).glob("worker-*.sock")
         reply = target.post("/model/score", {"fields": ["x"], "rows": [["21"]]})
         assert reply.status == 200, reply.text
         assert reply.json()["score"] == [["42.0"]]

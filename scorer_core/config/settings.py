@@ -129,6 +129,11 @@ class Settings(EnvSettings):
     """Seconds to wait before each further try at starting a replacement worker process, comma
     separated: after the first try fails and every wait is spent, the pool gives up on it."""
 
+    worker_forkserver: bool = Field(True, validation_alias=_env("SCORER_WORKER_FORKSERVER"))
+    """Fork worker processes from a process that imported the model's libraries once
+    (``Runtime.preload_modules``): a worker starts, and one that died is replaced, without importing
+    them again, and their memory is shared. ``false``: each worker is a fresh interpreter."""
+
     model_threads: int = Field(1, ge=1, validation_alias=_env("SCORER_MODEL_THREADS"))
     """Model calls running at once in the server process when BATCH_WORKERS=0."""
 

@@ -209,7 +209,12 @@ def start_executor(
         from scorer_core.execution.workers.pool import WorkerPool
 
         log.info("Model calls run in %d worker processes", workers)
-        pool = WorkerPool(settings, path, runtime_cls.name, workers)
+        preload = [runtime_cls.__module__]
+        try:
+            preload += runtime_cls.preload_modules(path)
+        except Exception:  # a speed-up only: the workers import what they need either way
+            log.warning("Runtime '%s' failed to name its modules to preload", runtime_cls.name, exc_info=True)
+        pool = WorkerPool(settings, path, runtime_cls.name, workers, preload)
         if on_starting is not None:
             on_starting(pool)
         pool.start()

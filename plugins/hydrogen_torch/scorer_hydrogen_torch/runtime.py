@@ -54,6 +54,11 @@ class HydrogenTorchRuntime(MlflowRuntime):
         # The settings, and the model's metadata when it has some: both before the server listens.
         output_rule(read_mlmodel_metadata(path), HydrogenTorchSettings.load(), path)
 
+    @classmethod
+    def preload_modules(cls, path: Path) -> list[str]:
+        # The network's own module is imported by every load, torch with it.
+        return [*super().preload_modules(path), "scorer_hydrogen_torch.torch_model"]
+
     def load(self, path: Path) -> None:
         settings = HydrogenTorchSettings.load()
         entry = read_mlmodel_metadata(path)

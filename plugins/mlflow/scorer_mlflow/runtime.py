@@ -24,6 +24,7 @@ from scorer_mlflow.classes import estimator_classes, named_by_class
 from scorer_mlflow.direct import direct_predict
 from scorer_mlflow.examples import example_cells
 from scorer_mlflow.mlmodel import NO_SIGNATURE_FIX, check_mlmodel, mlmodel_file
+from scorer_mlflow.preload import preload_modules
 from scorer_mlflow.signature import input_fields, output_fields
 
 __all__ = ["MlflowRuntime", "prediction_columns"]
@@ -61,6 +62,10 @@ class MlflowRuntime(Runtime):
     @classmethod
     def check_model(cls, path: Path) -> None:
         check_mlmodel(path)
+
+    @classmethod
+    def preload_modules(cls, path: Path) -> list[str]:
+        return preload_modules(path)
 
     def load(self, path: Path) -> None:
         import mlflow.pyfunc

@@ -37,6 +37,7 @@ from scorer_core.execution.isolation import BatchReport, Outcome, Settle, Worker
 from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.threads import default_library_threads
+from scorer_core.execution.workers.forkserver import ChildProcess, Forkserver
 from scorer_core.execution.workers.messages import (
     Failed,
     Load,
@@ -63,6 +64,8 @@ _TOO_LATE = 0.05
 SOCKET_PATH_MAX = 107
 #: The longest name a worker's socket can have in its directory (ids count up with each restart).
 _LONGEST_SOCKET_NAME = f"worker-{2**64}.sock"
+#: What a worker process runs (``python -m``).
+WORKER_MODULE = "scorer_core.execution.workers.worker"
 #: Where the sockets go when the temporary directory is too deep for them.
 SHORT_SOCKET_PARENT = "/tmp"
 
@@ -100,17 +103,20 @@ def _fits_sockets(directory: Path) -> bool:
     return len(os.fsencode(directory / _LONGEST_SOCKET_NAME)) <= SOCKET_PATH_MAX
 
 
-def has_exited(process: subprocess.Popen[bytes]) -> bool:
+def has_exited(process: ChildProcess) -> bool:
     """Whether ``process`` has ended, without reaping it.
 
-    Not ``Popen.poll()``: that answers None, as for a live process, whenever another thread holds
-    the ``Popen``'s wait lock (CPython's ``_internal_poll``), and the watch thread, readiness and
-    the IPC threads all ask about the same workers at once. ``waitid`` with ``WNOWAIT`` asks the
-    kernel and leaves the exit status for ``Popen.wait`` to collect. A process is waitable only
-    once its last thread has exited, so its socket is closed by then.
+    A forked worker is watched through its pidfd (``ForkedProcess.poll``), which no lock delays.
+    For a ``Popen``, not ``Popen.poll()``: that answers None, as for a live process, whenever
+    another thread holds the ``Popen``'s wait lock (CPython's ``_internal_poll``), and the watch
+    thread, readiness and the IPC threads all ask about the same workers at once. ``waitid`` with
+    ``WNOWAIT`` asks the kernel and leaves the exit status for ``Popen.wait`` to collect. A process
+    is waitable only once its last thread has exited, so its socket is closed by then.
     """
     if process.returncode is not None:
         return True
+    if not isinstance(process, subprocess.Popen):
+        return process.poll() is not None
     try:
         return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # reaped meanwhile, by Popen's own wait in another thread
@@ -119,7 +125,7 @@ def has_exited(process: subprocess.Popen[bytes]) -> bool:
 
 @dataclass(eq=False)
 class _Worker:
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     connection: socket.socket
     #: Its index among the pool's ``count`` workers; a replacement takes its predecessor's, so
     #: that per-worker metrics keep their series across restarts.
@@ -172,7 +178,11 @@ class WorkerPool:
 
     facts: ModelFacts
 
-    def __init__(self, settings: Settings, model_path: Path, runtime: str, count: int) -> None:
+    def __init__(
+        self, settings: Settings, model_path: Path, runtime: str, count: int, preload: Sequence[str] = ()
+    ) -> None:
+        """``preload``: what loading the model imports (``Runtime.preload_modules``), imported once
+        by the process the workers are forked from (``SCORER_WORKER_FORKSERVER``)."""
         if settings.model_library_threads is None:  # the workers' share, known here (execution.threads)
             settings = settings.model_copy(update={"model_library_threads": default_library_threads(count)})
         self.settings = settings
@@ -180,6 +190,12 @@ class WorkerPool:
         self.runtime = runtime
         self.concurrency = count
         self._dir = socket_directory()
+        # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where
+        # a stray module could shadow a library or a plugin in workers only.
+        self._environment = {**os.environ, "PYTHONSAFEPATH": "1"}
+        self._forkserver = (
+            Forkserver([WORKER_MODULE, *preload], self._environment) if settings.worker_forkserver else None
+        )
         self._ids = itertools.count()
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
         self._all: set[_Worker] = set()
@@ -190,7 +206,7 @@ class WorkerPool:
         self._closed = False
         #: Processes started and not yet registered or given up on, so that a shutdown during
         #: start-up or a replacement leaves none behind; bounded by ``count``, whatever the restarts.
-        self._spawned: set[subprocess.Popen[bytes]] = set()
+        self._spawned: set[ChildProcess] = set()
         #: Workers replaced (after one died or was killed) and ready again.
         self._restarts = 0
         #: Replacements under way, and whether one was given up after every attempt failed.
@@ -223,7 +239,7 @@ class WorkerPool:
     def start(self) -> ModelFacts:
         """Start every worker (they load in parallel) and wait for all; the model's facts."""
         started = time.monotonic()
-        pending: list[tuple[socket.socket, subprocess.Popen[bytes]]] = []
+        pending: list[tuple[socket.socket, ChildProcess]] = []
         facts: ModelFacts | None = None
         try:
             for _ in range(self.concurrency):
@@ -276,16 +292,18 @@ class WorkerPool:
             return "every worker process died and starting replacements failed; restart the server"
         return None
 
-    def _spawn(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    def _spawn(self) -> tuple[socket.socket, ChildProcess]:
         path = self._dir / f"worker-{next(self._ids)}.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [sys.executable, "-m", "scorer_core.execution.workers.worker", "--socket", str(path)]
+        command = [sys.executable, "-m", WORKER_MODULE, "--socket", str(path)]
         try:
             listener.bind(str(path))
             listener.listen(1)
-            # PYTHONSAFEPATH: `python -m` would put the working directory first on sys.path, where
-            # a stray module could shadow a library or a plugin in workers only.
-            process = subprocess.Popen(command, env={**os.environ, "PYTHONSAFEPATH": "1"})
+            process: ChildProcess | None = None
+            if self._forkserver is not None:  # its output is this process's, as a Popen child's
+                process = self._forkserver.spawn(command, self._environment, 1, 2)
+            if process is None:
+                process = subprocess.Popen(command, env=self._environment)
         except BaseException:
             listener.close()
             raise
@@ -294,7 +312,7 @@ class WorkerPool:
         return listener, process
 
     def _handshake(
-        self, listener: socket.socket, process: subprocess.Popen[bytes]
+        self, listener: socket.socket, process: ChildProcess
     ) -> tuple[_Worker, ModelFacts]:
         """Send the worker what to load and wait for its hello; a worker that fails is ended and
         forgotten, so that failed replacements leave nothing behind."""
@@ -307,7 +325,7 @@ class WorkerPool:
                 self._spawned.discard(process)
             raise
 
-    def _hello(self, listener: socket.socket, process: subprocess.Popen[bytes]) -> tuple[_Worker, ModelFacts]:
+    def _hello(self, listener: socket.socket, process: ChildProcess) -> tuple[_Worker, ModelFacts]:
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         listener.settimeout(0.5)
         try:
@@ -335,7 +353,7 @@ class WorkerPool:
             raise
 
     def _greet(
-        self, connection: socket.socket, process: subprocess.Popen[bytes]
+        self, connection: socket.socket, process: ChildProcess
     ) -> tuple[_Worker, ModelFacts]:
         """Tell the worker connected on ``connection`` what to load; its facts once it has."""
         connection.settimeout(None)
@@ -652,4 +670,6 @@ class WorkerPool:
                 process.kill()
                 process.wait()
         self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._forkserver is not None:  # after the workers: a forkserver's end ends its children
+            self._forkserver.close()
         shutil.rmtree(self._dir, ignore_errors=True)

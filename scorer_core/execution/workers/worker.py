@@ -40,7 +40,8 @@ log = logging.getLogger("scorer_core.worker")
 
 
 def _exit_with_the_server() -> None:
-    """Exit when the server that started this worker is gone, however it went (even mid-load).
+    """Exit when the process that started this worker is gone, however it went (even mid-load):
+    the server, or the forkserver it forked the worker from, which exits when the server does.
 
     A watchdog thread, not Linux's parent-death signal: that fires when the server *thread* that
     spawned the worker ends, and the pool spawns workers from short-lived threads.

@@ -100,11 +100,14 @@ class Runtime(abc.ABC):
         classes), so that worker processes are forked from a process that imported them once
         (``SCORER_WORKER_FORKSERVER``) instead of each importing them again.
 
-        Called in the server process, before any worker starts: read descriptors only, as
-        ``check_model`` does. The modules are imported in a process of their own; one that fails
-        to import is skipped, and one that starts a thread when imported makes every worker start
-        afresh (forking a process with threads is unsafe). The default names none: a worker is
-        then forked with scorer_core's own modules and this runtime's imported.
+        Called in the server process, before any worker starts: read the model's files, bounded
+        in time, but never load it (``mlflow-scorer`` reads its MLmodel and the globals its pickle
+        names, from the opcodes). The modules are imported in a process of their own; one that
+        fails to import is skipped, and one that starts a Python thread when imported makes every
+        worker start afresh (forking a process with threads is unsafe). Native thread pools are
+        not seen: name no library whose import starts one that does not survive a fork (OpenBLAS
+        and MKL do). The default names none: a worker is then forked with scorer_core's own
+        modules and this runtime's imported.
         """
         return ()
 

@@ -286,3 +286,127 @@ def test_a_module_that_starts_a_thread_when_imported_makes_every_child_start_afr
         "Processes start afresh, not forked: the forkserver refused to fork: its imports started threads (poller)"
         in caplog.text
     )
+
+
+def test_only_the_process_that_started_the_forkserver_may_have_it_fork(
+    forkserver: Forkserver, reporter: dict[str, str], tmp_path: Path
+) -> None:
+    """Its socket is abstract, so no file permission guards it, and its name is in
+    /proc/net/unix for every local user to read: anyone else is refused, and nothing forked."""
+    run(forkserver, reporter, tmp_path, "0")  # running
+    marker = tmp_path / "forked-for-a-stranger"
+    request = {
+        "argv": ["-m", "reporter", "0"],
+        "env": {**reporter, "FORKSERVER_TEST_VALUE": "stranger"},
+        "cwd": str(tmp_path),
+        "rlimits": {},
+    }
+    stranger = (
+        "import json, socket, sys\n"
+        "with socket.socket(socket.AF_UNIX) as s, open(sys.argv[2], 'wb') as out:\n"
+        "    s.connect('\\0' + sys.argv[1])\n"
+        "    try:\n"
+        "        socket.send_fds(s, [sys.argv[3].encode() + b'\\n'], [out.fileno()])\n"
+        "        print(repr(s.recv(64)))\n"
+        "    except (BrokenPipeError, ConnectionResetError):\n"
+        "        print('closed')\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", stranger, forkserver._name, str(marker), json.dumps(request)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() in ("b''", "closed")  # no pid: the connection closed unanswered
+    assert marker.read_bytes() == b""  # nothing ran with that output
+    assert run(forkserver, reporter, tmp_path, "5")[0].returncode == 5  # still serving its owner
+
+
+def test_a_closed_forkserver_forks_nothing_more_and_starts_no_other(libraries: dict[str, str]) -> None:
+    server = CoreForkserver(["path_reporter"], libraries)
+    first = server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2)
+    assert first is not None and first.wait(timeout=60) == 0
+    parent = server._parent
+    server.close()
+    assert parent is not None and parent.poll() is not None
+    assert server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2) is None
+    assert server._parent is None and server.pid is None
+
+
+def test_closing_a_forkserver_still_importing_kills_it_at_once(
+    libraries: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "lib" / "slow.py").write_text("import time\ntime.sleep(120)\n")
+    server = CoreForkserver(["slow"], libraries)
+    answers: list[object] = []
+    starter = threading.Thread(
+        target=lambda: answers.append(server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2))
+    )
+    starter.start()
+    deadline = time.monotonic() + 30
+    while server._starting is None:
+        assert time.monotonic() < deadline, "the forkserver never started"
+        time.sleep(0.01)
+    importing = server._starting
+    started = time.monotonic()
+    server.close()
+    starter.join(timeout=30)
+    assert time.monotonic() - started < 10  # not the import's two minutes
+    assert answers == [None] and importing.poll() is not None
+    assert server.failure is None  # closed, not failed
+
+
+def test_a_forkserver_still_importing_exits_when_its_starter_is_killed(
+    libraries: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "lib" / "slow.py").write_text("import time\ntime.sleep(120)\n")
+    starter = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "from scorer_core.execution.workers.forkserver import Forkserver\n"
+            "Forkserver(['slow'], os.environ).spawn([sys.executable, '-m', 'path_reporter'], os.environ, 1, 2)\n",
+        ],
+        env=libraries,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (forkservers := [pid for pid in _children(starter.pid) if _is_forkserver(pid)]):
+            assert time.monotonic() < deadline, "the forkserver never started"
+            time.sleep(0.05)
+    finally:
+        starter.kill()
+        starter.wait()
+    (forkserver,) = forkservers
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{forkserver}").exists() and _state(forkserver) not in ("Z", "X"):
+        assert time.monotonic() < deadline, "the forkserver outlived its starter while importing"
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _is_forkserver(pid: int) -> bool:
+    try:
+        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "X"

@@ -207,6 +207,17 @@ def test_a_killed_forkserver_takes_its_workers_along_and_both_come_back(probe_se
         assert reply.status == 200 and reply.json()["score"] == [["42.0"]]
 
 
+def test_a_server_killed_with_sigkill_leaves_neither_forkserver_nor_worker_behind(probe_server):
+    with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
+        left = workers_of(target.process.pid) + children(target.process.pid)
+        assert len(left) == 3  # two workers and their forkserver
+        target.process.kill()
+        target.process.wait(timeout=30)
+        wait_for(
+            lambda: all(dead(pid) for pid in left), timeout=15, what="the forkserver and workers exiting"
+        )
+
+
 def test_shutdown_leaves_no_worker_behind(probe_server):
     with probe_server(env={"BATCH_WORKERS": "2"}, record_headers=False) as target:
         workers = workers_of(target.process.pid)

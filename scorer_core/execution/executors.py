@@ -211,7 +211,8 @@ def start_executor(
         log.info("Model calls run in %d worker processes", workers)
         preload = [runtime_cls.__module__]
         try:
-            preload += runtime_cls.preload_modules(path)
+            if settings.worker_forkserver:  # reading them costs the server something
+                preload += runtime_cls.preload_modules(path)
         except Exception:  # a speed-up only: the workers import what they need either way
             log.warning("Runtime '%s' failed to name its modules to preload", runtime_cls.name, exc_info=True)
         pool = WorkerPool(settings, path, runtime_cls.name, workers, preload)

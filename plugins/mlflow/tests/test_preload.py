@@ -39,6 +39,8 @@ def recorded_modules(data: bytes) -> set[str]:
 def test_the_modules_read_from_a_pickles_opcodes_are_those_its_loading_looks_in(protocol, tmp_path):
     shared = Fraction(2, 3)  # written once, then fetched from the memo
     value = [
+        "decimal",  # a module's name as data first: the global reads it back from the memo
+        {"datetime": 1},
         OrderedDict(a=1),
         Fraction(1, 3),
         Decimal("1.5"),
@@ -68,6 +70,27 @@ def test_reading_a_pickle_runs_nothing_in_it(tmp_path):
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(_Mkdir(str(marker))))
     assert pickled_modules(tmp_path / "model.pkl") == {"posix"}  # os.mkdir's module
     assert not marker.exists()
+
+
+def test_reading_stops_at_its_opcode_limit(tmp_path, monkeypatch):
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps([Decimal(1), *range(1000), Fraction(1, 3)]))
+    assert pickled_modules(tmp_path / "model.pkl") == {"decimal", "fractions"}
+    monkeypatch.setattr("scorer_mlflow.preload.OPCODE_LIMIT", 100)
+    assert pickled_modules(tmp_path / "model.pkl") == {"decimal"}  # what it named before the limit
+
+
+def test_modules_of_the_models_own_code_are_left_to_it(tmp_path):
+    """mlflow puts the model's code directory first on the path when it loads: a module of the
+    same name imported before, from elsewhere, would shadow the model's own."""
+    (tmp_path / "MLmodel").write_text(
+        "flavors:\n"
+        "  python_function: {loader_module: mlflow.sklearn, code: code}\n"
+        "  sklearn: {pickled_model: model.pkl, serialization_format: cloudpickle}\n"
+    )
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps([Fraction(1, 3), Decimal(2)]))
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "fractions.py").write_text("")
+    assert preload_modules(tmp_path) == ["mlflow.pyfunc", "mlflow.sklearn", "decimal"]
 
 
 @pytest.mark.parametrize("content", [b"", b"not a pickle at all", pickle.dumps(Fraction(1, 3))[:9]])

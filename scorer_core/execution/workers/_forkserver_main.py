@@ -19,15 +19,18 @@ buffers flushed, the exit status of ``SystemExit``) is the child's.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import importlib
 import json
 import os
 import resource
 import runpy
+import select
 import selectors
 import signal
 import socket
+import struct
 import sys
 import threading
 from typing import IO, Any
@@ -36,7 +39,35 @@ from typing import IO, Any
 _MAX_REQUEST = 4 << 20
 
 
+def exit_when_orphaned_while_importing() -> None:
+    """End of input on stdin (the process that started this one is gone) ends this one even during
+    its imports, which ``serve`` does not watch yet: SIGIO comes when stdin becomes readable."""
+
+    def on_input(signum: int, frame: Any) -> None:
+        with contextlib.suppress(BlockingIOError):
+            if not os.read(0, 1):
+                os._exit(0)
+
+    signal.signal(signal.SIGIO, on_input)
+    fcntl.fcntl(0, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) | os.O_ASYNC | os.O_NONBLOCK)
+    on_input(signal.SIGIO, None)  # it may have ended before this process got here: no signal then
+
+
+def watched_by_serve() -> None:
+    """Stdin back as it was, and SIGIO to its default, as a fresh interpreter has them."""
+    fcntl.fcntl(0, fcntl.F_SETFL, fcntl.fcntl(0, fcntl.F_GETFL) & ~(os.O_ASYNC | os.O_NONBLOCK))
+    signal.signal(signal.SIGIO, signal.SIG_DFL)
+    if select.select([0], [], [], 0)[0] and not os.read(0, 1):  # ended in between
+        os._exit(0)
+
+
 def preload(modules: list[str], report: IO[str]) -> None:
+    try:  # each child gets a pidfd: without them (a kernel before 5.3, a seccomp filter) none can
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError as error:
+        print(f"refused: no pidfd could be opened ({error})", file=report, flush=True)
+        sys.exit(3)
     for name in modules:
         try:
             importlib.import_module(name)
@@ -47,6 +78,18 @@ def preload(modules: list[str], report: IO[str]) -> None:
         # A fork has only the thread that forked: locks the others held stay held in the child.
         print(f"refused: its imports started threads ({', '.join(others)})", file=report, flush=True)
         sys.exit(3)
+
+
+def check_peer(connection: socket.socket) -> None:
+    """Refuse any peer but the process that started this one.
+
+    An abstract socket has no file permissions, and its name is listed in /proc/net/unix for every
+    local user to read: without this, any of them could have this process fork whatever module it
+    names, with whatever environment, as this process's user.
+    """
+    pid, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    if pid != os.getppid() or uid != os.getuid():
+        raise ValueError(f"a connection from process {pid} (user {uid}), not from the one that started this")
 
 
 def read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
@@ -92,6 +135,7 @@ def serve(name: str, report: IO[str]) -> tuple[dict[str, Any], list[int]]:
             elif key.data == "accept":
                 connection, _ = listener.accept()
                 try:
+                    check_peer(connection)
                     request, outputs = read_request(connection)
                 except (OSError, ValueError) as error:
                     print(f"forkserver: refused a request: {error}", file=sys.stderr, flush=True)
@@ -117,13 +161,16 @@ def serve(name: str, report: IO[str]) -> tuple[dict[str, Any], list[int]]:
                     return request, outputs
                 for fd in outputs:
                     os.close(fd)
-                pidfd = os.pidfd_open(pid)
+                pidfd = -1
                 try:
+                    pidfd = os.pidfd_open(pid)
                     socket.send_fds(connection, [f"{pid}\n".encode()], [pidfd])
-                except OSError:  # its client is gone, and nobody would ever stop this child
+                except OSError as error:  # nobody could ever stop this child: it goes
+                    print(f"forkserver: could not hand a child over: {error}", file=sys.stderr, flush=True)
                     os.kill(pid, signal.SIGKILL)
                     os.waitpid(pid, 0)
-                    os.close(pidfd)
+                    if pidfd >= 0:
+                        os.close(pidfd)
                     connection.close()
                     continue
                 children[pidfd] = (pid, connection)
@@ -185,7 +232,9 @@ if __name__ == "__main__":
     # imported writes to stderr instead, where it cannot be taken for the report.
     REPORT = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    exit_when_orphaned_while_importing()
     preload(sys.argv[2:], REPORT)
+    watched_by_serve()
     gc.freeze()  # the preloaded objects stay shared with the children instead of being copied
     module = become(*serve(sys.argv[1], REPORT))
     del preload, read_request, serve, become

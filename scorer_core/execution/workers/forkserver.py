@@ -33,6 +33,7 @@ import secrets
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -54,6 +55,8 @@ _STARTUP_PREFIXES = ("PYTHON", "LC_ALL", "LC_CTYPE", "LANG")
 _CUSTOMIZE = ("sitecustomize", "usercustomize")
 #: Seconds the forkserver may take to import what it preloads.
 _START_TIMEOUT = 600.0
+#: Seconds a spawn may wait for the forkserver to answer with the child's pid.
+_SPAWN_TIMEOUT = 30.0
 
 
 class ChildProcess(Protocol):
@@ -85,9 +88,23 @@ class ForkedProcess:
         self.args = args
         self.pid = pid
         self.returncode: int | None = None
+        #: Whether the exit code was lost with the forkserver (``returncode`` then reads -SIGKILL).
+        self.status_lost = False
         self._pidfd = pidfd
         self._connection = connection
         self._lock = threading.Lock()
+
+    def exited(self) -> bool:
+        """Whether the child has exited, from its pidfd alone: never waits for the forkserver to
+        send the exit code, which ``poll`` does once the child has exited."""
+        if self.returncode is not None:
+            return True
+        with self._lock:
+            if self._pidfd < 0:
+                return True
+            watch = select.poll()
+            watch.register(self._pidfd, select.POLLIN)
+            return bool(watch.poll(0))
 
     def poll(self) -> int | None:
         return self._collect(0)
@@ -118,9 +135,15 @@ class ForkedProcess:
         with self._lock:
             if self._pidfd < 0:
                 return self.returncode
-            watch.register(self._pidfd, select.POLLIN)
-        if not watch.poll(None if timeout is None else timeout * 1000):
-            return None
+            # A copy of its own: another thread may collect the code and close the pidfd while
+            # this one waits, and its number be reused by an unrelated file.
+            pidfd = os.dup(self._pidfd)
+        try:
+            watch.register(pidfd, select.POLLIN)
+            if not watch.poll(None if timeout is None else timeout * 1000):
+                return None
+        finally:
+            os.close(pidfd)
         with self._lock:
             if self.returncode is None and self._pidfd >= 0:
                 # The forkserver reaps the child and sends its code at once; should it have died
@@ -134,12 +157,13 @@ class ForkedProcess:
                 os.close(self._pidfd)
                 self._pidfd = -1
                 self.returncode = int(line) if line else -signal.SIGKILL
+                self.status_lost = not line
             return self.returncode
 
 
 class Forkserver:
     """Starts, on the first ``spawn``, a process that imports ``preload`` and forks each child from
-    itself. ``close`` ends that process; the children are their callers' to stop.
+    itself. ``close`` ends that process for good; the children are their callers' to stop.
 
     ``environment`` (this process's by default, as it is now) is what the forkserver starts with:
     its libraries read their import-time variables from it, and its ``PYTHONPATH`` is where it
@@ -155,9 +179,13 @@ class Forkserver:
         self._parent: subprocess.Popen[bytes] | None = None
         #: Why the forkserver is not used, once it failed.
         self.failure: str | None = None
-        # An abstract socket (the parent prepends the NUL that makes it one): no path, so no TMPDIR
-        # too deep for one, and nothing left behind.
-        self._name = f"scorer-forkserver-{os.getpid()}-{secrets.token_hex(8)}"
+        self._closed = False
+        #: The abstract socket's name (the parent prepends the NUL that makes it one: no path, so
+        #: no TMPDIR too deep for one, and nothing left behind); a new one at each start, so that
+        #: no other process can have taken it meanwhile.
+        self._name = ""
+        #: A forkserver still importing, which ``close`` may kill without waiting for the lock.
+        self._starting: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -172,11 +200,21 @@ class Forkserver:
         """``command`` forked with ``env`` (complete) in this process's working directory, its
         stdout and stderr going to those file descriptors (stderr to stdout's when None); None if
         it cannot be forked, and should be started afresh."""
-        if not self._can_fork(command, env) or not self._started():
+        if not self._can_fork(command, env):
             return None
+        running = self._started()
+        if running is None:
+            return None
+        name, parent = running
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        connection.settimeout(_SPAWN_TIMEOUT)  # a forkserver stopped or hung fails this spawn only
         try:
-            connection.connect("\0" + self._name)
+            connection.connect("\0" + name)
+            # An abstract name is no file: make sure it is ours that listens, before it is sent
+            # this process's environment.
+            peer = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+            if peer != parent:
+                raise RuntimeError(f"process {peer}, not the forkserver {parent}, listens on its socket")
             request = json.dumps(
                 {"argv": command[1:], "env": dict(env), "cwd": os.getcwd(), "rlimits": _rlimits()}
             )
@@ -196,6 +234,13 @@ class Forkserver:
             raise
 
     def close(self) -> None:
+        """End the forkserver; ``spawn`` answers None from then on, so that a caller racing the
+        close (a worker restart during a shutdown) cannot start another one. One still importing
+        its modules is killed."""
+        self._closed = True
+        starting = self._starting
+        if starting is not None:
+            starting.kill()  # its report ends, and the start holding the lock gives up
         with self._lock:
             if self._parent is not None:
                 assert self._parent.stdin is not None and self._parent.stdout is not None
@@ -221,27 +266,38 @@ class Forkserver:
         customized = any((entry / f"{name}.py").exists() for entry in path for name in _CUSTOMIZE)
         return python_m and not customized and _startup_variables(env) == self._startup
 
-    def _started(self) -> bool:
-        """Whether the forkserver runs, starting it first if need be (again, if it died)."""
+    def _started(self) -> tuple[str, int] | None:
+        """The running forkserver's socket name and pid, starting it first if need be (again, if it
+        died); None if it cannot run."""
         with self._lock:
-            if self.failure is not None:
-                return False
+            if self.failure is not None or self._closed:
+                return None
             if self._parent is None or self._parent.poll() is not None:
-                self._parent = subprocess.Popen(
+                self._name = f"scorer-forkserver-{os.getpid()}-{secrets.token_hex(8)}"
+                parent = subprocess.Popen(
                     [sys.executable, str(_PARENT_SCRIPT), self._name, *self.preload],
                     env=self._environment,
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                 )
-                failure = self._read_report(self._parent)
-                if failure is not None:
-                    self._parent.kill()
-                    self._parent.wait()
+                self._starting = parent
+                try:
+                    failure = "closed while it started" if self._closed else self._read_report(parent)
+                finally:
+                    self._starting = None
+                if failure is not None or self._closed:
+                    parent.kill()
+                    parent.wait()
+                    assert parent.stdin is not None and parent.stdout is not None
+                    parent.stdin.close()
+                    parent.stdout.close()
                     self._parent = None
-                    self.failure = failure
-                    log.warning("Processes start afresh, not forked: %s", failure)
-                    return False
-            return True
+                    if not self._closed:
+                        self.failure = failure
+                        log.warning("Processes start afresh, not forked: %s", failure)
+                    return None
+                self._parent = parent
+            return self._name, self._parent.pid
 
     def _read_report(self, parent: subprocess.Popen[bytes]) -> str | None:
         """Why the forkserver is not ready to fork, or None once it says it is. The modules it

@@ -37,7 +37,7 @@ from scorer_core.execution.isolation import BatchReport, Outcome, Settle, Worker
 from scorer_core.execution.merging import Batch
 from scorer_core.execution.scoring import ScoringTask
 from scorer_core.execution.threads import default_library_threads
-from scorer_core.execution.workers.forkserver import ChildProcess, Forkserver
+from scorer_core.execution.workers.forkserver import ChildProcess, ForkedProcess, Forkserver
 from scorer_core.execution.workers.messages import (
     Failed,
     Load,
@@ -106,8 +106,9 @@ def _fits_sockets(directory: Path) -> bool:
 def has_exited(process: ChildProcess) -> bool:
     """Whether ``process`` has ended, without reaping it.
 
-    A forked worker is watched through its pidfd (``ForkedProcess.poll``), which no lock delays.
-    For a ``Popen``, not ``Popen.poll()``: that answers None, as for a live process, whenever
+    A forked worker is watched through its pidfd alone (``ForkedProcess.exited``): the probes ask
+    this on the event loop, which must not wait for the forkserver to send an exit code. For a
+    ``Popen``, not ``Popen.poll()``: that answers None, as for a live process, whenever
     another thread holds the ``Popen``'s wait lock (CPython's ``_internal_poll``), and the watch
     thread, readiness and the IPC threads all ask about the same workers at once. ``waitid`` with
     ``WNOWAIT`` asks the kernel and leaves the exit status for ``Popen.wait`` to collect. A process
@@ -115,8 +116,8 @@ def has_exited(process: ChildProcess) -> bool:
     """
     if process.returncode is not None:
         return True
-    if not isinstance(process, subprocess.Popen):
-        return process.poll() is not None
+    if isinstance(process, ForkedProcess):
+        return process.exited()
     try:
         return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:  # reaped meanwhile, by Popen's own wait in another thread
@@ -145,6 +146,8 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
             code = self.process.wait()
+        if isinstance(self.process, ForkedProcess) and self.process.status_lost:
+            return "its exit status lost with the forkserver it was forked from, which died"
         if code < 0:
             try:
                 return f"killed by signal {signal.Signals(-code).name}"
@@ -295,13 +298,16 @@ class WorkerPool:
     def _spawn(self) -> tuple[socket.socket, ChildProcess]:
         path = self._dir / f"worker-{next(self._ids)}.sock"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [sys.executable, "-m", WORKER_MODULE, "--socket", str(path)]
+        command = [sys.executable, "-m", WORKER_MODULE, "--socket", str(path), "--server", str(os.getpid())]
         try:
             listener.bind(str(path))
             listener.listen(1)
             process: ChildProcess | None = None
             if self._forkserver is not None:  # its output is this process's, as a Popen child's
-                process = self._forkserver.spawn(command, self._environment, 1, 2)
+                try:
+                    process = self._forkserver.spawn(command, self._environment, 1, 2)
+                except (OSError, RuntimeError) as exc:  # it died just now, say: this one starts afresh
+                    log.warning("Could not fork a worker process (%s); starting it afresh", exc)
             if process is None:
                 process = subprocess.Popen(command, env=self._environment)
         except BaseException:
@@ -311,9 +317,7 @@ class WorkerPool:
             self._spawned.add(process)
         return listener, process
 
-    def _handshake(
-        self, listener: socket.socket, process: ChildProcess
-    ) -> tuple[_Worker, ModelFacts]:
+    def _handshake(self, listener: socket.socket, process: ChildProcess) -> tuple[_Worker, ModelFacts]:
         """Send the worker what to load and wait for its hello; a worker that fails is ended and
         forgotten, so that failed replacements leave nothing behind."""
         try:
@@ -352,9 +356,7 @@ class WorkerPool:
             connection.close()  # the worker is ended, and only a registered one keeps its socket
             raise
 
-    def _greet(
-        self, connection: socket.socket, process: ChildProcess
-    ) -> tuple[_Worker, ModelFacts]:
+    def _greet(self, connection: socket.socket, process: ChildProcess) -> tuple[_Worker, ModelFacts]:
         """Tell the worker connected on ``connection`` what to load; its facts once it has."""
         connection.settimeout(None)
         try:

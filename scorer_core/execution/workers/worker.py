@@ -39,21 +39,33 @@ from scorer_core.execution.workers.messages import (
 log = logging.getLogger("scorer_core.worker")
 
 
-def _exit_with_the_server() -> None:
+def _exit_with_the_server(server: int) -> None:
     """Exit when the process that started this worker is gone, however it went (even mid-load):
-    the server, or the forkserver it forked the worker from, which exits when the server does.
+    the server (pid ``server``), or the forkserver it forked the worker from, which exits when the
+    server does. A parent that is neither (the forkserver died before this ran, and the worker
+    was handed to init) is gone already.
 
     A watchdog thread, not Linux's parent-death signal: that fires when the server *thread* that
     spawned the worker ends, and the pool spawns workers from short-lived threads.
     """
-    server = os.getppid()
+    parent = os.getppid()
+    if parent != server and _parent_of(parent) != server:
+        os._exit(1)
 
     def watch() -> None:
-        while os.getppid() == server:
+        while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(1)
 
     threading.Thread(target=watch, name="scorer-worker-watchdog", daemon=True).start()
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class _EarlyAnswers:
@@ -71,13 +83,14 @@ class _EarlyAnswers:
 
 
 def main() -> int:
-    _exit_with_the_server()
     # A crash in the model's native code ends this process with no Python exception; the fault
     # handler writes the signal and the model call's stack to stderr, the server's log.
     faulthandler.enable(all_threads=False)
     parser = argparse.ArgumentParser(prog="python -m scorer_core.execution.workers.worker")
     parser.add_argument("--socket", required=True)
+    parser.add_argument("--server", type=int, required=True, help="the server's pid")
     args = parser.parse_args()
+    _exit_with_the_server(args.server)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(args.socket)
     load = receive_from_server(sock)

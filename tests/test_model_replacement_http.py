@@ -148,6 +148,25 @@ def test_ten_swaps_under_load_from_32_clients_drop_no_request(models: dict[str, 
         assert [p["id"] for p in described["previous"]] == ["model-three"]
 
 
+def test_a_swap_with_workers_forks_the_new_ones_from_the_forkserver_already_running(
+    models: dict[str, Path],
+) -> None:
+    """The new model's workers need what the old one's imported: they are forked at once, from
+    the forkserver that outlives the old pool, and no import is paid again."""
+    from tests.test_workers import children, is_forkserver, workers_of
+
+    with serving(models["model-two"], BATCH_WORKERS="2") as target:
+        assert target.process is not None
+        (forkserver,) = children(target.process.pid)
+        old = workers_of(target.process.pid)
+        reply = replace(target, {"path": str(models["model-three"])})
+        assert reply.status == 200, reply
+        assert score(target)[0] == "model-three"
+        assert children(target.process.pid) == [forkserver] and is_forkserver(forkserver)
+        new = workers_of(target.process.pid)
+        assert len(new) == 2 and not set(new) & set(old)
+
+
 def test_a_request_in_flight_finishes_on_the_model_it_began_on(tmp_path: Path) -> None:
     slow = write(tmp_path / "slow.probe", model_id="model-two", factor=2.0, score_delay=1.5)
     fast = write(tmp_path / "fast.probe", model_id="model-three", factor=3.0)

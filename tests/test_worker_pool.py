@@ -25,7 +25,7 @@ from scorer_core.config.settings import Settings, load_settings
 from scorer_core.errors import ConfigurationError
 from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult
-from scorer_core.execution.workers.pool import WorkerPool, has_exited, socket_directory
+from scorer_core.execution.workers.pool import SHARED_FORKSERVERS, WorkerPool, has_exited, socket_directory
 from tests.batching.conftest import task
 from tests.conftest import INSTALLED_PLUGINS, deep_directory, plugin_env, wait_for
 
@@ -265,3 +265,34 @@ def test_no_short_directory_for_the_sockets_is_a_configuration_error_naming_tmpd
     with pytest.raises(ConfigurationError, match=f"at most 107 bytes.*{reason}.*Set TMPDIR to a shorter"):
         socket_directory(fallback=where)
     assert list(deep.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_pools_of_one_family_share_a_forkserver_until_the_last_closes(
+    start_pool: Callable[..., WorkerPool], probe_file: Callable[..., Path]
+) -> None:
+    """As during a replacement: the new pool forks its workers from the forkserver of the pool it
+    replaces, which outlives that pool while the new one serves."""
+    old = start_pool(probe_file(), count=1)
+    new = start_pool(probe_file(model_id="next"), count=1)
+    assert old._forkserver is not None and old._forkserver is new._forkserver
+    shared = old._forkserver
+    forkserver = shared.pid
+    assert forkserver is not None and len(SHARED_FORKSERVERS) == 1
+    old._shutdown()
+    (victim,) = new.pids
+    os.kill(victim, signal.SIGKILL)  # the new pool's replacement is forked by the same forkserver
+    wait_for(lambda: new.restarts == 1, timeout=60, what="the replacement")
+    assert shared.pid == forkserver and pool_processes(new) == {forkserver, *new.pids}
+    new._shutdown()
+    assert shared.pid is None and len(SHARED_FORKSERVERS) == 0
+    wait_for(
+        lambda: not Path(f"/proc/{forkserver}").exists() or _zombie(forkserver), what="the forkserver gone"
+    )
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

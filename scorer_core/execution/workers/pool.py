@@ -50,7 +50,7 @@ from scorer_core.execution.workers.messages import (
     send,
 )
 
-__all__ = ["WorkerPool", "socket_directory"]
+__all__ = ["SHARED_FORKSERVERS", "SharedForkservers", "WorkerPool", "socket_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,47 @@ def socket_directory(fallback: str = SHORT_SOCKET_PARENT) -> Path:
 
 def _fits_sockets(directory: Path) -> bool:
     return len(os.fsencode(directory / _LONGEST_SOCKET_NAME)) <= SOCKET_PATH_MAX
+
+
+class SharedForkservers:
+    """The forkservers of the live pools, one for each list of modules and environment.
+
+    A pool that would preload what another one does forks its workers from that one's forkserver:
+    a model replaced by another of its family (the next version of an MLflow scikit-learn model)
+    gets its workers without importing anything again, while the pool it replaces still serves.
+    A forkserver is closed when the last pool using it has closed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users: dict[Forkserver, int] = {}
+        self._by_key: dict[tuple[tuple[str, ...], frozenset[tuple[str, str]]], Forkserver] = {}
+
+    def acquire(self, preload: Sequence[str], environment: dict[str, str]) -> Forkserver:
+        key = (tuple(preload), frozenset(environment.items()))
+        with self._lock:
+            forkserver = self._by_key.get(key)
+            if forkserver is None:
+                forkserver = self._by_key[key] = Forkserver(preload, environment)
+            self._users[forkserver] = self._users.get(forkserver, 0) + 1
+            return forkserver
+
+    def release(self, forkserver: Forkserver) -> None:
+        with self._lock:
+            self._users[forkserver] -= 1
+            if self._users[forkserver]:
+                return
+            del self._users[forkserver]
+            self._by_key = {key: shared for key, shared in self._by_key.items() if shared is not forkserver}
+        forkserver.close()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._users)
+
+
+#: Shared by every pool of this process (a server runs one, and two during a replacement).
+SHARED_FORKSERVERS = SharedForkservers()
 
 
 def has_exited(process: ChildProcess) -> bool:
@@ -197,7 +238,9 @@ class WorkerPool:
         # a stray module could shadow a library or a plugin in workers only.
         self._environment = {**os.environ, "PYTHONSAFEPATH": "1"}
         self._forkserver = (
-            Forkserver([WORKER_MODULE, *preload], self._environment) if settings.worker_forkserver else None
+            SHARED_FORKSERVERS.acquire([WORKER_MODULE, *preload], self._environment)
+            if settings.worker_forkserver
+            else None
         )
         self._ids = itertools.count()
         self._idle: queue.Queue[_Worker | None] = queue.Queue()
@@ -269,9 +312,10 @@ class WorkerPool:
     def _watch(self) -> None:
         """Replace a worker that died while idle as soon as it dies, not when the next batch finds
         it: until then the pool is a worker short, and readiness must know."""
-        while not self.closed:
-            time.sleep(_WATCH_SECONDS)
-            with self._lock:
+        while True:
+            with self._changed:  # a close wakes it at once: a closed pool leaves no thread behind
+                if self._changed.wait_for(lambda: self._closed, _WATCH_SECONDS):
+                    return
                 dead = [w for w in self._all if not w.busy and w.exited()]
             for worker in dead:
                 log.error("Worker process %d died (%s)", worker.process.pid, worker.describe_exit())
@@ -303,9 +347,10 @@ class WorkerPool:
             listener.bind(str(path))
             listener.listen(1)
             process: ChildProcess | None = None
-            if self._forkserver is not None:  # its output is this process's, as a Popen child's
+            forkserver = self._forkserver  # None once the pool has closed
+            if forkserver is not None:  # its output is this process's, as a Popen child's
                 try:
-                    process = self._forkserver.spawn(command, self._environment, 1, 2)
+                    process = forkserver.spawn(command, self._environment, 1, 2)
                 except (OSError, RuntimeError) as exc:  # it died just now, say: this one starts afresh
                     log.warning("Could not fork a worker process (%s); starting it afresh", exc)
             if process is None:
@@ -656,6 +701,8 @@ class WorkerPool:
             self._all.clear()
             self._changed.notify_all()
             loading = list(self._spawned)
+            # Released once, however many times the pool is shut down (a close during start-up).
+            forkserver, self._forkserver = self._forkserver, None
         self._idle.put(None)
         for worker in workers:
             with contextlib.suppress(OSError):  # one that died meanwhile needs no telling
@@ -672,6 +719,6 @@ class WorkerPool:
                 process.kill()
                 process.wait()
         self._threads.shutdown(wait=False, cancel_futures=True)
-        if self._forkserver is not None:  # after the workers: a forkserver's end ends its children
-            self._forkserver.close()
+        if forkserver is not None:  # after the workers: a forkserver's end ends its children
+            SHARED_FORKSERVERS.release(forkserver)
         shutil.rmtree(self._dir, ignore_errors=True)

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
 from conformance._http import Reply, request
 from conformance.recording import HEADER_LOG_ENV
+from scorer_core.execution.workers.forkserver import ChildProcess
 
 __all__ = [
     "CONFORMANCE_FORWARD_HEADERS",
@@ -38,21 +39,9 @@ CONFORMANCE_FORWARD_HEADERS = "Authorization,X-Tenant-Id,traceparent,X-Request-I
 RECORDING_PLUGIN = "conformance.recording"
 
 
-class ServerProcess(Protocol):
-    """A started server's process: the part of ``subprocess.Popen`` that callers use."""
-
-    pid: int
-    returncode: int | None
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def send_signal(self, sig: int) -> None: ...
-
-    def terminate(self) -> None: ...
-
-    def kill(self) -> None: ...
+#: A started server's process: the part of ``subprocess.Popen`` that callers use, which a
+#: forked one (``conformance.forkserver``) has too.
+ServerProcess = ChildProcess
 
 
 #: Starts ``command`` with ``env`` (complete), its stdout and stderr going to ``output``.

@@ -75,6 +75,50 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
         time.sleep(0.02)
 
 
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def is_forkserver(pid: int) -> bool:
+    """Whether ``pid`` is a forkserver (``scorer_core.execution.workers.forkserver``): a server's,
+    which forks its workers (SCORER_WORKER_FORKSERVER), or the suite's."""
+    try:
+        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def workers_of(server: int) -> list[int]:
+    """The server's live worker processes: its children, or the children of the forkserver that
+    is its child (a forked worker's command line is its forkserver's)."""
+    found = []
+    for child in children(server):
+        found += children(child) if is_forkserver(child) else [child]
+    return sorted(found)
+
+
+def dead(pid: int) -> bool:
+    """Whether ``pid`` has exited: a zombie, or gone. A process still exiting is neither (its
+    /proc entry may fail to read then, which made children() drop it while it still held its
+    socket)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
+
+
 def model_calls(target: ScorerTarget) -> int:
     """Model calls that have started so far (the recording plugin logs each as it begins)."""
     return len(target.seen_headers())

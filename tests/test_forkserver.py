@@ -21,6 +21,7 @@ import pytest
 
 from conformance.forkserver import ForkedProcess, Forkserver
 from scorer_core.execution.workers.forkserver import Forkserver as CoreForkserver
+from tests.conftest import children, dead, is_forkserver, wait_for
 
 pytestmark = pytest.mark.slow  # it starts processes
 
@@ -344,11 +345,9 @@ def test_closing_a_forkserver_still_importing_kills_it_at_once(
         target=lambda: answers.append(server.spawn([sys.executable, "-m", "path_reporter"], libraries, 1, 2))
     )
     starter.start()
-    deadline = time.monotonic() + 30
-    while server._starting is None:
-        assert time.monotonic() < deadline, "the forkserver never started"
-        time.sleep(0.01)
+    wait_for(lambda: server._starting is not None, what="the forkserver starting")
     importing = server._starting
+    assert importing is not None
     started = time.monotonic()
     server.close()
     starter.join(timeout=30)
@@ -372,41 +371,13 @@ def test_a_forkserver_still_importing_exits_when_its_starter_is_killed(
         env=libraries,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not (forkservers := [pid for pid in _children(starter.pid) if _is_forkserver(pid)]):
-            assert time.monotonic() < deadline, "the forkserver never started"
-            time.sleep(0.05)
+        wait_for(
+            lambda: [pid for pid in children(starter.pid) if is_forkserver(pid)],
+            60,
+            "the forkserver starting",
+        )
+        (forkserver,) = [pid for pid in children(starter.pid) if is_forkserver(pid)]
     finally:
         starter.kill()
         starter.wait()
-    (forkserver,) = forkservers
-    deadline = time.monotonic() + 15
-    while Path(f"/proc/{forkserver}").exists() and _state(forkserver) not in ("Z", "X"):
-        assert time.monotonic() < deadline, "the forkserver outlived its starter while importing"
-        time.sleep(0.05)
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
-def _is_forkserver(pid: int) -> bool:
-    try:
-        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "X"
+    wait_for(lambda: dead(forkserver), 15, "the forkserver exiting with its starter, mid-import")

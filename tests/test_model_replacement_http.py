@@ -153,7 +153,7 @@ def test_a_swap_with_workers_forks_the_new_ones_from_the_forkserver_already_runn
 ) -> None:
     """The new model's workers need what the old one's imported: they are forked at once, from
     the forkserver that outlives the old pool, and no import is paid again."""
-    from tests.test_workers import children, is_forkserver, workers_of
+    from tests.conftest import children, is_forkserver, workers_of
 
     with serving(models["model-two"], BATCH_WORKERS="2") as target:
         assert target.process is not None

@@ -27,7 +27,7 @@ from scorer_core.execution.isolation import BatchReport
 from scorer_core.execution.scoring import ScoringResult
 from scorer_core.execution.workers.pool import SHARED_FORKSERVERS, WorkerPool, has_exited, socket_directory
 from tests.batching.conftest import task
-from tests.conftest import INSTALLED_PLUGINS, deep_directory, plugin_env, wait_for
+from tests.conftest import INSTALLED_PLUGINS, dead, deep_directory, plugin_env, wait_for
 
 
 @pytest.fixture
@@ -286,13 +286,4 @@ def test_pools_of_one_family_share_a_forkserver_until_the_last_closes(
     assert shared.pid == forkserver and pool_processes(new) == {forkserver, *new.pids}
     new._shutdown()
     assert shared.pid is None and len(SHARED_FORKSERVERS) == 0
-    wait_for(
-        lambda: not Path(f"/proc/{forkserver}").exists() or _zombie(forkserver), what="the forkserver gone"
-    )
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    wait_for(lambda: dead(forkserver), what="the forkserver gone")

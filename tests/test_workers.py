@@ -17,52 +17,18 @@ import pytest
 
 import conformance
 from conformance import start_server
-from tests.conftest import deep_directory, model_calls, plugin_env, wait_for
+from tests.conftest import (
+    children,
+    dead,
+    deep_directory,
+    is_forkserver,
+    model_calls,
+    plugin_env,
+    wait_for,
+    workers_of,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def children(pid: int) -> list[int]:
-    """Live child processes of ``pid``, read from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
-
-
-def is_forkserver(pid: int) -> bool:
-    """Whether ``pid`` is the process the server forks its workers from (SCORER_WORKER_FORKSERVER)."""
-    try:
-        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def workers_of(server: int) -> list[int]:
-    """The server's live worker processes: its children, or the children of the forkserver that
-    is its child."""
-    found = []
-    for child in children(server):
-        found += children(child) if is_forkserver(child) else [child]
-    return sorted(found)
-
-
-def dead(pid: int) -> bool:
-    """Whether ``pid`` has exited: a zombie, or gone. A process still exiting is neither (its
-    /proc entry may fail to read then, which made children() drop it while it still held its
-    socket)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    except (OSError, IndexError):
-        return False
-    return state in ("Z", "X")
 
 
 def test_workers_score_and_merge_requests(probe_server):

@@ -18,6 +18,7 @@ import pytest
 from scorer_mlflow.preload import pickled_modules, preload_modules
 
 from conformance import start_server
+from tests.conftest import children, is_forkserver
 
 
 def recorded_modules(data: bytes) -> set[str]:
@@ -130,9 +131,9 @@ def test_workers_are_forked_from_a_process_that_imported_scikit_learn(mixed_mode
     env = {"SCORER_LOAD_PLUGINS": "mlflow", "BATCH_WORKERS": "2"}
     with start_server(mixed_model.path, env=env, record_headers=False) as target:
         assert target.process is not None
-        forkservers = [pid for pid in _children(target.process.pid) if _is_forkserver(pid)]
-        assert len(forkservers) == 1, _children(target.process.pid)
-        workers = _children(forkservers[0])
+        forkservers = [pid for pid in children(target.process.pid) if is_forkserver(pid)]
+        assert len(forkservers) == 1, children(target.process.pid)
+        workers = children(forkservers[0])
         assert len(workers) == 2
         maps = Path(f"/proc/{forkservers[0]}/maps").read_text()
         assert "/sklearn/" in maps and "/pandas/" in maps  # their native modules: imported there
@@ -141,22 +142,3 @@ def test_workers_are_forked_from_a_process_that_imported_scikit_learn(mixed_mode
         assert reply.status == 200, reply.text
         expected = mixed_model.model.predict(mixed_model.frame)
         assert reply.json()["score"] == [[str(label)] for label in expected]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return sorted(found)
-
-
-def _is_forkserver(pid: int) -> bool:
-    try:
-        return b"_forkserver_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False

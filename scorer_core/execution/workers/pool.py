@@ -103,6 +103,10 @@ def _fits_sockets(directory: Path) -> bool:
     return len(os.fsencode(directory / _LONGEST_SOCKET_NAME)) <= SOCKET_PATH_MAX
 
 
+#: What makes two pools' forkservers one: the modules they preload, and the environment.
+_ForkserverKey = tuple[tuple[str, ...], frozenset[tuple[str, str]]]
+
+
 class SharedForkservers:
     """The forkservers of the live pools, one for each list of modules and environment.
 
@@ -114,25 +118,27 @@ class SharedForkservers:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._users: dict[Forkserver, int] = {}
-        self._by_key: dict[tuple[tuple[str, ...], frozenset[tuple[str, str]]], Forkserver] = {}
+        self._shared: dict[_ForkserverKey, Forkserver] = {}
+        #: Each live forkserver's key and the pools using it.
+        self._users: dict[Forkserver, tuple[_ForkserverKey, int]] = {}
 
     def acquire(self, preload: Sequence[str], environment: dict[str, str]) -> Forkserver:
         key = (tuple(preload), frozenset(environment.items()))
         with self._lock:
-            forkserver = self._by_key.get(key)
+            forkserver = self._shared.get(key)
             if forkserver is None:
-                forkserver = self._by_key[key] = Forkserver(preload, environment)
-            self._users[forkserver] = self._users.get(forkserver, 0) + 1
+                forkserver = self._shared[key] = Forkserver(preload, environment)
+            _, users = self._users.get(forkserver, (key, 0))
+            self._users[forkserver] = (key, users + 1)
             return forkserver
 
     def release(self, forkserver: Forkserver) -> None:
         with self._lock:
-            self._users[forkserver] -= 1
-            if self._users[forkserver]:
+            key, users = self._users.pop(forkserver)
+            if users > 1:
+                self._users[forkserver] = (key, users - 1)
                 return
-            del self._users[forkserver]
-            self._by_key = {key: shared for key, shared in self._by_key.items() if shared is not forkserver}
+            del self._shared[key]
         forkserver.close()
 
     def __len__(self) -> int:

@@ -25,7 +25,11 @@ PIP_LOG := $(VENV)/pip.log
 PROGRESS := { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | sed -u 's/^/  /'
 pip_with_progress = $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off $(1) 2>&1 \
 	| tee $(PIP_LOG) | $(PROGRESS) || { echo "pip failed; the end of $(PIP_LOG):"; tail -n 40 $(PIP_LOG); exit 1; }
-EDITABLE := --config-settings editable_mode=strict
+# The projects build with the venv's own setuptools, not in an isolated build environment that pip
+# would make (and fill) for each of the six: about 7 s of a fresh install. BUILD_TOOLS are the root
+# project's build requirements (the plugins' are older), installed before each editable install.
+EDITABLE := --config-settings editable_mode=strict --no-build-isolation
+BUILD_TOOLS = $(shell $(PYTHON) -c 'import tomllib; print(*map(repr, tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
 # An install is redone only when something it reads has changed: a project's pyproject.toml, the
 # native modules' sources, this Makefile, or the set of module files (strict editable installs
@@ -44,7 +48,7 @@ INSTALL_INPUTS := Makefile pyproject.toml $(NATIVE_SOURCES) $(MODULE_LIST) \
 $(BIN)/python:
 	@echo "Creating $(VENV) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip
+	$(PIP_INSTALL) --upgrade pip $(BUILD_TOOLS)
 
 # Rewritten only when the list differs, so that its time changes only then (the kernel's filechk idiom).
 $(MODULE_LIST): FORCE | $(BIN)/python
@@ -57,6 +61,7 @@ $(MODULE_LIST): FORCE | $(BIN)/python
 install: $(STAMP_SERVE)
 $(STAMP_SERVE): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about a minute the first time) ..."
+	@$(PIP_INSTALL) $(BUILD_TOOLS)
 	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
 	@touch $@
 
@@ -65,6 +70,7 @@ $(STAMP_SERVE): $(INSTALL_INPUTS)
 install-all: $(STAMP_ALL)
 $(STAMP_ALL): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration into $(VENV) (several minutes the first time) ..."
+	@$(PIP_INSTALL) $(BUILD_TOOLS)
 	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS) $(INTEGRATIONS)) $(DEV_PINS))
 	@touch $@ $(STAMP_SERVE)
 
@@ -84,13 +90,14 @@ TEST_CORE := -e '.[conformance,test,spark]'
 install-test: $(STAMP_TEST)
 $(STAMP_TEST): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) (and the peers' venvs beside it) ..."
+	@$(PIP_INSTALL) $(BUILD_TOOLS)
 	@$(MAKE) --no-print-directory peer-kserve peer-mlserver MLSERVER_LIBRARIES="mlflow scikit-learn" \
 	  > $(VENV)/peers.log 2>&1 & peers=$$!; trap 'kill $$peers 2>/dev/null' EXIT; \
 	  $(call pip_with_progress,--no-compile $(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)); \
 	  wait $$peers || { echo "building the peers' venvs failed; the end of $(VENV)/peers.log:"; tail -n 40 $(VENV)/peers.log; exit 1; }
 	$(PIP_INSTALL) --no-compile --no-deps $(SCORING_CLIENT)
-	$(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
-	  $(MLSERVER_PACKAGES) $(MLSERVER_PINS)
+	$(MLSERVER_PINNED) || $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  --no-compile $(MLSERVER_PACKAGES) $(MLSERVER_PINS)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 	@touch $@ $(STAMP_ALL) $(STAMP_SERVE)
 
@@ -139,9 +146,13 @@ $(STAMP_BENCH): $(INSTALL_INPUTS) | install-all
 # The Open Inference Protocol's conformance test (plugins/mlflow/tests/test_oip_conformance.py)
 # checks MLServer in the same venv, built by the target peer-mlserver when the test first needs it.
 MLSERVER_VENV := bench/.venv-mlserver
-version_of = $$($(BIN)/python -c 'import $(1); print($(1).__version__)')
+# A distribution's version in our venv, from its metadata (importing MLflow to ask would take 2 s).
+version_of = $$($(BIN)/python -c 'from importlib.metadata import version; print(version("$(1)"))')
 MLSERVER_PACKAGES := "mlserver==1.7.1" "mlserver-mlflow==1.7.1"
-MLSERVER_PINS = "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,sklearn)"
+MLSERVER_PINS = "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,scikit-learn)"
+# Whether MLServer's venv has those versions already: pip takes about 8 s to find it has nothing to do.
+MLSERVER_PINNED = $(MLSERVER_VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
+	  sys.exit(any(version(n) != v for n, v in (pin.split("==") for pin in sys.argv[1:])))' $(MLSERVER_PINS)
 MLSERVER_LIBRARIES = $(MLSERVER_PINS)
 peer-mlserver:
 	@$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow' 2>/dev/null || \

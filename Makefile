@@ -26,10 +26,15 @@ PROGRESS := { grep --line-buffered -E '^(Collecting|Successfully installed)' || 
 pip_with_progress = $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off $(1) 2>&1 \
 	| tee $(PIP_LOG) | $(PROGRESS) || { echo "pip failed; the end of $(PIP_LOG):"; tail -n 40 $(PIP_LOG); exit 1; }
 # The projects build with the venv's own setuptools, not in an isolated build environment that pip
-# would make (and fill) for each of the six: about 7 s of a fresh install. BUILD_TOOLS are the root
-# project's build requirements (the plugins' are older), installed before each editable install.
+# would make (and fill) for each of the six: about 7 s of a fresh install. BUILD_REQUIREMENT is
+# pyproject.toml's build requirement (the plugins' are older; tests/test_make.py keeps the two the
+# same): installed when the venv is made, and checked before each editable install, since a venv
+# made before this needs it too (pip runs only when it is missing).
 EDITABLE := --config-settings editable_mode=strict --no-build-isolation
-BUILD_TOOLS = $(shell $(PYTHON) -c 'import tomllib; print(*map(repr, tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
+BUILD_REQUIREMENT := setuptools>=74.1
+BUILD_TOOLS := $(BIN)/python -c 'import setuptools, sys; \
+	  sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (74, 1))' 2>/dev/null \
+	  || $(PIP_INSTALL) "$(BUILD_REQUIREMENT)"
 
 # An install is redone only when something it reads has changed: a project's pyproject.toml, the
 # native modules' sources, this Makefile, or the set of module files (strict editable installs
@@ -48,7 +53,7 @@ INSTALL_INPUTS := Makefile pyproject.toml $(NATIVE_SOURCES) $(MODULE_LIST) \
 $(BIN)/python:
 	@echo "Creating $(VENV) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip $(BUILD_TOOLS)
+	$(PIP_INSTALL) --upgrade pip "$(BUILD_REQUIREMENT)"
 
 # Rewritten only when the list differs, so that its time changes only then (the kernel's filechk idiom).
 $(MODULE_LIST): FORCE | $(BIN)/python
@@ -61,7 +66,7 @@ $(MODULE_LIST): FORCE | $(BIN)/python
 install: $(STAMP_SERVE)
 $(STAMP_SERVE): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about a minute the first time) ..."
-	@$(PIP_INSTALL) $(BUILD_TOOLS)
+	@$(BUILD_TOOLS)
 	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
 	@touch $@
 
@@ -70,7 +75,7 @@ $(STAMP_SERVE): $(INSTALL_INPUTS)
 install-all: $(STAMP_ALL)
 $(STAMP_ALL): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration into $(VENV) (several minutes the first time) ..."
-	@$(PIP_INSTALL) $(BUILD_TOOLS)
+	@$(BUILD_TOOLS)
 	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS) $(INTEGRATIONS)) $(DEV_PINS))
 	@touch $@ $(STAMP_SERVE)
 
@@ -90,7 +95,7 @@ TEST_CORE := -e '.[conformance,test,spark]'
 install-test: $(STAMP_TEST)
 $(STAMP_TEST): $(INSTALL_INPUTS)
 	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) (and the peers' venvs beside it) ..."
-	@$(PIP_INSTALL) $(BUILD_TOOLS)
+	@$(BUILD_TOOLS)
 	@$(MAKE) --no-print-directory peer-kserve peer-mlserver MLSERVER_LIBRARIES="mlflow scikit-learn" \
 	  > $(VENV)/peers.log 2>&1 & peers=$$!; trap 'kill $$peers 2>/dev/null' EXIT; \
 	  $(call pip_with_progress,--no-compile $(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)); \

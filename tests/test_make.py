@@ -57,11 +57,24 @@ def fake_checkout(tmp_path: Path) -> Path:
 
 
 def make(checkout: Path, target: str) -> list[str]:
-    """Runs one target; returns the pip commands it ran."""
+    """Runs one target; returns the pip commands it ran (not the venv python's other runs, such as
+    the check of its setuptools)."""
     calls = checkout / "pip-calls"
     calls.unlink(missing_ok=True)
     subprocess.run(["make", "-s", target], cwd=checkout, check=True, capture_output=True, timeout=60)
-    return calls.read_text().splitlines() if calls.exists() else []
+    ran = calls.read_text().splitlines() if calls.exists() else []
+    return [call for call in ran if call.startswith("-m pip ")]
+
+
+def test_the_venv_gets_the_setuptools_that_pyproject_toml_builds_with():
+    """Editable installs build with the venv's setuptools (no isolated build environment), so the
+    Makefile's BUILD_REQUIREMENT must be pyproject.toml's, and its check the same version."""
+    makefile = (ROOT / "Makefile").read_text()
+    requirement = re.search(r"^BUILD_REQUIREMENT := (.*)$", makefile, re.MULTILINE).group(1)
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"] == [requirement]
+    minimum = tuple(int(part) for part in requirement.removeprefix("setuptools>=").split("."))
+    assert f"< {minimum}" in makefile, minimum
+    assert "--no-build-isolation" in makefile
 
 
 def test_make_serve_installs_the_core_and_the_mlflow_plugin_only(tmp_path):

@@ -68,8 +68,9 @@ def read_mlmodel(mlmodel: Path) -> Mapping[str, Any]:
     return document
 
 
-def check_mlmodel(path: Path) -> None:
-    """Raise ``ConfigurationError`` unless ``path`` is an MLflow model that pyfunc can load.
+def check_mlmodel(path: Path) -> Mapping[str, Any]:
+    """The MLmodel document of ``path``; ``ConfigurationError`` unless it is an MLflow model that
+    pyfunc can load.
 
     Checked: the MLmodel file exists and is valid YAML, it has a ``python_function`` flavor,
     every file that flavor names exists, and it declares an input signature (without one,
@@ -102,3 +103,4 @@ def check_mlmodel(path: Path) -> None:
         raise ConfigurationError(
             f"'{mlmodel}' has no input signature, so request cells cannot be typed; {NO_SIGNATURE_FIX}"
         )
+    return document

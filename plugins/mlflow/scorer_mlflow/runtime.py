@@ -24,7 +24,7 @@ from scorer_mlflow.classes import estimator_classes, named_by_class
 from scorer_mlflow.direct import direct_predict
 from scorer_mlflow.environment import warn_of_mismatches
 from scorer_mlflow.examples import example_cells
-from scorer_mlflow.mlmodel import NO_SIGNATURE_FIX, check_mlmodel, mlmodel_file, read_mlmodel
+from scorer_mlflow.mlmodel import NO_SIGNATURE_FIX, check_mlmodel, mlmodel_file
 from scorer_mlflow.preload import preload_modules
 from scorer_mlflow.signature import input_fields, output_fields
 
@@ -71,13 +71,13 @@ class MlflowRuntime(Runtime):
     def load(self, path: Path) -> None:
         import mlflow.pyfunc
 
-        check_mlmodel(path)
+        document = check_mlmodel(path)
         mlmodel = mlmodel_file(path)
         assert mlmodel is not None
         model_dir = str(mlmodel.parent)
         # MLflow's own warnings cost 0.3 s of CPU a process; the same two, warned here for less.
         self._pyfunc = mlflow.pyfunc.load_model(model_dir, suppress_warnings=True)
-        warn_of_mismatches(mlmodel.parent, read_mlmodel(mlmodel))
+        warn_of_mismatches(mlmodel.parent, document)
         metadata = self._pyfunc.metadata
         input_schema = metadata.get_input_schema()
         if input_schema is None:

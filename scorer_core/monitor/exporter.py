@@ -80,8 +80,8 @@ def serve(sock: socket.socket) -> None:
             if message[0] == "rows":
                 slices.setdefault(message[1], []).append(message[2])
             elif message[0] == "batch":
-                for record in message[1]:
-                    scored = scored_of(record, facts[record[9]], slices)
+                for key, record in message[1]:
+                    scored = scored_of(record, facts[key], slices)
                     for outbox in outboxes:
                         outbox.offer(scored)
             elif message[0] == "facts":

@@ -116,7 +116,7 @@ class Outbox:
         self.tally = Tally()
         self._shaper = shaper
         self._limits = limits
-        self._queue = ScoredQueue(limits)
+        self._queue = ScoredQueue[ScoredRequest](limits, rows_of=_rows_of)
         self._failing = False
         self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name=f"monitor-{sink.name}", daemon=True)
@@ -270,3 +270,7 @@ class Outbox:
         if not self._failing:
             self._failing = True
             log.warning("Monitoring sink %s cannot deliver (retrying): %s", self.sink.name, exc)
+
+
+def _rows_of(scored: ScoredRequest) -> int:
+    return scored.num_rows

@@ -12,6 +12,17 @@ counted. A process that dies is started again (backing off when it keeps dying);
 handed over when that is found is sent again, and what the dead one held (its queues, its batch
 in flight) is counted as dropped.
 
+A small request (at most ``KEPT_ROWS`` rows, the single rows most traffic is) is made into its
+record as JSON bytes when it is offered, on the event loop, while its objects are still in the
+processor's cache: about 3 us. Queued as they were, until the sending thread took them up to a
+tenth of a second later, the requests' rows, headers and answers were thousands of objects a
+second that outlived their requests: the garbage collector walked them again and again, they
+took the cache from the requests being served, and the sending thread then spent 13 us a request
+of the GIL making and pickling records from memory gone cold. Bytes are one object that no
+collection walks, and the sending thread only frames them. Larger requests, and the few small
+ones JSON cannot carry as they are (a model's own objects, contributions, cells kept for other
+inputs), are queued as they are and pickled by the sending thread.
+
 The export process reports its sinks' counts every half second; ``snapshots`` adds the requests
 dropped here, for the metrics.
 """
@@ -32,17 +43,18 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from scorer_core.config.settings import Settings
 from scorer_core.execution.facts import ModelFacts
 from scorer_core.execution.workers.framing import recv_frame, send_frame
 from scorer_core.frame import Frame
 from scorer_core.monitor.outbox import Snapshot
-from scorer_core.monitor.queue import Limits, ScoredQueue, events_of
+from scorer_core.monitor.queue import Limits, ScoredQueue, events_in
 from scorer_core.service.scored import ScoredRequest
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
 
-__all__ = ["Record", "Relay", "record_of"]
+__all__ = ["Encoded", "Record", "Relay", "encoded_of", "record_of"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +142,38 @@ def record_of(
     )
 
 
+#: A small request's record as JSON (``encoded_of``), as the relay's queue holds it: ``(data,
+#: num_rows, facts_key)``. A plain tuple of atoms, which the collector stops tracking at its first
+#: pass (a named tuple it would walk until it is freed).
+Encoded = tuple[bytes, int, int]
+
+
+def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) -> Encoded | None:
+    """``scored``'s record as JSON bytes, or None when JSON would not give it back as it is: the
+    record's parts are all JSON's own (strings, numbers, booleans, None, lists, and dicts keyed by
+    strings) except the rows' ``inputs`` and the contributions, which JSON cannot carry, and
+    answers of times or objects (arrays: ``_compact`` leaves them so), which orjson refuses.
+    orjson also refuses an integer beyond 64 bits and a dict keyed by anything but strings. A
+    number that is not finite (from a gRPC tensor, or an answer) is written as null, which is how
+    every sink writes it in the event."""
+    if scored.contributions is not None or not (scored.frame is None or isinstance(scored.frame, CellRows)):
+        return None
+    record = record_of(scored, headers, facts_key)
+    if record[11] is not None:
+        return None
+    try:
+        return orjson.dumps(record), scored.num_rows, facts_key
+    except TypeError:  # orjson.JSONEncodeError
+        return None
+
+
+def _decoded(item: Record | bytes) -> Record:
+    """A record as the export process gets it: pickled (a tuple), or JSON bytes."""
+    if isinstance(item, bytes):
+        return tuple(orjson.loads(item))
+    return item
+
+
 def _compact(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """A small answer's numeric columns as lists, which pickle in a tenth of an array's time;
     other columns (times, objects) as arrays, which events write as the answer does."""
@@ -139,12 +183,15 @@ def _compact(outputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
 
 
 def scored_of(
-    record: Record, facts: ModelFacts, slices: dict[int, list[tuple[Frame, dict[str, np.ndarray] | None]]]
+    record: Record | bytes,
+    facts: ModelFacts,
+    slices: dict[int, list[tuple[Frame, dict[str, np.ndarray] | None]]],
 ) -> ScoredRequest:
-    """The request a record was made from (in the export process); ``slices``: the rows and
-    answers sent ahead, by key, of which a ``Sliced`` record takes its own."""
+    """The request a record was made from (in the export process), pickled or encoded as JSON;
+    ``slices``: the rows and answers sent ahead, by key, of which a ``Sliced`` record takes its
+    own."""
     (request_id, endpoint, received, seconds, finished, prefix, status, error, headers, _, rows, inputs,
-     outputs, contributions) = record  # fmt: skip
+     outputs, contributions) = _decoded(record)  # fmt: skip
     if isinstance(rows, Sliced):
         parts = slices.pop(rows.key)
         rows = Frame.concat([frame for frame, _ in parts])
@@ -185,7 +232,7 @@ class Relay:
         self._sinks = tuple(sinks)
         self._headers = tuple(headers)
         self._limits = limits
-        self._queue = ScoredQueue(limits)
+        self._queue = ScoredQueue[ScoredRequest | Encoded](limits, rows_of=_rows_of)
         #: Guards the counts and the export process's handles below.
         self._lock = threading.Lock()
         self._dropped = 0
@@ -193,7 +240,11 @@ class Relay:
         self._reported: dict[str, Snapshot] = {name: Snapshot() for name in self._sinks}
         #: The counts of export processes that died and were replaced: counters never go back.
         self._retired: dict[str, Snapshot] = {name: Snapshot() for name in self._sinks}
+        #: Every model's facts a request was offered for, by key (``id``): held, so that a key is
+        #: never reused. Written by the event loop, read by the sender thread.
         self._facts: dict[int, ModelFacts] = {}
+        #: The keys whose facts the running export process has (the sender thread's).
+        self._facts_sent: set[int] = set()
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._listener: threading.Thread | None = None
@@ -207,8 +258,18 @@ class Relay:
     # The event loop's side.
 
     def offer(self, scored: ScoredRequest) -> None:
-        """Queue ``scored``, or drop and count it when the queue is full; never waits."""
-        dropped = self._queue.offer(scored)
+        """Queue ``scored`` (a small one as its encoded record), or drop and count it when the
+        queue is full; never waits."""
+        rows = scored.num_rows
+        if self._queue.full(rows):  # a stalled sink's: not worth encoding
+            dropped = events_in(rows)
+        else:
+            facts = scored.facts
+            key = id(facts)
+            if key not in self._facts:
+                self._facts[key] = facts
+            encoded = encoded_of(scored, self._headers, key)
+            dropped = self._queue.offer(encoded if encoded is not None else scored)
         if dropped:
             with self._lock:
                 self._dropped += dropped
@@ -238,7 +299,7 @@ class Relay:
         if listener is not None:  # the last report comes after the flush
             listener.join(max(0.1, ends + 2 - time.monotonic()))
         self._stop_process(wait=max(0.1, ends + 2 - time.monotonic()))
-        left = sum(events_of(scored) for scored in self._queue.clear())
+        left = sum(events_in(_rows_of(item)) for item in self._queue.clear())
         with self._lock:
             self._dropped += left
         if left:
@@ -264,7 +325,7 @@ class Relay:
             with contextlib.suppress(OSError):
                 send_frame(sock, ("close", max(0.0, self._queue.flush_until - time.monotonic())))
 
-    def _hand_over(self, batch: list[ScoredRequest]) -> None:
+    def _hand_over(self, batch: list[ScoredRequest | Encoded]) -> None:
         """Send ``batch`` to the export process, starting it first if it is not running. While a
         start is backed off the thread waits (the queue fills meanwhile, and drops beyond its
         bound, counted); a batch that cannot be sent by a stop's flush time, or that breaks the
@@ -274,18 +335,21 @@ class Relay:
         while True:
             try:
                 sock = self._connected()
-                for facts in {id(s.facts): s.facts for s in batch}.values():
-                    if id(facts) not in self._facts:
-                        send_frame(sock, ("facts", id(facts), facts))
-                        self._facts[id(facts)] = facts  # held, so that its id is never reused
-                records = []
-                for scored in batch:
+                records: list[tuple[int, Record | bytes]] = []
+                for item in batch:
+                    key = item[2] if isinstance(item, tuple) else id(item.facts)
+                    if key not in self._facts_sent:
+                        send_frame(sock, ("facts", key, self._facts[key]))
+                        self._facts_sent.add(key)
+                    if isinstance(item, tuple):
+                        records.append((key, item[0]))
+                        continue
                     sliced = None
-                    if isinstance(scored.frame, Frame) and scored.num_rows > SLICE_ROWS:
+                    if isinstance(item.frame, Frame) and item.num_rows > SLICE_ROWS:
                         sliced = Sliced(next(self._keys))
-                        for part in slices_of(scored):
+                        for part in slices_of(item):
                             send_frame(sock, ("rows", sliced.key, part))
-                    records.append(record_of(scored, self._headers, id(scored.facts), sliced))
+                    records.append((key, record_of(item, self._headers, key, sliced)))
                 send_frame(sock, ("batch", records))
                 return
             except _BackingOff:
@@ -303,7 +367,7 @@ class Relay:
                 log.exception("Monitoring: %d requests could not be handed to the export process", len(batch))
                 break
         with self._lock:
-            self._dropped += sum(events_of(scored) for scored in batch)
+            self._dropped += sum(events_in(_rows_of(item)) for item in batch)
 
     def _connected(self) -> socket.socket:
         """The running export process's socket, or a new process's: ``_Waiting`` while a start
@@ -362,7 +426,7 @@ class Relay:
         finally:
             theirs.close()
         try:
-            self._facts.clear()
+            self._facts_sent.clear()
             send_frame(ours, ("setup", _without_credentials(self._settings)))
             ours.settimeout(START_TIMEOUT)
             reply = recv_frame(ours)
@@ -412,6 +476,10 @@ class Relay:
             listener.join(1)
         if process is not None:
             _end(process, wait)
+
+
+def _rows_of(item: ScoredRequest | Encoded) -> int:
+    return item[1] if isinstance(item, tuple) else item.num_rows
 
 
 class _Waiting(Exception):

@@ -1,0 +1,134 @@
+"""How the relay hands a request to the export process: a small one as its record in JSON, made
+on the event loop (``relay.encoded_of``), the others pickled. Both must give the export process
+the same request: the events shaped from either are compared here, and the requests JSON cannot
+carry as they are must be left to pickle."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scorer_core.monitor.events import EventShaper, Masking
+from scorer_core.monitor.relay import encoded_of, record_of, scored_of
+from scorer_core.runtime import ContributionGroup, Contributions
+from scorer_core.schema import DataType, Field
+from scorer_core.service.scored import ScoredRequest
+from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
+from tests.monitor_records import FACTS, INPUTS, scored
+
+KEY = b"a-hash-key-of-32-characters-xxxx"
+HEADERS = ("x-tenant",)
+
+
+def cells(*rows: Sequence[Any], inputs: Sequence[Field] = INPUTS) -> CellRows:
+    """Kept cells as the fronts keep them: a list of rows."""
+    return CellRows.of([spec.name for spec in inputs], list(rows), inputs)
+
+
+def pickled(request: ScoredRequest) -> ScoredRequest:
+    """The request as the export process gets it when the sending thread pickles its record."""
+    record = pickle.loads(pickle.dumps(record_of(request, HEADERS, id(FACTS)), protocol=5))
+    return scored_of(record, FACTS, {})
+
+
+def from_json(request: ScoredRequest) -> ScoredRequest:
+    encoded = encoded_of(request, HEADERS, id(FACTS))
+    assert encoded is not None, "expected to be encoded as JSON"
+    data, rows, key = encoded
+    assert isinstance(data, bytes) and (rows, key) == (request.num_rows, id(FACTS))
+    return scored_of(pickle.loads(pickle.dumps(data)), FACTS, {})
+
+
+def events(requests: Sequence[ScoredRequest]) -> list[Any]:
+    shaper = EventShaper(Masking(hashed=frozenset({"name", "p"}), key=KEY), HEADERS)
+    return shaper.shape(requests)
+
+
+SMALL = [
+    scored("plain", frame=cells(["1.5", "a"])),
+    scored("numbers", frame=cells([2, None], [-0.0, "b"], [1e300, ""])),
+    scored("text", frame=cells(['é, "quoted"\n\u2028', "\x00"])),
+    scored("headers", frame=cells(["1", "a"]), headers={"x-tenant": "acme", "authorization": "Basic eA=="}),
+    scored("prefixed", frame=cells(["1", "a"]), prefix="/deployment-7"),
+    scored("refused", frame=cells(["not a number", "c"]), outputs=None, status=400, error="bad cell: «x»"),
+    scored("before its rows", frame=None, outputs=None, status=413, error="too large"),
+    scored(
+        "answer types",
+        frame=cells(["1", "a"], ["2", "b"]),
+        outputs={
+            "p": np.array([0.25, np.nan]),
+            "p32": np.array([0.1, 2.5], dtype=np.float32),
+            "label": np.array([1, -(2**62)], dtype=np.int64),
+            "flag": np.array([True, False]),
+        },
+    ),
+    scored(
+        "sixty-four",
+        frame=cells(*[[str(i), f"n{i}"] for i in range(KEPT_ROWS)]),
+        outputs={"score": np.arange(KEPT_ROWS, dtype=float)},
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", SMALL, ids=[r.request_id for r in SMALL])
+def test_a_small_request_sent_as_json_makes_the_events_its_pickle_makes(request_):
+    assert events([from_json(request_)]) == events([pickled(request_)])
+
+
+def test_a_batch_of_json_records_is_typed_together_as_pickled_ones_are():
+    assert events([from_json(r) for r in SMALL]) == events([pickled(r) for r in SMALL])
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        # Typed rows (a large request's, or the numeric fast path's): numpy columns.
+        scored("typed", 2),
+        scored("contributions", frame=cells(["1", "a"]), outputs=None, contributions=Contributions(
+            features=("x", "name"), groups=(ContributionGroup(None, np.array([[0.5, -0.25]])),))),
+        # Cells kept for inputs other than the model's (a model replaced since): Fields, not JSON.
+        scored("other inputs", frame=cells(["1"], inputs=(Field("x", DataType.FLOAT64),))),
+        # An answer of objects, or of times: arrays, which orjson refuses.
+        scored("objects", frame=cells(["1", "a"]), outputs={"o": np.array([{"a": 1}], dtype=object)}),
+        scored("times", frame=cells(["1", "a"]), outputs={"t": np.array(["2024-01-02"], dtype="datetime64[D]")}),
+        # Cells JSON cannot give back as they are.
+        scored("a huge integer", frame=cells([2**70, "a"])),
+        scored("bytes", frame=cells([b"\x01", "a"])),
+    ],
+    ids=lambda r: r.request_id,
+)  # fmt: skip
+def test_what_json_cannot_carry_as_it_is_is_left_to_pickle(request_):
+    assert encoded_of(request_, HEADERS, id(FACTS)) is None
+    # and the pickled path still carries it
+    assert [event["id"] for event in events([pickled(request_)])] == [request_.request_id]
+
+
+def test_the_queue_holds_bytes_that_the_collector_does_not_track():
+    import gc
+
+    encoded = encoded_of(scored("plain", frame=cells(["1.5", "a"])), HEADERS, id(FACTS))
+    assert encoded is not None
+    gc.collect()
+    assert not gc.is_tracked(encoded)
+
+
+@pytest.mark.parametrize("limit", ["requests", "rows"])
+def test_full_says_what_offer_does_so_that_a_stalled_sink_costs_no_encoding(limit):
+    from scorer_core.monitor.queue import Limits, ScoredQueue
+
+    limits = Limits(requests=3, rows=1_000_000, retry_seconds=1) if limit == "requests" else Limits(
+        requests=100, rows=5, retry_seconds=1)  # fmt: skip
+    queue = ScoredQueue[tuple[bytes, int, int]](limits, rows_of=lambda item: item[1])
+    offers = []
+    for _ in range(8):
+        full = queue.full(2)
+        offers.append((full, queue.offer((b"{}", 2, 0))))
+    # Full exactly when the offer drops (and says how many events it dropped).
+    assert all(full == (dropped > 0) for full, dropped in offers), offers
+    assert [full for full, _ in offers].count(False) == (3 if limit == "requests" else 2)
+    queue.close(0)
+    assert queue.full(0)

@@ -25,6 +25,15 @@ moments more than monitoring. Bursts seconds apart see the same machine. Configu
   outbox fills and drops: what a dead sink costs);
 - ``kafka-stopped``: Kafka to a broker frozen with SIGSTOP after the server started.
 
+``--pin`` gives each server a processor of its own (``taskset``: the second) and puts everything
+else on the first: wrk, the sinks (Tansu, the receivers: this process), and each export process,
+which would otherwise start on its server's. On a machine of two processors the sinks run beside
+the server they are measured against, which no deployment does: Tansu and this process's
+CloudEvents receiver take up to a third of a processor at these rates. Pinned, a configuration's
+ratio is what monitoring costs the scoring process itself (its event loop, its GIL, its
+processor); unpinned, it also carries what the export process and the sink take from the one
+processor that wrk and the server share. Both are reported in docs/monitoring.md.
+
 Each run prints the server's ``scorer_monitor_events_total`` afterwards, so that a run in which
 nothing was exported cannot pass for a cheap one. Run it on an otherwise quiet machine.
 """
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -151,9 +161,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def cpu(port: int) -> tuple[float, float]:
-    """CPU seconds so far of the server listening on ``port`` and of its export process."""
-    server = export = 0.0
+#: ``--pin``: the server's processor, and everything else's.
+SERVER_CPU, OTHERS_CPU = 1, 0
+
+
+def _pin(pid: int, cpu_: int) -> None:
+    """Every thread of ``pid`` onto processor ``cpu_`` (threads made later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), {cpu_})
+
+
+def pin_exporter(port: int) -> None:
+    """The export process of the server on ``port`` (started on the server's processor, as its
+    child) moved to the others'."""
+    _, exporter = _processes(port)
+    if exporter is not None:
+        _pin(exporter, OTHERS_CPU)
+
+
+def _processes(port: int) -> tuple[int | None, int | None]:
+    """The process of the server listening on ``port``, and of its export process."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -162,19 +190,27 @@ def cpu(port: int) -> tuple[float, float]:
         except OSError:
             continue
         if b"serve" in command and str(port).encode() in command:
-            server = _cpu_seconds(int(entry.name))
             for child in Path("/proc").iterdir():
                 try:
                     if (
                         child.name.isdigit()
                         and b"scorer_core.monitor.exporter" in (child / "cmdline").read_bytes()
+                        and f"PPid:\t{entry.name}\n" in (child / "status").read_text()
                     ):
-                        status = (child / "status").read_text()
-                        if f"PPid:\t{entry.name}\n" in status:
-                            export = _cpu_seconds(int(child.name))
+                        return int(entry.name), int(child.name)
                 except OSError:
                     continue
-    return server, export
+            return int(entry.name), None
+    return None, None
+
+
+def cpu(port: int) -> tuple[float, float]:
+    """CPU seconds so far of the server listening on ``port`` and of its export process."""
+    server, exporter = _processes(port)
+    return (
+        _cpu_seconds(server) if server is not None else 0.0,
+        _cpu_seconds(exporter) if exporter is not None else 0.0,
+    )
 
 
 def exported(base: str) -> str:
@@ -225,16 +261,24 @@ def burst(url: str, body: Path, seconds: int) -> Burst:
 
 
 def measure_round(
-    model: bench_models.Built, work: Path, config: str, bursts: int, seconds: int, sinks: dict[str, object]
+    model: bench_models.Built,
+    work: Path,
+    config: str,
+    bursts: int,
+    seconds: int,
+    sinks: dict[str, object],
+    pin: bool = False,
 ) -> tuple[list[Burst], list[Burst], str]:
     """One round: servers with monitoring off and with ``config``, loaded in turn; each side's
     bursts, and the configured server's export counts and CPU a request."""
     body = work / "one-row.json"
     body.write_text(json.dumps(ours_body(model.frame.iloc[:1])))
 
+    taskset = ["taskset", "-c", str(SERVER_CPU)] if pin else []
+
     def server(name: str) -> Server:
-        return Server(name, [str(BIN / "scorer"), "serve", str(model.path), "--port", "{port}"], "/readyz",
-                      "/model/score", ours_body, environment(name, work, sinks))  # fmt: skip
+        return Server(name, [*taskset, str(BIN / "scorer"), "serve", str(model.path), "--port", "{port}"],
+                      "/readyz", "/model/score", ours_body, environment(name, work, sinks))  # fmt: skip
 
     off_bursts: list[Burst] = []
     on_bursts: list[Burst] = []
@@ -242,6 +286,8 @@ def measure_round(
         for base in (off_base, on_base):
             wrk(base + "/model/score", body, 16, 2)  # warm-up
         port = int(on_base.rsplit(":", 1)[1])
+        if pin:
+            pin_exporter(port)
         with frozen_broker(config, sinks):
             # Over every burst of both sides: what the configured server and its export process
             # do while off is loaded (the events left to send) is still theirs.
@@ -272,11 +318,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bursts", type=int, default=4, help="bursts of each side in a round")
     parser.add_argument("--seconds", type=int, default=3, help="seconds a burst")
+    parser.add_argument(
+        "--pin", action="store_true", help="each server on a processor of its own, all else on the other"
+    )
     args = parser.parse_args()
+    if args.pin:
+        if len(os.sched_getaffinity(0)) < 2:
+            parser.error("--pin needs two processors")
+        os.sched_setaffinity(0, {OTHERS_CPU})  # wrk, Tansu and the receivers' threads inherit it
     configs = [c for c in args.configs.split(",") if c != "off"]
     lines = [
         f"single row, {CLIENTS} connections; each round a server with monitoring off and one with it"
-        f" side by side, {args.bursts} bursts of {args.seconds} s each, in alternating order;"
+        f" side by side, {args.bursts} bursts of {args.seconds} s each, in alternating order"
+        f"{'; each server pinned to a processor of its own' if args.pin else ''};"
         " ratio: the median of the ratios of bursts next to each other in time",
         "",
         "| model | monitoring | off req/s | on req/s | ratio | per round | p50 ms off / on | p99 ms off / on"
@@ -296,7 +350,7 @@ def main() -> int:
                 counts = "-"
                 for round_ in range(args.rounds):
                     off_bursts, on_bursts, counts = measure_round(
-                        model, work, config, args.bursts, args.seconds, sinks
+                        model, work, config, args.bursts, args.seconds, sinks, args.pin
                     )
                     ratio = sum(b[0] for b in on_bursts) / sum(b[0] for b in off_bursts)
                     ratios.append(ratio)

@@ -5,6 +5,7 @@ carry as they are must be left to pickle."""
 
 from __future__ import annotations
 
+import gc
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from scorer_core.monitor.events import EventShaper, Masking
+from scorer_core.monitor.queue import Limits, ScoredQueue
 from scorer_core.monitor.relay import encoded_of, record_of, scored_of
 from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import DataType, Field
@@ -108,8 +110,6 @@ def test_what_json_cannot_carry_as_it_is_is_left_to_pickle(request_):
 
 
 def test_the_queue_holds_bytes_that_the_collector_does_not_track():
-    import gc
-
     encoded = encoded_of(scored("plain", frame=cells(["1.5", "a"])), HEADERS, id(FACTS))
     assert encoded is not None
     gc.collect()
@@ -118,8 +118,6 @@ def test_the_queue_holds_bytes_that_the_collector_does_not_track():
 
 @pytest.mark.parametrize("limit", ["requests", "rows"])
 def test_full_says_what_offer_does_so_that_a_stalled_sink_costs_no_encoding(limit):
-    from scorer_core.monitor.queue import Limits, ScoredQueue
-
     limits = Limits(requests=3, rows=1_000_000, retry_seconds=1) if limit == "requests" else Limits(
         requests=100, rows=5, retry_seconds=1)  # fmt: skip
     queue = ScoredQueue[tuple[bytes, int, int]](limits, rows_of=lambda item: item[1])

@@ -73,6 +73,8 @@ START_TIMEOUT = 60.0
 #: request's cells as sent), the inputs the cells were kept for (None: the model's), outputs and
 #: contributions.
 Record = tuple[Any, ...]
+#: Where a record holds the inputs its cells were kept for.
+_KEPT_FOR = 11
 
 
 #: Rows of a large request pickled at once: the rest follow in slices of this many, each sent
@@ -159,7 +161,7 @@ def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) ->
     if scored.contributions is not None or not (scored.frame is None or isinstance(scored.frame, CellRows)):
         return None
     record = record_of(scored, headers, facts_key)
-    if record[11] is not None:
+    if record[_KEPT_FOR] is not None:
         return None
     try:
         return orjson.dumps(record), scored.num_rows, facts_key
@@ -168,9 +170,11 @@ def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) ->
 
 
 def _decoded(item: Record | bytes) -> Record:
-    """A record as the export process gets it: pickled (a tuple), or JSON bytes."""
+    """A record as the export process gets it: pickled (a tuple), or JSON bytes (a list, which
+    unpacks as the tuple does)."""
     if isinstance(item, bytes):
-        return tuple(orjson.loads(item))
+        decoded: Record = orjson.loads(item)
+        return decoded
     return item
 
 

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
-# The progress filter below pipes pip's output; a failed install must still fail the target.
+# The progress filter below pipes the installer's output; a failed install must still fail the target.
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PLUGINS := plugins/mlflow plugins/h2o3_mojo plugins/dai_mojo plugins/hydrogen_torch
@@ -16,25 +16,34 @@ INTEGRATIONS := integrations/ray
 TEST_PLUGINS := $(patsubst plugins/hydrogen_torch,plugins/hydrogen_torch[onnx],$(PLUGINS))
 # The CPU build of torch: an unpinned torch resolves to a multi-GB CUDA build.
 DEV_PINS := torch==2.13.0
+# uv installs everything: it resolves in seconds and links wheels from its cache, where pip
+# unpacked each (pip took 46 of a fresh clone's 69 s of install). The venv's pip installs uv
+# itself, and tools/uv_install.py hands uv the places pip is configured to fetch from (pip.conf,
+# PIP_* variables), which uv does not read. INSTALL_INTO installs into another venv (the peers').
+UV_VERSION := 0.13.10
+# Made once per uv version: a venv made before uv came, or with another version, gets this one.
+UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+INSTALL_INTO = $(BIN)/python tools/uv_install.py --python $(1)
+INSTALL := $(call INSTALL_INTO,$(BIN)/python) --quiet
+# The whole output goes to $(VENV)/install.log; the terminal gets one line per package installed,
+# and the log's end when the install fails.
+INSTALL_LOG := $(VENV)/install.log
+PROGRESS := { grep --line-buffered -E '^(Resolved|Installed| \+ )' || true; } | sed -u 's/^ *//; s/^/  /'
+install_with_progress = $(call INSTALL_INTO,$(BIN)/python) $(1) 2>&1 \
+	| tee $(INSTALL_LOG) | $(PROGRESS) || { echo "the install failed; the end of $(INSTALL_LOG):"; \
+	  tail -n 40 $(INSTALL_LOG); exit 1; }
 # Strict editable installs link the packages' files instead of adding import hooks (mypy cannot
-# follow those).
-PIP_INSTALL := $(BIN)/python -m pip install -q --disable-pip-version-check
-# pip's whole output goes to $(VENV)/pip.log; the terminal gets one line per package fetched, and
-# the log's end when pip fails.
-PIP_LOG := $(VENV)/pip.log
-PROGRESS := { grep --line-buffered -E '^(Collecting|Successfully installed)' || true; } | sed -u 's/^/  /'
-pip_with_progress = $(BIN)/python -m pip install --disable-pip-version-check --progress-bar off $(1) 2>&1 \
-	| tee $(PIP_LOG) | $(PROGRESS) || { echo "pip failed; the end of $(PIP_LOG):"; tail -n 40 $(PIP_LOG); exit 1; }
-# The projects build with the venv's own setuptools, not in an isolated build environment that pip
-# would make (and fill) for each of the six: about 7 s of a fresh install. BUILD_REQUIREMENT is
-# pyproject.toml's build requirement (the plugins' are older; tests/test_make.py keeps the two the
-# same): installed when the venv is made, and checked before each editable install, since a venv
-# made before this needs it too (pip runs only when it is missing).
-EDITABLE := --config-settings editable_mode=strict --no-build-isolation
+# follow those). The projects build with the venv's own setuptools, not in an isolated build
+# environment made for each of the six. BUILD_REQUIREMENT is pyproject.toml's build requirement
+# (the plugins' are older; tests/test_make.py keeps the two the same), checked before each
+# editable install and installed when missing (a new venv has none). Other projects built from
+# source (pyspark) build isolated, so that uv keeps the wheel it built.
+OWN_DISTRIBUTIONS := scorer-core scorer-mlflow scorer-h2o3-mojo scorer-dai-mojo scorer-hydrogen-torch scorer-ray
+EDITABLE := --config-settings editable_mode=strict $(addprefix --no-build-isolation-package ,$(OWN_DISTRIBUTIONS))
 BUILD_REQUIREMENT := setuptools>=74.1
 BUILD_TOOLS := $(BIN)/python -c 'import setuptools, sys; \
 	  sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (74, 1))' 2>/dev/null \
-	  || $(PIP_INSTALL) "$(BUILD_REQUIREMENT)"
+	  || $(INSTALL) "$(BUILD_REQUIREMENT)"
 
 # An install is redone only when something it reads has changed: a project's pyproject.toml, the
 # native modules' sources, this Makefile, or the set of module files (strict editable installs
@@ -53,7 +62,10 @@ INSTALL_INPUTS := Makefile pyproject.toml $(NATIVE_SOURCES) $(MODULE_LIST) \
 $(BIN)/python:
 	@echo "Creating $(VENV) ..."
 	$(PYTHON) -m venv $(VENV)
-	$(PIP_INSTALL) --upgrade pip "$(BUILD_REQUIREMENT)"
+
+$(UV_STAMP): | $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	@touch $@
 
 # Rewritten only when the list differs, so that its time changes only then (the kernel's filechk idiom).
 $(MODULE_LIST): FORCE | $(BIN)/python
@@ -64,19 +76,19 @@ $(MODULE_LIST): FORCE | $(BIN)/python
 
 # The conformance extra (pytest) too, so that `scorer check` works after `make serve`.
 install: $(STAMP_SERVE)
-$(STAMP_SERVE): $(INSTALL_INPUTS)
+$(STAMP_SERVE): $(INSTALL_INPUTS) | $(UV_STAMP)
 	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about a minute the first time) ..."
 	@$(BUILD_TOOLS)
-	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
+	@$(call install_with_progress,--compile-bytecode $(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
 	@touch $@
 
 # Every plugin and integration, for serving H2O-3 MOJOs, Driverless AI pipelines, Hydrogen Torch
 # models or Ray Serve replicas.
 install-all: $(STAMP_ALL)
-$(STAMP_ALL): $(INSTALL_INPUTS)
+$(STAMP_ALL): $(INSTALL_INPUTS) | $(UV_STAMP)
 	@echo "Installing scorer-core, every plugin and integration into $(VENV) (several minutes the first time) ..."
 	@$(BUILD_TOOLS)
-	@$(call pip_with_progress,$(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS) $(INTEGRATIONS)) $(DEV_PINS))
+	@$(call install_with_progress,--compile-bytecode $(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(PLUGINS) $(INTEGRATIONS)) $(DEV_PINS))
 	@touch $@ $(STAMP_SERVE)
 
 # h2o-mlops-scoring-client (H2O's older client, which the auth tests drive too) pins pandas<2,
@@ -86,23 +98,22 @@ SCORING_CLIENT := h2o-mlops-scoring-client==0.2.1b1
 # (A variable, as the commas would split call's arguments.)
 TEST_CORE := -e '.[conformance,test,spark]'
 # kubectl renders the kustomize base in tests/test_deploy.py (Debian's kubernetes-client when absent).
-# --no-compile: pip's byte-compiling of every module it installs (torch, Ray, Spark, MLflow...) was
-# 60 of this install's 140 s on a fresh clone; the tests import a fraction of them, and the first
-# import compiles and caches each (which is why `make test` lets Python write its caches).
-# The tests' peers (MLServer's and KServe's venvs) are built beside it, on the core pip leaves idle,
-# instead of inside the tests (about 95 s of one core on a fresh clone). MLServer's libraries are
-# pinned to ours once ours are installed: a no-op when its resolver chose the same versions.
+# Nothing is byte-compiled at install (uv's default, where pip spent 60 of 140 s compiling torch,
+# Ray, Spark, MLflow...): the tests import a fraction of them, and the first import compiles and
+# caches each (which is why `make test` lets Python write its caches).
+# The tests' peers (MLServer's and KServe's venvs) are built beside it instead of inside the tests.
+# MLServer's libraries are pinned to ours once ours are installed: a no-op when its resolver chose
+# the same versions.
 install-test: $(STAMP_TEST)
-$(STAMP_TEST): $(INSTALL_INPUTS)
+$(STAMP_TEST): $(INSTALL_INPUTS) | $(UV_STAMP)
 	@echo "Installing scorer-core, every plugin and integration, and the test tools into $(VENV) (and the peers' venvs beside it) ..."
 	@$(BUILD_TOOLS)
 	@$(MAKE) --no-print-directory peer-kserve peer-mlserver MLSERVER_LIBRARIES="mlflow scikit-learn" \
 	  > $(VENV)/peers.log 2>&1 & peers=$$!; trap 'kill $$peers 2>/dev/null' EXIT; \
-	  $(call pip_with_progress,--no-compile $(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)); \
+	  $(call install_with_progress,$(EDITABLE) $(TEST_CORE) $(foreach p,$(TEST_PLUGINS) $(INTEGRATIONS),-e '$(p)') $(DEV_PINS)); \
 	  wait $$peers || { echo "building the peers' venvs failed; the end of $(VENV)/peers.log:"; tail -n 40 $(VENV)/peers.log; exit 1; }
-	$(PIP_INSTALL) --no-compile --no-deps $(SCORING_CLIENT)
-	$(MLSERVER_PINNED) || $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
-	  --no-compile $(MLSERVER_PACKAGES) $(MLSERVER_PINS)
+	$(INSTALL) --no-deps $(SCORING_CLIENT)
+	$(MLSERVER_PINNED) || $(call INSTALL_INTO,$(MLSERVER_VENV)/bin/python) --quiet $(MLSERVER_PACKAGES) $(MLSERVER_PINS)
 	command -v kubectl >/dev/null || (apt-get update -qq && apt-get install -y -qq kubernetes-client)
 	@touch $@ $(STAMP_ALL) $(STAMP_SERVE)
 
@@ -140,9 +151,9 @@ test-fast: install-test
 # The benchmark set (bench/models.py) serves H2O-3 MOJOs and Hydrogen Torch models too, so every
 # plugin, and the `bench` extra (LightGBM, for its LightGBM model) over them.
 STAMP_BENCH := $(VENV)/.installed-bench
-$(STAMP_BENCH): $(INSTALL_INPUTS) | install-all
+$(STAMP_BENCH): $(INSTALL_INPUTS) | install-all $(UV_STAMP)
 	@echo "Installing the benchmark's dependencies (the bench extra) into $(VENV) ..."
-	@$(call pip_with_progress,$(EDITABLE) -e '.[bench]')
+	@$(call install_with_progress,$(EDITABLE) -e '.[bench]')
 	@touch $@
 
 # The benchmark's peers: wrk from Debian, MLServer in a venv of its own (its pins differ from ours),
@@ -155,29 +166,26 @@ MLSERVER_VENV := bench/.venv-mlserver
 version_of = $$($(BIN)/python -c 'from importlib.metadata import version; print(version("$(1)"))')
 MLSERVER_PACKAGES := "mlserver==1.7.1" "mlserver-mlflow==1.7.1"
 MLSERVER_PINS = "mlflow==$(call version_of,mlflow)" "scikit-learn==$(call version_of,scikit-learn)"
-# Whether MLServer's venv has those versions already: pip takes about 8 s to find it has nothing to do.
+# Whether MLServer's venv has those versions already, without asking the installer.
 MLSERVER_PINNED = $(MLSERVER_VENV)/bin/python -c 'import sys; from importlib.metadata import version; \
 	  sys.exit(any(version(n) != v for n, v in (pin.split("==") for pin in sys.argv[1:])))' $(MLSERVER_PINS)
 MLSERVER_LIBRARIES = $(MLSERVER_PINS)
-peer-mlserver:
+peer-mlserver: | $(UV_STAMP)
 	@$(MLSERVER_VENV)/bin/python -c 'import mlserver_mlflow' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(MLSERVER_VENV) && \
-	  $(MLSERVER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
-	    $(MLSERVER_PACKAGES) $(MLSERVER_LIBRARIES))
+	  $(call INSTALL_INTO,$(MLSERVER_VENV)/bin/python) --quiet $(MLSERVER_PACKAGES) $(MLSERVER_LIBRARIES))
 
-# Peer venvs skip pip's byte-compiling of every module (half its time): a test imports a few.
 # KServe's own Python client (its InferenceRESTClient), for the Open Inference Protocol's tests, in a
 # venv of its own: kserve pins pandas 2 and registers the protocol's protobuf messages globally,
 # as tritonclient.grpc does, so the two cannot share one interpreter.
 KSERVE_VENV := bench/.venv-kserve
-peer-kserve:
+peer-kserve: | $(UV_STAMP)
 	@$(KSERVE_VENV)/bin/python -c 'import kserve' 2>/dev/null || \
 	  ($(PYTHON) -m venv $(KSERVE_VENV) && \
-	  $(KSERVE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-compile \
-	    "kserve==0.21.0")
+	  $(call INSTALL_INTO,$(KSERVE_VENV)/bin/python) --quiet "kserve==0.21.0")
 
 bench: install-all $(STAMP_BENCH) peer-mlserver
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(MLSERVER_VENV)/bin/python -c 'import lightgbm' 2>/dev/null || \
-	  $(MLSERVER_VENV)/bin/python -m pip install --quiet "lightgbm==$(call version_of,lightgbm)"
+	  $(call INSTALL_INTO,$(MLSERVER_VENV)/bin/python) --quiet "lightgbm==$(call version_of,lightgbm)"
 	$(BIN)/python bench/run.py

@@ -72,3 +72,13 @@ def test_the_settings_are_read_from_pip_itself_environment_variables_included(mo
     options, _ = uv_install.uv_arguments(settings)
     found = [options[i + 1] for i, option in enumerate(options) if option == "--find-links"]
     assert found == ["/from/the/environment"]
+
+
+def test_variables_win_over_files_in_whatever_order_pip_lists_them():
+    """pip 23 lists ``:env:`` first, pip 25 last: pip obeys the variable either way."""
+    for listing in (
+        ":env:.find-links='/env'\nglobal.find-links='/file'\ninstall.timeout='9'\nglobal.timeout='5'\n",
+        "global.timeout='5'\ninstall.timeout='9'\nglobal.find-links='/file'\n:env:.find-links='/env'\n",
+    ):
+        settings = uv_install.settings_of(listing)
+        assert dict(settings) == {"find-links": "/env", "timeout": "9"}, settings

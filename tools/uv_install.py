@@ -45,20 +45,30 @@ VARIABLES = {
 SWITCHES = {"no-index": ["--no-index"], "pre": ["--prerelease", "allow"]}
 _LINE = re.compile(r"^(?P<scope>[^.]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
 _TRUE = {"1", "true", "yes", "on"}
+#: Which of pip's scopes wins, as pip decides: ``PIP_*`` variables (scope ``:env:``) over the
+#: files' ``[install]`` section over their ``[global]`` one. (``pip config list`` has merged the
+#: files already; the order it lists scopes in changed between pip releases.)
+_PRECEDENCE = {":env:": 2, "install": 1}
 
 
 def pip_settings(python: str) -> list[tuple[str, str]]:
-    """``(key, value)`` for each setting ``pip config list`` reports (files, then ``PIP_*``
-    variables, which pip lists as scope ``:env:``), in pip's order: a later one overrides."""
+    """``(key, value)`` for each setting ``pip config list`` reports, the one pip obeys last for
+    each key: from its files, or from ``PIP_*`` variables (its scope ``:env:``)."""
     listed = subprocess.run(
         [python, "-m", "pip", "config", "list"], capture_output=True, text=True, check=True
     ).stdout
+    return settings_of(listed)
+
+
+def settings_of(listed: str) -> list[tuple[str, str]]:
+    """``pip config list``'s lines (``scope.key='value'``) as ``(key, value)``, the setting pip
+    obeys placed last for each key."""
     found = []
     for line in listed.splitlines():
         match = _LINE.match(line.strip())
-        if match is not None:
-            found.append((match["key"], match["value"]))
-    return found
+        if match is not None and match["scope"] in (":env:", "install", "global"):
+            found.append((_PRECEDENCE.get(match["scope"], 0), match["key"], match["value"]))
+    return [(key, value) for _, key, value in sorted(found, key=lambda setting: setting[0])]
 
 
 def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[str, str]]:

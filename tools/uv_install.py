@@ -10,7 +10,8 @@ Between several indexes uv then picks as pip does, the best version wherever it 
 (``--index-strategy unsafe-best-match``), not the first index that has the project.
 
 Usage: ``python tools/uv_install.py --python PYTHON [uv pip install's arguments]``, run with the
-interpreter of the venv that holds ``uv`` (the Makefile's ``.venv``).
+interpreter of the venv that holds ``uv`` (the Makefile's ``.venv``), or with ``UV`` naming the
+``uv`` to run (the image's build, deploy/docker/install.sh, keeps uv out of the image's venv).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[s
 
 
 def main(argv: Sequence[str]) -> None:
-    uv = Path(sys.executable).with_name("uv")
+    uv = Path(os.environ.get("UV") or Path(sys.executable).with_name("uv"))
     options, variables = uv_arguments(pip_settings(sys.executable))
     os.execve(str(uv), [str(uv), "pip", "install", *options, *argv], {**os.environ, **variables})
 

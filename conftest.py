@@ -95,8 +95,33 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return GroupScheduling(config, log)
 
 
+def serial_strays(items: list[pytest.Item], listed: str) -> list[str]:
+    """The modules with tests marked ``serial`` that ``listed`` (white-space separated paths)
+    leaves out."""
+    modules = set(listed.split())
+    return sorted(
+        {
+            item.nodeid.split("::", 1)[0]
+            for item in items
+            if item.get_closest_marker("serial") is not None and item.nodeid.split("::", 1)[0] not in modules
+        }
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: the first phase must see its serial tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The shared groups first: loadscope hands out groups in collection order."""
+    """A ``serial`` test outside ``make test``'s list refused; the shared groups first."""
+    # make test's second phase collects only the Makefile's SERIAL_MODULES (passed here as
+    # SCORER_SERIAL_MODULES), not the whole suite again; a serial test elsewhere would run in
+    # neither phase, so the first phase, which collects everything, stops on it.
+    listed = os.environ.get("SCORER_SERIAL_MODULES")
+    strays = serial_strays(items, listed) if listed is not None else []
+    if strays:
+        raise pytest.UsageError(
+            f"tests marked serial in {', '.join(strays)}, which the Makefile's SERIAL_MODULES does not "
+            "list: make test would run them in neither phase. Add the module there."
+        )
+    # The shared groups first: loadscope hands out groups in collection order.
     if not hasattr(config, "workerinput"):  # xdist's documented mark of a worker process
         return
     first = {nodeid for nodeid in (i.nodeid for i in items) if nodeid.split("::", 1)[0] in SHARED_GROUPS}

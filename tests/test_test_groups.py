@@ -79,3 +79,38 @@ def test_shared_groups_run_on_one_worker_and_first(tmp_path: Path) -> None:
         ran = [name for name, w, _ in sorted(records, key=lambda r: r[2]) if w == who]
         assert ran[: len(group)] == sorted(group, key=ran.index), ran
         assert set(ran[: len(group)]) == set(group), f"{who} ran another test before its long group: {ran}"
+
+
+def test_a_serial_test_outside_the_makefiles_list_stops_the_run(tmp_path: Path) -> None:
+    """make test's second phase collects only SERIAL_MODULES: a serial test elsewhere would run in
+    neither phase, so a run that collects it stops, naming the module."""
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    serial: alone\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_listed.py").write_text(
+        "import pytest\n\n@pytest.mark.serial\ndef test_a():\n    pass\n"
+    )
+    (tmp_path / "tests" / "test_stray.py").write_text(
+        "import pytest\n\npytestmark = pytest.mark.serial\n\ndef test_b():\n    pass\n\ndef test_c():\n    pass\n"
+    )
+    (tmp_path / "tests" / "test_plain.py").write_text("def test_d():\n    pass\n")
+
+    def run(listed: str | None, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "SCORER_TESTS_EXEC_SERVERS": "1"}
+        if listed is not None:
+            env["SCORER_SERIAL_MODULES"] = listed
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    stopped = run("tests/test_listed.py", "-m", "not serial")  # as the first phase runs
+    assert stopped.returncode != 0
+    assert "tests marked serial in tests/test_stray.py, which the Makefile's SERIAL_MODULES" in stopped.stderr
+    assert "1 passed" in run("tests/test_listed.py tests/test_stray.py", "-m", "not serial").stdout
+    assert "3 passed" in run("tests/test_listed.py tests/test_stray.py", "-m", "serial").stdout
+    assert "2 passed" in run(None, "-m", "serial", "tests/test_stray.py").stdout  # a developer's own run

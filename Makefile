@@ -77,7 +77,7 @@ $(MODULE_LIST): FORCE | $(BIN)/python
 # The conformance extra (pytest) too, so that `scorer check` works after `make serve`.
 install: $(STAMP_SERVE)
 $(STAMP_SERVE): $(INSTALL_INPUTS) | $(UV_STAMP)
-	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about a minute the first time) ..."
+	@echo "Installing scorer-core and the MLflow plugin into $(VENV) (about half a minute the first time) ..."
 	@$(BUILD_TOOLS)
 	@$(call install_with_progress,--compile-bytecode $(EDITABLE) -e '.[conformance]' $(addprefix -e ,$(SERVE_PLUGINS)))
 	@touch $@

@@ -37,9 +37,13 @@ install_with_progress = $(call INSTALL_INTO,$(BIN)/python) $(1) 2>&1 \
 # environment made for each of the six. BUILD_REQUIREMENT is pyproject.toml's build requirement
 # (the plugins' are older; tests/test_make.py keeps the two the same), checked before each
 # editable install and installed when missing (a new venv has none). Other projects built from
-# source (pyspark) build isolated, so that uv keeps the wheel it built.
+# source (pyspark) build isolated, so that uv keeps the wheel it built. uv documents that it takes
+# an installed editable project as up to date unless its pyproject.toml changed (0.13.10 rebuilt
+# ours anyway); the stamps below ask for an install when native sources or the set of modules
+# changed too, so ours are rebuilt whenever one runs (--reinstall-package: about 3 s).
 OWN_DISTRIBUTIONS := scorer-core scorer-mlflow scorer-h2o3-mojo scorer-dai-mojo scorer-hydrogen-torch scorer-ray
-EDITABLE := --config-settings editable_mode=strict $(addprefix --no-build-isolation-package ,$(OWN_DISTRIBUTIONS))
+EDITABLE := --config-settings editable_mode=strict $(addprefix --no-build-isolation-package ,$(OWN_DISTRIBUTIONS)) \
+	$(addprefix --reinstall-package ,$(OWN_DISTRIBUTIONS))
 BUILD_REQUIREMENT := setuptools>=74.1
 BUILD_TOOLS := $(BIN)/python -c 'import setuptools, sys; \
 	  sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (74, 1))' 2>/dev/null \
@@ -129,8 +133,8 @@ serve: install
 # Each phase prints its own closing line; a failed first phase fails the target at once. Each also
 # lists its slowest tests, where the 10-minute budget goes.
 # The modules with tests marked `serial`: the second phase collects only them (collecting the whole
-# suite again took 6 of its 80 s). The first phase refuses a serial test in any other module (the
-# root conftest.py), which would run in neither.
+# suite again took 6 of its 80 s). In the first phase, a serial test in any other module (which
+# would run in neither) is a failing test naming it (the root conftest.py).
 SERIAL_MODULES := tests/test_auth_flood_http.py tests/test_file_scoring_hostile.py \
 	tests/test_large_bodies_http.py tests/test_monitor_outbox.py tests/test_worker_crashes_http.py
 TEST_WORKERS ?= 3
@@ -142,9 +146,9 @@ MYPY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/scorer-core/mypy
 # Its cache is the user's, shared by every checkout (as pip's and uv's are): a fresh clone's check
 # took 38 s of processor time from the tests without one, 1 to 10 s with one. mypy checks each
 # module's cached result against the module's contents, so another checkout's is never trusted
-# blindly (a type error introduced in a clone was reported through a cache made in another). The suite starts hundreds of Python processes, each of
-# which would compile every module it imports again where PYTHONDONTWRITEBYTECODE forbids the
-# caches: TEST_ENV lets them be written (to __pycache__ and the venv, both ignored by git).
+# blindly (a type error introduced in a clone was reported through a cache made in another).
+# The suite starts hundreds of Python processes, each of which would compile every module it
+# imports again where PYTHONDONTWRITEBYTECODE forbids the caches: TEST_ENV lets them be written (to __pycache__ and the venv, both ignored by git).
 test: install-test
 	$(BIN)/ruff check .
 	@$(BIN)/mypy --cache-dir '$(MYPY_CACHE)' > $(VENV)/mypy.log 2>&1 & mypy=$$!; trap 'kill $$mypy 2>/dev/null' EXIT; \

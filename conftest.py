@@ -108,19 +108,37 @@ def serial_strays(items: list[pytest.Item], listed: str) -> list[str]:
     )
 
 
+class UnlistedSerialTests(pytest.Item):
+    """A test that fails, naming the modules with serial tests that ``make test`` would not run."""
+
+    def __init__(self, *, strays: list[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.strays = strays
+
+    def runtest(self) -> None:
+        pytest.fail(
+            f"tests marked serial in {', '.join(self.strays)}, which the Makefile's SERIAL_MODULES does "
+            "not list: make test would run them in neither phase. Add the module there.",
+            pytrace=False,
+        )
+
+    def reportinfo(self) -> tuple[str, int | None, str]:
+        return "Makefile", None, "SERIAL_MODULES"
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the first phase must see its serial tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A ``serial`` test outside ``make test``'s list refused; the shared groups first."""
     # make test's second phase collects only the Makefile's SERIAL_MODULES (passed here as
     # SCORER_SERIAL_MODULES), not the whole suite again; a serial test elsewhere would run in
     # neither phase, so the first phase, which collects everything, stops on it.
+    # It is a failing test of its own (not an error raised here, which xdist's workers turn into an
+    # INTERNALERROR that does not say why).
     listed = os.environ.get("SCORER_SERIAL_MODULES")
     strays = serial_strays(items, listed) if listed is not None else []
     if strays:
-        raise pytest.UsageError(
-            f"tests marked serial in {', '.join(strays)}, which the Makefile's SERIAL_MODULES does not "
-            "list: make test would run them in neither phase. Add the module there."
-        )
+        unlisted = UnlistedSerialTests.from_parent(items[0].session, name="SERIAL_MODULES", strays=strays)
+        items.insert(0, unlisted)
     # The shared groups first: loadscope hands out groups in collection order.
     if not hasattr(config, "workerinput"):  # xdist's documented mark of a worker process
         return

@@ -75,7 +75,23 @@ def test_the_venv_gets_the_setuptools_that_pyproject_toml_builds_with():
     assert tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"] == [requirement]
     minimum = tuple(int(part) for part in requirement.removeprefix("setuptools>=").split("."))
     assert f"< {minimum}" in makefile, minimum
-    assert "--no-build-isolation" in makefile
+    assert "$(addprefix --no-build-isolation-package ,$(OWN_DISTRIBUTIONS))" in makefile
+
+
+def test_our_projects_are_named_for_the_installer_as_their_pyproject_toml_names_them(tmp_path):
+    """Each is built without isolation and rebuilt at every install (uv would otherwise skip an
+    editable project whose pyproject.toml has not changed, leaving an edited native module or a
+    new module's link out), both by distribution name: a name that drifts would do neither."""
+    makefile = (ROOT / "Makefile").read_text()
+    named = re.search(r"^OWN_DISTRIBUTIONS := (.*)$", makefile, re.MULTILINE).group(1).split()
+    projects = [".", *re.search(r"^PLUGINS := (.*)$", makefile, re.MULTILINE).group(1).split()]
+    projects += re.search(r"^INTEGRATIONS := (.*)$", makefile, re.MULTILINE).group(1).split()
+    names = [tomllib.loads((ROOT / p / "pyproject.toml").read_text())["project"]["name"] for p in projects]
+    assert sorted(named) == sorted(names)
+    (call,) = make(fake_checkout(tmp_path), "install")
+    for name in named:
+        assert f"--no-build-isolation-package {name} " in call
+        assert f"--reinstall-package {name} " in call
 
 
 def test_make_serve_installs_the_core_and_the_mlflow_plugin_only(tmp_path):

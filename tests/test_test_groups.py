@@ -81,9 +81,9 @@ def test_shared_groups_run_on_one_worker_and_first(tmp_path: Path) -> None:
         assert set(ran[: len(group)]) == set(group), f"{who} ran another test before its long group: {ran}"
 
 
-def test_a_serial_test_outside_the_makefiles_list_stops_the_run(tmp_path: Path) -> None:
+def test_a_serial_test_outside_the_makefiles_list_fails_the_run_naming_it(tmp_path: Path) -> None:
     """make test's second phase collects only SERIAL_MODULES: a serial test elsewhere would run in
-    neither phase, so a run that collects it stops, naming the module."""
+    neither phase, so a run that collects it gets a failing test naming the module."""
     shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "pytest.ini").write_text("[pytest]\nmarkers =\n    serial: alone\n")
     (tmp_path / "tests").mkdir()
@@ -108,9 +108,11 @@ def test_a_serial_test_outside_the_makefiles_list_stops_the_run(tmp_path: Path) 
             timeout=120,
         )
 
-    stopped = run("tests/test_listed.py", "-m", "not serial")  # as the first phase runs
-    assert stopped.returncode != 0
-    assert "tests marked serial in tests/test_stray.py, which the Makefile's SERIAL_MODULES" in stopped.stderr
+    for workers in (["-n", "2"], []):  # as the first phase runs it, and as a developer might
+        failed = run("tests/test_listed.py", "-m", "not serial", *workers)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "tests marked serial in tests/test_stray.py, which the Makefile's SERIAL_MODULES" in failed.stdout
+        assert "1 failed, 1 passed" in failed.stdout, failed.stdout
     assert "1 passed" in run("tests/test_listed.py tests/test_stray.py", "-m", "not serial").stdout
     assert "3 passed" in run("tests/test_listed.py tests/test_stray.py", "-m", "serial").stdout
     assert "2 passed" in run(None, "-m", "serial", "tests/test_stray.py").stdout  # a developer's own run

@@ -44,7 +44,11 @@ def test_pips_sources_become_uvs_options_and_the_best_version_is_taken_from_any_
         "--constraint",
         "/etc/xdg/pip/constraints.txt",
     ]
-    assert variables == {"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt", "UV_HTTP_TIMEOUT": "180"}
+    assert variables == {
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "UV_HTTP_TIMEOUT": "180",
+        "UV_NATIVE_TLS": "true",
+    }
 
 
 def test_a_later_setting_overrides_an_earlier_one_as_in_pip():
@@ -82,3 +86,21 @@ def test_variables_win_over_files_in_whatever_order_pip_lists_them():
     ):
         settings = uv_install.settings_of(listing)
         assert dict(settings) == {"find-links": "/env", "timeout": "9"}, settings
+
+
+def test_values_of_several_lines_quotes_and_empty_ones_are_read_as_pip_reads_them(monkeypatch, tmp_path):
+    """pip's documented style puts each of several values on a line of its own; ``pip config
+    list`` writes them with escapes. An empty variable is no setting at all, for pip."""
+    config = tmp_path / "pip.conf"
+    config.write_text(
+        "[global]\nfind-links =\n    /wheels/one\n    /wheels/two\n"
+        "index-url = https://it's.example/simple\nkeyring-provider = import\n"
+    )
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(config))
+    monkeypatch.setenv("PIP_INDEX_URL", "")
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    options, _ = uv_install.uv_arguments(uv_install.pip_settings(sys.executable))
+    pairs = list(zip(options[::2], options[1::2], strict=True))
+    assert ("--find-links", "/wheels/one") in pairs and ("--find-links", "/wheels/two") in pairs
+    assert ("--index-url", "https://it's.example/simple") in pairs
+    assert ("--keyring-provider", "subprocess") in pairs

@@ -16,6 +16,7 @@ interpreter of the venv that holds ``uv`` (the Makefile's ``.venv``), or with ``
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -33,7 +34,10 @@ OPTIONS = {
     "trusted-host": "--allow-insecure-host",
     "only-binary": "--only-binary",
     "no-binary": "--no-binary",
+    # pip's "import" and "auto" use the keyring package in-process; uv has only the command.
+    "keyring-provider": "--keyring-provider",
 }
+_KEYRING = {"auto": "subprocess", "import": "subprocess", "subprocess": "subprocess", "disabled": "disabled"}
 #: pip's settings that uv takes from the environment instead.
 VARIABLES = {
     "cert": "SSL_CERT_FILE",
@@ -44,7 +48,9 @@ VARIABLES = {
 }
 #: pip's switches, as uv's.
 SWITCHES = {"no-index": ["--no-index"], "pre": ["--prerelease", "allow"]}
-_LINE = re.compile(r"^(?P<scope>[^.]*)\.(?P<key>[\w-]+)='(?P<value>.*)'$")
+#: ``pip config list``'s line: ``scope.key=`` and the value as Python's ``repr`` writes it (so a
+#: value of several lines holds ``\n`` escapes, and one with a quote is in double quotes).
+_LINE = re.compile(r"^(?P<scope>[^.]*)\.(?P<key>[\w-]+)=(?P<value>(?P<q>['\"]).*(?P=q))$")
 _TRUE = {"1", "true", "yes", "on"}
 #: Which of pip's scopes wins, as pip decides: ``PIP_*`` variables (scope ``:env:``) over the
 #: files' ``[install]`` section over their ``[global]`` one. (``pip config list`` has merged the
@@ -67,8 +73,11 @@ def settings_of(listed: str) -> list[tuple[str, str]]:
     found = []
     for line in listed.splitlines():
         match = _LINE.match(line.strip())
-        if match is not None and match["scope"] in (":env:", "install", "global"):
-            found.append((_PRECEDENCE.get(match["scope"], 0), match["key"], match["value"]))
+        if match is None or match["scope"] not in (":env:", "install", "global"):
+            continue
+        value = ast.literal_eval(match["value"])
+        if isinstance(value, str) and value.strip():  # pip ignores an empty setting
+            found.append((_PRECEDENCE.get(match["scope"], 0), match["key"], value))
     return [(key, value) for _, key, value in sorted(found, key=lambda setting: setting[0])]
 
 
@@ -76,9 +85,12 @@ def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[s
     """uv's options and environment variables for pip's ``settings``."""
     by_key = dict(settings)  # the last word per key, as pip takes it
     options = ["--index-strategy", "unsafe-best-match"]
-    variables: dict[str, str] = {}
+    # pip (since 24.2) trusts the system's certificate store; uv, unless told, only its own list.
+    variables: dict[str, str] = {"UV_NATIVE_TLS": "true"}
     for key, value in by_key.items():
-        if key in OPTIONS:
+        if key == "keyring-provider":
+            options += [OPTIONS[key], _KEYRING.get(value, "subprocess")]
+        elif key in OPTIONS:
             for item in value.split():
                 options += [OPTIONS[key], item]
         elif key in VARIABLES:

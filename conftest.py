@@ -74,10 +74,14 @@ def servers_forked() -> Iterator[None]:
         yield
 
 
+def module_of(nodeid: str) -> str:
+    """A test's module path, from its node id."""
+    return nodeid.split("::", 1)[0]
+
+
 def group_of(nodeid: str) -> str:
     """A test's group: its module's shared group, else its module or class (loadscope's rule)."""
-    module = nodeid.split("::", 1)[0]
-    return SHARED_GROUPS.get(module) or nodeid.split("[", 1)[0].rsplit("::", 1)[0]
+    return SHARED_GROUPS.get(module_of(nodeid)) or nodeid.split("[", 1)[0].rsplit("::", 1)[0]
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -98,14 +102,8 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def serial_strays(items: list[pytest.Item], listed: str) -> list[str]:
     """The modules with tests marked ``serial`` that ``listed`` (white-space separated paths)
     leaves out."""
-    modules = set(listed.split())
-    return sorted(
-        {
-            item.nodeid.split("::", 1)[0]
-            for item in items
-            if item.get_closest_marker("serial") is not None and item.nodeid.split("::", 1)[0] not in modules
-        }
-    )
+    serial = {module_of(item.nodeid) for item in items if item.get_closest_marker("serial") is not None}
+    return sorted(serial - set(listed.split()))
 
 
 class UnlistedSerialTests(pytest.Item):
@@ -128,12 +126,11 @@ class UnlistedSerialTests(pytest.Item):
 
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: the first phase must see its serial tests
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A ``serial`` test outside ``make test``'s list refused; the shared groups first."""
+    """A failing test for ``serial`` tests outside ``make test``'s list; the shared groups first."""
     # make test's second phase collects only the Makefile's SERIAL_MODULES (passed here as
-    # SCORER_SERIAL_MODULES), not the whole suite again; a serial test elsewhere would run in
-    # neither phase, so the first phase, which collects everything, stops on it.
-    # It is a failing test of its own (not an error raised here, which xdist's workers turn into an
-    # INTERNALERROR that does not say why).
+    # SCORER_SERIAL_MODULES): a serial test elsewhere would run in neither phase, so the first
+    # phase, which collects everything, gets a failing test naming it (not an error raised here,
+    # which xdist's workers turn into an INTERNALERROR that does not say why).
     listed = os.environ.get("SCORER_SERIAL_MODULES")
     strays = serial_strays(items, listed) if listed is not None else []
     if strays:
@@ -142,5 +139,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The shared groups first: loadscope hands out groups in collection order.
     if not hasattr(config, "workerinput"):  # xdist's documented mark of a worker process
         return
-    first = {nodeid for nodeid in (i.nodeid for i in items) if nodeid.split("::", 1)[0] in SHARED_GROUPS}
+    first = {item.nodeid for item in items if module_of(item.nodeid) in SHARED_GROUPS}
     items.sort(key=lambda item: item.nodeid not in first)  # stable: each group keeps its order

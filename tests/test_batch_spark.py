@@ -32,6 +32,13 @@ pyspark = pytest.importorskip("pyspark")  # the [spark] extra; `make install-tes
 # Spark session is the suite's longest fixture, and its tests bound no time.
 pytestmark = pytest.mark.slow
 
+#: The JVM of every Spark this module starts (spark-submit's launcher reads SPARK_SUBMIT_OPTS):
+#: the client compiler only, and the serial collector. These jobs last seconds, in which C2's
+#: compiler threads and G1's workers cost more than they give back: measured on this module,
+#: about 75 s of processor time became 45 to 65 (the parallel phase of `make test` is bound by
+#: processor time). What the jobs compute is the same.
+SHORT_LIVED_JVM = {"SPARK_SUBMIT_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
+
 SPEC = {
     "inputs": [["x", "Float64"], ["city", "Str"]],
     "outputs": [["y", "Float64"], ["label", "Str"]],
@@ -51,7 +58,7 @@ def rows(n: int) -> list[dict[str, str]]:
 def spark(tmp_path_factory):
     """One local[2] session for the module: Spark starts in seconds, not milliseconds. Its
     executors inherit this environment, which loads the probe plugin."""
-    env = plugin_env(PYSPARK_PYTHON=sys.executable)
+    env = plugin_env(PYSPARK_PYTHON=sys.executable, **SHORT_LIVED_JVM)
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     sys.path.insert(0, env["PYTHONPATH"].split(os.pathsep)[0])
@@ -397,7 +404,7 @@ def test_the_command_line_with_master_and_conf(model, tmp_path):
         [sys.executable, "-m", "scorer_core.cli", "batch", str(model()), str(source), str(out),
          "--engine", "spark", "--spark-master", "local[2]", "--spark-conf", "spark.driver.host=127.0.0.1",
          "--spark-conf", "spark.sql.shuffle.partitions=3", "--id-column", "id"],
-        env={**os.environ, **plugin_env()}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **plugin_env(**SHORT_LIVED_JVM)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Scored 20 rows" in result.stderr
@@ -422,7 +429,7 @@ def test_spark_submit_runs_the_command_as_docs_batch_md_shows(model, tmp_path):
          "--conf", "spark.driver.host=127.0.0.1", "--conf", "spark.driver.bindAddress=127.0.0.1",
          "--conf", "spark.ui.enabled=false", scorer_core.cli.__file__,
          "batch", str(model()), str(source), str(out), "--engine", "spark", "--id-column", "id"],
-        env={**os.environ, **plugin_env(PYSPARK_PYTHON=sys.executable)}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **plugin_env(PYSPARK_PYTHON=sys.executable, **SHORT_LIVED_JVM)}, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Scored 12 rows" in result.stdout + result.stderr  # spark-submit may join the streams

@@ -23,13 +23,20 @@ DEV_PINS := torch==2.13.0
 UV_VERSION := 0.13.10
 # Made once per uv version: a venv made before uv came, or with another version, gets this one.
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
+# What the user's machine keeps for every checkout (as pip's and uv's caches are kept).
+USER_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/scorer-core
+# Wheels of the dependencies uv had to build from a source distribution (pyspark, gcloud): the
+# next install links them. Without, every fresh clone's install downloaded pyspark's 434 MB and
+# built it again (20 of its 42 s), uv's cache growing a gigabyte each time (tools/uv_install.py).
+WHEELHOUSE ?= $(USER_CACHE)/wheels
 INSTALL_INTO = $(BIN)/python tools/uv_install.py --python $(1)
 INSTALL := $(call INSTALL_INTO,$(BIN)/python) --quiet
 # The whole output goes to $(VENV)/install.log; the terminal gets one line per package installed,
 # and the log's end when the install fails.
 INSTALL_LOG := $(VENV)/install.log
 PROGRESS := { grep --line-buffered -E '^(Resolved|Installed| \+ )' || true; } | sed -u 's/^ *//; s/^/  /'
-install_with_progress = $(call INSTALL_INTO,$(BIN)/python) $(1) 2>&1 \
+install_with_progress = $(BIN)/python tools/uv_install.py --keep-built-wheels '$(WHEELHOUSE)' \
+	--python $(BIN)/python $(1) 2>&1 \
 	| tee $(INSTALL_LOG) | $(PROGRESS) || { echo "the install failed; the end of $(INSTALL_LOG):"; \
 	  tail -n 40 $(INSTALL_LOG); exit 1; }
 # Strict editable installs link the packages' files instead of adding import hooks (mypy cannot
@@ -140,7 +147,7 @@ SERIAL_MODULES := tests/test_auth_flood_http.py tests/test_file_scoring_hostile.
 TEST_WORKERS ?= 3
 PARALLEL := -n $(TEST_WORKERS) --dist loadscope
 TEST_ENV := env -u PYTHONDONTWRITEBYTECODE SCORER_SERIAL_MODULES="$(SERIAL_MODULES)"
-MYPY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/scorer-core/mypy
+MYPY_CACHE ?= $(USER_CACHE)/mypy
 # mypy runs beside the parallel phase, which leaves part of a core idle (xdist's workers wait on
 # servers). Its report is printed when the phase ends, and either failing fails the target there.
 # Its cache is the user's, shared by every checkout (as pip's and uv's are): a fresh clone's check

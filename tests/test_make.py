@@ -94,6 +94,14 @@ def test_our_projects_are_named_for_the_installer_as_their_pyproject_toml_names_
         assert f"--reinstall-package {name} " in call
 
 
+def test_installs_keep_the_wheels_they_built_in_the_users_cache(tmp_path, monkeypatch):
+    """Shared by every checkout, under XDG_CACHE_HOME where the user set it (tools/uv_install.py)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for target in ("install", "install-all"):
+        (call,) = make(fake_checkout(tmp_path / target), target)
+        assert call.startswith(f"tools/uv_install.py --keep-built-wheels {tmp_path}/cache/scorer-core/wheels --python ")
+
+
 def test_make_serve_installs_the_core_and_the_mlflow_plugin_only(tmp_path):
     """The demo is an MLflow model: torch, h2o and daimojo (about 2 GB) come with install-all or test."""
     (call,) = make(fake_checkout(tmp_path), "install")

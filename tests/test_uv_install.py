@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
+import io
+import os
+import subprocess
 import sys
+import tarfile
+import textwrap
+import venv
 from pathlib import Path
 from types import ModuleType
 
@@ -47,7 +53,7 @@ def test_pips_sources_become_uvs_options_and_the_best_version_is_taken_from_any_
     assert variables == {
         "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
         "UV_HTTP_TIMEOUT": "180",
-        "UV_NATIVE_TLS": "true",
+        "UV_SYSTEM_CERTS": "true",
     }
 
 
@@ -104,3 +110,103 @@ def test_values_of_several_lines_quotes_and_empty_ones_are_read_as_pip_reads_the
     assert ("--find-links", "/wheels/one") in pairs and ("--find-links", "/wheels/two") in pairs
     assert ("--index-url", "https://it's.example/simple") in pairs
     assert ("--keyring-provider", "subprocess") in pairs
+
+
+def test_the_users_own_certificate_switch_is_kept():
+    ours = {"UV_SYSTEM_CERTS": "true", "UV_HTTP_TIMEOUT": "180"}
+    assert uv_install.environment(ours, {"UV_SYSTEM_CERTS": "false"})["UV_SYSTEM_CERTS"] == "false"
+    # uv's older name for it: setting the new one beside it would override the user's choice.
+    kept = uv_install.environment(ours, {"UV_NATIVE_TLS": "false"})
+    assert kept["UV_NATIVE_TLS"] == "false" and "UV_SYSTEM_CERTS" not in kept
+    assert uv_install.environment(ours, {})["UV_SYSTEM_CERTS"] == "true"
+
+
+def test_only_distributions_built_from_an_index_are_listed_as_built():
+    output = [
+        "Resolved 197 packages in 5.69s\n",
+        "   Building pyspark==4.0.5\n",
+        "      Built pyspark==4.0.5\n",
+        "      Built gcloud==0.18.3\n",
+        "      Built scorer-mlflow @ file:///work/main/plugins/mlflow\n",
+        "Prepared 2 packages in 20.83s\n",
+    ]
+    assert uv_install.built_from_source(output) == [("pyspark", "4.0.5"), ("gcloud", "0.18.3")]
+
+
+#: A PEP 517 backend inside the source distribution, with no build requirement, so that uv and
+#: pip build it with no index at all.
+BACKEND = textwrap.dedent(
+    """
+    import base64, hashlib, os, zipfile
+
+    def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+        name = "tiny_sdist_only-1.0-py3-none-any.whl"
+        files = {
+            "tiny_sdist_only/__init__.py": b"VERSION = '1.0'\\n",
+            "tiny_sdist_only-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\\nName: tiny-sdist-only\\nVersion: 1.0\\n",
+            "tiny_sdist_only-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+        }
+        record = []
+        with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+            for path, data in files.items():
+                wheel.writestr(path, data)
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                record.append(f"{path},sha256={digest},{len(data)}")
+            record.append("tiny_sdist_only-1.0.dist-info/RECORD,,")
+            wheel.writestr("tiny_sdist_only-1.0.dist-info/RECORD", "\\n".join(record) + "\\n")
+        return name
+    """
+)
+
+
+def sdist(directory: Path) -> None:
+    files = {
+        "pyproject.toml": '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        '[project]\nname = "tiny-sdist-only"\nversion = "1.0"\n',
+        "PKG-INFO": "Metadata-Version: 2.1\nName: tiny-sdist-only\nVersion: 1.0\n",
+        "backend.py": BACKEND,
+    }
+    with tarfile.open(directory / "tiny_sdist_only-1.0.tar.gz", "w:gz") as archive:
+        for name, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"tiny_sdist_only-1.0/{name}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+
+
+def test_a_dependency_built_from_source_is_built_once_then_taken_from_the_kept_wheel(tmp_path):
+    """Real uv and pip, a source distribution on a local index folder: the first install builds
+    it and keeps its wheel; an install without uv's cache then takes that wheel instead of
+    building again."""
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    sdist(sources)
+    kept = tmp_path / "wheels"
+    config = tmp_path / "pip.conf"
+    config.write_text(f"[global]\nno-index = true\nfind-links = {sources}\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))},
+        "PIP_CONFIG_FILE": str(config),
+        "PIP_FIND_LINKS": str(sources),
+        "PIP_NO_INDEX": "1",
+        "PIP_NO_CACHE_DIR": "1",
+        "UV_CACHE_DIR": str(tmp_path / "uv-cache"),
+    }
+
+    def install(target: str, *options: str) -> subprocess.CompletedProcess[str]:
+        venv.create(tmp_path / target, with_pip=False)
+        return subprocess.run(
+            [sys.executable, str(ROOT / "tools" / "uv_install.py"), "--keep-built-wheels", str(kept),
+             "--python", str(tmp_path / target / "bin" / "python"), *options, "tiny-sdist-only==1.0"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    first = install("first")
+    assert first.returncode == 0, first.stderr
+    assert "Built tiny-sdist-only==1.0" in first.stderr
+    assert f"Kept tiny-sdist-only==1.0's wheel in {kept}" in first.stderr
+    assert [path.name for path in kept.iterdir()] == ["tiny_sdist_only-1.0-py3-none-any.whl"]
+    again = install("again", "--no-cache")
+    assert again.returncode == 0, again.stderr
+    assert "Built" not in again.stderr and "Kept" not in again.stderr
+    assert list((tmp_path / "again").glob("lib/python*/site-packages/tiny_sdist_only/__init__.py"))

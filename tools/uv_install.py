@@ -9,9 +9,20 @@ build. So the settings pip reports (``pip config list``) are handed to uv as its
 Between several indexes uv then picks as pip does, the best version wherever it is
 (``--index-strategy unsafe-best-match``), not the first index that has the project.
 
-Usage: ``python tools/uv_install.py --python PYTHON [uv pip install's arguments]``, run with the
-interpreter of the venv that holds ``uv`` (the Makefile's ``.venv``), or with ``UV`` naming the
-``uv`` to run (the image's build, deploy/docker/install.sh, keeps uv out of the image's venv).
+Usage: ``python tools/uv_install.py [--keep-built-wheels DIR] --python PYTHON [uv pip install's
+arguments]``, run with the interpreter of the venv that holds ``uv`` (the Makefile's ``.venv``),
+or with ``UV`` naming the ``uv`` to run (the image's build, deploy/docker/install.sh, keeps uv out
+of the image's venv).
+
+``--keep-built-wheels DIR``: the wheels of the projects uv had to build from a registry's source
+distribution are kept in DIR, which later installs take from (``--find-links``). Why: uv keeps
+what it built only as long as the index's answer for the source distribution is fresh, and an
+index that sends no caching headers (this project's machines reach PyPI through such a proxy)
+makes every install download and build it again. pyspark's is 434 MB and took 20 s to build, at
+every fresh clone's install, and each build left about a gigabyte in uv's cache (50 GB here
+before this). pip keeps a wheel it built by the download's hash, so it builds such a project once:
+that is what this restores. A wheel is made with ``pip wheel`` (from pip's own caches when it built
+it before), and a failure to keep one fails nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -56,6 +68,9 @@ _TRUE = {"1", "true", "yes", "on"}
 #: files' ``[install]`` section over their ``[global]`` one. (``pip config list`` has merged the
 #: files already; the order it lists scopes in changed between pip releases.)
 _PRECEDENCE = {":env:": 2, "install": 1}
+#: How uv reports a distribution it built: ``Built NAME==VERSION`` from an index, ``Built NAME @
+#: URL`` from a path or URL (a project's own, never kept).
+_BUILT = re.compile(r"^\s*Built (?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;@]+)\s*$")
 
 
 def pip_settings(python: str) -> list[tuple[str, str]]:
@@ -86,7 +101,7 @@ def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[s
     by_key = dict(settings)  # the last word per key, as pip takes it
     options = ["--index-strategy", "unsafe-best-match"]
     # pip (since 24.2) trusts the system's certificate store; uv, unless told, only its own list.
-    variables: dict[str, str] = {"UV_NATIVE_TLS": "true"}
+    variables: dict[str, str] = {"UV_SYSTEM_CERTS": "true"}
     for key, value in by_key.items():
         if key == "keyring-provider":
             options += [OPTIONS[key], _KEYRING.get(value, "subprocess")]
@@ -100,11 +115,77 @@ def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[s
     return options, variables
 
 
-def main(argv: Sequence[str]) -> None:
+def environment(variables: dict[str, str], inherited: dict[str, str]) -> dict[str, str]:
+    """uv's environment: ``inherited``, with ``variables`` where the user set nothing of theirs
+    (uv's older name for the certificate store's switch, ``UV_NATIVE_TLS``, included)."""
+    mine = dict(variables)
+    if "UV_NATIVE_TLS" in inherited:
+        mine.pop("UV_SYSTEM_CERTS", None)
+    return {**mine, **inherited}
+
+
+def built_from_source(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """``(name, version)`` of each distribution uv's output says it built from an index."""
+    return [(m["name"], m["version"]) for m in map(_BUILT.match, lines) if m is not None]
+
+
+def _wheel_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def has_wheel(directory: Path, name: str, version: str) -> bool:
+    prefix = f"{_wheel_name(name)}-{version}-"
+    return any(path.name.lower().startswith(prefix) for path in directory.glob("*.whl"))
+
+
+def keep_wheels(built: Iterable[tuple[str, str]], directory: Path, python: str) -> None:
+    """Put a wheel of each of ``built`` in ``directory`` unless one is there: made in a folder of
+    its own and moved in whole, so that an install reading ``directory`` meanwhile never sees
+    half a wheel."""
+    for name, version in built:
+        if has_wheel(directory, name, version):
+            continue
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".building-") as building:
+            made = subprocess.run(
+                [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
+                 "--wheel-dir", building, f"{name}=={version}"],
+                capture_output=True, text=True,
+            )  # fmt: skip
+            wheels = list(Path(building).glob("*.whl"))
+            if made.returncode != 0 or not wheels:
+                why = made.stderr.strip()[-500:]
+                print(f"uv_install: could not keep a wheel of {name}=={version} in {directory} "
+                      f"(the next install builds it again): {why}", file=sys.stderr)  # fmt: skip
+                continue
+            for wheel in wheels:
+                os.replace(wheel, directory / wheel.name)
+            print(f"Kept {name}=={version}'s wheel in {directory} for the next install", file=sys.stderr)
+
+
+def main(argv: Sequence[str]) -> int:
     uv = Path(os.environ.get("UV") or Path(sys.executable).with_name("uv"))
     options, variables = uv_arguments(pip_settings(sys.executable))
-    os.execve(str(uv), [str(uv), "pip", "install", *options, *argv], {**os.environ, **variables})
+    env = environment(variables, dict(os.environ))
+    args = list(argv)
+    if args[:1] != ["--keep-built-wheels"]:
+        os.execve(str(uv), [str(uv), "pip", "install", *options, *args], env)
+    directory = Path(args[1])
+    directory.mkdir(parents=True, exist_ok=True)
+    # Its output read as it comes and passed on, for the Makefile's progress lines.
+    process = subprocess.Popen(
+        [str(uv), "pip", "install", *options, "--find-links", str(directory), *args[2:]],
+        env=env, stderr=subprocess.PIPE, text=True, bufsize=1,
+    )  # fmt: skip
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        lines.append(line)
+    if process.wait() == 0:
+        keep_wheels(built_from_source(lines), directory, sys.executable)
+    return process.returncode
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -25,16 +25,17 @@ UV_VERSION := 0.13.10
 UV_STAMP := $(VENV)/.uv-$(UV_VERSION)
 # What the user's machine keeps for every checkout (as pip's and uv's caches are kept).
 USER_CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/scorer-core
-# Wheels of the dependencies uv had to build from a source distribution (pyspark, gcloud): the
-# next install links them. Without, every fresh clone's install downloaded pyspark's 434 MB and
-# built it again (20 of its 42 s), uv's cache growing a gigabyte each time (tools/uv_install.py).
+# Wheels of the dependencies uv had to build from a source distribution (pyspark, gcloud), a folder
+# per interpreter: the next install links them. Without, every fresh clone's install downloaded
+# pyspark's 434 MB and built it again (20 of its 42 s), uv's cache growing a gigabyte each time
+# (tools/uv_install.py). Deleting the folder resets it.
 WHEELHOUSE ?= $(USER_CACHE)/wheels
 INSTALL_INTO = $(BIN)/python tools/uv_install.py --python $(1)
 INSTALL := $(call INSTALL_INTO,$(BIN)/python) --quiet
 # The whole output goes to $(VENV)/install.log; the terminal gets one line per package installed,
 # and the log's end when the install fails.
 INSTALL_LOG := $(VENV)/install.log
-PROGRESS := { grep --line-buffered -E '^(Resolved|Installed| \+ )' || true; } | sed -u 's/^ *//; s/^/  /'
+PROGRESS := { grep --line-buffered -E '^(Resolved|Installed|Keeping| \+ )' || true; } | sed -u 's/^ *//; s/^/  /'
 install_with_progress = $(BIN)/python tools/uv_install.py --keep-built-wheels '$(WHEELHOUSE)' \
 	--python $(BIN)/python $(1) 2>&1 \
 	| tee $(INSTALL_LOG) | $(PROGRESS) || { echo "the install failed; the end of $(INSTALL_LOG):"; \

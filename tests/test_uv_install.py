@@ -7,11 +7,14 @@ import io
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import textwrap
 import venv
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 ROOT = Path(__file__).parent.parent
 
@@ -112,13 +115,33 @@ def test_values_of_several_lines_quotes_and_empty_ones_are_read_as_pip_reads_the
     assert ("--keyring-provider", "subprocess") in pairs
 
 
-def test_the_users_own_certificate_switch_is_kept():
-    ours = {"UV_SYSTEM_CERTS": "true", "UV_HTTP_TIMEOUT": "180"}
+def test_pips_settings_win_over_the_environment_but_the_users_certificate_switch_is_kept():
+    ours = {"UV_SYSTEM_CERTS": "true", "SSL_CERT_FILE": "/from/pip.conf"}
+    inherited = {"SSL_CERT_FILE": "/from/the/shell", "HOME": "/home/u"}
+    assert uv_install.environment(ours, inherited) == {**inherited, **ours}  # as pip obeys its own
     assert uv_install.environment(ours, {"UV_SYSTEM_CERTS": "false"})["UV_SYSTEM_CERTS"] == "false"
     # uv's older name for it: setting the new one beside it would override the user's choice.
     kept = uv_install.environment(ours, {"UV_NATIVE_TLS": "false"})
     assert kept["UV_NATIVE_TLS"] == "false" and "UV_SYSTEM_CERTS" not in kept
-    assert uv_install.environment(ours, {})["UV_SYSTEM_CERTS"] == "true"
+
+
+def test_the_keep_option_is_found_wherever_it_is_and_the_rest_goes_to_uv():
+    split = uv_install.split_keep_option
+    assert split(["--keep-built-wheels", "/w", "--python", "p", "x"]) == (Path("/w"), ["--python", "p", "x"])
+    assert split(["--python", "p", "--keep-built-wheels=/w", "x"]) == (Path("/w"), ["--python", "p", "x"])
+    assert split(["--python", "p", "x"]) == (None, ["--python", "p", "x"])
+    with pytest.raises(SystemExit, match="needs a folder"):
+        split(["--python", "p", "--keep-built-wheels"])
+    assert uv_install.target_python(["--quiet", "--python", "/v/bin/python", "x"]) == "/v/bin/python"
+
+
+def test_a_kept_wheel_is_recognised_by_its_normalised_name_and_exact_version(tmp_path):
+    (tmp_path / "zope.interface-6.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"")
+    (tmp_path / "py_spark-4.0.5-py2.py3-none-any.whl").write_bytes(b"")
+    assert uv_install.has_wheel(tmp_path, "zope-interface", "6.0")
+    assert uv_install.has_wheel(tmp_path, "Py.Spark", "4.0.5")
+    assert not uv_install.has_wheel(tmp_path, "py-spark", "4.0.50")
+    assert not uv_install.has_wheel(tmp_path, "pyspark", "4.0.5")
 
 
 def test_only_distributions_built_from_an_index_are_listed_as_built():
@@ -204,9 +227,22 @@ def test_a_dependency_built_from_source_is_built_once_then_taken_from_the_kept_w
     first = install("first")
     assert first.returncode == 0, first.stderr
     assert "Built tiny-sdist-only==1.0" in first.stderr
-    assert f"Kept tiny-sdist-only==1.0's wheel in {kept}" in first.stderr
-    assert [path.name for path in kept.iterdir()] == ["tiny_sdist_only-1.0-py3-none-any.whl"]
+    (folder,) = kept.iterdir()  # this interpreter's
+    assert folder.name == f"{sys.implementation.cache_tag}-{sysconfig.get_platform()}"
+    assert f"Keeping a wheel of tiny-sdist-only==1.0 in {folder}" in first.stderr
+    assert [path.name for path in folder.iterdir()] == ["tiny_sdist_only-1.0-py3-none-any.whl"]
+    assert folder.stat().st_mode & 0o077 == 0
     again = install("again", "--no-cache")
     assert again.returncode == 0, again.stderr
-    assert "Built" not in again.stderr and "Kept" not in again.stderr
+    assert "Built" not in again.stderr and "Keeping" not in again.stderr
     assert list((tmp_path / "again").glob("lib/python*/site-packages/tiny_sdist_only/__init__.py"))
+    # A folder others may write to is no package source: the install goes on without it.
+    folder.chmod(0o777)
+    shared = install("shared", "--no-cache")
+    assert shared.returncode == 0, shared.stderr
+    assert "another user owns it or may write to it" in shared.stderr
+    assert "Built tiny-sdist-only==1.0" in shared.stderr
+    folder.chmod(0o700)
+    # A failed install's status is uv's, and nothing is kept.
+    failed = install("failed", "tiny-sdist-only==9.9")
+    assert failed.returncode != 0 and "Keeping" not in failed.stderr

@@ -15,14 +15,16 @@ or with ``UV`` naming the ``uv`` to run (the image's build, deploy/docker/instal
 of the image's venv).
 
 ``--keep-built-wheels DIR``: the wheels of the projects uv had to build from a registry's source
-distribution are kept in DIR, which later installs take from (``--find-links``). Why: uv keeps
-what it built only as long as the index's answer for the source distribution is fresh, and an
-index that sends no caching headers (this project's machines reach PyPI through such a proxy)
-makes every install download and build it again. pyspark's is 434 MB and took 20 s to build, at
-every fresh clone's install, and each build left about a gigabyte in uv's cache (50 GB here
-before this). pip keeps a wheel it built by the download's hash, so it builds such a project once:
-that is what this restores. A wheel is made with ``pip wheel`` (from pip's own caches when it built
-it before), and a failure to keep one fails nothing.
+distribution are kept under DIR, in a folder per interpreter and platform, which later installs
+take them from (``--find-links``). Why: uv keeps what it built only as long as the index's answer
+for the source distribution is fresh, and an index that sends no caching headers (this project's
+machines reach PyPI through such a proxy) makes every install download and build it again.
+pyspark's is 434 MB and took 20 s to build, at every fresh clone's install, and each build left
+about a gigabyte in uv's cache (50 GB here before this). pip keeps a wheel it built by the
+download's hash, so it builds such a project once: that is what this restores. Each wheel is made
+once, after uv's install, by the target's pip (from pip's own caches when pip built it before);
+failing to keep one fails nothing. The folder is a package source for every later install: it is
+made private, and not used where another user could write to it. Deleting it resets it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,12 +119,13 @@ def uv_arguments(settings: Iterable[tuple[str, str]]) -> tuple[list[str], dict[s
 
 
 def environment(variables: dict[str, str], inherited: dict[str, str]) -> dict[str, str]:
-    """uv's environment: ``inherited``, with ``variables`` where the user set nothing of theirs
-    (uv's older name for the certificate store's switch, ``UV_NATIVE_TLS``, included)."""
+    """uv's environment: ``inherited`` with ``variables`` over it (pip's settings win, as they do
+    for pip), except the certificate store's switch where the user set it under either of its
+    names (``UV_NATIVE_TLS`` is uv's older one)."""
     mine = dict(variables)
-    if "UV_NATIVE_TLS" in inherited:
+    if "UV_NATIVE_TLS" in inherited or "UV_SYSTEM_CERTS" in inherited:
         mine.pop("UV_SYSTEM_CERTS", None)
-    return {**mine, **inherited}
+    return {**inherited, **mine}
 
 
 def built_from_source(lines: Iterable[str]) -> list[tuple[str, str]]:
@@ -129,62 +133,138 @@ def built_from_source(lines: Iterable[str]) -> list[tuple[str, str]]:
     return [(m["name"], m["version"]) for m in map(_BUILT.match, lines) if m is not None]
 
 
-def _wheel_name(name: str) -> str:
-    return re.sub(r"[-_.]+", "_", name).lower()
+def _normalized(name: str) -> str:
+    """A project's name as PEP 503 compares names (a wheel's file spells it with ``_``)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def has_wheel(directory: Path, name: str, version: str) -> bool:
-    prefix = f"{_wheel_name(name)}-{version}-"
-    return any(path.name.lower().startswith(prefix) for path in directory.glob("*.whl"))
+    for path in directory.glob("*.whl"):
+        parts = path.name.split("-")
+        if len(parts) >= 5 and _normalized(parts[0]) == _normalized(name) and parts[1] == version:
+            return True
+    return False
+
+
+#: What tells one interpreter's wheels from another's: ``cpython-311 linux-x86_64``.
+_INTERPRETER_TAG = "import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_platform())"
+
+
+def wheelhouse_for(directory: Path, python: str) -> Path | None:
+    """The folder under ``directory`` for ``python``'s wheels (one per interpreter and platform, so
+    that one Python's compiled wheel never stands for another's), made private to this user; None,
+    with a warning, where it cannot be made or another user could have put wheels in it (every
+    install would take them: it is a package source)."""
+    try:
+        tag = subprocess.run(
+            [python, "-c", _INTERPRETER_TAG], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.split()
+        folder = directory / "-".join(tag)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        facts = folder.stat()
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"uv_install: not keeping built wheels in {directory}: {error}", file=sys.stderr)
+        return None
+    if facts.st_uid != os.getuid() or facts.st_mode & 0o022:
+        print(f"uv_install: not keeping built wheels in {folder}: another user owns it or may write to it",
+              file=sys.stderr)  # fmt: skip
+        return None
+    return folder
 
 
 def keep_wheels(built: Iterable[tuple[str, str]], directory: Path, python: str) -> None:
-    """Put a wheel of each of ``built`` in ``directory`` unless one is there: made in a folder of
-    its own and moved in whole, so that an install reading ``directory`` meanwhile never sees
-    half a wheel."""
+    """Put a wheel of each of ``built`` in ``directory`` unless one is there, made by pip for
+    ``python``: in a folder of its own, then moved in whole, so that an install reading ``directory``
+    meanwhile never sees half a wheel. The install has succeeded by then: a failure here only
+    means the next one builds again, and is said so."""
     for name, version in built:
-        if has_wheel(directory, name, version):
-            continue
-        with tempfile.TemporaryDirectory(dir=directory, prefix=".building-") as building:
-            made = subprocess.run(
-                [python, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-                 "--wheel-dir", building, f"{name}=={version}"],
-                capture_output=True, text=True,
-            )  # fmt: skip
-            wheels = list(Path(building).glob("*.whl"))
-            if made.returncode != 0 or not wheels:
-                why = made.stderr.strip()[-500:]
-                print(f"uv_install: could not keep a wheel of {name}=={version} in {directory} "
-                      f"(the next install builds it again): {why}", file=sys.stderr)  # fmt: skip
+        try:
+            if has_wheel(directory, name, version):
                 continue
-            for wheel in wheels:
-                os.replace(wheel, directory / wheel.name)
-            print(f"Kept {name}=={version}'s wheel in {directory} for the next install", file=sys.stderr)
+            print(f"Keeping a wheel of {name}=={version} in {directory}, so that later installs need not "
+                  "build it (once) ...", file=sys.stderr, flush=True)  # fmt: skip
+            with tempfile.TemporaryDirectory(dir=directory, prefix=".building-") as building:
+                made = subprocess.run(
+                    # pip's --python: built for the target interpreter, whether or not it has a pip.
+                    [sys.executable, "-m", "pip", "--python", python, "wheel", "--no-deps", "--quiet",
+                     "--disable-pip-version-check", "--retries", "1", "--wheel-dir", building,
+                     f"{name}=={version}"],
+                    capture_output=True, text=True, timeout=900,
+                )  # fmt: skip
+                wheels = list(Path(building).glob("*.whl"))
+                if made.returncode != 0 or not wheels:
+                    raise OSError(made.stderr.strip()[-500:] or f"pip wheel exited {made.returncode}")
+                for wheel in wheels:
+                    os.replace(wheel, directory / wheel.name)
+        except (OSError, subprocess.SubprocessError) as error:
+            print(f"uv_install: could not keep a wheel of {name}=={version} in {directory} "
+                  f"(the next install builds it again): {error}", file=sys.stderr)  # fmt: skip
+
+
+def split_keep_option(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
+    """``--keep-built-wheels DIR`` (or ``=DIR``), wherever it is, and the arguments meant for uv."""
+    args, rest, directory = list(argv), [], None
+    while args:
+        arg = args.pop(0)
+        if arg == "--keep-built-wheels":
+            if not args:
+                raise SystemExit("uv_install: --keep-built-wheels needs a folder")
+            directory = Path(args.pop(0))
+        elif arg.startswith("--keep-built-wheels="):
+            directory = Path(arg.partition("=")[2])
+        else:
+            rest.append(arg)
+    return directory, rest
+
+
+def target_python(args: Sequence[str]) -> str:
+    """The interpreter uv installs into (``--python``), or the one running this."""
+    for i, arg in enumerate(args):
+        if arg == "--python" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--python="):
+            return arg.partition("=")[2]
+    return sys.executable
+
+
+def run_passing_output_on(command: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """``command``'s exit status (128 + N for a signal, as a shell reports it) and its standard
+    error, which is passed on line by line as it comes (the Makefile shows progress from it).
+    SIGINT and SIGTERM reach it too, and it is waited for."""
+    process = subprocess.Popen(
+        command, env=env, stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1
+    )
+    assert process.stderr is not None
+    forward = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signum))
+    lines = []
+    try:
+        for line in process.stderr:
+            sys.stderr.write(line)
+            sys.stderr.flush()
+            lines.append(line)
+        code = process.wait()
+    except KeyboardInterrupt:  # the terminal sent it uv too
+        code = process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, forward)
+    return (128 - code if code < 0 else code), lines
 
 
 def main(argv: Sequence[str]) -> int:
     uv = Path(os.environ.get("UV") or Path(sys.executable).with_name("uv"))
     options, variables = uv_arguments(pip_settings(sys.executable))
     env = environment(variables, dict(os.environ))
-    args = list(argv)
-    if args[:1] != ["--keep-built-wheels"]:
+    directory, args = split_keep_option(argv)
+    python = target_python(args)
+    wheelhouse = wheelhouse_for(directory, python) if directory is not None else None
+    if wheelhouse is None:
         os.execve(str(uv), [str(uv), "pip", "install", *options, *args], env)
-    directory = Path(args[1])
-    directory.mkdir(parents=True, exist_ok=True)
-    # Its output read as it comes and passed on, for the Makefile's progress lines.
-    process = subprocess.Popen(
-        [str(uv), "pip", "install", *options, "--find-links", str(directory), *args[2:]],
-        env=env, stderr=subprocess.PIPE, text=True, bufsize=1,
-    )  # fmt: skip
-    assert process.stderr is not None
-    lines = []
-    for line in process.stderr:
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        lines.append(line)
-    if process.wait() == 0:
-        keep_wheels(built_from_source(lines), directory, sys.executable)
-    return process.returncode
+    code, lines = run_passing_output_on(
+        [str(uv), "pip", "install", *options, "--find-links", str(wheelhouse), *args], env
+    )
+    if code == 0:
+        keep_wheels(built_from_source(lines), wheelhouse, python)
+    return code
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 import sysconfig
 import tarfile
 import textwrap
+import time
 import venv
 from pathlib import Path
 from types import ModuleType
@@ -130,9 +131,38 @@ def test_the_keep_option_is_found_wherever_it_is_and_the_rest_goes_to_uv():
     assert split(["--keep-built-wheels", "/w", "--python", "p", "x"]) == (Path("/w"), ["--python", "p", "x"])
     assert split(["--python", "p", "--keep-built-wheels=/w", "x"]) == (Path("/w"), ["--python", "p", "x"])
     assert split(["--python", "p", "x"]) == (None, ["--python", "p", "x"])
-    with pytest.raises(SystemExit, match="needs a folder"):
-        split(["--python", "p", "--keep-built-wheels"])
+    for incomplete in (["--python", "p", "--keep-built-wheels"], ["--keep-built-wheels=", "x"]):
+        with pytest.raises(SystemExit, match="needs a folder"):
+            split(incomplete)
     assert uv_install.target_python(["--quiet", "--python", "/v/bin/python", "x"]) == "/v/bin/python"
+    assert uv_install.target_python(["-p", "/v/bin/python", "x"]) == "/v/bin/python"
+
+
+def test_a_bounded_command_is_killed_with_what_it_started_when_its_time_runs_out(tmp_path):
+    """pip --python runs pip again in a child: the time limit must end both."""
+    grandchild = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(grandchild)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        uv_install.run_bounded([sys.executable, "-c", script], timeout=2)
+    pid = int(grandchild.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid), "the child the command started outlived its time limit"
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped by its parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_kept_wheel_is_recognised_by_its_normalised_name_and_exact_version(tmp_path):

@@ -150,6 +150,12 @@ def has_wheel(directory: Path, name: str, version: str) -> bool:
 _INTERPRETER_TAG = "import sys, sysconfig; print(sys.implementation.cache_tag, sysconfig.get_platform())"
 
 
+def _others_may_change(path: Path) -> bool:
+    """Whether a user other than this one (or root) owns ``path``, or others may write to it."""
+    facts = path.stat()
+    return facts.st_uid not in (os.getuid(), 0) or bool(facts.st_mode & 0o022)
+
+
 def wheelhouse_for(directory: Path, python: str) -> Path | None:
     """The folder under ``directory`` for ``python``'s wheels (one per interpreter and platform, so
     that one Python's compiled wheel never stands for another's), made private to this user; None,
@@ -159,17 +165,35 @@ def wheelhouse_for(directory: Path, python: str) -> Path | None:
         tag = subprocess.run(
             [python, "-c", _INTERPRETER_TAG], capture_output=True, text=True, check=True, timeout=60
         ).stdout.split()
+        if len(tag) != 2:
+            raise OSError(f"{python} did not say which interpreter it is")
         folder = directory / "-".join(tag)
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        facts = folder.stat()
+        shared = [path for path in (directory, folder) if _others_may_change(path)]
     except (OSError, subprocess.SubprocessError) as error:
         print(f"uv_install: not keeping built wheels in {directory}: {error}", file=sys.stderr)
         return None
-    if facts.st_uid != os.getuid() or facts.st_mode & 0o022:
-        print(f"uv_install: not keeping built wheels in {folder}: another user owns it or may write to it",
+    if shared:
+        print(f"uv_install: not keeping built wheels in {shared[0]}: another user owns it or may write to it",
               file=sys.stderr)  # fmt: skip
         return None
     return folder
+
+
+def run_bounded(command: list[str], timeout: float) -> tuple[int, str]:
+    """``command``'s status and standard error; it and every process it started (pip's
+    ``--python`` runs pip again under the target) are killed when ``timeout`` passes, or when
+    this process is interrupted meanwhile."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return process.returncode, stderr
 
 
 def keep_wheels(built: Iterable[tuple[str, str]], directory: Path, python: str) -> None:
@@ -184,16 +208,16 @@ def keep_wheels(built: Iterable[tuple[str, str]], directory: Path, python: str) 
             print(f"Keeping a wheel of {name}=={version} in {directory}, so that later installs need not "
                   "build it (once) ...", file=sys.stderr, flush=True)  # fmt: skip
             with tempfile.TemporaryDirectory(dir=directory, prefix=".building-") as building:
-                made = subprocess.run(
+                code, stderr = run_bounded(
                     # pip's --python: built for the target interpreter, whether or not it has a pip.
                     [sys.executable, "-m", "pip", "--python", python, "wheel", "--no-deps", "--quiet",
                      "--disable-pip-version-check", "--retries", "1", "--wheel-dir", building,
                      f"{name}=={version}"],
-                    capture_output=True, text=True, timeout=900,
+                    timeout=900,
                 )  # fmt: skip
                 wheels = list(Path(building).glob("*.whl"))
-                if made.returncode != 0 or not wheels:
-                    raise OSError(made.stderr.strip()[-500:] or f"pip wheel exited {made.returncode}")
+                if code != 0 or not wheels:
+                    raise OSError(stderr.strip()[-500:] or f"pip wheel exited {code}")
                 for wheel in wheels:
                     os.replace(wheel, directory / wheel.name)
         except (OSError, subprocess.SubprocessError) as error:
@@ -211,6 +235,8 @@ def split_keep_option(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
                 raise SystemExit("uv_install: --keep-built-wheels needs a folder")
             directory = Path(args.pop(0))
         elif arg.startswith("--keep-built-wheels="):
+            if not arg.partition("=")[2]:
+                raise SystemExit("uv_install: --keep-built-wheels needs a folder")
             directory = Path(arg.partition("=")[2])
         else:
             rest.append(arg)
@@ -218,9 +244,10 @@ def split_keep_option(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
 
 
 def target_python(args: Sequence[str]) -> str:
-    """The interpreter uv installs into (``--python``), or the one running this."""
+    """The interpreter uv installs into (``--python``, ``-p``), or the one running this (the
+    Makefile and the image's build always name it)."""
     for i, arg in enumerate(args):
-        if arg == "--python" and i + 1 < len(args):
+        if arg in ("--python", "-p") and i + 1 < len(args):
             return args[i + 1]
         if arg.startswith("--python="):
             return arg.partition("=")[2]
@@ -243,8 +270,10 @@ def run_passing_output_on(command: list[str], env: dict[str, str]) -> tuple[int,
             sys.stderr.flush()
             lines.append(line)
         code = process.wait()
-    except KeyboardInterrupt:  # the terminal sent it uv too
-        code = process.wait()
+    except KeyboardInterrupt:  # the terminal sent it uv too, but perhaps only this process got it
+        process.send_signal(signal.SIGINT)
+        process.communicate()  # read to its end, so that uv never blocks on a full pipe
+        code = process.returncode
     finally:
         signal.signal(signal.SIGTERM, forward)
     return (128 - code if code < 0 else code), lines

@@ -95,8 +95,10 @@ def probe_app(cluster, tmp_path_factory) -> Iterator[str]:
 #: One client for the module's requests, shared by its threads (httpx's clients are thread-safe):
 #: ``httpx.post`` builds a client per call, and each builds a TLS context (about 23 ms of
 #: processor time), which, for the 1,000-odd requests here, cost more than Serve answering them.
-#: Serve routes each request to a replica on its own, whichever connection it came on.
-CLIENT = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32))
+#: Serve routes each request to a replica on its own, whichever connection it came on. An idle
+#: connection is dropped after 1 s, well before the proxy's keep-alive timeout, so that none is
+#: reused just as the proxy closes it.
+CLIENT = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32, keepalive_expiry=1))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -231,15 +231,15 @@ def split_keep_option(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
     while args:
         arg = args.pop(0)
         if arg == "--keep-built-wheels":
-            if not args:
-                raise SystemExit("uv_install: --keep-built-wheels needs a folder")
-            directory = Path(args.pop(0))
+            value = args.pop(0) if args else ""
         elif arg.startswith("--keep-built-wheels="):
-            if not arg.partition("=")[2]:
-                raise SystemExit("uv_install: --keep-built-wheels needs a folder")
-            directory = Path(arg.partition("=")[2])
+            value = arg.partition("=")[2]
         else:
             rest.append(arg)
+            continue
+        if not value:
+            raise SystemExit("uv_install: --keep-built-wheels needs a folder")
+        directory = Path(value)
     return directory, rest
 
 

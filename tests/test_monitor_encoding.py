@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from scorer_core.monitor.events import EventShaper, Masking
@@ -19,7 +20,9 @@ from scorer_core.monitor.relay import encoded_of, record_of, scored_of
 from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import DataType, Field
 from scorer_core.service.scored import ScoredRequest
+from scorer_core.service.tasks import prepare_score
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
+from scorer_core.wire.contract import ScoreRequest, parse_request
 from tests.monitor_records import FACTS, INPUTS, scored
 
 KEY = b"a-hash-key-of-32-characters-xxxx"
@@ -40,9 +43,19 @@ def pickled(request: ScoredRequest) -> ScoredRequest:
 def from_json(request: ScoredRequest) -> ScoredRequest:
     encoded = encoded_of(request, HEADERS, id(FACTS))
     assert encoded is not None, "expected to be encoded as JSON"
-    data, rows, key = encoded
+    data, rows, key, body = encoded
     assert isinstance(data, bytes) and (rows, key) == (request.num_rows, id(FACTS))
-    return scored_of(pickle.loads(pickle.dumps(data)), FACTS, {})
+    assert body is request.score_body
+    handed = data if body is None else (data, body)
+    return scored_of(pickle.loads(pickle.dumps(handed)), FACTS, {})
+
+
+def from_body(body: dict[str, Any], request_id: str = "body", **changes: Any) -> ScoredRequest:
+    """A score request as the H2O front scores it: its cells kept, and its body with them."""
+    data = orjson.dumps(body)
+    prepared = prepare_score(parse_request(ScoreRequest, data), FACTS, keep_cells=True)
+    assert isinstance(prepared.frame, CellRows)
+    return scored(request_id, frame=prepared.frame, score_body=data, **changes)
 
 
 def events(requests: Sequence[ScoredRequest]) -> list[Any]:
@@ -68,6 +81,12 @@ SMALL = [
             "flag": np.array([True, False]),
         },
     ),
+    # Arrays orjson takes only in C order and native byte order: written from their lists.
+    scored(
+        "strided and big-endian answers",
+        frame=cells(["1", "a"], ["2", "b"]),
+        outputs={"p": np.arange(4.0)[::2], "q": np.array([1.5, -2.0], dtype=">f8"), "n": np.arange(4)[::-2]},
+    ),
     scored(
         "sixty-four",
         frame=cells(*[[str(i), f"n{i}"] for i in range(KEPT_ROWS)]),
@@ -76,13 +95,54 @@ SMALL = [
 ]
 
 
-@pytest.mark.parametrize("request_", SMALL, ids=[r.request_id for r in SMALL])
+#: H2O score requests, whose rows the export process reads from their bodies.
+WITH_BODIES = [
+    from_body({"fields": ["x", "name"], "rows": [["1.5", "a"]]}, "as the model's inputs"),
+    # Fields in another order, one the model does not take, cells of every JSON type, escapes.
+    from_body(
+        {
+            "fields": ["name", "extra", "x"],
+            "rows": [['é "q"\n\u2028', "e", "2"], [None, 7, -0.0], ["", True, 1e300]],
+            "includeFieldsInOutput": ["extra"],
+        },
+        "reordered",
+        outputs={"score": np.array([1.0, -2.5, 3.0])},
+        headers={"x-tenant": "acme"},
+    ),
+    from_body(
+        {"fields": ["x", "name"], "rows": [["abc", "a"]]},
+        "refused",
+        outputs=None,
+        status=400,
+        error="bad cell",
+    ),
+    from_body(
+        {"fields": ["name", "x"], "rows": [[f"n{i}", str(i)] for i in range(KEPT_ROWS)]},
+        "sixty-four",
+        outputs={"score": np.arange(KEPT_ROWS, dtype=np.int64)},
+    ),
+]
+
+
+@pytest.mark.parametrize("request_", SMALL + WITH_BODIES, ids=[r.request_id for r in SMALL + WITH_BODIES])
 def test_a_small_request_sent_as_json_makes_the_events_its_pickle_makes(request_):
     assert events([from_json(request_)]) == events([pickled(request_)])
 
 
+def test_a_record_with_a_score_body_carries_no_rows_of_its_own():
+    request = WITH_BODIES[1]
+    encoded = encoded_of(request, HEADERS, id(FACTS))
+    assert encoded is not None and encoded[3] is request.score_body
+    assert orjson.loads(encoded[0])[10] is None
+    # and the body is what the rows come from: another body, other rows
+    other = orjson.dumps({"fields": ["x", "name"], "rows": [["9", "z"]] * 3})
+    rows = scored_of((encoded[0], other), FACTS, {}).frame
+    assert isinstance(rows, CellRows) and rows.rows == [["9", "z"]] * 3
+
+
 def test_a_batch_of_json_records_is_typed_together_as_pickled_ones_are():
-    assert events([from_json(r) for r in SMALL]) == events([pickled(r) for r in SMALL])
+    every = SMALL + WITH_BODIES
+    assert events([from_json(r) for r in every]) == events([pickled(r) for r in every])
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -156,8 +156,17 @@ class Monitor:
             return True
         return zlib.crc32(request_id.encode()) < self._threshold
 
+    @property
+    def observer(self) -> Callable[[ScoredRequest], None]:
+        """What the data plane tells of each request: ``offer``, or, when every request is kept
+        and there is one channel (the usual case), that channel's own ``offer``, one call less
+        on the event loop for each request."""
+        if self._sample >= 1 and self._failures and len(self.channels) == 1:
+            return self.channels[0].offer
+        return self.offer
+
     def offer(self, scored: ScoredRequest) -> None:
-        """The data plane's ``scored`` observer: on the event loop, so it never waits."""
+        """Sampling, then each channel's ``offer``: on the event loop, so it never waits."""
         if scored.status != 200 and not self._failures:
             return
         if not self.kept(scored.request_id):

@@ -428,7 +428,7 @@ def create_app(
         admission=admitted,
         batches=[o.batch for o in (metrics, tracing) if o is not None],
         trace=tracing.current if tracing is not None else None,
-        scored=monitor.offer if monitor is not None else None,
+        scored=monitor.observer if monitor is not None else None,
     )
     plane = DataPlane(lambda: host.executor, settings, observers)
     replacer = replacement(plane) if replacement is not None else None

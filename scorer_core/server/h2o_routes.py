@@ -143,7 +143,9 @@ class H2OEndpoints:
     async def score(self, request: Request) -> Response:
         """Score the rows in the body."""
         answers = (_score_json, _score_json_in_chunks)
-        return await self._post(request, _parse_score, outputs=True, answers=answers, endpoint="score")
+        return await self._post(
+            request, _parse_score, outputs=True, answers=answers, endpoint="score", score_body=True
+        )
 
     async def contribution(self, request: Request) -> Response:
         """Shapley contributions of the rows in the body."""
@@ -183,10 +185,12 @@ class H2OEndpoints:
         outputs: bool,
         answers: tuple[Answer, Answer],
         endpoint: str,
+        score_body: bool = False,
     ) -> Response:
         """A scoring POST: refused at once when full; then a JSON content type, and a body within
         its size and time limits, read before admission so that a slow client never holds a slot.
-        ``answers``: the encoding of a small answer, and of a large one (in chunks, in a thread)."""
+        ``answers``: the encoding of a small answer, and of a large one (in chunks, in a thread).
+        ``score_body``: the body is a score request's, which monitoring may read again."""
         plane = self._plane
         plane.check_capacity()
         check_content_type(request.headers.get("content-type"))
@@ -202,6 +206,7 @@ class H2OEndpoints:
                 off_loop=off_loop,
                 rows=_rows_of(request),
                 endpoint=endpoint,
+                score_body=body if score_body else None,
             )
         return Response(payload, media_type=_JSON)
 

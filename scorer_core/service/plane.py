@@ -160,6 +160,7 @@ class DataPlane:
         off_loop: bool,
         rows: Callable[[int], None] | None = None,
         endpoint: str = "",
+        score_body: bytes | None = None,
     ) -> T:
         """One admitted request, from its parse to its encoded answer, on the lane of the model
         served when it began.
@@ -170,9 +171,10 @@ class DataPlane:
         one takes less than the hand-off would save. ``headers``: the request's, keyed in lower
         case, of which the model sees the forwarded ones; ``rows`` is told the request's row
         count once it is known (for the access log); ``endpoint`` names the front's route to the
-        ``scored`` observer."""
+        ``scored`` observer, and ``score_body`` is the body of an H2O score request, which that
+        observer may read the rows from again (``ScoredRequest.score_body``)."""
         lane = self._current()
-        call = _Call(lane, prepare, answer, deadline, headers, outputs, off_loop, rows)
+        call = _Call(lane, prepare, answer, deadline, headers, outputs, off_loop, rows, score_body)
         lane.in_flight += 1
         try:
             if self._observers.scored is None:
@@ -216,6 +218,7 @@ class DataPlane:
                     frame=seen.frame,
                     outputs=_answered(result),
                     contributions=result.contributions if result is not None else None,
+                    score_body=call.score_body,
                 )
             )
 
@@ -296,6 +299,7 @@ class _Call(Generic[T]):
     outputs: bool
     off_loop: bool
     rows: Callable[[int], None] | None
+    score_body: bytes | None
 
 
 class _Seen:

@@ -21,10 +21,11 @@ from scorer_core.wire.cellrows import Typed
 __all__ = ["Arrival", "ScoredRequest", "current_arrival"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arrival:
     """When the request being served arrived (``time.time()``), and the deployment prefix its
-    path carried (``/<deployment-id>``, or None), as its front saw them."""
+    path carried (``/<deployment-id>``, or None), as its front saw them. Not frozen, as
+    ``ScoredRequest`` is not: one is made for every monitored request."""
 
     time: float
     prefix: str | None = None
@@ -63,6 +64,12 @@ class ScoredRequest:
     #: The model's answer: output columns (with the intervals' where asked), or contributions.
     outputs: Mapping[str, np.ndarray] | None = None
     contributions: Contributions | None = None
+    #: The body of an H2O ``/model/score`` request, as it came: monitoring reads a small request's
+    #: rows from it again, in its export process, where the rows are its cells (``CellRows``).
+    #: Reading the cells themselves on the event loop cost more than the rest of a monitored
+    #: request's record: a single row of 30 cells is 31 objects, cold in memory by the time the
+    #: answer is ready; the body is one.
+    score_body: bytes | None = None
 
     @property
     def num_rows(self) -> int:

@@ -220,7 +220,20 @@ def exported(base: str) -> str:
     return " ".join(f"{sink}.{outcome}={float(n):.0f}" for outcome, sink, n in counts) or "-"
 
 
-Burst = tuple[float, float, float]
+#: One burst: requests/s, p50 and p99 latency (ms), the loaded server's CPU a request (us), and
+#: how busy the processor of wrk, the sinks and the export process was (0 to 1; with ``--pin``).
+Burst = tuple[float, float, float, float, float]
+
+
+def _busy(cpu_: int) -> tuple[int, int]:
+    """Processor ``cpu_``'s busy and total ticks so far (``/proc/stat``)."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{cpu_} "):
+                ticks = [int(n) for n in line.split()[1:]]
+                idle = ticks[3] + ticks[4]  # idle, iowait
+                return sum(ticks) - idle, sum(ticks)
+    return 0, 0
 
 
 def environment(config: str, work: Path, sinks: dict[str, object]) -> dict[str, str]:
@@ -254,10 +267,19 @@ def frozen_broker(config: str, sinks: dict[str, object]) -> Iterator[None]:
 
 
 def burst(url: str, body: Path, seconds: int) -> Burst:
+    """One burst of wrk on ``url``, with the server's CPU a request and the others' processor's
+    busy share: where that processor is busy all the time, wrk was starved of it (the sinks and
+    the export process share it), and the burst's requests/s understate the server."""
+    server, _ = _processes(int(url.split(":")[2].split("/")[0]))
+    before = _cpu_seconds(server) if server is not None else 0.0
+    busy_before = _busy(OTHERS_CPU)
     rps, p50, p99, errors = wrk(url, body, CLIENTS, seconds)
+    after = _cpu_seconds(server) if server is not None else 0.0
+    busy_after = _busy(OTHERS_CPU)
     if errors:
         raise RuntimeError(f"{url}: {errors} requests failed")
-    return rps, p50, p99
+    busy = (busy_after[0] - busy_before[0]) / max(1, busy_after[1] - busy_before[1])
+    return rps, p50, p99, (after - before) / max(1.0, rps * seconds) * 1e6, busy
 
 
 def measure_round(
@@ -333,9 +355,14 @@ def main() -> int:
         f"{'; each server pinned to a processor of its own' if args.pin else ''};"
         " ratio: the median of the ratios of bursts next to each other in time",
         "",
+        "server CPU: the loaded server's CPU a request (us, median burst), off / on, and the median"
+        " of the pairs' ratios (off over on: what monitoring costs the server, whoever else is slow);"
+        f" others busy: processor {OTHERS_CPU}'s busy share in the median burst, off / on"
+        " (wrk, the sinks and the export process; near 100% it starved wrk)",
+        "",
         "| model | monitoring | off req/s | on req/s | ratio | per round | p50 ms off / on | p99 ms off / on"
-        " | exported (last round) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        " | server CPU off / on | CPU ratio | others busy off / on | exported (last round) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model_name in args.models.split(","):
         work = Path(tempfile.mkdtemp(prefix=f"scorer-bench-monitor-{model_name}-"))
@@ -360,14 +387,20 @@ def main() -> int:
                     print(
                         f"{model_name:14} round {round_ + 1} {config:14} "
                         f"off {' '.join(f'{b[0]:.0f}' for b in off_bursts)} req/s, "
-                        f"on {' '.join(f'{b[0]:.0f}' for b in on_bursts)} req/s: {ratio:.2f}  {counts}",
+                        f"on {' '.join(f'{b[0]:.0f}' for b in on_bursts)} req/s: {ratio:.2f}  "
+                        f"server us/request off {' '.join(f'{b[3]:.0f}' for b in off_bursts)}, "
+                        f"on {' '.join(f'{b[3]:.0f}' for b in on_bursts)}; others busy "
+                        f"off {' '.join(f'{b[4]:.0%}' for b in off_bursts)}, "
+                        f"on {' '.join(f'{b[4]:.0%}' for b in on_bursts)}  {counts}",
                         flush=True,
                     )
                 off, on = _median_burst(offs), _median_burst(ons)
+                cpu_ratio = statistics.median(a[3] / b[3] for a, b in zip(offs, ons, strict=True) if b[3])
                 lines.append(
                     f"| {model_name} | {config} | {off[0]:.0f} | {on[0]:.0f} | "
                     f"**{statistics.median(pairs):.2f}** | {', '.join(f'{r:.2f}' for r in ratios)} | "
-                    f"{off[1]:.1f} / {on[1]:.1f} | {off[2]:.1f} / {on[2]:.1f} | {counts} |"
+                    f"{off[1]:.1f} / {on[1]:.1f} | {off[2]:.1f} / {on[2]:.1f} | "
+                    f"{off[3]:.0f} / {on[3]:.0f} | {cpu_ratio:.2f} | {off[4]:.0%} / {on[4]:.0%} | {counts} |"
                 )
     print("\n".join(lines))
     return 0

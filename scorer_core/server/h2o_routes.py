@@ -206,7 +206,9 @@ class H2OEndpoints:
                 off_loop=off_loop,
                 rows=_rows_of(request),
                 endpoint=endpoint,
-                score_body=body if score_body else None,
+                # A small body only: a large one's rows are typed where it is parsed, and the
+                # monitoring queue holds its typed rows, not the body too.
+                score_body=body if score_body and not off_loop else None,
             )
         return Response(payload, media_type=_JSON)
 

@@ -6,6 +6,7 @@ carry as they are must be left to pickle."""
 from __future__ import annotations
 
 import gc
+import math
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from scorer_core.monitor.events import EventShaper, Masking
 from scorer_core.monitor.queue import Limits, ScoredQueue
-from scorer_core.monitor.relay import encoded_of, record_of, scored_of
+from scorer_core.monitor.relay import encoded_of, record_of, rows_of_score_body, scored_of
 from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import DataType, Field
 from scorer_core.service.scored import ScoredRequest
@@ -190,3 +191,19 @@ def test_full_says_what_offer_does_so_that_a_stalled_sink_costs_no_encoding(limi
     assert [full for full, _ in offers].count(False) == (3 if limit == "requests" else 2)
     queue.close(0)
     assert queue.full(0)
+
+
+def test_a_score_body_only_the_lenient_parse_reads_gives_its_cells_again():
+    # H2O's Java scorer takes NaN and Infinity, which strict JSON does not: the front's lenient
+    # parse read this body, and the export process reads it the same way.
+    body = b'{"fields": ["name", "x"], "rows": [["a", NaN], ["b", 2]]}'
+    rows = rows_of_score_body(body, FACTS)
+    assert tuple(rows[1]) == (2, "b")
+    assert math.isnan(rows[0][0]) and rows[0][1] == "a"
+
+
+def test_a_score_body_is_read_again_as_the_front_read_it():
+    body = orjson.dumps({"fields": ["extra", "name", "x"], "rows": [[1, "a", "1.5"]], "idField": "extra"})
+    kept = prepare_score(parse_request(ScoreRequest, body), FACTS, keep_cells=True).frame
+    assert isinstance(kept, CellRows)
+    assert rows_of_score_body(body, FACTS) == list(kept.rows)

@@ -10,11 +10,15 @@ mode runs in the same process, on the same heap and the same model, seconds apar
 - ``front``: each request gets its id (answered in ``X-Request-Id``) and its arrival time, and
   nothing more;
 - ``record``: the data plane also makes each request's ``ScoredRequest``, and drops it;
-- ``full``: the monitor's observer takes it (encoded, queued, handed to the export process).
+- ``full``: the monitor's observer takes it (encoded, queued, handed to the export process);
+- ``off2``: off again, which shows the run's own spread;
+- ``neighbour``: off, while an unrelated process works on the other processor (pinned runs only),
+  about as busy as the export process is here: what the export process's work can cost the
+  server without touching it, on a machine whose two processors share a core or its caches.
 
 It prints, for each mode, the event loop thread's CPU a request (``time.thread_time``) at the
 median burst, the median of its differences with ``off`` in the same round, and the median of
-the rounds' ratios of throughput, ``off`` over the mode. And the observer's own time at
+the rounds' ratios of throughput, the mode's over ``off``'s. And the observer's own time at
 the median request (``perf_counter_ns``, around each call). With ``--pin`` (the default) the
 process runs on the second processor and the export process on the first, as
 ``bench/monitor.py --pin`` runs them.
@@ -22,8 +26,7 @@ process runs on the second processor and the export process on the first, as
 Why: ``bench/monitor.py`` measures what the issue names (requests/s over HTTP, on and off), but on
 this machine its cells move by 0.05 and more between runs of the same code. A part of the cost a
 few microseconds wide cannot be seen there; here a round of two bursts of the same process
-differs only in monitoring, so a part's cost reads to about 3 us (an ``off2`` mode, the same as
-``off``, shows this run's own spread).
+differs only in monitoring, so a part's cost reads to about 3 us.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import collections
 import dataclasses
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +51,17 @@ import models as bench_models  # noqa: E402
 from run import ours_body  # noqa: E402
 
 CLIENTS = 64
-MODES = ("off", "front", "record", "full", "off2")
+MODES = ("off", "front", "record", "full", "off2", "neighbour")
+#: ``neighbour``: monitoring off, while a process that has nothing to do with the server works on
+#: the other processor, about as busy as the export process is under this load (a third of it).
+NEIGHBOUR = """
+import os, time, orjson
+os.sched_setaffinity(0, {0})
+work = [{"a": i, "b": str(i) * 9, "c": [1.5] * 8} for i in range(2000)]
+while True:
+    orjson.loads(orjson.dumps(work))
+    time.sleep(0.006)
+"""
 
 
 def _exporter_pids() -> list[int]:
@@ -158,6 +172,7 @@ async def measure(model: Path, body: bytes, rounds: int, requests: int, pin: boo
     observers = {
         "off": (off, False),
         "off2": (off, False),
+        "neighbour": (off, False),
         "front": (off, True),
         "record": (dataclasses.replace(full, scored=dropped.append), True),
         "full": (dataclasses.replace(full, scored=timed), True),
@@ -180,7 +195,13 @@ async def measure(model: Path, body: bytes, rounds: int, requests: int, pin: boo
     for index in range(rounds):
         for mode in MODES if index % 2 == 0 else MODES[::-1]:
             switch(mode)
+            neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if mode == "neighbour" else None
+            if neighbour is not None:
+                await asyncio.sleep(0.3)
             loop, rate = await driver.burst(requests)
+            if neighbour is not None:
+                neighbour.kill()
+                neighbour.wait()
             processes[mode].append(driver.process_cpu)
             loops[mode].append(loop)
             rates[mode].append(rate)

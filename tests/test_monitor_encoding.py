@@ -5,6 +5,7 @@ carry as they are must be left to pickle."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 import pickle
@@ -16,14 +17,17 @@ import orjson
 import pytest
 
 from scorer_core.monitor.events import EventShaper, Masking
+from scorer_core.monitor.monitor import Monitor
 from scorer_core.monitor.queue import Limits, ScoredQueue
-from scorer_core.monitor.relay import encoded_of, record_of, rows_of_score_body, scored_of
+from scorer_core.monitor.relay import SCORE_BODY_BYTES, encoded_of, record_of, rows_of_score_body, scored_of
 from scorer_core.runtime import ContributionGroup, Contributions
 from scorer_core.schema import DataType, Field
+from scorer_core.server.h2o_routes import OFF_LOOP_BYTES
 from scorer_core.service.scored import ScoredRequest
 from scorer_core.service.tasks import prepare_score
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
 from scorer_core.wire.contract import ScoreRequest, parse_request
+from scorer_core.wire.rows_array import PARSE_CHUNK_BYTES
 from tests.monitor_records import FACTS, INPUTS, scored
 
 KEY = b"a-hash-key-of-32-characters-xxxx"
@@ -207,3 +211,43 @@ def test_a_score_body_is_read_again_as_the_front_read_it():
     kept = prepare_score(parse_request(ScoreRequest, body), FACTS, keep_cells=True).frame
     assert isinstance(kept, CellRows)
     assert rows_of_score_body(body, FACTS) == list(kept.rows)
+
+
+def test_a_long_score_body_is_not_carried_its_cells_are():
+    # A body of few rows may be mostly fields the model does not read: the queue, bounded by
+    # requests and rows, would hold all of it.
+    wide = {
+        "fields": ["x", "name", *[f"unread{i}" for i in range(400)]],
+        "rows": [["1", "a", *["z" * 40] * 400]],
+    }
+    request = from_body(wide, "wide")
+    assert request.score_body is not None and len(request.score_body) > SCORE_BODY_BYTES
+    encoded = encoded_of(request, HEADERS, id(FACTS))
+    assert encoded is not None and encoded[3] is None
+    assert orjson.loads(encoded[0])[10] == [["1", "a"]]
+    assert events([from_json(dataclasses.replace(request, score_body=None))]) == events([pickled(request)])
+
+
+def test_only_bodies_the_front_reads_whole_keep_their_cells():
+    # rows_of_score_body reads a body in one parse: the front must have too.
+    assert OFF_LOOP_BYTES <= PARSE_CHUNK_BYTES
+
+
+@pytest.mark.parametrize(
+    ("sample", "failures", "direct"), [(1.0, True, True), (0.5, True, False), (1.0, False, False)]
+)
+def test_the_monitor_gives_the_plane_its_one_channel_only_when_it_keeps_every_request(
+    sample, failures, direct
+):
+    class Channel:
+        def __init__(self) -> None:
+            self.offered: list[str] = []
+
+        def offer(self, scored_: ScoredRequest) -> None:
+            self.offered.append(scored_.request_id)
+
+    channel = Channel()
+    monitor = Monitor([channel], sample=sample, failures=failures)  # type: ignore[list-item]
+    assert (monitor.observer == channel.offer) is direct
+    monitor.observer(scored("refused", status=400, error="bad"))
+    assert channel.offered == (["refused"] if failures and monitor.kept("refused") else [])

@@ -381,3 +381,40 @@ def test_an_unexpected_error_is_a_500_in_each_protocols_spelling(serve, monkeypa
     h2o, oip = run(main())
     assert (h2o.status_code, h2o.json()) == (500, {"detail": "Failed scoring request due to: RuntimeError: a bug"})
     assert (oip.status_code, oip.json()) == (500, {"error": "RuntimeError: a bug"})
+
+
+def test_only_a_request_kept_as_cells_carries_its_body_to_monitoring(serve, monkeypatch):
+    # Monitoring reads a single row's cells again from its body, in its export process; a body
+    # whose rows were typed at once (more than KEPT_ROWS of them) is of no use there, and held
+    # in the monitoring queue beside its rows it would only cost memory.
+    from scorer_core.monitor.monitor import Monitor
+
+    told: list[Any] = []
+
+    class Recording:
+        name = "recording"
+
+        def offer(self, scored: Any) -> None:
+            told.append(scored)
+
+        def start(self) -> None: ...
+
+        def close(self, timeout: float) -> None: ...
+
+        def snapshots(self) -> dict[str, Any]:
+            return {}
+
+    monkeypatch.setattr(Monitor, "from_settings", classmethod(lambda cls, settings: cls([Recording()])))
+    one = {"fields": ["x"], "rows": [["1.5"]]}
+    many = {"fields": ["x"], "rows": [[f"{i}.5"] for i in range(100)]}  # 13 would explode the probe
+
+    async def main():
+        async with serve() as client:
+            for body in (one, many):
+                reply = await client.post("/model/score", json=body)
+                assert reply.status_code == 200, reply.text
+
+    run(main())
+    assert [type(scored.frame).__name__ for scored in told] == ["CellRows", "Frame"]
+    assert json.loads(told[0].score_body) == one
+    assert told[1].score_body is None

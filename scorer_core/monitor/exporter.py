@@ -81,7 +81,13 @@ def serve(sock: socket.socket) -> None:
                 slices.setdefault(message[1], []).append(message[2])
             elif message[0] == "batch":
                 for key, record in message[1]:
-                    scored = scored_of(record, facts[key], slices)
+                    try:
+                        scored = scored_of(record, facts[key], slices)
+                    except Exception:  # one bad record must not take the rest of its batch along
+                        log.exception("Monitoring: a request's record could not be read; counted as dropped")
+                        for outbox in outboxes:
+                            outbox.tally.count(dropped=1)
+                        continue
                     for outbox in outboxes:
                         outbox.offer(scored)
             elif message[0] == "facts":

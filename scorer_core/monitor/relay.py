@@ -155,6 +155,11 @@ def record_of(
 Encoded = tuple[bytes, int, int, bytes | None]
 #: Where a record holds its rows.
 _ROWS = 10
+#: The longest score body a record carries instead of its cells. The queue is bounded by
+#: requests and rows, not bytes, and a longer body of few rows may be mostly fields the model
+#: does not read (60 rows of 200 fields for a model of 5 inputs: 240 KiB against 6 KiB of
+#: cells); the single rows this is for are well under a kilobyte or two.
+SCORE_BODY_BYTES = 16 * 1024
 
 
 def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) -> Encoded | None:
@@ -180,6 +185,8 @@ def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) ->
             return None  # kept for other inputs: Fields, which JSON cannot carry
         count = len(frame.rows)
         body = scored.score_body
+        if body is not None and len(body) > SCORE_BODY_BYTES:
+            body = None
         rows = frame.rows if body is None else None  # read from the body, in the export process
     else:
         return None
@@ -244,7 +251,9 @@ def rows_of_score_body(body: bytes, facts: ModelFacts) -> list[Any]:
 
     The front checked this body already, so its fields and rows are taken as orjson reads them
     (what ``parse_request`` keeps of them), without the contract's checks again: they were a
-    third of the export process's work. A body only the lenient parse reads (``NaN``) takes it."""
+    third of the export process's work. A body only the lenient parse reads (``NaN``) takes it.
+    Only bodies the front read whole carry cells (``OFF_LOOP_BYTES`` is at most
+    ``PARSE_CHUNK_BYTES``: a test holds it), so one whole parse here reads what it read."""
     try:
         data = orjson.loads(body)
         fields, rows = data["fields"], data["rows"]
@@ -351,6 +360,8 @@ class Relay:
             if key not in self._facts:
                 self._facts[key] = facts
             encoded = encoded_of(scored, self._headers, key)
+            if encoded is None:
+                scored.score_body = None  # queued as it is: its cells, and not its body too
             dropped = queue.offer(encoded if encoded is not None else scored)
         if dropped:
             with self._lock:

@@ -206,8 +206,7 @@ class H2OEndpoints:
                 off_loop=off_loop,
                 rows=_rows_of(request),
                 endpoint=endpoint,
-                # A small body only: a large one's rows are typed where it is parsed, and the
-                # monitoring queue holds its typed rows, not the body too.
+                # The data plane keeps it only where the rows were kept as cells (small bodies).
                 score_body=body if score_body and not off_loop else None,
             )
         return Response(payload, media_type=_JSON)

@@ -29,7 +29,7 @@ from scorer_core.service.admission import Admission
 from scorer_core.service.dispatch import BatchObserver, Dispatcher
 from scorer_core.service.scored import ScoredRequest, current_arrival
 from scorer_core.service.tasks import PreparedRequest
-from scorer_core.wire.cellrows import Typed
+from scorer_core.wire.cellrows import CellRows, Typed
 
 __all__ = ["DataPlane", "Observers"]
 
@@ -218,7 +218,8 @@ class DataPlane:
                     frame=seen.frame,
                     outputs=_answered(result),
                     contributions=result.contributions if result is not None else None,
-                    score_body=call.score_body,
+                    # Only beside cells: the body of rows typed already is of no use to a reader.
+                    score_body=call.score_body if type(seen.frame) is CellRows else None,
                 )
             )
 

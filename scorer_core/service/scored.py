@@ -64,8 +64,9 @@ class ScoredRequest:
     #: The model's answer: output columns (with the intervals' where asked), or contributions.
     outputs: Mapping[str, np.ndarray] | None = None
     contributions: Contributions | None = None
-    #: The body of an H2O ``/model/score`` request, as it came: monitoring reads a small request's
-    #: rows from it again, in its export process, where the rows are its cells (``CellRows``).
+    #: The body of an H2O ``/model/score`` request whose rows are its cells (``CellRows``), as it
+    #: came (None for any other request): monitoring reads the cells again from it, in its export
+    #: process.
     #: Reading the cells themselves on the event loop cost more than the rest of a monitored
     #: request's record: a single row of 30 cells is 31 objects, cold in memory by the time the
     #: answer is ready; the body is one.

@@ -54,6 +54,7 @@ from scorer_core.execution.workers.framing import recv_frame, send_frame
 from scorer_core.frame import Frame
 from scorer_core.monitor.outbox import Snapshot
 from scorer_core.monitor.queue import Limits, ScoredQueue, events_in
+from scorer_core.runtime import Contributions
 from scorer_core.service.scored import ScoredRequest
 from scorer_core.wire.cellrows import KEPT_ROWS, CellRows
 from scorer_core.wire.contract import ScoreRequest, parse_request
@@ -125,27 +126,32 @@ def record_of(
         rows = frame.rows
     else:
         rows = frame
-    sent = {name: scored.headers[name] for name in headers if name in scored.headers} if headers else {}
-    return (
-        scored.request_id,
-        scored.endpoint,
-        scored.received,
-        scored.seconds,
-        scored.finished,
-        scored.prefix,
-        scored.status,
-        scored.error,
-        sent,
-        facts_key,
-        rows,
-        inputs,
+    outputs = (
         None
         if sliced is not None
         else _compact(scored.outputs)
         if scored.outputs is not None and scored.num_rows <= KEPT_ROWS
-        else scored.outputs,
-        scored.contributions,
+        else scored.outputs
     )
+    return _record(scored, headers, facts_key, rows, inputs, outputs, scored.contributions)
+
+
+def _record(
+    scored: ScoredRequest,
+    headers: Sequence[str],
+    facts_key: int,
+    rows: Any,
+    inputs: Any,
+    outputs: Any,
+    contributions: Contributions | None,
+) -> Record:
+    """The record's fields in the order ``scored_of`` reads them; the parts that differ between
+    the pickled record and the encoded one given."""
+    sent = {name: scored.headers[name] for name in headers if name in scored.headers} if headers else {}
+    return (
+        scored.request_id, scored.endpoint, scored.received, scored.seconds, scored.finished, scored.prefix,
+        scored.status, scored.error, sent, facts_key, rows, inputs, outputs, contributions,
+    )  # fmt: skip
 
 
 #: A small request's record as JSON (``encoded_of``), as the relay's queue holds it: ``(data,
@@ -199,18 +205,13 @@ def encoded_of(scored: ScoredRequest, headers: Sequence[str], facts_key: int) ->
             if column.dtype not in _AS_LISTS:
                 outputs, option = _compact(outputs), 0
                 break
-    names = headers
-    sent = {name: scored.headers[name] for name in names if name in scored.headers} if names else {}
-    record = (
-        scored.request_id, scored.endpoint, scored.received, scored.seconds, scored.finished, scored.prefix,
-        scored.status, scored.error, sent, facts_key, rows, None, outputs, None,
-    )  # fmt: skip
+    record = _record(scored, headers, facts_key, rows, None, outputs, None)
     try:
         return orjson.dumps(record, option=option), count, facts_key, body
     except TypeError:  # orjson.JSONEncodeError
         if option and outputs is not None:  # an array orjson takes only in C order: as lists
             try:
-                compact = (*record[:12], _compact(outputs), None)
+                compact = _record(scored, headers, facts_key, rows, None, _compact(outputs), None)
                 return orjson.dumps(compact), count, facts_key, body
             except TypeError:
                 return None
@@ -349,8 +350,7 @@ class Relay:
     def offer(self, scored: ScoredRequest) -> None:
         """Queue ``scored`` (a small one as its encoded record), or drop and count it when the
         queue is full; never waits."""
-        frame = scored.frame
-        rows = 0 if frame is None else frame.num_rows
+        rows = scored.num_rows
         queue = self._queue
         if queue.full(rows):  # a stalled sink's: not worth encoding
             dropped = events_in(rows)
@@ -360,8 +360,8 @@ class Relay:
             if key not in self._facts:
                 self._facts[key] = facts
             encoded = encoded_of(scored, self._headers, key)
-            if encoded is None:
-                scored.score_body = None  # queued as it is: its cells, and not its body too
+            if encoded is None and scored.score_body is not None:
+                scored = dataclasses.replace(scored, score_body=None)  # queued with its cells, not both
             dropped = queue.offer(encoded if encoded is not None else scored)
         if dropped:
             with self._lock:

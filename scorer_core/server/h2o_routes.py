@@ -207,7 +207,7 @@ class H2OEndpoints:
                 rows=_rows_of(request),
                 endpoint=endpoint,
                 # The data plane keeps it only where the rows were kept as cells (small bodies).
-                score_body=body if score_body and not off_loop else None,
+                score_body=body if score_body else None,
             )
         return Response(payload, media_type=_JSON)
 

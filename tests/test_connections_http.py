@@ -9,6 +9,8 @@ import os
 import resource
 import select
 import socket
+import struct
+import sys
 import time
 from pathlib import Path
 
@@ -232,3 +234,62 @@ def test_past_the_cap_with_every_connection_busy_a_new_one_is_answered_for_the_p
         while target.post("/model/score", {"fields": ["x"], "rows": [["2"]]}, timeout=5).status != 200:
             assert time.monotonic() < deadline, "scoring did not come back once the connections closed"
             time.sleep(0.1)
+
+
+def _data_segments_received(sock: socket.socket) -> int:
+    """The TCP segments with data that ``sock`` has received (Linux's ``tcpi_data_segs_in``)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, _DATA_SEGS_IN)[0])
+
+
+#: Where ``struct tcp_info`` holds ``tcpi_data_segs_in`` (Linux 4.6 and later).
+_DATA_SEGS_IN = 152
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's TCP_INFO")
+def test_each_answer_leaves_in_one_tcp_segment(probe_server):
+    # uvicorn writes a head and then a body: two segments an answer, which the server now joins.
+    asks = [
+        (request_bytes(), b"HTTP/1.1 200 "),
+        (request_bytes(body=b'{"fields": ["x"], "rows": [["2"]'), b"HTTP/1.1 400 "),
+        (b"GET /model/schema HTTP/1.1\r\nHost: t\r\n\r\n", b"HTTP/1.1 200 "),
+        (b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", b"HTTP/1.1 404 "),
+    ]
+    with probe_server(record_headers=False) as target:
+        sock = connect(target)
+        try:
+            before = _data_segments_received(sock)
+            for _ in range(5):
+                for ask, status in asks:
+                    sock.sendall(ask)
+                    answer = read_response(sock, timeout=10)
+                    assert answer.startswith(status), answer[:200]
+            received = _data_segments_received(sock) - before
+        finally:
+            sock.close()
+    assert received == 5 * len(asks), f"{received} segments for {5 * len(asks)} answers"
+
+
+def test_answers_without_a_body_write_and_after_100_continue_still_arrive(probe_server):
+    with probe_server(record_headers=False) as target:
+        sock = connect(target)
+        try:
+            sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            sock.settimeout(10)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(65536)
+            assert head.startswith(b"HTTP/1.1 ")
+            sock.sendall(request_bytes(b"Expect: 100-continue\r\n").partition(b"\r\n\r\n")[0] + b"\r\n\r\n")
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(ROW)
+            assert read_response(sock, timeout=10).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(request_bytes() * 3)  # pipelined: three answers, in order
+            answers = b""
+            while answers.count(b"HTTP/1.1 200 ") < 3:
+                chunk = sock.recv(65536)
+                assert chunk, answers
+                answers += chunk
+            assert answers.count(b'"score"') == 3, answers
+        finally:
+            sock.close()

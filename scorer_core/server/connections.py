@@ -24,6 +24,11 @@
   connection by a malformed one, uvicorn answers the malformed one with 400 and closes at once,
   and the valid one in flight gets no response. Here the 400 waits until every request before it
   has been answered.
+- **An answer leaves in one write.** uvicorn writes a response's head (status line and headers)
+  and then its body, two system calls and two TCP segments for each answer; on single rows the
+  two writes were 12% of the event loop's samples. Here the head is held until the body's first
+  part and both are written together (``_HeadWithBody``). A HEAD request's answer, which has no
+  body write, is written as uvicorn writes it.
 - **A stop loses no request on a kept-alive connection.** uvicorn closes an idle connection at
   once when the server stops, and a request the client sent at that moment (already in the
   socket buffer, or on its way) is answered with a reset. Here an idle connection stays open a
@@ -46,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from scorer_core.config.settings import Settings
 from scorer_core.errors import InvalidRequest
@@ -255,6 +260,77 @@ def _probes_only(app: App, limit: int) -> App:
     return serve
 
 
+#: The longest body written together with its head; a longer one is written after it, since
+#: joining them copies the body, and a copy of more than this costs more than the second write.
+_JOINED_BODY_BYTES = 64 * 1024
+
+
+class _HeadWithBody:
+    """One request's transport, as its response cycle sees it: the write of a response's head is
+    held and made with the first part of its body, in one system call and, for an answer that
+    fits in one, one TCP segment. Everything else is the connection's transport."""
+
+    __slots__ = ("_head", "_holding", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._holding = False
+        self._head: bytes | None = None
+
+    def hold_next_write(self) -> None:
+        """The next write is a head: keep it for the write after it."""
+        self._holding = True
+
+    def write(self, data: bytes) -> None:
+        if self._holding:
+            self._holding = False
+            self._head = data
+            return
+        head = self._head
+        if head is not None:
+            self._head = None
+            if len(data) <= _JOINED_BODY_BYTES:
+                self._transport.write(head + data)
+                return
+            self._transport.write(head)
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write a head still held (its body's write did not come)."""
+        self._holding = False
+        head, self._head = self._head, None
+        if head is not None:
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
+    """Have ``cycle`` write each answer's head with its body (``_HeadWithBody``). Not for HEAD
+    requests: uvicorn makes no write for their body, and completes the response (which may write
+    a deferred 400, or close) before a held head could follow."""
+    transport = _HeadWithBody(cycle.transport)
+    cycle.transport = transport  # type: ignore[assignment]
+    send = cycle.send
+
+    async def send_in_one_write(message: Any) -> None:
+        starts = message["type"] == "http.response.start" and not cycle.response_started
+        if starts:
+            transport.hold_next_write()
+        try:
+            await send(message)
+        finally:
+            if not starts:  # a body's part went out, with the head; or the send failed
+                transport.flush()
+
+    cycle.send = send_in_one_write  # type: ignore[method-assign]
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol with this server's guards (header bytes, timeouts, the
     connection cap, pipelining and lingering closes); ``guarded_protocol`` gives each server a
@@ -375,6 +451,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return  # an upgrade: the connection is no longer HTTP/1.1's
         if self._draining:
             cycle.keep_alive = False
+        if cycle.scope["method"] != "HEAD":
+            _answer_in_one_write(cycle)
         if _has_transfer_encoding(self.headers):
             self._framed = _FramedBody(cycle.receive)
             cycle.receive = self._framed  # type: ignore[method-assign]

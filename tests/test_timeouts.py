@@ -94,3 +94,84 @@ def test_an_error_of_the_work_is_raised_as_it_is() -> None:
             await within(work(), 5)
 
     asyncio.run(main())
+
+
+def test_many_limits_under_way_each_ends_at_its_own() -> None:
+    """One timer serves every limit: a shorter limit given later still ends first, and work done
+    in time comes back while the others are cut off."""
+    limits = [1.0, 0.05, 0.5, 5.0]
+
+    async def main() -> list[tuple[float, object]]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def one(limit: float) -> tuple[float, object]:
+            work = asyncio.sleep(0.1, "done") if limit == 5.0 else asyncio.sleep(10)
+            try:
+                outcome: object = await within(work, limit)
+            except TimeoutError:
+                outcome = TimeoutError
+            return loop.time() - started, outcome
+
+        return await asyncio.gather(*(one(limit) for limit in limits))
+
+    for limit, (took, outcome) in zip(limits, asyncio.run(main()), strict=True):
+        if limit == 5.0:
+            assert outcome == "done" and took < 1.0
+        else:
+            assert outcome is TimeoutError
+            assert limit - 0.002 <= took < limit + 0.3, (limit, took)
+
+
+def test_nested_limits_the_one_that_passed_raises() -> None:
+    async def main() -> list[str]:
+        seen: list[str] = []
+
+        async def inner(limit: float) -> None:
+            try:
+                await within(asyncio.sleep(10), limit)
+            except asyncio.CancelledError:
+                seen.append("inner cancelled")
+                raise
+            except TimeoutError:
+                seen.append("inner timed out")
+                raise
+
+        with pytest.raises(TimeoutError):
+            await within(inner(5), 0.05)  # the outer limit passes
+        with pytest.raises(TimeoutError):
+            await within(inner(0.05), 5)  # the inner one does
+        assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
+        return seen
+
+    assert asyncio.run(main()) == ["inner cancelled", "inner timed out"]
+
+
+def test_work_that_finishes_despite_the_cancellation_returns_and_leaves_no_cancel_behind() -> None:
+    async def main() -> tuple[str, int]:
+        async def stubborn() -> str:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                return "finished anyway"
+            return "slept"
+
+        result = await within(stubborn(), 0.05)
+        await asyncio.sleep(0.01)  # a cancel left pending would be raised here
+        return result, asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+    assert asyncio.run(main()) == ("finished anyway", 0)
+
+
+def test_limits_end_on_time_under_the_servers_event_loop() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await within(asyncio.sleep(10), 0.03)
+        return loop.time() - started
+
+    took = uvloop.run(main())
+    assert 0.028 <= took < 0.5, took

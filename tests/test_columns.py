@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 
 from scorer_core.errors import InvalidRequest
 from scorer_core.schema import DataType, Field
-from scorer_core.wire.cells import DEFAULT_MISSING_VALUES, build_frame, convert_column, format_column
+from scorer_core.wire.cells import (
+    DEFAULT_MISSING_VALUES,
+    FEW_CELLS,
+    build_frame,
+    convert_column,
+    format_column,
+)
 
 
 def col(values, data_type, missing=None):
@@ -62,7 +68,9 @@ def test_fractional_value_in_int_column_is_rejected():
         col(["3.5"], DataType.INT64)
 
 
-@pytest.mark.parametrize("cells", [[3.5], [4, 3.5], [3.5, None]], ids=["alone", "after-an-integer", "with-a-missing"])
+@pytest.mark.parametrize(
+    "cells", [[3.5], [4, 3.5], [3.5, None]], ids=["alone", "after-an-integer", "with-a-missing"]
+)
 def test_a_fractional_json_number_in_an_int_column_is_rejected_as_its_string_is(cells):
     # int(3.5) is 3: a JSON number took that shortcut and was scored as 3, where "3.5" was a 400.
     with pytest.raises(InvalidRequest, match=r"cannot parse 3\.5 as Int64 \(it has a fractional part\)"):
@@ -139,6 +147,45 @@ def test_format_column_writes_cells_like_h2os_java_scorer():
     assert format_column(np.array([3, 4])) == ["3", "4"]
     assert format_column(np.array([True, False])) == ["true", "false"]
     assert format_column(np.array(["a", None, 1.5], dtype=object)) == ["a", "", "1.5"]
+
+
+_DOUBLES = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.1, 1e16, 1e15, 1e-4, 1e-5, 5e-324, -0.0, 1e22, 9007199254740993.0, 123456789012345.0]
+)
+
+
+def _few_and_many(few: np.ndarray) -> tuple[list[str], list[str]]:
+    """``few`` written alone, and the same cells written at the head of a column past
+    FEW_CELLS, which takes numpy's path."""
+    many = np.concatenate([few] * (FEW_CELLS // len(few) + 1))
+    assert len(many) > FEW_CELLS
+    return format_column(few), format_column(many)[: len(few)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_DOUBLES, min_size=1, max_size=FEW_CELLS))
+def test_a_few_doubles_are_written_as_numpy_writes_many(values):
+    alone, among_many = _few_and_many(np.array(values, dtype=np.float64))
+    assert alone == among_many
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["int64", "uint64", "int32", "uint8"]).flatmap(
+        lambda dtype: st.tuples(
+            st.just(dtype),
+            st.lists(
+                st.integers(int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)),
+                min_size=1,
+                max_size=FEW_CELLS,
+            ),
+        )
+    )
+)
+def test_a_few_integers_are_written_as_numpy_writes_many(typed):
+    dtype, values = typed
+    alone, among_many = _few_and_many(np.array(values, dtype=dtype))
+    assert alone == among_many
 
 
 @pytest.mark.parametrize("cell", ["1,2", "[1]", '"1"', "{}", "1 2", "0x10"])

@@ -402,15 +402,35 @@ def _to_time(values: Sequence[Any], spec: Field, missing: frozenset[str]) -> np.
 FORMAT_CHUNK_CELLS = 32 * 1024
 
 
+#: Up to this many cells of integers or doubles are written one by one in Python: numpy's
+#: ``astype(str)`` costs 1.7 us for one integer and 4.4 us for one double (with its check for
+#: NaN and the infinities), about what a single row's answer spends on the rest of its writing.
+FEW_CELLS = 16
+
+
 def format_column(column: Iterable[Any]) -> list[str]:
     """Output cells as strings, the way H2O's Java scorer writes them (NaN, Infinity, true)."""
     array = np.asarray(column)
+    if array.ndim == 1 and len(array) <= FEW_CELLS:
+        if array.dtype.kind in "iu":
+            return list(map(str, array.tolist()))
+        if array.dtype == _DOUBLE:  # a double's repr is numpy's shortest form: a test holds it
+            return list(map(_double_text, array.tolist()))
     if array.ndim == 1 and len(array) > FORMAT_CHUNK_CELLS and array.dtype.kind in "fiu":
         cells: list[str] = []
         for start in range(0, len(array), FORMAT_CHUNK_CELLS):
             cells.extend(_format_array(array[start : start + FORMAT_CHUNK_CELLS]))
         return cells
     return _format_array(array)
+
+
+_DOUBLE = np.dtype(np.float64)
+
+
+def _double_text(value: float) -> str:
+    if value - value == 0.0:  # finite
+        return repr(value)
+    return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
 
 
 def _format_array(array: np.ndarray) -> list[str]:

@@ -46,6 +46,7 @@ import logging
 import math
 import resource
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -316,14 +317,20 @@ def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
     a deferred 400, or close) before a held head could follow."""
     transport = _HeadWithBody(cycle.transport)
     cycle.transport = transport  # type: ignore[assignment]
-    send = cycle.send
+    # The cycle is reached through a weak reference, and its class's send: a function kept on
+    # the cycle that held the cycle would make a reference cycle of every request, which only
+    # the garbage collector frees (a young collection every 200 requests, 8 us a request).
+    own = weakref.ref(cycle)
+    send = type(cycle).send
 
     async def send_in_one_write(message: Any) -> None:
-        starts = message["type"] == "http.response.start" and not cycle.response_started
+        this = own()
+        assert this is not None  # the cycle's task, which runs the app, holds it
+        starts = message["type"] == "http.response.start" and not this.response_started
         if starts:
             transport.hold_next_write()
         try:
-            await send(message)
+            await send(this, message)
         finally:
             if not starts:  # a body's part went out, with the head; or the send failed
                 transport.flush()

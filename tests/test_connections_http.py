@@ -5,12 +5,14 @@ Over real sockets on loopback; every loop is bounded in count and time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import select
 import socket
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -295,25 +297,17 @@ def test_answers_without_a_body_write_and_after_100_continue_still_arrive(probe_
             sock.close()
 
 
-def test_answered_requests_leave_no_reference_cycles_behind():
-    """Every request's objects are freed as soon as it is answered, by reference counting: a
-    reference cycle per request (a wrapper kept on uvicorn's cycle that held the cycle, once)
-    made the garbage collector walk the young objects every 200 requests, 8 us a request."""
-    import asyncio
-    import gc
+@contextlib.contextmanager
+def _in_process_server(app):
+    """``app`` behind this server's guarded protocol, on uvicorn and uvloop (as the server runs)
+    in a thread of this process, where the collector and the app's own state can be looked at;
+    its address."""
     import threading
 
     import uvicorn
-    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+    import uvloop
 
     from scorer_core.server.connections import ConnectionLimits, guarded_protocol
-
-    async def app(scope, receive, send):
-        if scope["type"] != "http":
-            return
-        await receive()
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
 
     limits = ConnectionLimits(
         max_header_bytes=65536, header_timeout=10, idle_timeout=10, keepalive_timeout=10, max_connections=100
@@ -324,22 +318,50 @@ def test_answered_requests_leave_no_reference_cycles_behind():
     server = uvicorn.Server(config)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listener])), daemon=True)
+    thread = threading.Thread(target=lambda: uvloop.run(server.serve(sockets=[listener])), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 10
         while not server.started:
             assert time.monotonic() < deadline, "the in-process server did not start"
             time.sleep(0.01)
-        sock = socket.create_connection(listener.getsockname(), timeout=10)
-        ask = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"
+        yield listener.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+def test_answered_requests_leave_no_reference_cycles_behind():
+    """Every request's objects are freed as soon as it is answered, by reference counting: a
+    reference cycle per request (a wrapper kept on uvicorn's cycle that held the cycle, once)
+    made the garbage collector walk the young objects every 200 requests, 8 us a request."""
+    import gc
+
+    from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    asks = [
+        b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
+        b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    ]
+    with _in_process_server(app) as address:
+        sock = socket.create_connection(address, timeout=10)
         gc.collect()
         gc.disable()
         gc.set_debug(gc.DEBUG_SAVEALL)
         try:
-            for _ in range(50):
-                sock.sendall(ask)
-                assert read_response(sock, timeout=10).endswith(b"\r\n\r\nok")
+            for _ in range(25):
+                for ask in asks:
+                    sock.sendall(ask)
+                    assert read_response(sock, timeout=10).endswith(b"\r\n\r\nok")
             sock.sendall(b"HEAD /x HTTP/1.1\r\nHost: t\r\n\r\n")
             sock.close()
             time.sleep(0.2)  # the server sees the connection go
@@ -349,8 +371,41 @@ def test_answered_requests_leave_no_reference_cycles_behind():
             gc.set_debug(0)
             gc.garbage.clear()
             gc.enable()
-        assert kept == [], f"{len(kept)} of 51 requests' cycles were freed only by the garbage collector"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    assert kept == [], f"{len(kept)} of 51 requests' cycles were freed only by the garbage collector"
+
+
+def test_a_held_head_is_not_written_once_the_client_has_gone():
+    """An app that sends its head, waits, and sends its body after the client left: the head,
+    held for the body, is dropped as uvicorn drops the body, and the app's send does not fail."""
+    import asyncio
+
+    outcomes: list[str] = []
+    gone = threading.Event()
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        for _ in range(100):
+            if gone.is_set():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # the server has seen the connection close
+        try:
+            await send({"type": "http.response.body", "body": b"ok"})
+            outcomes.append("sent")
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    with _in_process_server(app) as address:
+        sock = socket.create_connection(address, timeout=10)
+        sock.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}")
+        time.sleep(0.1)
+        sock.close()
+        gone.set()
+        deadline = time.monotonic() + 10
+        while not outcomes:
+            assert time.monotonic() < deadline, "the app never finished"
+            time.sleep(0.02)
+    assert outcomes == ["sent"]

@@ -77,7 +77,7 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
             task.uncancel()
         raise
     watch.remove(deadline)
-    if deadline.expired:  # the work finished before the cancellation reached it
+    if deadline.expired:  # the work swallowed the cancellation and finished
         task.uncancel()
     return result
 

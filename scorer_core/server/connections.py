@@ -157,17 +157,29 @@ class _FramedBody:
     parser has found the framing broken, so that the app answers 400 instead of waiting for bytes
     that will never be parsed."""
 
-    __slots__ = ("_receive", "broken")
+    __slots__ = ("_cycle", "broken")
 
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
+    def __init__(self, cycle: RequestResponseCycle) -> None:
+        # Weakly, and the class's receive: held strongly from the cycle it is kept on, it would
+        # make a reference cycle of the request, which only the garbage collector frees.
+        self._cycle = weakref.ref(cycle)
         self.broken = False
 
     async def __call__(self) -> Any:
-        message = await self._receive()
+        cycle = _cycle_of(self._cycle)
+        message = await type(cycle).receive(cycle)
         if self.broken:
             raise MalformedBody()
         return message
+
+
+def _cycle_of(own: weakref.ref[RequestResponseCycle]) -> RequestResponseCycle:
+    """The cycle a wrapper kept on it was made for: gone only when an app uses its ``send`` or
+    ``receive`` after its request has ended, which ASGI forbids."""
+    cycle = own()
+    if cycle is None:
+        raise RuntimeError("ASGI send or receive used after its request ended")
+    return cycle
 
 
 def _has_transfer_encoding(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -297,10 +309,11 @@ class _HeadWithBody:
         self._transport.write(data)
 
     def flush(self) -> None:
-        """Write a head still held (its body's write did not come)."""
+        """Write a head still held (its body's write did not come), unless the connection is
+        closing: uvicorn writes nothing once the client has gone, and neither does this."""
         self._holding = False
         head, self._head = self._head, None
-        if head is not None:
+        if head is not None and not self._transport.is_closing():
             self._transport.write(head)
 
     def close(self) -> None:
@@ -314,7 +327,9 @@ class _HeadWithBody:
 def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
     """Have ``cycle`` write each answer's head with its body (``_HeadWithBody``). Not for HEAD
     requests: uvicorn makes no write for their body, and completes the response (which may write
-    a deferred 400, or close) before a held head could follow."""
+    a deferred 400, or close) before a held head could follow. An app that sends its head and
+    then waits before its body (a stream) has its head sent with the body's first part; this
+    server's own answers send both at once."""
     transport = _HeadWithBody(cycle.transport)
     cycle.transport = transport  # type: ignore[assignment]
     # The cycle is reached through a weak reference, and its class's send: a function kept on
@@ -324,8 +339,7 @@ def _answer_in_one_write(cycle: RequestResponseCycle) -> None:
     send = type(cycle).send
 
     async def send_in_one_write(message: Any) -> None:
-        this = own()
-        assert this is not None  # the cycle's task, which runs the app, holds it
+        this = _cycle_of(own)
         starts = message["type"] == "http.response.start" and not this.response_started
         if starts:
             transport.hold_next_write()
@@ -461,7 +475,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if cycle.scope["method"] != "HEAD":
             _answer_in_one_write(cycle)
         if _has_transfer_encoding(self.headers):
-            self._framed = _FramedBody(cycle.receive)
+            self._framed = _FramedBody(cycle)
             cycle.receive = self._framed  # type: ignore[method-assign]
         else:
             self._framed = None

@@ -67,16 +67,15 @@ async def within(awaitable: Awaitable[T], seconds: float) -> T:
     try:
         result = await awaitable
     except asyncio.CancelledError:
-        watch.remove(deadline)
         if deadline.expired and task.uncancel() <= deadline.cancelling:
             raise TimeoutError from None
         raise
     except BaseException:
-        watch.remove(deadline)
         if deadline.expired:
             task.uncancel()
         raise
-    watch.remove(deadline)
+    finally:
+        watch.remove(deadline)
     if deadline.expired:  # the work swallowed the cancellation and finished
         task.uncancel()
     return result

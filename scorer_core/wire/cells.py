@@ -428,6 +428,8 @@ _DOUBLE = np.dtype(np.float64)
 
 
 def _double_text(value: float) -> str:
+    """A double as the contract's cell: in full (its repr), NaN and the infinities as H2O
+    spells them."""
     if value - value == 0.0:  # finite
         return repr(value)
     return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
@@ -461,11 +463,7 @@ def format_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
+        return _double_text(value)
     if isinstance(value, np.generic):
         return format_column([value])[0]
     return str(value)

@@ -59,7 +59,14 @@ PROTOCOL_STATE = (
     "transport",
 )
 #: RequestResponseCycle's state that server/connections.py reads or writes.
-CYCLE_STATE = ("keep_alive", "more_body", "response_complete", "message_event")
+CYCLE_STATE = (
+    "keep_alive",
+    "more_body",
+    "response_complete",
+    "message_event",
+    "response_started",
+    "transport",
+)
 
 
 async def _app(scope: object, receive: object, send: object) -> None:
@@ -93,9 +100,10 @@ def test_uvicorns_http_protocol_has_every_member_the_guarded_protocol_relies_on(
         assert re.search(rf"self\.{name}\b[^=\n]*=", cycle_init), (
             f"uvicorn {UVICORN} changed RequestResponseCycle.{name}, which server/connections.py reads; {SEE}"
         )
-    assert callable(getattr(RequestResponseCycle, "receive", None)), (
-        f"uvicorn {UVICORN} changed RequestResponseCycle.receive, which server/connections.py wraps; {SEE}"
-    )
+    for name in ("receive", "send"):
+        assert callable(getattr(RequestResponseCycle, name, None)), (
+            f"uvicorn {UVICORN} changed RequestResponseCycle.{name}, which server/connections.py wraps; {SEE}"
+        )
 
 
 def test_the_guarded_protocol_overrides_only_members_uvicorn_has():
